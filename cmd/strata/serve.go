@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/storefront"
+)
+
+// defaultAddr is where serve listens unless told otherwise: loopback only.
+const defaultAddr = "127.0.0.1:8080"
+
+// serveConfig is the YAML config file of 'strata serve'. Every key is
+// optional and a flag given on the command line wins over the file. Later
+// stages add their sections (cache, replicas, shards) here.
+type serveConfig struct {
+	DB   string `yaml:"db"`
+	Addr string `yaml:"addr"`
+}
+
+// loadServeConfig reads a config file strictly: an unknown key or a value of
+// the wrong type is an error naming its line.
+func loadServeConfig(path string) (serveConfig, error) {
+	var c serveConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func newServe(g *globals) *cobra.Command {
+	var (
+		dbURL, addr, configPath string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the storefront's HTTP API",
+		Long: `Serve the storefront's HTTP JSON API (users, actions, products,
+recommendations, search, /healthz, /readyz, /metrics).
+
+The database is migrated to the current schema on start-up. SIGINT or
+SIGTERM stops accepting new requests and drains the ones in flight.`,
+		Example: `  strata serve
+  strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
+  strata serve --config strata.yaml`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if configPath != "" {
+				c, err := loadServeConfig(configPath)
+				if err != nil {
+					return usageError{err}
+				}
+				if !cmd.Flags().Changed("db") && c.DB != "" {
+					dbURL = c.DB
+				}
+				if !cmd.Flags().Changed("addr") && c.Addr != "" {
+					addr = c.Addr
+				}
+			}
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return usageError{fmt.Errorf("--addr %q: %v (want host:port)", addr, err)}
+			}
+			ctx := cmd.Context()
+			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log})
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			reg := storefront.NewRegistry()
+			reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
+			h := storefront.NewHandler(store, storefront.HandlerConfig{Registry: reg, Logger: log})
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion())
+			err = storefront.Serve(ctx, storefront.NewServer(addr, h, log), ln)
+			if err == nil {
+				log.Info("stopped")
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dbURL, "db", defaultDB, "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB")
+	f.StringVar(&addr, "addr", defaultAddr, "address to listen on, host:port")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, addr); flags win over it")
+	return cmd
+}

@@ -1,0 +1,152 @@
+// Package database opens the SQL databases Strata runs on from a URL:
+// SQLite through the pure-Go modernc.org/sqlite driver (the embedded
+// default, no cgo) and PostgreSQL through pgx v5's database/sql driver.
+//
+// It owns the pool settings of a single primary (the guide's "Connection
+// Pooling and Resource Management" numbers) and nothing else: the SQL each
+// engine speaks is the storefront's business.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Kind names a database engine.
+type Kind string
+
+// The engines Strata runs on.
+const (
+	SQLite   Kind = "sqlite"
+	Postgres Kind = "postgres"
+)
+
+// Pool settings of the primary, from the guide's Connection Pooling section
+// (pool_size=50, max_overflow=20, pool_recycle=3600). database/sql has no
+// separate overflow: the pool may open PrimaryPoolSize+PrimaryMaxOverflow
+// connections and keeps PrimaryPoolSize of them idle.
+const (
+	PrimaryPoolSize    = 50        // guide: primary pool_size 50
+	PrimaryMaxOverflow = 20        // guide: primary max_overflow 20
+	PrimaryRecycle     = time.Hour // guide: primary pool_recycle 3600 s
+)
+
+// DefaultConnectTimeout bounds how long Open waits for the server to answer,
+// so an unreachable database is an error, not a hang.
+const DefaultConnectTimeout = 5 * time.Second
+
+// sqliteMaxConns caps SQLite connections: one writer at a time is all the
+// engine allows, and a few readers run alongside it in WAL mode.
+const sqliteMaxConns = 8
+
+// ErrBadURL is returned (wrapped) for a database URL Strata cannot use.
+var ErrBadURL = errors.New("database: bad URL")
+
+// Target is a parsed database URL.
+type Target struct {
+	Kind Kind
+	// DSN is what the driver is given: a file path with pragmas for SQLite,
+	// the connection string for PostgreSQL.
+	DSN string
+	// Display is the URL with any password removed, for logs and errors.
+	Display string
+}
+
+// Parse checks a database URL and says which engine it names. Accepted forms:
+//
+//	sqlite://strata.db          (relative to the working folder)
+//	sqlite:///var/lib/strata.db (absolute)
+//	postgres://user@host:5432/db?sslmode=disable (postgresql:// too)
+func Parse(raw string) (Target, error) {
+	if strings.TrimSpace(raw) == "" {
+		return Target{}, fmt.Errorf("%w: empty (want sqlite://PATH or postgres://...)", ErrBadURL)
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return Target{}, fmt.Errorf("%w: %q has no scheme (want sqlite://PATH or postgres://...)", ErrBadURL, raw)
+	}
+	switch strings.ToLower(scheme) {
+	case "sqlite", "sqlite3":
+		path, query, _ := strings.Cut(rest, "?")
+		if path == "" || strings.HasSuffix(path, "/") {
+			return Target{}, fmt.Errorf("%w: %q names no file", ErrBadURL, raw)
+		}
+		if query != "" {
+			return Target{}, fmt.Errorf("%w: %q: sqlite URLs take no parameters", ErrBadURL, raw)
+		}
+		if strings.Contains(path, ":memory:") {
+			return Target{}, fmt.Errorf("%w: %q: in-memory SQLite is not supported; name a file", ErrBadURL, raw)
+		}
+		return Target{Kind: SQLite, DSN: sqliteDSN(filepath.Clean(path)), Display: "sqlite://" + path}, nil
+	case "postgres", "postgresql":
+		u, err := url.Parse(raw)
+		if err != nil {
+			return Target{}, fmt.Errorf("%w: %v", ErrBadURL, err)
+		}
+		if _, err := pgx.ParseConfig(raw); err != nil {
+			return Target{}, fmt.Errorf("%w: %s: %v", ErrBadURL, u.Redacted(), err)
+		}
+		return Target{Kind: Postgres, DSN: raw, Display: u.Redacted()}, nil
+	default:
+		return Target{}, fmt.Errorf("%w: unsupported scheme %q (want sqlite:// or postgres://)", ErrBadURL, scheme)
+	}
+}
+
+// sqliteDSN turns a file path into a modernc DSN. WAL lets readers run beside
+// the writer; synchronous(FULL) makes a commit durable before it is
+// acknowledged; immediate transactions take the write lock up front so two
+// writers queue on busy_timeout instead of failing with SQLITE_BUSY.
+func sqliteDSN(path string) string {
+	return "file:" + path +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)" +
+		"&_pragma=busy_timeout(10000)&_txlock=immediate"
+}
+
+// Open parses raw, opens the pool with the guide's primary settings and
+// checks that the server answers within DefaultConnectTimeout (or ctx's
+// deadline, whichever is sooner).
+func Open(ctx context.Context, raw string) (*sql.DB, Target, error) {
+	t, err := Parse(raw)
+	if err != nil {
+		return nil, Target{}, err
+	}
+	var db *sql.DB
+	switch t.Kind {
+	case SQLite:
+		db, err = sql.Open("sqlite", t.DSN)
+		if err != nil {
+			return nil, t, fmt.Errorf("database: open %s: %w", t.Display, err)
+		}
+		db.SetMaxOpenConns(sqliteMaxConns)
+		db.SetMaxIdleConns(sqliteMaxConns)
+	case Postgres:
+		cfg, err := pgx.ParseConfig(t.DSN)
+		if err != nil {
+			return nil, t, fmt.Errorf("%w: %s: %v", ErrBadURL, t.Display, err)
+		}
+		if cfg.ConnectTimeout == 0 {
+			cfg.ConnectTimeout = DefaultConnectTimeout
+		}
+		db = stdlib.OpenDB(*cfg)
+		db.SetMaxOpenConns(PrimaryPoolSize + PrimaryMaxOverflow)
+		db.SetMaxIdleConns(PrimaryPoolSize)
+		db.SetConnMaxLifetime(PrimaryRecycle)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, t, fmt.Errorf("database: cannot reach %s: %w", t.Display, err)
+	}
+	return db, t, nil
+}

@@ -1,0 +1,473 @@
+package storefront
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// HTTP server limits: a slow or idle client cannot pin a connection or a
+// goroutine for longer than these.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 15 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 64 << 10
+	// RequestTimeout bounds the work of one request, database calls included.
+	RequestTimeout = 10 * time.Second
+	// ShutdownTimeout bounds how long a graceful shutdown drains in-flight
+	// requests before it closes what is left.
+	ShutdownTimeout = 20 * time.Second
+	readyTimeout    = 2 * time.Second
+)
+
+// Service is what the HTTP API serves. *Store implements it; later stages
+// of the scale journey wrap a Store (a cache in front, replicas behind)
+// without the API noticing.
+type Service interface {
+	GetUser(ctx context.Context, id int64) (User, error)
+	CreateUser(ctx context.Context, n NewUser) (User, error)
+	UpdateUser(ctx context.Context, id int64, p UserPatch) (User, error)
+	RecordAction(ctx context.Context, userID, productID int64, kind ActionKind) (Action, error)
+	GetProduct(ctx context.Context, id int64) (Product, error)
+	Search(ctx context.Context, q string, limit int) ([]Product, error)
+	Recommend(ctx context.Context, userID int64, limit int) ([]Recommendation, error)
+	Ping(ctx context.Context) error
+}
+
+var _ Service = (*Store)(nil)
+
+// HandlerConfig holds the API's optional settings.
+type HandlerConfig struct {
+	// Registry receives the API's metrics and is served on /metrics; nil
+	// means a new registry from [NewRegistry].
+	Registry *prometheus.Registry
+	// Logger receives server-side errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and process
+// collectors, which every Strata service exports.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+type api struct {
+	svc Service
+	log *slog.Logger
+}
+
+// NewHandler returns the storefront's HTTP JSON API over svc:
+//
+//	GET   /users/{id}                  a user
+//	POST  /users                       create a user {email, name, region}
+//	PATCH /users/{id}                  change any of email, name, region; bumps version
+//	POST  /users/{id}/actions          record {product_id, kind: view|cart|purchase}
+//	GET   /users/{id}/recommendations  ?limit=1..100 (default 10)
+//	GET   /products/{id}               a product
+//	GET   /search                      ?q=words&limit=1..100 (default 10)
+//	GET   /healthz, /readyz, /metrics  liveness, database readiness, Prometheus
+//
+// Every error is JSON, {"error": "...", "field": "..."}, with a 4xx status
+// for bad input; a panic in a handler becomes a 500, never a dropped
+// connection.
+func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
+	if cfg.Registry == nil {
+		cfg.Registry = NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &api{svc: svc, log: cfg.Logger}
+	m := newHTTPMetrics(cfg.Registry)
+	mux := http.NewServeMux()
+	route := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, m.instrument(pattern, a.recover(h)))
+	}
+	route("GET /users/{id}", a.getUser)
+	route("POST /users", a.createUser)
+	route("PATCH /users/{id}", a.updateUser)
+	route("POST /users/{id}/actions", a.recordAction)
+	route("GET /users/{id}/recommendations", a.recommend)
+	route("GET /products/{id}", a.getProduct)
+	route("GET /search", a.search)
+	route("GET /healthz", a.healthz)
+	route("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", m.instrument("GET /metrics",
+		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)})))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// The mux would answer 404 or 405 in plain text; answer in JSON.
+			rec := &statusRecorder{header: http.Header{}}
+			mux.ServeHTTP(rec, r)
+			if allow := rec.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			status, msg := rec.status, "no such route"
+			if status == http.StatusMethodNotAllowed {
+				msg = fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, rec.header.Get("Allow"))
+			} else {
+				status = http.StatusNotFound
+			}
+			m.unmatched.WithLabelValues(strconv.Itoa(status)).Inc()
+			writeJSON(w, status, errorBody{Error: msg, Field: "path"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// NewServer returns an http.Server for h with the timeouts above.
+func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Serve serves srv on ln until ctx is done, then shuts down gracefully:
+// it stops accepting, drains in-flight requests for up to ShutdownTimeout
+// and returns. A nil error means a clean shutdown.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("storefront: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("storefront: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("storefront: serve: %w", err)
+	}
+	return nil
+}
+
+// statusRecorder captures the mux's own 404/405 answers.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(status int)      { r.status = status }
+
+// errorBody is the one shape of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do
+}
+
+func writeAPIError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, errorBody{Error: e.msg, Field: e.field})
+}
+
+// fail answers an error from the service with the status it deserves.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *FieldError
+	switch {
+	case errors.As(err, &fe):
+		status := http.StatusBadRequest
+		switch {
+		case errors.Is(fe.Err, ErrConflict):
+			status = http.StatusConflict
+		case errors.Is(fe.Err, ErrNotFound) && fe.Field == "id":
+			status = http.StatusNotFound
+		case errors.Is(fe.Err, ErrNotFound):
+			status = http.StatusUnprocessableEntity // the body names a missing row
+		}
+		writeJSON(w, status, errorBody{Error: fe.Field + " " + fe.Msg, Field: fe.Field})
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusNotFound, errorBody{Error: notFoundMessage(err), Field: "id"})
+	case errors.Is(err, context.DeadlineExceeded):
+		a.log.Warn("request timed out", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the request timed out"})
+	case errors.Is(err, context.Canceled):
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the request was canceled"})
+	default:
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
+	}
+}
+
+// notFoundMessage turns "user 5: storefront: not found" into "user 5 not found".
+func notFoundMessage(err error) string {
+	msg := err.Error()
+	if suffix := ": " + ErrNotFound.Error(); len(msg) > len(suffix) && msg[len(msg)-len(suffix):] == suffix {
+		return msg[:len(msg)-len(suffix)] + " not found"
+	}
+	return "not found"
+}
+
+func (a *api) recover(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
+			}
+		}()
+		h(w, r)
+	}
+}
+
+func pathID(r *http.Request) (int64, *apiError) { return parseID("id", r.PathValue("id")) }
+
+func (a *api) getUser(w http.ResponseWriter, r *http.Request) {
+	id, aerr := pathID(r)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	u, err := a.svc.GetUser(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (a *api) createUser(w http.ResponseWriter, r *http.Request) {
+	obj, aerr := readObject(w, r)
+	if aerr == nil {
+		aerr = obj.only("email", "name", "region")
+	}
+	var email, name, region *string
+	if aerr == nil {
+		email, aerr = obj.str("email", true)
+	}
+	if aerr == nil {
+		name, aerr = obj.str("name", true)
+	}
+	if aerr == nil {
+		region, aerr = obj.str("region", true)
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	u, err := a.svc.CreateUser(r.Context(), NewUser{Email: *email, Name: *name, Region: *region})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/users/"+strconv.FormatInt(u.ID, 10))
+	writeJSON(w, http.StatusCreated, u)
+}
+
+func (a *api) updateUser(w http.ResponseWriter, r *http.Request) {
+	id, aerr := pathID(r)
+	var obj object
+	if aerr == nil {
+		obj, aerr = readObject(w, r)
+	}
+	if aerr == nil {
+		aerr = obj.only("email", "name", "region")
+	}
+	var p UserPatch
+	if aerr == nil {
+		p.Email, aerr = obj.str("email", false)
+	}
+	if aerr == nil {
+		p.Name, aerr = obj.str("name", false)
+	}
+	if aerr == nil {
+		p.Region, aerr = obj.str("region", false)
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	u, err := a.svc.UpdateUser(r.Context(), id, p)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (a *api) recordAction(w http.ResponseWriter, r *http.Request) {
+	id, aerr := pathID(r)
+	var obj object
+	if aerr == nil {
+		obj, aerr = readObject(w, r)
+	}
+	if aerr == nil {
+		aerr = obj.only("product_id", "kind")
+	}
+	var productID int64
+	var kind *string
+	if aerr == nil {
+		productID, aerr = obj.int("product_id")
+	}
+	if aerr == nil {
+		kind, aerr = obj.str("kind", true)
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	act, err := a.svc.RecordAction(r.Context(), id, productID, ActionKind(*kind))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, act)
+}
+
+func (a *api) recommend(w http.ResponseWriter, r *http.Request) {
+	id, aerr := pathID(r)
+	var limit int
+	if aerr == nil {
+		var q map[string][]string
+		if q, aerr = query(r); aerr == nil {
+			limit, aerr = limitParam(q)
+		}
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	recs, err := a.svc.Recommend(r.Context(), id, limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "recommendations": recs})
+}
+
+func (a *api) getProduct(w http.ResponseWriter, r *http.Request) {
+	id, aerr := pathID(r)
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	p, err := a.svc.GetProduct(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (a *api) search(w http.ResponseWriter, r *http.Request) {
+	q, aerr := query(r)
+	var text string
+	var limit int
+	if aerr == nil {
+		var ok bool
+		text, ok, aerr = param(q, "q")
+		if aerr == nil && !ok {
+			aerr = badRequest("q", "is required")
+		}
+	}
+	if aerr == nil {
+		limit, aerr = limitParam(q)
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	products, err := a.svc.Search(r.Context(), text, limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"query": text, "results": products})
+}
+
+func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := a.svc.Ping(ctx); err != nil {
+		a.log.Warn("not ready", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "database unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// httpMetrics are the API's request metrics.
+type httpMetrics struct {
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	inFlight  prometheus.Gauge
+	unmatched *prometheus.CounterVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_http_requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "strata_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_http_requests_in_flight",
+			Help: "HTTP requests being answered now.",
+		}),
+		unmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_http_unmatched_requests_total",
+			Help: "Requests that matched no route (404) or no method of a route (405), by status code.",
+		}, []string{"code"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.unmatched)
+	return m
+}
+
+func (m *httpMetrics) instrument(pattern string, h http.Handler) http.Handler {
+	labels := prometheus.Labels{"route": pattern}
+	h = promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(labels), h)
+	h = promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(labels), h)
+	return promhttp.InstrumentHandlerInFlight(m.inFlight, h)
+}

@@ -1,0 +1,354 @@
+package storefront
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/strata-dev/strata/internal/database"
+)
+
+// SeedWindow is how far back seeded actions reach (their timestamps are
+// spread over the last 90 days).
+const SeedWindow = 90 * 24 * time.Hour
+
+// Shape of the generated data.
+const (
+	seedZipfS          = 1.1  // Zipf exponent of product popularity
+	seedFavouriteShare = 0.5  // share of a user's actions in their favourite category
+	seedViewShare      = 0.80 // share of actions that are views
+	seedCartShare      = 0.12 // share that are add-to-carts; the rest are purchases
+	sqliteSeedBatch    = 200  // rows per multi-row INSERT on SQLite
+)
+
+// ErrNotEmpty is returned by [Seed] when the tables already hold rows.
+var ErrNotEmpty = errors.New("storefront: database already holds data")
+
+// SeedConfig says how much data [Seed] generates.
+type SeedConfig struct {
+	Users, Products, Actions int
+	// RandSeed makes the data reproducible: the same seed and counts give
+	// the same rows (timestamps are relative to Now).
+	RandSeed int64
+	// Now is the end of the action window; zero means time.Now().
+	Now time.Time
+	// Progress, if set, is called after each batch with rows written so far
+	// and the total.
+	Progress func(done, total int64)
+}
+
+// SeedStats reports what [Seed] wrote.
+type SeedStats struct {
+	Users, Products, Actions int
+	Elapsed                  time.Duration
+}
+
+// Seed fills an empty database with realistic, deterministic data: products
+// in a score of categories with Zipf-distributed popularity, users spread
+// over regions each with a favourite category, and actions skewed to
+// popular products and to each user's favourite category, timestamped over
+// the last SeedWindow. PostgreSQL is written with COPY, SQLite with
+// multi-row INSERTs; either way in one transaction, so a failure leaves the
+// database as it was.
+func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
+	switch {
+	case cfg.Users < 1:
+		return SeedStats{}, fmt.Errorf("storefront: seed: users must be at least 1, got %d", cfg.Users)
+	case cfg.Products < 1:
+		return SeedStats{}, fmt.Errorf("storefront: seed: products must be at least 1, got %d", cfg.Products)
+	case cfg.Actions < 0:
+		return SeedStats{}, fmt.Errorf("storefront: seed: actions must not be negative, got %d", cfg.Actions)
+	}
+	if cfg.Now.IsZero() {
+		cfg.Now = s.now()
+	}
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_actions)`).Scan(&n); err != nil {
+		return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
+	}
+	if n > 0 {
+		return SeedStats{}, fmt.Errorf("%w (%d rows); seed an empty database or reset it first", ErrNotEmpty, n)
+	}
+	start := time.Now()
+	g := newGenerator(cfg)
+	var err error
+	if s.d.kind == database.Postgres {
+		err = seedPostgres(ctx, s.db, g)
+	} else {
+		err = seedSQLite(ctx, s.db, g)
+	}
+	s.pop.invalidate()
+	if err != nil {
+		return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
+	}
+	return SeedStats{Users: cfg.Users, Products: cfg.Products, Actions: cfg.Actions, Elapsed: time.Since(start)}, nil
+}
+
+// Reset deletes every user, product and action.
+func (s *Store) Reset(ctx context.Context) error {
+	q := `DELETE FROM user_actions; DELETE FROM users; DELETE FROM products;`
+	if s.d.kind == database.Postgres {
+		q = `TRUNCATE user_actions, users, products RESTART IDENTITY`
+	}
+	if _, err := s.db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("storefront: reset: %w", err)
+	}
+	s.pop.invalidate()
+	return nil
+}
+
+var seedCategories = []struct {
+	name  string
+	nouns []string
+	uses  []string
+}{
+	{"books", []string{"novel", "cookbook", "atlas", "biography", "notebook"}, []string{"long evenings", "curious readers", "the commute"}},
+	{"electronics", []string{"headphones", "speaker", "charger", "keyboard", "monitor"}, []string{"the home office", "travel", "gaming"}},
+	{"kitchen", []string{"skillet", "kettle", "knife", "blender", "teapot"}, []string{"weeknight dinners", "baking", "brunch"}},
+	{"garden", []string{"trowel", "planter", "hose", "pruner", "birdhouse"}, []string{"the balcony", "raised beds", "spring planting"}},
+	{"toys", []string{"puzzle", "robot", "kite", "train", "blocks"}, []string{"rainy days", "young builders", "the playroom"}},
+	{"sports", []string{"racket", "yoga mat", "dumbbell", "helmet", "jersey"}, []string{"morning runs", "the gym", "weekend leagues"}},
+	{"beauty", []string{"serum", "lotion", "brush", "palette", "cleanser"}, []string{"daily care", "dry skin", "travel kits"}},
+	{"grocery", []string{"coffee", "olive oil", "granola", "tea", "chocolate"}, []string{"the pantry", "breakfast", "gifting"}},
+	{"clothing", []string{"jacket", "sweater", "scarf", "shirt", "raincoat"}, []string{"cold mornings", "the office", "layering"}},
+	{"shoes", []string{"sneaker", "boot", "sandal", "loafer", "trail shoe"}, []string{"city walks", "hiking", "summer"}},
+	{"music", []string{"guitar", "ukulele", "metronome", "vinyl", "microphone"}, []string{"practice", "the studio", "beginners"}},
+	{"tools", []string{"drill", "wrench", "toolbox", "level", "saw"}, []string{"home repairs", "the workshop", "weekend projects"}},
+	{"office", []string{"desk lamp", "stapler", "planner", "pen", "chair"}, []string{"focused work", "students", "the home office"}},
+	{"pets", []string{"leash", "cat tree", "dog bed", "feeder", "chew toy"}, []string{"happy pets", "puppies", "indoor cats"}},
+	{"outdoors", []string{"tent", "lantern", "backpack", "sleeping bag", "stove"}, []string{"camping", "long hikes", "festivals"}},
+	{"games", []string{"board game", "card game", "controller", "chess set", "dice"}, []string{"game night", "families", "two players"}},
+}
+
+var (
+	seedAdjectives = []string{"compact", "classic", "wireless", "organic", "premium", "vintage", "portable", "ergonomic", "handmade", "waterproof", "lightweight", "deluxe", "eco", "smart", "rustic", "modern"}
+	seedBrands     = []string{"Acme", "Northwind", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Hooli", "Vandelay"}
+	seedFirst      = []string{"Ada", "Alan", "Grace", "Linus", "Ken", "Barbara", "Edsger", "Margaret", "Dennis", "Frances", "John", "Radia", "Tim", "Sophie", "Guido", "Rob"}
+	seedLast       = []string{"Lovelace", "Turing", "Hopper", "Torvalds", "Thompson", "Liskov", "Dijkstra", "Hamilton", "Ritchie", "Allen", "Backus", "Perlman", "Berners-Lee", "Wilson", "Rossum", "Pike"}
+	seedRegions    = []struct {
+		name  string
+		share float64
+	}{{"us-east", 0.40}, {"eu-west", 0.25}, {"us-west", 0.20}, {"ap-south", 0.15}}
+)
+
+// generator produces the rows of one seed run, deterministically.
+type generator struct {
+	cfg        SeedConfig
+	r          *rand.Rand
+	category   []int     // category index of product id-1
+	byPop      []int64   // product ids, most popular first
+	catByPop   [][]int64 // per category, product ids most popular first
+	globalZipf *rand.Zipf
+	catZipf    []*rand.Zipf
+	favourite  []int // favourite category of user id-1
+	done       int64
+	total      int64
+}
+
+func newGenerator(cfg SeedConfig) *generator {
+	r := rand.New(rand.NewSource(cfg.RandSeed))
+	g := &generator{cfg: cfg, r: r, total: int64(cfg.Users + cfg.Products + cfg.Actions)}
+	g.category = make([]int, cfg.Products)
+	for i := range g.category {
+		g.category[i] = r.Intn(len(seedCategories))
+	}
+	g.catByPop = make([][]int64, len(seedCategories))
+	for _, i := range r.Perm(cfg.Products) {
+		id := int64(i + 1)
+		g.byPop = append(g.byPop, id)
+		c := g.category[i]
+		g.catByPop[c] = append(g.catByPop[c], id)
+	}
+	g.globalZipf = rand.NewZipf(r, seedZipfS, 1, uint64(cfg.Products-1))
+	g.catZipf = make([]*rand.Zipf, len(seedCategories))
+	for c, ids := range g.catByPop {
+		if len(ids) > 0 {
+			g.catZipf[c] = rand.NewZipf(r, seedZipfS, 1, uint64(len(ids)-1))
+		}
+	}
+	g.favourite = make([]int, cfg.Users)
+	for i := range g.favourite {
+		g.favourite[i] = r.Intn(len(seedCategories))
+	}
+	return g
+}
+
+func (g *generator) progress(n int) {
+	g.done += int64(n)
+	if g.cfg.Progress != nil {
+		g.cfg.Progress(g.done, g.total)
+	}
+}
+
+func pick[T any](r *rand.Rand, s []T) T { return s[r.Intn(len(s))] }
+
+func (g *generator) user(id int64) []any {
+	r := g.r
+	first, last := pick(r, seedFirst), pick(r, seedLast)
+	x, region := r.Float64(), seedRegions[len(seedRegions)-1].name
+	for _, reg := range seedRegions {
+		if x < reg.share {
+			region = reg.name
+			break
+		}
+		x -= reg.share
+	}
+	created := g.cfg.Now.Add(-SeedWindow - time.Duration(r.Int63n(int64(365*24*time.Hour)))).UTC().Truncate(time.Microsecond)
+	email := strings.ToLower(fmt.Sprintf("%s.%s.%d@example.com", first, strings.ReplaceAll(last, "-", ""), id))
+	return []any{id, email, first + " " + last, region, created, created, int64(1)}
+}
+
+func (g *generator) product(id int64) []any {
+	r := g.r
+	c := seedCategories[g.category[id-1]]
+	adj, noun := pick(r, seedAdjectives), pick(r, c.nouns)
+	title := fmt.Sprintf("%s %s %s %d", pick(r, seedBrands), adj, noun, 100+r.Intn(900))
+	desc := fmt.Sprintf("A %s %s made for %s. %s %s, rated highly by %s fans.",
+		pick(r, seedAdjectives), noun, pick(r, c.uses), upperFirst(pick(r, seedAdjectives)), c.name, c.name)
+	price := int64(math.Min(500000, math.Max(99, math.Exp(7.5+r.NormFloat64()))))
+	updated := g.cfg.Now.Add(-time.Duration(r.Int63n(int64(SeedWindow)))).UTC().Truncate(time.Microsecond)
+	return []any{id, title, desc, c.name, price, int64(r.Intn(500)), updated}
+}
+
+func (g *generator) action(id int64) []any {
+	r := g.r
+	user := int64(r.Intn(g.cfg.Users)) + 1
+	var product int64
+	if fav := g.favourite[user-1]; g.catZipf[fav] != nil && r.Float64() < seedFavouriteShare {
+		product = g.catByPop[fav][g.catZipf[fav].Uint64()]
+	} else {
+		product = g.byPop[g.globalZipf.Uint64()]
+	}
+	kind := Purchase
+	switch x := r.Float64(); {
+	case x < seedViewShare:
+		kind = View
+	case x < seedViewShare+seedCartShare:
+		kind = Cart
+	}
+	at := g.cfg.Now.Add(-time.Duration(r.Int63n(int64(SeedWindow)))).UTC().Truncate(time.Microsecond)
+	return []any{id, user, product, string(kind), at}
+}
+
+func upperFirst(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
+
+type seedTable struct {
+	name    string
+	columns []string
+	rows    int
+	row     func(id int64) []any
+	times   []int // indexes of time columns (bound as integers on SQLite)
+}
+
+func (g *generator) tables() []seedTable {
+	return []seedTable{
+		{"products", []string{"id", "title", "description", "category", "price_cents", "stock", "updated_at"}, g.cfg.Products, g.product, []int{6}},
+		{"users", []string{"id", "email", "name", "region", "created_at", "updated_at", "version"}, g.cfg.Users, g.user, []int{4, 5}},
+		{"user_actions", []string{"id", "user_id", "product_id", "kind", "created_at"}, g.cfg.Actions, g.action, []int{4}},
+	}
+}
+
+func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		tx, err := pc.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+		for _, t := range g.tables() {
+			var id int64
+			src := pgx.CopyFromFunc(func() ([]any, error) {
+				if id == int64(t.rows) {
+					return nil, nil
+				}
+				id++
+				if id%10000 == 0 {
+					g.progress(10000)
+				}
+				return t.row(id), nil
+			})
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.columns, src); err != nil {
+				return fmt.Errorf("copy %s: %w", t.name, err)
+			}
+			g.progress(int(id % 10000))
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%s', 'id'), GREATEST(1, (SELECT COALESCE(MAX(id), 0) FROM %s)))`, t.name, t.name)); err != nil {
+				return fmt.Errorf("advance %s id sequence: %w", t.name, err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		_, err = pc.Exec(ctx, `ANALYZE users, products, user_actions`)
+		return err
+	})
+}
+
+func seedSQLite(ctx context.Context, db *sql.DB, g *generator) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	for _, t := range g.tables() {
+		one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(t.columns)), ",") + ")"
+		prefix := "INSERT INTO " + t.name + " (" + strings.Join(t.columns, ", ") + ") VALUES "
+		full, err := tx.PrepareContext(ctx, prefix+strings.TrimSuffix(strings.Repeat(one+",", sqliteSeedBatch), ","))
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", t.name, err)
+		}
+		args := make([]any, 0, sqliteSeedBatch*len(t.columns))
+		flush := func(n int, stmt *sql.Stmt) error {
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("insert %s: %w", t.name, err)
+			}
+			args = args[:0]
+			g.progress(n)
+			return nil
+		}
+		n := 0
+		for id := int64(1); id <= int64(t.rows); id++ {
+			row := t.row(id)
+			for _, i := range t.times {
+				row[i] = row[i].(time.Time).UnixMicro()
+			}
+			args = append(args, row...)
+			if n++; n == sqliteSeedBatch {
+				if err := flush(n, full); err != nil {
+					return err
+				}
+				n = 0
+			}
+		}
+		full.Close()
+		if n > 0 {
+			rest, err := tx.PrepareContext(ctx, prefix+strings.TrimSuffix(strings.Repeat(one+",", n), ","))
+			if err != nil {
+				return fmt.Errorf("prepare %s: %w", t.name, err)
+			}
+			err = flush(n, rest)
+			rest.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, `ANALYZE`)
+	return err
+}

@@ -1,0 +1,313 @@
+package storefront
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/strata-dev/strata/internal/database"
+)
+
+// DefaultPopularityRefresh is how old the popularity ranking behind
+// recommendation fallbacks may grow before one background query recomputes
+// it. Popularity moves slowly; recomputing it per request would scan every
+// action on every cold user's request.
+const DefaultPopularityRefresh = time.Minute
+
+// Config holds the store's optional settings; the zero value means the
+// documented defaults.
+type Config struct {
+	// PopularityRefresh is how often the popularity ranking is recomputed;
+	// 0 means DefaultPopularityRefresh.
+	PopularityRefresh time.Duration
+	// Logger receives background errors; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Store reads and writes the storefront's data through database/sql. One
+// set of queries serves SQLite and PostgreSQL; dialect.go holds the few
+// differences. A Store is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	ownsDB bool
+	d      dialect
+	now    func() time.Time
+	log    *slog.Logger
+	pop    *popularity
+}
+
+// Open connects to the database at url (see [database.Parse] for the forms),
+// applies pending schema migrations and returns a Store that owns the pool.
+func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
+	db, target, err := database.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(ctx, db, target.Kind, cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.ownsDB = true
+	return s, nil
+}
+
+// New returns a Store over an open pool of the given kind and applies
+// pending migrations. The caller keeps ownership of db.
+func New(ctx context.Context, db *sql.DB, kind database.Kind, cfg Config) (*Store, error) {
+	d, err := dialectFor(kind)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PopularityRefresh < 0 {
+		return nil, fmt.Errorf("storefront: PopularityRefresh is negative (%v)", cfg.PopularityRefresh)
+	}
+	if cfg.PopularityRefresh == 0 {
+		cfg.PopularityRefresh = DefaultPopularityRefresh
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := migrate(ctx, db, d); err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, d: d, now: cfg.Now, log: cfg.Logger}
+	s.pop = newPopularity(s, cfg.PopularityRefresh)
+	return s, nil
+}
+
+// Close waits for background work and closes the pool if the Store opened it.
+func (s *Store) Close() error {
+	s.pop.close()
+	if s.ownsDB {
+		return s.db.Close()
+	}
+	return nil
+}
+
+// DB returns the underlying pool, for metrics and tools.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Kind says which engine the store runs on.
+func (s *Store) Kind() database.Kind { return s.d.kind }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("storefront: ping: %w", err)
+	}
+	return nil
+}
+
+// stamp is the store's notion of now, at the microsecond precision both
+// engines keep, so a value read back equals the value written.
+func (s *Store) stamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+const userColumns = `id, email, name, region, created_at, updated_at, version`
+
+const productColumns = `id, title, description, category, price_cents, stock, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(r scanner) (User, error) {
+	var u User
+	err := r.Scan(&u.ID, &u.Email, &u.Name, &u.Region, timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, &u.Version)
+	return u, err
+}
+
+func scanProduct(r scanner) (Product, error) {
+	var p Product
+	err := r.Scan(&p.ID, &p.Title, &p.Description, &p.Category, &p.PriceCents, &p.Stock, timeCol{&p.UpdatedAt})
+	return p, err
+}
+
+func checkID(field string, id int64) error {
+	if id <= 0 {
+		return fieldErr(field, "must be a positive integer, got %d", id)
+	}
+	return nil
+}
+
+// GetUser returns the user with the given id, or ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, id int64) (User, error) {
+	if err := checkID("id", id); err != nil {
+		return User{}, err
+	}
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("user %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("storefront: get user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// CreateUser validates and inserts a user. The email is stored lower-case;
+// a taken email is a *FieldError wrapping ErrConflict.
+func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
+	n, err := n.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	now := s.d.timeArg(s.stamp())
+	u, err := scanUser(s.db.QueryRowContext(ctx,
+		`INSERT INTO users (email, name, region, created_at, updated_at, version)
+		 VALUES ($1, $2, $3, $4, $4, 1) RETURNING `+userColumns,
+		n.Email, n.Name, n.Region, now))
+	if err != nil {
+		if s.d.uniqueViolation(err) {
+			return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", n.Email), Err: ErrConflict}
+		}
+		return User{}, fmt.Errorf("storefront: create user: %w", err)
+	}
+	return u, nil
+}
+
+// UpdateUser applies the non-nil fields of p, bumps the version and returns
+// the new row. An unknown id is ErrNotFound; a taken email ErrConflict.
+func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, error) {
+	if err := checkID("id", id); err != nil {
+		return User{}, err
+	}
+	p, err := p.normalize()
+	if err != nil {
+		return User{}, err
+	}
+	u, err := scanUser(s.db.QueryRowContext(ctx,
+		`UPDATE users SET
+			email = COALESCE($2, email),
+			name = COALESCE($3, name),
+			region = COALESCE($4, region),
+			updated_at = $5,
+			version = version + 1
+		 WHERE id = $1 RETURNING `+userColumns,
+		id, p.Email, p.Name, p.Region, s.d.timeArg(s.stamp())))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return User{}, fmt.Errorf("user %d: %w", id, ErrNotFound)
+	case err != nil && s.d.uniqueViolation(err):
+		return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", *p.Email), Err: ErrConflict}
+	case err != nil:
+		return User{}, fmt.Errorf("storefront: update user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// RecordAction stores that user userID did kind with product productID.
+// An unknown user is ErrNotFound; an unknown product is a *FieldError on
+// "product_id" wrapping ErrNotFound.
+func (s *Store) RecordAction(ctx context.Context, userID, productID int64, kind ActionKind) (Action, error) {
+	if err := checkID("id", userID); err != nil {
+		return Action{}, err
+	}
+	if err := checkID("product_id", productID); err != nil {
+		return Action{}, err
+	}
+	if !kind.Valid() {
+		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %q", kind)
+	}
+	a := Action{UserID: userID, ProductID: productID, Kind: kind, CreatedAt: s.stamp()}
+	err := s.db.QueryRowContext(ctx,
+		`INSERT INTO user_actions (user_id, product_id, kind, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+		userID, productID, string(kind), s.d.timeArg(a.CreatedAt)).Scan(&a.ID)
+	if err != nil && s.d.foreignKeyViolation(err) {
+		return Action{}, s.missingReference(ctx, userID, productID)
+	}
+	if err != nil {
+		return Action{}, fmt.Errorf("storefront: record action: %w", err)
+	}
+	return a, nil
+}
+
+// missingReference finds which side of a failed action insert is missing.
+func (s *Store) missingReference(ctx context.Context, userID, productID int64) error {
+	if _, err := s.GetUser(ctx, userID); err != nil {
+		return err
+	}
+	if _, err := s.GetProduct(ctx, productID); errors.Is(err, ErrNotFound) {
+		return &FieldError{Field: "product_id", Msg: fmt.Sprintf("product %d does not exist", productID), Err: ErrNotFound}
+	} else if err != nil {
+		return err
+	}
+	return fmt.Errorf("storefront: record action: foreign key violation for user %d, product %d", userID, productID)
+}
+
+// GetProduct returns the product with the given id, or ErrNotFound.
+func (s *Store) GetProduct(ctx context.Context, id int64) (Product, error) {
+	if err := checkID("id", id); err != nil {
+		return Product{}, err
+	}
+	p, err := scanProduct(s.db.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Product{}, fmt.Errorf("product %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Product{}, fmt.Errorf("storefront: get product %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// productsByID returns the products with the given ids in the order of ids,
+// skipping ids that do not exist.
+func (s *Store) productsByID(ctx context.Context, ids []int64) ([]Product, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+productColumns+` FROM products WHERE id IN (`+placeholders(1, len(ids))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storefront: products by id: %w", err)
+	}
+	defer rows.Close()
+	byID := make(map[int64]Product, len(ids))
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			return nil, fmt.Errorf("storefront: products by id: %w", err)
+		}
+		byID[p.ID] = p
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storefront: products by id: %w", err)
+	}
+	out := make([]Product, 0, len(ids))
+	for _, id := range ids {
+		if p, ok := byID[id]; ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// placeholders returns "$from, $from+1, ..." n times.
+func placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+// checkLimit validates a list limit.
+func checkLimit(limit int) error {
+	if limit < 1 || limit > MaxLimit {
+		return fieldErr("limit", "must be between 1 and %d, got %d", MaxLimit, limit)
+	}
+	return nil
+}

@@ -84,6 +84,9 @@ func decodeObject(body []byte) (object, *apiError) {
 		if !ok {
 			return nil, badRequest("body", "malformed JSON: object key is not a string")
 		}
+		if key == "" {
+			return nil, badRequest("body", "has an empty object key")
+		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, syntaxError(err)
@@ -155,7 +158,8 @@ func (o object) int(name string) (int64, *apiError) {
 		return 0, badRequest(name, "is required")
 	}
 	var n json.Number
-	if bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, &n) != nil {
+	// json.Number also accepts a quoted number; an integer field must not.
+	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') || json.Unmarshal(raw, &n) != nil {
 		return 0, badRequest(name, "must be an integer")
 	}
 	v, err := strconv.ParseInt(n.String(), 10, 64)

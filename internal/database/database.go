@@ -107,9 +107,10 @@ func Parse(raw string) (Target, error) {
 // acknowledged; immediate transactions take the write lock up front so two
 // writers queue on busy_timeout instead of failing with SQLITE_BUSY.
 func sqliteDSN(path string) string {
+	// busy_timeout comes first: switching to WAL itself needs the lock.
 	return "file:" + path +
-		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)" +
-		"&_pragma=busy_timeout(10000)&_txlock=immediate"
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // Open parses raw, opens the pool with the guide's primary settings and

@@ -227,10 +227,10 @@ func TestSearchTerms(t *testing.T) {
 		{"Wireless Headphones", "wireless headphones"}, // lower-cased words
 		{"tea, tea & TEA", "tea"},                      // duplicates dropped
 		{`"quoted" (grouped) col:umn`, "quoted grouped col umn"},
-		{"café crème 42", "café crème 42"},   // letters beyond ASCII are words
-		{"   ", ""},                          // blank is an error
-		{"!!!", ""},                          // no word is an error
-		{strings.Repeat("a", 201), ""},       // over 200 characters
+		{"café crème 42", "café crème 42"},                        // letters beyond ASCII are words
+		{"   ", ""},                                               // blank is an error
+		{"!!!", ""},                                               // no word is an error
+		{strings.Repeat("a", 201), ""},                            // over 200 characters
 		{strings.Repeat("é", 200), "" + strings.Repeat("é", 200)}, // 200 characters, not bytes
 		{"\xff\xfe", ""},                                          // invalid UTF-8
 	}

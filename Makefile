@@ -1,0 +1,29 @@
+# The two commands of the README are `go run ./cmd/strata demo` and `make test`.
+
+.PHONY: test up down demo bench fuzz
+
+# test: start the local PostgreSQL and Redis (scripts/dev), then run the whole
+# suite against them, with the race detector. CI runs exactly this.
+test:
+	@eval "$$(scripts/dev up)" && \
+	  echo "== gofmt" && test -z "$$(gofmt -l . | tee /dev/stderr)" && \
+	  echo "== go vet" && go vet ./... && \
+	  echo "== go test" && go test -race -count=1 -timeout 20m ./...
+
+up:
+	@scripts/dev up
+
+down:
+	@scripts/dev down
+
+demo:
+	go run ./cmd/strata demo
+
+# bench: the in-process benchmarks; docs/benchmarks.md has the load-tool runs.
+bench:
+	@eval "$$(scripts/dev up)" && go test -run '^$$' -bench . -benchmem ./...
+
+# fuzz: a short run of every fuzz target.
+fuzz:
+	@for t in FuzzDecodeObject FuzzParseID FuzzSearch; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./storefront/ || exit 1; done

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLIExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("db: sqlite://x.db\nport: 80\n"), 0o644)
+	wrongType := filepath.Join(dir, "type.yaml")
+	os.WriteFile(wrongType, []byte("addr: [1, 2]\n"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string // in stdout+stderr
+	}{
+		// Help works on every command.
+		{"root help", []string{"--help"}, 0, "strata demo"},
+		{"serve help", []string{"serve", "--help"}, 0, "--db"},
+		{"seed help", []string{"seed", "--help"}, 0, "--actions"},
+		{"demo help", []string{"demo", "--help"}, 0, "--requests"},
+		{"version", []string{"version"}, 0, "strata"},
+		// Usage errors exit 2 and say what was wrong.
+		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
+		{"unknown flag", []string{"serve", "--nope"}, 2, "unknown flag: --nope"},
+		{"flag wrong type", []string{"seed", "--users", "many"}, 2, "--users"},
+		{"stray argument", []string{"serve", "extra"}, 2, "takes no arguments"},
+		{"bad log level", []string{"--log-level", "loud", "version"}, 2, "--log-level"},
+		{"bad log level used", []string{"--log-level", "loud", "seed", "--users", "1"}, 2, "--log-level"},
+		{"bad addr", []string{"serve", "--addr", "nowhere"}, 2, "--addr"},
+		{"missing config", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, 2, "no such file"},
+		{"unknown config key", []string{"serve", "--config", bad}, 2, "line 2: field port not found"},
+		{"config wrong type", []string{"serve", "--config", wrongType}, 2, "line 1"},
+		{"zero users", []string{"seed", "--users", "0"}, 2, "--users must be at least 1"},
+		{"negative actions", []string{"seed", "--actions", "-1"}, 2, "--actions must not be negative"},
+		// Runtime errors exit 1.
+		{"bad db scheme", []string{"serve", "--db", "mysql://localhost/x", "--addr", "127.0.0.1:0"}, 1, "unsupported scheme"},
+		{"unreachable postgres", []string{"seed", "--db", "postgres://strata@127.0.0.1:1/x?sslmode=disable", "--users", "1", "--products", "1"}, 1, "cannot reach"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, c.args...)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Fatalf("strata %v: exit %d, want %d; output lacks %q?\nstdout: %s\nstderr: %s", c.args, code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}
+
+func TestCLISeedAndServe(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite://" + filepath.Join(dir, "s.db")
+	code, out, errOut := runCLI(t, "seed", "--db", db, "--users", "50", "--products", "20", "--actions", "500")
+	if code != 0 || !strings.Contains(out, "seeded 50 users, 20 products, 500 actions") {
+		t.Fatalf("seed: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// Seeding a full database again is refused; --reset allows it.
+	if code, _, errOut := runCLI(t, "seed", "--db", db, "--users", "5", "--products", "5", "--actions", "5"); code != 1 || !strings.Contains(errOut, "already holds data") {
+		t.Fatalf("second seed: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "seed", "--db", db, "--users", "5", "--products", "5", "--actions", "5", "--reset"); code != 0 {
+		t.Fatalf("seed --reset: exit %d: %s", code, errOut)
+	}
+
+	// A config file supplies what flags do not.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(dir, "strata.yaml")
+	os.WriteFile(cfg, []byte("db: "+db+"\naddr: "+addr+"\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var sout, serr bytes.Buffer
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, &sout, &serr) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/users/3")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET /users/3: %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not come up: %v\n%s", err, serr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel() // as SIGTERM does
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exit %d: %s", code, serr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+}
+
+func TestCLIDemo(t *testing.T) {
+	code, out, errOut := runCLI(t, "demo", "--users", "200", "--products", "50", "--actions", "2000", "--requests", "500")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"stage 1", "GET /users/{id}/recommendations", "POST /users", "p99", "/metrics", "demo finished"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

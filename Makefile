@@ -5,7 +5,7 @@
 # test: start the local PostgreSQL and Redis (scripts/dev), then run the whole
 # suite against them, with the race detector. CI runs exactly this.
 test:
-	@eval "$$(scripts/dev up)" && \
+	@env=$$(scripts/dev up) && eval "$$env" && \
 	  echo "== gofmt" && test -z "$$(gofmt -l . | tee /dev/stderr)" && \
 	  echo "== go vet" && go vet ./... && \
 	  echo "== go test" && go test -race -count=1 -timeout 20m ./...
@@ -21,7 +21,7 @@ demo:
 
 # bench: the in-process benchmarks; docs/benchmarks.md has the load-tool runs.
 bench:
-	@eval "$$(scripts/dev up)" && go test -run '^$$' -bench . -benchmem ./...
+	@env=$$(scripts/dev up) && eval "$$env" && go test -run '^$$' -bench . -benchmem ./...
 
 # fuzz: a short run of every fuzz target.
 fuzz:

@@ -298,7 +298,18 @@ func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
 }
 
 func seedSQLite(ctx context.Context, db *sql.DB, g *generator) error {
-	tx, err := db.BeginTx(ctx, nil)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// A large page cache keeps the growing indexes in memory instead of
+	// spilling pages to the WAL mid-transaction; it is reset afterwards.
+	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size = -262144`); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA cache_size = -2000`) //nolint:errcheck // best effort
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

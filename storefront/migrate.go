@@ -67,7 +67,7 @@ CREATE TABLE user_actions (
 	created_at INTEGER NOT NULL
 );
 CREATE INDEX user_actions_user_recent ON user_actions (user_id, created_at DESC);
-CREATE INDEX user_actions_product_recent ON user_actions (product_id, created_at DESC);
+CREATE INDEX user_actions_product_kind_recent ON user_actions (product_id, kind, created_at DESC);
 `,
 		postgres: `
 CREATE TABLE users (
@@ -101,7 +101,7 @@ CREATE TABLE user_actions (
 	created_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX user_actions_user_recent ON user_actions (user_id, created_at DESC);
-CREATE INDEX user_actions_product_recent ON user_actions (product_id, created_at DESC);
+CREATE INDEX user_actions_product_kind_recent ON user_actions (product_id, kind, created_at DESC);
 `,
 	},
 }

@@ -269,6 +269,18 @@ func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
 			return err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+		// The generator's rows satisfy the foreign keys by construction
+		// (TestSeed checks it), so a superuser skips the per-row checks, as
+		// pg_restore --disable-triggers does: they are 60 % of the time.
+		var super bool
+		if err := tx.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
+			return err
+		}
+		if super {
+			if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+				return err
+			}
+		}
 		for _, t := range g.tables() {
 			var id int64
 			src := pgx.CopyFromFunc(func() ([]any, error) {
@@ -292,7 +304,8 @@ func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
 		if err := tx.Commit(ctx); err != nil {
 			return err
 		}
-		_, err = pc.Exec(ctx, `ANALYZE users, products, user_actions`)
+		// VACUUM sets the visibility map, so index-only scans work from the start.
+		_, err = pc.Exec(ctx, `VACUUM ANALYZE users, products, user_actions`)
 		return err
 	})
 }

@@ -363,6 +363,14 @@ func TestSeed(t *testing.T) {
 		if users != 300 || products != 40 || actions != 3000 {
 			t.Fatalf("counts: %d users, %d products, %d actions", users, products, actions)
 		}
+		// Every action points at a real user and product (the PostgreSQL
+		// seeder skips the per-row foreign-key checks, trusting this).
+		var orphans int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_actions a
+			WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.user_id)
+			   OR NOT EXISTS (SELECT 1 FROM products p WHERE p.id = a.product_id)`).Scan(&orphans); err != nil || orphans != 0 {
+			t.Fatalf("%d actions reference missing rows (%v)", orphans, err)
+		}
 		// Popularity is skewed: the top product draws far more than the median one.
 		var top, median int
 		rows, err := db.QueryContext(ctx, `SELECT COUNT(*) FROM user_actions GROUP BY product_id ORDER BY COUNT(*) DESC`)

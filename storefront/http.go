@@ -97,12 +97,12 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	route := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, m.instrument(pattern, a.recover(h)))
 	}
-	route("GET /users/{id}", a.getUser)
+	route("GET /users/{id}", getByID(a, svc.GetUser))
 	route("POST /users", a.createUser)
 	route("PATCH /users/{id}", a.updateUser)
 	route("POST /users/{id}/actions", a.recordAction)
 	route("GET /users/{id}/recommendations", a.recommend)
-	route("GET /products/{id}", a.getProduct)
+	route("GET /products/{id}", getByID(a, svc.GetProduct))
 	route("GET /search", a.search)
 	route("GET /healthz", a.healthz)
 	route("GET /readyz", a.readyz)
@@ -255,18 +255,21 @@ func (a *api) recover(h http.HandlerFunc) http.HandlerFunc {
 
 func pathID(r *http.Request) (int64, *apiError) { return parseID("id", r.PathValue("id")) }
 
-func (a *api) getUser(w http.ResponseWriter, r *http.Request) {
-	id, aerr := pathID(r)
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
+// getByID serves GET /…/{id} with one lookup by id.
+func getByID[T any](a *api, get func(context.Context, int64) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, aerr := pathID(r)
+		if aerr != nil {
+			writeAPIError(w, aerr)
+			return
+		}
+		v, err := get(r.Context(), id)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
-	u, err := a.svc.GetUser(r.Context(), id)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, u)
 }
 
 func (a *api) createUser(w http.ResponseWriter, r *http.Request) {
@@ -376,20 +379,6 @@ func (a *api) recommend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"user_id": id, "recommendations": recs})
-}
-
-func (a *api) getProduct(w http.ResponseWriter, r *http.Request) {
-	id, aerr := pathID(r)
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
-	p, err := a.svc.GetProduct(r.Context(), id)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
 }
 
 func (a *api) search(w http.ResponseWriter, r *http.Request) {

@@ -27,3 +27,4 @@ bench:
 fuzz:
 	@for t in FuzzDecodeObject FuzzParseID FuzzSearch; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./storefront/ || exit 1; done
+	@go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./internal/database/

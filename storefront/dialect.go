@@ -37,54 +37,58 @@ type dialect struct {
 func dialectFor(k database.Kind) (dialect, error) {
 	switch k {
 	case database.SQLite:
-		return sqliteDialect, nil
+		return sqliteDialect(), nil
 	case database.Postgres:
-		return postgresDialect, nil
+		return postgresDialect(), nil
 	}
 	return dialect{}, fmt.Errorf("storefront: unsupported database kind %q", k)
 }
 
-var sqliteDialect = dialect{
-	kind:    database.SQLite,
-	timeArg: func(t time.Time) any { return t.UnixMicro() },
-	uniqueViolation: func(err error) bool {
-		return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
-	},
-	foreignKeyViolation: func(err error) bool {
-		return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
-	},
-	searchSQL: `SELECT ` + prefixed("p.", productColumns) + `
+func sqliteDialect() dialect {
+	return dialect{
+		kind:    database.SQLite,
+		timeArg: func(t time.Time) any { return t.UnixMicro() },
+		uniqueViolation: func(err error) bool {
+			return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+		},
+		foreignKeyViolation: func(err error) bool {
+			return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+		},
+		searchSQL: `SELECT ` + prefixed("p.", productColumns) + `
 		FROM products_fts f JOIN products p ON p.id = f.rowid
 		WHERE products_fts MATCH $1
 		ORDER BY bm25(products_fts, 10.0, 1.0), p.id LIMIT $2`,
-	searchArg: fts5Query,
-	// _txlock=immediate (see internal/database) already makes every
-	// transaction take SQLite's single write lock up front.
-	lockMigrations: func(context.Context, *sql.Tx) error { return nil },
+		searchArg: fts5Query,
+		// _txlock=immediate (see internal/database) already makes every
+		// transaction take SQLite's single write lock up front.
+		lockMigrations: func(context.Context, *sql.Tx) error { return nil },
+	}
 }
 
-var postgresDialect = dialect{
-	kind:    database.Postgres,
-	timeArg: func(t time.Time) any { return t },
-	uniqueViolation: func(err error) bool {
-		var pe *pgconn.PgError
-		return errors.As(err, &pe) && pe.Code == "23505"
-	},
-	foreignKeyViolation: func(err error) bool {
-		var pe *pgconn.PgError
-		return errors.As(err, &pe) && pe.Code == "23503"
-	},
-	searchSQL: `SELECT ` + productColumns + `
+func postgresDialect() dialect {
+	return dialect{
+		kind:    database.Postgres,
+		timeArg: func(t time.Time) any { return t },
+		uniqueViolation: func(err error) bool {
+			var pe *pgconn.PgError
+			return errors.As(err, &pe) && pe.Code == "23505"
+		},
+		foreignKeyViolation: func(err error) bool {
+			var pe *pgconn.PgError
+			return errors.As(err, &pe) && pe.Code == "23503"
+		},
+		searchSQL: `SELECT ` + productColumns + `
 		FROM products, plainto_tsquery('english', $1) q
 		WHERE search @@ q
 		ORDER BY ts_rank(search, q) DESC, id LIMIT $2`,
-	// plainto_tsquery parses its input as plain words joined by AND: no
-	// operators, so the user's words stay data.
-	searchArg: func(terms []string) string { return strings.Join(terms, " ") },
-	lockMigrations: func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7428117)`)
-		return err
-	},
+		// plainto_tsquery parses its input as plain words joined by AND: no
+		// operators, so the user's words stay data.
+		searchArg: func(terms []string) string { return strings.Join(terms, " ") },
+		lockMigrations: func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7428117)`)
+			return err
+		},
+	}
 }
 
 func sqliteCode(err error) int {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 )
 
 // HTTP server limits: a slow or idle client cannot pin a connection or a
-// goroutine for longer than these.
+// goroutine for longer than these. They are Strata's choices, not the
+// guide's: long enough for any legitimate request, short enough to shed
+// slowloris clients.
 const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 15 * time.Second
@@ -50,9 +53,11 @@ var _ Service = (*Store)(nil)
 
 // HandlerConfig holds the API's optional settings.
 type HandlerConfig struct {
-	// Registry receives the API's metrics and is served on /metrics; nil
-	// means a new registry from [NewRegistry].
-	Registry *prometheus.Registry
+	// Registerer receives the API's metrics, and Gatherer is what /metrics
+	// serves; a nil Registerer means a new registry from [NewRegistry] for
+	// both. Usually both are the same *prometheus.Registry.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 	// Logger receives server-side errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -85,14 +90,18 @@ type api struct {
 // for bad input; a panic in a handler becomes a 500, never a dropped
 // connection.
 func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
-	if cfg.Registry == nil {
-		cfg.Registry = NewRegistry()
+	if cfg.Registerer == nil {
+		reg := NewRegistry()
+		cfg.Registerer, cfg.Gatherer = reg, reg
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.NewRegistry() // serves nothing rather than failing
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	a := &api{svc: svc, log: cfg.Logger}
-	m := newHTTPMetrics(cfg.Registry)
+	m := newHTTPMetrics(cfg.Registerer)
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, m.instrument(pattern, a.recover(h)))
@@ -107,11 +116,18 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	route("GET /healthz", a.healthz)
 	route("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", m.instrument("GET /metrics",
-		promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)})))
+		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{Registry: cfg.Registerer, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)})))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
+		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {
+			// The mux would redirect to the clean path in HTML; a JSON API
+			// answers only the canonical one.
+			m.unmatched.WithLabelValues("404").Inc()
+			writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("path %q is not canonical (no //, ., .. or trailing /)", p), Field: "path"})
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// The mux would answer 404 or 405 in plain text; answer in JSON.
 			rec := &statusRecorder{header: http.Header{}}
@@ -119,9 +135,9 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 			if allow := rec.header.Get("Allow"); allow != "" {
 				w.Header().Set("Allow", allow)
 			}
-			status, msg := rec.status, "no such route"
+			status, msg := rec.status, fmt.Sprintf("path %s matches no route", r.URL.Path)
 			if status == http.StatusMethodNotAllowed {
-				msg = fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, rec.header.Get("Allow"))
+				msg = fmt.Sprintf("path %s does not take method %s (allowed: %s)", r.URL.Path, r.Method, rec.header.Get("Allow"))
 			} else {
 				status = http.StatusNotFound
 			}
@@ -133,11 +149,9 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	})
 }
 
-// NewServer returns an http.Server for h with the timeouts above.
-func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	if log == nil {
-		log = slog.Default()
-	}
+// NewServer returns an http.Server for h with the timeouts above. Its
+// ErrorLog logs through slog.Default(); set it to use another logger.
+func NewServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -146,7 +160,7 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
 	}
 }
 
@@ -198,7 +212,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeAPIError(w http.ResponseWriter, e *apiError) {
-	writeJSON(w, e.status, errorBody{Error: e.msg, Field: e.field})
+	writeJSON(w, e.status, errorBody{Error: e.field + " " + e.msg, Field: e.field})
 }
 
 // fail answers an error from the service with the status it deserves.
@@ -215,9 +229,14 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		case errors.Is(fe.Err, ErrNotFound):
 			status = http.StatusUnprocessableEntity // the body names a missing row
 		}
-		writeJSON(w, status, errorBody{Error: fe.Field + " " + fe.Msg, Field: fe.Field})
+		writeJSON(w, status, errorBody{Error: fe.Error(), Field: fe.Field})
 	case errors.Is(err, ErrNotFound):
-		writeJSON(w, http.StatusNotFound, errorBody{Error: notFoundMessage(err), Field: "id"})
+		msg := "not found"
+		var nf *NotFoundError
+		if errors.As(err, &nf) {
+			msg = nf.Error()
+		}
+		writeJSON(w, http.StatusNotFound, errorBody{Error: msg, Field: "id"})
 	case errors.Is(err, context.DeadlineExceeded):
 		a.log.Warn("request timed out", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the request timed out"})
@@ -227,15 +246,6 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
 	}
-}
-
-// notFoundMessage turns "user 5: storefront: not found" into "user 5 not found".
-func notFoundMessage(err error) string {
-	msg := err.Error()
-	if suffix := ": " + ErrNotFound.Error(); len(msg) > len(suffix) && msg[len(msg)-len(suffix):] == suffix {
-		return msg[:len(msg)-len(suffix)] + " not found"
-	}
-	return "not found"
 }
 
 func (a *api) recover(h http.HandlerFunc) http.HandlerFunc {
@@ -259,6 +269,9 @@ func pathID(r *http.Request) (int64, *apiError) { return parseID("id", r.PathVal
 func getByID[T any](a *api, get func(context.Context, int64) (T, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, aerr := pathID(r)
+		if aerr == nil {
+			_, aerr = query(r)
+		}
 		if aerr != nil {
 			writeAPIError(w, aerr)
 			return
@@ -365,7 +378,7 @@ func (a *api) recommend(w http.ResponseWriter, r *http.Request) {
 	var limit int
 	if aerr == nil {
 		var q map[string][]string
-		if q, aerr = query(r); aerr == nil {
+		if q, aerr = query(r, "limit"); aerr == nil {
 			limit, aerr = limitParam(q)
 		}
 	}
@@ -382,7 +395,7 @@ func (a *api) recommend(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) search(w http.ResponseWriter, r *http.Request) {
-	q, aerr := query(r)
+	q, aerr := query(r, "q", "limit")
 	var text string
 	var limit int
 	if aerr == nil {

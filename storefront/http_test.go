@@ -230,6 +230,16 @@ func TestAPIBadInput(t *testing.T) {
 				{"recommend limit float", "GET", "/users/1/recommendations?limit=2.5", "", nil, 400, "limit"},
 				{"recommend limit twice", "GET", "/users/1/recommendations?limit=2&limit=3", "", nil, 400, "limit"},
 
+				{"search unknown parameter", "GET", "/search?q=tea&lmit=5", "", nil, 400, "lmit"},
+				{"recommend unknown parameter", "GET", "/users/1/recommendations?count=5", "", nil, 400, "count"},
+				{"user unknown parameter", "GET", "/users/1?expand=all", "", nil, 400, "expand"},
+				{"limit with plus", "GET", "/search?q=tea&limit=%2B5", "", nil, 400, "limit"},
+				{"limit with leading zero", "GET", "/search?q=tea&limit=05", "", nil, 400, "limit"},
+				{"latin1 body", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, "Content-Type"},
+				{"name with RTL override", "POST", "/users", `{"email":"a@example.com","name":"a\u202eb","region":"eu"}`, nil, 400, "name"},
+				{"email address literal", "POST", "/users", `{"email":"a@[127.0.0.1]","name":"A","region":"eu"}`, nil, 400, "email"},
+				{"empty key", "POST", "/users", `{"":1}`, nil, 400, "body"},
+
 				// routes and methods
 				{"unknown route", "GET", "/nope", "", nil, 404, "path"},
 				{"trailing slash", "GET", "/users/1/", "", nil, 404, "path"},
@@ -238,6 +248,9 @@ func TestAPIBadInput(t *testing.T) {
 				{"PUT a product", "PUT", "/products/1", `{}`, nil, 405, "path"},
 				{"POST search", "POST", "/search?q=a", `{}`, nil, 405, "path"},
 				{"GET actions", "GET", "/users/1/actions", "", nil, 405, "path"},
+				{"double slash", "GET", "//users/1", "", nil, 404, "path"},
+				{"dot segment", "GET", "/users/./1", "", nil, 404, "path"},
+				{"dot-dot segment", "GET", "/products/../users/1", "", nil, 404, "path"},
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
@@ -246,7 +259,7 @@ func TestAPIBadInput(t *testing.T) {
 						t.Fatalf("%s %s: status %d, want %d: %s", c.method, c.path, r.status, c.status, r.raw)
 					}
 					msg, _ := r.body["error"].(string)
-					if msg == "" || r.body["field"] != c.field {
+					if msg == "" || r.body["field"] != c.field || c.status == 400 && !strings.HasPrefix(msg, c.field+" ") {
 						t.Fatalf("%s %s: body %s, want an error naming field %q", c.method, c.path, r.raw, c.field)
 					}
 					if c.status == 405 && r.header.Get("Allow") == "" {
@@ -264,7 +277,7 @@ func TestAPIGracefulShutdown(t *testing.T) {
 	s := open(t, testdb.SQLite(t))
 	seed(t, s, 2, 2, 0)
 	slow := &slowService{Service: s, gate: make(chan struct{}), entered: make(chan struct{})}
-	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(slow, storefront.HandlerConfig{}), nil)
+	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(slow, storefront.HandlerConfig{}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +302,19 @@ func TestAPIGracefulShutdown(t *testing.T) {
 	}()
 	<-slow.entered
 	cancel() // SIGTERM arrives while the request is in flight
-	time.Sleep(50 * time.Millisecond)
+	// Wait until shutdown has closed the listener, so the request is
+	// drained, not merely finished before shutdown began.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still open 10 s after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(slow.gate)
 	wg.Wait()
 	if status != 200 {
@@ -359,7 +384,7 @@ func TestMetricsLint(t *testing.T) {
 	s := open(t, testdb.SQLite(t))
 	reg := storefront.NewRegistry()
 	reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": s.DB()}))
-	srv := httptest.NewServer(storefront.NewHandler(s, storefront.HandlerConfig{Registry: reg}))
+	srv := httptest.NewServer(storefront.NewHandler(s, storefront.HandlerConfig{Registerer: reg, Gatherer: reg}))
 	defer srv.Close()
 	call(t, "GET", srv.URL+"/users/1", "")
 	call(t, "GET", srv.URL+"/nope", "")

@@ -9,9 +9,9 @@ import (
 )
 
 // migration is one versioned schema step, written once per engine.
-// Versions are applied in order, each in its own transaction, and recorded
-// in schema_migrations; a version once released is never edited, only
-// followed by a new one.
+// Pending versions are applied in order, all in one transaction, and
+// recorded in schema_migrations; a version once released is never edited,
+// only followed by a new one.
 type migration struct {
 	version  int
 	name     string

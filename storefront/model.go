@@ -93,15 +93,29 @@ var (
 	ErrConflict = errors.New("storefront: conflict")
 )
 
+// NotFoundError names a row that does not exist. It matches ErrNotFound
+// with errors.Is, however deeply a caller wraps it.
+type NotFoundError struct {
+	Kind string // "user" or "product"
+	ID   int64
+}
+
+// Error says which row is missing, for example "user 5 not found".
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %d not found", e.Kind, e.ID) }
+
+// Is reports whether target is ErrNotFound.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
 // FieldError says which input field is wrong and why. It wraps ErrNotFound
 // or ErrConflict where the field names a missing or taken row.
 type FieldError struct {
-	Field string
-	Msg   string
-	Err   error // optional: ErrNotFound or ErrConflict
+	Field string // the input field or parameter, for example "email"
+	Msg   string // what is wrong, a phrase that follows the field's name
+	Err   error  // optional: ErrNotFound or ErrConflict
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("storefront: %s: %s", e.Field, e.Msg) }
+// Error returns the field's name followed by what is wrong with it.
+func (e *FieldError) Error() string { return e.Field + " " + e.Msg }
 
 // Unwrap returns the category of the error, if any.
 func (e *FieldError) Unwrap() error { return e.Err }
@@ -125,7 +139,9 @@ func NormalizeEmail(s string) (string, error) {
 		return "", fieldErr("email", "%q is not a valid address", s)
 	}
 	local, domain, _ := strings.Cut(s, "@")
-	if local == "" || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+	if local == "" || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
+		strings.HasSuffix(domain, ".") || strings.HasPrefix(domain, "[") { // no address literals
+
 		return "", fieldErr("email", "%q is not a valid address", s)
 	}
 	return s, nil
@@ -144,8 +160,10 @@ func normalizeName(s string) (string, error) {
 		return "", fieldErr("name", "is longer than %d characters", MaxNameLen)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return "", fieldErr("name", "contains a control or invalid character")
+		// Cf covers invisible format characters such as U+202E, which
+		// reverses the text displayed after it.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return "", fieldErr("name", "contains a control, format or invalid character")
 		}
 	}
 	return s, nil

@@ -3,6 +3,7 @@ package storefront
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -38,31 +39,39 @@ type popularSnapshot struct {
 
 // popularity keeps a popularity ranking that is recomputed in the
 // background once it is older than ttl. Readers never wait for a refresh,
-// except the very first, which has nothing to serve yet.
+// except when there is no ranking yet (start-up, after invalidate); then
+// concurrent readers share one computation.
 type popularity struct {
 	s   *Store
 	ttl time.Duration
 
-	mu         sync.Mutex // guards everything below
-	snap       *popularSnapshot
-	refreshing bool
-	closed     bool
-	wg         sync.WaitGroup
+	ctx    context.Context // canceled by close: stops a running computation
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background refreshes
+
+	mu       sync.Mutex // guards the fields below
+	snap     *popularSnapshot
+	gen      uint64        // bumped by invalidate; a computation from an older gen is discarded
+	inflight chan struct{} // closed when the running computation ends; nil if none
+	err      error         // the last computation's error, read by its waiters
+	closed   bool
 }
 
 func newPopularity(s *Store, ttl time.Duration) *popularity {
-	return &popularity{s: s, ttl: ttl}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &popularity{s: s, ttl: ttl, ctx: ctx, cancel: cancel}
 }
 
-// get returns a ranking no older than ttl plus one refresh.
+// get returns the current ranking, starting a background refresh if it is
+// stale, or waits for one shared computation if there is none.
 func (p *popularity) get(ctx context.Context) (*popularSnapshot, error) {
 	p.mu.Lock()
-	snap := p.snap
-	if snap != nil {
-		if p.s.now().Sub(snap.at) > p.ttl && !p.refreshing && !p.closed {
-			p.refreshing = true
+	if snap := p.snap; snap != nil {
+		if p.s.now().Sub(snap.at) > p.ttl && p.inflight == nil && !p.closed {
+			p.start()
+			gen := p.gen
 			p.wg.Add(1)
-			go p.refreshInBackground()
+			go func() { defer p.wg.Done(); p.run(gen) }()
 		}
 		p.mu.Unlock()
 		return snap, nil
@@ -71,45 +80,83 @@ func (p *popularity) get(ctx context.Context) (*popularSnapshot, error) {
 	return p.refreshNow(ctx)
 }
 
-// refreshNow computes a ranking while the caller waits. Concurrent first
-// callers each compute one; that happens once per process start.
+// refreshNow waits for a fresh ranking: it joins the running computation,
+// or starts one if none runs.
 func (p *popularity) refreshNow(ctx context.Context) (*popularSnapshot, error) {
-	snap, err := p.s.computePopularity(ctx)
-	if err != nil {
-		return nil, err
+	// A computation that an invalidate overtook is discarded; the next
+	// round starts a fresh one. Three rounds bound a storm of invalidates.
+	for range 3 {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errors.New("storefront: store is closed")
+		}
+		done := p.inflight
+		if done == nil {
+			done = p.start()
+			gen := p.gen
+			p.wg.Add(1)
+			go func() { defer p.wg.Done(); p.run(gen) }()
+		}
+		p.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		p.mu.Lock()
+		snap, err := p.snap, p.err
+		p.mu.Unlock()
+		if snap != nil {
+			return snap, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	p.mu.Lock()
-	if p.snap == nil || p.snap.at.Before(snap.at) {
-		p.snap = snap
-	}
-	p.mu.Unlock()
-	return snap, nil
+	return nil, errors.New("storefront: popularity ranking kept being invalidated while computing")
 }
 
-func (p *popularity) refreshInBackground() {
-	defer p.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), popularityTimeout)
+// start marks a computation as running; p.mu is held.
+func (p *popularity) start() chan struct{} {
+	p.inflight = make(chan struct{})
+	return p.inflight
+}
+
+// run computes a ranking and publishes it unless invalidate ran meanwhile.
+func (p *popularity) run(gen uint64) {
+	ctx, cancel := context.WithTimeout(p.ctx, popularityTimeout)
 	defer cancel()
-	if _, err := p.refreshNow(ctx); err != nil {
+	snap, err := p.s.computePopularity(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && p.snap != nil {
 		p.s.log.Warn("storefront: popularity refresh failed; serving the previous ranking", "err", err)
 	}
-	p.mu.Lock()
-	p.refreshing = false
-	p.mu.Unlock()
+	if err == nil && gen == p.gen {
+		p.snap = snap
+	}
+	p.err = err
+	close(p.inflight)
+	p.inflight = nil
 }
 
 // invalidate drops the ranking, so the next reader recomputes it (after a
-// seed or reset has changed the catalogue wholesale).
+// seed or reset has changed the catalogue wholesale). A computation already
+// running is discarded when it ends.
 func (p *popularity) invalidate() {
 	p.mu.Lock()
 	p.snap = nil
+	p.gen++
 	p.mu.Unlock()
 }
 
+// close stops background work and waits for it.
 func (p *popularity) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.cancel()
 	p.wg.Wait()
 }
 

@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Tuning of the stage-1 recommender. Each bounds the work of one request.
+// Tuning of the stage-1 recommender: Strata's choices (the guide fixes only
+// RecentActions). Each bounds the work of one request.
 const (
 	coPurchaseSeeds   = 5  // products of the user's history whose buyers are consulted
 	buyersPerSeed     = 20 // latest other buyers read per seed product
@@ -46,9 +47,10 @@ type historyItem struct {
 // guide's stage 1 does: synchronously, from the user's last RecentActions
 // actions. Candidates are products co-purchased by other buyers of what the
 // user engaged with most, and the popular products of the user's favourite
-// categories; products the user already bought are left out. A user with no
-// history gets the most popular products. The list is never empty while the
-// catalogue has products.
+// categories. Products already in the user's history (viewed, carted or
+// bought) are left out. A user with no history gets the most popular
+// products. The list is never empty while the catalogue has products: a
+// user who has seen every candidate is offered the popular ones again.
 func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recommendation, error) {
 	if err := checkID("id", userID); err != nil {
 		return nil, err
@@ -74,16 +76,14 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 	now := s.now()
 	interest := map[int64]float64{}
 	affinity := map[string]float64{}
-	bought := map[int64]bool{}
+	seen := map[int64]bool{}
 	var total float64
 	for _, h := range history {
 		w := actionWeight(h.kind) * decay(now.Sub(h.at))
 		interest[h.productID] += w
 		affinity[h.category] += w
 		total += w
-		if h.kind == Purchase {
-			bought[h.productID] = true
-		}
+		seen[h.productID] = true
 	}
 
 	type cand struct {
@@ -93,7 +93,7 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 	}
 	cands := map[int64]*cand{}
 	add := func(id int64, score float64, reason string) {
-		if bought[id] {
+		if seen[id] {
 			return
 		}
 		c := cands[id]
@@ -126,10 +126,10 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 		}
 	}
 	// The global fallback fills what is left.
-	for rank, id := range first(pop.global, limit+len(bought)) {
-		add(id, popularWeight*(1-float64(rank)/float64(limit+len(bought)+1)), reasonPopular)
+	for rank, id := range first(pop.global, limit+len(seen)) {
+		add(id, popularWeight*(1-float64(rank)/float64(limit+len(seen)+1)), reasonPopular)
 	}
-	if len(cands) == 0 { // the user bought every popular product: repeat them
+	if len(cands) == 0 { // the user has seen every popular product: repeat them
 		for rank, id := range first(pop.global, limit) {
 			cands[id] = &cand{score: popularWeight * (1 - float64(rank)/float64(limit+1)), reason: reasonPopular}
 		}

@@ -9,15 +9,18 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // MaxBodyBytes is the largest request body the API reads; a larger one is
 // answered with 413.
 const MaxBodyBytes = 1 << 20
 
-// apiError is an error answered to the client: a status, a message and,
-// when one input is to blame, the name of that field or parameter.
+// apiError is an error answered to the client: a status, the field or
+// parameter to blame, and what is wrong with it, a phrase that follows the
+// field's name ("limit" + "must be between 1 and 100").
 type apiError struct {
 	status int
 	field  string
@@ -37,10 +40,11 @@ type object map[string]json.RawMessage
 // at most MaxBodyBytes, with no duplicate keys and nothing after it.
 func readObject(w http.ResponseWriter, r *http.Request) (object, *apiError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
+		mt, params, err := mime.ParseMediaType(ct)
+		charset, hasCharset := params["charset"]
+		if err != nil || mt != "application/json" || hasCharset && !strings.EqualFold(charset, "utf-8") {
 			return nil, &apiError{status: http.StatusUnsupportedMediaType, field: "Content-Type",
-				msg: fmt.Sprintf("must be application/json, got %q", ct)}
+				msg: fmt.Sprintf("must be application/json (in UTF-8), got %q", ct)}
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -120,15 +124,8 @@ func syntaxError(err error) *apiError {
 // only rejects any key not in allowed.
 func (o object) only(allowed ...string) *apiError {
 	for k := range o {
-		known := false
-		for _, a := range allowed {
-			if k == a {
-				known = true
-				break
-			}
-		}
-		if !known {
-			return badRequest(k, "is not a known field (want one of %v)", allowed)
+		if !slices.Contains(allowed, k) {
+			return badRequest(k, "is not a known field (want %s)", strings.Join(allowed, ", "))
 		}
 	}
 	return nil
@@ -172,30 +169,42 @@ func (o object) int(name string) (int64, *apiError) {
 // parseID reads a path id: decimal digits only, no sign, no leading zero,
 // between 1 and 2^63-1.
 func parseID(field, s string) (int64, *apiError) {
-	bad := func() (int64, *apiError) {
+	v, ok := canonicalPositive(s)
+	if !ok {
 		return 0, badRequest(field, "must be a positive integer id, got %q", s)
-	}
-	if s == "" || len(s) > 19 || s[0] == '0' {
-		return bad()
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return bad()
-		}
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return bad()
 	}
 	return v, nil
 }
 
-// query parses the raw query string strictly: a malformed escape is an
-// error, not a silently dropped parameter.
-func query(r *http.Request) (url.Values, *apiError) {
+// canonicalPositive parses the canonical decimal form of a positive int64:
+// digits only, no sign, no leading zero.
+func canonicalPositive(s string) (int64, bool) {
+	if s == "" || len(s) > 19 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
+}
+
+// query parses the raw query string strictly: a malformed escape or a
+// parameter the endpoint does not take is an error, not silently dropped.
+func query(r *http.Request, allowed ...string) (url.Values, *apiError) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, badRequest("query", "malformed query string: %v", err)
+		return nil, badRequest("query", "is malformed: %v", err)
+	}
+	for name := range v {
+		if !slices.Contains(allowed, name) {
+			if len(allowed) == 0 {
+				return nil, badRequest(name, "is not a parameter of this endpoint, which takes none")
+			}
+			return nil, badRequest(name, "is not a parameter of this endpoint (want %s)", strings.Join(allowed, ", "))
+		}
 	}
 	return v, nil
 }
@@ -219,12 +228,9 @@ func limitParam(v url.Values) (int, *apiError) {
 	if aerr != nil || !ok {
 		return DefaultLimit, aerr
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
+	n, ok := canonicalPositive(s)
+	if !ok || n > MaxLimit {
 		return 0, badRequest("limit", "must be an integer between 1 and %d, got %q", MaxLimit, s)
 	}
-	if n < 1 || n > MaxLimit {
-		return 0, badRequest("limit", "must be between 1 and %d, got %d", MaxLimit, n)
-	}
-	return n, nil
+	return int(n), nil
 }

@@ -40,6 +40,9 @@ type SeedConfig struct {
 	RandSeed int64
 	// Now is the end of the action window; zero means time.Now().
 	Now time.Time
+	// Reset deletes the existing users, products and actions first, in the
+	// same transaction as the new rows: a failed seed keeps the old data.
+	Reset bool
 	// Progress, if set, is called after each batch with rows written so far
 	// and the total.
 	Progress func(done, total int64)
@@ -47,8 +50,10 @@ type SeedConfig struct {
 
 // SeedStats reports what [Seed] wrote.
 type SeedStats struct {
-	Users, Products, Actions int
-	Elapsed                  time.Duration
+	Users    int           // users written
+	Products int           // products written
+	Actions  int           // actions written
+	Elapsed  time.Duration // wall time of the whole seed, statistics included
 }
 
 // Seed fills an empty database with realistic, deterministic data: products
@@ -70,39 +75,53 @@ func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
 	if cfg.Now.IsZero() {
 		cfg.Now = s.now()
 	}
-	var n int64
-	if err := s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_actions)`).Scan(&n); err != nil {
-		return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
-	}
-	if n > 0 {
-		return SeedStats{}, fmt.Errorf("%w (%d rows); seed an empty database or reset it first", ErrNotEmpty, n)
+	if !cfg.Reset {
+		var n int64
+		if err := s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_actions)`).Scan(&n); err != nil {
+			return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
+		}
+		if n > 0 {
+			return SeedStats{}, fmt.Errorf("%w (%d rows); seed an empty database or reset it", ErrNotEmpty, n)
+		}
 	}
 	start := time.Now()
 	g := newGenerator(cfg)
 	var err error
 	if s.d.kind == database.Postgres {
-		err = seedPostgres(ctx, s.db, g)
+		err = seedPostgres(ctx, s.db, g, s.resetSQL())
 	} else {
-		err = seedSQLite(ctx, s.db, g)
+		err = seedSQLite(ctx, s.db, g, s.resetSQL())
 	}
 	s.pop.invalidate()
 	if err != nil {
 		return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
+	}
+	// Fresh statistics help the planner; the rows are committed either way,
+	// so a failure here is only worth a warning.
+	stats := `VACUUM ANALYZE users, products, user_actions` // VACUUM also sets the visibility map
+	if s.d.kind == database.SQLite {
+		stats = `ANALYZE`
+	}
+	if _, err := s.db.ExecContext(ctx, stats); err != nil {
+		s.log.Warn("storefront: seed: statistics not updated", "err", err)
 	}
 	return SeedStats{Users: cfg.Users, Products: cfg.Products, Actions: cfg.Actions, Elapsed: time.Since(start)}, nil
 }
 
 // Reset deletes every user, product and action.
 func (s *Store) Reset(ctx context.Context) error {
-	q := `DELETE FROM user_actions; DELETE FROM users; DELETE FROM products;`
-	if s.d.kind == database.Postgres {
-		q = `TRUNCATE user_actions, users, products RESTART IDENTITY`
-	}
-	if _, err := s.db.ExecContext(ctx, q); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.resetSQL()); err != nil {
 		return fmt.Errorf("storefront: reset: %w", err)
 	}
 	s.pop.invalidate()
 	return nil
+}
+
+func (s *Store) resetSQL() string {
+	if s.d.kind == database.Postgres {
+		return `TRUNCATE user_actions, users, products RESTART IDENTITY`
+	}
+	return `DELETE FROM user_actions; DELETE FROM users; DELETE FROM products;`
 }
 
 var seedCategories = []struct {
@@ -256,7 +275,7 @@ func (g *generator) tables() []seedTable {
 	}
 }
 
-func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
+func seedPostgres(ctx context.Context, db *sql.DB, g *generator, reset string) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -269,6 +288,11 @@ func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
 			return err
 		}
 		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+		if g.cfg.Reset {
+			if _, err := tx.Exec(ctx, reset); err != nil {
+				return fmt.Errorf("reset: %w", err)
+			}
+		}
 		// The generator's rows satisfy the foreign keys by construction
 		// (TestSeed checks it), so a superuser skips the per-row checks, as
 		// pg_restore --disable-triggers does: they are 60 % of the time.
@@ -301,16 +325,11 @@ func seedPostgres(ctx context.Context, db *sql.DB, g *generator) error {
 				return fmt.Errorf("advance %s id sequence: %w", t.name, err)
 			}
 		}
-		if err := tx.Commit(ctx); err != nil {
-			return err
-		}
-		// VACUUM sets the visibility map, so index-only scans work from the start.
-		_, err = pc.Exec(ctx, `VACUUM ANALYZE users, products, user_actions`)
-		return err
+		return tx.Commit(ctx)
 	})
 }
 
-func seedSQLite(ctx context.Context, db *sql.DB, g *generator) error {
+func seedSQLite(ctx context.Context, db *sql.DB, g *generator, reset string) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -327,6 +346,11 @@ func seedSQLite(ctx context.Context, db *sql.DB, g *generator) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if g.cfg.Reset {
+		if _, err := tx.ExecContext(ctx, reset); err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+	}
 	for _, t := range g.tables() {
 		one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(t.columns)), ",") + ")"
 		prefix := "INSERT INTO " + t.name + " (" + strings.Join(t.columns, ", ") + ") VALUES "
@@ -370,9 +394,5 @@ func seedSQLite(ctx context.Context, db *sql.DB, g *generator) error {
 			}
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	_, err = db.ExecContext(ctx, `ANALYZE`)
-	return err
+	return tx.Commit()
 }

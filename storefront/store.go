@@ -14,7 +14,7 @@ import (
 
 // DefaultPopularityRefresh is how old the popularity ranking behind
 // recommendation fallbacks may grow before one background query recomputes
-// it. Popularity moves slowly; recomputing it per request would scan every
+// it (Strata's choice; the guide gives no number). Popularity moves slowly; recomputing it per request would scan every
 // action on every cold user's request.
 const DefaultPopularityRefresh = time.Minute
 
@@ -144,7 +144,7 @@ func (s *Store) GetUser(ctx context.Context, id int64) (User, error) {
 	}
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("user %d: %w", id, ErrNotFound)
+		return User{}, &NotFoundError{Kind: "user", ID: id}
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("storefront: get user %d: %w", id, err)
@@ -194,7 +194,7 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 		id, p.Email, p.Name, p.Region, s.d.timeArg(s.stamp())))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return User{}, fmt.Errorf("user %d: %w", id, ErrNotFound)
+		return User{}, &NotFoundError{Kind: "user", ID: id}
 	case err != nil && s.d.uniqueViolation(err):
 		return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", *p.Email), Err: ErrConflict}
 	case err != nil:
@@ -235,7 +235,7 @@ func (s *Store) missingReference(ctx context.Context, userID, productID int64) e
 		return err
 	}
 	if _, err := s.GetProduct(ctx, productID); errors.Is(err, ErrNotFound) {
-		return &FieldError{Field: "product_id", Msg: fmt.Sprintf("product %d does not exist", productID), Err: ErrNotFound}
+		return &FieldError{Field: "product_id", Msg: fmt.Sprintf("names product %d, which does not exist", productID), Err: ErrNotFound}
 	} else if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (s *Store) GetProduct(ctx context.Context, id int64) (Product, error) {
 	}
 	p, err := scanProduct(s.db.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Product{}, fmt.Errorf("product %d: %w", id, ErrNotFound)
+		return Product{}, &NotFoundError{Kind: "product", ID: id}
 	}
 	if err != nil {
 		return Product{}, fmt.Errorf("storefront: get product %d: %w", id, err)

@@ -500,3 +500,116 @@ func TestOpenErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRecommendExcludesHistory: nothing the user viewed, carted or bought
+// is recommended while the catalogue has other candidates.
+func TestRecommendExcludesHistory(t *testing.T) {
+	each(t, func(t *testing.T, s *storefront.Store) {
+		ctx := context.Background()
+		seed(t, s, 300, 200, 6000)
+		for _, id := range []int64{1, 2, 3, 4, 5} {
+			rows, err := s.DB().QueryContext(ctx, `SELECT product_id FROM user_actions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 100`, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			history := map[int64]bool{}
+			for rows.Next() {
+				var p int64
+				rows.Scan(&p)
+				history[p] = true
+			}
+			rows.Close()
+			recs, err := s.Recommend(ctx, id, 20)
+			if err != nil || len(recs) != 20 {
+				t.Fatalf("user %d: %d recs, %v", id, len(recs), err)
+			}
+			for _, r := range recs {
+				if history[r.Product.ID] {
+					t.Fatalf("user %d: recommended product %d from their own history (%s)", id, r.Product.ID, r.Reason)
+				}
+			}
+		}
+	})
+}
+
+// TestRecommendRankingBeforeCatalogue: a popularity ranking computed while
+// the catalogue was empty is recomputed rather than served as "nothing".
+func TestRecommendRankingBeforeCatalogue(t *testing.T) {
+	s := open(t, testdb.SQLite(t))
+	ctx := context.Background()
+	u := mustCreate(t, s, "early@example.com")
+	recs, err := s.Recommend(ctx, u.ID, 5) // ranks an empty catalogue
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("empty catalogue: %d recs, %v", len(recs), err)
+	}
+	// Products arrive behind the store's back (another process, a migration).
+	if _, err := s.DB().ExecContext(ctx, `INSERT INTO products (title, description, category, price_cents, stock, updated_at) VALUES ('Acme kettle', 'A kettle', 'kitchen', 100, 1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	recs, err = s.Recommend(ctx, u.ID, 5)
+	if err != nil || len(recs) != 1 || recs[0].Product.Title != "Acme kettle" {
+		t.Fatalf("after the first product: %+v, %v", recs, err)
+	}
+}
+
+// TestPopularityRefresh: a stale ranking is served while one background
+// refresh replaces it; concurrent cold readers share one computation; Close
+// waits for background work.
+func TestPopularityRefresh(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, err := storefront.Open(context.Background(), testdb.SQLite(t), storefront.Config{Now: clock, PopularityRefresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	seed(t, s, 50, 20, 0)
+	fresh := mustCreate(t, s, "fresh@example.com")
+
+	// Many cold readers at once all succeed.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if recs, err := s.Recommend(ctx, fresh.ID, 3); err != nil || len(recs) != 3 {
+				t.Errorf("cold reader: %d recs, %v", len(recs), err)
+			}
+		}()
+	}
+	wg.Wait()
+	before, _ := s.Recommend(ctx, fresh.ID, 1)
+
+	// Product 20 becomes by far the most popular.
+	for range 30 {
+		if _, err := s.RecordAction(ctx, 1, 20, storefront.Purchase); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if recs, _ := s.Recommend(ctx, fresh.ID, 1); recs[0].Product.ID != before[0].Product.ID {
+		t.Fatalf("ranking changed before it was stale")
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	// The first stale read starts the refresh; within a few reads the new
+	// ranking is served.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, err := s.Recommend(ctx, fresh.ID, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if recs[0].Product.ID == 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stale ranking still served: top is %d", recs[0].Product.ID)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

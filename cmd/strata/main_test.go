@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,9 +25,12 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 func TestCLIExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("db: sqlite://x.db\nport: 80\n"), 0o644)
 	wrongType := filepath.Join(dir, "type.yaml")
-	os.WriteFile(wrongType, []byte("addr: [1, 2]\n"), 0o644)
+	for path, body := range map[string]string{bad: "db: sqlite://x.db\nport: 80\n", wrongType: "addr: [1, 2]\n"} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -81,30 +85,35 @@ func TestCLISeedAndServe(t *testing.T) {
 		t.Fatalf("seed --reset: exit %d: %s", code, errOut)
 	}
 
-	// A config file supplies what flags do not.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	// A config file supplies what flags do not; port 0 picks a free port,
+	// which serve logs.
 	cfg := filepath.Join(dir, "strata.yaml")
-	os.WriteFile(cfg, []byte("db: "+db+"\naddr: "+addr+"\n"), 0o644)
+	if err := os.WriteFile(cfg, []byte("db: "+db+"\naddr: 127.0.0.1:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var sout, serr bytes.Buffer
+	var sout, serr lockedBuffer
 	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, &sout, &serr) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/users/3")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("GET /users/3: %d", resp.StatusCode)
-			}
+	addrRE := regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == ""; {
+		if m := addrRE.FindStringSubmatch(serr.String()); m != nil {
+			addr = m[1]
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve did not come up: %v\n%s", err, serr.String())
+			t.Fatalf("serve did not log its address:\n%s", serr.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/users/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /users/3: %d", resp.StatusCode)
 	}
 	cancel() // as SIGTERM does
 	select {
@@ -118,13 +127,37 @@ func TestCLISeedAndServe(t *testing.T) {
 }
 
 func TestCLIDemo(t *testing.T) {
-	code, out, errOut := runCLI(t, "demo", "--users", "200", "--products", "50", "--actions", "2000", "--requests", "500")
-	if code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	dir := t.TempDir()
+	var code int
+	var out, errOut string
+	for range 2 { // a kept --dir can be used again
+		code, out, errOut = runCLI(t, "demo", "--users", "200", "--products", "50", "--actions", "2000", "--requests", "500", "--dir", dir)
+		if code != 0 {
+			t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+		}
 	}
 	for _, want := range []string{"stage 1", "GET /users/{id}/recommendations", "POST /users", "p99", "/metrics", "demo finished"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to write from the server's goroutine
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

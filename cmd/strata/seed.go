@@ -56,15 +56,10 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 				return err
 			}
 			defer store.Close()
-			if reset {
-				if err := store.Reset(ctx); err != nil {
-					return err
-				}
-			}
 			progress := newProgress(g.stderr, int64(users+products+actions))
 			stats, err := storefront.Seed(ctx, store, storefront.SeedConfig{
 				Users: users, Products: products, Actions: actions, RandSeed: randSeed,
-				Progress: progress.update,
+				Reset: reset, Progress: progress.update,
 			})
 			progress.finish()
 			if err != nil {
@@ -83,7 +78,7 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 	f.IntVar(&products, "products", defaultSeedProducts, "number of products")
 	f.IntVar(&actions, "actions", defaultSeedActions, "number of user actions")
 	f.Int64Var(&randSeed, "seed", 1, "random seed; the same seed gives the same data")
-	f.BoolVar(&reset, "reset", false, "delete existing users, products and actions first")
+	f.BoolVar(&reset, "reset", false, "replace existing users, products and actions (in the same transaction)")
 	return cmd
 }
 

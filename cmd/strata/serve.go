@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 
@@ -86,13 +87,15 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			defer store.Close()
 			reg := storefront.NewRegistry()
 			reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
-			h := storefront.NewHandler(store, storefront.HandlerConfig{Registry: reg, Logger: log})
+			h := storefront.NewHandler(store, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log})
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion())
-			err = storefront.Serve(ctx, storefront.NewServer(addr, h, log), ln)
+			srv := storefront.NewServer(addr, h)
+			srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+			err = storefront.Serve(ctx, srv, ln)
 			if err == nil {
 				log.Info("stopped")
 			}

@@ -34,7 +34,10 @@ const (
 // Pool settings of the primary, from the guide's Connection Pooling section
 // (pool_size=50, max_overflow=20, pool_recycle=3600). database/sql has no
 // separate overflow: the pool may open PrimaryPoolSize+PrimaryMaxOverflow
-// connections and keeps PrimaryPoolSize of them idle.
+// connections and keeps PrimaryPoolSize of them idle. database/sql has no
+// acquire timeout either: at stage 1 a query waits for a connection until its
+// context ends (the storefront bounds each request to 10 s). The replica
+// router adds the guide's fast-fail acquire timeouts.
 const (
 	PrimaryPoolSize    = 50        // guide: primary pool_size 50
 	PrimaryMaxOverflow = 20        // guide: primary max_overflow 20

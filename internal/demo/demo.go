@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand"
 	"net"
@@ -44,8 +46,9 @@ type Config struct {
 	Requests int
 	// Concurrency is the number of clients sending at once.
 	Concurrency int
-	// Dir holds the SQLite database; "" means a new temporary folder,
-	// removed at the end.
+	// Dir holds the SQLite database, storefront.db, which is replaced at
+	// the start of each run and kept at the end; "" means a new temporary
+	// folder, removed at the end.
 	Dir string
 	// Out receives the summary; nil means os.Stdout.
 	Out io.Writer
@@ -133,7 +136,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	fmt.Fprintf(out, "Strata demo: the storefront at each stage of the scale journey\n\n")
 
 	stage := "stage 1: monolith (one SQLite database, no cache)"
-	store, err := storefront.Open(ctx, "sqlite://"+filepath.Join(dir, "storefront.db"), storefront.Config{Logger: cfg.Logger})
+	dbPath := filepath.Join(dir, "storefront.db")
+	if cfg.Dir != "" { // a kept folder: start from a fresh database each run
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(dbPath + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return Result{}, fmt.Errorf("demo: %w", err)
+			}
+		}
+	}
+	store, err := storefront.Open(ctx, "sqlite://"+dbPath, storefront.Config{Logger: cfg.Logger})
 	if err != nil {
 		return Result{}, err
 	}
@@ -149,7 +160,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	reg := storefront.NewRegistry()
 	reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
-	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(store, storefront.HandlerConfig{Registry: reg, Logger: cfg.Logger}), cfg.Logger)
+	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(store, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: cfg.Logger}))
+	srv.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: listen: %w", err)

@@ -42,7 +42,7 @@ func SQLite(t testing.TB) string {
 }
 
 // Required reports whether tests must not skip for want of a server: true
-// when the CI variable is set to anything but "" or "false".
+// when the CI variable is set to anything but "", "false" or "0".
 func Required() bool {
 	v := os.Getenv("CI")
 	return v != "" && v != "false" && v != "0"

@@ -1,0 +1,88 @@
+package cache
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// BreakerState is the state of a level's circuit breaker.
+type BreakerState int32
+
+// Breaker states.
+const (
+	BreakerClosed   BreakerState = iota // calls go through
+	BreakerOpen                         // calls fail at once
+	BreakerHalfOpen                     // one probe call goes through
+)
+
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half-open"
+	}
+	return "closed"
+}
+
+// breaker keeps a dead or slow level from costing every request a timeout.
+// After failures consecutive errors it opens: calls fail at once for
+// cooldown, then one probe is let through; a success closes it, a failure
+// opens it again. With the default L2 timeout of 50 ms and 3 failures it
+// trips within 150 ms of Redis going silent, and within a millisecond when
+// connections are refused.
+type breaker struct {
+	failures int32
+	cooldown time.Duration
+	now      func() int64
+
+	state    atomic.Int32 // BreakerState
+	fails    atomic.Int32 // consecutive failures while closed
+	openedAt atomic.Int64 // unix ns of the last opening
+	probing  atomic.Bool  // a half-open probe is in flight
+}
+
+func newBreaker(failures int, cooldown time.Duration, now func() int64) *breaker {
+	return &breaker{failures: int32(failures), cooldown: cooldown, now: now}
+}
+
+// allow reports whether a call may go through now. A caller that was
+// allowed must report the outcome with done.
+func (b *breaker) allow() bool {
+	switch BreakerState(b.state.Load()) {
+	case BreakerClosed:
+		return true
+	case BreakerOpen:
+		if b.now()-b.openedAt.Load() < int64(b.cooldown) {
+			return false
+		}
+		if b.probing.CompareAndSwap(false, true) {
+			b.state.Store(int32(BreakerHalfOpen))
+			return true
+		}
+		return false
+	default: // half-open: the probe is out
+		return false
+	}
+}
+
+// done reports the outcome of an allowed call.
+func (b *breaker) done(ok bool) {
+	state := BreakerState(b.state.Load())
+	if ok {
+		b.fails.Store(0)
+		if state == BreakerHalfOpen {
+			b.state.Store(int32(BreakerClosed))
+			b.probing.Store(false)
+		}
+		return
+	}
+	if state == BreakerHalfOpen || b.fails.Add(1) >= b.failures {
+		b.openedAt.Store(b.now())
+		b.state.Store(int32(BreakerOpen))
+		b.probing.Store(false)
+		b.fails.Store(0)
+	}
+}
+
+func (b *breaker) State() BreakerState { return BreakerState(b.state.Load()) }

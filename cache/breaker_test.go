@@ -1,0 +1,50 @@
+package cache
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBreaker(t *testing.T) {
+	now := int64(0)
+	b := newBreaker(3, time.Second, func() int64 { return now })
+	steps := []struct {
+		failures int // failed calls to report first
+		advance  time.Duration
+		allow    bool // then: is a call allowed?
+		ok       bool // and its outcome, if allowed
+		state    BreakerState
+	}{
+		{0, 0, true, true, BreakerClosed},                       // healthy calls pass
+		{2, 0, true, true, BreakerClosed},                       // two failures do not trip it; a success resets
+		{3, 0, false, false, BreakerOpen},                       // three consecutive failures open it
+		{0, 500 * time.Millisecond, false, false, BreakerOpen},  // still cooling down
+		{0, 600 * time.Millisecond, true, false, BreakerOpen},   // one probe after the cooldown; it fails: open again
+		{0, 1100 * time.Millisecond, true, true, BreakerClosed}, // the next probe succeeds: closed
+	}
+	for i, s := range steps {
+		for range s.failures {
+			if b.allow() {
+				b.done(false)
+			}
+		}
+		now += int64(s.advance)
+		got := b.allow()
+		if got != s.allow {
+			t.Fatalf("step %d: allow = %v, want %v (state %v)", i, got, s.allow, b.State())
+		}
+		if got {
+			if b.State() == BreakerOpen {
+				t.Fatalf("step %d: allowed while open", i)
+			}
+			// Only one probe at a time while half-open.
+			if b.State() == BreakerHalfOpen && b.allow() {
+				t.Fatalf("step %d: a second probe was allowed", i)
+			}
+			b.done(s.ok)
+		}
+		if b.State() != s.state {
+			t.Fatalf("step %d: state %v, want %v", i, b.State(), s.state)
+		}
+	}
+}

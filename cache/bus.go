@@ -1,0 +1,189 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// The invalidation bus is Redis pub/sub on one channel per namespace.
+//
+// Why pub/sub: it is the one mechanism that works the same on a single
+// Redis and on Redis Cluster, costs one PUBLISH per write, and needs no
+// per-key server state. Its weakness is that a subscriber that drops its
+// connection silently misses messages. Two mechanisms bound the damage:
+//
+//   - every message carries its publisher's sequence number, so a receiver
+//     that sees a gap knows it missed something and flushes its L1;
+//   - every instance publishes a heartbeat every StalenessBound/4 and
+//     listens for its own; when none has arrived for StalenessBound/2 the
+//     bus is down for this instance, which flushes its L1 and bypasses it
+//     until its heartbeats come back (then it flushes once more).
+//
+// Streams would survive a reconnect but need trimming and a consumer
+// position per instance; RESP3 client tracking invalidates per connection
+// and cannot carry tag epochs. Neither bounds staleness more tightly.
+
+// busMsg is one message on the bus.
+type busMsg struct {
+	Origin string   `json:"o"`           // the publishing instance
+	Seq    uint64   `json:"s"`           // publisher's sequence number, from 1
+	Sent   int64    `json:"at"`          // unix ns at the publisher, for lag
+	Keys   []string `json:"k,omitempty"` // keys to drop
+	Tags   []string `json:"t,omitempty"` // tags bumped ...
+	Epochs []uint64 `json:"e,omitempty"` // ... to these epochs
+	Flush  bool     `json:"f,omitempty"` // drop everything
+}
+
+// maxBusMsg bounds a message the bus accepts.
+const maxBusMsg = 1 << 20
+
+func decodeBusMsg(data []byte) (busMsg, error) {
+	var m busMsg
+	if len(data) > maxBusMsg {
+		return m, errors.New("cache: bus message too large")
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("cache: bus message: %w", err)
+	}
+	if m.Origin == "" || m.Seq == 0 || len(m.Tags) != len(m.Epochs) {
+		return m, errors.New("cache: bus message: missing origin or sequence, or tags without epochs")
+	}
+	return m, nil
+}
+
+// listener is what the bus delivers to: the cache.
+type listener interface {
+	dropLocal(keys []string)
+	setEpochs(tags []string, epochs []uint64)
+	flushLocal(reason string)
+	setBusHealthy(ok bool)
+	observeBusLag(d time.Duration)
+}
+
+type bus struct {
+	r        *redisLevel
+	channel  string
+	origin   string
+	bound    time.Duration
+	now      func() int64
+	l        listener
+	seq      atomic.Uint64
+	lastOwn  atomic.Int64 // unix ns when our own last heartbeat came back
+	healthy  atomic.Bool
+	received atomic.Uint64 // messages received from other instances
+	deaf     atomic.Bool   // test seam: drop every incoming message
+
+	mu      sync.Mutex
+	lastSeq map[string]uint64 // per origin
+}
+
+func newBus(r *redisLevel, ns, origin string, bound time.Duration, now func() int64, l listener) *bus {
+	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, l: l, lastSeq: map[string]uint64{}}
+}
+
+// publish broadcasts m to every instance, this one included.
+func (b *bus) publish(ctx context.Context, m busMsg) error {
+	m.Origin, m.Seq, m.Sent = b.origin, b.seq.Add(1), b.now()
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.r.publish(ctx, b.channel, data)
+}
+
+// run subscribes and keeps subscribing until ctx ends.
+func (b *bus) run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := b.r.c.Receive(ctx, b.r.c.B().Subscribe().Channel(b.channel).Build(), func(msg rueidis.PubSubMessage) {
+			backoff = 50 * time.Millisecond
+			b.deliver([]byte(msg.Message))
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err // the watchdog notices the silence and flushes
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, b.bound/2)
+	}
+}
+
+// heartbeat publishes a heartbeat every bound/4 and checks every bound/8
+// that our own keep coming back.
+func (b *bus) heartbeat(ctx context.Context) {
+	tick := time.NewTicker(b.bound / 8)
+	defer tick.Stop()
+	b.lastOwn.Store(b.now())
+	var lastSent int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := b.now()
+		if now-lastSent >= int64(b.bound/4) {
+			lastSent = now
+			pctx, cancel := context.WithTimeout(ctx, b.bound/4)
+			_ = b.publish(pctx, busMsg{}) // a failure shows as silence
+			cancel()
+		}
+		if now-b.lastOwn.Load() > int64(b.bound/2) && b.healthy.CompareAndSwap(true, false) {
+			b.l.setBusHealthy(false)
+			b.l.flushLocal("bus silent")
+		}
+	}
+}
+
+// deliver handles one message from the channel.
+func (b *bus) deliver(data []byte) {
+	if b.deaf.Load() {
+		return
+	}
+	m, err := decodeBusMsg(data)
+	if err != nil {
+		return // not ours, or corrupt: ignore it
+	}
+	b.mu.Lock()
+	last, known := b.lastSeq[m.Origin]
+	b.lastSeq[m.Origin] = max(last, m.Seq)
+	b.mu.Unlock()
+	gap := known && m.Seq > last+1
+
+	if m.Origin == b.origin {
+		b.lastOwn.Store(b.now())
+		if gap { // we missed some of our own messages: others' may be lost too
+			b.l.flushLocal("bus gap")
+		}
+		if b.healthy.CompareAndSwap(false, true) {
+			b.l.flushLocal("bus back")
+			b.l.setBusHealthy(true)
+		}
+		return
+	}
+	b.received.Add(1)
+	b.l.observeBusLag(time.Duration(b.now() - m.Sent))
+	if gap {
+		b.l.flushLocal("bus gap")
+	}
+	if m.Flush {
+		b.l.flushLocal("remote flush")
+	}
+	if len(m.Keys) > 0 {
+		b.l.dropLocal(m.Keys)
+	}
+	if len(m.Tags) > 0 {
+		b.l.setEpochs(m.Tags, m.Epochs)
+	}
+}

@@ -1,0 +1,839 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	otterstats "github.com/maypok86/otter/v2/stats"
+	"github.com/redis/rueidis"
+)
+
+// Defaults, from the guide's caching sections where it gives a number.
+const (
+	DefaultL1Size         = 10_000                 // guide, Multi-Level Caching: LRUCache(maxsize=10000)
+	DefaultL1TTL          = 60 * time.Second       // guide, Multi-Level Caching: local_cache.set(..., ttl=60) on fill from Redis
+	DefaultTTL            = 300 * time.Second      // guide, Stage 2: user entry cached 300 s; Stage 4: application cache 300 s
+	DefaultStaleTTL       = 60 * time.Second       // Strata: how long past TTL a value may be served while it refreshes
+	DefaultNotFoundTTL    = 10 * time.Second       // Strata: "not found" is cached briefly
+	DefaultJitter         = 0.1                    // Strata: ±10 % on every expiry, so entries filled together do not expire together
+	DefaultL2Timeout      = 50 * time.Millisecond  // Strata: bound on every Redis call
+	DefaultLeaseTTL       = 5 * time.Second        // Strata: a crashed lease holder blocks nobody longer than this
+	DefaultLeaseWait      = 250 * time.Millisecond // Strata: how long a non-holder waits for the holder's value
+	DefaultLoadTimeout    = 10 * time.Second       // Strata: bound on one loader call
+	DefaultStalenessBound = time.Second            // Strata: see the package doc
+	breakerFailures       = 3
+	breakerCooldown       = time.Second
+	leasePoll             = 5 * time.Millisecond
+	clockResolution       = time.Millisecond
+)
+
+// ErrNotFound is what a loader returns (possibly wrapped) for a key that
+// does not exist; the cache remembers it for NotFoundTTL and returns an
+// error matching ErrNotFound from then on.
+var ErrNotFound = errors.New("cache: not found")
+
+// Config holds a cache's settings. The zero value is an L1-only cache with
+// the defaults above; set Redis to add L2, leases and the invalidation bus.
+type Config[V any] struct {
+	// Namespace prefixes every Redis key and names the bus channel; caches
+	// of different value types must use different namespaces. Default
+	// "strata".
+	Namespace string
+	// Codec encodes values for L2; nil means JSON.
+	Codec Codec[V]
+
+	// TTL is how long a value is fresh; StaleTTL how long after that it is
+	// still served (once, with a background refresh) before it is a miss.
+	TTL, StaleTTL time.Duration
+	// NotFoundTTL is how long a "not found" is remembered.
+	NotFoundTTL time.Duration
+	// Jitter spreads every expiry by ±Jitter of its length; 0 means the
+	// default, negative means none.
+	Jitter float64
+
+	// L1Size bounds the in-process level by entries; L1TTL caps how long an
+	// entry stays in it. DisableL1 turns the level off.
+	L1Size    int
+	L1TTL     time.Duration
+	DisableL1 bool
+
+	// Redis, when set, is L2 (a single node or a cluster). The cache does
+	// not close it.
+	Redis rueidis.Client
+	// L2Timeout bounds every Redis call.
+	L2Timeout time.Duration
+	// LeaseTTL is how long a lease on a missing key holds; LeaseWait how
+	// long another instance waits for the holder's value before it loads
+	// (or serves stale) itself.
+	LeaseTTL, LeaseWait time.Duration
+	// LoadTimeout bounds one loader call, whoever asked for it.
+	LoadTimeout time.Duration
+	// StalenessBound is the longest an instance may serve a value from L1
+	// after another instance invalidated it (see the package doc).
+	StalenessBound time.Duration
+
+	// Recorder receives latencies; nil means none. Counters are always kept
+	// and read with [Cache.Stats].
+	Recorder Recorder
+	// Logger receives background errors; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for tests; nil means a millisecond-resolution clock.
+	Now func() time.Time
+}
+
+func (c *Config[V]) resolve() error {
+	dur := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"TTL", &c.TTL, DefaultTTL}, {"StaleTTL", &c.StaleTTL, DefaultStaleTTL},
+		{"NotFoundTTL", &c.NotFoundTTL, DefaultNotFoundTTL}, {"L1TTL", &c.L1TTL, DefaultL1TTL},
+		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout}, {"LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL},
+		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait}, {"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
+		{"StalenessBound", &c.StalenessBound, DefaultStalenessBound},
+	}
+	for _, d := range dur {
+		if *d.v < 0 {
+			return fmt.Errorf("cache: %s is negative (%v)", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	switch {
+	case c.L1Size < 0:
+		return fmt.Errorf("cache: L1Size is negative (%d)", c.L1Size)
+	case c.L1Size == 0:
+		c.L1Size = DefaultL1Size
+	}
+	switch {
+	case math.IsNaN(c.Jitter) || c.Jitter >= 0.5:
+		return fmt.Errorf("cache: Jitter must be below 0.5, got %v", c.Jitter)
+	case c.Jitter == 0:
+		c.Jitter = DefaultJitter
+	case c.Jitter < 0:
+		c.Jitter = 0
+	}
+	if c.StalenessBound < 8*time.Millisecond {
+		return fmt.Errorf("cache: StalenessBound must be at least 8ms, got %v", c.StalenessBound)
+	}
+	if c.Namespace == "" {
+		c.Namespace = "strata"
+	}
+	if strings.ContainsAny(c.Namespace, "{} \n") {
+		return fmt.Errorf("cache: Namespace %q may not contain braces or spaces", c.Namespace)
+	}
+	if c.Codec == nil {
+		c.Codec = JSON[V]{}
+	}
+	if c.Recorder == nil {
+		c.Recorder = nopRecorder{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Cache is a typed, multi-level read-through cache. It is safe for
+// concurrent use; see the package doc for how the levels work together.
+type Cache[V any] struct {
+	cfg   Config[V]
+	clock *clock
+
+	l1      *otter.Cache[string, *envelope[V]] // nil when disabled
+	l1Stats *otterstats.Counter
+	l1Off   atomic.Bool // bypass L1 while the bus is down
+
+	l2  *redisLevel // nil without Redis
+	bus *bus        // nil without Redis
+
+	stripes stripes
+	flights flights[V]
+	tags    *tagEpochs
+	ctr     counters
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New validates cfg and returns a cache. With Redis set it subscribes to
+// the invalidation bus before returning.
+func New[V any](cfg Config[V]) (*Cache[V], error) {
+	if err := cfg.resolve(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel}
+	c.clock = newClock(cfg.Now)
+	if !cfg.DisableL1 {
+		c.l1Stats = otterstats.NewCounter()
+		var err error
+		c.l1, err = otter.New(&otter.Options[string, *envelope[V]]{
+			MaximumSize:   cfg.L1Size,
+			StatsRecorder: c.l1Stats,
+			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *envelope[V]]) time.Duration {
+				return time.Duration(e.Value.l1Until - c.clock.now())
+			}),
+		})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("cache: L1: %w", err)
+		}
+	}
+	c.stripes.seed = maphash.MakeSeed()
+	c.tags = newTagEpochs()
+	if cfg.Redis != nil {
+		c.l2 = &redisLevel{c: cfg.Redis, ns: cfg.Namespace, timeout: cfg.L2Timeout,
+			br: newBreaker(breakerFailures, breakerCooldown, c.clock.now)}
+		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, c.clock.now, c)
+		c.l1Off.Store(true) // until the bus proves it delivers
+		c.wg.Add(2)
+		go func() { defer c.wg.Done(); c.bus.run(ctx) }()
+		go func() { defer c.wg.Done(); c.bus.heartbeat(ctx) }()
+	}
+	c.clock.start(ctx, &c.wg)
+	return c, nil
+}
+
+// Close stops the background work (bus, refreshes, clock). It does not
+// close the Redis client.
+func (c *Cache[V]) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.cancel()
+		c.wg.Wait()
+		if c.l1 != nil {
+			c.l1.StopAllGoroutines()
+		}
+	}
+	return nil
+}
+
+// Source says which level answered a read.
+type Source uint8
+
+// The levels a value can come from.
+const (
+	SourceNone   Source = iota
+	SourceL1            // the in-process level
+	SourceL2            // Redis
+	SourceLoader        // the loader (the origin)
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceL1:
+		return "l1"
+	case SourceL2:
+		return "l2"
+	case SourceLoader:
+		return "loader"
+	}
+	return "none"
+}
+
+// Info describes how a read was served: the guide's cache_metadata.
+type Info struct {
+	Source Source
+	// Stale is set when the value was past its TTL and a refresh was
+	// started in the background.
+	Stale bool
+	// Shared is set when the value came from a load another caller started
+	// (in this process, or in another instance holding the lease).
+	Shared bool
+	// Time spent in L2 calls, waiting for another's lease, and loading.
+	L2, LeaseWait, Load time.Duration
+}
+
+// String renders Info for a debug header: "l1", "l2 l2=0.42ms",
+// "loader l2=0.31ms load=4.1ms", "l1 stale".
+func (i Info) String() string {
+	var b strings.Builder
+	b.WriteString(i.Source.String())
+	if i.Stale {
+		b.WriteString(" stale")
+	}
+	if i.Shared {
+		b.WriteString(" shared")
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"l2", i.L2}, {"lease_wait", i.LeaseWait}, {"load", i.Load}} {
+		if d.d > 0 {
+			fmt.Fprintf(&b, " %s=%.2fms", d.name, float64(d.d)/1e6)
+		}
+	}
+	return b.String()
+}
+
+// LoaderFunc loads the value of a key from the origin. It returns
+// ErrNotFound (possibly wrapped) for a key that does not exist.
+type LoaderFunc[V any] func(ctx context.Context, key string) (V, error)
+
+// Option adjusts one read.
+type Option func(*readOpts)
+
+type readOpts struct {
+	tags []string
+}
+
+// Tags stamps the loaded value with the current epochs of these tags: the
+// value stays valid until one of them is invalidated with
+// [Cache.InvalidateTags]. This is how the query-result level knows which
+// cached queries a write made stale.
+func Tags(tags ...string) Option { return func(o *readOpts) { o.tags = append(o.tags, tags...) } }
+
+// Get returns the value of key, reading L1, then L2, then calling load
+// once, however many callers (and, with Redis, instances) ask at once.
+// Loader errors are returned and never cached.
+func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts ...Option) (V, Info, error) {
+	var ro readOpts
+	for _, o := range opts {
+		o(&ro)
+	}
+	if c.l1 != nil && !c.l1Off.Load() {
+		if e, ok := c.l1.GetIfPresent(key); ok && c.tags.valid(e.tags) {
+			now := c.clock.now()
+			if now < e.soft {
+				return c.result(e, Info{Source: SourceL1})
+			}
+			if now < e.hard {
+				c.refreshInBackground(key, load, ro)
+				return c.result(e, Info{Source: SourceL1, Stale: true})
+			}
+		}
+	}
+	return c.loadShared(ctx, key, load, ro)
+}
+
+func (c *Cache[V]) result(e *envelope[V], info Info) (V, Info, error) {
+	if info.Stale {
+		c.ctr.stale.Add(1)
+	}
+	if e.notFound {
+		var zero V
+		return zero, info, ErrNotFound
+	}
+	return e.value, info, nil
+}
+
+// flights are the loads in progress in this process, one per key.
+type flights[V any] struct {
+	mu sync.Mutex
+	m  map[string]*flight[V]
+}
+
+type flight[V any] struct {
+	done chan struct{}
+	e    *envelope[V]
+	info Info
+	err  error
+}
+
+// loadShared makes concurrent callers for one key share one fetch. The
+// fetch runs detached from any one caller's context, bounded by
+// LoadTimeout, so a caller that gives up does not fail the others.
+func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V], ro readOpts) (V, Info, error) {
+	c.flights.mu.Lock()
+	if c.flights.m == nil {
+		c.flights.m = map[string]*flight[V]{}
+	}
+	f, shared := c.flights.m[key]
+	if !shared {
+		f = &flight[V]{done: make(chan struct{})}
+		c.flights.m[key] = f
+		c.flights.mu.Unlock()
+		go func() {
+			defer func() {
+				c.flights.mu.Lock()
+				delete(c.flights.m, key)
+				c.flights.mu.Unlock()
+				close(f.done)
+			}()
+			f.e, f.info, f.err = c.fetch(key, load, ro, false)
+		}()
+	} else {
+		c.flights.mu.Unlock()
+		c.ctr.deduped.Add(1)
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		var zero V
+		return zero, Info{}, ctx.Err()
+	}
+	if f.err != nil {
+		var zero V
+		return zero, f.info, f.err
+	}
+	info := f.info
+	info.Shared = info.Shared || shared
+	return c.result(f.e, info)
+}
+
+// refreshInBackground refreshes a stale key once, whoever asks.
+func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOpts) {
+	c.flights.mu.Lock()
+	if c.flights.m == nil {
+		c.flights.m = map[string]*flight[V]{}
+	}
+	if _, busy := c.flights.m[key]; busy || c.closed.Load() {
+		c.flights.mu.Unlock()
+		return
+	}
+	f := &flight[V]{done: make(chan struct{})}
+	c.flights.m[key] = f
+	c.flights.mu.Unlock()
+	c.ctr.refreshes.Add(1)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.flights.mu.Lock()
+			delete(c.flights.m, key)
+			c.flights.mu.Unlock()
+			close(f.done)
+		}()
+		f.e, f.info, f.err = c.fetch(key, load, ro, true)
+		if f.err != nil && !errors.Is(f.err, ErrNotFound) {
+			c.cfg.Logger.Warn("cache: background refresh failed; the stale value stays until it expires", "key", key, "err", f.err)
+		}
+	}()
+}
+
+// fetch reads L2 and, on a miss, loads under a lease. skipStaleL2 makes a
+// refresh ignore an L2 value that is itself past its TTL.
+func (c *Cache[V]) fetch(key string, load LoaderFunc[V], ro readOpts, skipStaleL2 bool) (*envelope[V], Info, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.LoadTimeout)
+	defer cancel()
+	var info Info
+	gen := c.stripes.gen(key) // before any read: a later invalidation voids our fill
+
+	if c.l2 == nil {
+		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
+	}
+	epochs, err := c.currentEpochs(ctx, ro.tags)
+	if err != nil {
+		// Without trustworthy epochs a tagged value cannot be validated:
+		// load it and cache it nowhere.
+		return c.loadUncached(ctx, key, load, info)
+	}
+	token := randomToken()
+	t0 := time.Now()
+	state, data, err := c.l2.getOrLease(ctx, key, token, c.cfg.LeaseTTL)
+	info.L2 += time.Since(t0)
+	c.cfg.Recorder.ObserveL2(time.Since(t0))
+	if err != nil { // Redis down: fail open to the loader, fill L1 only
+		c.ctr.l2Errors.Add(1)
+		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
+	}
+	switch state {
+	case l2Hit:
+		if e := c.decodeValid(data, epochs, ro.tags); e != nil && (!skipStaleL2 || c.clock.now() < e.soft) {
+			c.ctr.l2Hits.Add(1)
+			c.fillL1(key, e, gen)
+			info.Source = SourceL2
+			return e, info, nil
+		}
+		// Unusable (stale tags, corrupt, or stale for a refresh): replace it.
+		c.ctr.l2Misses.Add(1)
+		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
+	case l2Leased:
+		c.ctr.l2Misses.Add(1)
+		c.ctr.leases.Add(1)
+		return c.loadAndFill(ctx, key, load, ro, gen, token, info)
+	default: // another instance holds the lease: wait for its value
+		c.ctr.l2Misses.Add(1)
+		c.ctr.leaseWaits.Add(1)
+		wait0 := time.Now()
+		deadline := wait0.Add(c.cfg.LeaseWait)
+		for time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return nil, info, ctx.Err()
+			case <-time.After(leasePoll):
+			}
+			data, found, err := c.l2.get(ctx, key)
+			if err != nil {
+				break
+			}
+			if e := c.decodeValid(data, epochs, ro.tags); found && e != nil {
+				info.LeaseWait = time.Since(wait0)
+				c.cfg.Recorder.ObserveLeaseWait(info.LeaseWait)
+				c.fillL1(key, e, gen)
+				info.Source, info.Shared = SourceL2, true
+				return e, info, nil
+			}
+		}
+		info.LeaseWait = time.Since(wait0)
+		c.cfg.Recorder.ObserveLeaseWait(info.LeaseWait)
+		c.ctr.leaseTimeouts.Add(1)
+		// Serve what L1 still holds, even past its hard expiry? No: past
+		// hard nothing is served. Load ourselves, without writing L2.
+		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
+	}
+}
+
+// decodeValid decodes an L2 entry and checks its expiry and tag epochs.
+func (c *Cache[V]) decodeValid(data []byte, epochs []uint64, tags []string) *envelope[V] {
+	if data == nil {
+		return nil
+	}
+	e, err := decodeEnvelope(data, c.cfg.Codec)
+	if err != nil {
+		c.ctr.corrupt.Add(1)
+		return nil
+	}
+	if c.clock.now() >= e.hard || !stampsMatch(e.tags, tags, epochs) {
+		return nil
+	}
+	e.l1Until = min(e.hard, c.clock.now()+int64(c.jitter(c.cfg.L1TTL)))
+	return e
+}
+
+// loadAndFill calls the loader and stores the result: in L2 when token
+// holds the lease (and only if it still does), and in L1 if no
+// invalidation of the key happened since gen was read.
+func (c *Cache[V]) loadAndFill(ctx context.Context, key string, load LoaderFunc[V], ro readOpts, gen uint64, token string, info Info) (*envelope[V], Info, error) {
+	epochs, err := c.currentEpochs(ctx, ro.tags)
+	if err != nil {
+		if token != "" {
+			_ = c.l2.release(ctx, key, token)
+		}
+		return c.loadUncached(ctx, key, load, info)
+	}
+	t0 := time.Now()
+	v, err := load(ctx, key)
+	info.Load = time.Since(t0)
+	c.cfg.Recorder.ObserveLoad(info.Load)
+	info.Source = SourceLoader
+	c.ctr.loads.Add(1)
+	notFound := errors.Is(err, ErrNotFound)
+	if err != nil && !notFound {
+		c.ctr.loadErrors.Add(1)
+		if token != "" {
+			_ = c.l2.release(ctx, key, token)
+		}
+		return nil, info, err
+	}
+	e := c.newEnvelope(v, notFound, ro.tags, epochs)
+	if token != "" {
+		data, err := encodeEnvelope(e, c.cfg.Codec)
+		if err != nil {
+			_ = c.l2.release(ctx, key, token)
+			return nil, info, err
+		}
+		t1 := time.Now()
+		stored, err := c.l2.setIfLeased(ctx, key, token, data, time.Duration(e.hard-c.clock.now()))
+		info.L2 += time.Since(t1)
+		if err == nil && !stored {
+			// An invalidation took our lease: the value may predate the
+			// write. Hand it to this caller, cache it nowhere.
+			c.ctr.voidedSets.Add(1)
+			return e, info, nil
+		}
+	}
+	c.fillL1(key, e, gen)
+	return e, info, nil
+}
+
+// loadUncached calls the loader and caches nothing.
+func (c *Cache[V]) loadUncached(ctx context.Context, key string, load LoaderFunc[V], info Info) (*envelope[V], Info, error) {
+	t0 := time.Now()
+	v, err := load(ctx, key)
+	info.Load, info.Source = time.Since(t0), SourceLoader
+	c.ctr.loads.Add(1)
+	notFound := errors.Is(err, ErrNotFound)
+	if err != nil && !notFound {
+		c.ctr.loadErrors.Add(1)
+		return nil, info, err
+	}
+	return c.newEnvelope(v, notFound, nil, nil), info, nil
+}
+
+func (c *Cache[V]) newEnvelope(v V, notFound bool, tags []string, epochs []uint64) *envelope[V] {
+	now := c.clock.now()
+	e := &envelope[V]{value: v, notFound: notFound, created: now}
+	if notFound {
+		var zero V
+		e.value = zero
+		e.soft = now + int64(c.jitter(c.cfg.NotFoundTTL))
+		e.hard = e.soft
+	} else {
+		e.soft = now + int64(c.jitter(c.cfg.TTL))
+		e.hard = e.soft + int64(c.jitter(c.cfg.StaleTTL))
+	}
+	for i, t := range tags {
+		e.tags = append(e.tags, tagStamp{tag: t, epoch: epochs[i]})
+	}
+	e.l1Until = min(e.hard, now+int64(c.jitter(c.cfg.L1TTL)))
+	return e
+}
+
+// jitter returns d moved by a random fraction of at most ±Jitter.
+func (c *Cache[V]) jitter(d time.Duration) time.Duration {
+	if c.cfg.Jitter == 0 || d <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 + c.cfg.Jitter*(2*mrand.Float64()-1)))
+}
+
+// fillL1 stores e in L1 unless the key was invalidated since gen was read.
+// The stripe lock makes the check and the store one step with respect to
+// invalidate, which bumps the generation and deletes under the same lock.
+func (c *Cache[V]) fillL1(key string, e *envelope[V], gen uint64) {
+	if c.l1 == nil {
+		return
+	}
+	s := c.stripes.of(key)
+	s.mu.Lock()
+	if s.gen == gen && !c.l1Off.Load() {
+		c.l1.Set(key, e)
+	} else {
+		c.ctr.voidedFills.Add(1)
+	}
+	s.mu.Unlock()
+}
+
+// Set stores v under key at every level, as if it had just been loaded.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
+	gen := c.stripes.gen(key)
+	e := c.newEnvelope(v, false, nil, nil)
+	if c.l2 != nil {
+		data, err := encodeEnvelope(e, c.cfg.Codec)
+		if err != nil {
+			return err
+		}
+		if err := c.l2.set(ctx, key, data, time.Duration(e.hard-c.clock.now())); err != nil {
+			return err
+		}
+	}
+	c.fillL1(key, e, gen)
+	return nil
+}
+
+// Level names, as reported in an [Invalidation].
+const (
+	LevelL1  = "l1"
+	LevelL2  = "l2"
+	LevelBus = "bus"
+)
+
+// Invalidation reports what an invalidation reached: the guide's
+// invalidation_results.
+type Invalidation struct {
+	Keys   []string
+	Tags   []string
+	Levels []string // LevelL1, LevelL2, LevelBus: the levels that were invalidated
+}
+
+// Delete removes keys from every level here, voids loads in flight for
+// them (here and, through their leases, in other instances) and broadcasts
+// the invalidation to the other instances. An error means some level was
+// not reached; the staleness bound then no longer holds for these keys
+// until their TTLs run out.
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, error) {
+	inv := Invalidation{Keys: keys}
+	c.dropLocal(keys)
+	inv.Levels = append(inv.Levels, LevelL1)
+	if c.l2 == nil {
+		return inv, nil
+	}
+	var errs []error
+	if err := c.l2.del(ctx, keys); err != nil {
+		errs = append(errs, fmt.Errorf("cache: delete from L2: %w", err))
+	} else {
+		inv.Levels = append(inv.Levels, LevelL2)
+	}
+	if err := c.bus.publish(ctx, busMsg{Keys: keys}); err != nil {
+		errs = append(errs, fmt.Errorf("cache: broadcast: %w", err))
+	} else {
+		inv.Levels = append(inv.Levels, LevelBus)
+		c.ctr.invSent.Add(1)
+	}
+	return inv, errors.Join(errs...)
+}
+
+// InvalidateTags makes every value stamped with one of tags stale, at every
+// level and in every instance, in O(1) per tag: it bumps the tag's epoch
+// rather than finding the keys.
+func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) (Invalidation, error) {
+	inv := Invalidation{Tags: tags}
+	if c.l2 == nil {
+		c.tags.bumpLocal(tags)
+		inv.Levels = append(inv.Levels, LevelL1)
+		return inv, nil
+	}
+	epochs, err := c.l2.bumpTags(ctx, tags)
+	if err != nil {
+		// The epochs in Redis could not move: make sure at least this
+		// instance stops serving the tagged values.
+		c.tags.bumpLocal(tags)
+		c.flushLocal("tag bump failed")
+		inv.Levels = append(inv.Levels, LevelL1)
+		return inv, fmt.Errorf("cache: bump tags in L2: %w", err)
+	}
+	c.tags.set(tags, epochs)
+	inv.Levels = append(inv.Levels, LevelL1, LevelL2)
+	if err := c.bus.publish(ctx, busMsg{Tags: tags, Epochs: epochs}); err != nil {
+		return inv, fmt.Errorf("cache: broadcast: %w", err)
+	}
+	inv.Levels = append(inv.Levels, LevelBus)
+	c.ctr.invSent.Add(1)
+	return inv, nil
+}
+
+// currentEpochs returns the epochs of tags, from Redis for tags this
+// instance has not seen (or cannot trust while the bus is down).
+func (c *Cache[V]) currentEpochs(ctx context.Context, tags []string) ([]uint64, error) {
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	if c.l2 == nil {
+		return c.tags.local(tags), nil
+	}
+	if epochs, ok := c.tags.known(tags, c.l1Off.Load()); ok {
+		return epochs, nil
+	}
+	epochs, err := c.l2.tagEpochs(ctx, tags)
+	if err != nil {
+		return nil, err
+	}
+	c.tags.set(tags, epochs)
+	return epochs, nil
+}
+
+// dropLocal deletes keys from L1 and voids in-flight fills of them.
+func (c *Cache[V]) dropLocal(keys []string) {
+	for _, k := range keys {
+		s := c.stripes.of(k)
+		s.mu.Lock()
+		s.gen++
+		if c.l1 != nil {
+			c.l1.Invalidate(k)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// flushLocal empties L1 and voids every in-flight fill.
+func (c *Cache[V]) flushLocal(reason string) {
+	for i := range c.stripes.s {
+		c.stripes.s[i].mu.Lock()
+	}
+	for i := range c.stripes.s {
+		c.stripes.s[i].gen++
+	}
+	if c.l1 != nil {
+		c.l1.InvalidateAll()
+	}
+	for i := range c.stripes.s {
+		c.stripes.s[i].mu.Unlock()
+	}
+	c.tags.forget()
+	c.ctr.flushes.Add(1)
+	c.cfg.Logger.Debug("cache: L1 flushed", "namespace", c.cfg.Namespace, "reason", reason)
+}
+
+func (c *Cache[V]) setEpochs(tags []string, epochs []uint64) { c.tags.set(tags, epochs) }
+
+func (c *Cache[V]) setBusHealthy(ok bool) {
+	c.l1Off.Store(!ok)
+	if !ok {
+		c.cfg.Logger.Warn("cache: invalidation bus silent; L1 bypassed until it is back", "namespace", c.cfg.Namespace)
+	}
+}
+
+func (c *Cache[V]) observeBusLag(d time.Duration) {
+	c.ctr.invReceived.Add(1)
+	c.cfg.Recorder.ObserveBusLag(d)
+}
+
+// stripes serialise L1 fills against invalidations of the same key. Each
+// stripe has a generation, bumped by every invalidation of a key hashing to
+// it; a fill that read the generation before loading stores its value only
+// if the generation has not moved. Collisions cost a spurious skipped fill,
+// never a stale one.
+type stripes struct {
+	seed maphash.Seed
+	s    [256]stripe
+}
+
+type stripe struct {
+	mu  sync.Mutex
+	gen uint64
+	_   [48]byte // keep stripes on separate cache lines
+}
+
+func (s *stripes) of(key string) *stripe {
+	return &s.s[maphash.String(s.seed, key)%uint64(len(s.s))]
+}
+
+func (s *stripes) gen(key string) uint64 {
+	st := s.of(key)
+	st.mu.Lock()
+	g := st.gen
+	st.mu.Unlock()
+	return g
+}
+
+func randomToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// clock is a millisecond-resolution clock read with one atomic load, so the
+// L1 hit path does not pay for time.Now; tests replace it with Config.Now.
+type clock struct {
+	t   atomic.Int64
+	now func() int64
+	fn  func() time.Time
+}
+
+func newClock(fn func() time.Time) *clock {
+	c := &clock{fn: fn}
+	if fn != nil {
+		c.now = func() int64 { return fn().UnixNano() }
+	} else {
+		c.t.Store(time.Now().UnixNano())
+		c.now = c.t.Load
+	}
+	return c
+}
+
+func (c *clock) start(ctx context.Context, wg *sync.WaitGroup) {
+	if c.fn != nil {
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(clockResolution)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				c.t.Store(now.UnixNano())
+			}
+		}
+	}()
+}

@@ -1,0 +1,231 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// ErrL2Unavailable is returned (wrapped) by L2 operations while the L2
+// breaker is open.
+var ErrL2Unavailable = errors.New("cache: L2 unavailable")
+
+// Lua scripts run atomically in Redis. A value and its lease share a hash
+// tag, so they live in one slot of a Redis Cluster.
+var (
+	// getOrLease returns {1, value} on a hit, {2, ""} when this caller now
+	// holds the lease on the missing key, {3, ""} when another caller does.
+	getOrLeaseScript = rueidis.NewLuaScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+return {3, ''}`)
+	// setIfLeased writes the value only while the caller's lease token is
+	// still the key's lease: an invalidation deletes the lease, so a load
+	// that raced with a write can never store its stale value.
+	setIfLeasedScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0`)
+	// releaseScript gives up a lease the caller still holds.
+	releaseScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// Results of getOrLease.
+const (
+	l2Hit       = 1
+	l2Leased    = 2
+	l2LeaseHeld = 3
+)
+
+// redisLevel is L2: one Redis server or cluster shared by every instance.
+// Every call is bounded by timeout and goes through the breaker.
+type redisLevel struct {
+	c       rueidis.Client
+	ns      string
+	timeout time.Duration
+	br      *breaker
+}
+
+func (r *redisLevel) valueKey(key string) string { return "{" + r.ns + ":" + key + "}" }
+func (r *redisLevel) leaseKey(key string) string { return "{" + r.ns + ":" + key + "}:lease" }
+func (r *redisLevel) tagKey(tag string) string   { return r.ns + ":tag:" + tag }
+
+// call runs fn with the level's timeout if the breaker allows it, and
+// reports the outcome to the breaker.
+func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) error {
+	if !r.br.allow() {
+		return ErrL2Unavailable
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	err := fn(ctx)
+	cancel()
+	r.br.done(err == nil || rueidis.IsRedisNil(err))
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
+	}
+	return err
+}
+
+// get returns the stored bytes of key; found is false on a miss.
+func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bool, err error) {
+	err = r.call(ctx, func(ctx context.Context) error {
+		var err error
+		data, err = r.c.Do(ctx, r.c.B().Get().Key(r.valueKey(key)).Build()).AsBytes()
+		return err
+	})
+	if rueidis.IsRedisNil(err) {
+		return nil, false, nil
+	}
+	return data, err == nil, err
+}
+
+// mget returns the stored bytes of each key (nil for a miss), pipelined.
+func (r *redisLevel) mget(ctx context.Context, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	err := r.call(ctx, func(ctx context.Context) error {
+		cmds := make(rueidis.Commands, len(keys))
+		for i, k := range keys {
+			cmds[i] = r.c.B().Get().Key(r.valueKey(k)).Build()
+		}
+		for i, res := range r.c.DoMulti(ctx, cmds...) {
+			b, err := res.AsBytes()
+			if rueidis.IsRedisNil(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out[i] = b
+		}
+		return nil
+	})
+	return out, err
+}
+
+// getOrLease reads key and, on a miss, tries to take its lease with token.
+func (r *redisLevel) getOrLease(ctx context.Context, key, token string, ttl time.Duration) (state int, data []byte, err error) {
+	err = r.call(ctx, func(ctx context.Context) error {
+		vals, err := getOrLeaseScript.Exec(ctx, r.c, []string{r.valueKey(key), r.leaseKey(key)},
+			[]string{token, strconv.FormatInt(ttl.Milliseconds(), 10)}).ToArray()
+		if err != nil {
+			return err
+		}
+		if len(vals) != 2 {
+			return fmt.Errorf("getOrLease: %d results", len(vals))
+		}
+		n, err := vals[0].AsInt64()
+		if err != nil {
+			return err
+		}
+		state = int(n)
+		if state == l2Hit {
+			data, err = vals[1].AsBytes()
+		}
+		return err
+	})
+	return state, data, err
+}
+
+// setIfLeased stores data under key for ttl if token still holds the lease.
+func (r *redisLevel) setIfLeased(ctx context.Context, key, token string, data []byte, ttl time.Duration) (bool, error) {
+	var stored bool
+	err := r.call(ctx, func(ctx context.Context) error {
+		n, err := setIfLeasedScript.Exec(ctx, r.c, []string{r.valueKey(key), r.leaseKey(key)},
+			[]string{token, rueidis.BinaryString(data), strconv.FormatInt(max(1, ttl.Milliseconds()), 10)}).AsInt64()
+		stored = n == 1
+		return err
+	})
+	return stored, err
+}
+
+// release gives up the lease on key if token holds it.
+func (r *redisLevel) release(ctx context.Context, key, token string) error {
+	return r.call(ctx, func(ctx context.Context) error {
+		return releaseScript.Exec(ctx, r.c, []string{r.leaseKey(key)}, []string{token}).Error()
+	})
+}
+
+// set stores data under key for ttl unconditionally (Set and warming).
+func (r *redisLevel) set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	return r.call(ctx, func(ctx context.Context) error {
+		return r.c.Do(ctx, r.c.B().Set().Key(r.valueKey(key)).Value(rueidis.BinaryString(data)).
+			Px(max(time.Millisecond, ttl)).Build()).Error()
+	})
+}
+
+// del deletes the values and leases of keys. Deleting the lease voids any
+// load in flight for the key.
+func (r *redisLevel) del(ctx context.Context, keys []string) error {
+	return r.call(ctx, func(ctx context.Context) error {
+		cmds := make(rueidis.Commands, len(keys))
+		for i, k := range keys {
+			cmds[i] = r.c.B().Del().Key(r.valueKey(k), r.leaseKey(k)).Build()
+		}
+		for _, res := range r.c.DoMulti(ctx, cmds...) {
+			if err := res.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// tagEpochs reads the current epoch of each tag (0 if never bumped).
+func (r *redisLevel) tagEpochs(ctx context.Context, tags []string) ([]uint64, error) {
+	out := make([]uint64, len(tags))
+	err := r.call(ctx, func(ctx context.Context) error {
+		cmds := make(rueidis.Commands, len(tags))
+		for i, t := range tags {
+			cmds[i] = r.c.B().Get().Key(r.tagKey(t)).Build()
+		}
+		for i, res := range r.c.DoMulti(ctx, cmds...) {
+			n, err := res.AsUint64()
+			if rueidis.IsRedisNil(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out[i] = n
+		}
+		return nil
+	})
+	return out, err
+}
+
+// bumpTags increments the epoch of each tag and returns the new epochs.
+func (r *redisLevel) bumpTags(ctx context.Context, tags []string) ([]uint64, error) {
+	out := make([]uint64, len(tags))
+	err := r.call(ctx, func(ctx context.Context) error {
+		cmds := make(rueidis.Commands, len(tags))
+		for i, t := range tags {
+			cmds[i] = r.c.B().Incr().Key(r.tagKey(t)).Build()
+		}
+		for i, res := range r.c.DoMulti(ctx, cmds...) {
+			n, err := res.AsUint64()
+			if err != nil {
+				return err
+			}
+			out[i] = n
+		}
+		return nil
+	})
+	return out, err
+}
+
+// publish sends msg on channel.
+func (r *redisLevel) publish(ctx context.Context, channel string, msg []byte) error {
+	return r.call(ctx, func(ctx context.Context) error {
+		return r.c.Do(ctx, r.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()).Error()
+	})
+}

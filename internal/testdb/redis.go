@@ -1,0 +1,130 @@
+package testdb
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// EnvRedis names the variable holding the shared Redis server's URL.
+const EnvRedis = "STRATA_REDIS_URL"
+
+// Redis returns a client of the shared Redis server named by
+// STRATA_REDIS_URL, closed when t ends. Without it the test is skipped on a
+// developer's machine and fails when CI is set. Tests share the server:
+// each must use its own key namespace (see Namespace).
+func Redis(t testing.TB) rueidis.Client {
+	t.Helper()
+	url := os.Getenv(EnvRedis)
+	if url == "" {
+		if Required() {
+			t.Fatalf("%s is not set and CI is: Redis tests must run here (eval \"$(scripts/dev up)\")", EnvRedis)
+		}
+		t.Skipf("%s not set; run eval \"$(scripts/dev up)\" to run Redis tests", EnvRedis)
+	}
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("testdb: %s: %v", EnvRedis, err)
+	}
+	return dialRedis(t, opt)
+}
+
+func dialRedis(t testing.TB, opt rueidis.ClientOption) rueidis.Client {
+	t.Helper()
+	opt.DisableCache = true
+	opt.Dialer.Timeout = time.Second
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatalf("testdb: Redis at %v does not answer: %v (start it with scripts/dev up)", opt.InitAddress, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Namespace returns a key namespace unique to this test run.
+func Namespace(t testing.TB) string {
+	return "t" + randomHex(6)
+}
+
+// PrivateRedis is a redis-server of a test's own, which the test may kill
+// and restart (fault tests). It listens on 127.0.0.1 only.
+type PrivateRedis struct {
+	t    testing.TB
+	Addr string
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a private redis-server on a free loopback port. It
+// needs the redis-server binary (scripts/dev installs it); without it the
+// test is skipped, or fails when CI is set.
+func StartRedis(t testing.TB) *PrivateRedis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if Required() {
+			t.Fatalf("redis-server is not installed and CI is set (scripts/dev up installs it)")
+		}
+		t.Skip("redis-server not installed; scripts/dev up installs it")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := &PrivateRedis{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir()}
+	r.Start()
+	t.Cleanup(r.Kill)
+	return r
+}
+
+// Start starts the server (again) on its port and waits until it answers.
+func (r *PrivateRedis) Start() {
+	r.t.Helper()
+	_, port, _ := net.SplitHostPort(r.Addr)
+	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("testdb: start redis-server: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		c, err := net.DialTimeout("tcp", r.Addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if ctx.Err() != nil {
+			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			r.t.Fatalf("testdb: redis-server on %s did not start: %v\n%s", r.Addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (r *PrivateRedis) Kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_, _ = r.cmd.Process.Wait()
+		r.cmd = nil
+	}
+}
+
+// Client returns a client of the private server, closed when the test ends.
+func (r *PrivateRedis) Client() rueidis.Client {
+	r.t.Helper()
+	return dialRedis(r.t, rueidis.ClientOption{InitAddress: []string{r.Addr}})
+}
+
+// URL returns the server's redis:// URL.
+func (r *PrivateRedis) URL() string { return fmt.Sprintf("redis://%s/0", r.Addr) }

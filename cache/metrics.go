@@ -1,0 +1,147 @@
+package cache
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics exports caches to Prometheus: latency histograms through the
+// [Recorder] each cache is given, and counters read from [Cache.Stats] at
+// scrape time, so the read path pays nothing for them.
+//
+//	m := cache.NewMetrics(reg)
+//	users, _ := cache.New(cache.Config[User]{Recorder: m.Recorder("users"), ...})
+//	m.Watch("users", users)
+type Metrics struct {
+	l2, load, leaseWait, busLag *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	watched map[string]interface{ Stats() Stats }
+
+	descs map[string]*prometheus.Desc
+}
+
+// NewMetrics registers the cache metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	h := func(name, help string, buckets []float64) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "strata_cache_" + name, Help: help, Buckets: buckets}, []string{"cache"})
+	}
+	fast := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1}
+	slow := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m := &Metrics{
+		l2:        h("l2_duration_seconds", "Time of one L2 (Redis) round trip.", fast),
+		load:      h("load_duration_seconds", "Time of one loader call.", slow),
+		leaseWait: h("lease_wait_seconds", "Time spent waiting for another instance's lease.", slow),
+		busLag:    h("bus_lag_seconds", "Delay from publishing an invalidation to receiving it.", fast),
+		watched:   map[string]interface{ Stats() Stats }{},
+		descs:     map[string]*prometheus.Desc{},
+	}
+	for _, d := range []struct{ name, help string }{
+		{"hits_total", "Reads answered by a level."},
+		{"misses_total", "Reads a level could not answer."},
+		{"evictions_total", "Entries a level dropped for size or expiry."},
+		{"entries", "Entries held by a level (estimate)."},
+		{"l2_errors_total", "L2 calls that failed; the read fell through to the loader."},
+		{"corrupt_total", "L2 entries that could not be decoded."},
+		{"loads_total", "Loader calls."},
+		{"load_errors_total", "Loader calls that failed (never cached)."},
+		{"loads_deduplicated_total", "Reads that joined a load already in flight in this process."},
+		{"leases_total", "Leases taken on missing keys."},
+		{"lease_waits_total", "Reads that waited for another instance's lease."},
+		{"lease_timeouts_total", "Lease waits that gave up and loaded themselves."},
+		{"voided_sets_total", "Loads whose cache write an invalidation voided, by level."},
+		{"stale_served_total", "Reads served a stale value while it refreshed."},
+		{"refreshes_total", "Background refreshes started."},
+		{"flushes_total", "Times L1 was emptied (bus silent, gap, remote flush)."},
+		{"invalidations_sent_total", "Invalidations broadcast."},
+		{"invalidations_received_total", "Invalidations received from other instances."},
+		{"warmed_keys_total", "Keys loaded by warming."},
+		{"breaker_state", "State of the L2 circuit breaker: 0 closed, 1 open, 2 half-open."},
+		{"bus_up", "1 while the invalidation bus delivers."},
+	} {
+		labels := []string{"cache"}
+		switch d.name {
+		case "hits_total", "misses_total", "evictions_total", "entries", "voided_sets_total":
+			labels = append(labels, "level")
+		}
+		m.descs[d.name] = prometheus.NewDesc("strata_cache_"+d.name, d.help, labels, nil)
+	}
+	reg.MustRegister(m.l2, m.load, m.leaseWait, m.busLag, m)
+	return m
+}
+
+// Recorder returns the recorder for the cache with the given name.
+func (m *Metrics) Recorder(name string) Recorder {
+	return &recorder{
+		l2: m.l2.WithLabelValues(name), load: m.load.WithLabelValues(name),
+		leaseWait: m.leaseWait.WithLabelValues(name), busLag: m.busLag.WithLabelValues(name),
+	}
+}
+
+// Watch exports the counters of c under name.
+func (m *Metrics) Watch(name string, c interface{ Stats() Stats }) {
+	m.mu.Lock()
+	m.watched[name] = c
+	m.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range m.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, c := range m.watched {
+		s := c.Stats()
+		counter := func(metric string, v uint64, level ...string) {
+			ch <- prometheus.MustNewConstMetric(m.descs[metric], prometheus.CounterValue, float64(v), append([]string{name}, level...)...)
+		}
+		gauge := func(metric string, v float64, level ...string) {
+			ch <- prometheus.MustNewConstMetric(m.descs[metric], prometheus.GaugeValue, v, append([]string{name}, level...)...)
+		}
+		counter("hits_total", s.L1Hits, LevelL1)
+		counter("misses_total", s.L1Misses, LevelL1)
+		counter("evictions_total", s.L1Evictions, LevelL1)
+		gauge("entries", float64(s.L1Entries), LevelL1)
+		counter("hits_total", s.L2Hits, LevelL2)
+		counter("misses_total", s.L2Misses, LevelL2)
+		counter("l2_errors_total", s.L2Errors)
+		counter("corrupt_total", s.Corrupt)
+		counter("loads_total", s.Loads)
+		counter("load_errors_total", s.LoadErrors)
+		counter("loads_deduplicated_total", s.Deduped)
+		counter("leases_total", s.Leases)
+		counter("lease_waits_total", s.LeaseWaits)
+		counter("lease_timeouts_total", s.LeaseTimeouts)
+		counter("voided_sets_total", s.VoidedSets, LevelL2)
+		counter("voided_sets_total", s.VoidedFills, LevelL1)
+		counter("stale_served_total", s.Stale)
+		counter("refreshes_total", s.Refreshes)
+		counter("flushes_total", s.Flushes)
+		counter("invalidations_sent_total", s.InvalidationsSent)
+		counter("invalidations_received_total", s.InvalidationsReceived)
+		counter("warmed_keys_total", s.Warmed)
+		gauge("breaker_state", float64(s.L2Breaker))
+		up := 0.0
+		if s.BusUp {
+			up = 1
+		}
+		gauge("bus_up", up)
+	}
+}
+
+type recorder struct {
+	l2, load, leaseWait, busLag prometheus.Observer
+}
+
+func (r *recorder) ObserveL2(d time.Duration)        { r.l2.Observe(d.Seconds()) }
+func (r *recorder) ObserveLoad(d time.Duration)      { r.load.Observe(d.Seconds()) }
+func (r *recorder) ObserveLeaseWait(d time.Duration) { r.leaseWait.Observe(d.Seconds()) }
+func (r *recorder) ObserveBusLag(d time.Duration)    { r.busLag.Observe(d.Seconds()) }

@@ -1,0 +1,46 @@
+package cache_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/strata-dev/strata/cache"
+)
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := cache.NewMetrics(reg)
+	c := newCache(t, cache.Config[string]{Recorder: m.Recorder("users")})
+	m.Watch("users", c)
+	o := newOrigin()
+	o.put("a", "1")
+	for range 3 {
+		c.Get(context.Background(), "a", o.load)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint %s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP strata_cache_hits_total Reads answered by a level.
+# TYPE strata_cache_hits_total counter
+strata_cache_hits_total{cache="users",level="l1"} 2
+strata_cache_hits_total{cache="users",level="l2"} 0
+# HELP strata_cache_loads_total Loader calls.
+# TYPE strata_cache_loads_total counter
+strata_cache_loads_total{cache="users"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "strata_cache_hits_total", "strata_cache_loads_total"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(reg, "strata_cache_load_duration_seconds"); n != 1 {
+		t.Fatalf("load histogram series: %d", n)
+	}
+}

@@ -152,7 +152,7 @@ func (c *Config[V]) resolve() error {
 // concurrent use; see the package doc for how the levels work together.
 type Cache[V any] struct {
 	cfg   Config[V]
-	clock *clock
+	clock clock // by value: one less pointer on the hit path
 
 	l1      *otter.Cache[string, *envelope[V]] // nil when disabled
 	l1Stats *otterstats.Counter
@@ -180,7 +180,8 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel}
-	c.clock = newClock(cfg.Now)
+	c.clock.init(cfg.Now)
+	now := c.clock.nowNano
 	if !cfg.DisableL1 {
 		c.l1Stats = otterstats.NewCounter()
 		var err error
@@ -188,7 +189,7 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 			MaximumSize:   cfg.L1Size,
 			StatsRecorder: c.l1Stats,
 			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *envelope[V]]) time.Duration {
-				return time.Duration(e.Value.l1Until - c.clock.now())
+				return time.Duration(e.Value.l1Until - now())
 			}),
 		})
 		if err != nil {
@@ -200,8 +201,9 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	c.tags = newTagEpochs()
 	if cfg.Redis != nil {
 		c.l2 = &redisLevel{c: cfg.Redis, ns: cfg.Namespace, timeout: cfg.L2Timeout,
-			br: newBreaker(breakerFailures, breakerCooldown, c.clock.now)}
-		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, c.clock.now, c)
+			br:    newBreaker(breakerFailures, breakerCooldown, now),
+			slots: &deadlineSlots{base: ctx, timeout: cfg.L2Timeout, now: now}}
+		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, now, c)
 		c.l1Off.Store(true) // until the bus proves it delivers
 		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bus.run(ctx) }()
@@ -303,19 +305,53 @@ func Tags(tags ...string) Option { return func(o *readOpts) { o.tags = append(o.
 // once, however many callers (and, with Redis, instances) ask at once.
 // Loader errors are returned and never cached.
 func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts ...Option) (V, Info, error) {
+	// The L1 hit path: no allocation, no clock call, one atomic load.
+	if c.l1 != nil && !c.l1Off.Load() {
+		if e, ok := c.l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
+			if now := c.clock.nowNano(); now < e.soft && !e.notFound {
+				return e.value, Info{Source: SourceL1}, nil
+			} else if now < e.hard {
+				return c.l1Stale(e, now, key, load, opts)
+			}
+		}
+	}
+	return c.miss(ctx, key, load, opts)
+}
+
+// l1Stale answers a not-found entry, or a stale one while it refreshes.
+func (c *Cache[V]) l1Stale(e *envelope[V], now int64, key string, load LoaderFunc[V], opts []Option) (V, Info, error) {
+	info := Info{Source: SourceL1}
+	if now >= e.soft {
+		c.refreshInBackground(key, load, readOptions(opts))
+		info.Stale = true
+	}
+	return c.result(e, info)
+}
+
+func readOptions(opts []Option) readOpts {
 	var ro readOpts
 	for _, o := range opts {
 		o(&ro)
 	}
-	if c.l1 != nil && !c.l1Off.Load() {
-		if e, ok := c.l1.GetIfPresent(key); ok && c.tags.valid(e.tags) {
-			now := c.clock.now()
-			if now < e.soft {
-				return c.result(e, Info{Source: SourceL1})
-			}
-			if now < e.hard {
-				c.refreshInBackground(key, load, ro)
-				return c.result(e, Info{Source: SourceL1, Stale: true})
+	return ro
+}
+
+// miss handles an L1 miss: an L2 read in the caller's goroutine (cheap,
+// and concurrent callers may all do it), then, on an L2 miss, one shared
+// fetch per key.
+func (c *Cache[V]) miss(ctx context.Context, key string, load LoaderFunc[V], opts []Option) (V, Info, error) {
+	ro := readOptions(opts)
+	if c.l2 != nil && len(ro.tags) == 0 {
+		gen := c.stripes.gen(key)
+		t0 := time.Now()
+		data, found, err := c.l2.get(ctx, key)
+		d := time.Since(t0)
+		c.cfg.Recorder.ObserveL2(d)
+		if err == nil && found {
+			if e := c.decodeValid(data, nil, nil); e != nil && c.clock.nowNano() < e.soft {
+				c.ctr.l2Hits.Add(1)
+				c.fillL1(key, e, gen)
+				return c.result(e, Info{Source: SourceL2, L2: d})
 			}
 		}
 	}
@@ -445,7 +481,7 @@ func (c *Cache[V]) fetch(key string, load LoaderFunc[V], ro readOpts, skipStaleL
 	}
 	switch state {
 	case l2Hit:
-		if e := c.decodeValid(data, epochs, ro.tags); e != nil && (!skipStaleL2 || c.clock.now() < e.soft) {
+		if e := c.decodeValid(data, epochs, ro.tags); e != nil && (!skipStaleL2 || c.clock.nowNano() < e.soft) {
 			c.ctr.l2Hits.Add(1)
 			c.fillL1(key, e, gen)
 			info.Source = SourceL2
@@ -500,10 +536,10 @@ func (c *Cache[V]) decodeValid(data []byte, epochs []uint64, tags []string) *env
 		c.ctr.corrupt.Add(1)
 		return nil
 	}
-	if c.clock.now() >= e.hard || !stampsMatch(e.tags, tags, epochs) {
+	if c.clock.nowNano() >= e.hard || !stampsMatch(e.tags, tags, epochs) {
 		return nil
 	}
-	e.l1Until = min(e.hard, c.clock.now()+int64(c.jitter(c.cfg.L1TTL)))
+	e.l1Until = min(e.hard, c.clock.nowNano()+int64(c.jitter(c.cfg.L1TTL)))
 	return e
 }
 
@@ -540,7 +576,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, load LoaderFunc[
 			return nil, info, err
 		}
 		t1 := time.Now()
-		stored, err := c.l2.setIfLeased(ctx, key, token, data, time.Duration(e.hard-c.clock.now()))
+		stored, err := c.l2.setIfLeased(ctx, key, token, data, time.Duration(e.hard-c.clock.nowNano()))
 		info.L2 += time.Since(t1)
 		if err == nil && !stored {
 			// An invalidation took our lease: the value may predate the
@@ -568,7 +604,7 @@ func (c *Cache[V]) loadUncached(ctx context.Context, key string, load LoaderFunc
 }
 
 func (c *Cache[V]) newEnvelope(v V, notFound bool, tags []string, epochs []uint64) *envelope[V] {
-	now := c.clock.now()
+	now := c.clock.nowNano()
 	e := &envelope[V]{value: v, notFound: notFound, created: now}
 	if notFound {
 		var zero V
@@ -620,7 +656,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 		if err != nil {
 			return err
 		}
-		if err := c.l2.set(ctx, key, data, time.Duration(e.hard-c.clock.now())); err != nil {
+		if err := c.l2.set(ctx, key, data, time.Duration(e.hard-c.clock.nowNano())); err != nil {
 			return err
 		}
 	}
@@ -802,20 +838,21 @@ func randomToken() string {
 // clock is a millisecond-resolution clock read with one atomic load, so the
 // L1 hit path does not pay for time.Now; tests replace it with Config.Now.
 type clock struct {
-	t   atomic.Int64
-	now func() int64
-	fn  func() time.Time
+	t  atomic.Int64
+	fn func() time.Time
 }
 
-func newClock(fn func() time.Time) *clock {
-	c := &clock{fn: fn}
-	if fn != nil {
-		c.now = func() int64 { return fn().UnixNano() }
-	} else {
-		c.t.Store(time.Now().UnixNano())
-		c.now = c.t.Load
+func (c *clock) init(fn func() time.Time) {
+	c.fn = fn
+	c.t.Store(time.Now().UnixNano())
+}
+
+// nowNano returns the time in unix nanoseconds.
+func (c *clock) nowNano() int64 {
+	if c.fn != nil {
+		return c.fn().UnixNano()
 	}
-	return c
+	return c.t.Load()
 }
 
 func (c *clock) start(ctx context.Context, wg *sync.WaitGroup) {

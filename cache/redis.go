@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -54,6 +55,7 @@ type redisLevel struct {
 	ns      string
 	timeout time.Duration
 	br      *breaker
+	slots   *deadlineSlots
 }
 
 func (r *redisLevel) valueKey(key string) string { return "{" + r.ns + ":" + key + "}" }
@@ -62,13 +64,24 @@ func (r *redisLevel) tagKey(tag string) string   { return r.ns + ":tag:" + tag }
 
 // call runs fn with the level's timeout if the breaker allows it, and
 // reports the outcome to the breaker.
+//
+// The timeout comes from a shared deadline slot rather than a context per
+// call: a per-call timer cost 5 allocations and a fifth of the L2 hit
+// path's throughput. The caller's own context is used instead only when its
+// deadline is sooner; its cancellation is otherwise not consulted, since an
+// L2 call never outlives the timeout anyway.
 func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) error {
 	if !r.br.allow() {
 		return ErrL2Unavailable
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	err := fn(ctx)
-	cancel()
+	callCtx, cancel := r.slots.get(), context.CancelFunc(nil)
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < r.timeout {
+		callCtx, cancel = context.WithTimeout(ctx, r.timeout)
+	}
+	err := fn(callCtx)
+	if cancel != nil {
+		cancel()
+	}
 	r.br.done(err == nil || rueidis.IsRedisNil(err))
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
@@ -228,4 +241,33 @@ func (r *redisLevel) publish(ctx context.Context, channel string, msg []byte) er
 	return r.call(ctx, func(ctx context.Context) error {
 		return r.c.Do(ctx, r.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()).Error()
 	})
+}
+
+// deadlineSlots hands out shared contexts that end between timeout and
+// timeout+slotLength after they are handed out: a new one is made at most
+// once per slotLength, however many calls there are.
+type deadlineSlots struct {
+	base    context.Context
+	timeout time.Duration
+	now     func() int64
+	cur     atomic.Pointer[deadlineSlot]
+}
+
+type deadlineSlot struct {
+	ctx    context.Context
+	cancel context.CancelFunc // fired by the deadline; kept to satisfy the contract
+	until  int64              // unix ns after which the slot is not handed out
+}
+
+const slotLength = 5 * time.Millisecond
+
+func (s *deadlineSlots) get() context.Context {
+	now := s.now()
+	if sl := s.cur.Load(); sl != nil && now < sl.until {
+		return sl.ctx
+	}
+	ctx, cancel := context.WithDeadline(s.base, time.Unix(0, now).Add(s.timeout+slotLength))
+	sl := &deadlineSlot{ctx: ctx, cancel: cancel, until: now + int64(slotLength)}
+	s.cur.Store(sl)
+	return ctx
 }

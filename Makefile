@@ -7,7 +7,7 @@
 test:
 	@env=$$(scripts/dev up) && eval "$$env" && \
 	  echo "== gofmt" && test -z "$$(gofmt -l . | tee /dev/stderr)" && \
-	  echo "== go vet" && go vet ./... && \
+	  echo "== go vet" && go vet ./... && (cd bench && go vet ./...) && \
 	  echo "== go test" && go test -race -count=1 -timeout 20m ./...
 
 up:
@@ -19,7 +19,8 @@ down:
 demo:
 	go run ./cmd/strata demo
 
-# bench: the in-process benchmarks; docs/benchmarks.md has the load-tool runs.
+# bench: the in-process benchmarks; scripts/bench/* run the recorded sittings
+# of docs/benchmarks.md, peers and load tools included.
 bench:
 	@env=$$(scripts/dev up) && eval "$$env" && go test -run '^$$' -bench . -benchmem ./...
 
@@ -28,3 +29,5 @@ fuzz:
 	@for t in FuzzDecodeObject FuzzParseID FuzzSearch; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./storefront/ || exit 1; done
 	@go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./internal/database/
+	@for t in FuzzDecodeEnvelope FuzzDecodeBusMsg; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./cache/ || exit 1; done

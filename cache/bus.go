@@ -90,12 +90,16 @@ func newBus(r *redisLevel, ns, origin string, bound time.Duration, now func() in
 
 // publish broadcasts m to every instance, this one included.
 func (b *bus) publish(ctx context.Context, m busMsg) error {
-	m.Origin, m.Seq, m.Sent = b.origin, b.seq.Add(1), b.now()
-	data, err := json.Marshal(m)
+	data, err := b.encode(m)
 	if err != nil {
 		return err
 	}
 	return b.r.publish(ctx, b.channel, data)
+}
+
+func (b *bus) encode(m busMsg) ([]byte, error) {
+	m.Origin, m.Seq, m.Sent = b.origin, b.seq.Add(1), b.now()
+	return json.Marshal(m)
 }
 
 // run subscribes and keeps subscribing until ctx ends.
@@ -135,9 +139,14 @@ func (b *bus) heartbeat(ctx context.Context) {
 		now := b.now()
 		if now-lastSent >= int64(b.bound/4) {
 			lastSent = now
-			pctx, cancel := context.WithTimeout(ctx, b.bound/4)
-			_ = b.publish(pctx, busMsg{}) // a failure shows as silence
-			cancel()
+			// Heartbeats bypass the L2 breaker and its short timeout: a
+			// busy process may answer slowly without the bus being down,
+			// and a heartbeat has bound/4 to arrive anyway.
+			if data, err := b.encode(busMsg{}); err == nil {
+				pctx, cancel := context.WithTimeout(ctx, b.bound/4)
+				_ = b.r.c.Do(pctx, b.r.c.B().Publish().Channel(b.channel).Message(rueidis.BinaryString(data)).Build()).Error()
+				cancel() // a failure shows as silence
+			}
 		}
 		if now-b.lastOwn.Load() > int64(b.bound/2) && b.healthy.CompareAndSwap(true, false) {
 			b.l.setBusHealthy(false)

@@ -342,7 +342,10 @@ func readOptions(opts []Option) readOpts {
 func (c *Cache[V]) miss(ctx context.Context, key string, load LoaderFunc[V], opts []Option) (V, Info, error) {
 	ro := readOptions(opts)
 	if c.l2 != nil && len(ro.tags) == 0 {
-		gen := c.stripes.gen(key)
+		var gen uint64
+		if c.l1 != nil {
+			gen = c.stripes.gen(key)
+		}
 		t0 := time.Now()
 		data, found, err := c.l2.get(ctx, key)
 		d := time.Since(t0)

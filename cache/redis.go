@@ -89,17 +89,29 @@ func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) e
 	return err
 }
 
-// get returns the stored bytes of key; found is false on a miss.
+// get returns the stored bytes of key; found is false on a miss. It is
+// the L2 hit path, so it spells out what call does, without a closure.
 func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bool, err error) {
-	err = r.call(ctx, func(ctx context.Context) error {
-		var err error
-		data, err = r.c.Do(ctx, r.c.B().Get().Key(r.valueKey(key)).Build()).AsBytes()
-		return err
-	})
-	if rueidis.IsRedisNil(err) {
-		return nil, false, nil
+	if !r.br.allow() {
+		return nil, false, ErrL2Unavailable
 	}
-	return data, err == nil, err
+	callCtx, cancel := r.slots.get(), context.CancelFunc(nil)
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < r.timeout {
+		callCtx, cancel = context.WithTimeout(ctx, r.timeout)
+	}
+	data, err = r.c.Do(callCtx, r.c.B().Get().Key(r.valueKey(key)).Build()).AsBytes()
+	if cancel != nil {
+		cancel()
+	}
+	nilReply := rueidis.IsRedisNil(err)
+	r.br.done(err == nil || nilReply)
+	switch {
+	case nilReply:
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("%w: %v", ErrL2Unavailable, err)
+	}
+	return data, true, nil
 }
 
 // mget returns the stored bytes of each key (nil for a miss), pipelined.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/internal/sqlstats"
 	"github.com/strata-dev/strata/internal/testdb"
@@ -21,15 +22,34 @@ import (
 )
 
 // apiServer serves a freshly seeded store (20 users, 30 products, 300
-// actions) and returns its base URL.
-func apiServer(t *testing.T, url string) (string, *storefront.Store) {
+// actions) at the given stage ("1": the store; "2": through the cache,
+// with Redis when the shared one is configured) and returns its base URL.
+func apiServer(t *testing.T, url, stage string) (string, *storefront.Store) {
 	t.Helper()
 	s := open(t, url)
 	seed(t, s, 20, 30, 300)
-	srv := httptest.NewServer(storefront.NewHandler(s, storefront.HandlerConfig{}))
+	var svc storefront.Service = s
+	if stage == "2" {
+		svc = cached(t, s, testdb.Redis(t))
+	}
+	srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{}))
 	t.Cleanup(srv.Close)
 	return srv.URL, s
 }
+
+// cached wraps s in the stage-2 cache over rc, in a namespace of its own.
+func cached(t testing.TB, s *storefront.Store, rc rueidis.Client) *storefront.Cached {
+	t.Helper()
+	c, err := storefront.NewCached(s, storefront.CacheConfig{Redis: rc, Namespace: testdb.Namespace(t), StalenessBound: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// stages lists the scale-journey stages every API test runs at.
+var stages = []string{"1", "2"}
 
 type response struct {
 	status int
@@ -75,59 +95,63 @@ func call(t *testing.T, method, url string, body string, header ...string) respo
 
 func TestAPIHappyPaths(t *testing.T) {
 	for _, b := range testdb.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			base, _ := apiServer(t, b.URL(t))
+		for _, stage := range stages {
+			t.Run(b.Name+"/stage"+stage, func(t *testing.T) { testHappyPaths(t, b, stage) })
+		}
+	}
+}
 
-			r := call(t, "POST", base+"/users", `{"email":"Linus@Example.com","name":"Linus","region":"eu-north"}`)
-			if r.status != 201 || r.body["email"] != "linus@example.com" || r.header.Get("Location") != "/users/21" {
-				t.Fatalf("POST /users = %d %v %s", r.status, r.header.Get("Location"), r.raw)
-			}
-			r = call(t, "GET", base+"/users/21", "")
-			if r.status != 200 || r.body["name"] != "Linus" || r.body["version"] != float64(1) {
-				t.Fatalf("GET /users/21 = %d %s", r.status, r.raw)
-			}
-			r = call(t, "PATCH", base+"/users/21", `{"region":"us-west"}`)
-			if r.status != 200 || r.body["region"] != "us-west" || r.body["name"] != "Linus" || r.body["version"] != float64(2) {
-				t.Fatalf("PATCH /users/21 = %d %s", r.status, r.raw)
-			}
-			r = call(t, "POST", base+"/users/21/actions", `{"product_id": 4, "kind": "purchase"}`)
-			if r.status != 201 || r.body["product_id"] != float64(4) || r.body["kind"] != "purchase" {
-				t.Fatalf("POST actions = %d %s", r.status, r.raw)
-			}
-			r = call(t, "GET", base+"/users/21/recommendations?limit=3", "")
-			if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != 3 {
-				t.Fatalf("GET recommendations = %d %s", r.status, r.raw)
-			}
-			r = call(t, "GET", base+"/users/1/recommendations", "")
-			if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != storefront.DefaultLimit {
-				t.Fatalf("GET recommendations (default limit) = %d %s", r.status, r.raw)
-			}
-			r = call(t, "GET", base+"/products/4", "")
-			if r.status != 200 || r.body["id"] != float64(4) || r.body["title"] == "" {
-				t.Fatalf("GET /products/4 = %d %s", r.status, r.raw)
-			}
-			title := r.body["title"].(string)
-			r = call(t, "GET", base+"/search?q="+strings.ReplaceAll(title, " ", "+")+"&limit=5", "")
-			results, _ := r.body["results"].([]any)
-			if r.status != 200 || len(results) == 0 || results[0].(map[string]any)["id"] != float64(4) {
-				t.Fatalf("GET /search for %q = %d %s", title, r.status, r.raw)
-			}
-			r = call(t, "GET", base+"/search?q=zzzyyyxxx", "")
-			if results, ok := r.body["results"].([]any); r.status != 200 || !ok || len(results) != 0 {
-				t.Fatalf("search with no match = %d %s, want 200 and []", r.status, r.raw)
-			}
-			for _, p := range []string{"/healthz", "/readyz"} {
-				if r := call(t, "GET", base+p, ""); r.status != 200 {
-					t.Fatalf("GET %s = %d %s", p, r.status, r.raw)
-				}
-			}
-			r = call(t, "GET", base+"/metrics", "")
-			for _, want := range []string{`strata_http_requests_total{code="201",method="post",route="POST /users"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
-				if r.status != 200 || !strings.Contains(r.raw, want) {
-					t.Fatalf("GET /metrics lacks %q: %d\n%s", want, r.status, r.raw)
-				}
-			}
-		})
+func testHappyPaths(t *testing.T, b testdb.Backend, stage string) {
+	base, _ := apiServer(t, b.URL(t), stage)
+
+	r := call(t, "POST", base+"/users", `{"email":"Linus@Example.com","name":"Linus","region":"eu-north"}`)
+	if r.status != 201 || r.body["email"] != "linus@example.com" || r.header.Get("Location") != "/users/21" {
+		t.Fatalf("POST /users = %d %v %s", r.status, r.header.Get("Location"), r.raw)
+	}
+	r = call(t, "GET", base+"/users/21", "")
+	if r.status != 200 || r.body["name"] != "Linus" || r.body["version"] != float64(1) {
+		t.Fatalf("GET /users/21 = %d %s", r.status, r.raw)
+	}
+	r = call(t, "PATCH", base+"/users/21", `{"region":"us-west"}`)
+	if r.status != 200 || r.body["region"] != "us-west" || r.body["name"] != "Linus" || r.body["version"] != float64(2) {
+		t.Fatalf("PATCH /users/21 = %d %s", r.status, r.raw)
+	}
+	r = call(t, "POST", base+"/users/21/actions", `{"product_id": 4, "kind": "purchase"}`)
+	if r.status != 201 || r.body["product_id"] != float64(4) || r.body["kind"] != "purchase" {
+		t.Fatalf("POST actions = %d %s", r.status, r.raw)
+	}
+	r = call(t, "GET", base+"/users/21/recommendations?limit=3", "")
+	if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != 3 {
+		t.Fatalf("GET recommendations = %d %s", r.status, r.raw)
+	}
+	r = call(t, "GET", base+"/users/1/recommendations", "")
+	if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != storefront.DefaultLimit {
+		t.Fatalf("GET recommendations (default limit) = %d %s", r.status, r.raw)
+	}
+	r = call(t, "GET", base+"/products/4", "")
+	if r.status != 200 || r.body["id"] != float64(4) || r.body["title"] == "" {
+		t.Fatalf("GET /products/4 = %d %s", r.status, r.raw)
+	}
+	title := r.body["title"].(string)
+	r = call(t, "GET", base+"/search?q="+strings.ReplaceAll(title, " ", "+")+"&limit=5", "")
+	results, _ := r.body["results"].([]any)
+	if r.status != 200 || len(results) == 0 || results[0].(map[string]any)["id"] != float64(4) {
+		t.Fatalf("GET /search for %q = %d %s", title, r.status, r.raw)
+	}
+	r = call(t, "GET", base+"/search?q=zzzyyyxxx", "")
+	if results, ok := r.body["results"].([]any); r.status != 200 || !ok || len(results) != 0 {
+		t.Fatalf("search with no match = %d %s, want 200 and []", r.status, r.raw)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if r := call(t, "GET", base+p, ""); r.status != 200 {
+			t.Fatalf("GET %s = %d %s", p, r.status, r.raw)
+		}
+	}
+	r = call(t, "GET", base+"/metrics", "")
+	for _, want := range []string{`strata_http_requests_total{code="201",method="post",route="POST /users"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
+		if r.status != 200 || !strings.Contains(r.raw, want) {
+			t.Fatalf("GET /metrics lacks %q: %d\n%s", want, r.status, r.raw)
+		}
 	}
 }
 
@@ -135,137 +159,141 @@ func TestAPIHappyPaths(t *testing.T) {
 // checks the status and the field the error names. No case may get a 500.
 func TestAPIBadInput(t *testing.T) {
 	for _, b := range testdb.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			base, _ := apiServer(t, b.URL(t))
-			if r := call(t, "POST", base+"/users", `{"email":"taken@example.com","name":"T","region":"eu"}`); r.status != 201 {
-				t.Fatalf("setup: %d %s", r.status, r.raw)
+		for _, stage := range stages {
+			t.Run(b.Name+"/stage"+stage, func(t *testing.T) { testBadInput(t, b, stage) })
+		}
+	}
+}
+
+func testBadInput(t *testing.T, b testdb.Backend, stage string) {
+	base, _ := apiServer(t, b.URL(t), stage)
+	if r := call(t, "POST", base+"/users", `{"email":"taken@example.com","name":"T","region":"eu"}`); r.status != 201 {
+		t.Fatalf("setup: %d %s", r.status, r.raw)
+	}
+	big := `{"email":"a@example.com","name":"` + strings.Repeat("x", storefront.MaxBodyBytes) + `","region":"eu"}`
+	cases := []struct {
+		name, method, path, body string
+		header                   []string
+		status                   int
+		field                    string
+	}{
+		// ids in the path
+		{"id not a number", "GET", "/users/abc", "", nil, 400, "id"},
+		{"negative id", "GET", "/users/-1", "", nil, 400, "id"},
+		{"zero id", "GET", "/users/0", "", nil, 400, "id"},
+		{"leading zero id", "GET", "/users/007", "", nil, 400, "id"},
+		{"id with plus", "GET", "/users/+5", "", nil, 400, "id"},
+		{"id over int64", "GET", "/users/9223372036854775808", "", nil, 400, "id"},
+		{"huge id", "GET", "/users/99999999999999999999999", "", nil, 400, "id"},
+		{"fractional id", "GET", "/products/1.5", "", nil, 400, "id"},
+		{"hex id", "GET", "/products/0x10", "", nil, 400, "id"},
+		{"id with space", "GET", "/products/1%202", "", nil, 400, "id"},
+		{"unknown user", "GET", "/users/9223372036854775807", "", nil, 404, "id"},
+		{"unknown product", "GET", "/products/999999", "", nil, 404, "id"},
+		{"patch unknown user", "PATCH", "/users/999999", `{"name":"x"}`, nil, 404, "id"},
+		{"recommend unknown user", "GET", "/users/999999/recommendations", "", nil, 404, "id"},
+		{"action of unknown user", "POST", "/users/999999/actions", `{"product_id":1,"kind":"view"}`, nil, 404, "id"},
+		{"bad id before body", "POST", "/users/x/actions", `{`, nil, 400, "id"},
+
+		// bodies
+		{"malformed JSON", "POST", "/users", `{"email":`, nil, 400, "body"},
+		{"not JSON", "POST", "/users", `email=a@b.c`, nil, 400, "body"},
+		{"empty body", "POST", "/users", ``, nil, 400, "body"},
+		{"whitespace body", "POST", "/users", "  \n ", nil, 400, "body"},
+		{"JSON array", "POST", "/users", `[{"email":"a@example.com"}]`, nil, 400, "body"},
+		{"JSON string", "POST", "/users", `"hello"`, nil, 400, "body"},
+		{"JSON null", "POST", "/users", `null`, nil, 400, "body"},
+		{"trailing data", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"} {}`, nil, 400, "body"},
+		{"trailing garbage", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}x`, nil, 400, "body"},
+		{"unknown field", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu","admin":true}`, nil, 400, "admin"},
+		{"duplicate key", "POST", "/users", `{"email":"a@example.com","email":"b@example.com","name":"A","region":"eu"}`, nil, 400, "email"},
+		{"missing email", "POST", "/users", `{"name":"A","region":"eu"}`, nil, 400, "email"},
+		{"missing name", "POST", "/users", `{"email":"a@example.com","region":"eu"}`, nil, 400, "name"},
+		{"missing region", "POST", "/users", `{"email":"a@example.com","name":"A"}`, nil, 400, "region"},
+		{"email wrong type", "POST", "/users", `{"email":42,"name":"A","region":"eu"}`, nil, 400, "email"},
+		{"email null", "POST", "/users", `{"email":null,"name":"A","region":"eu"}`, nil, 400, "email"},
+		{"name object", "POST", "/users", `{"email":"a@example.com","name":{},"region":"eu"}`, nil, 400, "name"},
+		{"invalid email", "POST", "/users", `{"email":"not-an-email","name":"A","region":"eu"}`, nil, 400, "email"},
+		{"email with name", "POST", "/users", `{"email":"A <a@example.com>","name":"A","region":"eu"}`, nil, 400, "email"},
+		{"duplicate email", "POST", "/users", `{"email":"TAKEN@example.com","name":"A","region":"eu"}`, nil, 409, "email"},
+		{"empty name", "POST", "/users", `{"email":"a@example.com","name":"","region":"eu"}`, nil, 400, "name"},
+		{"name with NUL", "POST", "/users", `{"email":"a@example.com","name":"a\u0000b","region":"eu"}`, nil, 400, "name"},
+		{"invalid UTF-8 name", "POST", "/users", "{\"email\":\"a@example.com\",\"name\":\"a\xffb\",\"region\":\"eu\"}", nil, 400, "name"},
+		{"bad region", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu/west"}`, nil, 400, "region"},
+		{"body over 1 MiB", "POST", "/users", big, nil, 413, "body"},
+		{"wrong content type", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}`, []string{"Content-Type", "text/plain"}, 415, "Content-Type"},
+		{"broken content type", "POST", "/users", `{}`, []string{"Content-Type", ";;;"}, 415, "Content-Type"},
+		{"patch nothing", "PATCH", "/users/1", `{}`, nil, 400, "body"},
+		{"patch null name", "PATCH", "/users/1", `{"name":null}`, nil, 400, "name"},
+		{"patch unknown field", "PATCH", "/users/1", `{"version":9}`, nil, 400, "version"},
+		{"patch to taken email", "PATCH", "/users/1", `{"email":"taken@example.com"}`, nil, 409, "email"},
+		{"patch bad email", "PATCH", "/users/1", `{"email":"@"}`, nil, 400, "email"},
+
+		// actions
+		{"action unknown product", "POST", "/users/1/actions", `{"product_id":999999,"kind":"view"}`, nil, 422, "product_id"},
+		{"action bad kind", "POST", "/users/1/actions", `{"product_id":1,"kind":"like"}`, nil, 400, "kind"},
+		{"action missing kind", "POST", "/users/1/actions", `{"product_id":1}`, nil, 400, "kind"},
+		{"action missing product", "POST", "/users/1/actions", `{"kind":"view"}`, nil, 400, "product_id"},
+		{"action product as string", "POST", "/users/1/actions", `{"product_id":"1","kind":"view"}`, nil, 400, "product_id"},
+		{"action fractional product", "POST", "/users/1/actions", `{"product_id":1.5,"kind":"view"}`, nil, 400, "product_id"},
+		{"action huge product", "POST", "/users/1/actions", `{"product_id":1e30,"kind":"view"}`, nil, 400, "product_id"},
+		{"action negative product", "POST", "/users/1/actions", `{"product_id":-3,"kind":"view"}`, nil, 400, "product_id"},
+		{"action zero product", "POST", "/users/1/actions", `{"product_id":0,"kind":"view"}`, nil, 400, "product_id"},
+		{"action kind number", "POST", "/users/1/actions", `{"product_id":1,"kind":1}`, nil, 400, "kind"},
+
+		// search and limits
+		{"search without q", "GET", "/search", "", nil, 400, "q"},
+		{"search empty q", "GET", "/search?q=", "", nil, 400, "q"},
+		{"search blank q", "GET", "/search?q=+++", "", nil, 400, "q"},
+		{"search punctuation only", "GET", "/search?q=%22%22%2A", "", nil, 400, "q"},
+		{"search q over 200", "GET", "/search?q=" + strings.Repeat("a", 201), "", nil, 400, "q"},
+		{"search q twice", "GET", "/search?q=a&q=b", "", nil, 400, "q"},
+		{"search bad escape", "GET", "/search?q=%zz", "", nil, 400, "query"},
+		{"search limit zero", "GET", "/search?q=tea&limit=0", "", nil, 400, "limit"},
+		{"search limit 101", "GET", "/search?q=tea&limit=101", "", nil, 400, "limit"},
+		{"search limit negative", "GET", "/search?q=tea&limit=-1", "", nil, 400, "limit"},
+		{"search limit word", "GET", "/search?q=tea&limit=ten", "", nil, 400, "limit"},
+		{"search limit empty", "GET", "/search?q=tea&limit=", "", nil, 400, "limit"},
+		{"search limit huge", "GET", "/search?q=tea&limit=99999999999999999999", "", nil, 400, "limit"},
+		{"recommend limit 0", "GET", "/users/1/recommendations?limit=0", "", nil, 400, "limit"},
+		{"recommend limit 101", "GET", "/users/1/recommendations?limit=101", "", nil, 400, "limit"},
+		{"recommend limit float", "GET", "/users/1/recommendations?limit=2.5", "", nil, 400, "limit"},
+		{"recommend limit twice", "GET", "/users/1/recommendations?limit=2&limit=3", "", nil, 400, "limit"},
+
+		{"search unknown parameter", "GET", "/search?q=tea&lmit=5", "", nil, 400, "lmit"},
+		{"recommend unknown parameter", "GET", "/users/1/recommendations?count=5", "", nil, 400, "count"},
+		{"user unknown parameter", "GET", "/users/1?expand=all", "", nil, 400, "expand"},
+		{"limit with plus", "GET", "/search?q=tea&limit=%2B5", "", nil, 400, "limit"},
+		{"limit with leading zero", "GET", "/search?q=tea&limit=05", "", nil, 400, "limit"},
+		{"latin1 body", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, "Content-Type"},
+		{"name with RTL override", "POST", "/users", `{"email":"a@example.com","name":"a\u202eb","region":"eu"}`, nil, 400, "name"},
+		{"email address literal", "POST", "/users", `{"email":"a@[127.0.0.1]","name":"A","region":"eu"}`, nil, 400, "email"},
+		{"empty key", "POST", "/users", `{"":1}`, nil, 400, "body"},
+
+		// routes and methods
+		{"unknown route", "GET", "/nope", "", nil, 404, "path"},
+		{"trailing slash", "GET", "/users/1/", "", nil, 404, "path"},
+		{"collection GET", "GET", "/users", "", nil, 405, "path"},
+		{"DELETE a user", "DELETE", "/users/1", "", nil, 405, "path"},
+		{"PUT a product", "PUT", "/products/1", `{}`, nil, 405, "path"},
+		{"POST search", "POST", "/search?q=a", `{}`, nil, 405, "path"},
+		{"GET actions", "GET", "/users/1/actions", "", nil, 405, "path"},
+		{"double slash", "GET", "//users/1", "", nil, 404, "path"},
+		{"dot segment", "GET", "/users/./1", "", nil, 404, "path"},
+		{"dot-dot segment", "GET", "/products/../users/1", "", nil, 404, "path"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := call(t, c.method, base+c.path, c.body, c.header...)
+			if r.status != c.status {
+				t.Fatalf("%s %s: status %d, want %d: %s", c.method, c.path, r.status, c.status, r.raw)
 			}
-			big := `{"email":"a@example.com","name":"` + strings.Repeat("x", storefront.MaxBodyBytes) + `","region":"eu"}`
-			cases := []struct {
-				name, method, path, body string
-				header                   []string
-				status                   int
-				field                    string
-			}{
-				// ids in the path
-				{"id not a number", "GET", "/users/abc", "", nil, 400, "id"},
-				{"negative id", "GET", "/users/-1", "", nil, 400, "id"},
-				{"zero id", "GET", "/users/0", "", nil, 400, "id"},
-				{"leading zero id", "GET", "/users/007", "", nil, 400, "id"},
-				{"id with plus", "GET", "/users/+5", "", nil, 400, "id"},
-				{"id over int64", "GET", "/users/9223372036854775808", "", nil, 400, "id"},
-				{"huge id", "GET", "/users/99999999999999999999999", "", nil, 400, "id"},
-				{"fractional id", "GET", "/products/1.5", "", nil, 400, "id"},
-				{"hex id", "GET", "/products/0x10", "", nil, 400, "id"},
-				{"id with space", "GET", "/products/1%202", "", nil, 400, "id"},
-				{"unknown user", "GET", "/users/9223372036854775807", "", nil, 404, "id"},
-				{"unknown product", "GET", "/products/999999", "", nil, 404, "id"},
-				{"patch unknown user", "PATCH", "/users/999999", `{"name":"x"}`, nil, 404, "id"},
-				{"recommend unknown user", "GET", "/users/999999/recommendations", "", nil, 404, "id"},
-				{"action of unknown user", "POST", "/users/999999/actions", `{"product_id":1,"kind":"view"}`, nil, 404, "id"},
-				{"bad id before body", "POST", "/users/x/actions", `{`, nil, 400, "id"},
-
-				// bodies
-				{"malformed JSON", "POST", "/users", `{"email":`, nil, 400, "body"},
-				{"not JSON", "POST", "/users", `email=a@b.c`, nil, 400, "body"},
-				{"empty body", "POST", "/users", ``, nil, 400, "body"},
-				{"whitespace body", "POST", "/users", "  \n ", nil, 400, "body"},
-				{"JSON array", "POST", "/users", `[{"email":"a@example.com"}]`, nil, 400, "body"},
-				{"JSON string", "POST", "/users", `"hello"`, nil, 400, "body"},
-				{"JSON null", "POST", "/users", `null`, nil, 400, "body"},
-				{"trailing data", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"} {}`, nil, 400, "body"},
-				{"trailing garbage", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}x`, nil, 400, "body"},
-				{"unknown field", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu","admin":true}`, nil, 400, "admin"},
-				{"duplicate key", "POST", "/users", `{"email":"a@example.com","email":"b@example.com","name":"A","region":"eu"}`, nil, 400, "email"},
-				{"missing email", "POST", "/users", `{"name":"A","region":"eu"}`, nil, 400, "email"},
-				{"missing name", "POST", "/users", `{"email":"a@example.com","region":"eu"}`, nil, 400, "name"},
-				{"missing region", "POST", "/users", `{"email":"a@example.com","name":"A"}`, nil, 400, "region"},
-				{"email wrong type", "POST", "/users", `{"email":42,"name":"A","region":"eu"}`, nil, 400, "email"},
-				{"email null", "POST", "/users", `{"email":null,"name":"A","region":"eu"}`, nil, 400, "email"},
-				{"name object", "POST", "/users", `{"email":"a@example.com","name":{},"region":"eu"}`, nil, 400, "name"},
-				{"invalid email", "POST", "/users", `{"email":"not-an-email","name":"A","region":"eu"}`, nil, 400, "email"},
-				{"email with name", "POST", "/users", `{"email":"A <a@example.com>","name":"A","region":"eu"}`, nil, 400, "email"},
-				{"duplicate email", "POST", "/users", `{"email":"TAKEN@example.com","name":"A","region":"eu"}`, nil, 409, "email"},
-				{"empty name", "POST", "/users", `{"email":"a@example.com","name":"","region":"eu"}`, nil, 400, "name"},
-				{"name with NUL", "POST", "/users", `{"email":"a@example.com","name":"a\u0000b","region":"eu"}`, nil, 400, "name"},
-				{"invalid UTF-8 name", "POST", "/users", "{\"email\":\"a@example.com\",\"name\":\"a\xffb\",\"region\":\"eu\"}", nil, 400, "name"},
-				{"bad region", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu/west"}`, nil, 400, "region"},
-				{"body over 1 MiB", "POST", "/users", big, nil, 413, "body"},
-				{"wrong content type", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}`, []string{"Content-Type", "text/plain"}, 415, "Content-Type"},
-				{"broken content type", "POST", "/users", `{}`, []string{"Content-Type", ";;;"}, 415, "Content-Type"},
-				{"patch nothing", "PATCH", "/users/1", `{}`, nil, 400, "body"},
-				{"patch null name", "PATCH", "/users/1", `{"name":null}`, nil, 400, "name"},
-				{"patch unknown field", "PATCH", "/users/1", `{"version":9}`, nil, 400, "version"},
-				{"patch to taken email", "PATCH", "/users/1", `{"email":"taken@example.com"}`, nil, 409, "email"},
-				{"patch bad email", "PATCH", "/users/1", `{"email":"@"}`, nil, 400, "email"},
-
-				// actions
-				{"action unknown product", "POST", "/users/1/actions", `{"product_id":999999,"kind":"view"}`, nil, 422, "product_id"},
-				{"action bad kind", "POST", "/users/1/actions", `{"product_id":1,"kind":"like"}`, nil, 400, "kind"},
-				{"action missing kind", "POST", "/users/1/actions", `{"product_id":1}`, nil, 400, "kind"},
-				{"action missing product", "POST", "/users/1/actions", `{"kind":"view"}`, nil, 400, "product_id"},
-				{"action product as string", "POST", "/users/1/actions", `{"product_id":"1","kind":"view"}`, nil, 400, "product_id"},
-				{"action fractional product", "POST", "/users/1/actions", `{"product_id":1.5,"kind":"view"}`, nil, 400, "product_id"},
-				{"action huge product", "POST", "/users/1/actions", `{"product_id":1e30,"kind":"view"}`, nil, 400, "product_id"},
-				{"action negative product", "POST", "/users/1/actions", `{"product_id":-3,"kind":"view"}`, nil, 400, "product_id"},
-				{"action zero product", "POST", "/users/1/actions", `{"product_id":0,"kind":"view"}`, nil, 400, "product_id"},
-				{"action kind number", "POST", "/users/1/actions", `{"product_id":1,"kind":1}`, nil, 400, "kind"},
-
-				// search and limits
-				{"search without q", "GET", "/search", "", nil, 400, "q"},
-				{"search empty q", "GET", "/search?q=", "", nil, 400, "q"},
-				{"search blank q", "GET", "/search?q=+++", "", nil, 400, "q"},
-				{"search punctuation only", "GET", "/search?q=%22%22%2A", "", nil, 400, "q"},
-				{"search q over 200", "GET", "/search?q=" + strings.Repeat("a", 201), "", nil, 400, "q"},
-				{"search q twice", "GET", "/search?q=a&q=b", "", nil, 400, "q"},
-				{"search bad escape", "GET", "/search?q=%zz", "", nil, 400, "query"},
-				{"search limit zero", "GET", "/search?q=tea&limit=0", "", nil, 400, "limit"},
-				{"search limit 101", "GET", "/search?q=tea&limit=101", "", nil, 400, "limit"},
-				{"search limit negative", "GET", "/search?q=tea&limit=-1", "", nil, 400, "limit"},
-				{"search limit word", "GET", "/search?q=tea&limit=ten", "", nil, 400, "limit"},
-				{"search limit empty", "GET", "/search?q=tea&limit=", "", nil, 400, "limit"},
-				{"search limit huge", "GET", "/search?q=tea&limit=99999999999999999999", "", nil, 400, "limit"},
-				{"recommend limit 0", "GET", "/users/1/recommendations?limit=0", "", nil, 400, "limit"},
-				{"recommend limit 101", "GET", "/users/1/recommendations?limit=101", "", nil, 400, "limit"},
-				{"recommend limit float", "GET", "/users/1/recommendations?limit=2.5", "", nil, 400, "limit"},
-				{"recommend limit twice", "GET", "/users/1/recommendations?limit=2&limit=3", "", nil, 400, "limit"},
-
-				{"search unknown parameter", "GET", "/search?q=tea&lmit=5", "", nil, 400, "lmit"},
-				{"recommend unknown parameter", "GET", "/users/1/recommendations?count=5", "", nil, 400, "count"},
-				{"user unknown parameter", "GET", "/users/1?expand=all", "", nil, 400, "expand"},
-				{"limit with plus", "GET", "/search?q=tea&limit=%2B5", "", nil, 400, "limit"},
-				{"limit with leading zero", "GET", "/search?q=tea&limit=05", "", nil, 400, "limit"},
-				{"latin1 body", "POST", "/users", `{"email":"a@example.com","name":"A","region":"eu"}`, []string{"Content-Type", "application/json; charset=latin1"}, 415, "Content-Type"},
-				{"name with RTL override", "POST", "/users", `{"email":"a@example.com","name":"a\u202eb","region":"eu"}`, nil, 400, "name"},
-				{"email address literal", "POST", "/users", `{"email":"a@[127.0.0.1]","name":"A","region":"eu"}`, nil, 400, "email"},
-				{"empty key", "POST", "/users", `{"":1}`, nil, 400, "body"},
-
-				// routes and methods
-				{"unknown route", "GET", "/nope", "", nil, 404, "path"},
-				{"trailing slash", "GET", "/users/1/", "", nil, 404, "path"},
-				{"collection GET", "GET", "/users", "", nil, 405, "path"},
-				{"DELETE a user", "DELETE", "/users/1", "", nil, 405, "path"},
-				{"PUT a product", "PUT", "/products/1", `{}`, nil, 405, "path"},
-				{"POST search", "POST", "/search?q=a", `{}`, nil, 405, "path"},
-				{"GET actions", "GET", "/users/1/actions", "", nil, 405, "path"},
-				{"double slash", "GET", "//users/1", "", nil, 404, "path"},
-				{"dot segment", "GET", "/users/./1", "", nil, 404, "path"},
-				{"dot-dot segment", "GET", "/products/../users/1", "", nil, 404, "path"},
+			msg, _ := r.body["error"].(string)
+			if msg == "" || r.body["field"] != c.field || c.status == 400 && !strings.HasPrefix(msg, c.field+" ") {
+				t.Fatalf("%s %s: body %s, want an error naming field %q", c.method, c.path, r.raw, c.field)
 			}
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) {
-					r := call(t, c.method, base+c.path, c.body, c.header...)
-					if r.status != c.status {
-						t.Fatalf("%s %s: status %d, want %d: %s", c.method, c.path, r.status, c.status, r.raw)
-					}
-					msg, _ := r.body["error"].(string)
-					if msg == "" || r.body["field"] != c.field || c.status == 400 && !strings.HasPrefix(msg, c.field+" ") {
-						t.Fatalf("%s %s: body %s, want an error naming field %q", c.method, c.path, r.raw, c.field)
-					}
-					if c.status == 405 && r.header.Get("Allow") == "" {
-						t.Fatalf("405 without an Allow header")
-					}
-				})
+			if c.status == 405 && r.header.Get("Allow") == "" {
+				t.Fatalf("405 without an Allow header")
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,20 +12,34 @@ import (
 
 func newDemo(g *globals) *cobra.Command {
 	var cfg demo.Config
-	var keep string
+	var keep, redisURL string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the storefront on an embedded database and measure it under real traffic",
 		Long: `Run the scale journey's demo: create a temporary SQLite database, seed it,
-serve the storefront on a free loopback port, drive a short bounded burst of
-real HTTP traffic over every endpoint, and print requests, rate, latency
-percentiles and errors per endpoint. Exits non-zero if any request failed.`,
+and for each stage of the journey built so far (1: no cache; 2: the
+read-through cache in process, and with Redis as L2 when --redis or
+STRATA_REDIS_URL names one), serve the storefront on a free loopback port,
+drive the same short, bounded burst of real HTTP traffic over every endpoint,
+and print requests, rate, latency percentiles and errors per endpoint, then
+the stages side by side. Exits non-zero if any request failed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
 			if err != nil {
 				return err
 			}
 			cfg.Out, cfg.Logger, cfg.Dir = g.stdout, log, keep
+			if redisURL == "" {
+				redisURL = os.Getenv("STRATA_REDIS_URL") // set by eval "$(scripts/dev env)"
+			}
+			if redisURL != "" {
+				rc, err := openRedis(redisURL)
+				if err != nil {
+					return err
+				}
+				defer rc.Close()
+				cfg.Redis = rc
+			}
 			start := time.Now()
 			res, err := demo.Run(cmd.Context(), cfg)
 			if err != nil {
@@ -43,6 +58,7 @@ percentiles and errors per endpoint. Exits non-zero if any request failed.`,
 	f.IntVar(&cfg.Actions, "actions", demo.DefaultActions, "actions to seed")
 	f.IntVar(&cfg.Requests, "requests", demo.DefaultRequests, "requests to send per stage")
 	f.IntVar(&cfg.Concurrency, "concurrency", demo.DefaultConcurrency, "clients sending at once")
+	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
 	f.StringVar(&keep, "dir", "", "folder for the demo database, kept afterwards (default: a temporary folder, removed)")
 	return cmd
 }

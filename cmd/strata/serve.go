@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
@@ -24,8 +26,12 @@ const defaultAddr = "127.0.0.1:8080"
 // optional and a flag given on the command line wins over the file. Later
 // stages add their sections (cache, replicas, shards) here.
 type serveConfig struct {
-	DB   string `yaml:"db"`
-	Addr string `yaml:"addr"`
+	DB    string `yaml:"db"`
+	Addr  string `yaml:"addr"`
+	Cache struct {
+		Enabled *bool  `yaml:"enabled"`
+		Redis   string `yaml:"redis"`
+	} `yaml:"cache"`
 }
 
 // loadServeConfig reads a config file strictly: an unknown key or a value of
@@ -46,7 +52,8 @@ func loadServeConfig(path string) (serveConfig, error) {
 
 func newServe(g *globals) *cobra.Command {
 	var (
-		dbURL, addr, configPath string
+		dbURL, addr, configPath, redisURL string
+		useCache                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -75,6 +82,15 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				if !cmd.Flags().Changed("addr") && c.Addr != "" {
 					addr = c.Addr
 				}
+				if !cmd.Flags().Changed("cache") && c.Cache.Enabled != nil {
+					useCache = *c.Cache.Enabled
+				}
+				if !cmd.Flags().Changed("redis") && c.Cache.Redis != "" {
+					redisURL = c.Cache.Redis
+				}
+			}
+			if redisURL != "" {
+				useCache = true // Redis is only used as a cache level
 			}
 			if _, _, err := net.SplitHostPort(addr); err != nil {
 				return usageError{fmt.Errorf("--addr %q: %v (want host:port)", addr, err)}
@@ -87,12 +103,33 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			defer store.Close()
 			reg := storefront.NewRegistry()
 			reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
-			h := storefront.NewHandler(store, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log})
+			var svc storefront.Service = store
+			stage := "1 (no cache)"
+			if useCache {
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log}
+				stage = "2 (L1 cache)"
+				if redisURL != "" {
+					rc, err := openRedis(redisURL)
+					if err != nil {
+						return err
+					}
+					defer rc.Close()
+					cfg.Redis = rc
+					stage = "2 (L1 + Redis L2 cache)"
+				}
+				cached, err := storefront.NewCached(store, cfg)
+				if err != nil {
+					return err
+				}
+				defer cached.Close()
+				svc = cached
+			}
+			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log})
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
-			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion())
+			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stage)
 			srv := storefront.NewServer(addr, h)
 			srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 			err = storefront.Serve(ctx, srv, ln)
@@ -105,6 +142,26 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	f := cmd.Flags()
 	f.StringVar(&dbURL, "db", defaultDB, "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB")
 	f.StringVar(&addr, "addr", defaultAddr, "address to listen on, host:port")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, addr); flags win over it")
+	f.BoolVar(&useCache, "cache", false, "read through the stage-2 cache (in-process L1; add --redis for L2)")
+	f.StringVar(&redisURL, "redis", "", "Redis URL for the cache's L2 and invalidation bus, redis://HOST:PORT/DB (implies --cache)")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, addr, cache.enabled, cache.redis); flags win over it")
 	return cmd
+}
+
+// redisTimeout bounds how long serve waits for Redis at start-up.
+const redisTimeout = 5 * time.Second
+
+// openRedis connects to the Redis at url, failing fast and clearly.
+func openRedis(url string) (rueidis.Client, error) {
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--redis %q: %v (want redis://HOST:PORT/DB)", url, err)}
+	}
+	opt.DisableCache = true
+	opt.Dialer.Timeout = redisTimeout
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach Redis at %s: %w", url, err)
+	}
+	return c, nil
 }

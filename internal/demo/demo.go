@@ -1,7 +1,9 @@
 // Package demo runs the storefront at each stage of the guide's scale
 // journey and measures it with a short, bounded burst of real HTTP traffic
-// over every endpoint. Stage 1 (one database, no cache) runs anywhere on the
-// embedded SQLite default; later stages plug in as they are built.
+// over every endpoint. Stage 1 (one database, no cache) and stage 2 with
+// an in-process cache run anywhere on the embedded SQLite default; stage 2
+// with Redis as L2 runs when a Redis client is given. Later stages plug in
+// as they are built.
 package demo
 
 import (
@@ -20,10 +22,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/internal/sqlstats"
 	"github.com/strata-dev/strata/storefront"
@@ -55,6 +60,8 @@ type Config struct {
 	// Logger receives the service's logs; nil means a logger that drops
 	// them below warnings.
 	Logger *slog.Logger
+	// Redis, when set, adds the stage with Redis as the cache's L2.
+	Redis rueidis.Client
 }
 
 func (c *Config) defaults() error {
@@ -102,6 +109,7 @@ func (r Result) Errors() int {
 // StageResult is the measurement of one stage of the journey.
 type StageResult struct {
 	Name      string
+	Clients   int
 	Requests  int
 	Elapsed   time.Duration
 	Endpoints []EndpointResult
@@ -135,7 +143,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	out := cfg.Out
 	fmt.Fprintf(out, "Strata demo: the storefront at each stage of the scale journey\n\n")
 
-	stage := "stage 1: monolith (one SQLite database, no cache)"
 	dbPath := filepath.Join(dir, "storefront.db")
 	if cfg.Dir != "" { // a kept folder: start from a fresh database each run
 		for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -155,33 +162,135 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	fmt.Fprintf(out, "%s\n  seeded %d users, %d products, %d actions in %s\n",
-		stage, seeded.Users, seeded.Products, seeded.Actions, seeded.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(out, "seeded an SQLite database with %d users, %d products, %d actions in %s\n",
+		seeded.Users, seeded.Products, seeded.Actions, seeded.Elapsed.Round(time.Millisecond))
 
+	stages := []stage{
+		{name: "stage 1: monolith, one database, no cache"},
+		{name: "stage 2: read-through cache, in-process L1", cached: true},
+	}
+	if cfg.Redis != nil {
+		stages = append(stages, stage{name: "stage 2: read-through cache, L1 + Redis L2", cached: true, redis: cfg.Redis})
+	}
+	var result Result
+	for i, st := range stages {
+		res, err := runStage(ctx, cfg, store, st, i)
+		if err != nil {
+			return result, err
+		}
+		result.Stages = append(result.Stages, res)
+	}
+	printComparison(out, result)
+	if cfg.Redis == nil {
+		fmt.Fprintf(out, "\nThe Redis level of stage 2 needs a Redis server: `scripts/dev up` starts one on loopback,\n"+
+			"then `strata demo --redis \"$STRATA_REDIS_URL\"`. Read replicas and shards, the next stages,\n"+
+			"need PostgreSQL and join this comparison as they are built.\n")
+	}
+	return result, nil
+}
+
+// stage is one step of the journey the demo measures.
+type stage struct {
+	name   string
+	cached bool           // read through the stage-2 cache
+	redis  rueidis.Client // with Redis as L2
+}
+
+// runStage serves the store at one stage on a free loopback port and
+// drives the burst at it.
+func runStage(ctx context.Context, cfg Config, store *storefront.Store, st stage, index int) (StageResult, error) {
+	out := cfg.Out
 	reg := storefront.NewRegistry()
 	reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
-	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(store, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: cfg.Logger}))
+	var svc storefront.Service = store
+	if st.cached {
+		c, err := storefront.NewCached(store, storefront.CacheConfig{
+			Redis: st.redis, Registerer: reg, Logger: cfg.Logger,
+			Namespace: fmt.Sprintf("demo%d-%d", time.Now().UnixNano(), index),
+		})
+		if err != nil {
+			return StageResult{}, err
+		}
+		defer c.Close()
+		svc = c
+	}
+	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: cfg.Logger}))
 	srv.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return Result{}, fmt.Errorf("demo: listen: %w", err)
+		return StageResult{}, fmt.Errorf("demo: listen: %w", err)
 	}
 	base := "http://" + ln.Addr().String()
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- storefront.Serve(sctx, srv, ln) }()
-	fmt.Fprintf(out, "  serving on %s (metrics at %s/metrics)\n", base, base)
-
-	res := drive(ctx, base, cfg, stage)
+	fmt.Fprintf(out, "\n%s\n  serving on %s (metrics at %s/metrics)\n", st.name, base, base)
+	if st.redis != nil {
+		// L1 is bypassed until the instance hears its own bus heartbeat.
+		waitCacheReady(ctx, base)
+	}
+	res := drive(ctx, base, cfg, st.name, index)
 	stop()
 	if err := <-served; err != nil {
-		return Result{}, err
+		return StageResult{}, err
 	}
 	printStage(out, res)
-	result := Result{Stages: []StageResult{res}}
-	fmt.Fprintf(out, "\nLater stages of the journey (cache, read replicas, shards) need PostgreSQL and Redis;\n"+
-		"`scripts/dev up` starts them on loopback. They join this comparison as they are built.\n")
-	return result, nil
+	return res, nil
+}
+
+// waitCacheReady waits (at most 2 s) until a read is answered by L1.
+func waitCacheReady(ctx context.Context, base string) {
+	c := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		resp, err := c.Get(base + "/users/1")
+		if err == nil {
+			resp.Body.Close()
+			if strings.HasPrefix(resp.Header.Get(storefront.CacheHeader), "user: l1") {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// printComparison prints the stages side by side: rate, and p50/p99 per
+// endpoint.
+func printComparison(out io.Writer, r Result) {
+	if len(r.Stages) < 2 {
+		return
+	}
+	fmt.Fprintf(out, "\nthe journey side by side (p50 / p99 per endpoint; the same burst at each stage)\n\n")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "endpoint\t")
+	for i := range r.Stages {
+		fmt.Fprintf(tw, "%s\t", shortStage(i, r.Stages[i].Name))
+	}
+	fmt.Fprintln(tw)
+	for j, e := range r.Stages[0].Endpoints {
+		fmt.Fprintf(tw, "%s\t", e.Name)
+		for _, st := range r.Stages {
+			e := st.Endpoints[j]
+			fmt.Fprintf(tw, "%s / %s\t", ms(e.P50), ms(e.P99))
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprint(tw, "throughput\t")
+	for _, st := range r.Stages {
+		fmt.Fprintf(tw, "%.0f req/s\t", float64(st.Requests)/st.Elapsed.Seconds())
+	}
+	fmt.Fprintln(tw)
+	tw.Flush()
+}
+
+func shortStage(i int, name string) string {
+	switch {
+	case i == 0:
+		return "stage 1 (no cache)"
+	case strings.Contains(name, "Redis"):
+		return "stage 2 (L1 + Redis)"
+	default:
+		return "stage 2 (L1)"
+	}
 }
 
 // endpoint is one kind of request of the burst.
@@ -192,11 +301,13 @@ type endpoint struct {
 	build  func(r *rand.Rand, seq int64) (method, path string, body []byte)
 }
 
-func endpoints(cfg Config) []endpoint {
+func endpoints(cfg Config, stage int) []endpoint {
 	words := []string{"wireless", "coffee", "tent", "novel", "puzzle", "kettle", "sneaker", "guitar", "lamp", "premium headphones", "organic tea", "board game"}
 	kinds := []string{"view", "view", "view", "cart", "purchase"}
-	user := func(r *rand.Rand) int { return r.Intn(cfg.Users) + 1 }
-	product := func(r *rand.Rand) int { return r.Intn(cfg.Products) + 1 }
+	// Reads are skewed as real traffic is: a few users and products draw
+	// most requests (Zipf, s = 1.1), which is what makes a cache pay.
+	user := func(r *rand.Rand) int { return int(zipf(r, cfg.Users)) + 1 }
+	product := func(r *rand.Rand) int { return int(zipf(r, cfg.Products)) + 1 }
 	return []endpoint{
 		{"GET /users/{id}", 25, 200, func(r *rand.Rand, _ int64) (string, string, []byte) {
 			return "GET", fmt.Sprintf("/users/%d", user(r)), nil
@@ -215,7 +326,7 @@ func endpoints(cfg Config) []endpoint {
 				[]byte(fmt.Sprintf(`{"product_id": %d, "kind": %q}`, product(r), kinds[r.Intn(len(kinds))]))
 		}},
 		{"POST /users", 5, 201, func(_ *rand.Rand, seq int64) (string, string, []byte) {
-			return "POST", "/users", []byte(fmt.Sprintf(`{"email": "demo.%d@example.com", "name": "Demo User %d", "region": "eu-west"}`, seq, seq))
+			return "POST", "/users", []byte(fmt.Sprintf(`{"email": "demo.%d.%d@example.com", "name": "Demo User %d", "region": "eu-west"}`, stage, seq, seq))
 		}},
 		{"PATCH /users/{id}", 5, 200, func(r *rand.Rand, seq int64) (string, string, []byte) {
 			return "PATCH", fmt.Sprintf("/users/%d", user(r)), []byte(fmt.Sprintf(`{"name": "Renamed %d"}`, seq))
@@ -226,11 +337,19 @@ func endpoints(cfg Config) []endpoint {
 	}
 }
 
+// zipf draws from 0..n-1 with Zipf-distributed popularity.
+func zipf(r *rand.Rand, n int) uint64 {
+	if n <= 1 {
+		return 0
+	}
+	return rand.NewZipf(r, 1.1, 1, uint64(n-1)).Uint64()
+}
+
 // drive sends cfg.Requests requests from cfg.Concurrency clients, each
 // waiting for its answer before sending the next (a closed loop: the demo
 // shows what the stage does, the load tester measures capacity).
-func drive(ctx context.Context, base string, cfg Config, stage string) StageResult {
-	eps := endpoints(cfg)
+func drive(ctx context.Context, base string, cfg Config, stage string, index int) StageResult {
+	eps := endpoints(cfg, index)
 	var total int
 	for _, e := range eps {
 		total += e.weight
@@ -284,7 +403,7 @@ func drive(ctx context.Context, base string, cfg Config, stage string) StageResu
 		}()
 	}
 	wg.Wait()
-	res := StageResult{Name: stage, Elapsed: time.Since(start)}
+	res := StageResult{Name: stage, Clients: cfg.Concurrency, Elapsed: time.Since(start)}
 	for i, e := range eps {
 		s := samples[i]
 		slices.Sort(s.lat)
@@ -325,7 +444,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 func printStage(out io.Writer, s StageResult) {
 	rate := float64(s.Requests) / s.Elapsed.Seconds()
-	fmt.Fprintf(out, "  %d requests in %s (%.0f req/s, closed loop)\n\n", s.Requests, s.Elapsed.Round(time.Millisecond), rate)
+	fmt.Fprintf(out, "  %d requests in %s (%.0f req/s, %d clients in a closed loop)\n\n", s.Requests, s.Elapsed.Round(time.Millisecond), rate, s.Clients)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "endpoint\trequests\treq/s\tp50\tp95\tp99\terrors\t")
 	for _, e := range s.Endpoints {

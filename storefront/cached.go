@@ -1,0 +1,268 @@
+package storefront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"github.com/strata-dev/strata/cache"
+)
+
+// Cache lifetimes of stage 2, from the guide.
+const (
+	UserTTL   = 300 * time.Second // guide, Stage 2: cache.set(cache_key, user, ttl=300)
+	QueryTTL  = 60 * time.Second  // guide, Stage 4: query cache 60 s (recommendations are a query result)
+	SearchTTL = 15 * time.Minute  // guide, search case study: popular query results cached 15 minutes
+	EdgeTTL   = 600 * time.Second // guide, Stage 4: edge (CDN) cache 600 s, for catalogue data only
+)
+
+// CacheConfig configures the stage-2 storefront.
+type CacheConfig struct {
+	// Redis, when set, adds L2, cross-instance leases and the invalidation
+	// bus; nil means L1 only (one instance).
+	Redis rueidis.Client
+	// Namespace prefixes the Redis keys; default "storefront".
+	Namespace string
+	// StalenessBound: see the cache package; 0 means its default (1 s).
+	StalenessBound time.Duration
+	// Registerer receives the cache metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Logger receives background errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Cached is the storefront at stage 2 of the guide: the [Store] read
+// through a multi-level cache. Users and products are cached by key;
+// recommendations and search results are query results, tagged by what
+// they read, so that a write invalidates exactly them. Every write goes to
+// the store first and then invalidates what it changed, here and, through
+// the bus, in every other instance.
+type Cached struct {
+	store    *Store
+	users    *cache.Cache[User]
+	products *cache.Cache[Product]
+	recs     *cache.Cache[[]Recommendation]
+	search   *cache.Cache[[]Product]
+}
+
+var _ Service = (*Cached)(nil)
+
+// NewCached wraps s in the stage-2 caches. Close the result before s.
+func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
+	if cfg.Namespace == "" {
+		cfg.Namespace = "storefront"
+	}
+	var m *cache.Metrics
+	if cfg.Registerer != nil {
+		m = cache.NewMetrics(cfg.Registerer)
+	}
+	c := &Cached{store: s}
+	var err error
+	if c.users, err = newLevel[User](cfg, m, "users", UserTTL); err != nil {
+		return nil, err
+	}
+	if c.products, err = newLevel[Product](cfg, m, "products", UserTTL); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.recs, err = newLevel[[]Recommendation](cfg, m, "recommendations", QueryTTL); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.search, err = newLevel[[]Product](cfg, m, "search", SearchTTL); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func newLevel[V any](cfg CacheConfig, m *cache.Metrics, name string, ttl time.Duration) (*cache.Cache[V], error) {
+	cc := cache.Config[V]{
+		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis,
+		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger,
+	}
+	if m != nil {
+		cc.Recorder = m.Recorder(name)
+	}
+	c, err := cache.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("storefront: %s cache: %w", name, err)
+	}
+	if m != nil {
+		m.Watch(name, c)
+	}
+	return c, nil
+}
+
+// Close stops the caches' background work. It does not close the store.
+func (c *Cached) Close() error {
+	if c.users != nil {
+		c.users.Close()
+	}
+	if c.products != nil {
+		c.products.Close()
+	}
+	if c.recs != nil {
+		c.recs.Close()
+	}
+	if c.search != nil {
+		c.search.Close()
+	}
+	return nil
+}
+
+// infoKey carries a *cache.Info holder from the HTTP handler to the
+// service, so the response can say how it was served.
+type infoKey struct{}
+
+// withCacheInfo returns a context in which the stage-2 service records how
+// each read was served.
+func withCacheInfo(ctx context.Context, holder *[]string) context.Context {
+	return context.WithValue(ctx, infoKey{}, holder)
+}
+
+func note(ctx context.Context, what string, info cache.Info) {
+	if h, ok := ctx.Value(infoKey{}).(*[]string); ok {
+		*h = append(*h, what+": "+info.String())
+	}
+}
+
+func userKey(id int64) string            { return "user:" + strconv.FormatInt(id, 10) }
+func productKey(id int64) string         { return "product:" + strconv.FormatInt(id, 10) }
+func actionsTag(userID int64) string     { return "actions:user:" + strconv.FormatInt(userID, 10) }
+func recsKey(id int64, limit int) string { return userKey(id) + ":recs:" + strconv.Itoa(limit) }
+
+// productsTag stamps query results that read the catalogue.
+const productsTag = "products"
+
+// notFound turns the store's not-found into the cache's, so it is cached.
+func notFound(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %w", cache.ErrNotFound, err)
+	}
+	return err
+}
+
+// GetUser reads a user through the cache.
+func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
+	if err := checkID("id", id); err != nil {
+		return User{}, err
+	}
+	u, info, err := c.users.Get(ctx, userKey(id), func(ctx context.Context, _ string) (User, error) {
+		u, err := c.store.GetUser(ctx, id)
+		return u, notFound(err)
+	})
+	note(ctx, "user", info)
+	if errors.Is(err, cache.ErrNotFound) {
+		return User{}, &NotFoundError{Kind: "user", ID: id}
+	}
+	return u, err
+}
+
+// CreateUser writes to the store and drops any cached "not found" for the
+// new id (its user and its recommendations).
+func (c *Cached) CreateUser(ctx context.Context, n NewUser) (User, error) {
+	u, err := c.store.CreateUser(ctx, n)
+	if err != nil {
+		return u, err
+	}
+	c.invalidate(ctx, func() (cache.Invalidation, error) { return c.users.Delete(ctx, userKey(u.ID)) })
+	c.invalidate(ctx, func() (cache.Invalidation, error) { return c.recs.InvalidateTags(ctx, actionsTag(u.ID)) })
+	return u, nil
+}
+
+// UpdateUser writes to the store, then invalidates the user everywhere.
+func (c *Cached) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, error) {
+	u, err := c.store.UpdateUser(ctx, id, p)
+	if err != nil {
+		return u, err
+	}
+	c.invalidate(ctx, func() (cache.Invalidation, error) { return c.users.Delete(ctx, userKey(id)) })
+	return u, nil
+}
+
+// RecordAction writes to the store, then invalidates the user's cached
+// recommendations (every limit) by their tag.
+func (c *Cached) RecordAction(ctx context.Context, userID, productID int64, kind ActionKind) (Action, error) {
+	a, err := c.store.RecordAction(ctx, userID, productID, kind)
+	if err != nil {
+		return a, err
+	}
+	c.invalidate(ctx, func() (cache.Invalidation, error) { return c.recs.InvalidateTags(ctx, actionsTag(userID)) })
+	return a, nil
+}
+
+// invalidate runs an invalidation after a committed write. The write
+// stands whatever happens; a level the invalidation could not reach is
+// logged, and the values there expire with their TTL.
+func (c *Cached) invalidate(ctx context.Context, fn func() (cache.Invalidation, error)) {
+	inv, err := fn()
+	if err != nil {
+		c.store.log.Warn("storefront: invalidation incomplete; affected values expire with their TTL",
+			"keys", inv.Keys, "tags", inv.Tags, "levels", inv.Levels, "err", err)
+	}
+}
+
+// GetProduct reads a product through the cache.
+func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
+	if err := checkID("id", id); err != nil {
+		return Product{}, err
+	}
+	p, info, err := c.products.Get(ctx, productKey(id), func(ctx context.Context, _ string) (Product, error) {
+		p, err := c.store.GetProduct(ctx, id)
+		return p, notFound(err)
+	})
+	note(ctx, "product", info)
+	if errors.Is(err, cache.ErrNotFound) {
+		return Product{}, &NotFoundError{Kind: "product", ID: id}
+	}
+	return p, err
+}
+
+// Search reads a query's results through the cache, keyed by its
+// normalised words and limit and tagged with the catalogue.
+func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, error) {
+	terms, err := SearchTerms(q)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	key := "q:" + strings.Join(terms, " ") + ":" + strconv.Itoa(limit)
+	res, info, err := c.search.Get(ctx, key, func(ctx context.Context, _ string) ([]Product, error) {
+		return c.store.Search(ctx, q, limit)
+	}, cache.Tags(productsTag))
+	note(ctx, "search", info)
+	return res, err
+}
+
+// Recommend reads a user's recommendations through the cache, tagged with
+// the user's actions, so the user's next action makes them stale at once.
+func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Recommendation, error) {
+	if err := checkID("id", userID); err != nil {
+		return nil, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	recs, info, err := c.recs.Get(ctx, recsKey(userID, limit), func(ctx context.Context, _ string) ([]Recommendation, error) {
+		recs, err := c.store.Recommend(ctx, userID, limit)
+		return recs, notFound(err)
+	}, cache.Tags(actionsTag(userID)))
+	note(ctx, "recommendations", info)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, &NotFoundError{Kind: "user", ID: userID}
+	}
+	return recs, err
+}
+
+// Ping checks the database.
+func (c *Cached) Ping(ctx context.Context) error { return c.store.Ping(ctx) }

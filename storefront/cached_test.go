@@ -1,0 +1,158 @@
+package storefront_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/storefront"
+)
+
+// TestCachedInstancesStayFresh: two storefront instances, each with its own
+// store pool and L1, share one PostgreSQL database and one Redis. A write
+// through either is seen through the other within the staleness bound.
+func TestCachedInstancesStayFresh(t *testing.T) {
+	url := testdb.Postgres(t)
+	rc := testdb.Redis(t)
+	ns := testdb.Namespace(t)
+	bound := 400 * time.Millisecond
+	seedStore := open(t, url)
+	seed(t, seedStore, 20, 30, 300)
+	var bases []string
+	for range 2 {
+		s := open(t, url)
+		c, err := storefront.NewCached(s, storefront.CacheConfig{Redis: rc, Namespace: ns, StalenessBound: bound})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		srv := httptest.NewServer(storefront.NewHandler(c, storefront.HandlerConfig{}))
+		t.Cleanup(srv.Close)
+		bases = append(bases, srv.URL)
+	}
+	a, b := bases[0], bases[1]
+	// Both instances hold user 3 and user 3's recommendations.
+	for range 2 {
+		for _, base := range bases {
+			call(t, "GET", base+"/users/3", "")
+			call(t, "GET", base+"/users/3/recommendations?limit=5", "")
+		}
+	}
+	for _, base := range bases {
+		waitL1(t, base)
+	}
+
+	for round := range 5 {
+		name := fmt.Sprintf("Renamed %d", round)
+		writer, reader := a, b
+		if round%2 == 1 {
+			writer, reader = b, a
+		}
+		if r := call(t, "PATCH", writer+"/users/3", `{"name":"`+name+`"}`); r.status != 200 {
+			t.Fatalf("PATCH: %d %s", r.status, r.raw)
+		}
+		start := time.Now()
+		for {
+			r := call(t, "GET", reader+"/users/3", "")
+			if r.body["name"] == name {
+				break
+			}
+			if time.Since(start) > bound {
+				t.Fatalf("round %d: the other instance still serves %q %v after the write", round, r.body["name"], time.Since(start))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+
+	// A purchase through A makes B's cached recommendations stale: the
+	// purchased product is no longer recommended.
+	r := call(t, "GET", b+"/users/3/recommendations?limit=5", "")
+	first := r.body["recommendations"].([]any)[0].(map[string]any)["product"].(map[string]any)["id"].(float64)
+	if r := call(t, "POST", a+"/users/3/actions", fmt.Sprintf(`{"product_id": %d, "kind": "purchase"}`, int(first))); r.status != 201 {
+		t.Fatalf("purchase: %d %s", r.status, r.raw)
+	}
+	start := time.Now()
+	for {
+		r := call(t, "GET", b+"/users/3/recommendations?limit=5", "")
+		still := false
+		for _, rec := range r.body["recommendations"].([]any) {
+			still = still || rec.(map[string]any)["product"].(map[string]any)["id"].(float64) == first
+		}
+		if !still {
+			break
+		}
+		if time.Since(start) > bound {
+			t.Fatalf("B still recommends the product just bought through A, %v later", time.Since(start))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestEdgeCaching: catalogue responses are public for the edge TTL,
+// personal ones private; every GET carries an ETag and a matching
+// If-None-Match gets 304 with no body.
+func TestEdgeCaching(t *testing.T) {
+	base, _ := apiServer(t, testdb.SQLite(t), "2")
+	cases := []struct {
+		path, policy string
+	}{
+		{"/products/3", "public, max-age=600"},
+		{"/search?q=premium", "public, max-age=600"},
+		{"/users/3", "private, no-cache"},
+		{"/users/3/recommendations", "private, no-cache"},
+	}
+	for _, c := range cases {
+		r := call(t, "GET", base+c.path, "")
+		etag := r.header.Get("ETag")
+		if r.status != 200 || r.header.Get("Cache-Control") != c.policy || etag == "" {
+			t.Fatalf("GET %s: %d, Cache-Control %q, ETag %q", c.path, r.status, r.header.Get("Cache-Control"), etag)
+		}
+		for _, inm := range []string{etag, "W/" + etag, `"nope", ` + etag, "*"} {
+			r2 := call(t, "GET", base+c.path, "", "If-None-Match", inm)
+			if r2.status != 304 || r2.raw != "" {
+				t.Fatalf("GET %s with If-None-Match %s: %d %q", c.path, inm, r2.status, r2.raw)
+			}
+		}
+		if r3 := call(t, "GET", base+c.path, "", "If-None-Match", `"other"`); r3.status != 200 {
+			t.Fatalf("GET %s with a stale ETag: %d", c.path, r3.status)
+		}
+	}
+	// A change produces a new ETag.
+	before := call(t, "GET", base+"/users/3", "").header.Get("ETag")
+	call(t, "PATCH", base+"/users/3", `{"name":"Changed"}`)
+	if after := call(t, "GET", base+"/users/3", "").header.Get("ETag"); after == before {
+		t.Fatal("ETag unchanged after an update")
+	}
+}
+
+// waitL1 waits until the instance at base answers user 3 from L1: with
+// Redis, L1 is bypassed until the instance's invalidation bus is up.
+func waitL1(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if r := call(t, "GET", base+"/users/3", ""); strings.HasPrefix(r.header.Get(storefront.CacheHeader), "user: l1") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("user 3 not served from L1 within 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCacheHeader: the debug header says which level answered.
+func TestCacheHeader(t *testing.T) {
+	base, _ := apiServer(t, testdb.SQLite(t), "2")
+	waitL1(t, base)
+	want := []string{"user: loader", "user: l1"}
+	for i, w := range want {
+		got := call(t, "GET", base+"/users/4", "").header.Get(storefront.CacheHeader)
+		if !strings.HasPrefix(got, w) {
+			t.Fatalf("read %d: %s = %q, want prefix %q", i, storefront.CacheHeader, got, w)
+		}
+	}
+}

@@ -33,6 +33,13 @@ const (
 	DefaultLeaseWait      = 250 * time.Millisecond // Strata: how long a non-holder waits for the holder's value
 	DefaultLoadTimeout    = 10 * time.Second       // Strata: bound on one loader call
 	DefaultStalenessBound = time.Second            // Strata: see the package doc
+	DefaultHotWindow      = 24 * time.Hour         // guide, Cache Warming: hot content over a 24-hour window
+	DefaultWarmTopN       = 1000                   // guide, Cache Warming: pre-warm the top 1,000 items
+	DefaultWarmRise       = 0.5                    // guide, Cache Warming: traffic more than 50 % above baseline
+	GuideHotPerDay        = 100                    // guide, DynamoDB example: a hot product is read more than 100 times a day
+	warmInterval          = 10 * time.Second
+	publishHotEvery       = 30 * time.Second
+	warmWorkers           = 8
 	breakerFailures       = 3
 	breakerCooldown       = time.Second
 	leasePoll             = 5 * time.Millisecond
@@ -84,6 +91,29 @@ type Config[V any] struct {
 	// after another instance invalidated it (see the package doc).
 	StalenessBound time.Duration
 
+	// TrackHot turns on hotness tracking, which Hot, WarmHot, tiering
+	// (AdmitAfter) and AutoWarm need: a count-min sketch of fixed size
+	// counts every L1 miss and one L1 hit in 16. It adds a few
+	// nanoseconds to an L1 hit on average. With Redis, the hot set is also
+	// published every 30 s for fresh instances (see WarmFromPublished).
+	TrackHot bool
+	// HotWindow is the window hotness is measured over (default 24 h).
+	HotWindow time.Duration
+	// AdmitAfter is hot/cold tiering: with TrackHot, a key enters L1 only
+	// once it was read at least AdmitAfter times in HotWindow; colder keys
+	// are served from L2. 0 admits every key. The guide's threshold is
+	// GuideHotPerDay over a 24-hour window; scale it to your traffic.
+	AdmitAfter uint32
+	// AutoWarm, with TrackHot, is the loader used to warm the hottest
+	// WarmTopN keys whenever the read rate rises more than WarmRise above
+	// its baseline (the guide's peak-traffic preparation); nil turns it off.
+	AutoWarm LoaderFunc[V]
+	// WarmTopN is how many hot keys warming loads (default 1,000).
+	WarmTopN int
+	// WarmRise is the rise over the baseline read rate that triggers
+	// AutoWarm (default 0.5, i.e. 50 %).
+	WarmRise float64
+
 	// Recorder receives latencies; nil means none. Counters are always kept
 	// and read with [Cache.Stats].
 	Recorder Recorder
@@ -104,6 +134,7 @@ func (c *Config[V]) resolve() error {
 		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout}, {"LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL},
 		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait}, {"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
 		{"StalenessBound", &c.StalenessBound, DefaultStalenessBound},
+		{"HotWindow", &c.HotWindow, DefaultHotWindow},
 	}
 	for _, d := range dur {
 		if *d.v < 0 {
@@ -129,6 +160,21 @@ func (c *Config[V]) resolve() error {
 	}
 	if c.StalenessBound < 8*time.Millisecond {
 		return fmt.Errorf("cache: StalenessBound must be at least 8ms, got %v", c.StalenessBound)
+	}
+	switch {
+	case c.WarmTopN < 0:
+		return fmt.Errorf("cache: WarmTopN is negative (%d)", c.WarmTopN)
+	case c.WarmTopN == 0:
+		c.WarmTopN = DefaultWarmTopN
+	}
+	switch {
+	case math.IsNaN(c.WarmRise) || c.WarmRise < 0:
+		return fmt.Errorf("cache: WarmRise must not be negative, got %v", c.WarmRise)
+	case c.WarmRise == 0:
+		c.WarmRise = DefaultWarmRise
+	}
+	if !c.TrackHot && (c.AdmitAfter > 0 || c.AutoWarm != nil) {
+		return errors.New("cache: AdmitAfter and AutoWarm need TrackHot")
 	}
 	if c.Namespace == "" {
 		c.Namespace = "strata"
@@ -164,6 +210,7 @@ type Cache[V any] struct {
 	stripes stripes
 	flights flights[V]
 	tags    *tagEpochs
+	hot     *hotness // nil unless TrackHot
 	ctr     counters
 
 	ctx    context.Context
@@ -208,6 +255,11 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bus.run(ctx) }()
 		go func() { defer c.wg.Done(); c.bus.heartbeat(ctx) }()
+	}
+	if cfg.TrackHot {
+		c.hot = newHotness()
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.hotLoop(ctx) }()
 	}
 	c.clock.start(ctx, &c.wg)
 	return c, nil
@@ -308,6 +360,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts
 	// The L1 hit path: no allocation, no clock call, one atomic load.
 	if c.l1 != nil && !c.l1Off.Load() {
 		if e, ok := c.l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
+			if c.hot != nil && mrand.Uint32()%hotSample == 0 {
+				c.hot.add(key, hotSample)
+			}
 			if now := c.clock.nowNano(); now < e.soft && !e.notFound {
 				return e.value, Info{Source: SourceL1}, nil
 			} else if now < e.hard {
@@ -341,6 +396,9 @@ func readOptions(opts []Option) readOpts {
 // fetch per key.
 func (c *Cache[V]) miss(ctx context.Context, key string, load LoaderFunc[V], opts []Option) (V, Info, error) {
 	ro := readOptions(opts)
+	if c.hot != nil {
+		c.hot.add(key, 1)
+	}
 	if c.l2 != nil && len(ro.tags) == 0 {
 		var gen uint64
 		if c.l1 != nil {
@@ -638,6 +696,10 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 // invalidate, which bumps the generation and deletes under the same lock.
 func (c *Cache[V]) fillL1(key string, e *envelope[V], gen uint64) {
 	if c.l1 == nil {
+		return
+	}
+	if c.cfg.AdmitAfter > 0 && c.hot.estimate(key) < c.cfg.AdmitAfter {
+		c.ctr.coldSkipped.Add(1) // cold: served from L2, kept out of L1
 		return
 	}
 	s := c.stripes.of(key)

@@ -41,6 +41,19 @@
 // (a sequence gap) or stops hearing its own heartbeat for StalenessBound/2
 // empties its L1 and bypasses it until the bus delivers again.
 //
+// # Warming and tiering
+//
+// With TrackHot, a fixed-size count-min sketch (aged every half HotWindow,
+// default 24 h) estimates how often each key is read, and a bounded set of
+// candidates yields the hot set: [Cache.Hot], [Cache.WarmHot] (the guide's
+// "pre-warm the top 1,000"). With AutoWarm the cache warms its hot set by
+// itself when the read rate rises more than 50 % above its baseline (the
+// guide's peak-traffic preparation). With Redis, every instance publishes
+// its hot set; [Cache.WarmFromPublished] lets a fresh instance load it, and
+// [CopyKeys] copies hot entries to another Redis (the guide's new-region
+// warming). AdmitAfter is hot/cold tiering: only keys read at least that
+// often in the window enter L1; colder ones are served from L2.
+//
 // # Failures
 //
 // Every Redis call is bounded by L2Timeout (50 ms) and goes through a

@@ -58,6 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		{"invalidations_sent_total", "Invalidations broadcast."},
 		{"invalidations_received_total", "Invalidations received from other instances."},
 		{"warmed_keys_total", "Keys loaded by warming."},
+		{"cold_skipped_total", "Fills kept out of L1 because the key was cold (hot/cold tiering)."},
 		{"breaker_state", "State of the L2 circuit breaker: 0 closed, 1 open, 2 half-open."},
 		{"bus_up", "1 while the invalidation bus delivers."},
 	} {
@@ -128,6 +129,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter("invalidations_sent_total", s.InvalidationsSent)
 		counter("invalidations_received_total", s.InvalidationsReceived)
 		counter("warmed_keys_total", s.Warmed)
+		counter("cold_skipped_total", s.ColdSkipped)
 		gauge("breaker_state", float64(s.L2Breaker))
 		up := 0.0
 		if s.BusUp {

@@ -29,7 +29,7 @@ type counters struct {
 	leases, leaseWaits, leaseTimeouts   atomic.Uint64
 	voidedSets, voidedFills, stale      atomic.Uint64
 	refreshes, flushes, invSent         atomic.Uint64
-	invReceived, warmed                 atomic.Uint64
+	invReceived, warmed, coldSkipped    atomic.Uint64
 }
 
 // Stats is a snapshot of a cache's counters, in the spirit of sql.DBStats.
@@ -61,6 +61,7 @@ type Stats struct {
 	InvalidationsSent     uint64 // invalidations broadcast
 	InvalidationsReceived uint64 // invalidations received from other instances
 	Warmed                uint64 // keys loaded by warming
+	ColdSkipped           uint64 // fills kept out of L1 because the key was cold (tiering)
 
 	L2Breaker BreakerState // state of the L2 circuit breaker
 	BusUp     bool         // the invalidation bus delivers (always false without Redis)
@@ -76,6 +77,7 @@ func (c *Cache[V]) Stats() Stats {
 		VoidedFills: c.ctr.voidedFills.Load(), Stale: c.ctr.stale.Load(), Refreshes: c.ctr.refreshes.Load(),
 		Flushes: c.ctr.flushes.Load(), InvalidationsSent: c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(), Warmed: c.ctr.warmed.Load(),
+		ColdSkipped: c.ctr.coldSkipped.Load(),
 	}
 	if c.l1 != nil {
 		st := c.l1Stats.Snapshot()

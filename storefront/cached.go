@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,10 @@ type Cached struct {
 	products *cache.Cache[Product]
 	recs     *cache.Cache[[]Recommendation]
 	search   *cache.Cache[[]Product]
+
+	ctx    context.Context // canceled by Close: stops background warming
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 var _ Service = (*Cached)(nil)
@@ -64,29 +69,43 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 		m = cache.NewMetrics(cfg.Registerer)
 	}
 	c := &Cached{store: s}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	var err error
-	if c.users, err = newLevel[User](cfg, m, "users", UserTTL); err != nil {
+	if c.users, err = newLevel(cfg, m, "users", UserTTL, c.loadUser); err != nil {
+		c.cancel()
 		return nil, err
 	}
-	if c.products, err = newLevel[Product](cfg, m, "products", UserTTL); err != nil {
+	if c.products, err = newLevel(cfg, m, "products", UserTTL, c.loadProduct); err != nil {
 		c.Close()
 		return nil, err
 	}
-	if c.recs, err = newLevel[[]Recommendation](cfg, m, "recommendations", QueryTTL); err != nil {
+	if c.recs, err = newLevel[[]Recommendation](cfg, m, "recommendations", QueryTTL, nil); err != nil {
 		c.Close()
 		return nil, err
 	}
-	if c.search, err = newLevel[[]Product](cfg, m, "search", SearchTTL); err != nil {
+	if c.search, err = newLevel[[]Product](cfg, m, "search", SearchTTL, nil); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if cfg.Redis != nil {
+		// A fresh instance loads the hot users and products other
+		// instances published, instead of waiting for traffic to find them.
+		c.background(func(ctx context.Context) {
+			c.users.WarmFromPublished(ctx, c.loadUser)
+			c.products.WarmFromPublished(ctx, c.loadProduct)
+		})
 	}
 	return c, nil
 }
 
-func newLevel[V any](cfg CacheConfig, m *cache.Metrics, name string, ttl time.Duration) (*cache.Cache[V], error) {
+// newLevel makes one of the stage's caches. Caches keyed by id track
+// hotness and warm their hot set when traffic surges (autoWarm); query
+// results are not warmed, since their keys carry arguments.
+func newLevel[V any](cfg CacheConfig, m *cache.Metrics, name string, ttl time.Duration, autoWarm cache.LoaderFunc[V]) (*cache.Cache[V], error) {
 	cc := cache.Config[V]{
 		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis,
 		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger,
+		TrackHot: autoWarm != nil, AutoWarm: autoWarm,
 	}
 	if m != nil {
 		cc.Recorder = m.Recorder(name)
@@ -103,6 +122,8 @@ func newLevel[V any](cfg CacheConfig, m *cache.Metrics, name string, ttl time.Du
 
 // Close stops the caches' background work. It does not close the store.
 func (c *Cached) Close() error {
+	c.cancel()
+	c.wg.Wait()
 	if c.users != nil {
 		c.users.Close()
 	}
@@ -116,6 +137,45 @@ func (c *Cached) Close() error {
 		c.search.Close()
 	}
 	return nil
+}
+
+// background runs fn on a goroutine that Close waits for.
+func (c *Cached) background(fn func(ctx context.Context)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn(c.ctx)
+	}()
+}
+
+// keyID parses the id at the end of a key such as "user:42".
+func keyID(key string) (int64, error) {
+	i := strings.LastIndexByte(key, ':')
+	id, err := strconv.ParseInt(key[i+1:], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("storefront: bad cache key %q", key)
+	}
+	return id, nil
+}
+
+// loadUser and loadProduct are the loaders warming uses, keyed like the
+// caches.
+func (c *Cached) loadUser(ctx context.Context, key string) (User, error) {
+	id, err := keyID(key)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := c.store.GetUser(ctx, id)
+	return u, notFound(err)
+}
+
+func (c *Cached) loadProduct(ctx context.Context, key string) (Product, error) {
+	id, err := keyID(key)
+	if err != nil {
+		return Product{}, err
+	}
+	p, err := c.store.GetProduct(ctx, id)
+	return p, notFound(err)
 }
 
 // infoKey carries a *cache.Info holder from the HTTP handler to the
@@ -155,13 +215,20 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	if err := checkID("id", id); err != nil {
 		return User{}, err
 	}
-	u, info, err := c.users.Get(ctx, userKey(id), func(ctx context.Context, _ string) (User, error) {
-		u, err := c.store.GetUser(ctx, id)
-		return u, notFound(err)
-	})
+	u, info, err := c.users.Get(ctx, userKey(id), c.loadUser)
 	note(ctx, "user", info)
 	if errors.Is(err, cache.ErrNotFound) {
 		return User{}, &NotFoundError{Kind: "user", ID: id}
+	}
+	if err == nil && info.Source == cache.SourceLoader {
+		// The guide's personalisation warming: a user no level knew is
+		// likely starting a session, so compute their recommendations now.
+		c.background(func(ctx context.Context) {
+			c.recs.Warm(ctx, []string{recsKey(id, DefaultLimit)}, func(ctx context.Context, _ string) ([]Recommendation, error) {
+				recs, err := c.store.Recommend(ctx, id, DefaultLimit)
+				return recs, notFound(err)
+			}, cache.Tags(actionsTag(id)))
+		})
 	}
 	return u, err
 }
@@ -215,10 +282,7 @@ func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
 	if err := checkID("id", id); err != nil {
 		return Product{}, err
 	}
-	p, info, err := c.products.Get(ctx, productKey(id), func(ctx context.Context, _ string) (Product, error) {
-		p, err := c.store.GetProduct(ctx, id)
-		return p, notFound(err)
-	})
+	p, info, err := c.products.Get(ctx, productKey(id), c.loadProduct)
 	note(ctx, "product", info)
 	if errors.Is(err, cache.ErrNotFound) {
 		return Product{}, &NotFoundError{Kind: "product", ID: id}

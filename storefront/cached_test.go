@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strata-dev/strata/internal/testdb"
 	"github.com/strata-dev/strata/storefront"
 )
@@ -155,4 +157,54 @@ func TestCacheHeader(t *testing.T) {
 			t.Fatalf("read %d: %s = %q, want prefix %q", i, storefront.CacheHeader, got, w)
 		}
 	}
+}
+
+// TestPersonalisationWarming: a user's first request warms their
+// recommendations, so the first recommendations request is a cache hit.
+func TestPersonalisationWarming(t *testing.T) {
+	s := open(t, testdb.SQLite(t))
+	seed(t, s, 20, 30, 300)
+	reg := prometheus.NewRegistry()
+	c, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	srv := httptest.NewServer(storefront.NewHandler(c, storefront.HandlerConfig{}))
+	t.Cleanup(srv.Close)
+	if r := call(t, "GET", srv.URL+"/users/7", ""); r.status != 200 {
+		t.Fatalf("GET /users/7: %d", r.status)
+	}
+	// Wait for the warming without reading the recommendations.
+	deadline := time.Now().Add(5 * time.Second)
+	for warmed(t, reg) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("recommendations were not warmed within 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r := call(t, "GET", srv.URL+"/users/7/recommendations", "")
+	if !strings.HasPrefix(r.header.Get(storefront.CacheHeader), "recommendations: l1") {
+		t.Fatalf("first recommendations request: %q, want an L1 hit", r.header.Get(storefront.CacheHeader))
+	}
+}
+
+func warmed(t *testing.T, reg *prometheus.Registry) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "strata_cache_warmed_keys_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cache" && l.GetValue() == "recommendations" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -6,7 +6,7 @@
 # suite against them, with the race detector. CI runs exactly this.
 test:
 	@env=$$(scripts/dev up) && eval "$$env" && \
-	  echo "== gofmt" && test -z "$$(gofmt -l . | tee /dev/stderr)" && \
+	  echo "== gofmt" && unformatted=$$(gofmt -l .) && { [ -z "$$unformatted" ] || { echo "not gofmt-ed: $$unformatted"; exit 1; }; } && \
 	  echo "== go vet" && go vet ./... && (cd bench && go vet ./...) && \
 	  echo "== go test" && go test -race -count=1 -timeout 20m ./...
 

@@ -283,3 +283,49 @@ func (s *deadlineSlots) get() context.Context {
 	s.cur.Store(sl)
 	return ctx
 }
+
+// leaseMany tries to take the lease of each key with token, pipelined, and
+// reports which it got.
+func (r *redisLevel) leaseMany(ctx context.Context, keys []string, token string, ttl time.Duration) ([]bool, error) {
+	got := make([]bool, len(keys))
+	err := r.call(ctx, func(ctx context.Context) error {
+		cmds := make(rueidis.Commands, len(keys))
+		for i, k := range keys {
+			cmds[i] = r.c.B().Set().Key(r.leaseKey(k)).Value(token).Nx().Px(ttl).Build()
+		}
+		for i, res := range r.c.DoMulti(ctx, cmds...) {
+			err := res.Error()
+			if rueidis.IsRedisNil(err) {
+				continue // NX: someone else holds it
+			}
+			if err != nil {
+				return err
+			}
+			got[i] = true
+		}
+		return nil
+	})
+	return got, err
+}
+
+// setManyIfLeased writes each value under its key while token still holds
+// its lease, pipelined, and reports which were stored.
+func (r *redisLevel) setManyIfLeased(ctx context.Context, keys []string, token string, data [][]byte, ttls []time.Duration) ([]bool, error) {
+	stored := make([]bool, len(keys))
+	err := r.call(ctx, func(ctx context.Context) error {
+		execs := make([]rueidis.LuaExec, len(keys))
+		for i, k := range keys {
+			execs[i] = rueidis.LuaExec{Keys: []string{r.valueKey(k), r.leaseKey(k)},
+				Args: []string{token, rueidis.BinaryString(data[i]), strconv.FormatInt(max(1, ttls[i].Milliseconds()), 10)}}
+		}
+		for i, res := range setIfLeasedScript.ExecMulti(ctx, r.c, execs...) {
+			n, err := res.AsInt64()
+			if err != nil {
+				return err
+			}
+			stored[i] = n == 1
+		}
+		return nil
+	})
+	return stored, err
+}

@@ -99,7 +99,7 @@ func BenchmarkL2Hit(b *testing.B) {
 	for _, codec := range []struct {
 		name  string
 		codec cache.Codec[string]
-	}{{"strata-json", cache.JSON[string]{}}, {"strata-string", cache.String{}}} {
+	}{{"strata-json", cache.JSON[string]{}}, {"strata-string", cache.StringCodec{}}} {
 		c, err := cache.New(cache.Config[string]{Redis: rc, Namespace: ns + codec.name, DisableL1: true, Codec: codec.codec})
 		if err != nil {
 			b.Fatal(err)

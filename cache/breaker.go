@@ -15,6 +15,7 @@ const (
 	BreakerHalfOpen                     // one probe call goes through
 )
 
+// String returns "closed", "open" or "half-open".
 func (s BreakerState) String() string {
 	switch s {
 	case BreakerOpen:
@@ -85,4 +86,5 @@ func (b *breaker) done(ok bool) {
 	}
 }
 
+// State returns the breaker's current state.
 func (b *breaker) State() BreakerState { return BreakerState(b.state.Load()) }

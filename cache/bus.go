@@ -76,20 +76,33 @@ type bus struct {
 	l        listener
 	seq      atomic.Uint64
 	lastOwn  atomic.Int64 // unix ns when our own last heartbeat came back
+	healthMu sync.Mutex   // makes each health transition and its flush one step
 	healthy  atomic.Bool
 	received atomic.Uint64 // messages received from other instances
 	deaf     atomic.Bool   // test seam: drop every incoming message
 
+	pubMu sync.Mutex // serialises numbering and sending
+
 	mu      sync.Mutex
-	lastSeq map[string]uint64 // per origin
+	lastSeq map[string]originSeq // per origin
+}
+
+// originSeq is the last sequence number heard from an origin, and when.
+type originSeq struct {
+	seq  uint64
+	seen int64
 }
 
 func newBus(r *redisLevel, ns, origin string, bound time.Duration, now func() int64, l listener) *bus {
-	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, l: l, lastSeq: map[string]uint64{}}
+	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, l: l, lastSeq: map[string]originSeq{}}
 }
 
-// publish broadcasts m to every instance, this one included.
+// publish broadcasts m to every instance, this one included. Numbering and
+// sending happen under one lock, so messages leave in sequence order and a
+// receiver's gap is a real loss, not a reordering.
 func (b *bus) publish(ctx context.Context, m busMsg) error {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
 	data, err := b.encode(m)
 	if err != nil {
 		return err
@@ -142,16 +155,21 @@ func (b *bus) heartbeat(ctx context.Context) {
 			// Heartbeats bypass the L2 breaker and its short timeout: a
 			// busy process may answer slowly without the bus being down,
 			// and a heartbeat has bound/4 to arrive anyway.
+			b.pubMu.Lock()
 			if data, err := b.encode(busMsg{}); err == nil {
 				pctx, cancel := context.WithTimeout(ctx, b.bound/4)
 				_ = b.r.c.Do(pctx, b.r.c.B().Publish().Channel(b.channel).Message(rueidis.BinaryString(data)).Build()).Error()
 				cancel() // a failure shows as silence
 			}
+			b.pubMu.Unlock()
 		}
-		if now-b.lastOwn.Load() > int64(b.bound/2) && b.healthy.CompareAndSwap(true, false) {
+		b.healthMu.Lock()
+		if b.healthy.Load() && now-b.lastOwn.Load() > int64(b.bound/2) {
+			b.healthy.Store(false)
 			b.l.setBusHealthy(false)
 			b.l.flushLocal("bus silent")
 		}
+		b.healthMu.Unlock()
 	}
 }
 
@@ -164,21 +182,32 @@ func (b *bus) deliver(data []byte) {
 	if err != nil {
 		return // not ours, or corrupt: ignore it
 	}
+	now := b.now()
 	b.mu.Lock()
 	last, known := b.lastSeq[m.Origin]
-	b.lastSeq[m.Origin] = max(last, m.Seq)
+	b.lastSeq[m.Origin] = originSeq{seq: max(last.seq, m.Seq), seen: now}
+	if len(b.lastSeq) > 64 { // forget origins silent for 10 bounds: stopped instances
+		for o, s := range b.lastSeq {
+			if now-s.seen > 10*int64(b.bound) {
+				delete(b.lastSeq, o)
+			}
+		}
+	}
 	b.mu.Unlock()
-	gap := known && m.Seq > last+1
+	gap := known && m.Seq > last.seq+1
 
 	if m.Origin == b.origin {
+		b.healthMu.Lock()
 		b.lastOwn.Store(b.now())
 		if gap { // we missed some of our own messages: others' may be lost too
 			b.l.flushLocal("bus gap")
 		}
-		if b.healthy.CompareAndSwap(false, true) {
+		if !b.healthy.Load() {
 			b.l.flushLocal("bus back")
 			b.l.setBusHealthy(true)
+			b.healthy.Store(true)
 		}
+		b.healthMu.Unlock()
 		return
 	}
 	b.received.Add(1)

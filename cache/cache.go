@@ -31,7 +31,7 @@ const (
 	DefaultL2Timeout      = 50 * time.Millisecond  // Strata: bound on every Redis call
 	DefaultLeaseTTL       = 5 * time.Second        // Strata: a crashed lease holder blocks nobody longer than this
 	DefaultLeaseWait      = 250 * time.Millisecond // Strata: how long a non-holder waits for the holder's value
-	DefaultLoadTimeout    = 10 * time.Second       // Strata: bound on one loader call
+	DefaultLoadTimeout    = 5 * time.Second        // Strata: bound on one loader call; at most LeaseTTL
 	DefaultStalenessBound = time.Second            // Strata: see the package doc
 	DefaultHotWindow      = 24 * time.Hour         // guide, Cache Warming: hot content over a 24-hour window
 	DefaultWarmTopN       = 1000                   // guide, Cache Warming: pre-warm the top 1,000 items
@@ -158,6 +158,9 @@ func (c *Config[V]) resolve() error {
 	case c.Jitter < 0:
 		c.Jitter = 0
 	}
+	if c.LeaseTTL < c.LoadTimeout {
+		return fmt.Errorf("cache: LeaseTTL (%v) is shorter than LoadTimeout (%v): a slow load would lose its lease to a second one", c.LeaseTTL, c.LoadTimeout)
+	}
 	if c.StalenessBound < 8*time.Millisecond {
 		return fmt.Errorf("cache: StalenessBound must be at least 8ms, got %v", c.StalenessBound)
 	}
@@ -217,6 +220,33 @@ type Cache[V any] struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
+	lifeMu sync.Mutex // orders goroutine starts against Close
+}
+
+// ErrClosed is returned by reads that need a load after Close.
+var ErrClosed = errors.New("cache: closed")
+
+// spawn runs fn on a goroutine that Close waits for; it reports false
+// (and runs nothing) once Close has begun. A panic in fn is recovered and
+// handed to onPanic, so a panicking loader fails its callers instead of
+// the process.
+func (c *Cache[V]) spawn(fn func(), onPanic func(any)) bool {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				onPanic(r)
+			}
+		}()
+		fn()
+	}()
+	return true
 }
 
 // New validates cfg and returns a cache. With Redis set it subscribes to
@@ -229,6 +259,10 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel}
 	c.clock.init(cfg.Now)
 	now := c.clock.nowNano
+	// Deadlines, the breaker and the bus watchdog run on real time: the
+	// coarse clock can lag under CPU starvation (which would put L2
+	// deadlines in the past), and a test's fake clock must not stop them.
+	realNow := func() int64 { return time.Now().UnixNano() }
 	if !cfg.DisableL1 {
 		c.l1Stats = otterstats.NewCounter()
 		var err error
@@ -248,9 +282,9 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	c.tags = newTagEpochs()
 	if cfg.Redis != nil {
 		c.l2 = &redisLevel{c: cfg.Redis, ns: cfg.Namespace, timeout: cfg.L2Timeout,
-			br:    newBreaker(breakerFailures, breakerCooldown, now),
-			slots: &deadlineSlots{base: ctx, timeout: cfg.L2Timeout, now: now}}
-		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, now, c)
+			br:    newBreaker(breakerFailures, breakerCooldown, realNow),
+			slots: &deadlineSlots{base: ctx, timeout: cfg.L2Timeout, now: realNow}}
+		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, realNow, c)
 		c.l1Off.Store(true) // until the bus proves it delivers
 		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bus.run(ctx) }()
@@ -268,7 +302,10 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 // Close stops the background work (bus, refreshes, clock). It does not
 // close the Redis client.
 func (c *Cache[V]) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
+	c.lifeMu.Lock()
+	first := c.closed.CompareAndSwap(false, true)
+	c.lifeMu.Unlock()
+	if first {
 		c.cancel()
 		c.wg.Wait()
 		if c.l1 != nil {
@@ -289,6 +326,7 @@ const (
 	SourceLoader        // the loader (the origin)
 )
 
+// String returns the level's name: "l1", "l2", "loader" or "none".
 func (s Source) String() string {
 	switch s {
 	case SourceL1:
@@ -456,15 +494,23 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 		f = &flight[V]{done: make(chan struct{})}
 		c.flights.m[key] = f
 		c.flights.mu.Unlock()
-		go func() {
-			defer func() {
-				c.flights.mu.Lock()
-				delete(c.flights.m, key)
-				c.flights.mu.Unlock()
-				close(f.done)
-			}()
+		finish := func() {
+			c.flights.mu.Lock()
+			delete(c.flights.m, key)
+			c.flights.mu.Unlock()
+			close(f.done)
+		}
+		started := c.spawn(func() {
 			f.e, f.info, f.err = c.fetch(key, load, ro, false)
-		}()
+			finish()
+		}, func(p any) {
+			f.e, f.err = nil, fmt.Errorf("cache: loader for %q panicked: %v", key, p)
+			finish()
+		})
+		if !started {
+			f.err = ErrClosed
+			finish()
+		}
 	} else {
 		c.flights.mu.Unlock()
 		c.ctr.deduped.Add(1)
@@ -498,20 +544,26 @@ func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOp
 	c.flights.m[key] = f
 	c.flights.mu.Unlock()
 	c.ctr.refreshes.Add(1)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer func() {
-			c.flights.mu.Lock()
-			delete(c.flights.m, key)
-			c.flights.mu.Unlock()
-			close(f.done)
-		}()
+	finish := func() {
+		c.flights.mu.Lock()
+		delete(c.flights.m, key)
+		c.flights.mu.Unlock()
+		close(f.done)
+	}
+	started := c.spawn(func() {
 		f.e, f.info, f.err = c.fetch(key, load, ro, true)
 		if f.err != nil && !errors.Is(f.err, ErrNotFound) {
 			c.cfg.Logger.Warn("cache: background refresh failed; the stale value stays until it expires", "key", key, "err", f.err)
 		}
-	}()
+		finish()
+	}, func(p any) {
+		f.e, f.err = nil, fmt.Errorf("cache: loader for %q panicked: %v", key, p)
+		c.cfg.Logger.Error("cache: loader panicked in a background refresh", "key", key, "panic", p)
+		finish()
+	})
+	if !started {
+		finish()
+	}
 }
 
 // fetch reads L2 and, on a miss, loads under a lease. skipStaleL2 makes a
@@ -548,8 +600,14 @@ func (c *Cache[V]) fetch(key string, load LoaderFunc[V], ro readOpts, skipStaleL
 			info.Source = SourceL2
 			return e, info, nil
 		}
-		// Unusable (stale tags, corrupt, or stale for a refresh): replace it.
+		// Unusable (stale tags, corrupt, or stale for a refresh): replace
+		// it, under a lease like any miss, so that one load refills L2 for
+		// everyone and an invalidation meanwhile still voids the write.
 		c.ctr.l2Misses.Add(1)
+		if got, err := c.l2.leaseMany(ctx, []string{key}, token, c.cfg.LeaseTTL); err == nil && got[0] {
+			c.ctr.leases.Add(1)
+			return c.loadAndFill(ctx, key, load, ro, gen, token, info)
+		}
 		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
 	case l2Leased:
 		c.ctr.l2Misses.Add(1)
@@ -712,8 +770,11 @@ func (c *Cache[V]) fillL1(key string, e *envelope[V], gen uint64) {
 	s.mu.Unlock()
 }
 
-// Set stores v under key at every level, as if it had just been loaded.
+// Set stores v under key at every level, as if it had just been loaded. It
+// voids any load of the key in flight (its lease is dropped) and tells the
+// other instances to drop their L1 copies, which they then refill from L2.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
+	c.dropLocal([]string{key}) // voids local loads in flight
 	gen := c.stripes.gen(key)
 	e := c.newEnvelope(v, false, nil, nil)
 	if c.l2 != nil {
@@ -723,6 +784,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 		}
 		if err := c.l2.set(ctx, key, data, time.Duration(e.hard-c.clock.nowNano())); err != nil {
 			return err
+		}
+		if err := c.bus.publish(ctx, busMsg{Keys: []string{key}}); err != nil {
+			return fmt.Errorf("cache: broadcast: %w", err)
 		}
 	}
 	c.fillL1(key, e, gen)
@@ -762,6 +826,10 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, er
 	} else {
 		inv.Levels = append(inv.Levels, LevelL2)
 	}
+	// Again: a read of this instance may have refilled L1 from L2 between
+	// the first drop and the L2 delete, and this instance ignores its own
+	// broadcast.
+	c.dropLocal(keys)
 	if err := c.bus.publish(ctx, busMsg{Keys: keys}); err != nil {
 		errs = append(errs, fmt.Errorf("cache: broadcast: %w", err))
 	} else {
@@ -812,11 +880,12 @@ func (c *Cache[V]) currentEpochs(ctx context.Context, tags []string) ([]uint64, 
 	if epochs, ok := c.tags.known(tags, c.l1Off.Load()); ok {
 		return epochs, nil
 	}
+	gen := c.tags.gen.Load()
 	epochs, err := c.l2.tagEpochs(ctx, tags)
 	if err != nil {
 		return nil, err
 	}
-	c.tags.set(tags, epochs)
+	c.tags.setIfCurrent(gen, tags, epochs)
 	return epochs, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,15 +78,17 @@ func TestConfigValidation(t *testing.T) {
 		cfg  cache.Config[string]
 		want string
 	}{
-		// Each bad field is named in the error.
-		{"negative TTL", cache.Config[string]{TTL: -time.Second}, "TTL is negative"},
-		{"negative L1Size", cache.Config[string]{L1Size: -1}, "L1Size is negative"},
-		{"huge jitter", cache.Config[string]{Jitter: 0.7}, "Jitter"},
-		{"tiny bound", cache.Config[string]{StalenessBound: time.Millisecond}, "StalenessBound"},
-		{"namespace with brace", cache.Config[string]{Namespace: "a{b"}, "Namespace"},
+		{"negative TTL", cache.Config[string]{TTL: -time.Second}, "TTL is negative"},             // durations must not be negative
+		{"negative L1Size", cache.Config[string]{L1Size: -1}, "L1Size is negative"},              // nor sizes
+		{"huge jitter", cache.Config[string]{Jitter: 0.7}, "Jitter"},                             // jitter could make an expiry negative
+		{"tiny bound", cache.Config[string]{StalenessBound: time.Millisecond}, "StalenessBound"}, // the heartbeat needs room
+		{"namespace with brace", cache.Config[string]{Namespace: "a{b"}, "Namespace"},            // braces would break hash tags
+		{"lease shorter than load", cache.Config[string]{LeaseTTL: time.Second}, "LeaseTTL"},     // a slow load would lose its lease
+		{"tiering without tracking", cache.Config[string]{AdmitAfter: 3}, "TrackHot"},            // admission needs the sketch
+		{"negative warm rise", cache.Config[string]{TrackHot: true, WarmRise: -1}, "WarmRise"},   // a rise is a rise
 	}
 	for _, c := range cases {
-		if _, err := cache.New(c.cfg); err == nil || !contains(err.Error(), c.want) {
+		if _, err := cache.New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", c.name, err, c.want)
 		}
 	}
@@ -287,7 +290,8 @@ func TestDeleteDuringLoadPreventsStaleSet(t *testing.T) {
 // within the staleness bound, both when the bus delivers and when B's
 // subscription is cut just before the invalidation.
 func TestInvalidationAcrossInstances(t *testing.T) {
-	rc, ns := testdb.Redis(t), testdb.Namespace(t)
+	// A private server: the test kills every pub/sub connection on it.
+	rc, ns := testdb.StartRedis(t).Client(), testdb.Namespace(t)
 	o := newOrigin()
 	bound := 400 * time.Millisecond
 	a := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound})

@@ -26,15 +26,15 @@ func (JSON[V]) Decode(data []byte) (V, error) {
 	return v, err
 }
 
-// String is a codec for string values that stores their bytes as they are,
-// with none of JSON's quoting and escaping.
-type String struct{}
+// StringCodec is a codec for string values that stores their bytes as they
+// are, with none of JSON's quoting and escaping.
+type StringCodec struct{}
 
 // Encode implements Codec.
-func (String) Encode(v string) ([]byte, error) { return []byte(v), nil }
+func (StringCodec) Encode(v string) ([]byte, error) { return []byte(v), nil }
 
 // Decode implements Codec.
-func (String) Decode(data []byte) (string, error) { return string(data), nil }
+func (StringCodec) Decode(data []byte) (string, error) { return string(data), nil }
 
 // envelope is what every level stores: the value with its life cycle. In L1
 // it is kept decoded; in L2 it is marshalled by encodeEnvelope.

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -81,11 +82,16 @@ func (m *Metrics) Recorder(name string) Recorder {
 	}
 }
 
-// Watch exports the counters of c under name.
+// Watch exports the counters of c under name. Watching two caches under
+// one name is a programming error and panics, as registering two
+// collectors for the same series does in the Prometheus client.
 func (m *Metrics) Watch(name string, c interface{ Stats() Stats }) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.watched[name]; dup {
+		panic(fmt.Sprintf("cache: Metrics.Watch: a cache named %q is already watched", name))
+	}
 	m.watched[name] = c
-	m.mu.Unlock()
 }
 
 // Describe implements prometheus.Collector.

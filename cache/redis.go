@@ -82,7 +82,8 @@ func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) e
 	if cancel != nil {
 		cancel()
 	}
-	r.br.done(err == nil || rueidis.IsRedisNil(err))
+	// A caller that gave up says nothing about Redis.
+	r.br.done(err == nil || rueidis.IsRedisNil(err) || ctx.Err() != nil)
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
 	}
@@ -104,7 +105,7 @@ func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bo
 		cancel()
 	}
 	nilReply := rueidis.IsRedisNil(err)
-	r.br.done(err == nil || nilReply)
+	r.br.done(err == nil || nilReply || ctx.Err() != nil)
 	switch {
 	case nilReply:
 		return nil, false, nil
@@ -180,18 +181,48 @@ func (r *redisLevel) release(ctx context.Context, key, token string) error {
 	})
 }
 
-// set stores data under key for ttl unconditionally (Set and warming).
+// set stores data under key for ttl unconditionally and drops the key's
+// lease, so a load in flight cannot overwrite it with older data.
 func (r *redisLevel) set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
-	return r.call(ctx, func(ctx context.Context) error {
-		return r.c.Do(ctx, r.c.B().Set().Key(r.valueKey(key)).Value(rueidis.BinaryString(data)).
-			Px(max(time.Millisecond, ttl)).Build()).Error()
+	return r.write(ctx, func(ctx context.Context) error {
+		for _, res := range r.c.DoMulti(ctx,
+			r.c.B().Set().Key(r.valueKey(key)).Value(rueidis.BinaryString(data)).Px(max(time.Millisecond, ttl)).Build(),
+			r.c.B().Del().Key(r.leaseKey(key)).Build()) {
+			if err := res.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// invalidationTimeout bounds an invalidation's Redis calls. They bypass the
+// breaker: a write's invalidation is worth a try even while reads are
+// being shed, since skipping it leaves other instances stale for a TTL.
+const invalidationTimeout = 500 * time.Millisecond
+
+// write runs an invalidation-side call (delete, tag bump, publish, set)
+// without consulting the breaker, with its own timeout, retried once.
+func (r *redisLevel) write(ctx context.Context, fn func(context.Context) error) error {
+	var err error
+	for attempt := range 2 {
+		if attempt > 0 && ctx.Err() != nil {
+			break
+		}
+		wctx, cancel := context.WithTimeout(ctx, invalidationTimeout)
+		err = fn(wctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
 }
 
 // del deletes the values and leases of keys. Deleting the lease voids any
 // load in flight for the key.
 func (r *redisLevel) del(ctx context.Context, keys []string) error {
-	return r.call(ctx, func(ctx context.Context) error {
+	return r.write(ctx, func(ctx context.Context) error {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
 			cmds[i] = r.c.B().Del().Key(r.valueKey(k), r.leaseKey(k)).Build()
@@ -231,7 +262,7 @@ func (r *redisLevel) tagEpochs(ctx context.Context, tags []string) ([]uint64, er
 // bumpTags increments the epoch of each tag and returns the new epochs.
 func (r *redisLevel) bumpTags(ctx context.Context, tags []string) ([]uint64, error) {
 	out := make([]uint64, len(tags))
-	err := r.call(ctx, func(ctx context.Context) error {
+	err := r.write(ctx, func(ctx context.Context) error {
 		cmds := make(rueidis.Commands, len(tags))
 		for i, t := range tags {
 			cmds[i] = r.c.B().Incr().Key(r.tagKey(t)).Build()
@@ -250,7 +281,7 @@ func (r *redisLevel) bumpTags(ctx context.Context, tags []string) ([]uint64, err
 
 // publish sends msg on channel.
 func (r *redisLevel) publish(ctx context.Context, channel string, msg []byte) error {
-	return r.call(ctx, func(ctx context.Context) error {
+	return r.write(ctx, func(ctx context.Context) error {
 		return r.c.Do(ctx, r.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()).Error()
 	})
 }

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"sync/atomic"
+
 	"github.com/maypok86/otter/v2"
 )
 
@@ -12,7 +14,8 @@ const maxTagEpochs = 100_000
 // kept current by this instance's own bumps and by the bus; a tag it does
 // not know is read from Redis.
 type tagEpochs struct {
-	m *otter.Cache[string, uint64]
+	m   *otter.Cache[string, uint64]
+	gen atomic.Uint64 // bumped by forget: epochs read from Redis before it are not stored
 }
 
 func newTagEpochs() *tagEpochs {
@@ -79,7 +82,19 @@ func (t *tagEpochs) bumpLocal(tags []string) {
 }
 
 // forget drops every epoch, after the bus may have missed bumps.
-func (t *tagEpochs) forget() { t.m.InvalidateAll() }
+func (t *tagEpochs) forget() {
+	t.gen.Add(1)
+	t.m.InvalidateAll()
+}
+
+// setIfCurrent records epochs read from Redis unless forget ran since the
+// read started (gen): a read that began before a missed bump must not
+// plant its old epoch in the emptied map.
+func (t *tagEpochs) setIfCurrent(gen uint64, tags []string, epochs []uint64) {
+	if t.gen.Load() == gen {
+		t.set(tags, epochs)
+	}
+}
 
 // stampsMatch reports whether an entry's stamps are exactly the requested
 // tags at their current epochs.

@@ -220,7 +220,7 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	if errors.Is(err, cache.ErrNotFound) {
 		return User{}, &NotFoundError{Kind: "user", ID: id}
 	}
-	if err == nil && info.Source == cache.SourceLoader {
+	if err == nil && info.Source == cache.SourceLoader && !info.Shared {
 		// The guide's personalisation warming: a user no level knew is
 		// likely starting a session, so compute their recommendations now.
 		c.background(func(ctx context.Context) {

@@ -241,6 +241,9 @@ type errorBody struct {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
+	if status >= 400 {
+		h.Set("Cache-Control", "no-store") // a CDN must not keep an error
+	}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

@@ -23,8 +23,9 @@ import (
 //     that sees a gap knows it missed something and flushes its L1;
 //   - every instance publishes a heartbeat every StalenessBound/4 and
 //     listens for its own; when none has arrived for StalenessBound/2 the
-//     bus is down for this instance, which flushes its L1 and bypasses it
-//     until its heartbeats come back (then it flushes once more).
+//     bus is down for this instance, which flushes its L1 and keeps values
+//     there at most StalenessBound/2 until its heartbeats come back (then
+//     it flushes once more).
 //
 // Streams would survive a reconnect but need trimming and a consumer
 // position per instance; RESP3 client tracking invalidates per connection

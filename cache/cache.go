@@ -205,7 +205,7 @@ type Cache[V any] struct {
 
 	l1      *otter.Cache[string, *envelope[V]] // nil when disabled
 	l1Stats *otterstats.Counter
-	l1Off   atomic.Bool // bypass L1 while the bus is down
+	busDown atomic.Bool // while set, L1 keeps entries at most StalenessBound/2
 
 	l2  *redisLevel // nil without Redis
 	bus *bus        // nil without Redis
@@ -285,7 +285,7 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 			br:    newBreaker(breakerFailures, breakerCooldown, realNow),
 			slots: &deadlineSlots{base: ctx, timeout: cfg.L2Timeout, now: realNow}}
 		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, realNow, c)
-		c.l1Off.Store(true) // until the bus proves it delivers
+		c.busDown.Store(true) // until the bus proves it delivers
 		c.wg.Add(2)
 		go func() { defer c.wg.Done(); c.bus.run(ctx) }()
 		go func() { defer c.wg.Done(); c.bus.heartbeat(ctx) }()
@@ -396,7 +396,7 @@ func Tags(tags ...string) Option { return func(o *readOpts) { o.tags = append(o.
 // Loader errors are returned and never cached.
 func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts ...Option) (V, Info, error) {
 	// The L1 hit path: no allocation, no clock call, one atomic load.
-	if c.l1 != nil && !c.l1Off.Load() {
+	if c.l1 != nil {
 		if e, ok := c.l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
 			if c.hot != nil && mrand.Uint32()%hotSample == 0 {
 				c.hot.add(key, hotSample)
@@ -760,9 +760,18 @@ func (c *Cache[V]) fillL1(key string, e *envelope[V], gen uint64) {
 		c.ctr.coldSkipped.Add(1) // cold: served from L2, kept out of L1
 		return
 	}
+	if c.busDown.Load() {
+		// Invalidations may not reach this instance: keep the value in L1
+		// only briefly, so that it cannot outlive the staleness bound.
+		if limit := c.clock.nowNano() + int64(c.cfg.StalenessBound/2); e.l1Until > limit {
+			short := *e
+			short.l1Until = limit
+			e = &short
+		}
+	}
 	s := c.stripes.of(key)
 	s.mu.Lock()
-	if s.gen == gen && !c.l1Off.Load() {
+	if s.gen == gen {
 		c.l1.Set(key, e)
 	} else {
 		c.ctr.voidedFills.Add(1)
@@ -877,7 +886,7 @@ func (c *Cache[V]) currentEpochs(ctx context.Context, tags []string) ([]uint64, 
 	if c.l2 == nil {
 		return c.tags.local(tags), nil
 	}
-	if epochs, ok := c.tags.known(tags, c.l1Off.Load()); ok {
+	if epochs, ok := c.tags.known(tags, c.busDown.Load()); ok {
 		return epochs, nil
 	}
 	gen := c.tags.gen.Load()
@@ -924,9 +933,10 @@ func (c *Cache[V]) flushLocal(reason string) {
 func (c *Cache[V]) setEpochs(tags []string, epochs []uint64) { c.tags.set(tags, epochs) }
 
 func (c *Cache[V]) setBusHealthy(ok bool) {
-	c.l1Off.Store(!ok)
+	c.busDown.Store(!ok)
 	if !ok {
-		c.cfg.Logger.Warn("cache: invalidation bus silent; L1 bypassed until it is back", "namespace", c.cfg.Namespace)
+		c.cfg.Logger.Warn("cache: invalidation bus silent; L1 flushed, and keeps values at most half the staleness bound until it is back",
+			"namespace", c.cfg.Namespace, "bound", c.cfg.StalenessBound)
 	}
 }
 

@@ -39,7 +39,9 @@
 // (default 1 s) later. L2 is cleaned before the call returns; the broadcast
 // normally arrives within milliseconds; an instance that misses a message
 // (a sequence gap) or stops hearing its own heartbeat for StalenessBound/2
-// empties its L1 and bypasses it until the bus delivers again.
+// empties its L1, and until the bus delivers again keeps each value in L1
+// at most StalenessBound/2, so that L1 still shields the origin during a
+// Redis outage.
 //
 // # Warming and tiering
 //

@@ -64,7 +64,15 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 		t.Fatalf("breaker did not open within 1 s of the kill (state %v after %v)", c.Stats().L2Breaker, d)
 	}
 	t.Logf("breaker open %v after the kill", time.Since(killed))
-	time.Sleep(700 * time.Millisecond)
+	// During the outage L1 still shields the origin, with short lifetimes.
+	time.Sleep(300 * time.Millisecond)
+	outLoads, outReads := o.calls.Load(), reads.Load()
+	time.Sleep(400 * time.Millisecond)
+	outLoads, outReads = o.calls.Load()-outLoads, reads.Load()-outReads
+	t.Logf("during the outage: %d reads, %d loads", outReads, outLoads)
+	if outReads < 100 || float64(outLoads) > 0.25*float64(outReads) {
+		t.Fatalf("during the outage %d of %d reads went to the origin", outLoads, outReads)
+	}
 	r.Start()
 
 	// Recovery: the bus comes back, L1 is used again, and a window of reads

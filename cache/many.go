@@ -26,7 +26,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoaderF
 			continue
 		}
 		seen[k] = true
-		if c.l1 != nil && !c.l1Off.Load() {
+		if c.l1 != nil {
 			if e, ok := c.l1.GetIfPresent(k); ok && len(e.tags) == 0 && now < e.soft {
 				if !e.notFound {
 					out[k] = e.value

@@ -36,7 +36,7 @@ func (c *Cache[V]) Warm(ctx context.Context, keys []string, load LoaderFunc[V], 
 		go func() {
 			defer wg.Done()
 			for k := range next {
-				if c.l1 != nil && !c.l1Off.Load() {
+				if c.l1 != nil {
 					if e, ok := c.l1.GetIfPresent(k); ok && c.clock.nowNano() < e.soft {
 						continue
 					}

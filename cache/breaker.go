@@ -37,48 +37,56 @@ type breaker struct {
 	cooldown time.Duration
 	now      func() int64
 
-	state    atomic.Int32 // BreakerState
-	fails    atomic.Int32 // consecutive failures while closed
-	openedAt atomic.Int64 // unix ns of the last opening
-	probing  atomic.Bool  // a half-open probe is in flight
+	state    atomic.Int32  // BreakerState
+	fails    atomic.Int32  // consecutive failures while closed
+	openedAt atomic.Int64  // unix ns of the last opening
+	probing  atomic.Bool   // a half-open probe is in flight
+	epoch    atomic.Uint64 // bumped on every transition; outcomes of calls from an older epoch are ignored
 }
 
 func newBreaker(failures int, cooldown time.Duration, now func() int64) *breaker {
 	return &breaker{failures: int32(failures), cooldown: cooldown, now: now}
 }
 
-// allow reports whether a call may go through now. A caller that was
-// allowed must report the outcome with done.
-func (b *breaker) allow() bool {
+// allow reports whether a call may go through now, and the epoch it was
+// allowed in. A caller that was allowed must report the outcome with done.
+func (b *breaker) allow() (uint64, bool) {
 	switch BreakerState(b.state.Load()) {
 	case BreakerClosed:
-		return true
+		return b.epoch.Load(), true
 	case BreakerOpen:
 		if b.now()-b.openedAt.Load() < int64(b.cooldown) {
-			return false
+			return 0, false
 		}
 		if b.probing.CompareAndSwap(false, true) {
 			b.state.Store(int32(BreakerHalfOpen))
-			return true
+			return b.epoch.Add(1), true
 		}
-		return false
+		return 0, false
 	default: // half-open: the probe is out
-		return false
+		return 0, false
 	}
 }
 
-// done reports the outcome of an allowed call.
-func (b *breaker) done(ok bool) {
+// done reports the outcome of a call allowed in epoch. An outcome from an
+// older epoch (a call let through before the last transition that finished
+// late) is ignored: it says nothing about the probe now out.
+func (b *breaker) done(epoch uint64, ok bool) {
+	if epoch != b.epoch.Load() {
+		return
+	}
 	state := BreakerState(b.state.Load())
 	if ok {
 		b.fails.Store(0)
 		if state == BreakerHalfOpen {
+			b.epoch.Add(1)
 			b.state.Store(int32(BreakerClosed))
 			b.probing.Store(false)
 		}
 		return
 	}
 	if state == BreakerHalfOpen || b.fails.Add(1) >= b.failures {
+		b.epoch.Add(1)
 		b.openedAt.Store(b.now())
 		b.state.Store(int32(BreakerOpen))
 		b.probing.Store(false)

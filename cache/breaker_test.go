@@ -24,12 +24,12 @@ func TestBreaker(t *testing.T) {
 	}
 	for i, s := range steps {
 		for range s.failures {
-			if b.allow() {
-				b.done(false)
+			if e, ok := b.allow(); ok {
+				b.done(e, false)
 			}
 		}
 		now += int64(s.advance)
-		got := b.allow()
+		epoch, got := b.allow()
 		if got != s.allow {
 			t.Fatalf("step %d: allow = %v, want %v (state %v)", i, got, s.allow, b.State())
 		}
@@ -38,13 +38,37 @@ func TestBreaker(t *testing.T) {
 				t.Fatalf("step %d: allowed while open", i)
 			}
 			// Only one probe at a time while half-open.
-			if b.State() == BreakerHalfOpen && b.allow() {
+			if _, again := b.allow(); b.State() == BreakerHalfOpen && again {
 				t.Fatalf("step %d: a second probe was allowed", i)
 			}
-			b.done(s.ok)
+			b.done(epoch, s.ok)
 		}
 		if b.State() != s.state {
 			t.Fatalf("step %d: state %v, want %v", i, b.State(), s.state)
 		}
+	}
+}
+
+// TestBreakerIgnoresLateOutcomes: a call let through while closed that
+// fails after the breaker opened and a probe went out does not reopen it
+// or decide for the probe.
+func TestBreakerIgnoresLateOutcomes(t *testing.T) {
+	now := int64(0)
+	b := newBreaker(1, time.Second, func() int64 { return now })
+	early, _ := b.allow() // a slow call, let through while closed
+	e, _ := b.allow()
+	b.done(e, false) // another call fails: open
+	now += int64(2 * time.Second)
+	probe, ok := b.allow()
+	if !ok || b.State() != BreakerHalfOpen {
+		t.Fatalf("no probe after the cooldown: %v", b.State())
+	}
+	b.done(early, false) // the slow call finally fails
+	if b.State() != BreakerHalfOpen {
+		t.Fatalf("a late outcome changed the state to %v", b.State())
+	}
+	b.done(probe, true)
+	if b.State() != BreakerClosed {
+		t.Fatalf("the probe's success left the breaker %v", b.State())
 	}
 }

@@ -71,7 +71,8 @@ func (r *redisLevel) tagKey(tag string) string   { return r.ns + ":tag:" + tag }
 // deadline is sooner; its cancellation is otherwise not consulted, since an
 // L2 call never outlives the timeout anyway.
 func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) error {
-	if !r.br.allow() {
+	epoch, ok := r.br.allow()
+	if !ok {
 		return ErrL2Unavailable
 	}
 	callCtx, cancel := r.slots.get(), context.CancelFunc(nil)
@@ -83,7 +84,7 @@ func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) e
 		cancel()
 	}
 	// A caller that gave up says nothing about Redis.
-	r.br.done(err == nil || rueidis.IsRedisNil(err) || ctx.Err() != nil)
+	r.br.done(epoch, err == nil || rueidis.IsRedisNil(err) || ctx.Err() != nil)
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
 	}
@@ -93,7 +94,8 @@ func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) e
 // get returns the stored bytes of key; found is false on a miss. It is
 // the L2 hit path, so it spells out what call does, without a closure.
 func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bool, err error) {
-	if !r.br.allow() {
+	epoch, ok := r.br.allow()
+	if !ok {
 		return nil, false, ErrL2Unavailable
 	}
 	callCtx, cancel := r.slots.get(), context.CancelFunc(nil)
@@ -105,7 +107,7 @@ func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bo
 		cancel()
 	}
 	nilReply := rueidis.IsRedisNil(err)
-	r.br.done(err == nil || nilReply || ctx.Err() != nil)
+	r.br.done(epoch, err == nil || nilReply || ctx.Err() != nil)
 	switch {
 	case nilReply:
 		return nil, false, nil

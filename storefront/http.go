@@ -206,7 +206,8 @@ type infoWriter struct {
 func (w *infoWriter) WriteHeader(status int) {
 	if !w.done {
 		w.done = true
-		if len(*w.served) > 0 {
+		// Not on responses a shared cache may keep: a CDN would replay it.
+		if len(*w.served) > 0 && !strings.HasPrefix(w.Header().Get("Cache-Control"), "public") {
 			w.Header().Set(CacheHeader, strings.Join(*w.served, "; "))
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,3 +129,68 @@ func (r *PrivateRedis) Client() rueidis.Client {
 
 // URL returns the server's redis:// URL.
 func (r *PrivateRedis) URL() string { return fmt.Sprintf("redis://%s/0", r.Addr) }
+
+// StartRedisCluster starts a Redis Cluster of three masters of the test's
+// own on free loopback ports and returns a cluster client of it. It needs
+// redis-server and redis-cli (scripts/dev installs both).
+func StartRedisCluster(t testing.TB) rueidis.Client {
+	t.Helper()
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if Required() {
+				t.Fatalf("%s is not installed and CI is set (scripts/dev up installs it)", bin)
+			}
+			t.Skipf("%s not installed; scripts/dev up installs it", bin)
+		}
+	}
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		dir := t.TempDir()
+		cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--dir", dir,
+			"--logfile", filepath.Join(dir, "redis.log"))
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("testdb: start cluster node: %v", err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testdb: cluster node %s did not start", addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		addrs = append(addrs, addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("testdb: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Wait until every node agrees the cluster is up.
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			out, _ := exec.Command("redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testdb: cluster not ok on %s:\n%s", a, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return dialRedis(t, rueidis.ClientOption{InitAddress: addrs})
+}

@@ -422,6 +422,9 @@ func (c *Cache[V]) l1Stale(e *envelope[V], now int64, key string, load LoaderFun
 }
 
 func readOptions(opts []Option) readOpts {
+	if len(opts) == 0 {
+		return readOpts{} // no options: no escaping pointer, no allocation
+	}
 	var ro readOpts
 	for _, o := range opts {
 		o(&ro)

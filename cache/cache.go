@@ -70,11 +70,14 @@ type Config[V any] struct {
 	// default, negative means none.
 	Jitter float64
 
-	// L1Size bounds the in-process level by entries; L1TTL caps how long an
-	// entry stays in it. DisableL1 turns the level off.
-	L1Size    int
-	L1TTL     time.Duration
-	DisableL1 bool
+	// L1Size bounds the in-process level by entries; L1MaxBytes, when set,
+	// bounds it by the encoded size of keys and values instead (setting
+	// both is an error). L1TTL caps how long an entry stays in L1.
+	// DisableL1 turns the level off.
+	L1Size     int
+	L1MaxBytes int64
+	L1TTL      time.Duration
+	DisableL1  bool
 
 	// Redis, when set, is L2 (a single node or a cluster). The cache does
 	// not close it.
@@ -147,7 +150,11 @@ func (c *Config[V]) resolve() error {
 	switch {
 	case c.L1Size < 0:
 		return fmt.Errorf("cache: L1Size is negative (%d)", c.L1Size)
-	case c.L1Size == 0:
+	case c.L1MaxBytes < 0:
+		return fmt.Errorf("cache: L1MaxBytes is negative (%d)", c.L1MaxBytes)
+	case c.L1Size > 0 && c.L1MaxBytes > 0:
+		return errors.New("cache: both L1Size and L1MaxBytes are set; choose one bound")
+	case c.L1Size == 0 && c.L1MaxBytes == 0:
 		c.L1Size = DefaultL1Size
 	}
 	switch {
@@ -266,13 +273,20 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	if !cfg.DisableL1 {
 		c.l1Stats = otterstats.NewCounter()
 		var err error
-		c.l1, err = otter.New(&otter.Options[string, *envelope[V]]{
+		opts := &otter.Options[string, *envelope[V]]{
 			MaximumSize:   cfg.L1Size,
 			StatsRecorder: c.l1Stats,
 			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *envelope[V]]) time.Duration {
 				return time.Duration(e.Value.l1Until - now())
 			}),
-		})
+		}
+		if cfg.L1MaxBytes > 0 {
+			opts.MaximumWeight = uint64(cfg.L1MaxBytes)
+			opts.Weigher = func(key string, e *envelope[V]) uint32 {
+				return uint32(min(int64(len(key))+e.size+envelopeOverhead, math.MaxUint32))
+			}
+		}
+		c.l1, err = otter.New(opts)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("cache: L1: %w", err)
@@ -762,6 +776,13 @@ func (c *Cache[V]) fillL1(key string, e *envelope[V], gen uint64) {
 	if c.cfg.AdmitAfter > 0 && c.hot.estimate(key) < c.cfg.AdmitAfter {
 		c.ctr.coldSkipped.Add(1) // cold: served from L2, kept out of L1
 		return
+	}
+	if c.cfg.L1MaxBytes > 0 && e.size == 0 && !e.notFound {
+		if data, err := c.cfg.Codec.Encode(e.value); err == nil {
+			sized := *e
+			sized.size = int64(len(data))
+			e = &sized
+		}
 	}
 	if c.busDown.Load() {
 		// Invalidations may not reach this instance: keep the value in L1

@@ -401,3 +401,30 @@ func TestTags(t *testing.T) {
 		})
 	}
 }
+
+// TestL1ByteBound: an L1 bounded by bytes keeps its weighed size under
+// the bound however many values arrive.
+func TestL1ByteBound(t *testing.T) {
+	o := newOrigin()
+	big := strings.Repeat("x", 1000)
+	for i := range 500 {
+		o.put(fmt.Sprint(i), big)
+	}
+	c := newCache(t, cache.Config[string]{L1MaxBytes: 64 << 10})
+	ctx := context.Background()
+	for i := range 500 {
+		if _, _, err := c.Get(ctx, fmt.Sprint(i), o.load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := c.Stats()
+		if st.L1Bytes > 0 && st.L1Bytes <= 64<<10 && st.L1Entries < 100 {
+			t.Logf("L1 holds %d entries, %d bytes", st.L1Entries, st.L1Bytes)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("L1 holds %d entries, %d bytes; bound is %d bytes", st.L1Entries, st.L1Bytes, 64<<10)
+		}
+	}
+}

@@ -46,7 +46,12 @@ type envelope[V any] struct {
 	hard     int64 // served until; after it the entry is a miss
 	tags     []tagStamp
 	l1Until  int64 // unix ns when L1 drops it (not stored in L2)
+	size     int64 // encoded size of the value, when known (weighs it in a byte-bounded L1)
 }
+
+// envelopeOverhead is what an L1 entry costs beyond its key and encoded
+// value: the envelope, the entry node, the map slot (an estimate).
+const envelopeOverhead = 128
 
 // tagStamp is the epoch a tag had when the value was loaded. The value is
 // valid while the tag's current epoch is still this one.
@@ -146,6 +151,6 @@ func decodeEnvelope[V any](b []byte, codec Codec[V]) (*envelope[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadEnvelope, err)
 	}
-	e.value = v
+	e.value, e.size = v, int64(len(b))
 	return e, nil
 }

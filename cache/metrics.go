@@ -44,6 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		{"misses_total", "Reads a level could not answer."},
 		{"evictions_total", "Entries a level dropped for size or expiry."},
 		{"entries", "Entries held by a level (estimate)."},
+		{"bytes", "Weighed size of a level, for an L1 bounded by bytes."},
 		{"l2_errors_total", "L2 calls that failed; the read fell through to the loader."},
 		{"corrupt_total", "L2 entries that could not be decoded."},
 		{"loads_total", "Loader calls."},
@@ -65,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	} {
 		labels := []string{"cache"}
 		switch d.name {
-		case "hits_total", "misses_total", "evictions_total", "entries", "voided_sets_total":
+		case "hits_total", "misses_total", "evictions_total", "entries", "bytes", "voided_sets_total":
 			labels = append(labels, "level")
 		}
 		m.descs[d.name] = prometheus.NewDesc("strata_cache_"+d.name, d.help, labels, nil)
@@ -117,6 +118,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter("misses_total", s.L1Misses, LevelL1)
 		counter("evictions_total", s.L1Evictions, LevelL1)
 		gauge("entries", float64(s.L1Entries), LevelL1)
+		gauge("bytes", float64(s.L1Bytes), LevelL1)
 		counter("hits_total", s.L2Hits, LevelL2)
 		counter("misses_total", s.L2Misses, LevelL2)
 		counter("l2_errors_total", s.L2Errors)

@@ -38,6 +38,7 @@ type Stats struct {
 	L1Misses    uint64 // reads L1 could not answer
 	L1Evictions uint64 // entries L1 dropped for size or expiry
 	L1Entries   int    // entries in L1 now (estimate)
+	L1Bytes     uint64 // weighed size of L1 now, when bounded by L1MaxBytes (else 0)
 
 	L2Hits   uint64 // reads answered by L2
 	L2Misses uint64 // L2 reads that found nothing usable
@@ -82,6 +83,9 @@ func (c *Cache[V]) Stats() Stats {
 	if c.l1 != nil {
 		st := c.l1Stats.Snapshot()
 		s.L1Hits, s.L1Misses, s.L1Evictions, s.L1Entries = st.Hits, st.Misses, st.Evictions, c.l1.EstimatedSize()
+		if c.l1.IsWeighted() {
+			s.L1Bytes = c.l1.WeightedSize()
+		}
 	}
 	if c.l2 != nil {
 		s.L2Breaker = c.l2.br.State()

@@ -40,7 +40,7 @@ func apiServer(t *testing.T, url, stage string) (string, *storefront.Store) {
 // cached wraps s in the stage-2 cache over rc, in a namespace of its own.
 func cached(t testing.TB, s *storefront.Store, rc rueidis.Client) *storefront.Cached {
 	t.Helper()
-	c, err := storefront.NewCached(s, storefront.CacheConfig{Redis: rc, Namespace: testdb.Namespace(t), StalenessBound: 400 * time.Millisecond})
+	c, err := storefront.NewCached(s, storefront.CacheConfig{Redis: rc, Namespace: testdb.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -491,6 +491,14 @@ type flights[V any] struct {
 	m  map[string]*flight[V]
 }
 
+// finish removes f, the flight of key, and wakes its waiters.
+func (fs *flights[V]) finish(key string, f *flight[V]) {
+	fs.mu.Lock()
+	delete(fs.m, key)
+	fs.mu.Unlock()
+	close(f.done)
+}
+
 type flight[V any] struct {
 	done chan struct{}
 	e    *envelope[V]
@@ -511,12 +519,7 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 		f = &flight[V]{done: make(chan struct{})}
 		c.flights.m[key] = f
 		c.flights.mu.Unlock()
-		finish := func() {
-			c.flights.mu.Lock()
-			delete(c.flights.m, key)
-			c.flights.mu.Unlock()
-			close(f.done)
-		}
+		finish := func() { c.flights.finish(key, f) }
 		started := c.spawn(func() {
 			f.e, f.info, f.err = c.fetch(key, load, ro, false)
 			finish()
@@ -561,12 +564,7 @@ func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOp
 	c.flights.m[key] = f
 	c.flights.mu.Unlock()
 	c.ctr.refreshes.Add(1)
-	finish := func() {
-		c.flights.mu.Lock()
-		delete(c.flights.m, key)
-		c.flights.mu.Unlock()
-		close(f.done)
-	}
+	finish := func() { c.flights.finish(key, f) }
 	started := c.spawn(func() {
 		f.e, f.info, f.err = c.fetch(key, load, ro, true)
 		if f.err != nil && !errors.Is(f.err, ErrNotFound) {

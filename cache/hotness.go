@@ -90,19 +90,32 @@ func (h *hotness) minCandidate() uint32 {
 	return m
 }
 
-// trimCandidates drops the colder half of the candidates.
-func (h *hotness) trimCandidates() {
-	type kv struct {
-		k string
-		v uint32
-	}
-	all := make([]kv, 0, len(h.cands))
+// candidate is a key with its estimated reads.
+type candidate struct {
+	key   string
+	reads uint32
+}
+
+// sortedCandidates returns the candidates, most read first; h.mu is held.
+func (h *hotness) sortedCandidates() []candidate {
+	all := make([]candidate, 0, len(h.cands))
 	for k, v := range h.cands {
-		all = append(all, kv{k, v})
+		all = append(all, candidate{k, v})
 	}
-	slices.SortFunc(all, func(a, b kv) int { return cmp.Compare(b.v, a.v) })
-	for _, e := range all[len(all)/2:] {
-		delete(h.cands, e.k)
+	slices.SortFunc(all, func(a, b candidate) int {
+		if c := cmp.Compare(b.reads, a.reads); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.key, b.key)
+	})
+	return all
+}
+
+// trimCandidates drops the colder half of the candidates; h.mu is held.
+func (h *hotness) trimCandidates() {
+	all := h.sortedCandidates()
+	for _, c := range all[len(all)/2:] {
+		delete(h.cands, c.key)
 	}
 }
 
@@ -135,24 +148,11 @@ func (h *hotness) reads() uint64 {
 // top returns up to n keys, most read first.
 func (h *hotness) top(n int) []string {
 	h.mu.Lock()
-	type kv struct {
-		k string
-		v uint32
-	}
-	all := make([]kv, 0, len(h.cands))
-	for k, v := range h.cands {
-		all = append(all, kv{k, v})
-	}
+	all := h.sortedCandidates()
 	h.mu.Unlock()
-	slices.SortFunc(all, func(a, b kv) int {
-		if c := cmp.Compare(b.v, a.v); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.k, b.k)
-	})
 	out := make([]string, 0, min(n, len(all)))
-	for _, e := range all[:min(n, len(all))] {
-		out = append(out, e.k)
+	for _, c := range all[:min(n, len(all))] {
+		out = append(out, c.key)
 	}
 	return out
 }

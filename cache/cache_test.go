@@ -428,3 +428,17 @@ func TestL1ByteBound(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderPanic: a panicking loader fails its callers with an error; the
+// process and the cache carry on.
+func TestLoaderPanic(t *testing.T) {
+	c := newCache(t, cache.Config[string]{})
+	ctx := context.Background()
+	_, _, err := c.Get(ctx, "k", func(context.Context, string) (string, error) { panic("boom") })
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("err = %v, want a panic turned into an error", err)
+	}
+	if v, _, err := c.Get(ctx, "k", func(context.Context, string) (string, error) { return "ok", nil }); err != nil || v != "ok" {
+		t.Fatalf("after the panic: %q, %v", v, err)
+	}
+}

@@ -264,6 +264,7 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel}
+	c.flights.m = map[string]*flight[V]{}
 	c.clock.init(cfg.Now)
 	now := c.clock.nowNano
 	// Deadlines, the breaker and the bus watchdog run on real time: the
@@ -511,9 +512,6 @@ type flight[V any] struct {
 // LoadTimeout, so a caller that gives up does not fail the others.
 func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V], ro readOpts) (V, Info, error) {
 	c.flights.mu.Lock()
-	if c.flights.m == nil {
-		c.flights.m = map[string]*flight[V]{}
-	}
 	f, shared := c.flights.m[key]
 	if !shared {
 		f = &flight[V]{done: make(chan struct{})}
@@ -553,9 +551,6 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 // refreshInBackground refreshes a stale key once, whoever asks.
 func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOpts) {
 	c.flights.mu.Lock()
-	if c.flights.m == nil {
-		c.flights.m = map[string]*flight[V]{}
-	}
 	if _, busy := c.flights.m[key]; busy || c.closed.Load() {
 		c.flights.mu.Unlock()
 		return
@@ -681,32 +676,25 @@ func (c *Cache[V]) decodeValid(data []byte, epochs []uint64, tags []string) *env
 // holds the lease (and only if it still does), and in L1 if no
 // invalidation of the key happened since gen was read.
 func (c *Cache[V]) loadAndFill(ctx context.Context, key string, load LoaderFunc[V], ro readOpts, gen uint64, token string, info Info) (*envelope[V], Info, error) {
+	release := func() {
+		if token != "" {
+			_ = c.l2.release(ctx, key, token)
+		}
+	}
 	epochs, err := c.currentEpochs(ctx, ro.tags)
 	if err != nil {
-		if token != "" {
-			_ = c.l2.release(ctx, key, token)
-		}
+		release()
 		return c.loadUncached(ctx, key, load, info)
 	}
-	t0 := time.Now()
-	v, err := load(ctx, key)
-	info.Load = time.Since(t0)
-	c.cfg.Recorder.ObserveLoad(info.Load)
-	info.Source = SourceLoader
-	c.ctr.loads.Add(1)
-	notFound := errors.Is(err, ErrNotFound)
-	if err != nil && !notFound {
-		c.ctr.loadErrors.Add(1)
-		if token != "" {
-			_ = c.l2.release(ctx, key, token)
-		}
+	e, info, err := c.callLoader(ctx, key, load, info, ro.tags, epochs)
+	if err != nil {
+		release()
 		return nil, info, err
 	}
-	e := c.newEnvelope(v, notFound, ro.tags, epochs)
 	if token != "" {
 		data, err := encodeEnvelope(e, c.cfg.Codec)
 		if err != nil {
-			_ = c.l2.release(ctx, key, token)
+			release()
 			return nil, info, err
 		}
 		t1 := time.Now()
@@ -725,16 +713,24 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, load LoaderFunc[
 
 // loadUncached calls the loader and caches nothing.
 func (c *Cache[V]) loadUncached(ctx context.Context, key string, load LoaderFunc[V], info Info) (*envelope[V], Info, error) {
+	return c.callLoader(ctx, key, load, info, nil, nil)
+}
+
+// callLoader calls load once, times and counts it, and wraps a value or a
+// not-found in an envelope stamped with tags at epochs. Other errors are
+// returned as they are.
+func (c *Cache[V]) callLoader(ctx context.Context, key string, load LoaderFunc[V], info Info, tags []string, epochs []uint64) (*envelope[V], Info, error) {
 	t0 := time.Now()
 	v, err := load(ctx, key)
 	info.Load, info.Source = time.Since(t0), SourceLoader
+	c.cfg.Recorder.ObserveLoad(info.Load)
 	c.ctr.loads.Add(1)
 	notFound := errors.Is(err, ErrNotFound)
 	if err != nil && !notFound {
 		c.ctr.loadErrors.Add(1)
 		return nil, info, err
 	}
-	return c.newEnvelope(v, notFound, nil, nil), info, nil
+	return c.newEnvelope(v, notFound, tags, epochs), info, nil
 }
 
 func (c *Cache[V]) newEnvelope(v V, notFound bool, tags []string, epochs []uint64) *envelope[V] {

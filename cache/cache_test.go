@@ -94,10 +94,6 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
-}
-
 func TestL1ReadThrough(t *testing.T) {
 	o := newOrigin()
 	o.put("a", "1")

@@ -665,10 +665,13 @@ func (c *Cache[V]) decodeValid(data []byte, epochs []uint64, tags []string) *env
 		c.ctr.corrupt.Add(1)
 		return nil
 	}
-	if c.clock.nowNano() >= e.hard || !stampsMatch(e.tags, tags, epochs) {
+	now := c.clock.nowNano()
+	if now >= e.hard || !stampsMatch(e.tags, tags, epochs) {
 		return nil
 	}
-	e.l1Until = min(e.hard, c.clock.nowNano()+int64(c.jitter(c.cfg.L1TTL)))
+	if c.l1 != nil {
+		e.l1Until = min(e.hard, now+int64(c.jitter(c.cfg.L1TTL)))
+	}
 	return e
 }
 

@@ -7,6 +7,17 @@
 // level answered and how long each took ([Info], the guide's
 // cache_metadata).
 //
+// # The query-result level
+//
+// [Cache.Query] is the guide's query cache (L3) on the same machinery: the
+// key is a hash of the normalised SQL ([NormalizeSQL]) and its arguments,
+// and the value is tagged with what the query reads, as the caller
+// declares it: tables read by scan, rows read by key. [Cache.Wrote] after
+// a committed write bumps exactly the tags that write touched, so a write
+// to user 42 makes stale the queries that read user 42 by key and the
+// queries that scanned the users table, and no other. Use
+// DefaultQueryTTL (guide: 60 s) as such a cache's TTL.
+//
 // # Expiry
 //
 // Every entry has two expiries, both jittered: after TTL a read serves the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // Codec turns values into bytes for L2 and back. [JSON] is the default.
@@ -35,6 +36,20 @@ func (StringCodec) Encode(v string) ([]byte, error) { return []byte(v), nil }
 
 // Decode implements Codec.
 func (StringCodec) Decode(data []byte) (string, error) { return string(data), nil }
+
+// decodeShared returns data as a string without copying it. The cache calls
+// it only on bytes nobody writes to again: rueidis hands replies out as
+// views of immutable strings.
+func (StringCodec) decodeShared(data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	return unsafe.String(&data[0], len(data))
+}
+
+// sharedDecoder is a codec that can decode without copying bytes that are
+// never modified afterwards.
+type sharedDecoder[V any] interface{ decodeShared([]byte) V }
 
 // envelope is what every level stores: the value with its life cycle. In L1
 // it is kept decoded; in L2 it is marshalled by encodeEnvelope.
@@ -105,6 +120,8 @@ func encodeEnvelope[V any](e *envelope[V], codec Codec[V]) ([]byte, error) {
 // decoder allocate without limit.
 const maxTags = 256
 
+// decodeEnvelope reads an envelope made by encodeEnvelope. The value may
+// share b's memory (see sharedDecoder), so b must not be modified afterwards.
 func decodeEnvelope[V any](b []byte, codec Codec[V]) (*envelope[V], error) {
 	if len(b) < 26 || b[0] != envelopeVersion || b[1]&^1 != 0 {
 		return nil, errBadEnvelope
@@ -145,6 +162,10 @@ func decodeEnvelope[V any](b []byte, codec Codec[V]) (*envelope[V], error) {
 		if len(b) != 0 {
 			return nil, errBadEnvelope
 		}
+		return e, nil
+	}
+	if sd, ok := any(codec).(sharedDecoder[V]); ok {
+		e.value, e.size = sd.decodeShared(b), int64(len(b))
 		return e, nil
 	}
 	v, err := codec.Decode(b)

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 )
 
@@ -63,6 +65,37 @@ func FuzzDecodeBusMsg(f *testing.F) {
 		}
 		if m.Origin == "" || m.Seq == 0 || len(m.Tags) != len(m.Epochs) {
 			t.Fatalf("accepted an invalid message: %+v", m)
+		}
+	})
+}
+
+// FuzzNormalizeSQL: any text either normalises or is rejected with
+// ErrBadQuery; never a panic. A normal form is stable (normalising it again
+// changes nothing) and keeps every byte outside whitespace and comments.
+func FuzzNormalizeSQL(f *testing.F) {
+	for _, s := range []string{
+		"SELECT id FROM users WHERE id = $1",
+		"select 'It''s' -- c\n, \"Q\"\"x\" /* a /* b */ */ ;",
+		"select E'a\\'b', $t$ x $t$, a$b$c, $$ $$",
+		"select 1/**/-/**/-1",
+		"e'x\\'' e 'y'",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		norm, err := NormalizeSQL(sql)
+		if err != nil {
+			if !errors.Is(err, ErrBadQuery) {
+				t.Fatalf("error %v is not ErrBadQuery", err)
+			}
+			return
+		}
+		again, err := NormalizeSQL(norm)
+		if err != nil || again != norm {
+			t.Fatalf("not stable: %q -> %q -> %q, %v", sql, norm, again, err)
+		}
+		if strings.Trim(norm, " \t\n\r\f\v") != norm || norm == "" { // SQL whitespace is ASCII
+			t.Fatalf("%q -> %q: leading or trailing space, or empty", sql, norm)
 		}
 	})
 }

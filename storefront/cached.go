@@ -199,9 +199,6 @@ func productKey(id int64) string         { return "product:" + strconv.FormatInt
 func actionsTag(userID int64) string     { return "actions:user:" + strconv.FormatInt(userID, 10) }
 func recsKey(id int64, limit int) string { return userKey(id) + ":recs:" + strconv.Itoa(limit) }
 
-// productsTag stamps query results that read the catalogue.
-const productsTag = "products"
-
 // notFound turns the store's not-found into the cache's, so it is cached.
 func notFound(err error) error {
 	if errors.Is(err, ErrNotFound) {
@@ -290,8 +287,7 @@ func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
 	return p, err
 }
 
-// Search reads a query's results through the cache, keyed by its
-// normalised words and limit and tagged with the catalogue.
+// Search reads a query's results through the query-result level.
 func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, error) {
 	terms, err := SearchTerms(q)
 	if err != nil {
@@ -300,10 +296,16 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	key := "q:" + strings.Join(terms, " ") + ":" + strconv.Itoa(limit)
-	res, info, err := c.search.Get(ctx, key, func(ctx context.Context, _ string) ([]Product, error) {
+	// The query-result level: keyed by the SQL the store runs and its
+	// arguments, stale after any write to the catalogue.
+	query := cache.Query{
+		SQL:    c.store.d.searchSQL,
+		Args:   []any{c.store.d.searchArg(terms), limit},
+		Tables: []string{"products"},
+	}
+	res, info, err := c.search.Query(ctx, query, func(ctx context.Context) ([]Product, error) {
 		return c.store.Search(ctx, q, limit)
-	}, cache.Tags(productsTag))
+	})
 	note(ctx, "search", info)
 	return res, err
 }

@@ -1,6 +1,7 @@
 package storefront_test
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -196,21 +197,67 @@ func TestPersonalisationWarming(t *testing.T) {
 }
 
 func warmed(t *testing.T, reg *prometheus.Registry) float64 {
+	return cacheCounter(t, reg, "strata_cache_warmed_keys_total", "recommendations")
+}
+
+// cacheCounter reads one counter of one cache from reg.
+func cacheCounter(t *testing.T, reg *prometheus.Registry, name, cacheName string) float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "strata_cache_warmed_keys_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "cache" && l.GetValue() == "recommendations" {
+				if l.GetName() == "cache" && l.GetValue() == cacheName {
 					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
 	return 0
+}
+
+// TestSearchQueryCache: search results come from the query-result level,
+// keyed by the SQL and its arguments: the same words, however spelt, load
+// once; other words or another limit load again.
+func TestSearchQueryCache(t *testing.T) {
+	s := open(t, testdb.SQLite(t))
+	seed(t, s, 20, 30, 300)
+	reg := prometheus.NewRegistry()
+	c, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	for i, tc := range []struct {
+		q     string
+		limit int
+		loads float64 // loader calls so far
+	}{
+		{"premium", 10, 1},
+		{"Premium ", 10, 1},
+		{"premium", 5, 2},
+		{"basic", 10, 3},
+		{"premium", 10, 3},
+	} {
+		want, err := s.Search(ctx, tc.q, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Search(ctx, tc.q, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("search %d %q: %d results through the cache, %d from the store", i, tc.q, len(got), len(want))
+		}
+		if n := cacheCounter(t, reg, "strata_cache_loads_total", "search"); n != tc.loads {
+			t.Errorf("after search %d (%q, limit %d): %v loads, want %v", i, tc.q, tc.limit, n, tc.loads)
+		}
+	}
 }

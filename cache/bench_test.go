@@ -135,14 +135,7 @@ func BenchmarkL2Hit(b *testing.B) {
 	}{
 		{"rueidis", func([]byte) error { return nil }},
 		{"rueidis-json", func(p []byte) error { var s string; return json.Unmarshal(p, &s) }},
-		{"rueidis-deadline", func([]byte) error { return nil }},
 	} {
-		ctx := ctx
-		if raw.name == "rueidis-deadline" {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Hour)
-			defer cancel()
-		}
 		jsonValue, _ := json.Marshal(value)
 		b.Run(raw.name, func(b *testing.B) {
 			b.SetParallelism(32)

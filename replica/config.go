@@ -1,0 +1,163 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-dev/strata/internal/database"
+)
+
+// Pool defaults. The primary's size, overflow and recycle are the ones
+// package database uses for a single primary; the rest are the guide's.
+const (
+	PrimaryAcquireTimeout = 500 * time.Millisecond // guide, Connection Pooling: primary pool acquire 0.5 s
+	ReplicaPoolSize       = 30                     // guide, Connection Pooling: replica pool_size 30
+	ReplicaMaxOverflow    = 10                     // guide, Connection Pooling: replica max_overflow 10
+	ReplicaRecycle        = 30 * time.Minute       // guide, Connection Pooling: replica pool_recycle 1800 s
+	ReplicaAcquireTimeout = 100 * time.Millisecond // guide, Connection Pooling: replica acquire 0.1 s (fast fail)
+)
+
+// Router defaults that the guide leaves open.
+const (
+	DefaultLagBound      = time.Second            // Strata: a replica further behind than this gets no reads
+	DefaultCheckInterval = 500 * time.Millisecond // Strata: active health and lag check period
+	DefaultFallbackShare = 0.5                    // Strata: at most half of the reads of a second may fall back to the primary
+	DefaultFreshWait     = 100 * time.Millisecond // Strata: how long a read-your-writes read waits for a replica to catch up
+	readmitChecks        = 2                      // consecutive good checks before a replica gets reads again
+	latencyWeight        = 0.1                    // weight of the newest sample in the latency moving average
+	latencyEdge          = 0.5                    // a replica is faster only at under half the other's latency
+	fallbackWindow       = time.Second            // the window the fallback share is measured over
+	freshPoll            = 2 * time.Millisecond   // how often a read-your-writes read re-reads the replay position
+)
+
+// ErrBadConfig is returned (wrapped) for a configuration the router cannot
+// use; the message names the field.
+var ErrBadConfig = errors.New("replica: bad config")
+
+// Pool sizes one database/sql pool. database/sql has no overflow: the pool
+// may open Size+Overflow connections (SetMaxOpenConns) and keeps Size of
+// them idle (SetMaxIdleConns), so the overflow connections are closed when
+// they fall idle, as the guide's overflow is. Recycle is
+// SetConnMaxLifetime. AcquireTimeout is enforced by the router, which
+// bounds the wait for a connection (not the query) with it.
+type Pool struct {
+	Size, Overflow int
+	Recycle        time.Duration
+	AcquireTimeout time.Duration
+}
+
+// Replica names one replica.
+type Replica struct {
+	// URL is its postgres:// URL.
+	URL string
+	// Name labels it in metrics and status; default "replica<N>" (from 1).
+	Name string
+	// Region is an optional label; reads prefer replicas in Config.Region
+	// while one of them is healthy.
+	Region string
+}
+
+// Config configures a Router. The zero value of every field but Primary
+// means the default documented on it.
+type Config struct {
+	// Primary is the primary's postgres:// URL (required).
+	Primary string
+	// Replicas may be empty: every read then goes to the primary.
+	Replicas []Replica
+	// Region is this instance's region; "" means no preference.
+	Region string
+
+	// PrimaryPool defaults to size 50, overflow 20, recycle 1 h, acquire
+	// 0.5 s; ReplicaPool to 30, 10, 30 min and 0.1 s (the guide's).
+	PrimaryPool, ReplicaPool Pool
+
+	// LagBound: a replica further behind the primary than this is ejected,
+	// and re-admitted once it is within half of it again. Default 1 s.
+	LagBound time.Duration
+	// CheckInterval is the period of the active health and lag check.
+	// Default 500 ms.
+	CheckInterval time.Duration
+	// FallbackShare caps the share of reads, over each second, that may
+	// fall back to the primary because no replica could serve them; past
+	// it such reads fail with ErrFallbackCapped. Default 0.5; 1 lets every
+	// read fall back; a negative value lets none.
+	FallbackShare float64
+	// FreshWait is how long a read carrying a write's token waits for a
+	// replica to replay it before it reads from the primary. Default 100 ms.
+	FreshWait time.Duration
+
+	// Registerer receives the router's metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Logger receives ejections and re-admissions; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) resolve() error {
+	if c.Primary == "" {
+		return fmt.Errorf("%w: Primary: empty (want a postgres:// URL)", ErrBadConfig)
+	}
+	def := func(p *Pool, size, overflow int, recycle, acquire time.Duration, name string) error {
+		if p.Size < 0 || p.Overflow < 0 || p.Recycle < 0 || p.AcquireTimeout < 0 {
+			return fmt.Errorf("%w: %s: negative size, overflow or duration", ErrBadConfig, name)
+		}
+		if p.Size == 0 {
+			p.Size = size
+		}
+		if p.Overflow == 0 {
+			p.Overflow = overflow
+		}
+		if p.Recycle == 0 {
+			p.Recycle = recycle
+		}
+		if p.AcquireTimeout == 0 {
+			p.AcquireTimeout = acquire
+		}
+		return nil
+	}
+	if err := def(&c.PrimaryPool, database.PrimaryPoolSize, database.PrimaryMaxOverflow, database.PrimaryRecycle, PrimaryAcquireTimeout, "PrimaryPool"); err != nil {
+		return err
+	}
+	if err := def(&c.ReplicaPool, ReplicaPoolSize, ReplicaMaxOverflow, ReplicaRecycle, ReplicaAcquireTimeout, "ReplicaPool"); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"LagBound", &c.LagBound, DefaultLagBound}, {"CheckInterval", &c.CheckInterval, DefaultCheckInterval}, {"FreshWait", &c.FreshWait, DefaultFreshWait}} {
+		if *d.v < 0 {
+			return fmt.Errorf("%w: %s: negative (%v)", ErrBadConfig, d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	switch {
+	case c.FallbackShare == 0:
+		c.FallbackShare = DefaultFallbackShare
+	case c.FallbackShare > 1:
+		return fmt.Errorf("%w: FallbackShare: %v is more than 1", ErrBadConfig, c.FallbackShare)
+	}
+	seen := map[string]bool{}
+	for i := range c.Replicas {
+		r := &c.Replicas[i]
+		if r.URL == "" {
+			return fmt.Errorf("%w: Replicas[%d].URL: empty", ErrBadConfig, i)
+		}
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("replica%d", i+1)
+		}
+		if r.Name == "primary" || seen[r.Name] {
+			return fmt.Errorf("%w: Replicas[%d].Name: %q is taken", ErrBadConfig, i, r.Name)
+		}
+		seen[r.Name] = true
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

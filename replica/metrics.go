@@ -1,0 +1,72 @@
+package replica
+
+import (
+	"database/sql"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-dev/strata/internal/sqlstats"
+)
+
+// metrics are the router's Prometheus series. Connection counts, acquire
+// waits and wait time per pool come from database/sql's own statistics
+// (strata_db_*{pool}); the rest are strata_replica_*.
+type metrics struct {
+	queries                 *prometheus.HistogramVec
+	errors                  *prometheus.CounterVec
+	acquireTimeouts         *prometheus.CounterVec
+	fallbacks               *prometheus.CounterVec
+	ejections, readmissions *prometheus.CounterVec
+	lagSeconds, lagBytes    *prometheus.GaugeVec
+	registerer              prometheus.Registerer
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	return &metrics{
+		registerer: reg,
+		queries: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "strata_replica_query_duration_seconds", Help: "Time of one read or write call on a pool, by pool.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"pool"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_errors_total", Help: "Failed calls by pool and kind (connection, acquire_timeout, retryable, stale, query).",
+		}, []string{"pool", "kind"}),
+		acquireTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_acquire_timeouts_total", Help: "Calls that got no connection within the pool's acquire timeout.",
+		}, []string{"pool"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_fallbacks_total", Help: "Reads sent to the primary because no replica served them, by reason; reason=capped counts reads refused at the cap.",
+		}, []string{"reason"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_ejections_total", Help: "Times a replica was taken out of the read rotation.",
+		}, []string{"replica"}),
+		readmissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_readmissions_total", Help: "Times an ejected replica was put back into the read rotation.",
+		}, []string{"replica"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strata_replica_lag_seconds", Help: "How far the replica's replay is behind the primary, in time, at the last check.",
+		}, []string{"replica"}),
+		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strata_replica_lag_bytes", Help: "How far the replica's replay is behind the primary's WAL position, in bytes, at the last check.",
+		}, []string{"replica"}),
+	}
+}
+
+// register adds the series, and the pools' statistics, to the registerer.
+func (m *metrics) register(r *Router) error {
+	if m.registerer == nil {
+		return nil
+	}
+	pools := map[string]*sql.DB{"primary": r.primary.db}
+	for _, n := range r.replicas {
+		pools[n.name] = n.db
+	}
+	for _, c := range []prometheus.Collector{m.queries, m.errors, m.acquireTimeouts, m.fallbacks, m.ejections,
+		m.readmissions, m.lagSeconds, m.lagBytes, sqlstats.New(pools)} {
+		if err := m.registerer.Register(c); err != nil {
+			return fmt.Errorf("replica: metrics: %w", err)
+		}
+	}
+	return nil
+}

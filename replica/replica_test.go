@@ -1,0 +1,313 @@
+package replica_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/replica"
+)
+
+func TestConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		cfg   replica.Config
+		field string
+	}{
+		{"no primary", replica.Config{}, "Primary"},
+		{"sqlite primary", replica.Config{Primary: "sqlite://x.db"}, "Primary"},
+		{"bad primary", replica.Config{Primary: "mysql://x"}, "Primary"},
+		{"empty replica", replica.Config{Primary: "postgres://a@127.0.0.1/x", Replicas: []replica.Replica{{}}}, "Replicas[0].URL"},
+		{"duplicate name", replica.Config{Primary: "postgres://a@127.0.0.1/x", Replicas: []replica.Replica{
+			{URL: "postgres://a@127.0.0.1/x", Name: "r"}, {URL: "postgres://a@127.0.0.1/x", Name: "r"}}}, "Replicas[1].Name"},
+		{"negative lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", LagBound: -1}, "LagBound"},
+		{"share over 1", replica.Config{Primary: "postgres://a@127.0.0.1/x", FallbackShare: 2}, "FallbackShare"},
+		{"negative pool", replica.Config{Primary: "postgres://a@127.0.0.1/x", ReplicaPool: replica.Pool{Size: -1}}, "ReplicaPool"},
+	} {
+		_, err := replica.Open(ctx, tc.cfg)
+		if !errors.Is(err, replica.ErrBadConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: err = %v, want ErrBadConfig naming %s", tc.name, err, tc.field)
+		}
+	}
+}
+
+func TestToken(t *testing.T) {
+	for _, s := range []string{"0/0", "16/B374D848", "ffffffff/ffffffff", "0/1"} {
+		tok, err := replica.ParseToken(s)
+		if err != nil {
+			t.Fatalf("ParseToken(%q): %v", s, err)
+		}
+		if !strings.EqualFold(tok.String(), s) {
+			t.Errorf("ParseToken(%q).String() = %q", s, tok.String())
+		}
+	}
+	a, _ := replica.ParseToken("1/0")
+	b, _ := replica.ParseToken("0/FFFFFFFF")
+	if a <= b {
+		t.Errorf("1/0 should order after 0/FFFFFFFF")
+	}
+	for _, s := range []string{"", "/", "1/", "/1", "g/1", "1/2/3", "100000000/0", "-1/0", "+1/0"} {
+		if _, err := replica.ParseToken(s); !errors.Is(err, replica.ErrBadToken) {
+			t.Errorf("ParseToken(%q) err = %v, want ErrBadToken", s, err)
+		}
+	}
+	ctx := replica.WithToken(context.Background(), b)
+	ctx = replica.WithToken(ctx, 5) // older: ignored
+	if got := replica.TokenFrom(ctx); got != b {
+		t.Errorf("TokenFrom = %v, want the newer %v", got, b)
+	}
+}
+
+func FuzzParseToken(f *testing.F) {
+	for _, s := range []string{"16/B374D848", "0/0", "x", "1/+2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := replica.ParseToken(s)
+		if err != nil {
+			if !errors.Is(err, replica.ErrBadToken) {
+				t.Fatalf("error %v is not ErrBadToken", err)
+			}
+			return
+		}
+		again, err := replica.ParseToken(tok.String())
+		if err != nil || again != tok {
+			t.Fatalf("%q -> %v -> %v, %v", s, tok, again, err)
+		}
+	})
+}
+
+// shared returns a router over the shared dev primary (a schema of the
+// test's own) and its two replicas.
+func shared(t *testing.T, cfg replica.Config) *replica.Router {
+	t.Helper()
+	primary := testdb.Postgres(t)
+	urls := os.Getenv("STRATA_PG_REPLICA_URLS")
+	if urls == "" {
+		if testdb.Required() {
+			t.Fatal("STRATA_PG_REPLICA_URLS is not set and CI is: run eval \"$(scripts/dev up)\"")
+		}
+		t.Skip("STRATA_PG_REPLICA_URLS not set; run eval \"$(scripts/dev up)\"")
+	}
+	_, query, _ := strings.Cut(primary, "?")
+	cfg.Primary = primary
+	for _, u := range strings.Split(urls, ",") {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		cfg.Replicas = append(cfg.Replicas, replica.Replica{URL: u + sep + searchPath(query)})
+	}
+	return open(t, cfg)
+}
+
+func searchPath(query string) string {
+	for _, kv := range strings.Split(query, "&") {
+		if strings.HasPrefix(kv, "search_path=") {
+			return kv
+		}
+	}
+	return ""
+}
+
+func open(t *testing.T, cfg replica.Config) *replica.Router {
+	t.Helper()
+	r, err := replica.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// port says which server a read ran on.
+func port(ctx context.Context, q replica.Querier) (int, error) {
+	var p int
+	err := q.QueryRowContext(ctx, "SELECT inet_server_port()").Scan(&p)
+	return p, err
+}
+
+// setup creates a table with one row and returns the write's token.
+func setup(t *testing.T, r *replica.Router) replica.Token {
+	t.Helper()
+	tok, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "CREATE TABLE kv (k int PRIMARY KEY, v int NOT NULL); INSERT INTO kv VALUES (1, 0)")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestReadsSpreadOverReplicas(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := shared(t, replica.Config{Registerer: reg})
+	for _, s := range r.Status() {
+		if !s.Serving {
+			t.Fatalf("replica %s not serving after Open: %s", s.Name, s.Reason)
+		}
+	}
+	var primaryPort int
+	if _, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) (err error) {
+		primaryPort, err = port(ctx, q)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+					p, err := port(ctx, q)
+					if err == nil {
+						mu.Lock()
+						counts[p]++
+						mu.Unlock()
+					}
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if counts[primaryPort] != 0 || len(counts) != 2 {
+		t.Fatalf("reads by server port: %v; want both replicas and not the primary (%d)", counts, primaryPort)
+	}
+	for p, n := range counts {
+		if n < 400/5 {
+			t.Errorf("replica on port %d served %d of 400 reads; want a fair share (counts %v)", p, n, counts)
+		}
+	}
+	if n := testutil.CollectAndCount(reg, "strata_db_in_use_connections"); n != 3 {
+		t.Errorf("strata_db_in_use_connections has %d series, want 3 (one per pool)", n)
+	}
+}
+
+func TestQueryErrorsAreReturnedAsTheyAre(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := shared(t, replica.Config{Registerer: reg})
+	err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "SELECT * FROM no_such_table")
+		return err
+	})
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42P01" {
+		t.Fatalf("err = %v, want the server's undefined_table error", err)
+	}
+	if n := testutil.ToFloat64(fallbacks(reg)); n != 0 {
+		t.Errorf("a query error fell back to the primary (%v fallbacks)", n)
+	}
+	for _, s := range r.Status() {
+		if !s.Serving {
+			t.Errorf("a query error ejected %s", s.Name)
+		}
+	}
+	setup(t, r)
+	_, err = r.Write(context.Background(), func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "INSERT INTO kv VALUES (1, 1)")
+		return err
+	})
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		t.Fatalf("duplicate key: err = %v, want unique_violation", err)
+	}
+}
+
+// fallbacks sums strata_replica_fallbacks_total over reasons.
+func fallbacks(reg *prometheus.Registry) prometheus.Collector {
+	return prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
+		mfs, _ := reg.Gather()
+		var sum float64
+		for _, mf := range mfs {
+			if mf.GetName() == "strata_replica_fallbacks_total" {
+				for _, m := range mf.GetMetric() {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("fallbacks", "", nil, nil), prometheus.CounterValue, sum)
+	})
+}
+
+// TestReadYourWrites: a read carrying a write's token sees the write, on
+// whichever server it runs, every time.
+func TestReadYourWrites(t *testing.T) {
+	r := shared(t, replica.Config{})
+	ctx := replica.WithToken(context.Background(), setup(t, r))
+	for i := 1; i <= 100; i++ {
+		tok, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, "UPDATE kv SET v = $1 WHERE k = 1", i)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx = replica.WithToken(ctx, tok)
+		var v int
+		if err := r.Read(ctx, func(ctx context.Context, q replica.Querier) error {
+			return q.QueryRowContext(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if v != i {
+			t.Fatalf("write %d: the read after it saw v = %d", i, v)
+		}
+	}
+}
+
+func TestWriteTxAndReadTx(t *testing.T) {
+	r := shared(t, replica.Config{})
+	ctx := replica.WithToken(context.Background(), setup(t, r))
+	boom := errors.New("boom")
+	if _, err := r.WriteTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE kv SET v = 99"); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("WriteTx err = %v, want the function's error", err)
+	}
+	tok, err := r.WriteTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO kv VALUES (2, 2)")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, sum int
+	if err := r.ReadTx(replica.WithToken(ctx, tok), func(ctx context.Context, tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, "SELECT count(*), sum(v) FROM kv").Scan(&n, &sum)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err = r.ReadTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO kv VALUES (3, 3)")
+		return err
+	})
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "25006" {
+		t.Errorf("a write in ReadTx: err = %v, want read_only_sql_transaction", err)
+	}
+	if n != 2 || sum != 2 {
+		t.Fatalf("ReadTx saw %d rows summing to %d; want 2 rows, sum 2 (the rolled-back update must not show)", n, sum)
+	}
+}

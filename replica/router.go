@@ -1,0 +1,477 @@
+package replica
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/strata-dev/strata/internal/database"
+)
+
+// Errors a caller may need to tell apart.
+var (
+	// ErrPrimaryUnavailable: a write (or a read with nowhere else to go)
+	// could not get a primary connection within its acquire timeout.
+	ErrPrimaryUnavailable = errors.New("replica: primary unavailable")
+	// ErrFallbackCapped: no replica could serve a read and the share of
+	// reads falling back to the primary is at its cap.
+	ErrFallbackCapped = errors.New("replica: no replica could serve the read and the primary fallback is at its cap")
+	// ErrNoToken: a write committed, but its WAL position could not be
+	// read, so no read-your-writes token could be made. The write stands.
+	ErrNoToken = errors.New("replica: write committed, but its WAL position is unknown")
+)
+
+// Querier is what a read or write function runs its SQL on: a connection
+// pinned for the call (*sql.Conn) or a transaction (*sql.Tx).
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Router sends reads to replicas and writes to the primary. See the
+// package doc for how it chooses and when it falls back.
+type Router struct {
+	cfg      Config
+	primary  *node
+	replicas []*node
+	view     atomic.Pointer[view]
+	fb       fallbackLimiter
+	m        *metrics
+
+	mu      sync.Mutex // health state of the nodes; view rebuilds
+	samples []lsnSample
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// node is one pool and what the router knows of it.
+type node struct {
+	idx      int // bit in a read's tried mask; -1 for the primary
+	name     string
+	region   string
+	db       *sql.DB
+	capacity int64 // Size + Overflow
+	acquire  time.Duration
+
+	inUse   atomic.Int64  // calls holding or waiting for one of its connections
+	latency atomic.Uint64 // moving average of call time, float64 ns bits
+	replay  atomic.Uint64 // last replay position seen (replicas)
+
+	// Health, under Router.mu.
+	up, lagged   bool
+	good         int // consecutive good checks while out
+	lagSeconds   float64
+	lagBytes     uint64
+	everChecked  bool
+	healthReason string
+}
+
+// view is the routing state a read uses, swapped whole on a change.
+type view struct {
+	healthy []*node // replicas that get reads
+	local   []*node // the healthy ones in Config.Region
+}
+
+// lsnSample is the primary's WAL position at a moment, for lag in time.
+type lsnSample struct {
+	at  time.Time
+	lsn Token
+}
+
+// Open opens the primary's and replicas' pools with the configured sizes
+// and starts the health checker. Unreachable servers are not an error: they
+// start ejected and are admitted once they answer.
+func Open(ctx context.Context, cfg Config) (*Router, error) {
+	if err := cfg.resolve(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Replicas) > 64 {
+		return nil, fmt.Errorf("%w: Replicas: %d; at most 64", ErrBadConfig, len(cfg.Replicas))
+	}
+	open := func(raw, field string, p Pool) (*sql.DB, error) {
+		t, err := database.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrBadConfig, field, err)
+		}
+		if t.Kind != database.Postgres {
+			return nil, fmt.Errorf("%w: %s: %s is not PostgreSQL; replicas need WAL positions", ErrBadConfig, field, t.Display)
+		}
+		pc, err := pgx.ParseConfig(t.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
+		}
+		if pc.ConnectTimeout == 0 || pc.ConnectTimeout > database.DefaultConnectTimeout {
+			pc.ConnectTimeout = database.DefaultConnectTimeout
+		}
+		db := stdlib.OpenDB(*pc)
+		db.SetMaxOpenConns(p.Size + p.Overflow)
+		db.SetMaxIdleConns(p.Size)
+		db.SetConnMaxLifetime(p.Recycle)
+		return db, nil
+	}
+	r := &Router{cfg: cfg, m: newMetrics(cfg.Registerer)}
+	pdb, err := open(cfg.Primary, "Primary", cfg.PrimaryPool)
+	if err != nil {
+		return nil, err
+	}
+	r.primary = &node{idx: -1, name: "primary", db: pdb, capacity: int64(cfg.PrimaryPool.Size + cfg.PrimaryPool.Overflow),
+		acquire: cfg.PrimaryPool.AcquireTimeout, up: true}
+	for i, rc := range cfg.Replicas {
+		db, err := open(rc.URL, fmt.Sprintf("Replicas[%d].URL", i), cfg.ReplicaPool)
+		if err != nil {
+			r.closePools()
+			return nil, err
+		}
+		r.replicas = append(r.replicas, &node{idx: i, name: rc.Name, region: rc.Region, db: db,
+			capacity: int64(cfg.ReplicaPool.Size + cfg.ReplicaPool.Overflow), acquire: cfg.ReplicaPool.AcquireTimeout})
+	}
+	if err := r.m.register(r); err != nil {
+		r.closePools()
+		return nil, err
+	}
+	r.rebuild()
+	// One check before returning, so that healthy replicas get reads at once.
+	r.check(ctx)
+	cctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Add(1)
+	go r.checkLoop(cctx)
+	return r, nil
+}
+
+// Close stops the health checker and closes every pool.
+func (r *Router) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	return r.closePools()
+}
+
+func (r *Router) closePools() error {
+	var errs []error
+	if r.primary != nil {
+		errs = append(errs, r.primary.db.Close())
+	}
+	for _, n := range r.replicas {
+		errs = append(errs, n.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Primary returns the primary's pool, for what the router does not cover
+// (migrations, COPY). Writes made through it return no token.
+func (r *Router) Primary() *sql.DB { return r.primary.db }
+
+// Read runs fn on a connection of the best replica, or, if none can serve
+// it, of the primary (see the package doc). fn may run more than once, on
+// different servers, when a server fails under it: it must start afresh
+// each time and must not write. A read whose context carries a Token
+// (WithToken) sees at least that write.
+func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querier) error) error {
+	if len(r.replicas) == 0 {
+		_, err := r.run(ctx, r.primary, 0, fn)
+		return err
+	}
+	r.fb.read()
+	tok := TokenFrom(ctx)
+	v := r.view.Load()
+	var tried uint64
+	var lastErr error
+	reason := reasonNoReplica
+	for _, cands := range [][]*node{v.local, v.healthy} {
+		for {
+			n := pick(cands, tried, tok)
+			if n == nil && tok != 0 {
+				// None is known to have replayed the token: try the best
+				// one, which waits up to FreshWait for it.
+				n = pick(cands, tried, 0)
+			}
+			if n == nil {
+				break
+			}
+			tried |= 1 << n.idx
+			retry, err := r.run(ctx, n, tok, fn)
+			if err == nil || !retry {
+				return err
+			}
+			lastErr, reason = err, reasonOf(err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if tok == 0 && !r.fb.allow(r.cfg.FallbackShare) {
+		r.m.fallbacks.WithLabelValues(reasonCapped).Inc()
+		if lastErr == nil {
+			return ErrFallbackCapped
+		}
+		return fmt.Errorf("%w (last replica error: %w)", ErrFallbackCapped, lastErr)
+	}
+	// A read carrying a token that no replica has replayed in time is not
+	// counted against the cap: the primary is the only correct answer.
+	r.m.fallbacks.WithLabelValues(reason).Inc()
+	_, err := r.run(ctx, r.primary, 0, fn)
+	return err
+}
+
+// ReadTx runs fn in a read-only, repeatable-read transaction on a replica
+// (or the primary), chosen as Read chooses; fn may run more than once.
+func (r *Router) ReadTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return r.Read(ctx, func(ctx context.Context, q Querier) error {
+		return inTx(ctx, q.(*sql.Conn), &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}, fn)
+	})
+}
+
+// Write runs fn on a primary connection and returns the WAL position
+// after it, the token that makes later reads see it (WithToken). fn runs
+// once; statements in it commit one by one (use WriteTx for one commit).
+func (r *Router) Write(ctx context.Context, fn func(ctx context.Context, q Querier) error) (Token, error) {
+	return r.write(ctx, func(ctx context.Context, c *sql.Conn) error { return fn(ctx, c) })
+}
+
+// WriteTx runs fn in a transaction on the primary, commits it if fn
+// returns nil, and returns the commit's token.
+func (r *Router) WriteTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (Token, error) {
+	return r.write(ctx, func(ctx context.Context, c *sql.Conn) error { return inTx(ctx, c, nil, fn) })
+}
+
+func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error) (Token, error) {
+	n := r.primary
+	conn, err := r.acquire(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	defer r.release(n, conn)
+	t0 := time.Now()
+	err = fn(ctx, conn)
+	r.observe(n, t0, err)
+	if err != nil {
+		return 0, err
+	}
+	var lsn string
+	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
+	}
+	tok, err := ParseToken(lsn)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
+	}
+	return tok, nil
+}
+
+func inTx(ctx context.Context, c *sql.Conn, opts *sql.TxOptions, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	tx, err := c.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// acquire gets a connection of n within its acquire timeout (and the
+// caller's deadline). n.inUse counts the caller from here on, so that
+// concurrent pickers see the load at once.
+func (r *Router) acquire(ctx context.Context, n *node) (*sql.Conn, error) {
+	n.inUse.Add(1)
+	actx, cancel := context.WithTimeout(ctx, n.acquire)
+	conn, err := n.db.Conn(actx)
+	cancel()
+	if err == nil {
+		return conn, nil
+	}
+	n.inUse.Add(-1)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	kind := kindConnection
+	if errors.Is(err, context.DeadlineExceeded) {
+		kind = kindAcquireTimeout
+		r.m.acquireTimeouts.WithLabelValues(n.name).Inc()
+	}
+	r.m.errors.WithLabelValues(n.name, kind).Inc()
+	if n == r.primary {
+		return nil, fmt.Errorf("%w: no connection within %v: %w", ErrPrimaryUnavailable, n.acquire, err)
+	}
+	if kind == kindConnection {
+		r.eject(n, err.Error())
+	}
+	return nil, &serverError{node: n.name, kind: kind, err: err}
+}
+
+func (r *Router) release(n *node, c *sql.Conn) {
+	_ = c.Close()
+	n.inUse.Add(-1)
+}
+
+// run runs fn on a connection of n; for a replica and a token, only once
+// n has replayed it. retry says whether another server may succeed.
+func (r *Router) run(ctx context.Context, n *node, tok Token, fn func(ctx context.Context, q Querier) error) (retry bool, err error) {
+	conn, err := r.acquire(ctx, n)
+	if err != nil {
+		return n != r.primary && ctx.Err() == nil, err
+	}
+	defer r.release(n, conn)
+	if tok != 0 && Token(n.replay.Load()) < tok {
+		if err := r.waitReplay(ctx, n, conn, tok); err != nil {
+			return ctx.Err() == nil, err
+		}
+	}
+	t0 := time.Now()
+	err = fn(ctx, conn)
+	r.observe(n, t0, err)
+	if err == nil || ctx.Err() != nil {
+		return false, err
+	}
+	kind := classify(err)
+	if kind == "" {
+		return false, err // the query's own error: the same everywhere
+	}
+	if kind == kindConnection && n != r.primary {
+		r.eject(n, err.Error())
+	}
+	if n == r.primary {
+		return false, err
+	}
+	return true, &serverError{node: n.name, kind: kind, err: err}
+}
+
+// waitReplay waits up to FreshWait for n to replay tok.
+func (r *Router) waitReplay(ctx context.Context, n *node, conn *sql.Conn, tok Token) error {
+	deadline := time.Now().Add(r.cfg.FreshWait)
+	for {
+		var s string
+		if err := conn.QueryRowContext(ctx, "SELECT COALESCE(pg_last_wal_replay_lsn()::text, '')").Scan(&s); err != nil {
+			if classify(err) == kindConnection {
+				r.eject(n, err.Error())
+			}
+			return &serverError{node: n.name, kind: kindConnection, err: err}
+		}
+		if lsn, err := ParseToken(s); err == nil {
+			storeMax(&n.replay, uint64(lsn))
+			if lsn >= tok {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return &serverError{node: n.name, kind: kindStale, err: fmt.Errorf("has not replayed %v within %v", tok, r.cfg.FreshWait)}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(freshPoll):
+		}
+	}
+}
+
+func storeMax(a *atomic.Uint64, v uint64) {
+	for {
+		old := a.Load()
+		if old >= v || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// observe records one call's time in n's moving average and histogram.
+func (r *Router) observe(n *node, t0 time.Time, err error) {
+	d := time.Since(t0)
+	r.m.queries.WithLabelValues(n.name).Observe(d.Seconds())
+	if err != nil {
+		if k := classify(err); k != "" {
+			r.m.errors.WithLabelValues(n.name, k).Inc()
+		} else {
+			r.m.errors.WithLabelValues(n.name, kindQuery).Inc()
+		}
+	}
+	for {
+		old := n.latency.Load()
+		avg := math.Float64frombits(old)
+		next := float64(d)
+		if old != 0 {
+			next = avg + latencyWeight*(float64(d)-avg)
+		}
+		if n.latency.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}
+
+// pick returns the candidate with the lowest load factor (calls in flight
+// over pool capacity), then the lowest latency, skipping tried ones and,
+// with a token, those not known to have replayed it. A latency counts as
+// lower only below latencyEdge of the other (a slow replica is slower by
+// multiples; small differences are noise, such as a fresh connection's
+// first calls), and the scan starts at a random candidate,
+// so that equal candidates share the reads instead of all callers herding
+// onto one. It reads atomics only and allocates nothing.
+func pick(cands []*node, tried uint64, tok Token) *node {
+	if len(cands) == 0 {
+		return nil
+	}
+	var best *node
+	var bestLoad int64
+	var bestLat float64
+	start := mrand.IntN(len(cands))
+	for i := range cands {
+		n := cands[(start+i)%len(cands)]
+		if tried&(1<<n.idx) != 0 || tok != 0 && Token(n.replay.Load()) < tok {
+			continue
+		}
+		load := n.inUse.Load() * 1024 / max(n.capacity, 1)
+		lat := math.Float64frombits(n.latency.Load())
+		if best == nil || load < bestLoad || load == bestLoad && lat < latencyEdge*bestLat {
+			best, bestLoad, bestLat = n, load, lat
+		}
+	}
+	return best
+}
+
+// fallbackLimiter measures the share of reads that fell back to the
+// primary over the current and the previous window.
+type fallbackLimiter struct {
+	reads atomic.Int64 // reads in the current window
+	mu    sync.Mutex
+	start time.Time
+	fell  int64 // fallbacks in the current window
+	prevR int64 // reads and fallbacks in the previous window
+	prevF int64
+}
+
+func (f *fallbackLimiter) read() { f.reads.Add(1) }
+
+// allow reports whether one more fallback keeps the share at most share.
+func (f *fallbackLimiter) allow(share float64) bool {
+	if share < 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	if el := now.Sub(f.start); el >= fallbackWindow {
+		reads := f.reads.Swap(0)
+		f.prevR, f.prevF = reads, f.fell
+		if el >= 2*fallbackWindow { // the previous window saw no fallbacks
+			f.prevF = 0
+		}
+		f.fell, f.start = 0, now
+	}
+	reads := f.reads.Load() + f.prevR
+	if float64(f.fell+f.prevF+1) > share*float64(reads) {
+		return false
+	}
+	f.fell++
+	return true
+}

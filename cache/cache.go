@@ -18,6 +18,8 @@ import (
 	"github.com/maypok86/otter/v2"
 	otterstats "github.com/maypok86/otter/v2/stats"
 	"github.com/redis/rueidis"
+
+	"github.com/strata-dev/strata/internal/deadline"
 )
 
 // Defaults, from the guide's caching sections where it gives a number.
@@ -298,7 +300,7 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	if cfg.Redis != nil {
 		c.l2 = &redisLevel{c: cfg.Redis, ns: cfg.Namespace, timeout: cfg.L2Timeout,
 			br:    newBreaker(breakerFailures, breakerCooldown, realNow),
-			slots: &deadlineSlots{base: ctx, timeout: cfg.L2Timeout, now: realNow}}
+			slots: deadline.New(ctx, cfg.L2Timeout)}
 		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, realNow, c)
 		c.busDown.Store(true) // until the bus proves it delivers
 		c.wg.Add(2)

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/strata-dev/strata/internal/deadline"
 )
 
 // ErrL2Unavailable is returned (wrapped) by L2 operations while the L2
@@ -55,7 +56,7 @@ type redisLevel struct {
 	ns      string
 	timeout time.Duration
 	br      *breaker
-	slots   *deadlineSlots
+	slots   *deadline.Slots
 }
 
 func (r *redisLevel) valueKey(key string) string { return "{" + r.ns + ":" + key + "}" }
@@ -75,10 +76,7 @@ func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) e
 	if !ok {
 		return ErrL2Unavailable
 	}
-	callCtx, cancel := r.slots.get(), context.CancelFunc(nil)
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < r.timeout {
-		callCtx, cancel = context.WithTimeout(ctx, r.timeout)
-	}
+	callCtx, cancel := r.slots.For(ctx)
 	err := fn(callCtx)
 	if cancel != nil {
 		cancel()
@@ -98,10 +96,7 @@ func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bo
 	if !ok {
 		return nil, false, ErrL2Unavailable
 	}
-	callCtx, cancel := r.slots.get(), context.CancelFunc(nil)
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < r.timeout {
-		callCtx, cancel = context.WithTimeout(ctx, r.timeout)
-	}
+	callCtx, cancel := r.slots.For(ctx)
 	data, err = r.c.Do(callCtx, r.c.B().Get().Key(r.valueKey(key)).Build()).AsBytes()
 	if cancel != nil {
 		cancel()
@@ -286,35 +281,6 @@ func (r *redisLevel) publish(ctx context.Context, channel string, msg []byte) er
 	return r.write(ctx, func(ctx context.Context) error {
 		return r.c.Do(ctx, r.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()).Error()
 	})
-}
-
-// deadlineSlots hands out shared contexts that end between timeout and
-// timeout+slotLength after they are handed out: a new one is made at most
-// once per slotLength, however many calls there are.
-type deadlineSlots struct {
-	base    context.Context
-	timeout time.Duration
-	now     func() int64
-	cur     atomic.Pointer[deadlineSlot]
-}
-
-type deadlineSlot struct {
-	ctx    context.Context
-	cancel context.CancelFunc // fired by the deadline; kept to satisfy the contract
-	until  int64              // unix ns after which the slot is not handed out
-}
-
-const slotLength = 5 * time.Millisecond
-
-func (s *deadlineSlots) get() context.Context {
-	now := s.now()
-	if sl := s.cur.Load(); sl != nil && now < sl.until {
-		return sl.ctx
-	}
-	ctx, cancel := context.WithDeadline(s.base, time.Unix(0, now).Add(s.timeout+slotLength))
-	sl := &deadlineSlot{ctx: ctx, cancel: cancel, until: now + int64(slotLength)}
-	s.cur.Store(sl)
-	return ctx
 }
 
 // leaseMany tries to take the lease of each key with token, pipelined, and

@@ -13,8 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-dev/strata/internal/database"
+	"github.com/strata-dev/strata/internal/deadline"
 )
 
 // Errors a caller may need to tell apart.
@@ -63,6 +65,8 @@ type node struct {
 	db       *sql.DB
 	capacity int64 // Size + Overflow
 	acquire  time.Duration
+	slots    *deadline.Slots     // shared acquire deadlines
+	observer prometheus.Observer // its query-time histogram
 
 	inUse   atomic.Int64  // calls holding or waiting for one of its connections
 	latency atomic.Uint64 // moving average of call time, float64 ns bits
@@ -120,33 +124,39 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		db.SetConnMaxLifetime(p.Recycle)
 		return db, nil
 	}
-	r := &Router{cfg: cfg, m: newMetrics(cfg.Registerer)}
+	life, cancel := context.WithCancel(context.Background())
+	r := &Router{cfg: cfg, m: newMetrics(cfg.Registerer), cancel: cancel}
+	newNode := func(idx int, name, region string, db *sql.DB, p Pool) *node {
+		return &node{idx: idx, name: name, region: region, db: db, capacity: int64(p.Size + p.Overflow),
+			acquire: p.AcquireTimeout, slots: deadline.New(life, p.AcquireTimeout),
+			observer: r.m.queries.WithLabelValues(name)}
+	}
 	pdb, err := open(cfg.Primary, "Primary", cfg.PrimaryPool)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	r.primary = &node{idx: -1, name: "primary", db: pdb, capacity: int64(cfg.PrimaryPool.Size + cfg.PrimaryPool.Overflow),
-		acquire: cfg.PrimaryPool.AcquireTimeout, up: true}
+	r.primary = newNode(-1, "primary", "", pdb, cfg.PrimaryPool)
+	r.primary.up = true
 	for i, rc := range cfg.Replicas {
 		db, err := open(rc.URL, fmt.Sprintf("Replicas[%d].URL", i), cfg.ReplicaPool)
 		if err != nil {
+			cancel()
 			r.closePools()
 			return nil, err
 		}
-		r.replicas = append(r.replicas, &node{idx: i, name: rc.Name, region: rc.Region, db: db,
-			capacity: int64(cfg.ReplicaPool.Size + cfg.ReplicaPool.Overflow), acquire: cfg.ReplicaPool.AcquireTimeout})
+		r.replicas = append(r.replicas, newNode(i, rc.Name, rc.Region, db, cfg.ReplicaPool))
 	}
 	if err := r.m.register(r); err != nil {
+		cancel()
 		r.closePools()
 		return nil, err
 	}
 	r.rebuild()
 	// One check before returning, so that healthy replicas get reads at once.
 	r.check(ctx)
-	cctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
 	r.wg.Add(1)
-	go r.checkLoop(cctx)
+	go r.checkLoop(life)
 	return r, nil
 }
 
@@ -283,12 +293,16 @@ func inTx(ctx context.Context, c *sql.Conn, opts *sql.TxOptions, fn func(ctx con
 
 // acquire gets a connection of n within its acquire timeout (and the
 // caller's deadline). n.inUse counts the caller from here on, so that
-// concurrent pickers see the load at once.
+// concurrent pickers see the load at once. The wait is bounded by a shared
+// deadline (package deadline), so a caller's cancellation, as opposed to
+// its deadline, is seen only when the wait ends.
 func (r *Router) acquire(ctx context.Context, n *node) (*sql.Conn, error) {
 	n.inUse.Add(1)
-	actx, cancel := context.WithTimeout(ctx, n.acquire)
+	actx, cancel := n.slots.For(ctx)
 	conn, err := n.db.Conn(actx)
-	cancel()
+	if cancel != nil {
+		cancel()
+	}
 	if err == nil {
 		return conn, nil
 	}
@@ -388,7 +402,7 @@ func storeMax(a *atomic.Uint64, v uint64) {
 // observe records one call's time in n's moving average and histogram.
 func (r *Router) observe(n *node, t0 time.Time, err error) {
 	d := time.Since(t0)
-	r.m.queries.WithLabelValues(n.name).Observe(d.Seconds())
+	n.observer.Observe(d.Seconds())
 	if err != nil {
 		if k := classify(err); k != "" {
 			r.m.errors.WithLabelValues(n.name, k).Inc()

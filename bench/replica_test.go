@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"math/rand/v2"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,18 +24,7 @@ const kvRows = 10_000
 // GORM with dbresolver, each pool sized as the router sizes a replica's.
 func BenchmarkPrimaryKeyRead(b *testing.B) {
 	primary := testdb.Postgres(b)
-	urls := os.Getenv("STRATA_PG_REPLICA_URLS")
-	if urls == "" {
-		b.Skip("STRATA_PG_REPLICA_URLS not set; run eval \"$(scripts/dev up)\"")
-	}
-	_, query, _ := strings.Cut(primary, "?")
-	var path string
-	for _, kv := range strings.Split(query, "&") {
-		if strings.HasPrefix(kv, "search_path=") {
-			path = kv
-		}
-	}
-	replicaURL := strings.Split(urls, ",")[0] + "&" + path
+	replicaURL := testdb.PostgresReplicas(b, primary)[0]
 	ctx := context.Background()
 
 	r, err := replica.Open(ctx, replica.Config{Primary: primary, Replicas: []replica.Replica{{URL: replicaURL}}})

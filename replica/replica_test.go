@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -91,33 +90,11 @@ func FuzzParseToken(f *testing.F) {
 // test's own) and its two replicas.
 func shared(t *testing.T, cfg replica.Config) *replica.Router {
 	t.Helper()
-	primary := testdb.Postgres(t)
-	urls := os.Getenv("STRATA_PG_REPLICA_URLS")
-	if urls == "" {
-		if testdb.Required() {
-			t.Fatal("STRATA_PG_REPLICA_URLS is not set and CI is: run eval \"$(scripts/dev up)\"")
-		}
-		t.Skip("STRATA_PG_REPLICA_URLS not set; run eval \"$(scripts/dev up)\"")
-	}
-	_, query, _ := strings.Cut(primary, "?")
-	cfg.Primary = primary
-	for _, u := range strings.Split(urls, ",") {
-		sep := "?"
-		if strings.Contains(u, "?") {
-			sep = "&"
-		}
-		cfg.Replicas = append(cfg.Replicas, replica.Replica{URL: u + sep + searchPath(query)})
+	cfg.Primary = testdb.Postgres(t)
+	for _, u := range testdb.PostgresReplicas(t, cfg.Primary) {
+		cfg.Replicas = append(cfg.Replicas, replica.Replica{URL: u})
 	}
 	return open(t, cfg)
-}
-
-func searchPath(query string) string {
-	for _, kv := range strings.Split(query, "&") {
-		if strings.HasPrefix(kv, "search_path=") {
-			return kv
-		}
-	}
-	return ""
 }
 
 func open(t *testing.T, cfg replica.Config) *replica.Router {

@@ -279,6 +279,23 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 	return tok, nil
 }
 
+// Position returns the primary's current WAL position: a read carrying it
+// (WithToken) sees every write committed anywhere before Position was
+// called. It costs one small query on the primary, within the primary's
+// acquire timeout.
+func (r *Router) Position(ctx context.Context) (Token, error) {
+	conn, err := r.acquire(ctx, r.primary)
+	if err != nil {
+		return 0, err
+	}
+	defer r.release(r.primary, conn)
+	var s string
+	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+		return 0, fmt.Errorf("replica: primary position: %w", err)
+	}
+	return ParseToken(s)
+}
+
 func inTx(ctx context.Context, c *sql.Conn, opts *sql.TxOptions, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	tx, err := c.BeginTx(ctx, opts)
 	if err != nil {

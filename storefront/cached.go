@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/cache"
+	"github.com/strata-dev/strata/replica"
 )
 
 // Cache lifetimes of stage 2, from the guide.
@@ -165,7 +166,7 @@ func (c *Cached) loadUser(ctx context.Context, key string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	u, err := c.store.GetUser(ctx, id)
+	u, err := c.store.GetUser(c.fresh(ctx), id)
 	return u, notFound(err)
 }
 
@@ -174,7 +175,7 @@ func (c *Cached) loadProduct(ctx context.Context, key string) (Product, error) {
 	if err != nil {
 		return Product{}, err
 	}
-	p, err := c.store.GetProduct(ctx, id)
+	p, err := c.store.GetProduct(c.fresh(ctx), id)
 	return p, notFound(err)
 }
 
@@ -222,7 +223,7 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 		// likely starting a session, so compute their recommendations now.
 		c.background(func(ctx context.Context) {
 			c.recs.Warm(ctx, []string{recsKey(id, DefaultLimit)}, func(ctx context.Context, _ string) ([]Recommendation, error) {
-				recs, err := c.store.Recommend(ctx, id, DefaultLimit)
+				recs, err := c.store.Recommend(c.fresh(ctx), id, DefaultLimit)
 				return recs, notFound(err)
 			}, cache.Tags(actionsTag(id)))
 		})
@@ -261,6 +262,24 @@ func (c *Cached) RecordAction(ctx context.Context, userID, productID int64, kind
 	}
 	c.invalidate(ctx, func() (cache.Invalidation, error) { return c.recs.InvalidateTags(ctx, actionsTag(userID)) })
 	return a, nil
+}
+
+// fresh prepares a loader's context. With replicas, a value loaded into
+// the cache must not be older than a write another instance made before
+// the load began (its invalidation may already have passed): the load
+// reads at or after the primary's current WAL position, which costs one
+// small primary query per miss. Without the primary, there are no newer
+// writes to miss, and the load reads any healthy replica.
+func (c *Cached) fresh(ctx context.Context) context.Context {
+	r := c.store.router
+	if r == nil {
+		return ctx
+	}
+	tok, err := r.Position(ctx)
+	if err != nil {
+		return ctx
+	}
+	return replica.WithToken(ctx, tok)
 }
 
 // invalidate runs an invalidation after a committed write. The write
@@ -304,7 +323,7 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 		Tables: []string{"products"},
 	}
 	res, info, err := c.search.Query(ctx, query, func(ctx context.Context) ([]Product, error) {
-		return c.store.Search(ctx, q, limit)
+		return c.store.Search(c.fresh(ctx), q, limit)
 	})
 	note(ctx, "search", info)
 	return res, err
@@ -320,7 +339,7 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 		return nil, err
 	}
 	recs, info, err := c.recs.Get(ctx, recsKey(userID, limit), func(ctx context.Context, _ string) ([]Recommendation, error) {
-		recs, err := c.store.Recommend(ctx, userID, limit)
+		recs, err := c.store.Recommend(c.fresh(ctx), userID, limit)
 		return recs, notFound(err)
 	}, cache.Tags(actionsTag(userID)))
 	note(ctx, "recommendations", info)

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/strata-dev/strata/replica"
 )
 
 // HTTP server limits: a slow or idle client cannot pin a connection or a
@@ -122,9 +124,16 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
 		defer cancel()
-		var served []string // how the stage-2 caches answered, for the debug header
-		r = r.WithContext(withCacheInfo(ctx, &served))
-		w = &infoWriter{ResponseWriter: w, served: &served}
+		var served []string     // how the stage-2 caches answered, for the debug header
+		var wrote replica.Token // the newest write's read-your-writes token
+		ctx = WithTokenSink(withCacheInfo(ctx, &served), &wrote)
+		w = &infoWriter{ResponseWriter: w, served: &served, token: &wrote}
+		tok, field, err := requestToken(r)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Field: field})
+			return
+		}
+		r = r.WithContext(replica.WithToken(ctx, tok))
 		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {
 			// The mux would redirect to the clean path in HTML; a JSON API
 			// answers only the canonical one.
@@ -197,15 +206,53 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 const CacheHeader = "X-Strata-Cache"
 
 // infoWriter adds CacheHeader just before the response header is written.
+// Read-your-writes over HTTP: a response to a write carries the write's
+// token in TokenHeader and in the TokenCookie cookie; a request that sends
+// either back reads data at least that new, on whichever replica serves it.
+const (
+	TokenHeader = "X-Strata-Token"
+	TokenCookie = "strata_token"
+	// tokenCookieAge bounds how long a browser sends the token back: well
+	// past any replica lag the router tolerates.
+	tokenCookieAge = 60
+)
+
+// requestToken reads the client's read-your-writes token, if it sent one;
+// field names what was malformed.
+func requestToken(r *http.Request) (replica.Token, string, error) {
+	var tok replica.Token
+	if v := r.Header.Get(TokenHeader); v != "" {
+		t, err := replica.ParseToken(v)
+		if err != nil {
+			return 0, TokenHeader, fmt.Errorf("header %s: %w", TokenHeader, err)
+		}
+		tok = t
+	}
+	if c, err := r.Cookie(TokenCookie); err == nil && c.Value != "" {
+		t, err := replica.ParseToken(c.Value)
+		if err != nil {
+			return 0, TokenCookie, fmt.Errorf("cookie %s: %w", TokenCookie, err)
+		}
+		tok = max(tok, t)
+	}
+	return tok, "", nil
+}
+
 type infoWriter struct {
 	http.ResponseWriter
 	served *[]string
+	token  *replica.Token
 	done   bool
 }
 
 func (w *infoWriter) WriteHeader(status int) {
 	if !w.done {
 		w.done = true
+		if t := *w.token; t != 0 {
+			w.Header().Set(TokenHeader, t.String())
+			http.SetCookie(w, &http.Cookie{Name: TokenCookie, Value: t.String(), Path: "/", MaxAge: tokenCookieAge,
+				HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
 		// Not on responses a shared cache may keep: a CDN would replay it.
 		if len(*w.served) > 0 && !strings.HasPrefix(w.Header().Get("Cache-Control"), "public") {
 			w.Header().Set(CacheHeader, strings.Join(*w.served, "; "))

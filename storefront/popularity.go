@@ -163,29 +163,20 @@ func (p *popularity) close() {
 // computePopularity scores every product by its weighted action count.
 func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error) {
 	at := s.now()
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT p.id, p.category,
-			COALESCE(SUM(CASE a.kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END), 0)
-		FROM products p LEFT JOIN user_actions a ON a.product_id = p.id
-		GROUP BY p.id, p.category`)
-	if err != nil {
-		return nil, fmt.Errorf("storefront: popularity: %w", err)
-	}
-	defer rows.Close()
 	type scored struct {
 		id       int64
 		category string
 		score    float64
 	}
-	var all []scored
-	for rows.Next() {
-		var r scored
-		if err := rows.Scan(&r.id, &r.category, &r.score); err != nil {
-			return nil, fmt.Errorf("storefront: popularity: %w", err)
-		}
-		all = append(all, r)
-	}
-	if err := rows.Err(); err != nil {
+	all, err := readRows(ctx, s, func(rows scanner) (r scored, err error) {
+		err = rows.Scan(&r.id, &r.category, &r.score)
+		return r, err
+	}, `
+		SELECT p.id, p.category,
+			COALESCE(SUM(CASE a.kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END), 0)
+		FROM products p LEFT JOIN user_actions a ON a.product_id = p.id
+		GROUP BY p.id, p.category`)
+	if err != nil {
 		return nil, fmt.Errorf("storefront: popularity: %w", err)
 	}
 	slices.SortFunc(all, func(a, b scored) int {

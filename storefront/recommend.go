@@ -169,24 +169,15 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 
 // recentHistory returns the user's last RecentActions actions, newest first.
 func (s *Store) recentHistory(ctx context.Context, userID int64) ([]historyItem, error) {
-	rows, err := s.db.QueryContext(ctx, `
+	out, err := readRows(ctx, s, func(rows scanner) (h historyItem, err error) {
+		err = rows.Scan(&h.productID, &h.kind, timeCol{&h.at}, &h.category)
+		return h, err
+	}, `
 		SELECT a.product_id, a.kind, a.created_at, p.category
 		FROM user_actions a JOIN products p ON p.id = a.product_id
 		WHERE a.user_id = $1
 		ORDER BY a.created_at DESC LIMIT $2`, userID, RecentActions)
 	if err != nil {
-		return nil, fmt.Errorf("storefront: history of user %d: %w", userID, err)
-	}
-	defer rows.Close()
-	var out []historyItem
-	for rows.Next() {
-		var h historyItem
-		if err := rows.Scan(&h.productID, &h.kind, timeCol{&h.at}, &h.category); err != nil {
-			return nil, fmt.Errorf("storefront: history of user %d: %w", userID, err)
-		}
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("storefront: history of user %d: %w", userID, err)
 	}
 	return out, nil
@@ -219,20 +210,11 @@ func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) ([
 		FROM user_actions a
 		WHERE a.user_id IN (SELECT user_id FROM buyers) AND a.kind = 'purchase'
 		GROUP BY a.product_id ORDER BY n DESC, a.product_id LIMIT $3`
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	out, err := readRows(ctx, s, func(rows scanner) (c coCount, err error) {
+		err = rows.Scan(&c.productID, &c.count)
+		return c, err
+	}, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("storefront: co-purchases for user %d: %w", userID, err)
-	}
-	defer rows.Close()
-	var out []coCount
-	for rows.Next() {
-		var c coCount
-		if err := rows.Scan(&c.productID, &c.count); err != nil {
-			return nil, fmt.Errorf("storefront: co-purchases for user %d: %w", userID, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("storefront: co-purchases for user %d: %w", userID, err)
 	}
 	return out, nil

@@ -54,21 +54,12 @@ func (s *Store) Search(ctx context.Context, q string, limit int) ([]Product, err
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.d.searchSQL, s.d.searchArg(terms), limit)
+	out, err := readRows(ctx, s, scanProduct, s.d.searchSQL, s.d.searchArg(terms), limit)
 	if err != nil {
 		return nil, fmt.Errorf("storefront: search: %w", err)
 	}
-	defer rows.Close()
-	out := []Product{}
-	for rows.Next() {
-		p, err := scanProduct(rows)
-		if err != nil {
-			return nil, fmt.Errorf("storefront: search: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("storefront: search: %w", err)
+	if out == nil {
+		out = []Product{} // JSON [] rather than null
 	}
 	return out, nil
 }

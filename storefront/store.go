@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/strata-dev/strata/internal/database"
+	"github.com/strata-dev/strata/replica"
 )
 
 // DefaultPopularityRefresh is how old the popularity ranking behind
@@ -28,6 +31,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Replicas, when set, are PostgreSQL streaming replicas of the
+	// primary: Open then routes reads to them and writes to the primary
+	// through a replica.Router (stage 2's read/write split), with
+	// read-your-writes for callers that carry a write's token.
+	Replicas []string
+	// Registerer receives the router's metrics (including strata_db_* for
+	// every pool); nil means none. Without replicas it is unused.
+	Registerer prometheus.Registerer
 }
 
 // Store reads and writes the storefront's data through database/sql. One
@@ -36,6 +47,7 @@ type Config struct {
 type Store struct {
 	db     *sql.DB
 	ownsDB bool
+	router *replica.Router // nil: every query on db
 	d      dialect
 	now    func() time.Time
 	log    *slog.Logger
@@ -45,6 +57,9 @@ type Store struct {
 // Open connects to the database at url (see [database.Parse] for the forms),
 // applies pending schema migrations and returns a Store that owns the pool.
 func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
+	if len(cfg.Replicas) > 0 {
+		return openReplicated(ctx, url, cfg)
+	}
 	db, target, err := database.Open(ctx, url)
 	if err != nil {
 		return nil, err
@@ -88,13 +103,16 @@ func New(ctx context.Context, db *sql.DB, kind database.Kind, cfg Config) (*Stor
 // Close waits for background work and closes the pool if the Store opened it.
 func (s *Store) Close() error {
 	s.pop.close()
+	if s.router != nil {
+		return s.router.Close()
+	}
 	if s.ownsDB {
 		return s.db.Close()
 	}
 	return nil
 }
 
-// DB returns the underlying pool, for metrics and tools.
+// DB returns the primary's pool, for metrics and tools.
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Kind says which engine the store runs on.
@@ -142,7 +160,11 @@ func (s *Store) GetUser(ctx context.Context, id int64) (User, error) {
 	if err := checkID("id", id); err != nil {
 		return User{}, err
 	}
-	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	var u User
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		u, err = scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+		return err
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, &NotFoundError{Kind: "user", ID: id}
 	}
@@ -160,10 +182,14 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 		return User{}, err
 	}
 	now := s.d.timeArg(s.stamp())
-	u, err := scanUser(s.db.QueryRowContext(ctx,
-		`INSERT INTO users (email, name, region, created_at, updated_at, version)
-		 VALUES ($1, $2, $3, $4, $4, 1) RETURNING `+userColumns,
-		n.Email, n.Name, n.Region, now))
+	var u User
+	err = s.write(ctx, func(ctx context.Context, q querier) (err error) {
+		u, err = scanUser(q.QueryRowContext(ctx,
+			`INSERT INTO users (email, name, region, created_at, updated_at, version)
+			 VALUES ($1, $2, $3, $4, $4, 1) RETURNING `+userColumns,
+			n.Email, n.Name, n.Region, now))
+		return err
+	})
 	if err != nil {
 		if s.d.uniqueViolation(err) {
 			return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", n.Email), Err: ErrConflict}
@@ -183,15 +209,19 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 	if err != nil {
 		return User{}, err
 	}
-	u, err := scanUser(s.db.QueryRowContext(ctx,
-		`UPDATE users SET
-			email = COALESCE($2, email),
-			name = COALESCE($3, name),
-			region = COALESCE($4, region),
-			updated_at = $5,
-			version = version + 1
-		 WHERE id = $1 RETURNING `+userColumns,
-		id, p.Email, p.Name, p.Region, s.d.timeArg(s.stamp())))
+	var u User
+	err = s.write(ctx, func(ctx context.Context, q querier) (err error) {
+		u, err = scanUser(q.QueryRowContext(ctx,
+			`UPDATE users SET
+				email = COALESCE($2, email),
+				name = COALESCE($3, name),
+				region = COALESCE($4, region),
+				updated_at = $5,
+				version = version + 1
+			 WHERE id = $1 RETURNING `+userColumns,
+			id, p.Email, p.Name, p.Region, s.d.timeArg(s.stamp())))
+		return err
+	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return User{}, &NotFoundError{Kind: "user", ID: id}
@@ -217,9 +247,11 @@ func (s *Store) RecordAction(ctx context.Context, userID, productID int64, kind 
 		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %q", kind)
 	}
 	a := Action{UserID: userID, ProductID: productID, Kind: kind, CreatedAt: s.stamp()}
-	err := s.db.QueryRowContext(ctx,
-		`INSERT INTO user_actions (user_id, product_id, kind, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
-		userID, productID, string(kind), s.d.timeArg(a.CreatedAt)).Scan(&a.ID)
+	err := s.write(ctx, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx,
+			`INSERT INTO user_actions (user_id, product_id, kind, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+			userID, productID, string(kind), s.d.timeArg(a.CreatedAt)).Scan(&a.ID)
+	})
 	if err != nil && s.d.foreignKeyViolation(err) {
 		return Action{}, s.missingReference(ctx, userID, productID)
 	}
@@ -247,7 +279,11 @@ func (s *Store) GetProduct(ctx context.Context, id int64) (Product, error) {
 	if err := checkID("id", id); err != nil {
 		return Product{}, err
 	}
-	p, err := scanProduct(s.db.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+	var p Product
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		p, err = scanProduct(q.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+		return err
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, &NotFoundError{Kind: "product", ID: id}
 	}
@@ -267,21 +303,13 @@ func (s *Store) productsByID(ctx context.Context, ids []int64) ([]Product, error
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+productColumns+` FROM products WHERE id IN (`+placeholders(1, len(ids))+`)`, args...)
+	found, err := readRows(ctx, s, scanProduct, `SELECT `+productColumns+` FROM products WHERE id IN (`+placeholders(1, len(ids))+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("storefront: products by id: %w", err)
 	}
-	defer rows.Close()
-	byID := make(map[int64]Product, len(ids))
-	for rows.Next() {
-		p, err := scanProduct(rows)
-		if err != nil {
-			return nil, fmt.Errorf("storefront: products by id: %w", err)
-		}
+	byID := make(map[int64]Product, len(found))
+	for _, p := range found {
 		byID[p.ID] = p
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("storefront: products by id: %w", err)
 	}
 	out := make([]Product, 0, len(ids))
 	for _, id := range ids {
@@ -311,3 +339,96 @@ func checkLimit(limit int) error {
 	}
 	return nil
 }
+
+// querier is where a query runs: the one pool, or the connection the
+// replica router chose.
+type querier = replica.Querier
+
+// read runs fn where reads go: a replica chosen by the router, or the one
+// pool. fn may run more than once and must start afresh each time.
+func (s *Store) read(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+	if s.router == nil {
+		return fn(ctx, s.db)
+	}
+	return s.router.Read(ctx, fn)
+}
+
+// write runs fn on the primary. With replicas, the write's token goes to
+// the context's token sink (see WithTokenSink), so the caller's next reads
+// can see it.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+	if s.router == nil {
+		return fn(ctx, s.db)
+	}
+	tok, err := s.router.Write(ctx, fn)
+	if err == nil || errors.Is(err, replica.ErrNoToken) {
+		if sink, ok := ctx.Value(tokenSinkKey{}).(*replica.Token); ok && tok > *sink {
+			*sink = tok
+		}
+	}
+	if errors.Is(err, replica.ErrNoToken) {
+		// The write committed; the caller may read it back from a replica
+		// that has not replayed it yet. Say so, but do not fail the write.
+		s.log.Warn("storefront: write committed without a read-your-writes token", "err", err)
+		return nil
+	}
+	return err
+}
+
+// readRows runs a read query and scans every row, afresh on each attempt.
+func readRows[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	var out []T
+	err := s.read(ctx, func(ctx context.Context, q querier) error {
+		out = out[:0]
+		rows, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+type tokenSinkKey struct{}
+
+// WithTokenSink returns a context in which the store's writes record their
+// read-your-writes token in *sink (the newest one wins). The HTTP handler
+// uses it to hand the token back to the client.
+func WithTokenSink(ctx context.Context, sink *replica.Token) context.Context {
+	return context.WithValue(ctx, tokenSinkKey{}, sink)
+}
+
+// openReplicated opens a replica router over the primary at url and
+// cfg.Replicas, and a Store over it.
+func openReplicated(ctx context.Context, url string, cfg Config) (*Store, error) {
+	rcfg := replica.Config{Primary: url, Registerer: cfg.Registerer, Logger: cfg.Logger}
+	for _, u := range cfg.Replicas {
+		rcfg.Replicas = append(rcfg.Replicas, replica.Replica{URL: u})
+	}
+	r, err := replica.Open(ctx, rcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Primary().PingContext(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("storefront: cannot reach the primary: %w", err)
+	}
+	s, err := New(ctx, r.Primary(), database.Postgres, cfg)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	s.router = r
+	return s, nil
+}
+
+// Router returns the replica router, or nil when the store has no replicas.
+func (s *Store) Router() *replica.Router { return s.router }

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
 )
 
@@ -26,9 +27,10 @@ const defaultAddr = "127.0.0.1:8080"
 // optional and a flag given on the command line wins over the file. Later
 // stages add their sections (cache, replicas, shards) here.
 type serveConfig struct {
-	DB    string `yaml:"db"`
-	Addr  string `yaml:"addr"`
-	Cache struct {
+	DB       string   `yaml:"db"`
+	Replicas []string `yaml:"replicas"`
+	Addr     string   `yaml:"addr"`
+	Cache    struct {
 		Enabled *bool  `yaml:"enabled"`
 		Redis   string `yaml:"redis"`
 	} `yaml:"cache"`
@@ -54,6 +56,7 @@ func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
 		useCache                          bool
+		replicas                          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -65,6 +68,7 @@ The database is migrated to the current schema on start-up. SIGINT or
 SIGTERM stops accepting new requests and drains the ones in flight.`,
 		Example: `  strata serve
   strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
+  strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -78,6 +82,9 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				}
 				if !cmd.Flags().Changed("db") && c.DB != "" {
 					dbURL = c.DB
+				}
+				if !cmd.Flags().Changed("replica") && len(c.Replicas) > 0 {
+					replicas = c.Replicas
 				}
 				if !cmd.Flags().Changed("addr") && c.Addr != "" {
 					addr = c.Addr
@@ -96,15 +103,23 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				return usageError{fmt.Errorf("--addr %q: %v (want host:port)", addr, err)}
 			}
 			ctx := cmd.Context()
-			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log})
+			reg := storefront.NewRegistry()
+			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log, Replicas: replicas, Registerer: reg})
+			if errors.Is(err, replica.ErrBadConfig) {
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			reg := storefront.NewRegistry()
-			reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
+			if len(replicas) == 0 { // the router registers every pool itself
+				reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
+			}
 			var svc storefront.Service = store
 			stage := "1 (no cache)"
+			if len(replicas) > 0 {
+				stage = fmt.Sprintf("2 (read/write split over %d replicas, no cache)", len(replicas))
+			}
 			if useCache {
 				cfg := storefront.CacheConfig{Registerer: reg, Logger: log}
 				stage = "2 (L1 cache)"
@@ -116,6 +131,9 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 					defer rc.Close()
 					cfg.Redis = rc
 					stage = "2 (L1 + Redis L2 cache)"
+				}
+				if len(replicas) > 0 {
+					stage += fmt.Sprintf(" + %d replicas", len(replicas))
 				}
 				cached, err := storefront.NewCached(store, cfg)
 				if err != nil {
@@ -144,7 +162,8 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	f.StringVar(&addr, "addr", defaultAddr, "address to listen on, host:port")
 	f.BoolVar(&useCache, "cache", false, "read through the stage-2 cache (in-process L1; add --redis for L2)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the cache's L2 and invalidation bus, redis://HOST:PORT/DB (implies --cache)")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, addr, cache.enabled, cache.redis); flags win over it")
+	f.StringArrayVar(&replicas, "replica", nil, "a PostgreSQL streaming replica of --db, postgres://...; repeat for more (reads go to replicas, writes to --db)")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, addr, cache.enabled, cache.redis); flags win over it")
 	return cmd
 }
 

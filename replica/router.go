@@ -266,6 +266,11 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 	err = fn(ctx, conn)
 	r.observe(n, t0, err)
 	if err != nil {
+		if ctx.Err() == nil && classify(err) == kindConnection {
+			// Whether a write whose connection broke committed is unknown;
+			// the caller must not assume either way.
+			return 0, fmt.Errorf("%w: the connection failed during the write (it may or may not have committed): %w", ErrPrimaryUnavailable, err)
+		}
 		return 0, err
 	}
 	var lsn string

@@ -1,0 +1,45 @@
+package replica_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/strata-dev/strata/replica"
+)
+
+// Example routes a write to the primary and reads the row back from a
+// replica, carrying the write's token so that the read sees it. (It needs
+// the servers of scripts/dev, so it is compiled but not run.)
+func Example() {
+	ctx := context.Background()
+	r, err := replica.Open(ctx, replica.Config{
+		Primary: "postgres://strata@127.0.0.1:55432/strata?sslmode=disable",
+		Replicas: []replica.Replica{
+			{URL: "postgres://strata@127.0.0.1:55433/strata?sslmode=disable"},
+			{URL: "postgres://strata@127.0.0.1:55434/strata?sslmode=disable"},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	tok, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "UPDATE users SET name = $1 WHERE id = $2", "Ada", 42)
+		return err
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Reads may run more than once (on another server after a failure):
+	// each attempt starts afresh.
+	var name string
+	err = r.Read(replica.WithToken(ctx, tok), func(ctx context.Context, q replica.Querier) error {
+		return q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = $1", 42).Scan(&name)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(name)
+}

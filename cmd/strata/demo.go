@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,14 +13,18 @@ import (
 
 func newDemo(g *globals) *cobra.Command {
 	var cfg demo.Config
-	var keep, redisURL string
+	var keep, redisURL, pgURL string
+	var replicas []string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the storefront on an embedded database and measure it under real traffic",
 		Long: `Run the scale journey's demo: create a temporary SQLite database, seed it,
 and for each stage of the journey built so far (1: no cache; 2: the
 read-through cache in process, and with Redis as L2 when --redis or
-STRATA_REDIS_URL names one), serve the storefront on a free loopback port,
+STRATA_REDIS_URL names one; with --postgres and --replica, or
+STRATA_PG_URL and STRATA_PG_REPLICA_URLS, the storefront on PostgreSQL
+served by the primary alone and then with reads on the replicas), serve
+the storefront on a free loopback port,
 drive the same short, bounded burst of real HTTP traffic over every endpoint,
 and print requests, rate, latency percentiles and errors per endpoint, then
 the stages side by side. Exits non-zero if any request failed.`,
@@ -40,6 +45,16 @@ the stages side by side. Exits non-zero if any request failed.`,
 				defer rc.Close()
 				cfg.Redis = rc
 			}
+			if pgURL == "" {
+				pgURL = os.Getenv("STRATA_PG_URL")
+			}
+			if len(replicas) == 0 && os.Getenv("STRATA_PG_REPLICA_URLS") != "" {
+				replicas = strings.Split(os.Getenv("STRATA_PG_REPLICA_URLS"), ",")
+			}
+			if len(replicas) > 0 && pgURL == "" {
+				return usageError{fmt.Errorf("--replica needs --postgres, the primary they replicate")}
+			}
+			cfg.Postgres, cfg.Replicas = pgURL, replicas
 			start := time.Now()
 			res, err := demo.Run(cmd.Context(), cfg)
 			if err != nil {
@@ -59,6 +74,8 @@ the stages side by side. Exits non-zero if any request failed.`,
 	f.IntVar(&cfg.Requests, "requests", demo.DefaultRequests, "requests to send per stage")
 	f.IntVar(&cfg.Concurrency, "concurrency", demo.DefaultConcurrency, "clients sending at once")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
+	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stage (default $STRATA_PG_URL); the demo uses its schema strata_demo")
+	f.StringArrayVar(&replicas, "replica", nil, "a streaming replica of --postgres, repeatable (default $STRATA_PG_REPLICA_URLS, comma-separated; none: that stage is skipped)")
 	f.StringVar(&keep, "dir", "", "folder for the demo database, kept afterwards (default: a temporary folder, removed)")
 	return cmd
 }

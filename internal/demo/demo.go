@@ -31,6 +31,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
 )
 
@@ -62,6 +63,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Redis, when set, adds the stage with Redis as the cache's L2.
 	Redis rueidis.Client
+	// Postgres and Replicas, when both set, add the replica stage: the
+	// storefront seeded into the schema strata_demo of the PostgreSQL
+	// primary at Postgres (replaced each run), served first by the primary
+	// alone, then with reads on the streaming replicas.
+	Postgres string
+	Replicas []string
 }
 
 func (c *Config) defaults() error {
@@ -109,6 +116,7 @@ func (r Result) Errors() int {
 // StageResult is the measurement of one stage of the journey.
 type StageResult struct {
 	Name      string
+	Short     string // a short name, for the side-by-side table
 	Clients   int
 	Requests  int
 	Elapsed   time.Duration
@@ -180,20 +188,97 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		result.Stages = append(result.Stages, res)
 	}
+	if cfg.Postgres != "" && len(cfg.Replicas) > 0 {
+		res, err := runReplicaStages(ctx, cfg, len(stages))
+		result.Stages = append(result.Stages, res...)
+		if err != nil {
+			return result, err
+		}
+	}
 	printComparison(out, result)
-	if cfg.Redis == nil {
-		fmt.Fprintf(out, "\nThe Redis level of stage 2 needs a Redis server: `scripts/dev up` starts one on loopback,\n"+
-			"then `strata demo --redis \"$STRATA_REDIS_URL\"`. Read replicas and shards, the next stages,\n"+
-			"need PostgreSQL and join this comparison as they are built.\n")
+	if cfg.Redis == nil || cfg.Postgres == "" || len(cfg.Replicas) == 0 {
+		fmt.Fprintf(out, "\nThe Redis level of stage 2 and the read replicas need servers: `eval \"$(scripts/dev up)\"`\n"+
+			"starts Redis, a PostgreSQL primary and two streaming replicas on loopback, and the demo then\n"+
+			"finds them through STRATA_REDIS_URL, STRATA_PG_URL and STRATA_PG_REPLICA_URLS.\n")
 	}
 	return result, nil
+}
+
+// demoSchema is where the replica stage keeps its data on the primary.
+const demoSchema = "strata_demo"
+
+// runReplicaStages seeds the storefront on PostgreSQL and measures it
+// served by the primary alone, then with reads on the replicas.
+func runReplicaStages(ctx context.Context, cfg Config, first int) ([]StageResult, error) {
+	admin, err := sql.Open("pgx", cfg.Postgres)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	_, err = admin.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+demoSchema+" CASCADE; CREATE SCHEMA "+demoSchema)
+	admin.Close()
+	if err != nil {
+		return nil, fmt.Errorf("demo: prepare schema %s on %s: %w", demoSchema, cfg.Postgres, err)
+	}
+	inSchema := func(u string) string {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		return u + sep + "search_path=" + demoSchema
+	}
+	primary, err := storefront.Open(ctx, inSchema(cfg.Postgres), storefront.Config{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	defer primary.Close()
+	seeded, err := storefront.Seed(ctx, primary, storefront.SeedConfig{
+		Users: cfg.Users, Products: cfg.Products, Actions: cfg.Actions, RandSeed: 1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Out, "\nseeded PostgreSQL (schema %s) with %d users, %d products, %d actions in %s\n",
+		demoSchema, seeded.Users, seeded.Products, seeded.Actions, seeded.Elapsed.Round(time.Millisecond))
+	var urls []string
+	for _, u := range cfg.Replicas {
+		urls = append(urls, inSchema(u))
+	}
+	replicated, err := storefront.Open(ctx, inSchema(cfg.Postgres), storefront.Config{Logger: cfg.Logger, Replicas: urls})
+	if err != nil {
+		return nil, err
+	}
+	defer replicated.Close()
+	// The replicas must have replayed the seed before they serve.
+	r := replicated.Router()
+	tok, err := r.Position(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Read(replica.WithToken(ctx, tok), func(context.Context, replica.Querier) error { return nil }); err != nil {
+		return nil, err
+	}
+	var out []StageResult
+	for i, st := range []stage{
+		{name: "stage 1 on PostgreSQL: the primary alone, no cache", short: "PG primary", store: primary},
+		{name: fmt.Sprintf("stage 2: reads on %d streaming replicas, no cache", len(urls)), short: fmt.Sprintf("PG + %d replicas", len(urls)), store: replicated},
+	} {
+		res, err := runStage(ctx, cfg, st.store, st, first+i)
+		if err != nil {
+			return out, err
+		}
+		res.Short = st.short
+		out = append(out, res)
+	}
+	return out, nil
 }
 
 // stage is one step of the journey the demo measures.
 type stage struct {
 	name   string
-	cached bool           // read through the stage-2 cache
-	redis  rueidis.Client // with Redis as L2
+	short  string            // the column head of the comparison; "" derives it
+	store  *storefront.Store // nil: the SQLite store
+	cached bool              // read through the stage-2 cache
+	redis  rueidis.Client    // with Redis as L2
 }
 
 // runStage serves the store at one stage on a free loopback port and
@@ -263,7 +348,11 @@ func printComparison(out io.Writer, r Result) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "endpoint\t")
 	for i := range r.Stages {
-		fmt.Fprintf(tw, "%s\t", shortStage(i, r.Stages[i].Name))
+		name := r.Stages[i].Short
+		if name == "" {
+			name = shortStage(i, r.Stages[i].Name)
+		}
+		fmt.Fprintf(tw, "%s\t", name)
 	}
 	fmt.Fprintln(tw)
 	for j, e := range r.Stages[0].Endpoints {

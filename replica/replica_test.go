@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
@@ -286,5 +289,98 @@ func TestWriteTxAndReadTx(t *testing.T) {
 	}
 	if n != 2 || sum != 2 {
 		t.Fatalf("ReadTx saw %d rows summing to %d; want 2 rows, sum 2 (the rolled-back update must not show)", n, sum)
+	}
+}
+
+// TestRegionPreference: reads stay in the caller's region while it has a
+// healthy replica.
+func TestRegionPreference(t *testing.T) {
+	primary := testdb.Postgres(t)
+	urls := testdb.PostgresReplicas(t, primary)
+	r := open(t, replica.Config{Primary: primary, Region: "eu-west", Replicas: []replica.Replica{
+		{URL: urls[0], Region: "us-east"}, {URL: urls[1], Region: "eu-west"},
+	}})
+	u, err := url.Parse(urls[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := strconv.Atoi(u.Port())
+	counts := map[int]int{}
+	for range 50 {
+		if err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+			p, err := port(ctx, q)
+			counts[p]++
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(counts) != 1 || counts[want] != 50 {
+		t.Fatalf("reads by port %v; want all 50 on the eu-west replica (port %d)", counts, want)
+	}
+}
+
+// TestAcquireTimeoutFallsBack: a replica whose pool hands out no
+// connection within its acquire timeout is skipped; the read runs on the
+// primary at once instead of queueing.
+func TestAcquireTimeoutFallsBack(t *testing.T) {
+	primary := testdb.Postgres(t)
+	urls := testdb.PostgresReplicas(t, primary)
+	reg := prometheus.NewRegistry()
+	r := open(t, replica.Config{Primary: primary, Replicas: []replica.Replica{{URL: urls[0]}},
+		ReplicaPool: replica.Pool{Size: 1, Overflow: 1}, FallbackShare: 1, Registerer: reg})
+	// Hold both of the replica's connections.
+	hold := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+				<-hold
+				return nil
+			})
+		}()
+	}
+	for r.Status()[0].InFlight < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	var primaryPort int
+	if _, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) (err error) {
+		primaryPort, err = port(ctx, q)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	var p int
+	err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) (err error) {
+		p, err = port(ctx, q)
+		return err
+	})
+	d := time.Since(t0)
+	close(hold)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d > replica.ReplicaAcquireTimeout+300*time.Millisecond {
+		t.Errorf("the read took %v; want about the acquire timeout (%v) and then the primary", d, replica.ReplicaAcquireTimeout)
+	}
+	if n := testutil.ToFloat64(fallbacks(reg)); n != 1 {
+		t.Errorf("%v fallbacks counted, want 1", n)
+	}
+	if n := testutil.CollectAndCount(reg, "strata_replica_acquire_timeouts_total"); n != 1 {
+		t.Errorf("acquire timeouts: %d series, want 1", n)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	if p != primaryPort {
+		t.Errorf("the read ran on port %d, want the primary's %d", p, primaryPort)
 	}
 }

@@ -136,6 +136,9 @@ func (c *Config) resolve() error {
 			*d.v = d.def
 		}
 	}
+	if c.CheckInterval >= c.LagBound {
+		return fmt.Errorf("%w: CheckInterval (%v) must be shorter than LagBound (%v), or lag past the bound goes unseen", ErrBadConfig, c.CheckInterval, c.LagBound)
+	}
 	switch {
 	case c.FallbackShare == 0:
 		c.FallbackShare = DefaultFallbackShare

@@ -45,10 +45,12 @@
 //
 // Every CheckInterval (500 ms) the router reads the primary's WAL position
 // (pg_current_wal_lsn) and each replica's replay position
-// (pg_last_wal_replay_lsn). Lag in bytes is the difference; lag in time is
-// how long ago the primary was at the position the replica has replayed,
-// from the router's own history of primary positions (replay timestamps
-// would call an idle replica of an idle primary minutes behind). A replica
+// (pg_last_wal_replay_lsn), each on a connection of its own, apart from
+// the pool, so that a busy pool does not fail its check. Lag in bytes is
+// the difference; lag in time is how long ago the primary was at the
+// position the replica has replayed, interpolated in the router's own
+// history of primary positions (replay timestamps would call an idle
+// replica of an idle primary minutes behind). A replica
 // past LagBound (1 s) is ejected and re-admitted once it is within half of
 // it for two checks in a row; a replica whose check fails is ejected and
 // re-admitted the same way. While the primary cannot be reached, lag
@@ -56,10 +58,11 @@
 //
 // # Read-your-writes
 //
-// A write returns a [Token], the primary's WAL position after it. A read
+// A write returns a [Token], the primary's WAL insert position after it. A read
 // whose context carries it ([WithToken]) goes only to a replica known to
 // have replayed it, or waits up to FreshWait on the best replica for it,
-// or reads from the primary (not counted against the cap). A session that
+// then reads from the primary (not counted against the cap). Each URL must
+// name one server: the router remembers how far each has replayed. A session that
 // keeps its newest token never reads older data than it wrote.
 //
 // # Metrics

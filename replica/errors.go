@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -47,13 +48,16 @@ func reasonOf(err error) string {
 // failed: "" for the query's own errors (bad SQL, constraint violations,
 // the caller's cancellation), which are the same on every server.
 func classify(err error) string {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "" // the caller's deadline or cancellation, not the server's fault
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // admin or crash shutdown, cannot connect now
 			return kindConnection
-		case pe.Code == "40001" && strings.Contains(pe.Message, "recovery"), // canceled by a conflict with recovery on a standby
+		case pe.Code == "40001", // on a standby: canceled by a conflict with recovery (reads are safe to retry)
 			pe.Code == "53300": // too many connections
 			return kindRetryable
 		}

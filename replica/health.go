@@ -38,16 +38,19 @@ type replicaState struct {
 // check reads the primary's WAL position, then every replica's replay
 // position, and updates each replica's health and lag.
 func (r *Router) check(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckInterval)
-	defer cancel()
+	// Each server gets its own time budget: a primary that does not answer
+	// must not use up the replicas' checks (and get them all ejected).
+	budget := r.cfg.CheckInterval * 4 / 5
 	var primaryLSN Token
 	primaryOK := false
+	pctx, cancel := context.WithTimeout(ctx, budget)
 	var s string
-	if err := r.primary.db.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err == nil {
+	if err := r.primary.checkDB.QueryRowContext(pctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err == nil {
 		if lsn, err := ParseToken(s); err == nil {
 			primaryLSN, primaryOK = lsn, true
 		}
 	}
+	cancel()
 	now := time.Now()
 	states := make([]replicaState, len(r.replicas))
 	var wg sync.WaitGroup
@@ -55,11 +58,13 @@ func (r *Router) check(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			states[i] = checkReplica(ctx, n.db)
+			rctx, cancel := context.WithTimeout(ctx, budget)
+			defer cancel()
+			states[i] = checkReplica(rctx, n.checkDB)
 		}()
 	}
 	wg.Wait()
-	if ctx.Err() != nil && context.Cause(ctx) == context.Canceled {
+	if ctx.Err() != nil {
 		return // closing
 	}
 
@@ -90,20 +95,21 @@ func (r *Router) check(ctx context.Context) {
 			if primaryLSN > st.replay {
 				n.lagBytes = uint64(primaryLSN - st.replay)
 			}
-			n.lagSeconds = r.lagSeconds(now, st.replay, primaryLSN)
+			n.lagSeconds = r.lagSeconds(now, st.replay)
 			r.m.lagBytes.WithLabelValues(n.name).Set(float64(n.lagBytes))
 			r.m.lagSeconds.WithLabelValues(n.name).Set(n.lagSeconds)
 		}
 		// Without the primary, lag cannot be measured, and nothing new is
 		// being written: a replica keeps its lag state and serves reads.
-		lagOK := !n.lagged && n.lagSeconds <= r.cfg.LagBound.Seconds() ||
-			n.lagged && n.lagSeconds <= r.cfg.LagBound.Seconds()/2
-		if !lagOK {
-			if !n.lagged {
-				n.lagged = true
-				changed = r.setDown(n, fmt.Sprintf("lag %.2fs (%d bytes) past the bound %v", n.lagSeconds, n.lagBytes, r.cfg.LagBound)) || changed
-			}
-			n.good = 0
+		// A serving replica leaves past the bound; an ejected one comes
+		// back only within half of it, readmitChecks checks in a row.
+		limit := r.cfg.LagBound.Seconds()
+		if !n.up && n.everChecked {
+			limit /= 2
+		}
+		if n.lagSeconds > limit {
+			n.lagged = true
+			changed = r.setDown(n, fmt.Sprintf("lag %.2fs (%d bytes) past the bound %v", n.lagSeconds, n.lagBytes, r.cfg.LagBound)) || changed
 			continue
 		}
 		n.lagged = false
@@ -140,21 +146,30 @@ func checkReplica(ctx context.Context, db *sql.DB) replicaState {
 	return st
 }
 
-// lagSeconds turns a replay position into time behind the primary: 0 when
-// it has replayed everything the primary had at the last sample, else the
-// time since the newest sample it has replayed (the primary's position
-// then), or more than the history if it has replayed none of them.
-func (r *Router) lagSeconds(now time.Time, replay, primary Token) float64 {
-	if replay >= primary {
+// lagSeconds turns a replay position into time behind the primary: how
+// long ago the primary was at that position, interpolated between the two
+// samples of the primary's position around it; 0 once the replica has
+// replayed the newest sample. A replica behind every sample is at least
+// as far behind as the oldest one; with fewer than two samples (just
+// after start) there is no verdict and it counts as caught up.
+func (r *Router) lagSeconds(now time.Time, replay Token) float64 {
+	n := len(r.samples)
+	if n == 0 || replay >= r.samples[n-1].lsn {
 		return 0
 	}
-	for i := len(r.samples) - 1; i >= 0; i-- {
-		if r.samples[i].lsn <= replay {
-			return now.Sub(r.samples[i].at).Seconds()
+	if n < 2 {
+		return 0
+	}
+	for i := n - 1; i > 0; i-- {
+		hi, lo := r.samples[i], r.samples[i-1]
+		if replay >= lo.lsn {
+			at := lo.at
+			if hi.lsn > lo.lsn {
+				frac := float64(replay-lo.lsn) / float64(hi.lsn-lo.lsn)
+				at = lo.at.Add(time.Duration(frac * float64(hi.at.Sub(lo.at))))
+			}
+			return now.Sub(at).Seconds()
 		}
-	}
-	if len(r.samples) == 0 {
-		return 0
 	}
 	return math.Max(now.Sub(r.samples[0].at).Seconds(), r.cfg.LagBound.Seconds()+r.cfg.CheckInterval.Seconds())
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func floatBits(f float64) uint64 { return math.Float64bits(f) }
@@ -73,4 +74,65 @@ func BenchmarkPick(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestFallbackLimiter(t *testing.T) {
+	var f fallbackLimiter
+	f.start = time.Now()
+	allowed := 0
+	for range 1000 {
+		f.read()
+		if f.allow(0.25) {
+			allowed++
+		}
+	}
+	if allowed < 240 || allowed > 260 {
+		t.Fatalf("share 0.25 of 1000 reads: %d allowed", allowed)
+	}
+	// After a quiet spell, the old reads count as a rate, not a heap: an
+	// hour of reads does not let the next second's fallbacks through.
+	f = fallbackLimiter{start: time.Now().Add(-time.Hour)}
+	f.reads.Store(3600) // one read a second for an hour
+	allowed = 0
+	for range 100 {
+		f.read()
+		if f.allow(0.5) {
+			allowed++
+		}
+	}
+	if allowed > 55 {
+		t.Fatalf("after a quiet hour, %d of 100 reads fell back; want about half", allowed)
+	}
+	if !f.allow(1) || f.allow(-1) {
+		t.Fatal("share 1 must allow every fallback and a negative share none")
+	}
+}
+
+func TestLagSeconds(t *testing.T) {
+	r := &Router{cfg: Config{LagBound: time.Second, CheckInterval: 500 * time.Millisecond}}
+	t0 := time.Now()
+	if got := r.lagSeconds(t0, 5); got != 0 {
+		t.Fatalf("no samples: %v, want no verdict (0)", got)
+	}
+	r.samples = []lsnSample{{t0, 1000}}
+	if got := r.lagSeconds(t0, 10); got != 0 {
+		t.Fatalf("one sample: %v, want no verdict (0)", got)
+	}
+	r.samples = []lsnSample{{t0, 1000}, {t0.Add(time.Second), 2000}, {t0.Add(2 * time.Second), 3000}}
+	now := t0.Add(2 * time.Second)
+	for _, tc := range []struct {
+		replay Token
+		want   float64
+	}{
+		{3000, 0},   // caught up with the newest sample
+		{3500, 0},   // ahead of it
+		{2500, 0.5}, // the primary passed 2500 half-way between the last two samples
+		{2000, 1},
+		{1500, 1.5},
+		{500, 2}, // behind every sample: at least the history, which is past the bound
+	} {
+		if got := r.lagSeconds(now, tc.replay); math.Abs(got-tc.want) > 0.01 {
+			t.Errorf("replay %d: lag %.3fs, want %.3fs", tc.replay, got, tc.want)
+		}
+	}
 }

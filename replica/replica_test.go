@@ -33,6 +33,7 @@ func TestConfigErrors(t *testing.T) {
 		{"duplicate name", replica.Config{Primary: "postgres://a@127.0.0.1/x", Replicas: []replica.Replica{
 			{URL: "postgres://a@127.0.0.1/x", Name: "r"}, {URL: "postgres://a@127.0.0.1/x", Name: "r"}}}, "Replicas[1].Name"},
 		{"negative lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", LagBound: -1}, "LagBound"},
+		{"check slower than the lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", LagBound: time.Second, CheckInterval: 2 * time.Second}, "CheckInterval"},
 		{"share over 1", replica.Config{Primary: "postgres://a@127.0.0.1/x", FallbackShare: 2}, "FallbackShare"},
 		{"negative pool", replica.Config{Primary: "postgres://a@127.0.0.1/x", ReplicaPool: replica.Pool{Size: -1}}, "ReplicaPool"},
 	} {

@@ -63,7 +63,8 @@ type node struct {
 	name     string
 	region   string
 	db       *sql.DB
-	capacity int64 // Size + Overflow
+	checkDB  *sql.DB // one connection for the health check, apart from db so that a busy pool does not fail it
+	capacity int64   // Size + Overflow
 	acquire  time.Duration
 	slots    *deadline.Slots     // shared acquire deadlines
 	observer prometheus.Observer // its query-time histogram
@@ -103,17 +104,17 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	if len(cfg.Replicas) > 64 {
 		return nil, fmt.Errorf("%w: Replicas: %d; at most 64", ErrBadConfig, len(cfg.Replicas))
 	}
-	open := func(raw, field string, p Pool) (*sql.DB, error) {
+	open := func(raw, field string, p Pool) (*sql.DB, *sql.DB, error) {
 		t, err := database.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrBadConfig, field, err)
+			return nil, nil, fmt.Errorf("%w: %s: %w", ErrBadConfig, field, err)
 		}
 		if t.Kind != database.Postgres {
-			return nil, fmt.Errorf("%w: %s: %s is not PostgreSQL; replicas need WAL positions", ErrBadConfig, field, t.Display)
+			return nil, nil, fmt.Errorf("%w: %s: %s is not PostgreSQL; replicas need WAL positions", ErrBadConfig, field, t.Display)
 		}
 		pc, err := pgx.ParseConfig(t.DSN)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
+			return nil, nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
 		}
 		if pc.ConnectTimeout == 0 || pc.ConnectTimeout > database.DefaultConnectTimeout {
 			pc.ConnectTimeout = database.DefaultConnectTimeout
@@ -122,30 +123,35 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		db.SetMaxOpenConns(p.Size + p.Overflow)
 		db.SetMaxIdleConns(p.Size)
 		db.SetConnMaxLifetime(p.Recycle)
-		return db, nil
+		check := stdlib.OpenDB(*pc)
+		check.SetMaxOpenConns(1)
+		check.SetMaxIdleConns(1)
+		check.SetConnMaxLifetime(p.Recycle)
+		return db, check, nil
 	}
 	life, cancel := context.WithCancel(context.Background())
 	r := &Router{cfg: cfg, m: newMetrics(cfg.Registerer), cancel: cancel}
-	newNode := func(idx int, name, region string, db *sql.DB, p Pool) *node {
-		return &node{idx: idx, name: name, region: region, db: db, capacity: int64(p.Size + p.Overflow),
+	r.fb.start = time.Now()
+	newNode := func(idx int, name, region string, db, check *sql.DB, p Pool) *node {
+		return &node{idx: idx, name: name, region: region, db: db, checkDB: check, capacity: int64(p.Size + p.Overflow),
 			acquire: p.AcquireTimeout, slots: deadline.New(life, p.AcquireTimeout),
 			observer: r.m.queries.WithLabelValues(name)}
 	}
-	pdb, err := open(cfg.Primary, "Primary", cfg.PrimaryPool)
+	pdb, pcheck, err := open(cfg.Primary, "Primary", cfg.PrimaryPool)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	r.primary = newNode(-1, "primary", "", pdb, cfg.PrimaryPool)
+	r.primary = newNode(-1, "primary", "", pdb, pcheck, cfg.PrimaryPool)
 	r.primary.up = true
 	for i, rc := range cfg.Replicas {
-		db, err := open(rc.URL, fmt.Sprintf("Replicas[%d].URL", i), cfg.ReplicaPool)
+		db, check, err := open(rc.URL, fmt.Sprintf("Replicas[%d].URL", i), cfg.ReplicaPool)
 		if err != nil {
 			cancel()
 			r.closePools()
 			return nil, err
 		}
-		r.replicas = append(r.replicas, newNode(i, rc.Name, rc.Region, db, cfg.ReplicaPool))
+		r.replicas = append(r.replicas, newNode(i, rc.Name, rc.Region, db, check, cfg.ReplicaPool))
 	}
 	if err := r.m.register(r); err != nil {
 		cancel()
@@ -170,10 +176,10 @@ func (r *Router) Close() error {
 func (r *Router) closePools() error {
 	var errs []error
 	if r.primary != nil {
-		errs = append(errs, r.primary.db.Close())
+		errs = append(errs, r.primary.db.Close(), r.primary.checkDB.Close())
 	}
 	for _, n := range r.replicas {
-		errs = append(errs, n.db.Close())
+		errs = append(errs, n.db.Close(), n.checkDB.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -198,6 +204,7 @@ func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querie
 	var tried uint64
 	var lastErr error
 	reason := reasonNoReplica
+candidates:
 	for _, cands := range [][]*node{v.local, v.healthy} {
 		for {
 			n := pick(cands, tried, tok)
@@ -215,6 +222,9 @@ func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querie
 				return err
 			}
 			lastErr, reason = err, reasonOf(err)
+			if reason == kindStale {
+				break candidates // one FreshWait per read, then the primary
+			}
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -273,8 +283,10 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 		}
 		return 0, err
 	}
+	// The insert position, not the write position: with synchronous_commit
+	// off the commit record may not be written yet when the call returns.
 	var lsn string
-	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
 	tok, err := ParseToken(lsn)
@@ -295,7 +307,7 @@ func (r *Router) Position(ctx context.Context) (Token, error) {
 	}
 	defer r.release(r.primary, conn)
 	var s string
-	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
 		return 0, fmt.Errorf("replica: primary position: %w", err)
 	}
 	return ParseToken(s)
@@ -306,8 +318,10 @@ func inTx(ctx context.Context, c *sql.Conn, opts *sql.TxOptions, fn func(ctx con
 	if err != nil {
 		return err
 	}
+	// Also when fn panics: an open transaction would hold the connection
+	// (and its Close) forever. After Commit it is a no-op.
+	defer func() { _ = tx.Rollback() }()
 	if err := fn(ctx, tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
 	return tx.Commit()
@@ -332,10 +346,13 @@ func (r *Router) acquire(ctx context.Context, n *node) (*sql.Conn, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	kind := kindConnection
-	if errors.Is(err, context.DeadlineExceeded) {
+	kind := classify(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		kind = kindAcquireTimeout
 		r.m.acquireTimeouts.WithLabelValues(n.name).Inc()
+	case kind == "":
+		kind = kindConnection // a failed connect is a connection failure
 	}
 	r.m.errors.WithLabelValues(n.name, kind).Inc()
 	if n == r.primary {
@@ -390,6 +407,9 @@ func (r *Router) waitReplay(ctx context.Context, n *node, conn *sql.Conn, tok To
 	for {
 		var s string
 		if err := conn.QueryRowContext(ctx, "SELECT COALESCE(pg_last_wal_replay_lsn()::text, '')").Scan(&s); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if classify(err) == kindConnection {
 				r.eject(n, err.Error())
 			}
@@ -490,21 +510,29 @@ func (f *fallbackLimiter) read() { f.reads.Add(1) }
 
 // allow reports whether one more fallback keeps the share at most share.
 func (f *fallbackLimiter) allow(share float64) bool {
-	if share < 0 {
+	switch {
+	case share >= 1:
+		return true
+	case share < 0:
 		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()
 	if el := now.Sub(f.start); el >= fallbackWindow {
+		// The reads counted since the last rotation, scaled to one window:
+		// after a quiet hour they are an hour's reads, not a second's.
 		reads := f.reads.Swap(0)
-		f.prevR, f.prevF = reads, f.fell
+		f.prevR = int64(float64(reads) * float64(fallbackWindow) / float64(el))
+		f.prevF = f.fell
 		if el >= 2*fallbackWindow { // the previous window saw no fallbacks
 			f.prevF = 0
 		}
 		f.fell, f.start = 0, now
 	}
-	reads := f.reads.Load() + f.prevR
+	// +1: the read asking, which a rotation just above may have moved
+	// into the scaled previous count.
+	reads := f.reads.Load() + f.prevR + 1
 	if float64(f.fell+f.prevF+1) > share*float64(reads) {
 		return false
 	}

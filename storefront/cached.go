@@ -166,7 +166,11 @@ func (c *Cached) loadUser(ctx context.Context, key string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	u, err := c.store.GetUser(c.fresh(ctx), id)
+	ctx, err = c.fresh(ctx)
+	if err != nil {
+		return User{}, err
+	}
+	u, err := c.store.GetUser(ctx, id)
 	return u, notFound(err)
 }
 
@@ -175,7 +179,11 @@ func (c *Cached) loadProduct(ctx context.Context, key string) (Product, error) {
 	if err != nil {
 		return Product{}, err
 	}
-	p, err := c.store.GetProduct(c.fresh(ctx), id)
+	ctx, err = c.fresh(ctx)
+	if err != nil {
+		return Product{}, err
+	}
+	p, err := c.store.GetProduct(ctx, id)
 	return p, notFound(err)
 }
 
@@ -213,6 +221,9 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	if err := checkID("id", id); err != nil {
 		return User{}, err
 	}
+	if bypass(ctx) {
+		return c.store.GetUser(ctx, id)
+	}
 	u, info, err := c.users.Get(ctx, userKey(id), c.loadUser)
 	note(ctx, "user", info)
 	if errors.Is(err, cache.ErrNotFound) {
@@ -223,7 +234,11 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 		// likely starting a session, so compute their recommendations now.
 		c.background(func(ctx context.Context) {
 			c.recs.Warm(ctx, []string{recsKey(id, DefaultLimit)}, func(ctx context.Context, _ string) ([]Recommendation, error) {
-				recs, err := c.store.Recommend(c.fresh(ctx), id, DefaultLimit)
+				ctx, err := c.fresh(ctx)
+				if err != nil {
+					return nil, err
+				}
+				recs, err := c.store.Recommend(ctx, id, DefaultLimit)
 				return recs, notFound(err)
 			}, cache.Tags(actionsTag(id)))
 		})
@@ -266,21 +281,28 @@ func (c *Cached) RecordAction(ctx context.Context, userID, productID int64, kind
 
 // fresh prepares a loader's context. With replicas, a value loaded into
 // the cache must not be older than a write another instance made before
-// the load began (its invalidation may already have passed): the load
-// reads at or after the primary's current WAL position, which costs one
-// small primary query per miss. Without the primary, there are no newer
-// writes to miss, and the load reads any healthy replica.
-func (c *Cached) fresh(ctx context.Context) context.Context {
+// the load began (that write's invalidation may already have passed): the
+// load reads at or after the primary's current WAL position, which costs
+// one small primary query per miss. If the position cannot be read, the
+// load fails and nothing is cached; a caller that can live with replica
+// lag reads the store directly.
+func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 	r := c.store.router
 	if r == nil {
-		return ctx
+		return ctx, nil
 	}
 	tok, err := r.Position(ctx)
 	if err != nil {
-		return ctx
+		return ctx, fmt.Errorf("storefront: cache fill needs the primary's WAL position: %w", err)
 	}
-	return replica.WithToken(ctx, tok)
+	return replica.WithToken(ctx, tok), nil
 }
+
+// bypass reports whether a read must skip the cache: it carries a
+// read-your-writes token (its session wrote recently), and a cached value,
+// or a load already in flight, may predate that write on this instance
+// until the invalidation arrives. The store honours the token.
+func bypass(ctx context.Context) bool { return replica.TokenFrom(ctx) != 0 }
 
 // invalidate runs an invalidation after a committed write. The write
 // stands whatever happens; a level the invalidation could not reach is
@@ -297,6 +319,9 @@ func (c *Cached) invalidate(ctx context.Context, fn func() (cache.Invalidation, 
 func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
 	if err := checkID("id", id); err != nil {
 		return Product{}, err
+	}
+	if bypass(ctx) {
+		return c.store.GetProduct(ctx, id)
 	}
 	p, info, err := c.products.Get(ctx, productKey(id), c.loadProduct)
 	note(ctx, "product", info)
@@ -315,6 +340,9 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	if bypass(ctx) {
+		return c.store.Search(ctx, q, limit)
+	}
 	// The query-result level: keyed by the SQL the store runs and its
 	// arguments, stale after any write to the catalogue.
 	query := cache.Query{
@@ -323,7 +351,11 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 		Tables: []string{"products"},
 	}
 	res, info, err := c.search.Query(ctx, query, func(ctx context.Context) ([]Product, error) {
-		return c.store.Search(c.fresh(ctx), q, limit)
+		ctx, err := c.fresh(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c.store.Search(ctx, q, limit)
 	})
 	note(ctx, "search", info)
 	return res, err
@@ -338,8 +370,15 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	if bypass(ctx) {
+		return c.store.Recommend(ctx, userID, limit)
+	}
 	recs, info, err := c.recs.Get(ctx, recsKey(userID, limit), func(ctx context.Context, _ string) ([]Recommendation, error) {
-		recs, err := c.store.Recommend(c.fresh(ctx), userID, limit)
+		ctx, err := c.fresh(ctx)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := c.store.Recommend(ctx, userID, limit)
 		return recs, notFound(err)
 	}, cache.Tags(actionsTag(userID)))
 	note(ctx, "recommendations", info)

@@ -229,11 +229,11 @@ func requestToken(r *http.Request) (replica.Token, string, error) {
 		tok = t
 	}
 	if c, err := r.Cookie(TokenCookie); err == nil && c.Value != "" {
-		t, err := replica.ParseToken(c.Value)
-		if err != nil {
-			return 0, TokenCookie, fmt.Errorf("cookie %s: %w", TokenCookie, err)
+		// The cookie is ours and expires by itself: a mangled one is
+		// ignored rather than failing every request for a minute.
+		if t, err := replica.ParseToken(c.Value); err == nil {
+			tok = max(tok, t)
 		}
-		tok = max(tok, t)
 	}
 	return tok, "", nil
 }

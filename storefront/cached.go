@@ -221,7 +221,7 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	if err := checkID("id", id); err != nil {
 		return User{}, err
 	}
-	if bypass(ctx) {
+	if c.bypass(ctx) {
 		return c.store.GetUser(ctx, id)
 	}
 	u, info, err := c.users.Get(ctx, userKey(id), c.loadUser)
@@ -298,11 +298,15 @@ func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 	return replica.WithToken(ctx, tok), nil
 }
 
-// bypass reports whether a read must skip the cache: it carries a
-// read-your-writes token (its session wrote recently), and a cached value,
-// or a load already in flight, may predate that write on this instance
-// until the invalidation arrives. The store honours the token.
-func bypass(ctx context.Context) bool { return replica.TokenFrom(ctx) != 0 }
+// bypass reports whether a read must skip the cache: with replicas, when
+// it carries a read-your-writes token (its session wrote recently), since
+// a cached value, or a load already in flight, may predate that write on
+// this instance until the invalidation arrives. The store honours the
+// token. Without replicas tokens mean nothing and are ignored, so a client
+// cannot turn the cache off by sending one.
+func (c *Cached) bypass(ctx context.Context) bool {
+	return c.store.router != nil && replica.TokenFrom(ctx) != 0
+}
 
 // invalidate runs an invalidation after a committed write. The write
 // stands whatever happens; a level the invalidation could not reach is
@@ -320,7 +324,7 @@ func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
 	if err := checkID("id", id); err != nil {
 		return Product{}, err
 	}
-	if bypass(ctx) {
+	if c.bypass(ctx) {
 		return c.store.GetProduct(ctx, id)
 	}
 	p, info, err := c.products.Get(ctx, productKey(id), c.loadProduct)
@@ -340,7 +344,7 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	if bypass(ctx) {
+	if c.bypass(ctx) {
 		return c.store.Search(ctx, q, limit)
 	}
 	// The query-result level: keyed by the SQL the store runs and its
@@ -370,7 +374,7 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	if bypass(ctx) {
+	if c.bypass(ctx) {
 		return c.store.Recommend(ctx, userID, limit)
 	}
 	recs, info, err := c.recs.Get(ctx, recsKey(userID, limit), func(ctx context.Context, _ string) ([]Recommendation, error) {

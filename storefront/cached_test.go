@@ -261,3 +261,18 @@ func TestSearchQueryCache(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenDoesNotBypassCacheWithoutReplicas: without replicas a client's
+// token means nothing, so sending one cannot turn the cache off.
+func TestTokenDoesNotBypassCacheWithoutReplicas(t *testing.T) {
+	base, _ := apiServer(t, testdb.SQLite(t), "2")
+	waitL1(t, base)
+	for id := 4; id < 10; id++ {
+		call(t, "GET", fmt.Sprintf("%s/users/%d", base, id), "")
+		got := call(t, "GET", fmt.Sprintf("%s/users/%d", base, id), "", storefront.TokenHeader, "FFFF/FFFFFFFF").header.Get(storefront.CacheHeader)
+		if strings.HasPrefix(got, "user: l1") {
+			return
+		}
+	}
+	t.Fatal("a read carrying a token was never answered by L1 without replicas")
+}

@@ -467,10 +467,14 @@ func (c *Cache[V]) miss(ctx context.Context, key string, load LoaderFunc[V], opt
 		d := time.Since(t0)
 		c.cfg.Recorder.ObserveL2(d)
 		if err == nil && found {
-			if e := c.decodeValid(data, nil, nil); e != nil && c.clock.nowNano() < e.soft {
+			var e envelope[V] // on the stack unless it goes into L1
+			if c.decodeValidInto(data, nil, nil, &e) && c.clock.nowNano() < e.soft {
 				c.ctr.l2Hits.Add(1)
-				c.fillL1(key, e, gen)
-				return c.result(e, Info{Source: SourceL2, L2: d})
+				if c.l1 != nil {
+					kept := e
+					c.fillL1(key, &kept, gen)
+				}
+				return c.result(&e, Info{Source: SourceL2, L2: d})
 			}
 		}
 	}
@@ -659,22 +663,30 @@ func (c *Cache[V]) fetch(key string, load LoaderFunc[V], ro readOpts, skipStaleL
 
 // decodeValid decodes an L2 entry and checks its expiry and tag epochs.
 func (c *Cache[V]) decodeValid(data []byte, epochs []uint64, tags []string) *envelope[V] {
-	if data == nil {
+	e := new(envelope[V])
+	if !c.decodeValidInto(data, epochs, tags, e) {
 		return nil
 	}
-	e, err := decodeEnvelope(data, c.cfg.Codec)
-	if err != nil {
+	return e
+}
+
+// decodeValidInto is decodeValid into the caller's envelope.
+func (c *Cache[V]) decodeValidInto(data []byte, epochs []uint64, tags []string, e *envelope[V]) bool {
+	if data == nil {
+		return false
+	}
+	if err := decodeEnvelopeInto(data, c.cfg.Codec, e); err != nil {
 		c.ctr.corrupt.Add(1)
-		return nil
+		return false
 	}
 	now := c.clock.nowNano()
 	if now >= e.hard || !stampsMatch(e.tags, tags, epochs) {
-		return nil
+		return false
 	}
 	if c.l1 != nil {
 		e.l1Until = min(e.hard, now+int64(c.jitter(c.cfg.L1TTL)))
 	}
-	return e
+	return true
 }
 
 // loadAndFill calls the loader and stores the result: in L2 when token

@@ -123,22 +123,33 @@ const maxTags = 256
 // decodeEnvelope reads an envelope made by encodeEnvelope. The value may
 // share b's memory (see sharedDecoder), so b must not be modified afterwards.
 func decodeEnvelope[V any](b []byte, codec Codec[V]) (*envelope[V], error) {
-	if len(b) < 26 || b[0] != envelopeVersion || b[1]&^1 != 0 {
-		return nil, errBadEnvelope
+	e := new(envelope[V])
+	if err := decodeEnvelopeInto(b, codec, e); err != nil {
+		return nil, err
 	}
-	e := &envelope[V]{
+	return e, nil
+}
+
+// decodeEnvelopeInto is decodeEnvelope into the caller's envelope, which
+// may live on the stack: an L2 hit that does not go into L1 (L1 off, or a
+// cold key under tiering) then allocates no envelope.
+func decodeEnvelopeInto[V any](b []byte, codec Codec[V], e *envelope[V]) error {
+	if len(b) < 26 || b[0] != envelopeVersion || b[1]&^1 != 0 {
+		return errBadEnvelope
+	}
+	*e = envelope[V]{
 		notFound: b[1]&1 != 0,
 		created:  int64(binary.LittleEndian.Uint64(b[2:])),
 		soft:     int64(binary.LittleEndian.Uint64(b[10:])),
 		hard:     int64(binary.LittleEndian.Uint64(b[18:])),
 	}
 	if e.soft > e.hard || e.created > e.soft {
-		return nil, errBadEnvelope
+		return errBadEnvelope
 	}
 	b = b[26:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > maxTags {
-		return nil, errBadEnvelope
+		return errBadEnvelope
 	}
 	b = b[k:]
 	if n > 0 {
@@ -147,31 +158,31 @@ func decodeEnvelope[V any](b []byte, codec Codec[V]) (*envelope[V], error) {
 	for range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, errBadEnvelope
+			return errBadEnvelope
 		}
 		tag := string(b[k : k+int(l)])
 		b = b[k+int(l):]
 		epoch, k2 := binary.Uvarint(b)
 		if k2 <= 0 {
-			return nil, errBadEnvelope
+			return errBadEnvelope
 		}
 		b = b[k2:]
 		e.tags = append(e.tags, tagStamp{tag: tag, epoch: epoch})
 	}
 	if e.notFound {
 		if len(b) != 0 {
-			return nil, errBadEnvelope
+			return errBadEnvelope
 		}
-		return e, nil
+		return nil
 	}
 	if sd, ok := any(codec).(sharedDecoder[V]); ok {
 		e.value, e.size = sd.decodeShared(b), int64(len(b))
-		return e, nil
+		return nil
 	}
 	v, err := codec.Decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadEnvelope, err)
+		return fmt.Errorf("%w: %v", errBadEnvelope, err)
 	}
 	e.value, e.size = v, int64(len(b))
-	return e, nil
+	return nil
 }

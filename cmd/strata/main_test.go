@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -56,7 +58,14 @@ func TestCLIExitCodes(t *testing.T) {
 		{"config wrong type", []string{"serve", "--config", wrongType}, 2, "line 1"},
 		{"zero users", []string{"seed", "--users", "0"}, 2, "--users must be at least 1"},
 		{"negative actions", []string{"seed", "--actions", "-1"}, 2, "--actions must not be negative"},
+		{"attack help", []string{"loadtest", "attack", "--help"}, 0, "--connections"},
+		{"attack no rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--duration", "1s"}, 2, "--rate is required"},
+		{"attack bad rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "fast", "--duration", "1s"}, 2, "--rate"},
+		{"attack bad duration", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "-1s"}, 2, "--duration"},
+		{"attack bad url", []string{"loadtest", "attack", "ftp://x", "--rate", "5", "--duration", "1s"}, 2, "Targets[0].URL"},
+		{"replica without postgres", []string{"serve", "--replica", "postgres://a@127.0.0.1/x", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "r.db")}, 2, "not PostgreSQL"},
 		// Runtime errors exit 1.
+		{"attack refused", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "20", "--duration", "200ms"}, 1, "requests failed"},
 		{"bad db scheme", []string{"serve", "--db", "mysql://localhost/x", "--addr", "127.0.0.1:0"}, 1, "unsupported scheme"},
 		{"unreachable postgres", []string{"seed", "--db", "postgres://strata@127.0.0.1:1/x?sslmode=disable", "--users", "1", "--products", "1"}, 1, "cannot reach"},
 	}
@@ -160,4 +169,37 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestCLIAttack: an attack on a local server prints the figures and writes
+// the JSON the issue names.
+func TestCLIAttack(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "out.json")
+	code, out, errOut := runCLI(t, "loadtest", "attack", srv.URL, "--rate", "100", "--duration", "500ms", "--json", path)
+	if code != 0 || !strings.Contains(out, "achieved") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Requests    int64              `json:"requests"`
+		Errors      *int64             `json:"errors"`
+		AchievedRPS float64            `json:"achieved_rps"`
+		Latency     map[string]float64 `json:"latency_ms"`
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Requests < 45 || got.Errors == nil || *got.Errors != 0 || got.AchievedRPS < 80 {
+		t.Fatalf("JSON %s", data)
+	}
+	for _, k := range []string{"p50", "p90", "p95", "p99", "max"} {
+		if v, ok := got.Latency[k]; !ok || v <= 0 {
+			t.Errorf("latency_ms.%s = %v, %v", k, v, ok)
+		}
+	}
 }

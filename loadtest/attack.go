@@ -1,0 +1,315 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Defaults of an attack.
+const (
+	DefaultConnections = 100              // Strata: requests in flight at most, and connections kept
+	DefaultTimeout     = 30 * time.Second // Strata: a request not answered by then is an error
+	lateAfter          = time.Millisecond // a send this far past its intended time counts as late
+	maxLatency         = time.Hour        // the histograms' range
+	sigFigs            = 3                // the histograms' precision: 0.1 %
+)
+
+// ErrBadAttack is returned (wrapped) for an attack that cannot run; the
+// message names the field.
+var ErrBadAttack = errors.New("loadtest: bad attack")
+
+// Target is one request to send.
+type Target struct {
+	Method string // default GET
+	URL    string
+	Header http.Header
+	Body   []byte
+}
+
+// Attack is one constant-rate, or as-fast-as-possible, run.
+type Attack struct {
+	Targets []Target // sent in turn
+	// Rate is requests per second on an open model: each is sent at its
+	// scheduled time whether or not earlier ones have returned. 0 means as
+	// fast as Connections allow (a closed model).
+	Rate float64
+	// Duration is how long requests are sent.
+	Duration time.Duration
+	// Connections bounds the requests in flight (and the connections
+	// kept); a scheduled send with none free waits and is counted late.
+	Connections int
+	// Timeout bounds one request.
+	Timeout time.Duration
+	// Client sends the requests; nil means one built for the attack.
+	Client *http.Client
+}
+
+// Result is what an attack measured. Latency runs from a request's
+// scheduled send time, so a server that makes the generator fall behind
+// pays for the requests it delayed (no coordinated omission);
+// UncorrectedLatency runs from the actual send, as closed-model tools
+// report it.
+type Result struct {
+	Requests, Errors int64
+	// Late counts sends that started more than 1 ms after their scheduled
+	// time because Connections were all busy.
+	Late        int64
+	Elapsed     time.Duration
+	AchievedRPS float64
+	// ErrorsByKind counts errors by "status NNN", "timeout" or "connection".
+	ErrorsByKind       map[string]int64
+	Latency            *hdrhistogram.Histogram // microseconds
+	UncorrectedLatency *hdrhistogram.Histogram // microseconds
+}
+
+func (a *Attack) validate() error {
+	if len(a.Targets) == 0 {
+		return fmt.Errorf("%w: Targets: none", ErrBadAttack)
+	}
+	for i, t := range a.Targets {
+		u, err := url.Parse(t.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: Targets[%d].URL: %q is not an http:// or https:// URL with a host", ErrBadAttack, i, t.URL)
+		}
+	}
+	switch {
+	case a.Rate < 0:
+		return fmt.Errorf("%w: Rate: %v is negative", ErrBadAttack, a.Rate)
+	case a.Duration <= 0:
+		return fmt.Errorf("%w: Duration: %v must be positive", ErrBadAttack, a.Duration)
+	case a.Connections < 0:
+		return fmt.Errorf("%w: Connections: %d is negative", ErrBadAttack, a.Connections)
+	case a.Timeout < 0:
+		return fmt.Errorf("%w: Timeout: %v is negative", ErrBadAttack, a.Timeout)
+	}
+	if a.Connections == 0 {
+		a.Connections = DefaultConnections
+	}
+	if a.Timeout == 0 {
+		a.Timeout = DefaultTimeout
+	}
+	return nil
+}
+
+// worker is one sender's private tallies, merged at the end, so that
+// senders share nothing while they run.
+type worker struct {
+	requests, errors, late int64
+	kinds                  map[string]int64
+	lat, raw               *hdrhistogram.Histogram
+}
+
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, maxLatency.Microseconds(), sigFigs)
+}
+
+// Run sends the attack and returns what it measured. It stops at the end
+// of Duration or when ctx ends, waits for requests in flight, and never
+// takes longer than Duration plus Timeout.
+func (a Attack) Run(ctx context.Context) (*Result, error) {
+	if err := a.validate(); err != nil {
+		return nil, err
+	}
+	client := a.Client
+	if client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = a.Connections
+		tr.MaxConnsPerHost = a.Connections
+		client = &http.Client{Transport: tr}
+		defer tr.CloseIdleConnections()
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.Duration)
+	defer cancel()
+
+	start := time.Now()
+	var ticks chan time.Time // scheduled send times; nil in max mode
+	if a.Rate > 0 {
+		ticks = make(chan time.Time)
+		go schedule(ctx, start, a.Rate, ticks)
+	}
+	workers := make([]*worker, a.Connections)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{kinds: map[string]int64{}, lat: newHistogram(), raw: newHistogram()}
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := i; ; n += len(workers) {
+				var intended time.Time
+				if ticks != nil {
+					t, ok := <-ticks
+					if !ok {
+						return
+					}
+					intended = t
+				} else if ctx.Err() != nil {
+					return
+				}
+				sent := time.Now()
+				if intended.IsZero() {
+					intended = sent
+				} else if sent.Sub(intended) > lateAfter {
+					w.late++
+				}
+				kind := a.send(client, a.Targets[n%len(a.Targets)])
+				done := time.Now()
+				w.requests++
+				_ = w.lat.RecordValue(max(done.Sub(intended).Microseconds(), 1))
+				_ = w.raw.RecordValue(max(done.Sub(sent).Microseconds(), 1))
+				if kind != "" {
+					w.errors++
+					w.kinds[kind]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := &Result{Elapsed: time.Since(start), ErrorsByKind: map[string]int64{}, Latency: newHistogram(), UncorrectedLatency: newHistogram()}
+	for _, w := range workers {
+		res.Requests += w.requests
+		res.Errors += w.errors
+		res.Late += w.late
+		for k, v := range w.kinds {
+			res.ErrorsByKind[k] += v
+		}
+		res.Latency.Merge(w.lat)
+		res.UncorrectedLatency.Merge(w.raw)
+	}
+	if s := res.Elapsed.Seconds(); s > 0 {
+		res.AchievedRPS = float64(res.Requests) / s
+	}
+	return res, nil
+}
+
+// schedule sends the scheduled time of each request, rate per second from
+// start, until ctx ends; then it closes ticks. A send blocks while every
+// worker is busy; the worker that takes it sees how late it is.
+func schedule(ctx context.Context, start time.Time, rate float64, ticks chan<- time.Time) {
+	defer close(ticks)
+	interval := time.Duration(float64(time.Second) / rate)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for i := int64(0); ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if d := time.Until(at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case ticks <- at:
+		}
+	}
+}
+
+// send makes one request and returns "" or the kind of its failure. Its
+// own timeout is separate from the attack's end: a request sent in time is
+// waited for.
+func (a Attack) send(client *http.Client, t Target) string {
+	ctx, cancel := context.WithTimeout(context.Background(), a.Timeout)
+	defer cancel()
+	method := t.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	if t.Body != nil {
+		body = bytes.NewReader(t.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.URL, body)
+	if err != nil {
+		return "request"
+	}
+	for k, v := range t.Header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			return "timeout"
+		}
+		return "connection"
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return "connection"
+	case resp.StatusCode >= 400:
+		return "status " + strconv.Itoa(resp.StatusCode)
+	}
+	return ""
+}
+
+// Summary is a Result in the form `strata loadtest attack --json` writes.
+type Summary struct {
+	Requests           int64            `json:"requests"`
+	Errors             int64            `json:"errors"`
+	Late               int64            `json:"late"`
+	ElapsedSeconds     float64          `json:"elapsed_seconds"`
+	AchievedRPS        float64          `json:"achieved_rps"`
+	ErrorsByKind       map[string]int64 `json:"errors_by_kind"`
+	LatencyMS          Percentiles      `json:"latency_ms"`
+	UncorrectedLatency Percentiles      `json:"uncorrected_latency_ms"`
+}
+
+// Percentiles are latency percentiles in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Percentiles{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P95: ms(h.ValueAtQuantile(95)),
+		P99: ms(h.ValueAtQuantile(99)), Max: ms(h.Max()),
+	}
+}
+
+// Summary returns r's figures for reports.
+func (r *Result) Summary() Summary {
+	return Summary{
+		Requests: r.Requests, Errors: r.Errors, Late: r.Late, ElapsedSeconds: r.Elapsed.Seconds(),
+		AchievedRPS: r.AchievedRPS, ErrorsByKind: r.ErrorsByKind,
+		LatencyMS: percentiles(r.Latency), UncorrectedLatency: percentiles(r.UncorrectedLatency),
+	}
+}
+
+// Format writes the summary as the terminal shows it.
+func (s Summary) Format(w io.Writer) {
+	fmt.Fprintf(w, "requests  %d in %.2fs, %.1f/s achieved, %d errors, %d late\n", s.Requests, s.ElapsedSeconds, s.AchievedRPS, s.Errors, s.Late)
+	l, u := s.LatencyMS, s.UncorrectedLatency
+	fmt.Fprintf(w, "latency   p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the scheduled send)\n", l.P50, l.P90, l.P95, l.P99, l.Max)
+	fmt.Fprintf(w, "          p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the actual send, uncorrected)\n", u.P50, u.P90, u.P95, u.P99, u.Max)
+	kinds := make([]string, 0, len(s.ErrorsByKind))
+	for k := range s.ErrorsByKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "errors    %s: %d\n", k, s.ErrorsByKind[k])
+	}
+}

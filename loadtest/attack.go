@@ -21,7 +21,6 @@ import (
 const (
 	DefaultConnections = 100              // Strata: requests in flight at most, and connections kept
 	DefaultTimeout     = 30 * time.Second // Strata: a request not answered by then is an error
-	lateAfter          = time.Millisecond // a send this far past its intended time counts as late
 	maxLatency         = time.Hour        // the histograms' range
 	sigFigs            = 3                // the histograms' precision: 0.1 %
 )
@@ -63,8 +62,8 @@ type Attack struct {
 // report it.
 type Result struct {
 	Requests, Errors int64
-	// Late counts sends that started more than 1 ms after their scheduled
-	// time because Connections were all busy.
+	// Late counts scheduled sends that found all Connections busy and had
+	// to wait for one.
 	Late        int64
 	Elapsed     time.Duration
 	AchievedRPS float64
@@ -72,6 +71,10 @@ type Result struct {
 	ErrorsByKind       map[string]int64
 	Latency            *hdrhistogram.Histogram // microseconds
 	UncorrectedLatency *hdrhistogram.Histogram // microseconds
+	// ScheduleLag is how far behind its schedule each send started: the
+	// generator's own error (timer resolution, its CPU) plus any wait for
+	// a connection. Corrected latencies include it.
+	ScheduleLag *hdrhistogram.Histogram // microseconds
 }
 
 func (a *Attack) validate() error {
@@ -106,9 +109,9 @@ func (a *Attack) validate() error {
 // worker is one sender's private tallies, merged at the end, so that
 // senders share nothing while they run.
 type worker struct {
-	requests, errors, late int64
-	kinds                  map[string]int64
-	lat, raw               *hdrhistogram.Histogram
+	requests, errors   int64
+	kinds              map[string]int64
+	lat, raw, schedLag *hdrhistogram.Histogram
 }
 
 func newHistogram() *hdrhistogram.Histogram {
@@ -135,14 +138,21 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 
 	start := time.Now()
 	var ticks chan time.Time // scheduled send times; nil in max mode
+	var late int64           // written by schedule, read after it ends
+	scheduled := make(chan struct{})
 	if a.Rate > 0 {
 		ticks = make(chan time.Time)
-		go schedule(ctx, start, a.Rate, ticks)
+		go func() {
+			defer close(scheduled)
+			late = schedule(ctx, start, a.Rate, ticks)
+		}()
+	} else {
+		close(scheduled)
 	}
 	workers := make([]*worker, a.Connections)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{kinds: map[string]int64{}, lat: newHistogram(), raw: newHistogram()}
+		w := &worker{kinds: map[string]int64{}, lat: newHistogram(), raw: newHistogram(), schedLag: newHistogram()}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -161,9 +171,8 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 				sent := time.Now()
 				if intended.IsZero() {
 					intended = sent
-				} else if sent.Sub(intended) > lateAfter {
-					w.late++
 				}
+				_ = w.schedLag.RecordValue(max(sent.Sub(intended).Microseconds(), 0))
 				kind := a.send(client, a.Targets[n%len(a.Targets)])
 				done := time.Now()
 				w.requests++
@@ -177,11 +186,13 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	res := &Result{Elapsed: time.Since(start), ErrorsByKind: map[string]int64{}, Latency: newHistogram(), UncorrectedLatency: newHistogram()}
+	<-scheduled
+	res := &Result{Elapsed: time.Since(start), ErrorsByKind: map[string]int64{}, Late: late,
+		Latency: newHistogram(), UncorrectedLatency: newHistogram(), ScheduleLag: newHistogram()}
 	for _, w := range workers {
 		res.Requests += w.requests
 		res.Errors += w.errors
-		res.Late += w.late
+		res.ScheduleLag.Merge(w.schedLag)
 		for k, v := range w.kinds {
 			res.ErrorsByKind[k] += v
 		}
@@ -195,9 +206,9 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 }
 
 // schedule sends the scheduled time of each request, rate per second from
-// start, until ctx ends; then it closes ticks. A send blocks while every
-// worker is busy; the worker that takes it sees how late it is.
-func schedule(ctx context.Context, start time.Time, rate float64, ticks chan<- time.Time) {
+// start, until ctx ends; then it closes ticks and returns how many sends
+// found every worker busy (and waited for one).
+func schedule(ctx context.Context, start time.Time, rate float64, ticks chan<- time.Time) (late int64) {
 	defer close(ticks)
 	interval := time.Duration(float64(time.Second) / rate)
 	timer := time.NewTimer(0)
@@ -212,6 +223,12 @@ func schedule(ctx context.Context, start time.Time, rate float64, ticks chan<- t
 			case <-timer.C:
 			}
 		}
+		select {
+		case ticks <- at: // a worker was waiting
+			continue
+		default:
+		}
+		late++
 		select {
 		case <-ctx.Done():
 			return
@@ -270,6 +287,7 @@ type Summary struct {
 	ErrorsByKind       map[string]int64 `json:"errors_by_kind"`
 	LatencyMS          Percentiles      `json:"latency_ms"`
 	UncorrectedLatency Percentiles      `json:"uncorrected_latency_ms"`
+	ScheduleLag        Percentiles      `json:"schedule_lag_ms"`
 }
 
 // Percentiles are latency percentiles in milliseconds.
@@ -295,6 +313,7 @@ func (r *Result) Summary() Summary {
 		Requests: r.Requests, Errors: r.Errors, Late: r.Late, ElapsedSeconds: r.Elapsed.Seconds(),
 		AchievedRPS: r.AchievedRPS, ErrorsByKind: r.ErrorsByKind,
 		LatencyMS: percentiles(r.Latency), UncorrectedLatency: percentiles(r.UncorrectedLatency),
+		ScheduleLag: percentiles(r.ScheduleLag),
 	}
 }
 
@@ -304,6 +323,12 @@ func (s Summary) Format(w io.Writer) {
 	l, u := s.LatencyMS, s.UncorrectedLatency
 	fmt.Fprintf(w, "latency   p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the scheduled send)\n", l.P50, l.P90, l.P95, l.P99, l.Max)
 	fmt.Fprintf(w, "          p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the actual send, uncorrected)\n", u.P50, u.P90, u.P95, u.P99, u.Max)
+	if g := s.ScheduleLag; g.P99 > 1 {
+		fmt.Fprintf(w, "warning   sends started up to %.2fms (p99) after their scheduled time; the corrected latencies include it\n", g.P99)
+		if s.Late == 0 {
+			fmt.Fprintf(w, "          (no send waited for a connection: the lag is the generator's own, its timers or its CPU)\n")
+		}
+	}
 	kinds := make([]string, 0, len(s.ErrorsByKind))
 	for k := range s.ErrorsByKind {
 		kinds = append(kinds, k)

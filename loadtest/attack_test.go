@@ -32,6 +32,9 @@ func TestAttackConstantRate(t *testing.T) {
 	if res.AchievedRPS < 180 || res.AchievedRPS > 210 {
 		t.Errorf("achieved %.1f/s, want about 200", res.AchievedRPS)
 	}
+	if res.Late != 0 {
+		t.Errorf("%d sends waited for a connection; 100 were free", res.Late)
+	}
 	if res.Latency.TotalCount() != res.Requests {
 		t.Errorf("histogram holds %d values for %d requests", res.Latency.TotalCount(), res.Requests)
 	}

@@ -7,7 +7,11 @@
 // Connections in flight; a send that finds them all busy waits, is counted
 // late, and its latency still runs from its scheduled time, so a slow
 // server cannot hide the requests it delayed (coordinated omission). The
-// uncorrected latency, from the actual send, is reported beside it.
+// uncorrected latency, from the actual send, is reported beside it, and
+// so is the schedule lag, how late each send started: the generator's own
+// error (Go's timers wake up to about a millisecond late on an idle
+// process) plus any wait for a connection. A p99 lag over 1 ms is
+// reported as a warning.
 //
 // Latencies go into HDR histograms (github.com/HdrHistogram/hdrhistogram-go,
 // the reference Go port): constant memory whatever the run's length,

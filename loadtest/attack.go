@@ -23,6 +23,7 @@ const (
 	DefaultTimeout     = 30 * time.Second // Strata: a request not answered by then is an error
 	maxLatency         = time.Hour        // the histograms' range
 	sigFigs            = 3                // the histograms' precision: 0.1 %
+	lateAfter          = time.Millisecond // a send that waits longer than this for a connection is late
 )
 
 // ErrBadAttack is returned (wrapped) for an attack that cannot run; the
@@ -62,8 +63,8 @@ type Attack struct {
 // report it.
 type Result struct {
 	Requests, Errors int64
-	// Late counts scheduled sends that found all Connections busy and had
-	// to wait for one.
+	// Late counts scheduled sends that found all Connections busy and
+	// waited more than 1 ms for one.
 	Late        int64
 	Elapsed     time.Duration
 	AchievedRPS float64
@@ -228,11 +229,16 @@ func schedule(ctx context.Context, start time.Time, rate float64, ticks chan<- t
 			continue
 		default:
 		}
-		late++
+		// Every worker busy (or, at the very start, not yet waiting):
+		// wait for one, and count the send late if that takes a while.
+		waited := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case ticks <- at:
+		}
+		if time.Since(waited) > lateAfter {
+			late++
 		}
 	}
 }

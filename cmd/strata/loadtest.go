@@ -26,6 +26,7 @@ each request's scheduled send time (no coordinated omission).`,
 func newAttack(g *globals) *cobra.Command {
 	var (
 		rate, jsonPath, method string
+		thresholds             []string
 		a                      loadtest.Attack
 	)
 	cmd := &cobra.Command{
@@ -36,9 +37,13 @@ at most --connections in flight, then print the achieved rate, the errors
 by kind and the latency percentiles, corrected (from each request's
 scheduled send time) and uncorrected (from its actual send). --rate max
 sends as fast as the connections allow. --json writes the same figures as
-JSON. Exits 1 if any request failed.`,
+JSON. Each --threshold (k6's form: p(99)<100ms, med<20ms, max<1s,
+rate<0.001 for the error rate, rps>=500) is checked and printed as PASSED or
+FAILED. Exits 1 if a threshold failed, or, without thresholds, if any
+request failed.`,
 		Example: `  strata loadtest attack http://127.0.0.1:8080/users/42 --rate 500 --duration 30s
-  strata loadtest attack http://127.0.0.1:8080/healthz --rate max --duration 10s --connections 64 --json out.json`,
+  strata loadtest attack http://127.0.0.1:8080/healthz --rate max --duration 10s --connections 64 --json out.json
+  strata loadtest attack http://127.0.0.1:8080/users/42 --rate 200 --duration 1m --threshold 'p(99)<100ms' --threshold 'rate<0.001'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, name := range []string{"rate", "duration"} {
@@ -48,6 +53,14 @@ JSON. Exits 1 if any request failed.`,
 			}
 			if a.Duration <= 0 {
 				return usageError{fmt.Errorf("--duration %v: want a positive duration such as 30s", a.Duration)}
+			}
+			var checks []loadtest.Threshold
+			for _, s := range thresholds {
+				th, err := loadtest.ParseThreshold(s)
+				if err != nil {
+					return usageError{fmt.Errorf("--threshold: %w", err)}
+				}
+				checks = append(checks, th)
 			}
 			if rate != "max" {
 				r, err := strconv.ParseFloat(rate, 64)
@@ -75,6 +88,20 @@ JSON. Exits 1 if any request failed.`,
 					return fmt.Errorf("--json: %w", err)
 				}
 			}
+			if len(checks) > 0 {
+				failed := 0
+				for _, th := range checks {
+					v := th.Check(res)
+					fmt.Fprintln(g.stdout, v)
+					if !v.Passed {
+						failed++
+					}
+				}
+				if failed > 0 {
+					return fmt.Errorf("loadtest: %d of %d thresholds failed", failed, len(checks))
+				}
+				return nil
+			}
 			if s.Errors > 0 {
 				return fmt.Errorf("loadtest: %d of %d requests failed", s.Errors, s.Requests)
 			}
@@ -88,5 +115,6 @@ JSON. Exits 1 if any request failed.`,
 	f.DurationVar(&a.Timeout, "timeout", loadtest.DefaultTimeout, "bound on one request")
 	f.StringVar(&method, "method", "GET", "HTTP method")
 	f.StringVar(&jsonPath, "json", "", "also write the figures to this file as JSON")
+	f.StringArrayVar(&thresholds, "threshold", nil, "a pass/fail criterion such as 'p(99)<100ms', 'rate<0.001' or 'rps>=500'; repeatable")
 	return cmd
 }

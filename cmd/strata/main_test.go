@@ -62,6 +62,7 @@ func TestCLIExitCodes(t *testing.T) {
 		{"attack no rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--duration", "1s"}, 2, "--rate is required"},
 		{"attack bad rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "fast", "--duration", "1s"}, 2, "--rate"},
 		{"attack bad duration", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "-1s"}, 2, "--duration"},
+		{"attack bad threshold", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--threshold", "p(99)<100"}, 2, "needs a unit"},
 		{"attack bad url", []string{"loadtest", "attack", "ftp://x", "--rate", "5", "--duration", "1s"}, 2, "Targets[0].URL"},
 		{"replica without postgres", []string{"serve", "--replica", "postgres://a@127.0.0.1/x", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "r.db")}, 2, "not PostgreSQL"},
 		// Runtime errors exit 1.
@@ -201,5 +202,14 @@ func TestCLIAttack(t *testing.T) {
 		if v, ok := got.Latency[k]; !ok || v <= 0 {
 			t.Errorf("latency_ms.%s = %v, %v", k, v, ok)
 		}
+	}
+	// Thresholds gate the exit code.
+	code, out, _ = runCLI(t, "loadtest", "attack", srv.URL, "--rate", "50", "--duration", "200ms", "--threshold", "p(99)<5s", "--threshold", "rate<0.01")
+	if code != 0 || strings.Count(out, "PASSED") != 2 {
+		t.Fatalf("passing thresholds: exit %d\n%s", code, out)
+	}
+	code, out, errOut = runCLI(t, "loadtest", "attack", srv.URL, "--rate", "50", "--duration", "200ms", "--threshold", "rps>=100000")
+	if code != 1 || !strings.Contains(out, "FAILED  rps>=100000") || !strings.Contains(errOut, "1 of 1 thresholds failed") {
+		t.Fatalf("failing threshold: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }

@@ -361,18 +361,24 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querie
 		return fn(ctx, s.db)
 	}
 	tok, err := s.router.Write(ctx, fn)
-	if err == nil || errors.Is(err, replica.ErrNoToken) {
-		if sink, ok := ctx.Value(tokenSinkKey{}).(*replica.Token); ok && tok > *sink {
-			*sink = tok
-		}
-	}
 	if errors.Is(err, replica.ErrNoToken) {
-		// The write committed; the caller may read it back from a replica
-		// that has not replayed it yet. Say so, but do not fail the write.
-		s.log.Warn("storefront: write committed without a read-your-writes token", "err", err)
-		return nil
+		// The write committed but its position was not read: the primary's
+		// current position, read now, is past it and serves as well. If
+		// that fails too, say so, but do not fail a committed write.
+		if p, perr := s.router.Position(ctx); perr == nil {
+			tok = p
+		} else {
+			s.log.Warn("storefront: write committed without a read-your-writes token", "err", err)
+		}
+		err = nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if sink, ok := ctx.Value(tokenSinkKey{}).(*replica.Token); ok && tok > *sink {
+		*sink = tok
+	}
+	return nil
 }
 
 // readRows runs a read query and scans every row, afresh on each attempt.

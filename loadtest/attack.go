@@ -98,8 +98,8 @@ func (a *Attack) validate() error {
 		return fmt.Errorf("%w: Duration: %v must be positive", ErrBadAttack, a.Duration)
 	case a.Connections < 0:
 		return fmt.Errorf("%w: Connections: %d is negative", ErrBadAttack, a.Connections)
-	case a.Timeout < 0:
-		return fmt.Errorf("%w: Timeout: %v is negative", ErrBadAttack, a.Timeout)
+	case a.Timeout < 0 || a.Timeout > maxLatency:
+		return fmt.Errorf("%w: Timeout: %v is outside 0 to %v", ErrBadAttack, a.Timeout, maxLatency)
 	}
 	if a.Connections == 0 {
 		a.Connections = DefaultConnections

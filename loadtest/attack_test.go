@@ -121,6 +121,7 @@ func TestAttackValidation(t *testing.T) {
 		{loadtest.Attack{Targets: ok}, "Duration"},
 		{loadtest.Attack{Targets: ok, Duration: time.Second, Rate: -1}, "Rate"},
 		{loadtest.Attack{Targets: ok, Duration: time.Second, Connections: -1}, "Connections"},
+		{loadtest.Attack{Targets: ok, Duration: time.Second, Timeout: 2 * time.Hour}, "Timeout"},
 	} {
 		_, err := tc.a.Run(context.Background())
 		if !errors.Is(err, loadtest.ErrBadAttack) || !strings.Contains(err.Error(), tc.field) {

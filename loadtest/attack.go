@@ -27,6 +27,7 @@ const (
 	sigFigs            = 3                     // the histograms' precision: 0.1 %
 	lateAfter          = time.Millisecond      // a send that waits longer than this for a connection is late
 	maxNap             = 10 * time.Millisecond // the schedule's longest sleep between looks at its context
+	saturatedCPU       = 0.9                   // a generator using more of its CPUs than this warns that it may be the bottleneck
 )
 
 // ErrBadAttack is returned (wrapped) for an attack that cannot run; the
@@ -75,6 +76,10 @@ type Result struct {
 	ErrorsByKind       map[string]int64
 	Latency            *hdrhistogram.Histogram // microseconds
 	UncorrectedLatency *hdrhistogram.Histogram // microseconds
+	// GeneratorCPU is the share of the machine's CPUs (GOMAXPROCS) this
+	// process used during the run; near 1 the generator itself was the
+	// bottleneck and the figures are unreliable. 0 where not measured.
+	GeneratorCPU float64
 	// ScheduleLag is how far behind its schedule each send started: the
 	// generator's own error (timer resolution, its CPU) plus any wait for
 	// a connection. Corrected latencies include it.
@@ -140,7 +145,7 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.Duration)
 	defer cancel()
 
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	var ticks chan time.Time // scheduled send times; nil in max mode
 	var late int64           // written by schedule, read after it ends
 	var busy atomic.Int64    // senders with a request in flight
@@ -208,6 +213,9 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 	}
 	if s := res.Elapsed.Seconds(); s > 0 {
 		res.AchievedRPS = float64(res.Requests) / s
+		if cpu := processCPU() - cpu0; cpu > 0 {
+			res.GeneratorCPU = cpu.Seconds() / s / float64(runtime.GOMAXPROCS(0))
+		}
 	}
 	return res, nil
 }
@@ -306,6 +314,7 @@ type Summary struct {
 	LatencyMS          Percentiles      `json:"latency_ms"`
 	UncorrectedLatency Percentiles      `json:"uncorrected_latency_ms"`
 	ScheduleLag        Percentiles      `json:"schedule_lag_ms"`
+	GeneratorCPU       float64          `json:"generator_cpu"`
 }
 
 // Percentiles are latency percentiles in milliseconds.
@@ -331,7 +340,7 @@ func (r *Result) Summary() Summary {
 		Requests: r.Requests, Errors: r.Errors, Late: r.Late, ElapsedSeconds: r.Elapsed.Seconds(),
 		AchievedRPS: r.AchievedRPS, ErrorsByKind: r.ErrorsByKind,
 		LatencyMS: percentiles(r.Latency), UncorrectedLatency: percentiles(r.UncorrectedLatency),
-		ScheduleLag: percentiles(r.ScheduleLag),
+		ScheduleLag: percentiles(r.ScheduleLag), GeneratorCPU: r.GeneratorCPU,
 	}
 }
 
@@ -341,6 +350,9 @@ func (s Summary) Format(w io.Writer) {
 	l, u := s.LatencyMS, s.UncorrectedLatency
 	fmt.Fprintf(w, "latency   p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the scheduled send)\n", l.P50, l.P90, l.P95, l.P99, l.Max)
 	fmt.Fprintf(w, "          p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the actual send, uncorrected)\n", u.P50, u.P90, u.P95, u.P99, u.Max)
+	if s.GeneratorCPU > saturatedCPU {
+		fmt.Fprintf(w, "warning   the generator used %.0f%% of the CPUs it may use: it may have been the bottleneck, and the figures are unreliable\n", 100*s.GeneratorCPU)
+	}
 	if g := s.ScheduleLag; g.P99 > 1 {
 		fmt.Fprintf(w, "warning   sends started up to %.2fms (p99) after their scheduled time; the corrected latencies include it\n", g.P99)
 		if s.Late == 0 {

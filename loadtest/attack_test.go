@@ -107,6 +107,16 @@ func TestAttackMaxRateStopsOnTime(t *testing.T) {
 	if res.Requests < 50 || res.Late != 0 {
 		t.Errorf("max rate: %d requests, %d late", res.Requests, res.Late)
 	}
+	// As fast as possible, with the server in the same process, the
+	// generator's CPU share is measured (and high).
+	if res.GeneratorCPU <= 0.1 || res.GeneratorCPU > 1.5 {
+		t.Errorf("generator CPU share %.2f at max rate", res.GeneratorCPU)
+	}
+	var out strings.Builder
+	res.Summary().Format(&out)
+	if res.GeneratorCPU > 0.9 && !strings.Contains(out.String(), "the figures are unreliable") {
+		t.Errorf("no saturation warning at %.2f CPU:\n%s", res.GeneratorCPU, out.String())
+	}
 }
 
 func TestAttackValidation(t *testing.T) {

@@ -24,13 +24,30 @@ func private(t *testing.T, cfg replica.Config) (*testdb.PGCluster, *replica.Rout
 	r := open(t, cfg)
 	tok := setup(t, r)
 	waitServing(t, r, 5*time.Second, "replica1", "replica2")
-	// Every replica has the table before the test starts.
-	for range 2 {
-		if err := r.Read(replica.WithToken(context.Background(), tok), func(context.Context, replica.Querier) error { return nil }); err != nil {
-			t.Fatal(err)
+	// Every replica has replayed the table before the test starts (the
+	// health check reports each one's replay position).
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range r.Status() {
+		for {
+			if st := status(r, s.Name); st.Replayed >= tok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has not replayed the setup within 5 s", s.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	return c, r
+}
+
+func status(r *replica.Router, name string) replica.Status {
+	for _, s := range r.Status() {
+		if s.Name == name {
+			return s
+		}
+	}
+	return replica.Status{}
 }
 
 // serving reports whether the named replica gets reads, and why not.

@@ -88,7 +88,10 @@ func (r *Router) check(ctx context.Context) {
 			continue
 		}
 		if st.hasReplay {
-			storeMax(&n.replay, uint64(st.replay))
+			// Store, not raise: a standby that crashed restarts from its last
+			// restartpoint and may be behind what it had replayed before.
+			// A lower mark only makes token reads wait or go elsewhere.
+			n.replay.Store(uint64(st.replay))
 		}
 		if primaryOK {
 			n.lagBytes = 0

@@ -105,10 +105,9 @@ func appendArg(b []byte, v driver.Value) []byte {
 // Tag prefixes of the query-result level: a table read by scan, a row read
 // by key, and a write to a table that names no rows.
 const (
-	tableTagPrefix    = "t:"
-	rowTagPrefix      = "r:"
-	wholeTagPrefix    = "w:"
-	maxQueryTagsTotal = maxTags
+	tableTagPrefix = "t:"
+	rowTagPrefix   = "r:"
+	wholeTagPrefix = "w:"
 )
 
 func tableTag(t string) string  { return tableTagPrefix + t }
@@ -139,8 +138,8 @@ func (q Query) tags() ([]string, error) {
 	}
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
-	if len(tags) > maxQueryTagsTotal {
-		return nil, queryErr("the query reads %d tables and rows; at most %d", len(tags), maxQueryTagsTotal)
+	if len(tags) > maxTags {
+		return nil, queryErr("the query reads %d tables and rows; at most %d", len(tags), maxTags)
 	}
 	return tags, nil
 }

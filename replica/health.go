@@ -111,11 +111,9 @@ func (r *Router) check(ctx context.Context) {
 			limit /= 2
 		}
 		if n.lagSeconds > limit {
-			n.lagged = true
 			changed = r.setDown(n, fmt.Sprintf("lag %.2fs (%d bytes) past the bound %v", n.lagSeconds, n.lagBytes, r.cfg.LagBound)) || changed
 			continue
 		}
-		n.lagged = false
 		if !n.up {
 			n.good++
 			if n.good >= readmitChecks || !n.everChecked {

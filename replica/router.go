@@ -74,7 +74,7 @@ type node struct {
 	replay  atomic.Uint64 // last replay position seen (replicas)
 
 	// Health, under Router.mu.
-	up, lagged   bool
+	up           bool
 	good         int // consecutive good checks while out
 	lagSeconds   float64
 	lagBytes     uint64
@@ -283,17 +283,22 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 		}
 		return 0, err
 	}
-	// The insert position, not the write position: with synchronous_commit
-	// off the commit record may not be written yet when the call returns.
-	var lsn string
-	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
-	}
-	tok, err := ParseToken(lsn)
+	tok, err := insertPosition(ctx, conn)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
 	return tok, nil
+}
+
+// insertPosition reads the primary's WAL insert position on q. The insert
+// position, not the write position: with synchronous_commit off a commit
+// record may not be written yet when the commit returns.
+func insertPosition(ctx context.Context, q Querier) (Token, error) {
+	var s string
+	if err := q.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		return 0, err
+	}
+	return ParseToken(s)
 }
 
 // Position returns the primary's current WAL position: a read carrying it
@@ -306,11 +311,11 @@ func (r *Router) Position(ctx context.Context) (Token, error) {
 		return 0, err
 	}
 	defer r.release(r.primary, conn)
-	var s string
-	if err := conn.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+	tok, err := insertPosition(ctx, conn)
+	if err != nil {
 		return 0, fmt.Errorf("replica: primary position: %w", err)
 	}
-	return ParseToken(s)
+	return tok, nil
 }
 
 func inTx(ctx context.Context, c *sql.Conn, opts *sql.TxOptions, fn func(ctx context.Context, tx *sql.Tx) error) error {

@@ -169,14 +169,7 @@ func TestCacheHeader(t *testing.T) {
 // TestPersonalisationWarming: a user's first request warms their
 // recommendations, so the first recommendations request is a cache hit.
 func TestPersonalisationWarming(t *testing.T) {
-	s := open(t, testdb.SQLite(t))
-	seed(t, s, 20, 30, 300)
-	reg := prometheus.NewRegistry()
-	c, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	_, c, reg := seededCached(t)
 	srv := httptest.NewServer(storefront.NewHandler(c, storefront.HandlerConfig{}))
 	t.Cleanup(srv.Close)
 	if r := call(t, "GET", srv.URL+"/users/7", ""); r.status != 200 {
@@ -225,14 +218,7 @@ func cacheCounter(t *testing.T, reg *prometheus.Registry, name, cacheName string
 // keyed by the SQL and its arguments: the same words, however spelt, load
 // once; other words or another limit load again.
 func TestSearchQueryCache(t *testing.T) {
-	s := open(t, testdb.SQLite(t))
-	seed(t, s, 20, 30, 300)
-	reg := prometheus.NewRegistry()
-	c, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	s, c, reg := seededCached(t)
 	ctx := context.Background()
 	for i, tc := range []struct {
 		q     string
@@ -275,4 +261,19 @@ func TestTokenDoesNotBypassCacheWithoutReplicas(t *testing.T) {
 		}
 	}
 	t.Fatal("a read carrying a token was never answered by L1 without replicas")
+}
+
+// seededCached returns a small seeded SQLite store, an L1-only cache over
+// it and the registry holding the cache's metrics.
+func seededCached(t *testing.T) (*storefront.Store, *storefront.Cached, *prometheus.Registry) {
+	t.Helper()
+	s := open(t, testdb.SQLite(t))
+	seed(t, s, 20, 30, 300)
+	reg := prometheus.NewRegistry()
+	c, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return s, c, reg
 }

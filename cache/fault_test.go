@@ -98,6 +98,12 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	if n < 100 || hitRatio < 0.9 {
 		t.Fatalf("hit ratio after recovery %.3f over %d reads, want ≥ 0.9", hitRatio, n)
 	}
+	// The breaker learns that Redis is back from the next L2 call. With
+	// every read above an L1 hit there may have been none yet: make one.
+	o.put("after-recovery", "v")
+	if _, _, err := c.Get(ctx, "after-recovery", o.load); err != nil {
+		t.Fatal(err)
+	}
 	if st := c.Stats(); st.L2Breaker != cache.BreakerClosed {
 		t.Fatalf("breaker %v after recovery", st.L2Breaker)
 	}

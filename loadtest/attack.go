@@ -9,11 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime"
 	"sort"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -68,10 +65,12 @@ type Attack struct {
 type Result struct {
 	Requests, Errors int64
 	// Late counts scheduled sends that found every one of Connections with
-	// a request in flight, and so waited for one.
-	Late        int64
-	Elapsed     time.Duration
-	AchievedRPS float64
+	// a request in flight, and so waited for one. Skipped counts scheduled
+	// sends never made: the schedule fell more than a second behind, or
+	// the run was cancelled.
+	Late, Skipped int64
+	Elapsed       time.Duration
+	AchievedRPS   float64
 	// ErrorsByKind counts errors by "status NNN", "timeout" or "connection".
 	ErrorsByKind       map[string]int64
 	Latency            *hdrhistogram.Histogram // microseconds
@@ -115,159 +114,33 @@ func (a *Attack) validate() error {
 	return nil
 }
 
-// worker is one sender's private tallies, merged at the end, so that
-// senders share nothing while they run.
-type worker struct {
-	requests, errors   int64
-	kinds              map[string]int64
-	lat, raw, schedLag *hdrhistogram.Histogram
-}
-
 func newHistogram() *hdrhistogram.Histogram {
 	return hdrhistogram.New(1, maxLatency.Microseconds(), sigFigs)
 }
 
 // Run sends the attack and returns what it measured. It stops at the end
 // of Duration or when ctx ends, waits for requests in flight, and never
-// takes longer than Duration plus Timeout.
+// takes longer than Duration plus Timeout (plus a second for a schedule
+// that fell behind to catch up).
 func (a Attack) Run(ctx context.Context) (*Result, error) {
 	if err := a.validate(); err != nil {
 		return nil, err
 	}
-	client := a.Client
-	if client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = a.Connections
-		tr.MaxConnsPerHost = a.Connections
-		client = &http.Client{Transport: tr}
-		defer tr.CloseIdleConnections()
+	e := &engine{
+		prof: constant(a.Rate, a.Duration), max: a.Rate == 0,
+		connections: a.Connections, timeout: a.Timeout, client: a.Client,
+		source: func(int) func(uint64) Target {
+			return func(n uint64) Target { return a.Targets[n%uint64(len(a.Targets))] }
+		},
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.Duration)
-	defer cancel()
-
-	start, cpu0 := time.Now(), processCPU()
-	var ticks chan time.Time // scheduled send times; nil in max mode
-	var late int64           // written by schedule, read after it ends
-	var busy atomic.Int64    // senders with a request in flight
-	scheduled := make(chan struct{})
-	if a.Rate > 0 {
-		ticks = make(chan time.Time)
-		go func() {
-			defer close(scheduled)
-			late = schedule(ctx, start, start.Add(a.Duration), a.Rate, ticks, &busy, int64(a.Connections))
-		}()
-	} else {
-		close(scheduled)
-	}
-	workers := make([]*worker, a.Connections)
-	var wg sync.WaitGroup
-	for i := range workers {
-		w := &worker{kinds: map[string]int64{}, lat: newHistogram(), raw: newHistogram(), schedLag: newHistogram()}
-		workers[i] = w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := i; ; n += len(workers) {
-				var intended time.Time
-				if ticks != nil {
-					t, ok := <-ticks
-					if !ok {
-						return
-					}
-					intended = t
-				} else if ctx.Err() != nil {
-					return
-				}
-				busy.Add(1)
-				sent := time.Now()
-				if intended.IsZero() {
-					intended = sent
-				}
-				_ = w.schedLag.RecordValue(max(sent.Sub(intended).Microseconds(), 0))
-				kind := a.send(client, a.Targets[n%len(a.Targets)])
-				done := time.Now()
-				busy.Add(-1)
-				w.requests++
-				_ = w.lat.RecordValue(max(done.Sub(intended).Microseconds(), 1))
-				_ = w.raw.RecordValue(max(done.Sub(sent).Microseconds(), 1))
-				if kind != "" {
-					w.errors++
-					w.kinds[kind]++
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	<-scheduled
-	res := &Result{Elapsed: time.Since(start), ErrorsByKind: map[string]int64{}, Late: late,
-		Latency: newHistogram(), UncorrectedLatency: newHistogram(), ScheduleLag: newHistogram()}
-	for _, w := range workers {
-		res.Requests += w.requests
-		res.Errors += w.errors
-		res.ScheduleLag.Merge(w.schedLag)
-		for k, v := range w.kinds {
-			res.ErrorsByKind[k] += v
-		}
-		res.Latency.Merge(w.lat)
-		res.UncorrectedLatency.Merge(w.raw)
-	}
-	if s := res.Elapsed.Seconds(); s > 0 {
-		res.AchievedRPS = float64(res.Requests) / s
-		if cpu := processCPU() - cpu0; cpu > 0 {
-			res.GeneratorCPU = cpu.Seconds() / s / float64(runtime.GOMAXPROCS(0))
-		}
-	}
-	return res, nil
-}
-
-// schedule sends the scheduled time of each request, rate per second from
-// start until end (or until ctx ends); then it closes ticks and returns how
-// many sends found every sender with a request in flight.
-func schedule(ctx context.Context, start, end time.Time, rate float64, ticks chan<- time.Time, busy *atomic.Int64, conns int64) (late int64) {
-	defer close(ticks)
-	// Go's timers can wake a lightly loaded process up to a millisecond
-	// late, which the open model would charge to the target. The schedule
-	// sleeps on an OS thread of its own (with nanosleep on Unix, see nap),
-	// which wakes within tens of microseconds: a p99 schedule lag of
-	// 0.27 ms against 1.2 ms with a timer, at 3,000/s.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	interval := time.Duration(float64(time.Second) / rate)
-	for i := int64(0); ; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if !at.Before(end) {
-			return // exactly rate × duration sends, not one more at the end
-		}
-		for d := time.Until(at); d > 0; d = time.Until(at) {
-			if ctx.Err() != nil {
-				return
-			}
-			nap(min(d, maxNap)) // look at ctx now and then
-		}
-		select {
-		case ticks <- at: // a worker was waiting
-			continue
-		default:
-		}
-		// No sender waiting: either all have a request in flight (the
-		// bound is hit: late), or they are only waiting for a CPU, which
-		// the schedule lag shows.
-		if busy.Load() >= conns {
-			late++
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case ticks <- at:
-		}
-	}
+	return e.run(ctx).Result, nil
 }
 
 // send makes one request and returns "" or the kind of its failure. Its
 // own timeout is separate from the attack's end: a request sent in time is
 // waited for.
-func (a Attack) send(client *http.Client, t Target) string {
-	ctx, cancel := context.WithTimeout(context.Background(), a.Timeout)
+func send(client *http.Client, timeout time.Duration, t Target) string {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	method := t.Method
 	if method == "" {
@@ -308,6 +181,7 @@ type Summary struct {
 	Requests           int64            `json:"requests"`
 	Errors             int64            `json:"errors"`
 	Late               int64            `json:"late"`
+	Skipped            int64            `json:"skipped"`
 	ElapsedSeconds     float64          `json:"elapsed_seconds"`
 	AchievedRPS        float64          `json:"achieved_rps"`
 	ErrorsByKind       map[string]int64 `json:"errors_by_kind"`
@@ -337,7 +211,7 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 // Summary returns r's figures for reports.
 func (r *Result) Summary() Summary {
 	return Summary{
-		Requests: r.Requests, Errors: r.Errors, Late: r.Late, ElapsedSeconds: r.Elapsed.Seconds(),
+		Requests: r.Requests, Errors: r.Errors, Late: r.Late, Skipped: r.Skipped, ElapsedSeconds: r.Elapsed.Seconds(),
 		AchievedRPS: r.AchievedRPS, ErrorsByKind: r.ErrorsByKind,
 		LatencyMS: percentiles(r.Latency), UncorrectedLatency: percentiles(r.UncorrectedLatency),
 		ScheduleLag: percentiles(r.ScheduleLag), GeneratorCPU: r.GeneratorCPU,
@@ -346,7 +220,7 @@ func (r *Result) Summary() Summary {
 
 // Format writes the summary as the terminal shows it.
 func (s Summary) Format(w io.Writer) {
-	fmt.Fprintf(w, "requests  %d in %.2fs, %.1f/s achieved, %d errors, %d late\n", s.Requests, s.ElapsedSeconds, s.AchievedRPS, s.Errors, s.Late)
+	fmt.Fprintf(w, "requests  %d in %.2fs, %.1f/s achieved, %d errors, %d late, %d skipped\n", s.Requests, s.ElapsedSeconds, s.AchievedRPS, s.Errors, s.Late, s.Skipped)
 	l, u := s.LatencyMS, s.UncorrectedLatency
 	fmt.Fprintf(w, "latency   p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the scheduled send)\n", l.P50, l.P90, l.P95, l.P99, l.Max)
 	fmt.Fprintf(w, "          p50 %.2fms  p90 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms (from the actual send, uncorrected)\n", u.P50, u.P90, u.P95, u.P99, u.Max)

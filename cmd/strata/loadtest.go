@@ -4,8 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +25,248 @@ func newLoadtest(g *globals) *cobra.Command {
 		Long: `Load-test an HTTP service on an open model, with latency measured from
 each request's scheduled send time (no coordinated omission).`,
 	}
-	cmd.AddCommand(newAttack(g))
+	cmd.AddCommand(newAttack(g), newLoadtestInit(g), newLoadtestRun(g), newLoadtestMerge(g))
+	return cmd
+}
+
+// reportFiles are the report outputs that run and merge both write.
+type reportFiles struct{ json, junit, html string }
+
+func (f *reportFiles) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.json, "json", "", "write the report as JSON (what merge reads)")
+	cmd.Flags().StringVar(&f.junit, "junit", "", "write the verdicts as JUnit XML, a test case per criterion")
+	cmd.Flags().StringVar(&f.html, "html", "", "write a self-contained HTML report with charts")
+}
+
+func (f *reportFiles) write(rep *loadtest.Report) error {
+	for _, out := range []struct {
+		flag, path string
+		write      func(io.Writer) error
+	}{{"--json", f.json, rep.WriteJSON}, {"--junit", f.junit, rep.WriteJUnit}, {"--html", f.html, rep.WriteHTML}} {
+		if out.path == "" {
+			continue
+		}
+		if err := writeFile(out.path, out.write); err != nil {
+			return fmt.Errorf("%s: %w", out.flag, err)
+		}
+	}
+	return nil
+}
+
+// writeFile writes through a temporary file renamed into place, so that a
+// failure leaves no half-written report.
+func writeFile(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// verdictError turns a report's assessment into the exit code: nil when
+// it passed.
+func verdictError(rep *loadtest.Report) error {
+	if rep.Assessment.Status == loadtest.StatusPassed {
+		return nil
+	}
+	return fmt.Errorf("loadtest: %s: %s", rep.Assessment.Status, rep.Assessment.Summary)
+}
+
+func newLoadtestInit(g *globals) *cobra.Command {
+	var (
+		out   string
+		force bool
+		o     loadtest.DefaultPlanOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write the guide's default load-test plan (baseline, stress, spike, endurance)",
+		Long: `Write the guide's four-phase plan as commented YAML: baseline at the
+current rate for 1 h (p99 < 100 ms, errors < 0.1 %, rps ≥ current), stress
+until failure for 2 h (breaking point ≥ 1.5 × peak, recovery < 5 min), a 10×
+spike for 10 min within 30 min (latency + < 50 %, errors < 1 %), endurance at
+80 % of capacity for 24 h (memory growth < 5 %, latency + < 10 %, CPU
+stable), with a 5-minute cool-down between phases, and a request mix for the
+storefront. Edit it for your service; run it scaled down with --scale.`,
+		Example: `  strata loadtest init -o plan.yaml --target http://127.0.0.1:8080 --current-rps 200 --peak-rps 500
+  strata loadtest run plan.yaml --scale 0.01`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.CurrentRPS < 0 || o.PeakRPS < 0 {
+				return usageError{fmt.Errorf("--current-rps and --peak-rps must not be negative")}
+			}
+			data := loadtest.DefaultPlan(o)
+			if _, err := loadtest.ParsePlan(data, loadtest.ParseOptions{File: "default plan"}); err != nil {
+				return usageError{err} // --target was not a URL
+			}
+			if out == "" || out == "-" {
+				_, err := g.stdout.Write(data)
+				return err
+			}
+			if _, err := os.Stat(out); err == nil && !force {
+				return usageError{fmt.Errorf("-o %s: the file exists; --force replaces it", out)}
+			}
+			if err := os.WriteFile(out, data, 0o644); err != nil {
+				return fmt.Errorf("-o: %w", err)
+			}
+			fmt.Fprintf(g.stdout, "wrote %s; run it with: strata loadtest run %s --scale 0.01\n", out, out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&out, "output", "o", "", "write the plan to this file (default: standard output)")
+	f.BoolVar(&force, "force", false, "replace the file if it exists")
+	f.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "the service's base URL")
+	f.Float64Var(&o.CurrentRPS, "current-rps", 100, "the production rate today (baseline's rate)")
+	f.Float64Var(&o.PeakRPS, "peak-rps", 0, "the production peak (default 2 × current)")
+	return cmd
+}
+
+func newLoadtestRun(g *globals) *cobra.Command {
+	var (
+		files   reportFiles
+		set     []string
+		scale   float64
+		split   string
+		startAt string
+		quiet   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run PLAN",
+		Short: "Run a load-test plan's phases and judge them against their criteria",
+		Long: `Run the phases of a YAML plan (see 'strata loadtest init') in turn, with
+the cool-down between them, printing a live line per phase and a summary
+table at the end, then the overall assessment. Each phase is PASSED, FAILED
+or ERROR (not measurable), criterion by criterion. Exits 0 when every phase
+passed, 1 when one failed or could not be measured, 2 for a bad plan.
+
+--scale multiplies every duration (0.01 runs the guide's 28-hour plan in
+about 17 minutes); --set overrides one key, top-level (key=value) or of a
+phase (phase.key=value). --split i/N runs the i-th of N equal slices, so
+that N generators add up to the plan's rates; merge their --json files with
+'strata loadtest merge'. --start-at makes the slices start together.`,
+		Example: `  strata loadtest run plan.yaml --scale 0.01 --html report.html --junit junit.xml
+  strata loadtest run plan.yaml --set baseline.duration=30s --set endurance.skip=true
+  strata loadtest run plan.yaml --split 2/4 --start-at 2026-11-23T15:00:00Z --json slice2.json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return usageError{fmt.Errorf("plan: %w", err)}
+			}
+			opt := loadtest.ParseOptions{File: args[0], Dir: filepath.Dir(args[0]), Set: set}
+			if cmd.Flags().Changed("scale") {
+				if !(scale > 0) {
+					return usageError{fmt.Errorf("--scale %v: want a positive factor such as 0.01", scale)}
+				}
+				opt.Set = append([]string{"scale=" + strconv.FormatFloat(scale, 'g', -1, 64)}, opt.Set...)
+			}
+			if split != "" {
+				i, n, ok := parseSplit(split)
+				if !ok {
+					return usageError{fmt.Errorf("--split %q: want i/N with 1 ≤ i ≤ N, e.g. 2/4", split)}
+				}
+				opt.Slice, opt.Slices = i-1, n
+			}
+			ropt := loadtest.RunOptions{}
+			if startAt != "" {
+				t, err := time.Parse(time.RFC3339, startAt)
+				if err != nil {
+					return usageError{fmt.Errorf("--start-at %q: want an RFC 3339 time such as 2026-11-23T15:00:00Z", startAt)}
+				}
+				ropt.StartAt = t
+			}
+			plan, err := loadtest.ParsePlan(data, opt)
+			if err != nil {
+				return usageError{err}
+			}
+			if !quiet {
+				ropt.Live = g.stdout
+				if f, ok := g.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+					ropt.TTY = true
+				}
+				for _, ph := range plan.Phases {
+					fmt.Fprintf(g.stdout, "phase %s\n", ph)
+				}
+			}
+			rep, err := plan.Run(cmd.Context(), ropt)
+			if err != nil {
+				return err
+			}
+			if err := rep.WriteSummary(g.stdout); err != nil {
+				return err
+			}
+			if err := files.write(rep); err != nil {
+				return err
+			}
+			return verdictError(rep)
+		},
+	}
+	f := cmd.Flags()
+	files.flags(cmd)
+	f.Float64Var(&scale, "scale", 1, "multiply every duration of the plan by this")
+	f.StringArrayVar(&set, "set", nil, "override a key: key=value or phase.key=value (YAML value); repeatable")
+	f.StringVar(&split, "split", "", "run the i-th of N equal slices of the plan: i/N")
+	f.StringVar(&startAt, "start-at", "", "wait until this RFC 3339 time before the first phase")
+	f.BoolVar(&quiet, "quiet", false, "no live lines, only the summary")
+	return cmd
+}
+
+func parseSplit(s string) (i, n int, ok bool) {
+	a, b, found := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	return i, n, found && err1 == nil && err2 == nil && n >= 1 && i >= 1 && i <= n
+}
+
+func newLoadtestMerge(g *globals) *cobra.Command {
+	var files reportFiles
+	cmd := &cobra.Command{
+		Use:   "merge REPORT.json...",
+		Short: "Merge the JSON reports of a split run into one, with exact percentiles",
+		Long: `Merge the --json reports of N generators that ran 'strata loadtest run
+--split i/N' into one report: counts and rates add, percentiles come from the
+merged HDR histograms (exactly a single run's), the per-second series add
+up, and the criteria are judged again on the whole. Prints the summary and
+writes --json, --junit and --html like run; exits like run.`,
+		Example: `  strata loadtest merge slice1.json slice2.json slice3.json --html report.html`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var reps []*loadtest.Report
+			for _, path := range args {
+				f, err := os.Open(path)
+				if err != nil {
+					return usageError{err}
+				}
+				rep, err := loadtest.ReadReport(f)
+				f.Close()
+				if err != nil {
+					return usageError{fmt.Errorf("%s: %w", path, err)}
+				}
+				reps = append(reps, rep)
+			}
+			rep, err := loadtest.Merge(reps...)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := rep.WriteSummary(g.stdout); err != nil {
+				return err
+			}
+			if err := files.write(rep); err != nil {
+				return err
+			}
+			return verdictError(rep)
+		},
+	}
+	files.flags(cmd)
 	return cmd
 }
 
@@ -59,6 +306,9 @@ request failed.`,
 				th, err := loadtest.ParseThreshold(s)
 				if err != nil {
 					return usageError{fmt.Errorf("--threshold: %w", err)}
+				}
+				if th.PhaseOnly() {
+					return usageError{fmt.Errorf("--threshold %q: %s is measured by a plan's phases (strata loadtest run), not by one attack", s, th.Metric)}
 				}
 				checks = append(checks, th)
 			}

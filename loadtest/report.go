@@ -1,0 +1,166 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Statuses of a phase, a criterion and a whole run, as the guide names them.
+const (
+	StatusPassed = "PASSED"
+	StatusFailed = "FAILED"
+	// StatusError means it could not be measured: the phase did not run,
+	// or a criterion needs a figure the run lacks (the target's memory
+	// without a metrics URL, say).
+	StatusError = "ERROR"
+)
+
+// Report is a plan's run: what `strata loadtest run --json` writes, what
+// `strata loadtest merge` reads and combines, and what the HTML report
+// shows.
+type Report struct {
+	Plan   string `json:"plan"`
+	Target string `json:"target"`
+	// Split is "i/N" for the result of one of N generators; Slices is how
+	// many generators' results this report holds (1, or N once merged).
+	Split      string        `json:"split,omitempty"`
+	Slices     int           `json:"slices"`
+	Started    time.Time     `json:"started"`
+	Finished   time.Time     `json:"finished"`
+	Phases     []PhaseReport `json:"phases"`
+	Assessment Assessment    `json:"assessment"`
+}
+
+// Assessment is the run's overall verdict (the guide's
+// _generate_overall_assessment): FAILED if a phase failed, ERROR if none
+// failed but one could not be measured, else PASSED.
+type Assessment struct {
+	Status  string `json:"status"`
+	Passed  int    `json:"passed"`
+	Failed  int    `json:"failed"`
+	Errored int    `json:"errored"`
+	// Summary is one sentence; Findings say what each failure means.
+	Summary  string   `json:"summary"`
+	Findings []string `json:"findings,omitempty"`
+}
+
+// PhaseReport is one phase's figures and verdicts.
+type PhaseReport struct {
+	Name    string    `json:"name"`
+	Kind    string    `json:"kind"`    // baseline, stress, spike, endurance or custom
+	Pattern string    `json:"pattern"` // constant, ramp, steps, breaking, spike or sustained
+	Status  string    `json:"status"`
+	Error   string    `json:"error,omitempty"`
+	Started time.Time `json:"started"`
+	// ElapsedSeconds is the phase's wall time, ramps and probes included.
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// Summary is the whole phase's totals.
+	Summary Summary `json:"summary"`
+	// Histograms hold the whole phase's latencies (corrected and
+	// uncorrected) in HDR's compressed, base64 form, so that merged
+	// reports get exact percentiles.
+	Histograms Histograms `json:"histograms"`
+	// Measures are the phase's derived figures by name: breaking_point
+	// (requests/s), recovery_seconds, latency_increase (a fraction),
+	// spike_error_rate, memory_growth, cpu_growth, capacity.
+	Measures map[string]float64 `json:"measures,omitempty"`
+	Verdicts []CriterionVerdict `json:"verdicts"`
+	// Steps are the constant-rate probes of a breaking-point search, in
+	// the order they ran.
+	Steps []Step `json:"steps,omitempty"`
+	// Series has one point per second of the phase.
+	Series []Point `json:"series"`
+}
+
+// Histograms are a phase's latency histograms, encoded.
+type Histograms struct {
+	Latency     string `json:"latency"`
+	Uncorrected string `json:"uncorrected"`
+}
+
+// CriterionVerdict is one criterion measured.
+type CriterionVerdict struct {
+	Criterion string  `json:"criterion"` // as written, e.g. "p(99)<100ms"
+	Status    string  `json:"status"`
+	Actual    float64 `json:"actual"`
+	Unit      string  `json:"unit,omitempty"` // ms, /s, s or "" (a fraction)
+	// Detail says why the status is ERROR, or anything the figure alone
+	// does not.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Step is one constant-rate probe of a breaking-point search.
+type Step struct {
+	Purpose     string  `json:"purpose"` // ramp, bisect, overload or recovery
+	AskedRPS    float64 `json:"asked_rps"`
+	AchievedRPS float64 `json:"achieved_rps"`
+	P99MS       float64 `json:"p99_ms"`
+	ErrorRate   float64 `json:"error_rate"`
+	Passed      bool    `json:"passed"`
+}
+
+// Point is one second of a phase. Latencies are of the requests that
+// completed in that second. Target figures are present when the plan gives
+// a metrics URL and the scrape in that second succeeded.
+type Point struct {
+	Second       int              `json:"second"` // from the phase's start
+	AskedRPS     float64          `json:"asked_rps"`
+	Requests     int64            `json:"requests"`
+	Errors       int64            `json:"errors"`
+	ErrorsByKind map[string]int64 `json:"errors_by_kind,omitempty"`
+	P50MS        float64          `json:"p50_ms"`
+	P90MS        float64          `json:"p90_ms"`
+	P99MS        float64          `json:"p99_ms"`
+	MaxMS        float64          `json:"max_ms"`
+	// Histogram is the second's latencies, encoded, for exact merging.
+	Histogram string `json:"histogram,omitempty"`
+	// TargetCPU is the target's CPU use in cores (rate of
+	// process_cpu_seconds_total); TargetRSS its resident memory in bytes;
+	// TargetGoroutines go_goroutines; TargetSeries the plan's named series.
+	TargetCPU        *float64           `json:"target_cpu,omitempty"`
+	TargetRSS        *float64           `json:"target_rss_bytes,omitempty"`
+	TargetGoroutines *float64           `json:"target_goroutines,omitempty"`
+	TargetSeries     map[string]float64 `json:"target_series,omitempty"`
+}
+
+// encodeHistogram returns h in HDR's compressed base64 form.
+func encodeHistogram(h *hdrhistogram.Histogram) string {
+	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil { // only for a cookie it does not know
+		panic(fmt.Sprintf("loadtest: encoding a histogram: %v", err))
+	}
+	return string(b)
+}
+
+// decodeHistogram reads what encodeHistogram wrote; "" is an empty one.
+func decodeHistogram(s string) (*hdrhistogram.Histogram, error) {
+	if s == "" {
+		return newHistogram(), nil
+	}
+	h, err := hdrhistogram.Decode([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: decoding a histogram: %w", err)
+	}
+	return h, nil
+}
+
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(r io.Reader) (*Report, error) {
+	var rep Report
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&rep); err != nil {
+		return nil, fmt.Errorf("loadtest: reading a report: %w", err)
+	}
+	return &rep, nil
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}

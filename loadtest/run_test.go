@@ -1,0 +1,462 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// local starts a test server on 127.0.0.1.
+func local(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func runPlan(t *testing.T, src string, opt ParseOptions) *Report {
+	t.Helper()
+	p := mustPlan(t, src, opt)
+	rep, err := p.Run(context.Background(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestRunConstantRate: a constant-rate phase sends exactly rate × duration
+// requests and its achieved rate is within 1 % of the asked one, second by
+// second as well as overall.
+func TestRunConstantRate(t *testing.T) {
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {})
+	rep := runPlan(t, "target: "+url+"\ncooldown: 0s\nrequests: [{path: /}]\nphases: [{name: baseline, rate: 500, duration: 4s}]\n", ParseOptions{})
+	ph := rep.Phases[0]
+	s := ph.Summary
+	if s.Requests != 2000 || s.Errors != 0 || s.Skipped != 0 {
+		t.Fatalf("%d requests, %d errors, %d skipped; want 2000, 0, 0", s.Requests, s.Errors, s.Skipped)
+	}
+	if math.Abs(s.AchievedRPS-500)/500 > 0.01 {
+		t.Errorf("achieved %.2f/s, want 500 within 1 %%", s.AchievedRPS)
+	}
+	if ph.Status != StatusPassed || len(ph.Verdicts) != 3 {
+		t.Errorf("baseline %s with verdicts %+v; want the guide's three, passed", ph.Status, ph.Verdicts)
+	}
+	if len(ph.Series) < 4 {
+		t.Fatalf("%d seconds in the series", len(ph.Series))
+	}
+	var sum int64
+	for _, p := range ph.Series {
+		sum += p.Requests
+		if p.Second < 4 && p.AskedRPS != 500 {
+			t.Errorf("second %d asked %v/s", p.Second, p.AskedRPS)
+		}
+	}
+	if sum != s.Requests {
+		t.Errorf("the series adds up to %d requests, the phase to %d", sum, s.Requests)
+	}
+}
+
+// TestRunCoordinatedOmission: the server stalls every request for a second
+// starting at a known moment. The open model keeps sending on schedule and
+// latencies run from the scheduled time, so the p99 includes the stall even
+// though only a few connections were free for it.
+func TestRunCoordinatedOmission(t *testing.T) {
+	var stallFrom, stallTo atomic.Int64
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now().UnixNano()
+		if from, to := stallFrom.Load(), stallTo.Load(); from > 0 && now >= from && now < to {
+			time.Sleep(time.Duration(to - now))
+		}
+	})
+	p := mustPlan(t, "target: "+url+"\nconnections: 10\nrequests: [{path: /}]\nphases: [{name: a, rate: 200, duration: 4s, criteria: ['p(99)<100ms']}]\n", ParseOptions{})
+	start := time.Now()
+	stallFrom.Store(start.Add(time.Second).UnixNano())
+	stallTo.Store(start.Add(2 * time.Second).UnixNano())
+	rep, err := p.Run(context.Background(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Phases[0].Summary
+	// A fifth of the sends fall in the stall and wait up to a second: p99
+	// is most of that second. The uncorrected view sees only the few that
+	// held a connection.
+	if s.LatencyMS.P99 < 800 {
+		t.Errorf("p99 %.1fms misses the 1 s stall: %+v", s.LatencyMS.P99, s.LatencyMS)
+	}
+	if s.Late == 0 {
+		t.Errorf("no late sends with 10 connections through a 1 s stall at 200/s")
+	}
+	if s.UncorrectedLatency.P90 >= s.LatencyMS.P90 {
+		t.Errorf("uncorrected p90 %.1fms not below corrected %.1fms", s.UncorrectedLatency.P90, s.LatencyMS.P90)
+	}
+	if rep.Phases[0].Status != StatusFailed || rep.Assessment.Status != StatusFailed {
+		t.Errorf("a 1 s stall passed p(99)<100ms: %+v", rep.Phases[0].Verdicts)
+	}
+}
+
+// capacityServer serves at most rate requests a second, as one queue: each
+// request waits its turn, so above the rate the queue, and the latency,
+// grow without bound.
+func capacityServer(t *testing.T, rate float64) string {
+	var mu sync.Mutex
+	var next time.Time
+	each := time.Duration(float64(time.Second) / rate)
+	return local(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now := time.Now()
+		if next.Before(now) {
+			next = now
+		}
+		next = next.Add(each)
+		wait := next.Sub(now)
+		mu.Unlock()
+		time.Sleep(wait)
+	})
+}
+
+// TestRunBreakingPoint: against a server with a known capacity, the
+// search reports a breaking point within 10 % of it, and the recovery
+// after the overload.
+func TestRunBreakingPoint(t *testing.T) {
+	const capacity = 2000
+	url := capacityServer(t, capacity)
+	rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
+		"  - {name: stress, pattern: breaking, rate: 400, step: 1s, probe: ['p(99)<25ms'], recovery: 10s, criteria: ['breaking_point>=1500', 'recovery<5s']}\n", ParseOptions{})
+	ph := rep.Phases[0]
+	bp := ph.Measures["breaking_point"]
+	if math.Abs(bp-capacity)/capacity > 0.10 {
+		t.Errorf("breaking point %.0f/s, capacity %d/s: more than 10 %% apart; steps %+v", bp, capacity, ph.Steps)
+	}
+	var ramp, bisect, overload, recovery int
+	for _, s := range ph.Steps {
+		switch s.Purpose {
+		case "ramp":
+			ramp++
+		case "bisect":
+			bisect++
+		case "overload":
+			overload++
+		case "recovery":
+			recovery++
+		}
+	}
+	if ramp < 3 || bisect < 1 || recovery != 1 {
+		t.Errorf("steps: %d ramp, %d bisect, %d overload, %d recovery: %+v", ramp, bisect, overload, recovery, ph.Steps)
+	}
+	if _, ok := ph.Measures["recovery_seconds"]; !ok || ph.Measures["not_recovered"] == 1 {
+		t.Errorf("no recovery measured: %v", ph.Measures)
+	}
+	if ph.Status != StatusPassed {
+		t.Errorf("stress %s: %+v", ph.Status, ph.Verdicts)
+	}
+}
+
+// TestRunSpike: a server that slows down while it is busy shows the
+// latency increase during the spike, and recovers after it.
+func TestRunSpike(t *testing.T) {
+	var inflight atomic.Int64
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {
+		inflight.Add(1)
+		defer inflight.Add(-1)
+		time.Sleep(2 * time.Millisecond)
+	})
+	rep := runPlan(t, "target: "+url+"\nrequests: [{path: /}]\nphases: [{name: spike, rate: 50, multiplier: 10, spike: 2s, duration: 6s}]\n", ParseOptions{})
+	ph := rep.Phases[0]
+	if ph.Status == StatusError {
+		t.Fatalf("spike: %s %s", ph.Status, ph.Error)
+	}
+	m := ph.Measures
+	for _, k := range []string{"latency_increase", "spike_error_rate", "recovery_seconds", "baseline_p99_ms", "spike_p99_ms"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("no %s measured: %v", k, m)
+		}
+	}
+	// The asked rate is 50, 500, 50 over the phase.
+	if ph.Series[0].AskedRPS != 50 || ph.Series[3].AskedRPS != 500 || ph.Series[5].AskedRPS != 50 {
+		t.Errorf("asked rates %v %v %v", ph.Series[0].AskedRPS, ph.Series[3].AskedRPS, ph.Series[5].AskedRPS)
+	}
+	if ph.Summary.Requests != 2*50+2*500+2*50 {
+		t.Errorf("%d requests, want 1,200", ph.Summary.Requests)
+	}
+	if len(ph.Verdicts) != 2 {
+		t.Errorf("the guide's two spike criteria: %+v", ph.Verdicts)
+	}
+}
+
+// TestRunTargetMetrics: a target whose resident memory grows by a tenth a
+// second fails memory_growth; its CPU and goroutines are in the series.
+func TestRunTargetMetrics(t *testing.T) {
+	var scrapes atomic.Int64
+	start := time.Now()
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			return
+		}
+		scrapes.Add(1)
+		el := time.Since(start).Seconds()
+		fmt.Fprintf(w, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %g\n", 1e8*(1+0.1*el))
+		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", 0.5*el)
+		fmt.Fprintf(w, "# TYPE go_goroutines gauge\ngo_goroutines 12\n")
+		fmt.Fprintf(w, "# TYPE app_queue gauge\napp_queue{shard=\"a\"} 2\napp_queue{shard=\"b\"} 3\n")
+	})
+	rep := runPlan(t, "target: "+url+"\nmetrics: "+url+"/metrics\nseries: [app_queue]\nrequests: [{path: /}]\n"+
+		"phases: [{name: endurance, pattern: sustained, capacity: '100', fraction: 0.5, duration: 6s}]\n", ParseOptions{})
+	ph := rep.Phases[0]
+	if scrapes.Load() < 4 {
+		t.Fatalf("%d scrapes in 6 s", scrapes.Load())
+	}
+	if g := ph.Measures["memory_growth"]; g < 0.2 {
+		t.Errorf("memory growth %.2f; the target grew 10 %% a second", g)
+	}
+	if ph.Status != StatusFailed {
+		t.Errorf("endurance %s: %+v", ph.Status, ph.Verdicts)
+	}
+	var cpu, rss, gor, extra int
+	for _, p := range ph.Series {
+		if p.TargetCPU != nil {
+			cpu++
+			if math.Abs(*p.TargetCPU-0.5) > 0.1 {
+				t.Errorf("second %d: target CPU %.2f, want 0.5", p.Second, *p.TargetCPU)
+			}
+		}
+		if p.TargetRSS != nil {
+			rss++
+		}
+		if p.TargetGoroutines != nil && *p.TargetGoroutines == 12 {
+			gor++
+		}
+		if p.TargetSeries["app_queue"] == 5 {
+			extra++
+		}
+	}
+	if cpu < 3 || rss < 4 || gor < 4 || extra < 4 {
+		t.Errorf("seconds with target figures: cpu %d, rss %d, goroutines %d, app_queue %d", cpu, rss, gor, extra)
+	}
+	if ph.Summary.Requests != 300 {
+		t.Errorf("50 %% of 100/s for 6 s: %d requests", ph.Summary.Requests)
+	}
+}
+
+func TestRunCriteriaWithoutMeasures(t *testing.T) {
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {})
+	rep := runPlan(t, "target: "+url+"\ncooldown: 0s\nrequests: [{path: /}]\nphases:\n"+
+		"  - {name: a, rate: 50, duration: 1s, criteria: ['memory_growth<5%', 'breaking_point>=10', 'p(99)<1s']}\n", ParseOptions{})
+	ph := rep.Phases[0]
+	want := []string{StatusError, StatusError, StatusPassed}
+	for i, v := range ph.Verdicts {
+		if v.Status != want[i] || (v.Status == StatusError && v.Detail == "") {
+			t.Errorf("%s: %s (%s), want %s with a reason", v.Criterion, v.Status, v.Detail, want[i])
+		}
+	}
+	if ph.Status != StatusError || rep.Assessment.Status != StatusError {
+		t.Errorf("phase %s, overall %s; want ERROR", ph.Status, rep.Assessment.Status)
+	}
+}
+
+func TestRunAbortOnFailure(t *testing.T) {
+	url := local(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
+	rep := runPlan(t, "target: "+url+"\ncooldown: 0s\nabort_on_failure: true\nrequests: [{path: /}]\nphases:\n"+
+		"  - {name: a, rate: 20, duration: 1s}\n  - {name: b, rate: 20, duration: 1s}\n", ParseOptions{})
+	if len(rep.Phases) != 1 || rep.Phases[0].Status != StatusFailed {
+		t.Fatalf("phases %d, first %s", len(rep.Phases), rep.Phases[0].Status)
+	}
+	if !strings.Contains(strings.Join(rep.Assessment.Findings, "\n"), "stopped after a failed") {
+		t.Errorf("findings %q", rep.Assessment.Findings)
+	}
+	if rep.Phases[0].Summary.ErrorsByKind["status 500"] != 20 {
+		t.Errorf("errors by kind %v", rep.Phases[0].Summary.ErrorsByKind)
+	}
+}
+
+// TestMergeExact: percentiles of merged reports equal those of one
+// histogram holding every value, exactly, for histograms built from known
+// values and for a real split run.
+func TestMergeExact(t *testing.T) {
+	all := newHistogram()
+	var parts []*Report
+	for slice := range 3 {
+		h := newHistogram()
+		for i := range 5000 {
+			v := int64((i*7919+slice*104729)%200000 + 1) // spread over 1 µs–200 ms
+			_ = h.RecordValue(v)
+			_ = all.RecordValue(v)
+		}
+		parts = append(parts, &Report{Plan: "p", Slices: 1, Phases: []PhaseReport{{
+			Name: "a", Pattern: "constant", Summary: Summary{Requests: 5000, AchievedRPS: 100},
+			Histograms: Histograms{Latency: encodeHistogram(h), Uncorrected: encodeHistogram(h)},
+			Verdicts:   []CriterionVerdict{{Criterion: "p(99)<150ms"}, {Criterion: "rps>=300"}},
+			Series:     []Point{{Second: 0, Requests: 5000, Histogram: encodeHistogram(h)}},
+		}}})
+	}
+	m, err := Merge(parts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := m.Phases[0].Summary.LatencyMS, percentiles(all)
+	if got != want {
+		t.Errorf("merged %+v, single %+v", got, want)
+	}
+	sec := m.Phases[0].Series[0]
+	single := newSecondHistogram()
+	for _, p := range parts {
+		h, _ := decodeHistogram(p.Phases[0].Series[0].Histogram)
+		single.Merge(h)
+	}
+	if sec.Requests != 15000 || sec.P99MS != float64(single.ValueAtQuantile(99))/1000 {
+		t.Errorf("merged second: %d requests, p99 %v", sec.Requests, sec.P99MS)
+	}
+	if m.Slices != 3 || m.Phases[0].Summary.AchievedRPS != 300 {
+		t.Errorf("slices %d, rate %v", m.Slices, m.Phases[0].Summary.AchievedRPS)
+	}
+	if v := m.Phases[0].Verdicts; v[1].Status != StatusPassed || v[0].Actual != want.P99 {
+		t.Errorf("criteria judged again on the whole: %+v", v)
+	}
+	if _, err := Merge(parts[0], &Report{Plan: "other"}); err == nil {
+		t.Error("merged reports of different plans")
+	}
+}
+
+// TestSplitRunMerge: two slices of a plan, run side by side, send the
+// whole plan's requests between them, and merge into one report whose
+// counts and percentiles are those of all requests.
+func TestSplitRunMerge(t *testing.T) {
+	var hits atomic.Int64
+	url := local(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })
+	src := "target: " + url + "\nrequests: [{path: /}]\nphases: [{name: baseline, rate: 400, duration: 2s}]\n"
+	reps := make([]*Report, 2)
+	start := time.Now().Add(200 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		p := mustPlan(t, src, ParseOptions{Slice: i, Slices: 2})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := p.Run(context.Background(), RunOptions{StartAt: start})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			reps[i] = rep
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if reps[0].Split != "1/2" || reps[0].Phases[0].Summary.Requests != 400 {
+		t.Fatalf("slice 1: split %q, %d requests", reps[0].Split, reps[0].Phases[0].Summary.Requests)
+	}
+	// Round-trip through JSON, as merge reads files.
+	for i, r := range reps {
+		var buf bytes.Buffer
+		if err := r.WriteJSON(&buf); err != nil {
+			t.Fatal(err)
+		}
+		back, err := ReadReport(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps[i] = back
+	}
+	m, err := Merge(reps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := m.Phases[0]
+	if ph.Summary.Requests != 800 || hits.Load() != 800 {
+		t.Errorf("merged %d requests, server saw %d; want 800", ph.Summary.Requests, hits.Load())
+	}
+	if math.Abs(ph.Summary.AchievedRPS-400)/400 > 0.01 {
+		t.Errorf("merged rate %.1f/s, want 400", ph.Summary.AchievedRPS)
+	}
+	both := newHistogram()
+	for _, r := range reps {
+		h, _ := decodeHistogram(r.Phases[0].Histograms.Latency)
+		both.Merge(h)
+	}
+	if ph.Summary.LatencyMS != percentiles(both) {
+		t.Errorf("merged percentiles %+v, all requests' %+v", ph.Summary.LatencyMS, percentiles(both))
+	}
+	// The default criteria name the whole plan's rate, and hold on the
+	// merged report.
+	if v := ph.Verdicts[2]; v.Criterion != "rps>=396" || v.Status != StatusPassed {
+		t.Errorf("throughput criterion %+v", v)
+	}
+}
+
+// TestRunMemoryFlat: a long constant-rate run's heap does not grow with
+// its requests: histograms are fixed in size and the series holds a few
+// hundred bytes a second.
+func TestRunMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 20-second run")
+	}
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {})
+	p := mustPlan(t, "target: "+url+"\nrequests: [{path: /}]\nphases: [{name: a, rate: 2000, duration: 20s, criteria: []}]\n", ParseOptions{})
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	var early, late uint64
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(5 * time.Second)
+		mu.Lock()
+		early = heap()
+		mu.Unlock()
+		time.Sleep(14 * time.Second)
+		mu.Lock()
+		late = heap()
+		mu.Unlock()
+	}()
+	rep, err := p.Run(context.Background(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if n := rep.Phases[0].Summary.Requests; n != 40000 {
+		t.Fatalf("%d requests", n)
+	}
+	// 28,000 requests between the two readings; a generator that kept
+	// anything per request would grow by megabytes.
+	growth := int64(late) - int64(early)
+	t.Logf("heap %d KiB at 5 s, %d KiB at 19 s", early/1024, late/1024)
+	if growth > 1<<20 {
+		t.Errorf("heap grew %d KiB over 14 s of a constant-rate run", growth/1024)
+	}
+}
+
+func TestJUnit(t *testing.T) {
+	rep := &Report{Plan: "p", Phases: []PhaseReport{
+		{Name: "a", Status: StatusFailed, Verdicts: []CriterionVerdict{{Criterion: "p(99)<1ms", Status: StatusFailed, Actual: 5, Unit: "ms"}, {Criterion: "rate<1%", Status: StatusPassed}}},
+		{Name: "b", Status: StatusError, Error: "phase \"x\" measured no breaking point", Verdicts: []CriterionVerdict{}},
+	}}
+	var buf bytes.Buffer
+	if err := rep.WriteJUnit(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got junitSuites
+	if err := xml.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	if got.Tests != 3 || got.Fails != 1 || got.Errors != 1 || len(got.Suites) != 2 {
+		t.Errorf("tests %d, failures %d, errors %d, suites %d:\n%s", got.Tests, got.Fails, got.Errors, len(got.Suites), buf.String())
+	}
+	if f := got.Suites[0].Cases[0].Failure; f == nil || !strings.Contains(f.Message, "actual 5ms") {
+		t.Errorf("failure %+v", f)
+	}
+}

@@ -1,16 +1,13 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -134,46 +131,6 @@ func (a Attack) Run(ctx context.Context) (*Result, error) {
 		},
 	}
 	return e.run(ctx).Result, nil
-}
-
-// send makes one request and returns "" or the kind of its failure. Its
-// own timeout is separate from the attack's end: a request sent in time is
-// waited for.
-func send(client *http.Client, timeout time.Duration, t Target) string {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	method := t.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	var body io.Reader
-	if t.Body != nil {
-		body = bytes.NewReader(t.Body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, t.URL, body)
-	if err != nil {
-		return "request"
-	}
-	for k, v := range t.Header {
-		req.Header[k] = v
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			return "timeout"
-		}
-		return "connection"
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return "connection"
-	case resp.StatusCode >= 400:
-		return "status " + strconv.Itoa(resp.StatusCode)
-	}
-	return ""
 }
 
 // Summary is a Result in the form `strata loadtest attack --json` writes.

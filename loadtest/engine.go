@@ -26,7 +26,10 @@ type engine struct {
 	offset      float64 // this generator's place between the others' sends, in [0, 1)
 	connections int
 	timeout     time.Duration
-	client      *http.Client
+	// client, when set, sends on net/http; else senders, or fasthttp
+	// senders of the run's own (see senders).
+	client  *http.Client
+	senders *senders
 	// source returns sender i's own request maker, which returns the
 	// request numbered n; a maker is called from its sender only.
 	source func(i int) func(n uint64) Target
@@ -113,13 +116,10 @@ type runResult struct {
 // ends, waits for requests in flight, and never takes longer than that
 // plus the timeout.
 func (e *engine) run(ctx context.Context) *runResult {
-	client := e.client
-	if client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = e.connections
-		tr.MaxConnsPerHost = e.connections
-		client = &http.Client{Transport: tr}
-		defer tr.CloseIdleConnections()
+	senders := e.senders
+	if senders == nil {
+		senders = newSenders(e.client, e.connections, e.timeout)
+		defer senders.close()
 	}
 	dur := e.prof.duration()
 	limit := dur + catchUp
@@ -193,6 +193,7 @@ func (e *engine) run(ctx context.Context) *runResult {
 	for i := 0; i < e.connections; i++ {
 		st := stripes[i%len(stripes)]
 		next := e.source(i)
+		snd := senders.new()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -215,7 +216,7 @@ func (e *engine) run(ctx context.Context) *runResult {
 				if ns := sent.Sub(start).Nanoseconds(); ns > lastSend.Load() {
 					lastSend.Store(ns) // a race between senders only loses a few µs
 				}
-				kind := send(client, e.timeout, next(seq.Add(1)-1))
+				kind := snd.send(next(seq.Add(1) - 1))
 				done := time.Now()
 				busy.Add(-1)
 				st.record(int(done.Sub(start)/time.Second), intended, sent, done, kind)

@@ -45,13 +45,14 @@ type RunOptions struct {
 // start (or ctx ending); a phase that fails or cannot be measured is in
 // the report.
 func (p *Plan) Run(ctx context.Context, opt RunOptions) (*Report, error) {
+	// Requests go out on the caller's client, or on fasthttp senders kept
+	// for the whole run; the target's metrics are scraped on net/http.
+	senders := newSenders(opt.Client, p.Connections, p.Timeout)
+	defer senders.close()
 	client := opt.Client
 	if client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = p.Connections
-		tr.MaxConnsPerHost = p.Connections
-		client = &http.Client{Transport: tr}
-		defer tr.CloseIdleConnections()
+		client = &http.Client{}
+		defer client.CloseIdleConnections()
 	}
 	if !opt.StartAt.IsZero() {
 		if err := sleep(ctx, time.Until(opt.StartAt)); err != nil {
@@ -72,7 +73,7 @@ func (p *Plan) Run(ctx context.Context, opt RunOptions) (*Report, error) {
 				return nil, err
 			}
 		}
-		r := &phaseRun{plan: p, ph: ph, opt: opt, client: client}
+		r := &phaseRun{plan: p, ph: ph, opt: opt, client: client, senders: senders}
 		pr := r.run(ctx, measured)
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -93,6 +94,13 @@ func (p *Plan) Run(ctx context.Context, opt RunOptions) (*Report, error) {
 	return rep, nil
 }
 
+// Reassess sets the overall assessment again from the phases, for a report
+// whose phases were put together from other reports.
+func (rep *Report) Reassess() {
+	rep.Assessment.Findings = nil
+	rep.assess()
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -109,10 +117,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // phaseRun is one phase running.
 type phaseRun struct {
-	plan   *Plan
-	ph     Phase
-	opt    RunOptions
-	client *http.Client
+	plan    *Plan
+	ph      Phase
+	opt     RunOptions
+	client  *http.Client // for scraping
+	senders *senders
 
 	start   time.Time
 	total   *Result // all of the phase's requests
@@ -252,7 +261,7 @@ func (r *phaseRun) runProfile(ctx context.Context, prof profile, purpose string,
 		offset = len(r.series)
 	}
 	e := &engine{prof: prof, offset: r.plan.offset(), connections: r.plan.Connections, timeout: r.plan.Timeout,
-		client: r.client, source: r.plan.mix.source(uint64(time.Now().UnixNano()))}
+		senders: r.senders, source: r.plan.mix.source(uint64(time.Now().UnixNano()))}
 	runStart := time.Now()
 	e.onSecond = func(p Point) {
 		r.live(p, runStart, prof, purpose)
@@ -365,6 +374,9 @@ func spikeMeasures(series []Point, m map[string]float64) error {
 		return errors.New("no requests completed before or during the spike")
 	}
 	ref := p99(hb)
+	if ref <= 0 {
+		return errors.New("no latency measured before the spike")
+	}
 	m["baseline_p99_ms"], m["spike_p99_ms"] = ref, p99(hs)
 	m["latency_increase"] = p99(hs)/ref - 1
 	m["spike_error_rate"] = float64(es) / float64(ns)
@@ -624,7 +636,10 @@ func (rep *Report) assess() {
 			if v.Status == StatusPassed {
 				continue
 			}
-			f := fmt.Sprintf("%s: %s %s (actual %s)", ph.Name, v.Criterion, v.Status, formatActual(v))
+			f := fmt.Sprintf("%s: %s %s", ph.Name, v.Criterion, v.Status)
+			if v.Status != StatusError {
+				f += fmt.Sprintf(" (actual %s)", formatActual(v))
+			}
 			if v.Detail != "" {
 				f += ": " + v.Detail
 			}
@@ -650,6 +665,9 @@ func (rep *Report) assess() {
 }
 
 func formatActual(v CriterionVerdict) string {
+	if v.Status == StatusError {
+		return "—" // not measured
+	}
 	if v.Unit == "" {
 		return fmt.Sprintf("%.2f%%", 100*v.Actual)
 	}

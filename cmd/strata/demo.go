@@ -27,7 +27,12 @@ served by the primary alone and then with reads on the replicas), serve
 the storefront on a free loopback port,
 drive the same short, bounded burst of real HTTP traffic over every endpoint,
 and print requests, rate, latency percentiles and errors per endpoint, then
-the stages side by side. Exits non-zero if any request failed.`,
+the stages side by side. Then, unless --load-test=false, it runs the
+guide's load-test plan (baseline, stress until the breaking point, a 10×
+spike, endurance at 80 % of the capacity found), scaled down to about 40 s
+a stage, against every stage, prints the verdicts side by side and writes
+them with charts to --html. Exits non-zero if any request of the burst
+failed; the load test's verdicts are reported, not an exit code.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
 			if err != nil {
@@ -76,6 +81,8 @@ the stages side by side. Exits non-zero if any request failed.`,
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
 	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stage (default $STRATA_PG_URL); the demo uses its schema strata_demo")
 	f.StringArrayVar(&replicas, "replica", nil, "a streaming replica of --postgres, repeatable (default $STRATA_PG_REPLICA_URLS, comma-separated; none: that stage is skipped)")
+	f.BoolVar(&cfg.LoadTest, "load-test", true, "run the scaled-down load-test plan at every stage")
+	f.StringVar(&cfg.HTML, "html", "strata-demo-report.html", "write the load tests' report here (\"\" for none)")
 	f.StringVar(&keep, "dir", "", "folder for the demo database, kept afterwards (default: a temporary folder, removed)")
 	return cmd
 }

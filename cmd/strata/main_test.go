@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,7 +19,7 @@ import (
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // the demo with its load tests takes about 2
 	defer cancel()
 	code := run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
@@ -28,7 +29,10 @@ func TestCLIExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	wrongType := filepath.Join(dir, "type.yaml")
-	for path, body := range map[string]string{bad: "db: sqlite://x.db\nport: 80\n", wrongType: "addr: [1, 2]\n"} {
+	badPlan := filepath.Join(dir, "plan.yaml")
+	exists := filepath.Join(dir, "exists.yaml")
+	for path, body := range map[string]string{bad: "db: sqlite://x.db\nport: 80\n", wrongType: "addr: [1, 2]\n",
+		badPlan: "target: http://127.0.0.1:1\nrequests: [{path: /}]\nphases:\n  - name: a\n    rate: -3\n", exists: "x"} {
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -64,6 +68,18 @@ func TestCLIExitCodes(t *testing.T) {
 		{"attack bad duration", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "-1s"}, 2, "--duration"},
 		{"attack bad threshold", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--threshold", "p(99)<100"}, 2, "needs a unit"},
 		{"attack bad url", []string{"loadtest", "attack", "ftp://x", "--rate", "5", "--duration", "1s"}, 2, "Targets[0].URL"},
+		{"threshold of a phase in attack", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--threshold", "breaking_point>=5"}, 2, "measured by a plan's phases"},
+		{"run help", []string{"loadtest", "run", "--help"}, 0, "--split"},
+		{"run no plan", []string{"loadtest", "run", filepath.Join(dir, "none.yaml")}, 2, "no such file"},
+		{"run bad plan", []string{"loadtest", "run", badPlan}, 2, "plan.yaml:5: phases[0].rate: -3 is negative"},
+		{"run bad set", []string{"loadtest", "run", badPlan, "--set", "a.rate"}, 2, "want key=value"},
+		{"run bad scale", []string{"loadtest", "run", badPlan, "--scale", "0"}, 2, "--scale 0"},
+		{"run bad split", []string{"loadtest", "run", badPlan, "--split", "3/2"}, 2, "--split \"3/2\""},
+		{"run bad start", []string{"loadtest", "run", badPlan, "--start-at", "soon"}, 2, "--start-at"},
+		{"init exists", []string{"loadtest", "init", "-o", exists}, 2, "--force replaces it"},
+		{"init bad target", []string{"loadtest", "init", "--target", "nowhere"}, 2, "target"},
+		{"merge nothing", []string{"loadtest", "merge", filepath.Join(dir, "none.json")}, 2, "no such file"},
+		{"merge not json", []string{"loadtest", "merge", bad}, 2, "reading a report"},
 		{"replica without postgres", []string{"serve", "--replica", "postgres://a@127.0.0.1/x", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "r.db")}, 2, "not PostgreSQL"},
 		// Runtime errors exit 1.
 		{"attack refused", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "20", "--duration", "200ms"}, 1, "requests failed"},
@@ -140,15 +156,30 @@ func TestCLIDemo(t *testing.T) {
 	dir := t.TempDir()
 	var code int
 	var out, errOut string
-	for range 2 { // a kept --dir can be used again
-		code, out, errOut = runCLI(t, "demo", "--users", "200", "--products", "50", "--actions", "2000", "--requests", "500", "--dir", dir)
+	html := filepath.Join(dir, "report.html")
+	for i := range 2 { // a kept --dir can be used again
+		args := []string{"demo", "--users", "200", "--products", "50", "--actions", "2000", "--requests", "500", "--dir", dir, "--html", html}
+		if i == 0 {
+			args = append(args, "--load-test=false")
+		}
+		code, out, errOut = runCLI(t, args...)
 		if code != 0 {
 			t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
 		}
 	}
-	for _, want := range []string{"stage 1", "GET /users/{id}/recommendations", "POST /users", "p99", "/metrics", "demo finished"} {
+	for _, want := range []string{"stage 1", "GET /users/{id}/recommendations", "POST /users", "p99", "/metrics", "demo finished",
+		"the load test side by side", "breaking point", "spike ×10", "the load-test report, with charts: " + html} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	data, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"stage 1 (no cache): baseline", "stage 2 (L1): endurance"} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("the HTML report lacks %q", want)
 		}
 	}
 }
@@ -174,6 +205,44 @@ func (l *lockedBuffer) String() string {
 
 // TestCLIAttack: an attack on a local server prints the figures and writes
 // the JSON the issue names.
+// TestCLILoadtestRun: init writes the default plan; run cuts it to a
+// second of baseline with --set, writes JSON, JUnit and HTML, and exits by
+// the verdict; merge reads the JSON back.
+func TestCLILoadtestRun(t *testing.T) {
+	var fail atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "plan.yaml")
+	if code, out, errOut := runCLI(t, "loadtest", "init", "-o", plan, "--target", srv.URL, "--current-rps", "50"); code != 0 {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errOut)
+	}
+	short := []string{"--set", "cooldown=0s", "--set", "baseline.duration=1s", "--set", "stress.skip=true", "--set", "spike.skip=true", "--set", "endurance.skip=true", "--quiet"}
+	jsonPath, junit, html := filepath.Join(dir, "r.json"), filepath.Join(dir, "j.xml"), filepath.Join(dir, "r.html")
+	code, out, errOut := runCLI(t, append([]string{"loadtest", "run", plan, "--json", jsonPath, "--junit", junit, "--html", html}, short...)...)
+	if code != 0 || !strings.Contains(out, "overall: PASSED") {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, p := range []string{jsonPath, junit, html} {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	code, out, errOut = runCLI(t, "loadtest", "merge", jsonPath, jsonPath)
+	if code != 0 || !strings.Contains(out, "overall: PASSED") {
+		t.Fatalf("merge: exit %d\n%s%s", code, out, errOut)
+	}
+	fail.Store(true)
+	code, out, errOut = runCLI(t, append([]string{"loadtest", "run", plan}, short...)...)
+	if code != 1 || !strings.Contains(out, "overall: FAILED") || !strings.Contains(errOut, "FAILED") {
+		t.Fatalf("a failing target: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
 func TestCLIAttack(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()

@@ -31,6 +31,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/loadtest"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
 )
@@ -69,6 +70,12 @@ type Config struct {
 	// alone, then with reads on the streaming replicas.
 	Postgres string
 	Replicas []string
+	// LoadTest runs the scaled-down default plan (baseline, stress,
+	// spike, endurance) against every stage after its burst, prints the
+	// stages' verdicts side by side, and writes the combined report to
+	// HTML when that is set.
+	LoadTest bool
+	HTML     string
 }
 
 func (c *Config) defaults() error {
@@ -100,6 +107,9 @@ func (c *Config) defaults() error {
 // Result is what a demo run measured.
 type Result struct {
 	Stages []StageResult
+	// Report holds every stage's load-test phases (named "stage: phase")
+	// when Config.LoadTest is set.
+	Report *loadtest.Report
 }
 
 // Errors counts the requests of all stages that did not get the expected status.
@@ -121,6 +131,8 @@ type StageResult struct {
 	Requests  int
 	Elapsed   time.Duration
 	Endpoints []EndpointResult
+	// Plan is the stage's load-test report, when Config.LoadTest is set.
+	Plan *loadtest.Report
 }
 
 // EndpointResult holds one endpoint's figures.
@@ -196,6 +208,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	printComparison(out, result)
+	if cfg.LoadTest {
+		result.Report = journeyReport(result)
+		printJourney(out, result)
+		if cfg.HTML != "" {
+			if err := writeHTML(cfg.HTML, result.Report); err != nil {
+				return result, err
+			}
+			fmt.Fprintf(out, "\nthe load-test report, with charts: %s\n", cfg.HTML)
+		}
+	}
 	if cfg.Redis == nil || cfg.Postgres == "" || len(cfg.Replicas) == 0 {
 		fmt.Fprintf(out, "\nThe Redis level of stage 2 and the read replicas need servers: `eval \"$(scripts/dev up)\"`\n"+
 			"starts Redis, a PostgreSQL primary and two streaming replicas on loopback, and the demo then\n"+
@@ -315,11 +337,20 @@ func runStage(ctx context.Context, cfg Config, store *storefront.Store, st stage
 		waitCacheReady(ctx, base)
 	}
 	res := drive(ctx, base, cfg, st.name, index)
+	printStage(out, res)
+	if cfg.LoadTest && ctx.Err() == nil {
+		rep, err := loadTest(ctx, cfg, base)
+		if err != nil {
+			stop()
+			<-served
+			return res, err
+		}
+		res.Plan = rep
+	}
 	stop()
 	if err := <-served; err != nil {
 		return StageResult{}, err
 	}
-	printStage(out, res)
 	return res, nil
 }
 

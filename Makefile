@@ -29,5 +29,8 @@ fuzz:
 	@for t in FuzzDecodeObject FuzzParseID FuzzSearch; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./storefront/ || exit 1; done
 	@go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./internal/database/
-	@for t in FuzzDecodeEnvelope FuzzDecodeBusMsg; do \
+	@for t in FuzzDecodeEnvelope FuzzDecodeBusMsg FuzzNormalizeSQL; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./cache/ || exit 1; done
+	@go test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime 30s ./replica/
+	@for t in FuzzParseThreshold FuzzParsePlan FuzzParseTemplate; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./loadtest/ || exit 1; done

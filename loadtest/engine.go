@@ -34,8 +34,11 @@ type engine struct {
 	// request numbered n; a maker is called from its sender only.
 	source func(i int) func(n uint64) Target
 	// onSecond, when set, is called from one goroutine with each second
-	// as it is collected.
+	// as it is collected. series keeps the seconds for the result (a
+	// plan's phases do; a plain attack does not, so that its memory stays
+	// flat however long it runs).
 	onSecond func(Point)
+	series   bool
 }
 
 // stripe holds tallies that a few senders share under a mutex; the
@@ -169,15 +172,18 @@ func (e *engine) run(ctx context.Context) *runResult {
 			s.take(sec, &p, h)
 		}
 		e.fillPoint(&p, h)
-		series = append(series, p)
+		if e.series {
+			series = append(series, p)
+		}
 		if e.onSecond != nil {
 			e.onSecond(p)
 		}
 	}
+	collectedUpTo := 0 // the next second to collect; the collector's until it ends
 	go func() {
 		defer close(collected)
-		next := 0
 		for {
+			next := collectedUpTo
 			wait := time.Until(start.Add(time.Duration(next+1)*time.Second + collectDelay))
 			select {
 			case <-stopCollect:
@@ -185,7 +191,7 @@ func (e *engine) run(ctx context.Context) *runResult {
 			case <-time.After(wait):
 			}
 			collect(next)
-			next++
+			collectedUpTo = next + 1
 		}
 	}()
 
@@ -230,11 +236,7 @@ func (e *engine) run(ctx context.Context) *runResult {
 	<-collected
 	// Whatever the collector had not taken yet: the last seconds, and
 	// requests that completed after the run's end.
-	last := 0
-	if len(series) > 0 {
-		last = series[len(series)-1].Second + 1
-	}
-	for sec := last; sec <= int(elapsed/time.Second); sec++ {
+	for sec := collectedUpTo; sec <= int(elapsed/time.Second); sec++ {
 		collect(sec)
 	}
 
@@ -281,9 +283,18 @@ func (e *engine) fillPoint(p *Point, h *hdrhistogram.Histogram) {
 			p.AskedRPS = (e.prof.count(to) - e.prof.count(from)) / (to - from).Seconds()
 		}
 	}
-	if h.TotalCount() > 0 {
-		ms := func(us int64) float64 { return float64(us) / 1000 }
-		p.P50MS, p.P90MS, p.P99MS, p.MaxMS = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90)), ms(h.ValueAtQuantile(99)), ms(h.Max())
+	setPercentiles(p, h, e.series)
+}
+
+// setPercentiles sets p's latency figures from h, and its encoded
+// histogram when keep is set.
+func setPercentiles(p *Point, h *hdrhistogram.Histogram, keep bool) {
+	if h.TotalCount() == 0 {
+		return
+	}
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	p.P50MS, p.P90MS, p.P99MS, p.MaxMS = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90)), ms(h.ValueAtQuantile(99)), ms(h.Max())
+	if keep {
 		p.Histogram = encodeHistogram(h)
 	}
 }

@@ -27,3 +27,40 @@ func Example() {
 	fmt.Println("errors:", s.Errors, "about 50 sent:", s.Requests >= 45 && s.Requests <= 51)
 	// Output: errors: 0 about 50 sent: true
 }
+
+// ExampleParsePlan runs a one-phase plan against a local server and reads
+// its verdicts.
+func ExampleParsePlan() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	plan, err := loadtest.ParsePlan([]byte(`
+target: `+srv.URL+`
+variables:
+  user: {zipf: {min: 1, max: 1000}}
+requests:
+  - path: /users/{{user}}
+phases:
+  - name: baseline
+    rate: 100
+    duration: 1s
+    criteria: ["p(99)<1s", "rate<0.1%"]
+`), loadtest.ParseOptions{File: "plan.yaml"})
+	if err != nil {
+		panic(err)
+	}
+	rep, err := plan.Run(context.Background(), loadtest.RunOptions{})
+	if err != nil {
+		panic(err)
+	}
+	ph := rep.Phases[0]
+	fmt.Println(ph.Name, ph.Summary.Requests, "requests:", ph.Status)
+	for _, v := range ph.Verdicts {
+		fmt.Println(v.Criterion, v.Status)
+	}
+	fmt.Println("overall:", rep.Assessment.Status)
+	// Output:
+	// baseline 100 requests: PASSED
+	// p(99)<1s PASSED
+	// rate<0.1% PASSED
+	// overall: PASSED
+}

@@ -197,11 +197,7 @@ func mergeSeries(in []*PhaseReport) ([]Point, error) {
 				p.TargetSeries = q.TargetSeries
 			}
 		}
-		if h.TotalCount() > 0 {
-			ms := func(us int64) float64 { return float64(us) / 1000 }
-			p.P50MS, p.P90MS, p.P99MS, p.MaxMS = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(90)), ms(h.ValueAtQuantile(99)), ms(h.Max())
-			p.Histogram = encodeHistogram(h)
-		}
+		setPercentiles(p, h, true)
 	}
 	return out, nil
 }

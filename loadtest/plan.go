@@ -1,11 +1,11 @@
 package loadtest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -233,8 +233,11 @@ type planError struct {
 
 func (e *planError) Error() string {
 	loc := e.file
-	if e.line > 0 {
+	switch {
+	case e.line > 0:
 		loc += ":" + strconv.Itoa(e.line)
+	case e.line < 0:
+		loc += " (--set)" // a value given on the command line
 	}
 	if e.path != "" {
 		return fmt.Sprintf("%s: %s: %s", loc, e.path, e.msg)
@@ -259,40 +262,74 @@ func ParsePlan(data []byte, opt ParseOptions) (*Plan, error) {
 		return nil, &planError{file: opt.File, line: 1, msg: "want a mapping with target, requests and phases"}
 	}
 	doc := root.Content[0]
-	for _, s := range opt.Set {
-		if err := applySet(doc, s); err != nil {
+	for i, s := range opt.Set {
+		if err := applySet(doc, s, -(i + 1)); err != nil {
 			return nil, &planError{file: opt.File, path: "--set " + s, msg: err.Error()}
 		}
 	}
+	if err := checkKeys(doc, reflect.TypeFor[planFile](), "", opt.File); err != nil {
+		return nil, err
+	}
 	lines := map[int]string{}
 	index(doc, "", lines)
-	// Decode again from the (possibly changed) tree, refusing unknown keys.
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		return nil, &planError{file: opt.File, msg: err.Error()}
-	}
-	if len(opt.Set) == 0 {
-		out = data // keep the user's own line numbers
-	} else {
-		lines = map[int]string{}
-		var again yaml.Node
-		_ = yaml.Unmarshal(out, &again)
-		index(again.Content[0], "", lines)
-	}
 	var f planFile
-	dec := yaml.NewDecoder(bytes.NewReader(out))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	if err := doc.Decode(&f); err != nil {
 		return nil, yamlError(opt.File, lines, err)
 	}
-	var tree yaml.Node
-	_ = yaml.Unmarshal(out, &tree)
-	c := &compiler{file: opt.File, dir: opt.Dir, doc: tree.Content[0], opt: opt}
+	c := &compiler{file: opt.File, dir: opt.Dir, doc: doc, opt: opt}
 	return c.compile(&f)
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+// checkKeys refuses a key that names no field of t, at its line (the
+// YAML library's decoder does this only when it reads bytes, and the
+// plan is decoded from its tree, after --set).
+func checkKeys(n *yaml.Node, t reflect.Type, path, file string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			f, ok := fieldByTag(t, key)
+			if !ok {
+				return &planError{file: file, line: n.Content[i].Line, path: p, msg: fmt.Sprintf("unknown key %q", key)}
+			}
+			if err := checkKeys(n.Content[i+1], f.Type, p, file); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKeys(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value, file); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), file); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && name != "" {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (-?\d+): (.*)$`)
 
 // yamlError turns the YAML library's errors into plan errors naming the
 // field found at their line.
@@ -311,9 +348,6 @@ func yamlError(file string, lines map[int]string, err error) error {
 			pe.line, _ = strconv.Atoi(g[1])
 			pe.msg = g[2]
 			pe.path = lines[pe.line]
-			if u := unknownField.FindStringSubmatch(pe.msg); u != nil {
-				pe.msg = fmt.Sprintf("unknown key %q", u[1])
-			}
 			pe.msg = strings.Replace(pe.msg, "cannot unmarshal !!str", "cannot read", 1)
 			if strings.Contains(pe.msg, "time.Duration") {
 				pe.msg += " (want a duration such as 30s, 5m or 1h)"
@@ -351,8 +385,10 @@ func index(n *yaml.Node, path string, lines map[int]string) {
 	}
 }
 
-// applySet applies one "key=value" or "phase.key=value" override.
-func applySet(doc *yaml.Node, s string) error {
+// applySet applies one "key=value" or "phase.key=value" override; the
+// nodes it adds get the given (negative) line, so that an error in them
+// is reported as the --set's, not as a line of the file.
+func applySet(doc *yaml.Node, s string, line int) error {
 	key, val, ok := strings.Cut(s, "=")
 	if !ok || key == "" {
 		return fmt.Errorf("want key=value or phase.key=value")
@@ -361,6 +397,7 @@ func applySet(doc *yaml.Node, s string) error {
 	if err := yaml.Unmarshal([]byte(val), &v); err != nil || len(v.Content) == 0 {
 		v = yaml.Node{Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: val}}}
 	}
+	setLine(v.Content[0], line)
 	target := doc
 	if phase, k, ok := strings.Cut(key, "."); ok {
 		phases := mapValue(doc, "phases")
@@ -383,12 +420,22 @@ func applySet(doc *yaml.Node, s string) error {
 		}
 		key = k
 	}
-	if n := mapValue(target, key); n != nil {
-		*n = *v.Content[0]
-		return nil
+	for i := 0; i+1 < len(target.Content); i += 2 {
+		if target.Content[i].Value == key {
+			target.Content[i].Line = line
+			target.Content[i+1] = v.Content[0]
+			return nil
+		}
 	}
-	target.Content = append(target.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v.Content[0])
+	target.Content = append(target.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key, Line: line}, v.Content[0])
 	return nil
+}
+
+func setLine(n *yaml.Node, line int) {
+	n.Line = line
+	for _, c := range n.Content {
+		setLine(c, line)
+	}
 }
 
 func mapValue(m *yaml.Node, key string) *yaml.Node {

@@ -58,9 +58,18 @@ func TestParsePlanScaleAndSet(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `no phase named "nosuch" (the plan has baseline)`) {
 		t.Errorf("set on a missing phase: %v", err)
 	}
-	_, err = ParsePlan([]byte(goodPlan), ParseOptions{File: "plan.yaml", Set: []string{"baseline.rate=fast"}})
-	if err == nil || !strings.Contains(err.Error(), "phases[0].rate") {
+	_, err = ParsePlan([]byte(goodPlan), ParseOptions{File: "plan.yaml", Set: []string{"scale=0.5", "baseline.rate=fast"}})
+	if err == nil || !strings.Contains(err.Error(), "plan.yaml (--set): phases[0].rate: cannot read") {
 		t.Errorf("set to a bad value: %v", err)
+	}
+	_, err = ParsePlan([]byte(goodPlan), ParseOptions{File: "plan.yaml", Set: []string{"baseline.rat=5"}})
+	if err == nil || !strings.Contains(err.Error(), `plan.yaml (--set): phases[0].rat: unknown key "rat"`) {
+		t.Errorf("set of an unknown key: %v", err)
+	}
+	// An error in the file keeps the file's own line after a --set.
+	_, err = ParsePlan([]byte(goodPlan+"    step: soon\n"), ParseOptions{File: "plan.yaml", Set: []string{"scale=0.5"}})
+	if err == nil || !strings.Contains(err.Error(), "plan.yaml:16: phases[0].step") {
+		t.Errorf("line after a set: %v", err)
 	}
 }
 

@@ -64,9 +64,14 @@ type PhaseReport struct {
 	// uncorrected) in HDR's compressed, base64 form, so that merged
 	// reports get exact percentiles.
 	Histograms Histograms `json:"histograms"`
-	// Measures are the phase's derived figures by name: breaking_point
-	// (requests/s), recovery_seconds, latency_increase (a fraction),
-	// spike_error_rate, memory_growth, cpu_growth, capacity.
+	// Measures are the phase's derived figures by name. Rates in
+	// requests/s: breaking_point, first_failing_rate, no_failure_up_to
+	// (set when no probe failed), capacity. Fractions: latency_increase,
+	// spike_error_rate, memory_growth, cpu_growth. Milliseconds:
+	// baseline_p99_ms, spike_p99_ms. Seconds: recovery_seconds, and the
+	// spike's place in the series, spike_start_second and
+	// spike_end_second. not_recovered is 1 when p99 did not come back in
+	// the time watched (recovery_seconds is then that time).
 	Measures map[string]float64 `json:"measures,omitempty"`
 	Verdicts []CriterionVerdict `json:"verdicts"`
 	// Steps are the constant-rate probes of a breaking-point search, in
@@ -103,8 +108,9 @@ type Step struct {
 	Passed      bool    `json:"passed"`
 }
 
-// Point is one second of a phase. Latencies are of the requests that
-// completed in that second. Target figures are present when the plan gives
+// Point is one second of a phase. AskedRPS is the schedule's rate in that
+// second; Requests, Errors and the latencies are of the requests that
+// completed in it. Target figures are present when the plan gives
 // a metrics URL and the scrape in that second succeeded.
 type Point struct {
 	Second       int              `json:"second"` // from the phase's start

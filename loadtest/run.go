@@ -261,7 +261,7 @@ func (r *phaseRun) runProfile(ctx context.Context, prof profile, purpose string,
 		offset = len(r.series)
 	}
 	e := &engine{prof: prof, offset: r.plan.offset(), connections: r.plan.Connections, timeout: r.plan.Timeout,
-		senders: r.senders, source: r.plan.mix.source(uint64(time.Now().UnixNano()))}
+		senders: r.senders, series: true, source: r.plan.mix.source(uint64(time.Now().UnixNano()))}
 	runStart := time.Now()
 	e.onSecond = func(p Point) {
 		r.live(p, runStart, prof, purpose)
@@ -566,6 +566,9 @@ func judge(criteria []Threshold, total *Result, m map[string]float64, ph Phase) 
 			if th.Metric == "breaking_point" {
 				if up, ok := m["no_failure_up_to"]; ok {
 					v.Detail = fmt.Sprintf("no probe failed up to %g/s, the highest the phase tries", up)
+				}
+				if val == 0 {
+					v.Detail = fmt.Sprintf("the first probe, at %g/s, already failed: start the search lower", m["first_failing_rate"])
 				}
 			}
 		}

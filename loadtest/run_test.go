@@ -128,10 +128,14 @@ func capacityServer(t *testing.T, rate float64) string {
 // search reports a breaking point within 10 % of it, and the recovery
 // after the overload.
 func TestRunBreakingPoint(t *testing.T) {
-	const capacity = 2000
+	// Above the capacity the queue grows by (rate - capacity) a second: a
+	// 2 s probe 2.5 % over it ends 50 ms behind, which its p99 criterion
+	// catches. A small capacity leaves the generator, and the race
+	// detector, most of the CPU.
+	const capacity = 1000
 	url := capacityServer(t, capacity)
 	rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
-		"  - {name: stress, pattern: breaking, rate: 400, step: 1s, probe: ['p(99)<25ms'], recovery: 10s, criteria: ['breaking_point>=1500', 'recovery<5s']}\n", ParseOptions{})
+		"  - {name: stress, pattern: breaking, rate: 500, step: 2s, probe: ['p(99)<50ms'], recovery: 10s, criteria: ['breaking_point>=800', 'recovery<5s']}\n", ParseOptions{})
 	ph := rep.Phases[0]
 	bp := ph.Measures["breaking_point"]
 	if math.Abs(bp-capacity)/capacity > 0.10 {
@@ -150,7 +154,7 @@ func TestRunBreakingPoint(t *testing.T) {
 			recovery++
 		}
 	}
-	if ramp < 3 || bisect < 1 || recovery != 1 {
+	if ramp < 2 || bisect < 1 || recovery != 1 {
 		t.Errorf("steps: %d ramp, %d bisect, %d overload, %d recovery: %+v", ramp, bisect, overload, recovery, ph.Steps)
 	}
 	if _, ok := ph.Measures["recovery_seconds"]; !ok || ph.Measures["not_recovered"] == 1 {

@@ -165,9 +165,10 @@ func (e *engine) run(ctx context.Context) *runResult {
 	var series []Point
 	collected := make(chan struct{})
 	stopCollect := make(chan struct{})
+	h := newSecondHistogram() // reused: a run makes next to no garbage, so its heap stays put
 	collect := func(sec int) {
 		p := Point{Second: sec}
-		h := newSecondHistogram()
+		h.Reset()
 		for _, s := range stripes {
 			s.take(sec, &p, h)
 		}
@@ -180,15 +181,17 @@ func (e *engine) run(ctx context.Context) *runResult {
 		}
 	}
 	collectedUpTo := 0 // the next second to collect; the collector's until it ends
+	tick := time.NewTimer(time.Hour)
+	defer tick.Stop()
 	go func() {
 		defer close(collected)
 		for {
 			next := collectedUpTo
-			wait := time.Until(start.Add(time.Duration(next+1)*time.Second + collectDelay))
+			tick.Reset(time.Until(start.Add(time.Duration(next+1)*time.Second + collectDelay)))
 			select {
 			case <-stopCollect:
 				return
-			case <-time.After(wait):
+			case <-tick.C:
 			}
 			collect(next)
 			collectedUpTo = next + 1

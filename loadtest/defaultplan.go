@@ -132,9 +132,10 @@ phases:
     criteria: ["{{.p99}}", "{{.errors}}", "rps>={{.rps}}"]
 
   # Gradual increase until failure: probes of one step each, the rate × 1.5
-  # until a probe fails its probe criteria, then bisected to within 5 %;
-  # then an overload at the failing rate, and the load drops back to the
-  # start rate to time the recovery.
+  # until a probe fails its probe criteria (a failed probe is run once more
+  # before it counts), then bisected to within 5 %; then an overload at the
+  # failing rate, and the load drops back to the start rate to time the
+  # recovery.
   - name: stress
     pattern: breaking
     rate: {{.rps}}

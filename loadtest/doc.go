@@ -13,10 +13,12 @@
 //	ramp       linearly from rate to `to`
 //	steps      from rate to `to` in equal steps
 //	breaking   probes of `step` each, the rate × growth until one fails its
-//	           probe criteria, then bisected to within 5 %; the breaking
-//	           point is the highest rate that passed. Then an overload at
-//	           the first failing rate, and the load drops back to time the
-//	           recovery.
+//	           probe criteria (÷ growth instead while the start rate
+//	           fails), then bisected to within 5 %; a failed probe is run
+//	           once more before it counts, so one stall does not set the
+//	           result. The breaking point is the highest rate that passed.
+//	           Then an overload at the first failing rate, and the load
+//	           drops back to a passing rate to time the recovery.
 //	spike      rate, rate × multiplier for `spike`, rate again: the latency
 //	           increase, the error rate during the spike and the time until
 //	           p99 is back within 10 % of before

@@ -100,7 +100,7 @@ type CriterionVerdict struct {
 
 // Step is one constant-rate probe of a breaking-point search.
 type Step struct {
-	Purpose     string  `json:"purpose"` // ramp, bisect, overload or recovery
+	Purpose     string  `json:"purpose"` // ramp, descend, bisect, confirm (a failed probe run again), overload or recovery
 	AskedRPS    float64 `json:"asked_rps"`
 	AchievedRPS float64 `json:"achieved_rps"`
 	P99MS       float64 `json:"p99_ms"`

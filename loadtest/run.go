@@ -21,6 +21,7 @@ const (
 	probeSkipLimit  = 0.01                   // Strata: a probe that could not send 1 % of its schedule has failed
 	tenth           = 0.1                    // growth figures compare the last tenth of a phase with the first
 	settleAfterFail = 0.25                   // Strata: after a failed probe, wait this share of a step for the target to drain
+	minProbeRate    = 1.0                    // Strata: a breaking search that fails at its start rate goes no lower than this
 	liveEvery       = 5 * time.Second        // without a terminal, a live line this often
 	cooldownTick    = 100 * time.Millisecond // how often a cool-down looks at its context
 )
@@ -392,15 +393,21 @@ func spikeMeasures(series []Point, m map[string]float64) error {
 
 // breaking searches for the highest rate whose probes pass: up by Growth
 // until one fails, then bisect to within Precision; then it overloads the
-// target at the first failing rate and drops back to the start rate to
+// target at the first failing rate and drops back to a passing rate to
 // time the recovery.
+//
+// A probe that fails is run once more, after the target has had time to
+// drain, before the search believes it: one stall (a GC pause, a
+// checkpoint, a noisy neighbour) would otherwise set the breaking point.
+// When the start rate itself fails, the search goes down by Growth until
+// a rate passes, rather than give up.
 func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 	ph := r.ph
 	deadline := time.Time{}
 	if ph.Duration > 0 {
 		deadline = r.start.Add(ph.Duration)
 	}
-	probe := func(rate float64, purpose string) (bool, *runResult) {
+	once := func(rate float64, purpose string) (bool, *runResult) {
 		res := r.runProfile(ctx, constant(rate, ph.Step), purpose)
 		ok := res.Requests > 0 && float64(res.Skipped) <= probeSkipLimit*rate*ph.Step.Seconds()
 		for _, th := range ph.Probe {
@@ -415,24 +422,43 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 		return ok, res
 	}
 	timeLeft := func() bool { return deadline.IsZero() || time.Now().Add(ph.Step).Before(deadline) }
+	probe := func(rate float64, purpose string) (bool, *runResult) {
+		ok, res := once(rate, purpose)
+		if ok || ctx.Err() != nil || !timeLeft() {
+			return ok, res
+		}
+		return once(rate, "confirm")
+	}
 
 	lo, hi := 0.0, 0.0
-	var ref float64 // the p99 at the start rate, for recovery
+	var ref, calm float64 // a passing rate's p99, and the rate, for recovery
 	for rate := ph.Rate; ; rate = math.Min(rate*ph.Growth, ph.To) {
 		ok, res := probe(rate, "ramp")
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if len(r.steps) == 1 {
-			ref = res.Summary().LatencyMS.P99
-		}
 		if !ok {
 			hi = rate
 			break
 		}
+		if lo == 0 {
+			ref, calm = res.Summary().LatencyMS.P99, rate
+		}
 		lo = rate
 		if rate >= ph.To || !timeLeft() {
 			break
+		}
+	}
+	for lo == 0 && hi/ph.Growth >= minProbeRate && timeLeft() {
+		rate := hi / ph.Growth
+		ok, res := probe(rate, "descend")
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if ok {
+			lo, ref, calm = rate, res.Summary().LatencyMS.P99, rate
+		} else {
+			hi = rate
 		}
 	}
 	for hi > 0 && lo > 0 && (hi-lo)/lo > ph.Precision && timeLeft() {
@@ -453,6 +479,9 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 		return nil // nothing broke: no overload to recover from
 	}
 	m["first_failing_rate"] = hi
+	if lo == 0 {
+		return nil // nothing passed: no calm rate to recover at
+	}
 	// Overload at the failing rate, then drop the load and time the return.
 	r.runProfile(ctx, constant(hi, ph.Step), "overload")
 	if ph.Recovery <= 0 {
@@ -462,7 +491,7 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var seen []Point
-	res := r.runProfile(rctx, constant(ph.Rate, ph.Recovery), "recovery", func(p Point) {
+	res := r.runProfile(rctx, constant(calm, ph.Recovery), "recovery", func(p Point) {
 		seen = append(seen, p)
 		if recoveredAt(seen, 0, ref) >= 0 {
 			stop() // recovered: no need to watch the rest of the window
@@ -472,7 +501,7 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 		return ctx.Err()
 	}
 	s := res.Summary()
-	r.steps = append(r.steps, Step{Purpose: "recovery", AskedRPS: ph.Rate, AchievedRPS: s.AchievedRPS, P99MS: s.LatencyMS.P99, ErrorRate: errorRate(res.Result)})
+	r.steps = append(r.steps, Step{Purpose: "recovery", AskedRPS: calm, AchievedRPS: s.AchievedRPS, P99MS: s.LatencyMS.P99, ErrorRate: errorRate(res.Result)})
 	if t := recoveredAt(r.series, from, ref); t >= 0 {
 		m["recovery_seconds"] = float64(t - from)
 		r.steps[len(r.steps)-1].Passed = true
@@ -568,7 +597,7 @@ func judge(criteria []Threshold, total *Result, m map[string]float64, ph Phase) 
 					v.Detail = fmt.Sprintf("no probe failed up to %g/s, the highest the phase tries", up)
 				}
 				if val == 0 {
-					v.Detail = fmt.Sprintf("the first probe, at %g/s, already failed: start the search lower", m["first_failing_rate"])
+					v.Detail = fmt.Sprintf("every probe failed, down to %g/s", m["first_failing_rate"])
 				}
 			}
 		}

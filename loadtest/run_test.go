@@ -106,14 +106,19 @@ func TestRunCoordinatedOmission(t *testing.T) {
 
 // capacityServer serves at most rate requests a second, as one queue: each
 // request waits its turn, so above the rate the queue, and the latency,
-// grow without bound.
-func capacityServer(t *testing.T, rate float64) string {
+// grow without bound. Requests that arrive in [stallFrom, stallTo) of the
+// server's life (zero: never) wait for the stall's end as well.
+func capacityServer(t *testing.T, rate float64, stallFrom, stallTo time.Duration) string {
 	var mu sync.Mutex
 	var next time.Time
+	born := time.Now()
 	each := time.Duration(float64(time.Second) / rate)
 	return local(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		now := time.Now()
+		if age := now.Sub(born); age >= stallFrom && age < stallTo {
+			next = born.Add(stallTo)
+		}
 		if next.Before(now) {
 			next = now
 		}
@@ -133,35 +138,55 @@ func TestRunBreakingPoint(t *testing.T) {
 	// catches. A small capacity leaves the generator, and the race
 	// detector, most of the CPU.
 	const capacity = 1000
-	url := capacityServer(t, capacity)
-	rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
-		"  - {name: stress, pattern: breaking, rate: 500, step: 2s, probe: ['p(99)<50ms'], recovery: 10s, criteria: ['breaking_point>=800', 'recovery<5s']}\n", ParseOptions{})
-	ph := rep.Phases[0]
-	bp := ph.Measures["breaking_point"]
-	if math.Abs(bp-capacity)/capacity > 0.10 {
-		t.Errorf("breaking point %.0f/s, capacity %d/s: more than 10 %% apart; steps %+v", bp, capacity, ph.Steps)
-	}
-	var ramp, bisect, overload, recovery int
-	for _, s := range ph.Steps {
-		switch s.Purpose {
-		case "ramp":
-			ramp++
-		case "bisect":
-			bisect++
-		case "overload":
-			overload++
-		case "recovery":
-			recovery++
-		}
-	}
-	if ramp < 2 || bisect < 1 || recovery != 1 {
-		t.Errorf("steps: %d ramp, %d bisect, %d overload, %d recovery: %+v", ramp, bisect, overload, recovery, ph.Steps)
-	}
-	if _, ok := ph.Measures["recovery_seconds"]; !ok || ph.Measures["not_recovered"] == 1 {
-		t.Errorf("no recovery measured: %v", ph.Measures)
-	}
-	if ph.Status != StatusPassed {
-		t.Errorf("stress %s: %+v", ph.Status, ph.Verdicts)
+	for _, tc := range []struct {
+		name        string
+		start       float64
+		stallFrom   time.Duration // a one-off stall in the server's life
+		stallTo     time.Duration
+		wantConfirm bool
+		wantDescend bool
+	}{
+		// from below: ramp up, bisect, overload, recover
+		{name: "ramp", start: 500},
+		// a 200 ms stall in the first probe fails it once; the probe is
+		// run again and passes, so the stall does not set the result
+		{name: "stall", start: 500, stallFrom: 500 * time.Millisecond, stallTo: 700 * time.Millisecond, wantConfirm: true},
+		// from above: the start rate fails, so the search goes down first
+		{name: "descend", start: 1600, wantDescend: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := capacityServer(t, capacity, tc.stallFrom, tc.stallTo)
+			rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
+				fmt.Sprintf("  - {name: stress, pattern: breaking, rate: %g, step: 2s, probe: ['p(99)<50ms'], recovery: 10s, criteria: ['breaking_point>=800', 'recovery<5s']}\n", tc.start), ParseOptions{})
+			ph := rep.Phases[0]
+			t.Logf("steps: %+v", ph.Steps)
+			bp := ph.Measures["breaking_point"]
+			if math.Abs(bp-capacity)/capacity > 0.10 {
+				t.Errorf("breaking point %.0f/s, capacity %d/s: more than 10 %% apart; steps %+v", bp, capacity, ph.Steps)
+			}
+			n := map[string]int{}
+			for _, s := range ph.Steps {
+				n[s.Purpose]++
+			}
+			if n["ramp"]+n["descend"] < 2 || n["bisect"] < 1 || n["recovery"] != 1 {
+				t.Errorf("steps %v: %+v", n, ph.Steps)
+			}
+			if tc.wantConfirm && (ph.Steps[0].Passed || ph.Steps[1].Purpose != "confirm" || !ph.Steps[1].Passed) {
+				t.Errorf("the stalled first probe was not run again and passed: %+v", ph.Steps[:2])
+			}
+			if tc.wantDescend != (n["descend"] > 0) {
+				t.Errorf("descend steps %d, want some: %v: %+v", n["descend"], tc.wantDescend, ph.Steps)
+			}
+			if ph.Steps[len(ph.Steps)-1].AskedRPS > capacity {
+				t.Errorf("recovery at %.0f/s, above the capacity", ph.Steps[len(ph.Steps)-1].AskedRPS)
+			}
+			if _, ok := ph.Measures["recovery_seconds"]; !ok || ph.Measures["not_recovered"] == 1 {
+				t.Errorf("no recovery measured: %v", ph.Measures)
+			}
+			if ph.Status != StatusPassed {
+				t.Errorf("stress %s: %+v", ph.Status, ph.Verdicts)
+			}
+		})
 	}
 }
 

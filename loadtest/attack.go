@@ -91,16 +91,21 @@ func (a *Attack) validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("%w: Targets[%d].URL: %q is not an http:// or https:// URL with a host", ErrBadAttack, i, t.URL)
 		}
+		if t.Method != "" && !isToken(t.Method) {
+			return fmt.Errorf("%w: Targets[%d].Method: %q is not an HTTP method", ErrBadAttack, i, t.Method)
+		}
 	}
 	switch {
-	case a.Rate < 0:
-		return fmt.Errorf("%w: Rate: %v is negative", ErrBadAttack, a.Rate)
-	case a.Duration <= 0:
-		return fmt.Errorf("%w: Duration: %v must be positive", ErrBadAttack, a.Duration)
-	case a.Connections < 0:
-		return fmt.Errorf("%w: Connections: %d is negative", ErrBadAttack, a.Connections)
+	case badRate(a.Rate):
+		return fmt.Errorf("%w: Rate: %v: want requests per second, 0 (as fast as possible) to %d", ErrBadAttack, a.Rate, MaxRate)
+	case a.Duration <= 0 || a.Duration > maxDuration:
+		return fmt.Errorf("%w: Duration: %v: want a positive duration up to %v", ErrBadAttack, a.Duration, maxDuration)
+	case a.Connections < 0 || a.Connections > MaxConnections:
+		return fmt.Errorf("%w: Connections: %d: want 1 to %d requests in flight", ErrBadAttack, a.Connections, MaxConnections)
 	case a.Timeout < 0 || a.Timeout > maxLatency:
 		return fmt.Errorf("%w: Timeout: %v is outside 0 to %v", ErrBadAttack, a.Timeout, maxLatency)
+	case a.Rate > 0 && constant(a.Rate, a.Duration).total(0) == 0:
+		return fmt.Errorf("%w: Rate: %v a second for %v makes no request", ErrBadAttack, a.Rate, a.Duration)
 	}
 	if a.Connections == 0 {
 		a.Connections = DefaultConnections

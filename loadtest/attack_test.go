@@ -3,6 +3,7 @@ package loadtest_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -37,6 +38,30 @@ func TestAttackConstantRate(t *testing.T) {
 	}
 	if res.Latency.TotalCount() != res.Requests {
 		t.Errorf("histogram holds %d values for %d requests", res.Latency.TotalCount(), res.Requests)
+	}
+}
+
+// TestAttackLowRates: at rates whose sends are all made well before the
+// end, the achieved rate is still requests over the asked duration, and
+// the schedule makes exactly the sends the duration holds.
+func TestAttackLowRates(t *testing.T) {
+	url := server(t, func(w http.ResponseWriter, r *http.Request) {})
+	for _, tc := range []struct {
+		rate     float64
+		requests int64
+		achieved float64
+	}{
+		{2, 2, 2},    // sends at 0 and 0.5 s: 2 in the second asked for, not 4/s over the 0.5 s they took
+		{0.5, 1, 1},  // half a send a second for a second: one send, at 0
+		{10, 10, 10}, // sanity: a whole number of sends
+	} {
+		res, err := loadtest.Attack{Targets: []loadtest.Target{{URL: url}}, Rate: tc.rate, Duration: time.Second}.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Requests != tc.requests || res.Skipped != 0 || res.AchievedRPS != tc.achieved {
+			t.Errorf("rate %g: %d requests, %d skipped, %g/s achieved; want %d, 0, %g/s", tc.rate, res.Requests, res.Skipped, res.AchievedRPS, tc.requests, tc.achieved)
+		}
 	}
 }
 
@@ -130,7 +155,12 @@ func TestAttackValidation(t *testing.T) {
 		{loadtest.Attack{Targets: []loadtest.Target{{URL: "http://"}}, Duration: time.Second}, "Targets[0].URL"},
 		{loadtest.Attack{Targets: ok}, "Duration"},
 		{loadtest.Attack{Targets: ok, Duration: time.Second, Rate: -1}, "Rate"},
+		{loadtest.Attack{Targets: ok, Duration: time.Second, Rate: math.NaN()}, "Rate"},
+		{loadtest.Attack{Targets: ok, Duration: time.Second, Rate: math.Inf(1)}, "Rate"},
+		{loadtest.Attack{Targets: ok, Duration: time.Second, Rate: 1e-9}, "Rate: 1e-09 a second for 1s makes no request"},
 		{loadtest.Attack{Targets: ok, Duration: time.Second, Connections: -1}, "Connections"},
+		{loadtest.Attack{Targets: ok, Duration: time.Second, Connections: loadtest.MaxConnections + 1}, "Connections"},
+		{loadtest.Attack{Targets: []loadtest.Target{{Method: "GE T", URL: "http://127.0.0.1:1/"}}, Duration: time.Second}, "Targets[0].Method"},
 		{loadtest.Attack{Targets: ok, Duration: time.Second, Timeout: 2 * time.Hour}, "Timeout"},
 	} {
 		_, err := tc.a.Run(context.Background())

@@ -41,7 +41,7 @@ func DefaultPlan(o DefaultPlanOptions) []byte {
 		"o": o, "metrics": strings.TrimSuffix(o.Target, "/") + "/metrics",
 		"cooldown": dur(DefaultCooldown), "baseline": dur(BaselineDuration), "p99": BaselineP99, "errors": BaselineErrorRate,
 		"rps": o.CurrentRPS, "stress": dur(StressDuration), "recovery": dur(StressRecovery),
-		"breaking": StressBreakingFactor * o.PeakRPS, "factor": StressBreakingFactor,
+		"breaking": StressBreakingFactor * o.PeakRPS, "factor": StressBreakingFactor, "goodput": 100 * StressOverloadGoodput,
 		"spike": dur(SpikeDuration), "spikeLen": dur(SpikeLength), "mult": SpikeMultiplier,
 		"spikeLat": 100 * SpikeLatencyIncrease, "spikeErr": 100 * SpikeErrorRate,
 		"endurance": dur(EnduranceDuration), "fraction": EnduranceFraction,
@@ -73,8 +73,8 @@ var defaultPlan = template.Must(template.New("plan").Parse(`# A Strata load-test
 #
 # Durations are Go durations (30s, 5m, 1h). Criteria are k6-style
 # thresholds (p(99)<100ms, rate<0.1%, rps>=100) and the guide's phase
-# criteria (breaking_point, recovery, latency_increase, spike_error_rate,
-# memory_growth, cpu_growth). Leave a phase's criteria out to get the
+# criteria (breaking_point, recovery, overload_goodput, latency_increase,
+# spike_error_rate, memory_growth, cpu_growth). Leave a phase's criteria out to get the
 # guide's for its kind; write criteria: [] for none.
 
 name: storefront
@@ -134,8 +134,9 @@ phases:
   # Gradual increase until failure: probes of one step each, the rate × 1.5
   # until a probe fails its probe criteria (a failed probe is run once more
   # before it counts), then bisected to within 5 %; then an overload at the
-  # failing rate, and the load drops back to the start rate to time the
-  # recovery.
+  # failing rate (the share of the breaking point still answered then is
+  # overload_goodput: the guide's "no cascading failures"), and the load
+  # drops back to the start rate to time the recovery.
   - name: stress
     pattern: breaking
     rate: {{.rps}}
@@ -143,7 +144,7 @@ phases:
     duration: {{.stress}}
     probe: ["{{.p99}}", "rate<1%"]
     recovery: {{.recovery}}
-    criteria: ["breaking_point>={{.breaking}}", "recovery<{{.recovery}}"]
+    criteria: ["breaking_point>={{.breaking}}", "recovery<{{.recovery}}", "overload_goodput>={{.goodput}}%"]
 
   # A sudden {{.mult}}× increase for {{.spikeLen}} within {{.spike}}.
   - name: spike

@@ -129,6 +129,7 @@ func (e *engine) run(ctx context.Context) *runResult {
 	if e.max {
 		limit = dur
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
@@ -161,16 +162,22 @@ func (e *engine) run(ctx context.Context) *runResult {
 		close(schedDone)
 	}
 
-	// The collector takes each second from the stripes once it has ended.
+	// The collector takes each second from the stripes once it has ended,
+	// up to the profile's last second, which the run's end collects with
+	// any responses that came in after it: a phase's series has a point
+	// for each second of its profile, not a near-empty one at the end.
 	var series []Point
 	collected := make(chan struct{})
 	stopCollect := make(chan struct{})
+	lastSec := max(int((dur-1)/time.Second), 0)
 	h := newSecondHistogram() // reused: a run makes next to no garbage, so its heap stays put
-	collect := func(sec int) {
+	collect := func(sec, through int) {
 		p := Point{Second: sec}
 		h.Reset()
 		for _, s := range stripes {
-			s.take(sec, &p, h)
+			for k := sec; k <= through; k++ {
+				s.take(k, &p, h)
+			}
 		}
 		e.fillPoint(&p, h)
 		if e.series {
@@ -185,17 +192,17 @@ func (e *engine) run(ctx context.Context) *runResult {
 	defer tick.Stop()
 	go func() {
 		defer close(collected)
-		for {
-			next := collectedUpTo
+		for next := collectedUpTo; next < lastSec; next = collectedUpTo {
 			tick.Reset(time.Until(start.Add(time.Duration(next+1)*time.Second + collectDelay)))
 			select {
 			case <-stopCollect:
 				return
 			case <-tick.C:
 			}
-			collect(next)
+			collect(next, next)
 			collectedUpTo = next + 1
 		}
+		<-stopCollect
 	}()
 
 	var wg sync.WaitGroup
@@ -237,10 +244,15 @@ func (e *engine) run(ctx context.Context) *runResult {
 	elapsed := time.Since(start)
 	close(stopCollect)
 	<-collected
-	// Whatever the collector had not taken yet: the last seconds, and
-	// requests that completed after the run's end.
-	for sec := collectedUpTo; sec <= int(elapsed/time.Second); sec++ {
-		collect(sec)
+	// Whatever the collector had not taken yet: the last seconds, the
+	// profile's last with the requests that completed after its end.
+	end := int(elapsed / time.Second)
+	for sec := collectedUpTo; sec <= min(end, lastSec); sec++ {
+		through := sec
+		if sec == lastSec {
+			through = max(end, lastSec)
+		}
+		collect(sec, through)
 	}
 
 	res := &Result{Elapsed: elapsed, ErrorsByKind: map[string]int64{}, Late: late,
@@ -259,10 +271,12 @@ func (e *engine) run(ctx context.Context) *runResult {
 		res.Skipped = e.prof.total(e.offset) - scheduled
 	}
 	// The rate over the time sends were made: the profile's length, or
-	// longer if the schedule fell behind and caught up after it.
+	// longer if the schedule fell behind and caught up after it; as long
+	// as the run lasted if it was stopped before its end, or sent as fast
+	// as it could.
 	window := max(dur, time.Duration(lastSend.Load()))
-	if e.max || window > elapsed {
-		window = min(dur, elapsed)
+	if e.max || caller.Err() != nil {
+		window = min(window, elapsed)
 	}
 	if s := window.Seconds(); s > 0 {
 		res.AchievedRPS = float64(res.Requests) / s
@@ -315,10 +329,11 @@ func (e *engine) schedule(ctx context.Context, start time.Time, ticks chan<- tim
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	conns := int64(e.connections)
-	for n := int64(0); ; n++ {
+	total := e.prof.total(e.offset)
+	for n := int64(0); n < total; n++ {
 		off, ok := e.prof.at(n, e.offset)
 		if !ok {
-			return sent, late // exactly the profile's sends, not one more at the end
+			break // exactly the profile's sends, not one more at the end
 		}
 		at := start.Add(off)
 		for d := time.Until(at); d > 0; d = time.Until(at) {
@@ -346,4 +361,5 @@ func (e *engine) schedule(ctx context.Context, start time.Time, ticks chan<- tim
 			sent++
 		}
 	}
+	return sent, late
 }

@@ -196,7 +196,7 @@ func htmlMeasure(name string, v float64) string {
 			return "yes"
 		}
 		return "no"
-	case "latency_increase", "spike_error_rate", "memory_growth", "cpu_growth":
+	case "latency_increase", "spike_error_rate", "memory_growth", "cpu_growth", "overload_goodput":
 		return htmlNum(100*v, 1) + " %"
 	}
 	return htmlNum(v, 4)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,9 @@ var ErrMerge = errors.New("loadtest: cannot merge")
 func Merge(reports ...*Report) (*Report, error) {
 	if len(reports) == 0 {
 		return nil, fmt.Errorf("%w: no reports", ErrMerge)
+	}
+	if err := checkSlices(reports); err != nil {
+		return nil, err
 	}
 	first := reports[0]
 	out := &Report{Plan: first.Plan, Target: first.Target, Started: first.Started, Finished: first.Finished}
@@ -51,6 +55,39 @@ func Merge(reports ...*Report) (*Report, error) {
 	}
 	out.assess()
 	return out, nil
+}
+
+// checkSlices makes sure the reports are the N slices of one split run,
+// each once; or a single report, which Merge judges again on its own.
+func checkSlices(reports []*Report) error {
+	if len(reports) == 1 && reports[0].Split == "" {
+		return nil
+	}
+	n := 0
+	seen := map[int]bool{}
+	for k, r := range reports {
+		i, of, ok := ParseSplit(r.Split)
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: report %d is not a slice of a split run (it was not run with --split i/N)", ErrMerge, k+1)
+		case n != 0 && of != n:
+			return fmt.Errorf("%w: report %d is slice %s, of %d slices; report 1 is of %d", ErrMerge, k+1, r.Split, of, n)
+		case seen[i]:
+			return fmt.Errorf("%w: report %d is slice %s again: each slice counts once", ErrMerge, k+1, r.Split)
+		}
+		n = of
+		seen[i] = true
+	}
+	var missing []string
+	for i := 1; i <= n; i++ {
+		if !seen[i] {
+			missing = append(missing, fmt.Sprintf("%d/%d", i, n))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: slices %s are missing: the rates would be a part of the whole", ErrMerge, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func mergePhase(in []*PhaseReport) (PhaseReport, error) {

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"path/filepath"
 	"reflect"
@@ -20,30 +21,34 @@ import (
 // AmazonScaleLoadTesting.design_load_test_strategy), as the default plan's
 // numbers.
 const (
-	DefaultCooldown            = 5 * time.Minute  // guide: a 5-minute cool-down between phases
-	BaselineDuration           = time.Hour        // guide: baseline, 1 hour at current production levels
-	BaselineP99                = "p(99)<100ms"    // guide: baseline p99 latency < 100 ms
-	BaselineErrorRate          = "rate<0.001"     // guide: baseline error rate < 0.1 %
-	StressDuration             = 2 * time.Hour    // guide: stress, 2 hours of gradual increase until failure
-	StressRecovery             = 5 * time.Minute  // guide: recovery < 5 minutes after load reduction
-	StressBreakingFactor       = 1.5              // guide: breaking point ≥ 1.5 × peak
-	SpikeDuration              = 30 * time.Minute // guide: spike test, 30 minutes
-	SpikeLength                = 10 * time.Minute // guide: a sudden 10× increase for 10 minutes
-	SpikeMultiplier            = 10               // guide: 10×
-	SpikeLatencyIncrease       = 0.5              // guide: < 50 % latency increase
-	SpikeErrorRate             = 0.01             // guide: error rate during the spike < 1 %
-	EnduranceDuration          = 24 * time.Hour   // guide: endurance, 24 hours
-	EnduranceFraction          = 0.8              // guide: sustained at 80 % of capacity
-	EnduranceMemoryGrowth      = 0.05             // guide: no memory growth > 5 % over 24 h
-	EnduranceLatencyIncrease   = 0.1              // guide: < 10 % latency increase
-	DefaultCPUGrowth           = 0.1              // Strata: "CPU utilisation stable" read as < 10 % growth, first tenth to last
-	DefaultGrowth              = 1.5              // Strata: a breaking-point ramp multiplies the rate by this each step
-	DefaultBisectPrecision     = 0.05             // Strata (the issue): bisect the knee to within 5 %
-	DefaultStepsPerRamp        = 10               // Strata: a steps pattern's steps when not given
-	minZipfS                   = 1.01             // Strata: flatter than this, Zipf sampling by rejection slows to a crawl
-	maxSpan                    = 1 << 62          // the widest range a uniform or zipf variable may draw from
-	defaultCeiling             = 1024             // Strata: a breaking search stops at this many times its start rate when no "to" is given
-	DefaultZipfS, DefaultZipfV = 1.1, 1.0         // Strata: a mild Zipf skew when a plan gives none
+	DefaultCooldown            = 5 * time.Minute    // guide: a 5-minute cool-down between phases
+	BaselineDuration           = time.Hour          // guide: baseline, 1 hour at current production levels
+	BaselineP99                = "p(99)<100ms"      // guide: baseline p99 latency < 100 ms
+	BaselineErrorRate          = "rate<0.001"       // guide: baseline error rate < 0.1 %
+	StressDuration             = 2 * time.Hour      // guide: stress, 2 hours of gradual increase until failure
+	StressRecovery             = 5 * time.Minute    // guide: recovery < 5 minutes after load reduction
+	StressBreakingFactor       = 1.5                // guide: breaking point ≥ 1.5 × peak
+	StressOverloadGoodput      = 0.9                // Strata: the guide's "no cascading failures" read as: pushed past its breaking point, the service still answers 90 % of that rate successfully
+	SpikeDuration              = 30 * time.Minute   // guide: spike test, 30 minutes
+	SpikeLength                = 10 * time.Minute   // guide: a sudden 10× increase for 10 minutes
+	SpikeMultiplier            = 10                 // guide: 10×
+	SpikeLatencyIncrease       = 0.5                // guide: < 50 % latency increase
+	SpikeErrorRate             = 0.01               // guide: error rate during the spike < 1 %
+	EnduranceDuration          = 24 * time.Hour     // guide: endurance, 24 hours
+	EnduranceFraction          = 0.8                // guide: sustained at 80 % of capacity
+	EnduranceMemoryGrowth      = 0.05               // guide: no memory growth > 5 % over 24 h
+	EnduranceLatencyIncrease   = 0.1                // guide: < 10 % latency increase
+	DefaultCPUGrowth           = 0.1                // Strata: "CPU utilisation stable" read as < 10 % growth, first tenth to last
+	DefaultGrowth              = 1.5                // Strata: a breaking-point ramp multiplies the rate by this each step
+	DefaultBisectPrecision     = 0.05               // Strata (the issue): bisect the knee to within 5 %
+	DefaultStepsPerRamp        = 10                 // Strata: a steps pattern's steps when not given
+	minZipfS                   = 1.01               // Strata: flatter than this, Zipf sampling by rejection slows to a crawl
+	maxSpan                    = 1 << 62            // the widest range a uniform or zipf variable may draw from
+	defaultCeiling             = 1024               // Strata: a breaking search stops at this many times its start rate when no "to" is given
+	DefaultZipfS, DefaultZipfV = 1.1, 1.0           // Strata: a mild Zipf skew when a plan gives none
+	MaxRate                    = 10_000_000         // Strata: requests per second one generator may be asked for (the fastest sends about 50,000 here); more is a typo, or a job for --split
+	MaxConnections             = 65_536             // Strata: one source address has at most 64 Ki ports towards one server; more needs --split over several generators
+	maxDuration                = 7 * 24 * time.Hour // Strata: seven times the guide's longest phase (endurance, 24 h); a phase keeps a point a second
 )
 
 // ErrBadPlan is returned (wrapped) for a plan that cannot run; the message
@@ -503,7 +508,7 @@ func (c *compiler) compile(f *planFile) (*Plan, error) {
 		p.Name = strings.TrimSuffix(filepath.Base(c.file), filepath.Ext(c.file))
 	}
 	if f.Scale != nil {
-		if !(*f.Scale > 0) {
+		if !(*f.Scale > 0) || math.IsInf(*f.Scale, 0) {
 			return nil, c.errAt("scale", "%v: want a positive factor such as 0.01", *f.Scale)
 		}
 		p.Scale = *f.Scale
@@ -522,8 +527,8 @@ func (c *compiler) compile(f *planFile) (*Plan, error) {
 		}
 	}
 	switch {
-	case f.Connections < 0:
-		return nil, c.errAt("connections", "%d is negative", f.Connections)
+	case f.Connections < 0 || f.Connections > MaxConnections:
+		return nil, c.errAt("connections", "%d: want 1 to %d requests in flight", f.Connections, MaxConnections)
 	case f.Connections == 0:
 		p.Connections = DefaultConnections
 	}
@@ -539,12 +544,14 @@ func (c *compiler) compile(f *planFile) (*Plan, error) {
 		}
 		p.Cooldown = *f.Cooldown
 	}
-	p.Cooldown = p.scaled(p.Cooldown)
-	if f.CurrentRPS < 0 {
-		return nil, c.errAt("current_rps", "%v is negative", f.CurrentRPS)
+	if p.Cooldown, err = c.scaled(p, p.Cooldown, "cooldown"); err != nil {
+		return nil, err
 	}
-	if f.PeakRPS < 0 {
-		return nil, c.errAt("peak_rps", "%v is negative", f.PeakRPS)
+	if badRate(f.CurrentRPS) {
+		return nil, c.errAt("current_rps", "%v: want requests per second, 0 to %d", f.CurrentRPS, MaxRate)
+	}
+	if badRate(f.PeakRPS) {
+		return nil, c.errAt("peak_rps", "%v: want requests per second, 0 to %d", f.PeakRPS, MaxRate)
 	}
 	if p.mix, err = c.compileMix(f, p); err != nil {
 		return nil, err
@@ -580,9 +587,19 @@ func (c *compiler) compile(f *planFile) (*Plan, error) {
 	return p, nil
 }
 
-func (p *Plan) scaled(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * p.Scale)
+// scaled returns d times the plan's scale, or an error naming field when
+// that is longer than a plan may run.
+func (c *compiler) scaled(p *Plan, d time.Duration, field string) (time.Duration, error) {
+	f := float64(d) * p.Scale
+	if f > float64(maxDuration) {
+		return 0, c.errAt(field, "%v after scale %v is over %v, the longest a plan may run", d, p.Scale, maxDuration)
+	}
+	return time.Duration(f), nil
 }
+
+// badRate reports whether v is not a rate a plan may ask for: negative,
+// not a number, or over MaxRate. 0 means "not given".
+func badRate(v float64) bool { return !(v >= 0 && v <= MaxRate) }
 
 func (c *compiler) compileMix(f *planFile, p *Plan) (*mix, error) {
 	m := &mix{base: p.Target}
@@ -805,14 +822,17 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		ph.Rate = p.CurrentRPS
 	}
 	switch {
-	case ph.Rate < 0:
-		return ph, c.errAt(path+".rate", "%v is negative", ph.Rate)
+	case badRate(ph.Rate):
+		return ph, c.errAt(path+".rate", "%v: want requests per second, 0 to %d", ph.Rate, MaxRate)
 	case ph.Rate == 0 && ph.Pattern != "sustained" && ph.Pattern != "ramp":
 		return ph, c.errAt(path+".rate", "missing: want requests per second (or current_rps at the top)")
-	case ph.To < 0:
-		return ph, c.errAt(path+".to", "%v is negative", ph.To)
+	case badRate(ph.To):
+		return ph, c.errAt(path+".to", "%v: want requests per second, 0 to %d", ph.To, MaxRate)
 	}
-	ph.Duration = p.scaled(f.Duration)
+	var err error
+	if ph.Duration, err = c.scaled(p, f.Duration, path+".duration"); err != nil {
+		return ph, err
+	}
 	needDuration := func() error {
 		if f.Duration <= 0 {
 			return c.errAt(path+".duration", "missing: want how long the phase runs, e.g. 10m")
@@ -841,22 +861,24 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 			if ph.Steps == 0 {
 				ph.Steps = DefaultStepsPerRamp
 			}
+			if ph.Duration/time.Duration(ph.Steps) < time.Second {
+				return ph, c.errAt(path+".steps", "%d steps in %v: each step must last at least a second", ph.Steps, ph.Duration)
+			}
 		}
 	case "breaking":
 		if f.Step <= 0 {
 			return ph, c.errAt(path+".step", "missing: want how long each probe of the search runs, e.g. 2m")
 		}
-		ph.Step = p.scaled(f.Step)
+		if ph.Step, err = c.scaled(p, f.Step, path+".step"); err != nil {
+			return ph, err
+		}
 		if ph.Step < time.Second {
 			return ph, c.errAt(path+".step", "%v after scale %v is under a second", ph.Step, p.Scale)
-		}
-		if f.Duration > 0 {
-			ph.Duration = p.scaled(f.Duration)
 		}
 		if ph.Growth == 0 {
 			ph.Growth = DefaultGrowth
 		}
-		if !(ph.Growth > 1) {
+		if !(ph.Growth > 1) || math.IsInf(ph.Growth, 0) {
 			return ph, c.errAt(path+".growth", "%v: the rate must grow, want a factor above 1", ph.Growth)
 		}
 		if ph.Precision == 0 {
@@ -868,6 +890,7 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		if ph.To == 0 {
 			ph.To = ph.Rate * defaultCeiling
 		}
+		ph.To = min(ph.To, MaxRate)
 		if ph.To <= ph.Rate {
 			return ph, c.errAt(path+".to", "%v: the highest rate to try must be above the start, %v", ph.To, ph.Rate)
 		}
@@ -885,12 +908,15 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 			}
 			ph.Probe = append(ph.Probe, th)
 		}
-		ph.Recovery = p.scaled(StressRecovery)
+		recovery := StressRecovery
 		if f.Recovery != nil {
 			if *f.Recovery < 0 {
 				return ph, c.errAt(path+".recovery", "%v is negative", *f.Recovery)
 			}
-			ph.Recovery = p.scaled(*f.Recovery)
+			recovery = *f.Recovery
+		}
+		if ph.Recovery, err = c.scaled(p, recovery, path+".recovery"); err != nil {
+			return ph, err
 		}
 	case "spike":
 		if err := needDuration(); err != nil {
@@ -899,12 +925,15 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		if ph.Multiplier == 0 {
 			ph.Multiplier = SpikeMultiplier
 		}
-		if !(ph.Multiplier > 1) {
-			return ph, c.errAt(path+".multiplier", "%v: a spike multiplies the rate by more than 1", ph.Multiplier)
+		if !(ph.Multiplier > 1) || badRate(ph.Rate*ph.Multiplier) {
+			return ph, c.errAt(path+".multiplier", "%v: a spike multiplies the rate by more than 1, up to %d/s", ph.Multiplier, MaxRate)
 		}
-		ph.SpikeLength = p.scaled(SpikeLength)
+		spike := SpikeLength
 		if f.Spike != 0 {
-			ph.SpikeLength = p.scaled(f.Spike)
+			spike = f.Spike
+		}
+		if ph.SpikeLength, err = c.scaled(p, spike, path+".spike"); err != nil {
+			return ph, err
 		}
 		if ph.SpikeLength <= 0 || ph.SpikeLength > ph.Duration*3/4 {
 			return ph, c.errAt(path+".spike", "%v: the spike must be positive and leave a quarter of the duration (%v) for before and after", ph.SpikeLength, ph.Duration)
@@ -920,10 +949,10 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		switch v, err := strconv.ParseFloat(f.Capacity, 64); {
 		case f.Capacity == "":
 			return ph, c.errAt(path+".capacity", "missing: want requests per second, or the name of an earlier breaking phase")
-		case err == nil && v > 0:
+		case err == nil && v > 0 && !badRate(v*ph.Fraction):
 			ph.Capacity = v
 		case err == nil:
-			return ph, c.errAt(path+".capacity", "%v: want a positive rate", v)
+			return ph, c.errAt(path+".capacity", "%v: want a positive rate whose fraction is at most %d/s", v, MaxRate)
 		case !seen[f.Capacity]:
 			return ph, c.errAt(path+".capacity", "%q is neither a rate nor an earlier phase", f.Capacity)
 		default:

@@ -90,7 +90,16 @@ func TestParsePlanErrors(t *testing.T) {
 		{"no target", "requests:\n  - path: /\nphases:\n  - {name: a, rate: 1, duration: 1s}\n", "target: missing"},
 		{"bad target", "target: ftp://x\n", "plan.yaml:1: target: \"ftp://x\" is not an http"},
 		{"bad duration", head + "phases:\n  - name: a\n    rate: 5\n    duration: 5 minutes\n", "plan.yaml:7: phases[0].duration: cannot read `5 minutes` into time.Duration (want a duration such as 30s"},
-		{"negative rate", head + "phases:\n  - name: a\n    rate: -5\n    duration: 1s\n", "plan.yaml:6: phases[0].rate: -5 is negative"},
+		{"negative rate", head + "phases:\n  - name: a\n    rate: -5\n    duration: 1s\n", "plan.yaml:6: phases[0].rate: -5: want requests per second, 0 to 10000000"},
+		{"infinite rate", head + "phases:\n  - name: a\n    rate: .inf\n    duration: 1s\n", "plan.yaml:6: phases[0].rate: +Inf: want requests per second"},
+		{"rate not a number", head + "phases:\n  - name: a\n    rate: .nan\n    duration: 1s\n", "plan.yaml:6: phases[0].rate: NaN: want requests per second"},
+		{"to not a number", head + "phases:\n  - name: a\n    pattern: ramp\n    rate: 1\n    to: .nan\n    duration: 1s\n", "plan.yaml:8: phases[0].to: NaN"},
+		{"spike over the highest rate", head + "phases:\n  - name: a\n    pattern: spike\n    rate: 5000000\n    duration: 10s\n", "phases[0].multiplier: 10: a spike multiplies the rate by more than 1, up to 10000000/s"},
+		{"current rate infinite", head + "current_rps: .inf\nphases: []\n", "plan.yaml:4: current_rps: +Inf"},
+		{"too many connections", head + "connections: 100000000\nphases: []\n", "plan.yaml:4: connections: 100000000: want 1 to 65536"},
+		{"steps under a second", head + "phases:\n  - name: a\n    pattern: steps\n    rate: 1\n    to: 5\n    steps: 1000000000\n    duration: 1h\n", "plan.yaml:9: phases[0].steps: 1000000000 steps in 1h0m0s: each step must last at least a second"},
+		{"over a week after scale", head + "scale: 1000\ncooldown: 0s\nphases:\n  - name: a\n    rate: 1\n    duration: 1h\n", "plan.yaml:9: phases[0].duration: 1h0m0s after scale 1000 is over 168h0m0s"},
+		{"infinite scale", head + "scale: .inf\nphases: []\n", "plan.yaml:4: scale: +Inf"},
 		{"no rate", head + "phases:\n  - name: a\n    duration: 1s\n", "plan.yaml:5: phases[0].rate: missing"},
 		{"no phases", head, "phases: missing"},
 		{"unnamed phase", head + "phases:\n  - rate: 5\n", "plan.yaml:5: phases[0].name: missing"},
@@ -179,8 +188,11 @@ func FuzzParsePlan(f *testing.F) {
 	f.Add([]byte(goodPlan))
 	f.Add(DefaultPlan(DefaultPlanOptions{}))
 	f.Add([]byte("target: http://h\nrequests: [{path: '/{{a}}'}]\nphases: [{name: x, pattern: spike, rate: 1, duration: 4s, spike: 1s}]\n"))
+	// One empty folder for every input's CSV paths: a t.TempDir per input
+	// made the fuzzer wait on rmdir (with discard, milliseconds each).
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := ParsePlan(data, ParseOptions{File: "fuzz.yaml", Dir: t.TempDir()})
+		p, err := ParsePlan(data, ParseOptions{File: "fuzz.yaml", Dir: dir})
 		if err != nil {
 			if !errors.Is(err, ErrBadPlan) {
 				t.Fatalf("error %v does not wrap ErrBadPlan", err)

@@ -2,8 +2,11 @@ package loadtest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -67,7 +70,7 @@ type PhaseReport struct {
 	// Measures are the phase's derived figures by name. Rates in
 	// requests/s: breaking_point, first_failing_rate, no_failure_up_to
 	// (set when no probe failed), capacity. Fractions: latency_increase,
-	// spike_error_rate, memory_growth, cpu_growth. Milliseconds:
+	// spike_error_rate, memory_growth, cpu_growth, overload_goodput. Milliseconds:
 	// baseline_p99_ms, spike_p99_ms. Seconds: recovery_seconds, and the
 	// spike's place in the series, spike_start_second and
 	// spike_end_second. not_recovered is 1 when p99 did not come back in
@@ -105,7 +108,7 @@ type Step struct {
 	AchievedRPS float64 `json:"achieved_rps"`
 	P99MS       float64 `json:"p99_ms"`
 	ErrorRate   float64 `json:"error_rate"`
-	Passed      bool    `json:"passed"`
+	Passed      bool    `json:"passed"` // the probe criteria held (recovery: p99 came back); an overload is not judged
 }
 
 // Point is one second of a phase. AskedRPS is the schedule's rate in that
@@ -154,14 +157,44 @@ func decodeHistogram(s string) (*hdrhistogram.Histogram, error) {
 	return h, nil
 }
 
-// ReadReport reads a report written by WriteJSON.
+// ErrNotReport is returned (wrapped) by ReadReport for JSON that is not a
+// report WriteJSON wrote.
+var ErrNotReport = errors.New("loadtest: not a load-test report")
+
+// ReadReport reads a report written by WriteJSON, and checks that it is
+// one: phases with a name and a status each, and a split of the form i/N.
 func ReadReport(r io.Reader) (*Report, error) {
 	var rep Report
 	dec := json.NewDecoder(r)
 	if err := dec.Decode(&rep); err != nil {
-		return nil, fmt.Errorf("loadtest: reading a report: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrNotReport, err)
+	}
+	if len(rep.Phases) == 0 {
+		return nil, fmt.Errorf("%w: no phases (is it an attack's --json? merge reads what `strata loadtest run --json` writes)", ErrNotReport)
+	}
+	for i, ph := range rep.Phases {
+		switch {
+		case ph.Name == "":
+			return nil, fmt.Errorf("%w: phases[%d] has no name", ErrNotReport, i)
+		case ph.Status != StatusPassed && ph.Status != StatusFailed && ph.Status != StatusError:
+			return nil, fmt.Errorf("%w: phase %q: status %q is not PASSED, FAILED or ERROR", ErrNotReport, ph.Name, ph.Status)
+		}
+	}
+	if rep.Split != "" {
+		if _, _, ok := ParseSplit(rep.Split); !ok {
+			return nil, fmt.Errorf("%w: split %q is not i/N", ErrNotReport, rep.Split)
+		}
 	}
 	return &rep, nil
+}
+
+// ParseSplit reads "i/N", 1 ≤ i ≤ N, as `--split` and a report's split
+// write it.
+func ParseSplit(s string) (i, n int, ok bool) {
+	a, b, found := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	return i, n, found && err1 == nil && err2 == nil && n >= 1 && i >= 1 && i <= n
 }
 
 // WriteJSON writes the report as indented JSON.

@@ -42,9 +42,11 @@ type RunOptions struct {
 }
 
 // Run runs the plan's phases in turn, with the cool-down between them, and
-// returns the report. An error is returned only for a run that could not
-// start (or ctx ending); a phase that fails or cannot be measured is in
-// the report.
+// returns the report. A phase that fails or cannot be measured is in the
+// report. When ctx ends mid-run, Run returns ctx's error with the report
+// of what ran, the interrupted phase ERROR with what it measured so far,
+// so that an interrupted run loses nothing it measured; a run that could
+// not start returns only the error.
 func (p *Plan) Run(ctx context.Context, opt RunOptions) (*Report, error) {
 	// Requests go out on the caller's client, or on fasthttp senders kept
 	// for the whole run; the target's metrics are scraped on net/http.
@@ -71,13 +73,15 @@ func (p *Plan) Run(ctx context.Context, opt RunOptions) (*Report, error) {
 				fmt.Fprintf(opt.Live, "cooling down for %v\n", p.Cooldown)
 			}
 			if err := sleep(ctx, p.Cooldown); err != nil {
-				return nil, err
+				return rep.interrupted(len(p.Phases) - i), err
 			}
 		}
 		r := &phaseRun{plan: p, ph: ph, opt: opt, client: client, senders: senders}
 		pr := r.run(ctx, measured)
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			pr.Status, pr.Error, pr.Verdicts = StatusError, fmt.Sprintf("interrupted after %.0fs", pr.ElapsedSeconds), []CriterionVerdict{}
+			rep.Phases = append(rep.Phases, pr)
+			return rep.interrupted(len(p.Phases) - i - 1), err
 		}
 		measured[ph.Name] = pr.Measures
 		rep.Phases = append(rep.Phases, pr)
@@ -93,6 +97,20 @@ func (p *Plan) Run(ctx context.Context, opt RunOptions) (*Report, error) {
 	rep.Finished = time.Now().UTC()
 	rep.assess()
 	return rep, nil
+}
+
+// interrupted finishes the report of a run stopped with left phases not
+// started.
+func (rep *Report) interrupted(left int) *Report {
+	rep.Finished = time.Now().UTC()
+	rep.assess()
+	a := &rep.Assessment
+	if a.Status == StatusPassed {
+		a.Status = StatusError
+	}
+	a.Summary = "interrupted: " + a.Summary
+	rep.Assessment.Findings = append(rep.Assessment.Findings, fmt.Sprintf("the run was interrupted; %d phases did not start", left))
+	return rep
 }
 
 // Reassess sets the overall assessment again from the phases, for a report
@@ -230,7 +248,7 @@ func (r *phaseRun) criteria() []Threshold {
 		if r.plan.PeakRPS > 0 {
 			src = append(src, fmt.Sprintf("breaking_point>=%g", StressBreakingFactor*r.plan.PeakRPS))
 		}
-		src = append(src, fmt.Sprintf("recovery<%v", r.ph.Recovery.Round(time.Second)))
+		src = append(src, fmt.Sprintf("recovery<%v", r.ph.Recovery.Round(time.Second)), fmt.Sprintf("overload_goodput>=%g%%", 100*StressOverloadGoodput))
 	case "spike":
 		src = []string{fmt.Sprintf("latency_increase<%g%%", 100*SpikeLatencyIncrease), fmt.Sprintf("spike_error_rate<%g%%", 100*SpikeErrorRate)}
 	case "custom":
@@ -482,8 +500,16 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 	if lo == 0 {
 		return nil // nothing passed: no calm rate to recover at
 	}
-	// Overload at the failing rate, then drop the load and time the return.
-	r.runProfile(ctx, constant(hi, ph.Step), "overload")
+	// Overload at the failing rate: how much of it is still answered says
+	// whether the target degrades gracefully or collapses. Then drop the
+	// load and time the return.
+	over := r.runProfile(ctx, constant(hi, ph.Step), "overload")
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	sum := over.Summary()
+	r.steps = append(r.steps, Step{Purpose: "overload", AskedRPS: hi, AchievedRPS: sum.AchievedRPS, P99MS: sum.LatencyMS.P99, ErrorRate: errorRate(over.Result)})
+	m["overload_goodput"] = float64(over.Requests-over.Errors) / ph.Step.Seconds() / lo
 	if ph.Recovery <= 0 {
 		return ctx.Err()
 	}
@@ -626,6 +652,11 @@ func missing(metric string, ph Phase) string {
 		return "only breaking and spike phases measure it"
 	case "spike_error_rate":
 		return "only a spike phase measures it"
+	case "overload_goodput":
+		if ph.Pattern == "breaking" {
+			return "nothing broke, so nothing was overloaded"
+		}
+		return "only a breaking phase measures it"
 	case "latency_increase":
 		return "the phase is too short to compare its first tenth with its last"
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -157,7 +158,7 @@ func TestRunBreakingPoint(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			url := capacityServer(t, capacity, tc.stallFrom, tc.stallTo)
 			rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
-				fmt.Sprintf("  - {name: stress, pattern: breaking, rate: %g, step: 2s, probe: ['p(99)<50ms'], recovery: 10s, criteria: ['breaking_point>=800', 'recovery<5s']}\n", tc.start), ParseOptions{})
+				fmt.Sprintf("  - {name: stress, pattern: breaking, rate: %g, step: 2s, probe: ['p(99)<50ms'], recovery: 10s, criteria: ['breaking_point>=800', 'recovery<5s', 'overload_goodput>=90%%']}\n", tc.start), ParseOptions{})
 			ph := rep.Phases[0]
 			t.Logf("steps: %+v", ph.Steps)
 			bp := ph.Measures["breaking_point"]
@@ -187,6 +188,49 @@ func TestRunBreakingPoint(t *testing.T) {
 				t.Errorf("stress %s: %+v", ph.Status, ph.Verdicts)
 			}
 		})
+	}
+}
+
+// TestRunCascade: a server that, once its queue holds more than 20 ms of
+// work, fails every request from then on (a cascading failure) is judged
+// on overload_goodput: it answers nothing while overloaded.
+func TestRunCascade(t *testing.T) {
+	const capacity = 1000
+	var mu sync.Mutex
+	var next time.Time
+	var broken bool
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now := time.Now()
+		if next.Before(now) {
+			next = now
+		}
+		broken = broken || next.Sub(now) > 20*time.Millisecond
+		if broken {
+			mu.Unlock()
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		next = next.Add(time.Second / capacity)
+		wait := next.Sub(now)
+		mu.Unlock()
+		time.Sleep(wait)
+	})
+	rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
+		"  - {name: stress, pattern: breaking, rate: 600, step: 1s, precision: 0.25, probe: ['p(99)<50ms', 'rate<1%'], recovery: 2s}\n", ParseOptions{})
+	ph := rep.Phases[0]
+	t.Logf("steps: %+v", ph.Steps)
+	if g, ok := ph.Measures["overload_goodput"]; !ok || g > 0.1 {
+		t.Errorf("overload_goodput %v (measured: %v), want about 0 from a server that fails everything", g, ok)
+	}
+	var v *CriterionVerdict
+	for i := range ph.Verdicts {
+		if strings.HasPrefix(ph.Verdicts[i].Criterion, "overload_goodput") {
+			v = &ph.Verdicts[i]
+		}
+	}
+	if v == nil || v.Status != StatusFailed || ph.Status != StatusFailed {
+		t.Errorf("the guide's stress criteria did not fail the cascade: %+v", ph.Verdicts)
 	}
 }
 
@@ -292,6 +336,31 @@ func TestRunCriteriaWithoutMeasures(t *testing.T) {
 	}
 }
 
+// TestRunInterrupted: a run stopped mid-phase returns the report of what
+// it measured, the interrupted phase ERROR and the rest not started.
+func TestRunInterrupted(t *testing.T) {
+	url := local(t, func(w http.ResponseWriter, r *http.Request) {})
+	p := mustPlan(t, "target: "+url+"\ncooldown: 0s\nrequests: [{path: /}]\nphases:\n"+
+		"  - {name: a, rate: 100, duration: 1s}\n  - {name: b, rate: 100, duration: 5s}\n  - {name: c, rate: 100, duration: 1s}\n", ParseOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	rep, err := p.Run(ctx, RunOptions{})
+	if !errors.Is(err, context.DeadlineExceeded) || rep == nil {
+		t.Fatalf("Run: %v, report %v; want the deadline and a report", err, rep != nil)
+	}
+	if len(rep.Phases) != 2 || rep.Phases[0].Status != StatusPassed || rep.Phases[1].Status != StatusError {
+		t.Fatalf("phases %+v", rep.Phases)
+	}
+	b := rep.Phases[1]
+	if !strings.HasPrefix(b.Error, "interrupted") || b.Summary.Requests < 100 || b.Summary.Requests > 300 || len(b.Series) < 2 {
+		t.Errorf("interrupted phase: %q, %d requests, %d seconds", b.Error, b.Summary.Requests, len(b.Series))
+	}
+	a := rep.Assessment
+	if a.Status != StatusError || !strings.HasPrefix(a.Summary, "interrupted") || !strings.Contains(strings.Join(a.Findings, "\n"), "1 phases did not start") {
+		t.Errorf("assessment %+v", a)
+	}
+}
+
 func TestRunAbortOnFailure(t *testing.T) {
 	url := local(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
 	rep := runPlan(t, "target: "+url+"\ncooldown: 0s\nabort_on_failure: true\nrequests: [{path: /}]\nphases:\n"+
@@ -320,8 +389,8 @@ func TestMergeExact(t *testing.T) {
 			_ = h.RecordValue(v)
 			_ = all.RecordValue(v)
 		}
-		parts = append(parts, &Report{Plan: "p", Slices: 1, Phases: []PhaseReport{{
-			Name: "a", Pattern: "constant", Summary: Summary{Requests: 5000, AchievedRPS: 100},
+		parts = append(parts, &Report{Plan: "p", Split: fmt.Sprintf("%d/3", slice+1), Slices: 1, Phases: []PhaseReport{{
+			Name: "a", Pattern: "constant", Status: StatusPassed, Summary: Summary{Requests: 5000, AchievedRPS: 100},
 			Histograms: Histograms{Latency: encodeHistogram(h), Uncorrected: encodeHistogram(h)},
 			Verdicts:   []CriterionVerdict{{Criterion: "p(99)<150ms"}, {Criterion: "rps>=300"}},
 			Series:     []Point{{Second: 0, Requests: 5000, Histogram: encodeHistogram(h)}},
@@ -350,8 +419,65 @@ func TestMergeExact(t *testing.T) {
 	if v := m.Phases[0].Verdicts; v[1].Status != StatusPassed || v[0].Actual != want.P99 {
 		t.Errorf("criteria judged again on the whole: %+v", v)
 	}
-	if _, err := Merge(parts[0], &Report{Plan: "other"}); err == nil {
+	other := *parts[1]
+	other.Plan = "other"
+	if _, err := Merge(parts[0], &other, parts[2]); err == nil {
 		t.Error("merged reports of different plans")
+	}
+}
+
+// TestMergeRefuses: merge takes each slice of one split run once, or a
+// single report; anything else would add up to a wrong rate.
+func TestMergeRefuses(t *testing.T) {
+	slice := func(split string) *Report {
+		return &Report{Plan: "p", Split: split, Slices: 1, Phases: []PhaseReport{{Name: "a", Pattern: "constant", Status: StatusPassed}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		reports []*Report
+		want    string // in the error; "" for none
+	}{
+		// one unsplit report is judged again on its own
+		{"single", []*Report{slice("")}, ""},
+		// every slice once
+		{"whole", []*Report{slice("2/2"), slice("1/2")}, ""},
+		// the same slice twice would double its share
+		{"twice", []*Report{slice("1/2"), slice("1/2")}, "slice 1/2 again"},
+		// an unsplit report beside a slice
+		{"unsplit", []*Report{slice(""), slice("1/2")}, "report 1 is not a slice"},
+		// slices of different splits
+		{"mixed", []*Report{slice("1/2"), slice("2/3")}, "of 3 slices; report 1 is of 2"},
+		// a slice missing would leave the rates short
+		{"missing", []*Report{slice("1/3"), slice("3/3")}, "slices 2/3 are missing"},
+		// one slice alone is part of a run, not a run
+		{"alone", []*Report{slice("2/4")}, "slices 1/4, 3/4, 4/4 are missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Merge(tc.reports...)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !errors.Is(err, ErrMerge) || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want ErrMerge with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestReadReportRefuses: JSON that is not a run's report is refused with
+// a message saying what it lacks.
+func TestReadReportRefuses(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{`{"requests": 10, "latency_ms": {}}`, "no phases (is it an attack's --json?"}, // an attack's JSON
+		{`{"phases": [{"name": "x"}]}`, `phase "x": status ""`},                        // no status: not run
+		{`{"phases": [{"status": "PASSED"}]}`, "phases[0] has no name"},
+		{`{"split": "3/2", "phases": [{"name": "x", "status": "PASSED"}]}`, `split "3/2" is not i/N`},
+		{`[1, 2]`, "not a load-test report"},
+	} {
+		_, err := ReadReport(strings.NewReader(tc.src))
+		if err == nil || !errors.Is(err, ErrNotReport) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want ErrNotReport with %q", tc.src, err, tc.want)
+		}
 	}
 }
 

@@ -23,6 +23,10 @@ var ErrBadThreshold = errors.New("loadtest: bad threshold")
 //
 //	breaking_point>=1500    a breaking search's highest passing rate, per second
 //	recovery<5m             time until p99 is back within 10 % of before (breaking, spike)
+//	overload_goodput>=90%   successful responses a second while a breaking search
+//	                        overloads the target, over its breaking point: the guide's
+//	                        "no cascading failures" (a service that collapses or
+//	                        fails everything when pushed past its knee scores low)
 //	latency_increase<50%    p99's rise: spike over before (spike), last tenth over first (others)
 //	spike_error_rate<1%     the error rate during a spike
 //	memory_growth<5%        the target's resident memory, last tenth over first (needs metrics)
@@ -119,7 +123,7 @@ func ParseThreshold(s string) (Threshold, error) {
 		}
 		t.Quantile = q
 	default:
-		return t, fmt.Errorf("%w: %q: unknown metric %q (want p(N), med, min, max, rate, rps, breaking_point, recovery, latency_increase, spike_error_rate, memory_growth or cpu_growth)", ErrBadThreshold, s, name)
+		return t, fmt.Errorf("%w: %q: unknown metric %q (want p(N), med, min, max, rate, rps, breaking_point, recovery, overload_goodput, latency_increase, spike_error_rate, memory_growth or cpu_growth)", ErrBadThreshold, s, name)
 	}
 	t.Metric = "latency"
 	d, err := parseLatency(rest)
@@ -134,6 +138,7 @@ func ParseThreshold(s string) (Threshold, error) {
 // 0.05 or 5%.
 var fractionMetrics = map[string]bool{
 	"rate": true, "spike_error_rate": true, "latency_increase": true, "memory_growth": true, "cpu_growth": true,
+	"overload_goodput": true,
 }
 
 func parseFraction(s string) (float64, error) {

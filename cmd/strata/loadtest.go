@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -54,13 +53,15 @@ func (f *reportFiles) write(rep *loadtest.Report) error {
 }
 
 // writeFile writes through a temporary file renamed into place, so that a
-// failure leaves no half-written report.
+// failure leaves no half-written report. The file is created 0644 less
+// the umask, as os.WriteFile would (os.CreateTemp's 0600 is for secrets).
 func writeFile(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmpName := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), os.Getpid()))
+	tmp, err := os.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmpName)
 	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
@@ -68,7 +69,7 @@ func writeFile(path string, write func(io.Writer) error) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	return os.Rename(tmpName, path)
 }
 
 // verdictError turns a report's assessment into the exit code: nil when
@@ -170,7 +171,7 @@ that N generators add up to the plan's rates; merge their --json files with
 				opt.Set = append([]string{"scale=" + strconv.FormatFloat(scale, 'g', -1, 64)}, opt.Set...)
 			}
 			if split != "" {
-				i, n, ok := parseSplit(split)
+				i, n, ok := loadtest.ParseSplit(split)
 				if !ok {
 					return usageError{fmt.Errorf("--split %q: want i/N with 1 ≤ i ≤ N, e.g. 2/4", split)}
 				}
@@ -198,14 +199,18 @@ that N generators add up to the plan's rates; merge their --json files with
 				}
 			}
 			rep, err := plan.Run(cmd.Context(), ropt)
+			if rep == nil {
+				return err
+			}
+			// An interrupted run still reports, and writes, what it measured.
+			if werr := rep.WriteSummary(g.stdout); werr != nil {
+				return werr
+			}
+			if werr := files.write(rep); werr != nil {
+				return werr
+			}
 			if err != nil {
-				return err
-			}
-			if err := rep.WriteSummary(g.stdout); err != nil {
-				return err
-			}
-			if err := files.write(rep); err != nil {
-				return err
+				return fmt.Errorf("loadtest: interrupted (%w); the report holds the phases that ran", err)
 			}
 			return verdictError(rep)
 		},
@@ -218,13 +223,6 @@ that N generators add up to the plan's rates; merge their --json files with
 	f.StringVar(&startAt, "start-at", "", "wait until this RFC 3339 time before the first phase")
 	f.BoolVar(&quiet, "quiet", false, "no live lines, only the summary")
 	return cmd
-}
-
-func parseSplit(s string) (i, n int, ok bool) {
-	a, b, found := strings.Cut(s, "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	return i, n, found && err1 == nil && err2 == nil && n >= 1 && i >= 1 && i <= n
 }
 
 func newLoadtestMerge(g *globals) *cobra.Command {
@@ -314,8 +312,8 @@ request failed.`,
 			}
 			if rate != "max" {
 				r, err := strconv.ParseFloat(rate, 64)
-				if err != nil || r <= 0 {
-					return usageError{fmt.Errorf("--rate %q: want a positive number of requests per second, or max", rate)}
+				if err != nil || !(r > 0 && r <= loadtest.MaxRate) {
+					return usageError{fmt.Errorf("--rate %q: want a positive number of requests per second up to %d, or max", rate, loadtest.MaxRate)}
 				}
 				a.Rate = r
 			}

@@ -31,8 +31,14 @@ func TestCLIExitCodes(t *testing.T) {
 	wrongType := filepath.Join(dir, "type.yaml")
 	badPlan := filepath.Join(dir, "plan.yaml")
 	exists := filepath.Join(dir, "exists.yaml")
+	infPlan := filepath.Join(dir, "inf.yaml")
+	goodPlan := filepath.Join(dir, "good.yaml")
+	attackJSON := filepath.Join(dir, "attack.json")
 	for path, body := range map[string]string{bad: "db: sqlite://x.db\nport: 80\n", wrongType: "addr: [1, 2]\n",
-		badPlan: "target: http://127.0.0.1:1\nrequests: [{path: /}]\nphases:\n  - name: a\n    rate: -3\n", exists: "x"} {
+		badPlan: "target: http://127.0.0.1:1\nrequests: [{path: /}]\nphases:\n  - name: a\n    rate: -3\n", exists: "x",
+		infPlan:    "target: http://127.0.0.1:1\nrequests: [{path: /}]\nphases:\n  - name: a\n    rate: .inf\n    duration: 1s\n",
+		goodPlan:   "target: http://127.0.0.1:1\nrequests: [{path: /}]\nphases:\n  - name: a\n    rate: 10\n    duration: 1h\n",
+		attackJSON: `{"requests": 10, "errors": 0, "achieved_rps": 10, "latency_ms": {"p50": 1}}`} {
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -65,13 +71,20 @@ func TestCLIExitCodes(t *testing.T) {
 		{"attack help", []string{"loadtest", "attack", "--help"}, 0, "--connections"},
 		{"attack no rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--duration", "1s"}, 2, "--rate is required"},
 		{"attack bad rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "fast", "--duration", "1s"}, 2, "--rate"},
+		{"attack NaN rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "NaN", "--duration", "1s"}, 2, "--rate \"NaN\""},
+		{"attack infinite rate", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "Inf", "--duration", "1s"}, 2, "--rate \"Inf\""},
+		{"attack too many connections", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--connections", "100000000"}, 2, "Connections: 100000000"},
+		{"attack bad method", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--method", "GE T"}, 2, "Method: \"GE T\" is not an HTTP method"},
 		{"attack bad duration", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "-1s"}, 2, "--duration"},
 		{"attack bad threshold", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--threshold", "p(99)<100"}, 2, "needs a unit"},
 		{"attack bad url", []string{"loadtest", "attack", "ftp://x", "--rate", "5", "--duration", "1s"}, 2, "Targets[0].URL"},
 		{"threshold of a phase in attack", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--threshold", "breaking_point>=5"}, 2, "measured by a plan's phases"},
 		{"run help", []string{"loadtest", "run", "--help"}, 0, "--split"},
 		{"run no plan", []string{"loadtest", "run", filepath.Join(dir, "none.yaml")}, 2, "no such file"},
-		{"run bad plan", []string{"loadtest", "run", badPlan}, 2, "plan.yaml:5: phases[0].rate: -3 is negative"},
+		{"run bad plan", []string{"loadtest", "run", badPlan}, 2, "plan.yaml:5: phases[0].rate: -3: want requests per second"},
+		{"run infinite rate", []string{"loadtest", "run", infPlan}, 2, "inf.yaml:5: phases[0].rate: +Inf: want requests per second"},
+		{"run scale overflows", []string{"loadtest", "run", goodPlan, "--scale", "1e300"}, 2, "after scale 1e+300 is over 168h0m0s"},
+		{"run too many connections", []string{"loadtest", "run", goodPlan, "--set", "connections=100000000"}, 2, "connections: 100000000: want 1 to 65536"},
 		{"run bad set", []string{"loadtest", "run", badPlan, "--set", "a.rate"}, 2, "want key=value"},
 		{"run bad scale", []string{"loadtest", "run", badPlan, "--scale", "0"}, 2, "--scale 0"},
 		{"run bad split", []string{"loadtest", "run", badPlan, "--split", "3/2"}, 2, "--split \"3/2\""},
@@ -79,7 +92,8 @@ func TestCLIExitCodes(t *testing.T) {
 		{"init exists", []string{"loadtest", "init", "-o", exists}, 2, "--force replaces it"},
 		{"init bad target", []string{"loadtest", "init", "--target", "nowhere"}, 2, "target"},
 		{"merge nothing", []string{"loadtest", "merge", filepath.Join(dir, "none.json")}, 2, "no such file"},
-		{"merge not json", []string{"loadtest", "merge", bad}, 2, "reading a report"},
+		{"merge not json", []string{"loadtest", "merge", bad}, 2, "not a load-test report"},
+		{"merge an attack's json", []string{"loadtest", "merge", attackJSON}, 2, "no phases (is it an attack's --json?"},
 		{"replica without postgres", []string{"serve", "--replica", "postgres://a@127.0.0.1/x", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "r.db")}, 2, "not PostgreSQL"},
 		// Runtime errors exit 1.
 		{"attack refused", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "20", "--duration", "200ms"}, 1, "requests failed"},
@@ -232,9 +246,16 @@ func TestCLILoadtestRun(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	code, out, errOut = runCLI(t, "loadtest", "merge", jsonPath, jsonPath)
+	code, out, errOut = runCLI(t, "loadtest", "merge", jsonPath)
 	if code != 0 || !strings.Contains(out, "overall: PASSED") {
 		t.Fatalf("merge: exit %d\n%s%s", code, out, errOut)
+	}
+	if fi, err := os.Stat(jsonPath); err != nil || fi.Mode().Perm()&0o044 == 0 {
+		t.Errorf("the report is not readable by others: %v %v", fi.Mode(), err)
+	}
+	code, _, errOut = runCLI(t, "loadtest", "merge", jsonPath, jsonPath)
+	if code != 2 || !strings.Contains(errOut, "not a slice of a split run") {
+		t.Fatalf("merging a report with itself: exit %d\n%s", code, errOut)
 	}
 	fail.Store(true)
 	code, out, errOut = runCLI(t, append([]string{"loadtest", "run", plan}, short...)...)

@@ -21,7 +21,7 @@ var demoPlanSet = []string{
 	"timeout=5s",
 	"baseline.rate=200", "baseline.duration=4s", `baseline.criteria=["p(99)<100ms", "rate<0.001", "rps>=198"]`,
 	"stress.rate=200", "stress.step=1s", "stress.duration=20s", "stress.recovery=5s",
-	`stress.criteria=["breaking_point>=300", "recovery<5s"]`,
+	`stress.criteria=["breaking_point>=300", "recovery<5s", "overload_goodput>=90%"]`,
 	"spike.rate=100", "spike.spike=2s", "spike.duration=6s", `spike.criteria=["latency_increase<50%", "spike_error_rate<1%", "recovery<2s"]`,
 	"endurance.duration=5s",
 }

@@ -162,10 +162,7 @@ func (e *engine) run(ctx context.Context) *runResult {
 		close(schedDone)
 	}
 
-	// The collector takes each second from the stripes once it has ended,
-	// up to the profile's last second, which the run's end collects with
-	// any responses that came in after it: a phase's series has a point
-	// for each second of its profile, not a near-empty one at the end.
+	// The collector takes each second from the stripes once it has ended.
 	var series []Point
 	collected := make(chan struct{})
 	stopCollect := make(chan struct{})
@@ -192,7 +189,8 @@ func (e *engine) run(ctx context.Context) *runResult {
 	defer tick.Stop()
 	go func() {
 		defer close(collected)
-		for next := collectedUpTo; next < lastSec; next = collectedUpTo {
+		for {
+			next := collectedUpTo
 			tick.Reset(time.Until(start.Add(time.Duration(next+1)*time.Second + collectDelay)))
 			select {
 			case <-stopCollect:
@@ -202,7 +200,6 @@ func (e *engine) run(ctx context.Context) *runResult {
 			collect(next, next)
 			collectedUpTo = next + 1
 		}
-		<-stopCollect
 	}()
 
 	var wg sync.WaitGroup
@@ -244,15 +241,19 @@ func (e *engine) run(ctx context.Context) *runResult {
 	elapsed := time.Since(start)
 	close(stopCollect)
 	<-collected
-	// Whatever the collector had not taken yet: the last seconds, the
-	// profile's last with the requests that completed after its end.
+	// Whatever the collector had not taken yet: the last seconds, and
+	// requests that completed after the run's end. Responses that came in
+	// a moment after the profile's last second go into it rather than
+	// into a near-empty second of their own; a longer drain (a backlog
+	// worked off) keeps its own seconds.
 	end := int(elapsed / time.Second)
-	for sec := collectedUpTo; sec <= min(end, lastSec); sec++ {
-		through := sec
-		if sec == lastSec {
-			through = max(end, lastSec)
+	spill := end == lastSec+1 && elapsed-time.Duration(end)*time.Second < collectDelay
+	for sec := collectedUpTo; sec <= end; sec++ {
+		if spill && sec == lastSec {
+			collect(sec, end)
+			break
 		}
-		collect(sec, through)
+		collect(sec, sec)
 	}
 
 	res := &Result{Elapsed: elapsed, ErrorsByKind: map[string]int64{}, Late: late,

@@ -172,7 +172,7 @@ func htmlNum(f float64, prec int) string {
 // could not be measured has none.
 func htmlActual(v CriterionVerdict) string {
 	switch {
-	case v.Status == StatusError:
+	case v.Status == StatusError || v.Unmeasured:
 		return "—"
 	case v.Unit == "":
 		return htmlNum(100*v.Actual, 2) + " %"

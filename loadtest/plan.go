@@ -46,7 +46,7 @@ const (
 	maxSpan                    = 1 << 62            // the widest range a uniform or zipf variable may draw from
 	defaultCeiling             = 1024               // Strata: a breaking search stops at this many times its start rate when no "to" is given
 	DefaultZipfS, DefaultZipfV = 1.1, 1.0           // Strata: a mild Zipf skew when a plan gives none
-	MaxRate                    = 10_000_000         // Strata: requests per second one generator may be asked for (the fastest sends about 50,000 here); more is a typo, or a job for --split
+	MaxRate                    = 10_000_000         // Strata: requests per second one generator may be asked for (the fastest sends about 70,000 here); more is a typo, or a job for --split (a plan split N ways may ask N times as much)
 	MaxConnections             = 65_536             // Strata: one source address has at most 64 Ki ports towards one server; more needs --split over several generators
 	maxDuration                = 7 * 24 * time.Hour // Strata: seven times the guide's longest phase (endurance, 24 h); a phase keeps a point a second
 )
@@ -547,11 +547,11 @@ func (c *compiler) compile(f *planFile) (*Plan, error) {
 	if p.Cooldown, err = c.scaled(p, p.Cooldown, "cooldown"); err != nil {
 		return nil, err
 	}
-	if badRate(f.CurrentRPS) {
-		return nil, c.errAt("current_rps", "%v: want requests per second, 0 to %d", f.CurrentRPS, MaxRate)
+	if c.badRate(f.CurrentRPS) {
+		return nil, c.errAt("current_rps", "%v: want requests per second, 0 to %.0f", f.CurrentRPS, c.maxRate())
 	}
-	if badRate(f.PeakRPS) {
-		return nil, c.errAt("peak_rps", "%v: want requests per second, 0 to %d", f.PeakRPS, MaxRate)
+	if c.badRate(f.PeakRPS) {
+		return nil, c.errAt("peak_rps", "%v: want requests per second, 0 to %.0f", f.PeakRPS, c.maxRate())
 	}
 	if p.mix, err = c.compileMix(f, p); err != nil {
 		return nil, err
@@ -597,9 +597,17 @@ func (c *compiler) scaled(p *Plan, d time.Duration, field string) (time.Duration
 	return time.Duration(f), nil
 }
 
-// badRate reports whether v is not a rate a plan may ask for: negative,
-// not a number, or over MaxRate. 0 means "not given".
+// badRate reports whether v is not a rate one generator may be asked for:
+// negative, not a number, or over MaxRate. 0 means "not given".
 func badRate(v float64) bool { return !(v >= 0 && v <= MaxRate) }
+
+// maxRate is the highest rate the plan may ask for: MaxRate for each of
+// the generators it is split between.
+func (c *compiler) maxRate() float64 { return MaxRate * float64(max(c.opt.Slices, 1)) }
+
+// badRate reports whether v is not a rate the plan may ask for: negative,
+// not a number, or over maxRate. 0 means "not given".
+func (c *compiler) badRate(v float64) bool { return !(v >= 0 && v <= c.maxRate()) }
 
 func (c *compiler) compileMix(f *planFile, p *Plan) (*mix, error) {
 	m := &mix{base: p.Target}
@@ -822,12 +830,12 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		ph.Rate = p.CurrentRPS
 	}
 	switch {
-	case badRate(ph.Rate):
-		return ph, c.errAt(path+".rate", "%v: want requests per second, 0 to %d", ph.Rate, MaxRate)
+	case c.badRate(ph.Rate):
+		return ph, c.errAt(path+".rate", "%v: want requests per second, 0 to %.0f", ph.Rate, c.maxRate())
 	case ph.Rate == 0 && ph.Pattern != "sustained" && ph.Pattern != "ramp":
 		return ph, c.errAt(path+".rate", "missing: want requests per second (or current_rps at the top)")
-	case badRate(ph.To):
-		return ph, c.errAt(path+".to", "%v: want requests per second, 0 to %d", ph.To, MaxRate)
+	case c.badRate(ph.To):
+		return ph, c.errAt(path+".to", "%v: want requests per second, 0 to %.0f", ph.To, c.maxRate())
 	}
 	var err error
 	if ph.Duration, err = c.scaled(p, f.Duration, path+".duration"); err != nil {
@@ -890,7 +898,7 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		if ph.To == 0 {
 			ph.To = ph.Rate * defaultCeiling
 		}
-		ph.To = min(ph.To, MaxRate)
+		ph.To = min(ph.To, c.maxRate())
 		if ph.To <= ph.Rate {
 			return ph, c.errAt(path+".to", "%v: the highest rate to try must be above the start, %v", ph.To, ph.Rate)
 		}
@@ -925,8 +933,11 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		if ph.Multiplier == 0 {
 			ph.Multiplier = SpikeMultiplier
 		}
-		if !(ph.Multiplier > 1) || badRate(ph.Rate*ph.Multiplier) {
-			return ph, c.errAt(path+".multiplier", "%v: a spike multiplies the rate by more than 1, up to %d/s", ph.Multiplier, MaxRate)
+		if !(ph.Multiplier > 1) || math.IsInf(ph.Multiplier, 0) {
+			return ph, c.errAt(path+".multiplier", "%v: a spike multiplies the rate by more than 1", ph.Multiplier)
+		}
+		if c.badRate(ph.Rate * ph.Multiplier) {
+			return ph, c.errAt(path+".multiplier", "%v: the spike's rate, %v × %v, is over %.0f/s", ph.Multiplier, ph.Rate, ph.Multiplier, c.maxRate())
 		}
 		spike := SpikeLength
 		if f.Spike != 0 {
@@ -949,10 +960,10 @@ func (c *compiler) compilePhase(p *Plan, f *phaseDef, path string, seen map[stri
 		switch v, err := strconv.ParseFloat(f.Capacity, 64); {
 		case f.Capacity == "":
 			return ph, c.errAt(path+".capacity", "missing: want requests per second, or the name of an earlier breaking phase")
-		case err == nil && v > 0 && !badRate(v*ph.Fraction):
+		case err == nil && v > 0 && !c.badRate(v*ph.Fraction):
 			ph.Capacity = v
 		case err == nil:
-			return ph, c.errAt(path+".capacity", "%v: want a positive rate whose fraction is at most %d/s", v, MaxRate)
+			return ph, c.errAt(path+".capacity", "%v: want a positive rate whose fraction is at most %.0f/s", v, c.maxRate())
 		case !seen[f.Capacity]:
 			return ph, c.errAt(path+".capacity", "%q is neither a rate nor an earlier phase", f.Capacity)
 		default:

@@ -94,7 +94,7 @@ func TestParsePlanErrors(t *testing.T) {
 		{"infinite rate", head + "phases:\n  - name: a\n    rate: .inf\n    duration: 1s\n", "plan.yaml:6: phases[0].rate: +Inf: want requests per second"},
 		{"rate not a number", head + "phases:\n  - name: a\n    rate: .nan\n    duration: 1s\n", "plan.yaml:6: phases[0].rate: NaN: want requests per second"},
 		{"to not a number", head + "phases:\n  - name: a\n    pattern: ramp\n    rate: 1\n    to: .nan\n    duration: 1s\n", "plan.yaml:8: phases[0].to: NaN"},
-		{"spike over the highest rate", head + "phases:\n  - name: a\n    pattern: spike\n    rate: 5000000\n    duration: 10s\n", "phases[0].multiplier: 10: a spike multiplies the rate by more than 1, up to 10000000/s"},
+		{"spike over the highest rate", head + "phases:\n  - name: a\n    pattern: spike\n    rate: 5000000\n    duration: 10s\n", "phases[0].multiplier: 10: the spike's rate, 5e+06 × 10, is over 10000000/s"},
 		{"current rate infinite", head + "current_rps: .inf\nphases: []\n", "plan.yaml:4: current_rps: +Inf"},
 		{"too many connections", head + "connections: 100000000\nphases: []\n", "plan.yaml:4: connections: 100000000: want 1 to 65536"},
 		{"steps under a second", head + "phases:\n  - name: a\n    pattern: steps\n    rate: 1\n    to: 5\n    steps: 1000000000\n    duration: 1h\n", "plan.yaml:9: phases[0].steps: 1000000000 steps in 1h0m0s: each step must last at least a second"},
@@ -155,6 +155,15 @@ func TestParsePlanSplitRefusesAdaptivePhases(t *testing.T) {
 	}
 	if p.Phases[0].Rate != 25 || p.offset() != 0.25 {
 		t.Errorf("slice 2 of 4: rate %v, offset %v", p.Phases[0].Rate, p.offset())
+	}
+	// A rate too high for one generator is what a split is for: each of
+	// four generators sends a quarter of 20 million a second.
+	huge := "target: http://h\nrequests: [{path: /}]\nphases: [{name: a, rate: 20000000, duration: 1s}]\n"
+	if _, err := ParsePlan([]byte(huge), ParseOptions{}); !errors.Is(err, ErrBadPlan) {
+		t.Errorf("20M/s on one generator: %v", err)
+	}
+	if p, err := ParsePlan([]byte(huge), ParseOptions{Slice: 0, Slices: 4}); err != nil || p.Phases[0].Rate != 5e6 {
+		t.Errorf("20M/s split four ways: %v", err)
 	}
 }
 

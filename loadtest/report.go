@@ -99,6 +99,10 @@ type CriterionVerdict struct {
 	// Detail says why the status is ERROR, or anything the figure alone
 	// does not.
 	Detail string `json:"detail,omitempty"`
+	// Unmeasured marks a FAILED criterion that has no figure, Actual
+	// meaning nothing: a stress phase's recovery when no probe passed. An
+	// ERROR criterion never has one.
+	Unmeasured bool `json:"unmeasured,omitempty"`
 }
 
 // Step is one constant-rate probe of a breaking-point search.

@@ -109,7 +109,11 @@ func (rep *Report) interrupted(left int) *Report {
 		a.Status = StatusError
 	}
 	a.Summary = "interrupted: " + a.Summary
-	rep.Assessment.Findings = append(rep.Assessment.Findings, fmt.Sprintf("the run was interrupted; %d phases did not start", left))
+	f := "the run was interrupted"
+	if left > 0 {
+		f += fmt.Sprintf("; %d phases did not start", left)
+	}
+	a.Findings = append(a.Findings, f)
 	return rep
 }
 
@@ -270,7 +274,10 @@ func (r *phaseRun) criteria() []Threshold {
 // runProfile runs one stretch of the phase and adds it to the phase's
 // totals and series. purpose names a probe ("" for the phase's own run);
 // onSecond, when set, sees each second too.
-func (r *phaseRun) runProfile(ctx context.Context, prof profile, purpose string, onSecond ...func(Point)) *runResult {
+//
+// It returns the run's result and the index in the phase's series where
+// the run's own seconds start.
+func (r *phaseRun) runProfile(ctx context.Context, prof profile, purpose string, onSecond ...func(Point)) (*runResult, int) {
 	offset := len(r.series)
 	if n := time.Since(r.start); n > time.Duration(offset)*time.Second {
 		// time spent settling between probes shows as a gap in the series
@@ -310,7 +317,7 @@ func (r *phaseRun) runProfile(ctx context.Context, prof profile, purpose string,
 	if t.Requests != res.Requests {
 		t.AchievedRPS = float64(t.Requests) / time.Since(r.start).Seconds()
 	}
-	return res
+	return res, offset
 }
 
 // live writes the live line for one second.
@@ -426,7 +433,7 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 		deadline = r.start.Add(ph.Duration)
 	}
 	once := func(rate float64, purpose string) (bool, *runResult) {
-		res := r.runProfile(ctx, constant(rate, ph.Step), purpose)
+		res, _ := r.runProfile(ctx, constant(rate, ph.Step), purpose)
 		ok := res.Requests > 0 && float64(res.Skipped) <= probeSkipLimit*rate*ph.Step.Seconds()
 		for _, th := range ph.Probe {
 			ok = ok && th.holds(th.measure(res.Result))
@@ -500,24 +507,24 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 	if lo == 0 {
 		return nil // nothing passed: no calm rate to recover at
 	}
-	// Overload at the failing rate: how much of it is still answered says
-	// whether the target degrades gracefully or collapses. Then drop the
-	// load and time the return.
-	over := r.runProfile(ctx, constant(hi, ph.Step), "overload")
-	if ctx.Err() != nil {
-		return ctx.Err()
+	// Overload at the failing rate, then drop to the calm rate, in one
+	// run: the drop comes the moment the overload's schedule ends, while
+	// the target still works through its backlog. How much of the
+	// overload the target answered in its seconds says whether it degrades
+	// gracefully or collapses; the seconds after the drop time the return.
+	prof := constant(hi, ph.Step)
+	if ph.Recovery > 0 {
+		prof = append(prof, segment{ph.Recovery, calm, calm})
 	}
-	sum := over.Summary()
-	r.steps = append(r.steps, Step{Purpose: "overload", AskedRPS: hi, AchievedRPS: sum.AchievedRPS, P99MS: sum.LatencyMS.P99, ErrorRate: errorRate(over.Result)})
-	m["overload_goodput"] = float64(over.Requests-over.Errors) / ph.Step.Seconds() / lo
-	if ph.Recovery <= 0 {
-		return ctx.Err()
-	}
-	from := len(r.series)
+	overSecs := int(ph.Step / time.Second)                    // seconds of overload alone
+	dropSec := int((ph.Step + time.Second - 1) / time.Second) // the first second of calm alone
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var seen []Point
-	res := r.runProfile(rctx, constant(calm, ph.Recovery), "recovery", func(p Point) {
+	_, from := r.runProfile(rctx, prof, "overload, then recovery", func(p Point) {
+		if p.Second < dropSec || ph.Recovery <= 0 {
+			return
+		}
 		seen = append(seen, p)
 		if recoveredAt(seen, 0, ref) >= 0 {
 			stop() // recovered: no need to watch the rest of the window
@@ -526,16 +533,31 @@ func (r *phaseRun) breaking(ctx context.Context, m map[string]float64) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	s := res.Summary()
-	r.steps = append(r.steps, Step{Purpose: "recovery", AskedRPS: calm, AchievedRPS: s.AchievedRPS, P99MS: s.LatencyMS.P99, ErrorRate: errorRate(res.Result)})
-	if t := recoveredAt(r.series, from, ref); t >= 0 {
-		m["recovery_seconds"] = float64(t - from)
+	h, n, errs := window(r.series, from, from+overSecs)
+	r.steps = append(r.steps, Step{Purpose: "overload", AskedRPS: hi, AchievedRPS: float64(n) / float64(overSecs), P99MS: p99(h), ErrorRate: fraction(errs, n)})
+	m["overload_goodput"] = float64(n-errs) / float64(overSecs) / lo
+	if ph.Recovery <= 0 {
+		return nil
+	}
+	drop := from + dropSec
+	h, n, errs = window(r.series, drop, len(r.series))
+	r.steps = append(r.steps, Step{Purpose: "recovery", AskedRPS: calm, AchievedRPS: float64(n) / float64(max(len(r.series)-drop, 1)), P99MS: p99(h), ErrorRate: fraction(errs, n)})
+	if t := recoveredAt(r.series, drop, ref); t >= 0 {
+		m["recovery_seconds"] = float64(t - drop)
 		r.steps[len(r.steps)-1].Passed = true
 	} else {
-		m["recovery_seconds"] = float64(len(r.series) - from)
+		m["recovery_seconds"] = float64(len(r.series) - drop)
 		m["not_recovered"] = 1
 	}
 	return nil
+}
+
+// fraction is part over whole, 0 for no whole.
+func fraction(part, whole int64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return float64(part) / float64(whole)
 }
 
 func errorRate(r *Result) float64 {
@@ -591,9 +613,14 @@ func growthMeasures(series []Point, m map[string]float64, latency bool) {
 // totals, the rest against its measures.
 func judge(criteria []Threshold, total *Result, m map[string]float64, ph Phase) []CriterionVerdict {
 	out := []CriterionVerdict{}
+	_, broke := m["first_failing_rate"]
+	nothingPassed := broke && m["breaking_point"] == 0
 	for _, th := range criteria {
 		v := CriterionVerdict{Criterion: th.Source, Unit: th.Unit()}
 		switch {
+		case nothingPassed && (th.Metric == "recovery" || th.Metric == "overload_goodput"):
+			v.Status, v.Unmeasured = StatusFailed, true
+			v.Detail = "no probe passed: the target handled no rate, so it could neither degrade gracefully nor recover"
 		case !th.PhaseOnly():
 			if total.Requests == 0 {
 				v.Status, v.Detail = StatusError, "no request completed"
@@ -728,7 +755,7 @@ func (rep *Report) assess() {
 }
 
 func formatActual(v CriterionVerdict) string {
-	if v.Status == StatusError {
+	if v.Status == StatusError || v.Unmeasured {
 		return "—" // not measured
 	}
 	if v.Unit == "" {

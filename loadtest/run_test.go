@@ -160,7 +160,7 @@ func TestRunBreakingPoint(t *testing.T) {
 			rep := runPlan(t, "target: "+url+"\nconnections: 200\nrequests: [{path: /}]\nphases:\n"+
 				fmt.Sprintf("  - {name: stress, pattern: breaking, rate: %g, step: 2s, probe: ['p(99)<50ms'], recovery: 10s, criteria: ['breaking_point>=800', 'recovery<5s', 'overload_goodput>=90%%']}\n", tc.start), ParseOptions{})
 			ph := rep.Phases[0]
-			t.Logf("steps: %+v", ph.Steps)
+			t.Logf("steps: %+v\nmeasures: %v", ph.Steps, ph.Measures)
 			bp := ph.Measures["breaking_point"]
 			if math.Abs(bp-capacity)/capacity > 0.10 {
 				t.Errorf("breaking point %.0f/s, capacity %d/s: more than 10 %% apart; steps %+v", bp, capacity, ph.Steps)
@@ -231,6 +231,38 @@ func TestRunCascade(t *testing.T) {
 	}
 	if v == nil || v.Status != StatusFailed || ph.Status != StatusFailed {
 		t.Errorf("the guide's stress criteria did not fail the cascade: %+v", ph.Verdicts)
+	}
+}
+
+// TestRunNothingPasses: against a target that fails everything, the
+// search goes down until its time is up, the breaking point is 0, and the
+// criteria that need a rate the target handled say so.
+func TestRunNothingPasses(t *testing.T) {
+	url := local(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
+	rep := runPlan(t, "target: "+url+"\nrequests: [{path: /}]\nphases:\n"+
+		"  - {name: stress, pattern: breaking, rate: 100, step: 1s, duration: 5s, recovery: 2s}\n", ParseOptions{})
+	ph := rep.Phases[0]
+	n := map[string]int{}
+	for _, s := range ph.Steps {
+		n[s.Purpose]++
+	}
+	if n["ramp"] != 1 || n["descend"] < 1 || n["confirm"] < 1 || ph.Measures["breaking_point"] != 0 {
+		t.Errorf("steps %v, measures %v", n, ph.Measures)
+	}
+	want := map[string]string{
+		"breaking_point":   "every probe failed, down to",
+		"recovery":         "no probe passed",
+		"overload_goodput": "no probe passed",
+	}
+	for _, v := range ph.Verdicts {
+		for metric, detail := range want {
+			if strings.HasPrefix(v.Criterion, metric) && !strings.Contains(v.Detail, detail) {
+				t.Errorf("%s: %s %q, want a detail with %q", v.Criterion, v.Status, v.Detail, detail)
+			}
+		}
+	}
+	if ph.Status != StatusFailed {
+		t.Errorf("stress %s", ph.Status)
 	}
 }
 

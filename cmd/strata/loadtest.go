@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,14 +56,21 @@ func (f *reportFiles) write(rep *loadtest.Report) error {
 
 // writeFile writes through a temporary file renamed into place, so that a
 // failure leaves no half-written report. The file is created 0644 less
-// the umask, as os.WriteFile would (os.CreateTemp's 0600 is for secrets).
+// the umask, as os.WriteFile would (os.CreateTemp's 0600 is for secrets),
+// under a random name tried afresh if it exists (a file a killed run left).
 func writeFile(path string, write func(io.Writer) error) error {
-	tmpName := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), os.Getpid()))
-	tmp, err := os.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	var tmp *os.File
+	var err error
+	for range 100 {
+		name := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%08x.tmp", filepath.Base(path), rand.Uint32()))
+		if tmp, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmpName)
+	defer os.Remove(tmp.Name())
 	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
@@ -69,7 +78,7 @@ func writeFile(path string, write func(io.Writer) error) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmpName, path)
+	return os.Rename(tmp.Name(), path)
 }
 
 // verdictError turns a report's assessment into the exit code: nil when

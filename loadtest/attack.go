@@ -96,7 +96,7 @@ func (a *Attack) validate() error {
 		}
 	}
 	switch {
-	case badRate(a.Rate):
+	case badRate(a.Rate, MaxRate):
 		return fmt.Errorf("%w: Rate: %v: want requests per second, 0 (as fast as possible) to %d", ErrBadAttack, a.Rate, MaxRate)
 	case a.Duration <= 0 || a.Duration > maxDuration:
 		return fmt.Errorf("%w: Duration: %v: want a positive duration up to %v", ErrBadAttack, a.Duration, maxDuration)

@@ -597,9 +597,9 @@ func (c *compiler) scaled(p *Plan, d time.Duration, field string) (time.Duration
 	return time.Duration(f), nil
 }
 
-// badRate reports whether v is not a rate one generator may be asked for:
-// negative, not a number, or over MaxRate. 0 means "not given".
-func badRate(v float64) bool { return !(v >= 0 && v <= MaxRate) }
+// badRate reports whether v is not a rate that may be asked for: negative,
+// not a number, or over limit. 0 means "not given".
+func badRate(v, limit float64) bool { return !(v >= 0 && v <= limit) }
 
 // maxRate is the highest rate the plan may ask for: MaxRate for each of
 // the generators it is split between.
@@ -607,7 +607,7 @@ func (c *compiler) maxRate() float64 { return MaxRate * float64(max(c.opt.Slices
 
 // badRate reports whether v is not a rate the plan may ask for: negative,
 // not a number, or over maxRate. 0 means "not given".
-func (c *compiler) badRate(v float64) bool { return !(v >= 0 && v <= c.maxRate()) }
+func (c *compiler) badRate(v float64) bool { return badRate(v, c.maxRate()) }
 
 func (c *compiler) compileMix(f *planFile, p *Plan) (*mix, error) {
 	m := &mix{base: p.Target}

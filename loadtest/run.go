@@ -560,12 +560,7 @@ func fraction(part, whole int64) float64 {
 	return float64(part) / float64(whole)
 }
 
-func errorRate(r *Result) float64 {
-	if r.Requests == 0 {
-		return 0
-	}
-	return float64(r.Errors) / float64(r.Requests)
-}
+func errorRate(r *Result) float64 { return fraction(r.Errors, r.Requests) }
 
 // growthMeasures compares the last tenth of a phase's series with the
 // first: the target's memory and CPU, and, for a steady phase (latency

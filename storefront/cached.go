@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/cache"
+	"github.com/strata-dev/strata/cache/cachemetrics"
 	"github.com/strata-dev/strata/replica"
 )
 
@@ -65,9 +66,9 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "storefront"
 	}
-	var m *cache.Metrics
+	var m *cachemetrics.Metrics
 	if cfg.Registerer != nil {
-		m = cache.NewMetrics(cfg.Registerer)
+		m = cachemetrics.New(cfg.Registerer)
 	}
 	c := &Cached{store: s}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -102,7 +103,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 // newLevel makes one of the stage's caches. Caches keyed by id track
 // hotness and warm their hot set when traffic surges (autoWarm); query
 // results are not warmed, since their keys carry arguments.
-func newLevel[V any](cfg CacheConfig, m *cache.Metrics, name string, ttl time.Duration, autoWarm cache.LoaderFunc[V]) (*cache.Cache[V], error) {
+func newLevel[V any](cfg CacheConfig, m *cachemetrics.Metrics, name string, ttl time.Duration, autoWarm cache.LoaderFunc[V]) (*cache.Cache[V], error) {
 	cc := cache.Config[V]{
 		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis,
 		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger,

@@ -1,4 +1,10 @@
-package cache
+// Package cachemetrics exports Strata caches to Prometheus. It sits beside
+// package cache, as otter's stats and vegeta's lib/prom sit beside their
+// cores, so that the cache itself never imports a metrics library: the
+// cache reports through its small [cache.Recorder] interface and its
+// [cache.Stats] snapshot, and this package turns both into
+// strata_cache_* series on the registry it is given.
+package cachemetrics
 
 import (
 	"fmt"
@@ -6,26 +12,28 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-dev/strata/cache"
 )
 
 // Metrics exports caches to Prometheus: latency histograms through the
-// [Recorder] each cache is given, and counters read from [Cache.Stats] at
+// [cache.Recorder] each cache is given, and counters read from [cache.Cache.Stats] at
 // scrape time, so the read path pays nothing for them.
 //
-//	m := cache.NewMetrics(reg)
+//	m := cachemetrics.New(reg)
 //	users, _ := cache.New(cache.Config[User]{Recorder: m.Recorder("users"), ...})
 //	m.Watch("users", users)
 type Metrics struct {
 	l2, load, leaseWait, busLag *prometheus.HistogramVec
 
 	mu      sync.Mutex
-	watched map[string]interface{ Stats() Stats }
+	watched map[string]interface{ Stats() cache.Stats }
 
 	descs map[string]*prometheus.Desc
 }
 
-// NewMetrics registers the cache metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// New registers the cache metrics with reg.
+func New(reg prometheus.Registerer) *Metrics {
 	h := func(name, help string, buckets []float64) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "strata_cache_" + name, Help: help, Buckets: buckets}, []string{"cache"})
 	}
@@ -36,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		load:      h("load_duration_seconds", "Time of one loader call.", slow),
 		leaseWait: h("lease_wait_seconds", "Time spent waiting for another instance's lease.", slow),
 		busLag:    h("bus_lag_seconds", "Delay from publishing an invalidation to receiving it.", fast),
-		watched:   map[string]interface{ Stats() Stats }{},
+		watched:   map[string]interface{ Stats() cache.Stats }{},
 		descs:     map[string]*prometheus.Desc{},
 	}
 	for _, d := range []struct{ name, help string }{
@@ -76,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // Recorder returns the recorder for the cache with the given name.
-func (m *Metrics) Recorder(name string) Recorder {
+func (m *Metrics) Recorder(name string) cache.Recorder {
 	return &recorder{
 		l2: m.l2.WithLabelValues(name), load: m.load.WithLabelValues(name),
 		leaseWait: m.leaseWait.WithLabelValues(name), busLag: m.busLag.WithLabelValues(name),
@@ -86,11 +94,11 @@ func (m *Metrics) Recorder(name string) Recorder {
 // Watch exports the counters of c under name. Watching two caches under
 // one name is a programming error and panics, as registering two
 // collectors for the same series does in the Prometheus client.
-func (m *Metrics) Watch(name string, c interface{ Stats() Stats }) {
+func (m *Metrics) Watch(name string, c interface{ Stats() cache.Stats }) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, dup := m.watched[name]; dup {
-		panic(fmt.Sprintf("cache: Metrics.Watch: a cache named %q is already watched", name))
+		panic(fmt.Sprintf("cachemetrics: Metrics.Watch: a cache named %q is already watched", name))
 	}
 	m.watched[name] = c
 }
@@ -114,13 +122,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge := func(metric string, v float64, level ...string) {
 			ch <- prometheus.MustNewConstMetric(m.descs[metric], prometheus.GaugeValue, v, append([]string{name}, level...)...)
 		}
-		counter("hits_total", s.L1Hits, LevelL1)
-		counter("misses_total", s.L1Misses, LevelL1)
-		counter("evictions_total", s.L1Evictions, LevelL1)
-		gauge("entries", float64(s.L1Entries), LevelL1)
-		gauge("bytes", float64(s.L1Bytes), LevelL1)
-		counter("hits_total", s.L2Hits, LevelL2)
-		counter("misses_total", s.L2Misses, LevelL2)
+		counter("hits_total", s.L1Hits, cache.LevelL1)
+		counter("misses_total", s.L1Misses, cache.LevelL1)
+		counter("evictions_total", s.L1Evictions, cache.LevelL1)
+		gauge("entries", float64(s.L1Entries), cache.LevelL1)
+		gauge("bytes", float64(s.L1Bytes), cache.LevelL1)
+		counter("hits_total", s.L2Hits, cache.LevelL2)
+		counter("misses_total", s.L2Misses, cache.LevelL2)
 		counter("l2_errors_total", s.L2Errors)
 		counter("corrupt_total", s.Corrupt)
 		counter("loads_total", s.Loads)
@@ -129,8 +137,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter("leases_total", s.Leases)
 		counter("lease_waits_total", s.LeaseWaits)
 		counter("lease_timeouts_total", s.LeaseTimeouts)
-		counter("voided_sets_total", s.VoidedSets, LevelL2)
-		counter("voided_sets_total", s.VoidedFills, LevelL1)
+		counter("voided_sets_total", s.VoidedSets, cache.LevelL2)
+		counter("voided_sets_total", s.VoidedFills, cache.LevelL1)
 		counter("stale_served_total", s.Stale)
 		counter("refreshes_total", s.Refreshes)
 		counter("flushes_total", s.Flushes)

@@ -1,4 +1,4 @@
-package cache_test
+package cachemetrics_test
 
 import (
 	"context"
@@ -9,17 +9,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/strata-dev/strata/cache"
+	"github.com/strata-dev/strata/cache/cachemetrics"
 )
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := cache.NewMetrics(reg)
-	c := newCache(t, cache.Config[string]{Recorder: m.Recorder("users")})
+	m := cachemetrics.New(reg)
+	c, err := cache.New(cache.Config[string]{Recorder: m.Recorder("users")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	m.Watch("users", c)
-	o := newOrigin()
-	o.put("a", "1")
+	load := cache.LoaderFunc[string](func(context.Context, string) (string, error) { return "1", nil })
 	for range 3 {
-		c.Get(context.Background(), "a", o.load)
+		if _, _, err := c.Get(context.Background(), "a", load); err != nil {
+			t.Fatal(err)
+		}
 	}
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 )
 
 // Recorder receives the cache's latencies; the Prometheus collector in
-// this package implements it. The core never imports a metrics library.
+// package cachemetrics implements it. The core never imports a metrics library.
 type Recorder interface {
 	ObserveL2(d time.Duration)        // one L2 round trip
 	ObserveLoad(d time.Duration)      // one loader call

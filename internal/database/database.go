@@ -2,6 +2,11 @@
 // SQLite through the pure-Go modernc.org/sqlite driver (the embedded
 // default, no cgo) and PostgreSQL through pgx v5's database/sql driver.
 //
+// The package does not link the SQLite driver itself, so that programs and
+// packages that only speak PostgreSQL (the replica router) do not compile
+// it: a program that opens sqlite:// URLs imports modernc.org/sqlite (the
+// storefront does), and [Open] says so clearly when it has not.
+//
 // It owns the pool settings of a single primary (the guide's "Connection
 // Pooling and Resource Management" numbers) and nothing else: the SQL each
 // engine speaks is the storefront's business.
@@ -14,12 +19,12 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
 // Kind names a database engine.
@@ -52,8 +57,15 @@ const DefaultConnectTimeout = 5 * time.Second
 // engine allows, and a few readers run alongside it in WAL mode.
 const sqliteMaxConns = 8
 
+// sqliteDriver is the database/sql driver name modernc.org/sqlite registers.
+const sqliteDriver = "sqlite"
+
 // ErrBadURL is returned (wrapped) for a database URL Strata cannot use.
 var ErrBadURL = errors.New("database: bad URL")
+
+// ErrNoDriver is returned (wrapped) by Open for an engine whose
+// database/sql driver is not linked into the program.
+var ErrNoDriver = errors.New("database: driver not linked")
 
 // Target is a parsed database URL.
 type Target struct {
@@ -127,7 +139,10 @@ func Open(ctx context.Context, raw string) (*sql.DB, Target, error) {
 	var db *sql.DB
 	switch t.Kind {
 	case SQLite:
-		db, err = sql.Open("sqlite", t.DSN)
+		if err := linked(sqliteDriver); err != nil {
+			return nil, t, fmt.Errorf("%w (%s)", err, t.Display)
+		}
+		db, err = sql.Open(sqliteDriver, t.DSN)
 		if err != nil {
 			return nil, t, fmt.Errorf("database: open %s: %w", t.Display, err)
 		}
@@ -153,4 +168,13 @@ func Open(ctx context.Context, raw string) (*sql.DB, Target, error) {
 		return nil, t, fmt.Errorf("database: cannot reach %s: %w", t.Display, err)
 	}
 	return db, t, nil
+}
+
+// linked reports, as an ErrNoDriver error naming the import that fixes
+// it, a database/sql driver this program does not register.
+func linked(driver string) error {
+	if slices.Contains(sql.Drivers(), driver) {
+		return nil
+	}
+	return fmt.Errorf("%w: no %q database/sql driver in this program; import _ \"modernc.org/sqlite\" to open sqlite:// URLs", ErrNoDriver, driver)
 }

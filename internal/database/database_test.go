@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	_ "modernc.org/sqlite" // the SQLite driver, which package database does not link
 )
 
 func TestParse(t *testing.T) {
@@ -84,5 +86,17 @@ func TestOpenSQLiteSettings(t *testing.T) {
 		if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
 			t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
 		}
+	}
+}
+
+// TestUnlinkedDriver: without the driver, Open's error says which import
+// is missing instead of database/sql's "unknown driver".
+func TestUnlinkedDriver(t *testing.T) {
+	err := linked("no-such-driver")
+	if !errors.Is(err, ErrNoDriver) || !strings.Contains(err.Error(), "modernc.org/sqlite") {
+		t.Fatalf("err = %v, want ErrNoDriver naming the import", err)
+	}
+	if err := linked(sqliteDriver); err != nil {
+		t.Fatalf("the test links the SQLite driver, yet: %v", err)
 	}
 }

@@ -56,7 +56,16 @@ type Cached struct {
 
 	ctx    context.Context // canceled by Close: stops background warming
 	cancel context.CancelFunc
+	// mu orders background's wg.Add before Close's wg.Wait: once closed
+	// is set under mu, no new background work starts, so Wait cannot race
+	// an Add (which the sync package forbids).
+	mu     sync.Mutex
+	closed bool
 	wg     sync.WaitGroup
+
+	// warnings throttles the invalidation warnings a Redis outage would
+	// otherwise log once per write.
+	warnings throttle
 }
 
 var _ Service = (*Cached)(nil)
@@ -124,6 +133,9 @@ func newLevel[V any](cfg CacheConfig, m *cachemetrics.Metrics, name string, ttl 
 
 // Close stops the caches' background work. It does not close the store.
 func (c *Cached) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 	if c.users != nil {
@@ -141,8 +153,14 @@ func (c *Cached) Close() error {
 	return nil
 }
 
-// background runs fn on a goroutine that Close waits for.
+// background runs fn on a goroutine that Close waits for; after Close it
+// does nothing.
 func (c *Cached) background(fn func(ctx context.Context)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -227,6 +245,9 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	}
 	u, info, err := c.users.Get(ctx, userKey(id), c.loadUser)
 	note(ctx, "user", info)
+	if errors.Is(err, errFillUnsafe) {
+		return c.store.GetUser(ctx, id)
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return User{}, &NotFoundError{Kind: "user", ID: id}
 	}
@@ -280,13 +301,22 @@ func (c *Cached) RecordAction(ctx context.Context, userID, productID int64, kind
 	return a, nil
 }
 
+// errFillUnsafe is returned (wrapped) by a loader that could not read the
+// primary's WAL position: the caller serves the read from the store (a
+// replica) without caching it.
+var errFillUnsafe = errors.New("storefront: the primary's WAL position cannot be read, so the value is served from a replica but not cached")
+
 // fresh prepares a loader's context. With replicas, a value loaded into
 // the cache must not be older than a write another instance made before
 // the load began (that write's invalidation may already have passed): the
 // load reads at or after the primary's current WAL position, which costs
-// one small primary query per miss. If the position cannot be read, the
-// load fails and nothing is cached; a caller that can live with replica
-// lag reads the store directly.
+// one small primary query per miss.
+//
+// With the primary down that position cannot be read. The read is still
+// served, from a replica (reads must go on while a healthy server can
+// answer them), but nothing is cached: a value of unknown age in the cache
+// would outlive the staleness bound. fresh then returns an error wrapping
+// errFillUnsafe, and the caller reads the store directly.
 func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 	r := c.store.router
 	if r == nil {
@@ -294,6 +324,9 @@ func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 	}
 	tok, err := r.Position(ctx)
 	if err != nil {
+		if errors.Is(err, replica.ErrPrimaryUnavailable) {
+			return ctx, fmt.Errorf("%w: %w", errFillUnsafe, err)
+		}
 		return ctx, fmt.Errorf("storefront: cache fill needs the primary's WAL position: %w", err)
 	}
 	return replica.WithToken(ctx, tok), nil
@@ -315,7 +348,7 @@ func (c *Cached) bypass(ctx context.Context) bool {
 func (c *Cached) invalidate(ctx context.Context, fn func() (cache.Invalidation, error)) {
 	inv, err := fn()
 	if err != nil {
-		c.store.log.Warn("storefront: invalidation incomplete; affected values expire with their TTL",
+		c.warnings.warn(c.store.log, "storefront: invalidation incomplete; affected values expire with their TTL",
 			"keys", inv.Keys, "tags", inv.Tags, "levels", inv.Levels, "err", err)
 	}
 }
@@ -330,6 +363,9 @@ func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
 	}
 	p, info, err := c.products.Get(ctx, productKey(id), c.loadProduct)
 	note(ctx, "product", info)
+	if errors.Is(err, errFillUnsafe) {
+		return c.store.GetProduct(ctx, id)
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return Product{}, &NotFoundError{Kind: "product", ID: id}
 	}
@@ -363,6 +399,9 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 		return c.store.Search(ctx, q, limit)
 	})
 	note(ctx, "search", info)
+	if errors.Is(err, errFillUnsafe) {
+		return c.store.Search(ctx, q, limit)
+	}
 	return res, err
 }
 
@@ -387,6 +426,9 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 		return recs, notFound(err)
 	}, cache.Tags(actionsTag(userID)))
 	note(ctx, "recommendations", info)
+	if errors.Is(err, errFillUnsafe) {
+		return c.store.Recommend(ctx, userID, limit)
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "user", ID: userID}
 	}

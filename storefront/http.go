@@ -26,16 +26,16 @@ import (
 // guide's: long enough for any legitimate request, short enough to shed
 // slowloris clients.
 const (
-	ReadHeaderTimeout = 5 * time.Second
-	ReadTimeout       = 15 * time.Second
-	WriteTimeout      = 30 * time.Second
-	IdleTimeout       = 120 * time.Second
-	MaxHeaderBytes    = 64 << 10
-	// RequestTimeout bounds the work of one request, database calls included.
-	RequestTimeout = 10 * time.Second
-	// ShutdownTimeout bounds how long a graceful shutdown drains in-flight
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	// requestTimeout bounds the work of one request, database calls included.
+	requestTimeout = 10 * time.Second
+	// shutdownTimeout bounds how long a graceful shutdown drains in-flight
 	// requests before it closes what is left.
-	ShutdownTimeout = 20 * time.Second
+	shutdownTimeout = 20 * time.Second
 	readyTimeout    = 2 * time.Second
 )
 
@@ -77,6 +77,9 @@ func NewRegistry() *prometheus.Registry {
 type api struct {
 	svc Service
 	log *slog.Logger
+	// unavailable logs "cannot serve now" conditions, which last and would
+	// otherwise log a line per request.
+	unavailable throttle
 }
 
 // NewHandler returns the storefront's HTTP JSON API over svc:
@@ -122,11 +125,11 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	mux.Handle("GET /metrics", m.instrument("GET /metrics",
 		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{Registry: cfg.Registerer, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)})))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
 		var served []string     // how the stage-2 caches answered, for the debug header
 		var wrote replica.Token // the newest write's read-your-writes token
-		ctx = WithTokenSink(withCacheInfo(ctx, &served), &wrote)
+		ctx = withTokenSink(withCacheInfo(ctx, &served), &wrote)
 		w = &infoWriter{ResponseWriter: w, served: &served, token: &wrote}
 		tok, field, err := requestToken(r)
 		if err != nil {
@@ -168,17 +171,17 @@ func NewServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		WriteTimeout:      WriteTimeout,
-		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
 	}
 }
 
 // Serve serves srv on ln until ctx is done, then shuts down gracefully:
-// it stops accepting, drains in-flight requests for up to ShutdownTimeout
+// it stops accepting, drains in-flight requests for up to shutdownTimeout
 // and returns. A nil error means a clean shutdown.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
@@ -188,7 +191,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 		return fmt.Errorf("storefront: serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
@@ -375,12 +378,13 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 			msg = nf.Error()
 		}
 		writeJSON(w, http.StatusNotFound, errorBody{Error: msg, Field: "id"})
-	case errors.Is(err, context.DeadlineExceeded):
-		a.log.Warn("request timed out", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the request timed out"})
-	case errors.Is(err, context.Canceled):
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the request was canceled"})
 	default:
+		if cause, ok := unavailable(err); ok {
+			a.unavailable.warn(a.log, cause, "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: cause})
+			return
+		}
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
 	}

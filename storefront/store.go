@@ -54,7 +54,8 @@ type Store struct {
 	pop    *popularity
 }
 
-// Open connects to the database at url (see [database.Parse] for the forms),
+// Open connects to the database at url ("sqlite://PATH", relative to the
+// working folder, "sqlite:///ABSOLUTE/PATH", or a "postgres://" URL),
 // applies pending schema migrations and returns a Store that owns the pool.
 func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
 	if len(cfg.Replicas) > 0 {
@@ -64,7 +65,7 @@ func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := New(ctx, db, target.Kind, cfg)
+	s, err := New(ctx, db, Kind(target.Kind), cfg)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -73,10 +74,19 @@ func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// Kind names the database engine a Store runs on.
+type Kind string
+
+// The engines the storefront runs on.
+const (
+	SQLite   Kind = "sqlite"   // the embedded default (pure Go, no cgo)
+	Postgres Kind = "postgres" // production, with replicas and shards
+)
+
 // New returns a Store over an open pool of the given kind and applies
 // pending migrations. The caller keeps ownership of db.
-func New(ctx context.Context, db *sql.DB, kind database.Kind, cfg Config) (*Store, error) {
-	d, err := dialectFor(kind)
+func New(ctx context.Context, db *sql.DB, kind Kind, cfg Config) (*Store, error) {
+	d, err := dialectFor(database.Kind(kind))
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +126,7 @@ func (s *Store) Close() error {
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Kind says which engine the store runs on.
-func (s *Store) Kind() database.Kind { return s.d.kind }
+func (s *Store) Kind() Kind { return Kind(s.d.kind) }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -354,7 +364,7 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context, q querier
 }
 
 // write runs fn on the primary. With replicas, the write's token goes to
-// the context's token sink (see WithTokenSink), so the caller's next reads
+// the context's token sink (see withTokenSink), so the caller's next reads
 // can see it.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
 	if s.router == nil {
@@ -405,10 +415,10 @@ func readRows[T any](ctx context.Context, s *Store, scan func(scanner) (T, error
 
 type tokenSinkKey struct{}
 
-// WithTokenSink returns a context in which the store's writes record their
+// withTokenSink returns a context in which the store's writes record their
 // read-your-writes token in *sink (the newest one wins). The HTTP handler
 // uses it to hand the token back to the client.
-func WithTokenSink(ctx context.Context, sink *replica.Token) context.Context {
+func withTokenSink(ctx context.Context, sink *replica.Token) context.Context {
 	return context.WithValue(ctx, tokenSinkKey{}, sink)
 }
 
@@ -427,7 +437,7 @@ func openReplicated(ctx context.Context, url string, cfg Config) (*Store, error)
 		r.Close()
 		return nil, fmt.Errorf("storefront: cannot reach the primary: %w", err)
 	}
-	s, err := New(ctx, r.Primary(), database.Postgres, cfg)
+	s, err := New(ctx, r.Primary(), Postgres, cfg)
 	if err != nil {
 		r.Close()
 		return nil, err

@@ -1,0 +1,66 @@
+package storefront
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/strata-dev/strata/replica"
+)
+
+// retryAfterSeconds is the Retry-After of a 503: long enough for a pool to
+// drain or a health check (every 0.5 s) to see a server come back, short
+// enough that a client retrying it is not kept waiting for nothing.
+const retryAfterSeconds = "1"
+
+// unavailable says whether err means that the service cannot answer now
+// although the request was good (a server down, a pool or a cap shedding
+// load, a budget run out), and names the cause for the client. Such a
+// failure is a 503 with Retry-After, never a 500: a 500 means a bug.
+func unavailable(err error) (cause string, ok bool) {
+	switch {
+	case errors.Is(err, replica.ErrPrimaryUnavailable):
+		return "the primary database is unavailable; writes (and reads that need the primary) cannot be served now", true
+	case errors.Is(err, replica.ErrFallbackCapped):
+		return "no replica could serve the read and the primary is shedding fallback reads to protect itself", true
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the request ran out of its time budget", true
+	case errors.Is(err, context.Canceled):
+		return "the request was canceled", true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // admin or crash shutdown, cannot connect now
+			return "the database is unavailable", true
+		case pe.Code == "53300": // too many connections
+			return "the database has no free connection", true
+		case pe.Code == "53000", pe.Code == "53100", pe.Code == "53200": // insufficient resources, disk full, out of memory
+			return "the database is out of resources", true
+		case pe.Code == "25006": // read-only transaction: a primary demoted under us
+			return "the database is read-only (a failover may be in progress)", true
+		case pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: retry
+			return "the database asked for the request to be retried", true
+		}
+		return "", false
+	}
+	if c := sqliteCode(err); c&0xff == sqlite3.SQLITE_BUSY || c&0xff == sqlite3.SQLITE_LOCKED {
+		return "the database is busy", true
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return "the database is unavailable", true
+	}
+	return "", false
+}

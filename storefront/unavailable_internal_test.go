@@ -1,0 +1,68 @@
+package storefront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/strata-dev/strata/replica"
+)
+
+// TestUnavailable: conditions that are "cannot serve now" become 503s with
+// a cause; a query's own errors and bugs stay 500s.
+func TestUnavailable(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		// the router's sentinels, wrapped as the store wraps them
+		{"primary down", fmt.Errorf("storefront: update user 1: %w", replica.ErrPrimaryUnavailable), true},
+		{"fallback capped", fmt.Errorf("x: %w", replica.ErrFallbackCapped), true},
+		// the request's own budget
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
+		// a PostgreSQL without replicas going away mid-query
+		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
+		{"connection refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
+		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		// the query's own errors are bugs, not outages
+		{"syntax error", &pgconn.PgError{Code: "42601"}, false},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, false},
+		{"plain error", errors.New("boom"), false},
+	} {
+		cause, ok := unavailable(c.err)
+		if ok != c.want || (ok && cause == "") {
+			t.Errorf("%s: unavailable(%v) = %q, %v; want %v with a cause", c.name, c.err, cause, ok, c.want)
+		}
+	}
+}
+
+// TestThrottle: a lasting condition logs once, then once per interval with
+// the count it left out; another message is not held back by the first.
+func TestThrottle(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	now := time.Unix(1000, 0)
+	th := throttle{now: func() time.Time { return now }}
+	for range 500 {
+		th.warn(log, "redis down")
+	}
+	th.warn(log, "primary down")
+	if n := strings.Count(buf.String(), "\n"); n != 2 {
+		t.Fatalf("500 warnings in one instant: %d lines, want 2:\n%s", n, buf.String())
+	}
+	now = now.Add(logEvery)
+	th.warn(log, "redis down")
+	if !strings.Contains(buf.String(), "suppressed=499") {
+		t.Fatalf("the line after the interval does not count the 499 left out:\n%s", buf.String())
+	}
+}

@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/sqlstats"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
@@ -22,35 +19,6 @@ import (
 
 // defaultAddr is where serve listens unless told otherwise: loopback only.
 const defaultAddr = "127.0.0.1:8080"
-
-// serveConfig is the YAML config file of 'strata serve'. Every key is
-// optional and a flag given on the command line wins over the file. Later
-// stages add their sections (cache, replicas, shards) here.
-type serveConfig struct {
-	DB       string   `yaml:"db"`
-	Replicas []string `yaml:"replicas"`
-	Addr     string   `yaml:"addr"`
-	Cache    struct {
-		Enabled *bool  `yaml:"enabled"`
-		Redis   string `yaml:"redis"`
-	} `yaml:"cache"`
-}
-
-// loadServeConfig reads a config file strictly: an unknown key or a value of
-// the wrong type is an error naming its line.
-func loadServeConfig(path string) (serveConfig, error) {
-	var c serveConfig
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("config: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c, nil
-}
 
 func newServe(g *globals) *cobra.Command {
 	var (
@@ -75,40 +43,49 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			if err != nil {
 				return err
 			}
+			// where names the source of each value in error messages: the
+			// flag, or the config file's line.
+			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
 					return usageError{err}
 				}
-				if !cmd.Flags().Changed("db") && c.DB != "" {
-					dbURL = c.DB
+				fromFile := func(flag string, v configValue[string], dst *string) {
+					if !cmd.Flags().Changed(flag) && v.Set {
+						*dst, where[flag] = v.V, "config "+v.At
+					}
 				}
-				if !cmd.Flags().Changed("replica") && len(c.Replicas) > 0 {
-					replicas = c.Replicas
+				fromFile("db", c.DB, &dbURL)
+				fromFile("addr", c.Addr, &addr)
+				fromFile("redis", c.Cache.Redis, &redisURL)
+				if !cmd.Flags().Changed("replica") && c.Replicas.Set {
+					replicas, where["replica"] = c.Replicas.V, "config "+c.Replicas.At
 				}
-				if !cmd.Flags().Changed("addr") && c.Addr != "" {
-					addr = c.Addr
-				}
-				if !cmd.Flags().Changed("cache") && c.Cache.Enabled != nil {
-					useCache = *c.Cache.Enabled
-				}
-				if !cmd.Flags().Changed("redis") && c.Cache.Redis != "" {
-					redisURL = c.Cache.Redis
+				if !cmd.Flags().Changed("cache") && c.Cache.Enabled.Set {
+					useCache = c.Cache.Enabled.V
 				}
 			}
 			if redisURL != "" {
 				useCache = true // Redis is only used as a cache level
 			}
 			if _, _, err := net.SplitHostPort(addr); err != nil {
-				return usageError{fmt.Errorf("--addr %q: %v (want host:port)", addr, err)}
+				why := "not host:port"
+				var ae *net.AddrError
+				if errors.As(err, &ae) {
+					why = ae.Err // without the address, which may be huge
+				}
+				return usageError{fmt.Errorf("%s %s: %s (want host:port)", where["addr"], quote(addr), why)}
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
 			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log, Replicas: replicas, Registerer: reg})
-			if errors.Is(err, replica.ErrBadConfig) {
-				return usageError{err}
-			}
-			if err != nil {
+			switch {
+			case errors.Is(err, database.ErrBadURL):
+				return usageError{fmt.Errorf("%s: %w", where["db"], err)}
+			case errors.Is(err, replica.ErrBadConfig):
+				return usageError{fmt.Errorf("%s: %w", where["replica"], err)}
+			case err != nil:
 				return err
 			}
 			defer store.Close()
@@ -124,7 +101,7 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				cfg := storefront.CacheConfig{Registerer: reg, Logger: log}
 				stage = "2 (L1 cache)"
 				if redisURL != "" {
-					rc, err := openRedis(redisURL)
+					rc, err := openRedisFrom(redisURL, where["redis"])
 					if err != nil {
 						return err
 					}
@@ -171,10 +148,14 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 const redisTimeout = 5 * time.Second
 
 // openRedis connects to the Redis at url, failing fast and clearly.
-func openRedis(url string) (rueidis.Client, error) {
+func openRedis(url string) (rueidis.Client, error) { return openRedisFrom(url, "--redis") }
+
+// openRedisFrom is openRedis for a URL that came from where (a flag or a
+// config file's line), which a bad URL's error names.
+func openRedisFrom(url, where string) (rueidis.Client, error) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("--redis %q: %v (want redis://HOST:PORT/DB)", url, err)}
+		return nil, usageError{fmt.Errorf("%s %s: %v (want redis://HOST:PORT/DB)", where, quote(url), err)}
 	}
 	opt.DisableCache = true
 	opt.Dialer.Timeout = redisTimeout

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeConfigErrors: a bad config file is refused with exit 2 and a
+// message that names the file, the line and the key in the user's terms:
+// no Go type names, no flag the user never gave, no megabyte echoed back.
+func TestServeConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	huge := strings.Repeat("x", 900_000)
+	for _, c := range []struct {
+		name, body string
+		want       []string // each in the output
+		not        []string // none in the output
+	}{
+		// the wrong type for a nested key names it and the line, without Go's struct type
+		{"cache not a mapping", "db: sqlite://x.db\ncache: yes\n", []string{"cfg.yaml:2: cache: want a mapping", "enabled, redis"}, []string{"struct", "unmarshal"}},
+		// a bool that is not one
+		{"enabled a string", "cache:\n  enabled: maybe\n", []string{":2: cache.enabled: want true or false", `"maybe"`}, []string{"*bool"}},
+		// an address from the file is blamed on the file, not on --addr
+		{"bad addr in file", "addr: nowhere\n", []string{"cfg.yaml:1 (key addr)", `"nowhere"`}, []string{"--addr"}},
+		// a Redis URL from the file is blamed on the file
+		{"bad redis in file", "cache:\n  redis: ftp://x\n", []string{"cfg.yaml:2 (key cache.redis)"}, []string{"--redis"}},
+		// a nested unknown key gets its full name
+		{"unknown nested key", "cache:\n  ttl: 5\n", []string{":2: unknown key \"cache.ttl\""}, nil},
+		// a huge value is quoted in part, with its length
+		{"huge addr", "addr: " + huge + "\n", []string{"(key addr)", "(900000 bytes)"}, []string{huge[:1000]}},
+		// a list of replicas with a number in it
+		{"replica not a string", "replicas: [[1]]\n", []string{"replicas[0]: want a string, got a list"}, nil},
+		// a key given twice
+		{"duplicate key", "db: a\ndb: b\n", []string{"db"}, nil},
+		// not YAML at all
+		{"not yaml", "db: [\n", []string{"not valid YAML"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "cfg.yaml")
+			if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			code := run(context.Background(), []string{"serve", "--config", path}, &out, &out)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2: %s", code, bounded(out.String()))
+			}
+			if out.Len() > 4096 {
+				t.Fatalf("the error is %d bytes long", out.Len())
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, n := range c.not {
+				if strings.Contains(out.String(), n) {
+					t.Errorf("output contains %q:\n%s", bounded(n), out.String())
+				}
+			}
+		})
+	}
+}

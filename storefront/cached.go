@@ -435,5 +435,9 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 	return recs, err
 }
 
+// Degraded lists what is down while the service still serves: the
+// store's parts (see [Store.Degraded]).
+func (c *Cached) Degraded(ctx context.Context) []string { return c.store.Degraded(ctx) }
+
 // Ping checks the database.
 func (c *Cached) Ping(ctx context.Context) error { return c.store.Ping(ctx) }

@@ -570,11 +570,37 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	if err := a.svc.Ping(ctx); err != nil {
-		a.log.Warn("not ready", "err", err)
+		a.unavailable.warn(a.log, "not ready", "err", err)
+		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "database unavailable"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	var degraded []string
+	if d, ok := a.svc.(degradedReporter); ok {
+		degraded = d.Degraded(ctx)
+	}
+	if len(degraded) > 0 {
+		// Ready all the same: the service answers, with less (a cache
+		// level or a replica missing), and a load balancer that took it
+		// out would only move its load onto the others.
+		writeJSON(w, http.StatusOK, readiness{Status: "degraded", Degraded: degraded})
+		return
+	}
+	writeJSON(w, http.StatusOK, readiness{Status: "ready"})
+}
+
+// readiness is the body of /readyz.
+type readiness struct {
+	Status   string   `json:"status"` // "ready" or "degraded"
+	Degraded []string `json:"degraded,omitempty"`
+}
+
+// degradedReporter is implemented by a Service that can run with a part of
+// itself down (a replica, the primary for reads, a cache level): Degraded
+// lists those parts, one short sentence each, and /readyz reports them
+// while still answering 200.
+type degradedReporter interface {
+	Degraded(ctx context.Context) []string
 }
 
 // httpMetrics are the API's request metrics.

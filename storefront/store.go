@@ -128,12 +128,42 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Kind says which engine the store runs on.
 func (s *Store) Kind() Kind { return Kind(s.d.kind) }
 
-// Ping checks that the database answers.
+// Ping checks that the store can serve: that the database answers or,
+// with replicas, that the primary or at least one replica does (reads go
+// on while the primary is down; [Store.Degraded] says what is missing).
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("storefront: ping: %w", err)
+	err := s.db.PingContext(ctx)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if s.router != nil {
+		for _, st := range s.router.Status() {
+			if st.Serving {
+				return nil
+			}
+		}
+		return fmt.Errorf("storefront: ping: neither the primary nor any replica answers: %w", err)
+	}
+	return fmt.Errorf("storefront: ping: %w", err)
+}
+
+// Degraded lists the parts of the store that are down while it still
+// serves, one short sentence each: the primary (writes fail) or replicas
+// (their reads go elsewhere). Nil means everything is up.
+func (s *Store) Degraded(ctx context.Context) []string {
+	if s.router == nil {
+		return nil
+	}
+	var out []string
+	if err := s.db.PingContext(ctx); err != nil {
+		out = append(out, "primary: unavailable, writes answer 503 ("+clipReport(err.Error())+")")
+	}
+	for _, st := range s.router.Status() {
+		if !st.Serving {
+			out = append(out, "replica "+st.Name+": not serving reads ("+clipReport(st.Reason)+")")
+		}
+	}
+	return out
 }
 
 // stamp is the store's notion of now, at the microsecond precision both

@@ -3,8 +3,28 @@ package storefront
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
+
+// maxErrorText bounds the field and message of any error: maxQuoted bytes
+// of a client's value, escaped at most fourfold, plus the fixed words.
+const maxErrorText = 4*maxQuoted + 200
+
+// checkErrorText fails t if an error's text is long, invalid UTF-8, or
+// carries a character that displays as nothing.
+func checkErrorText(t *testing.T, input any, aerr *apiError) {
+	t.Helper()
+	for _, s := range []string{aerr.field, aerr.msg} {
+		if len(s) > maxErrorText || !utf8.ValidString(s) {
+			t.Fatalf("error for %q is long or not UTF-8 (%d bytes): %q", input, len(s), s)
+		}
+		if r, bad := firstBadRune(s); bad {
+			t.Fatalf("error for %q carries %U: %q", input, r, s)
+		}
+	}
+}
 
 // FuzzDecodeObject: any body either decodes to an object whose values are
 // each valid JSON, or yields a 4xx error naming a field; it never panics.
@@ -19,10 +39,14 @@ func FuzzDecodeObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		obj, aerr := decodeObject(body)
+		if aerr == nil {
+			aerr = obj.only("email", "name", "region")
+		}
 		if aerr != nil {
 			if aerr.status < 400 || aerr.status > 499 || aerr.field == "" || aerr.msg == "" {
 				t.Fatalf("bad error for %q: %+v", body, aerr)
 			}
+			checkErrorText(t, body, aerr)
 			return
 		}
 		if !json.Valid(body) {
@@ -32,9 +56,14 @@ func FuzzDecodeObject(f *testing.F) {
 			if !json.Valid(v) {
 				t.Fatalf("field %q holds invalid JSON %q", k, v)
 			}
-			// The typed accessors never panic on any value.
-			obj.str(k, true)
-			obj.int(k)
+			// The typed accessors never panic on any value, and their
+			// errors are bounded.
+			if _, aerr := obj.str(k, true); aerr != nil {
+				checkErrorText(t, body, aerr)
+			}
+			if _, aerr := obj.int(k); aerr != nil {
+				checkErrorText(t, body, aerr)
+			}
 		}
 	})
 }
@@ -50,10 +79,38 @@ func FuzzParseID(f *testing.F) {
 			if aerr.status != 400 {
 				t.Fatalf("status %d for %q", aerr.status, s)
 			}
+			checkErrorText(t, s, aerr)
 			return
 		}
 		if id <= 0 || strconv.FormatInt(id, 10) != s {
 			t.Fatalf("parseID(%q) = %d", s, id)
+		}
+	})
+}
+
+// FuzzQuoteValue: whatever the value, its quote is bounded, valid UTF-8
+// without invisible characters, and the whole value when it is short;
+// clientField leaves a short printable name alone.
+func FuzzQuoteValue(f *testing.F) {
+	for _, s := range []string{"", "a", "admin", strings.Repeat("x", 65), strings.Repeat("é", 40), "a\x00b", "\u202e", "\xff\xfe",
+		strings.Repeat("\x80", 100), strings.Repeat("\x00", 70), strings.Repeat("a", 63) + "\U0001F600"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, q := range []string{quoteValue(s), clientField(s)} {
+			if len(q) > maxErrorText || !utf8.ValidString(q) || q == "" {
+				t.Fatalf("quote of %q is empty, long or not UTF-8: %q", s, q)
+			}
+			if r, bad := firstBadRune(q); bad {
+				t.Fatalf("quote of %q carries %U: %q", s, r, q)
+			}
+		}
+		if len(s) <= maxQuoted {
+			if u, err := strconv.Unquote(quoteValue(s)); err != nil || u != s {
+				t.Fatalf("quote of the short %q does not unquote to it: %q", s, quoteValue(s))
+			}
+		} else if !strings.HasSuffix(quoteValue(s), "… ("+strconv.Itoa(len(s))+" bytes)") {
+			t.Fatalf("quote of %d bytes does not give the length: %q", len(s), quoteValue(s))
 		}
 	})
 }

@@ -124,31 +124,79 @@ func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// NormalizeEmail trims and lower-cases an address and checks it is a bare
-// addr-spec ("a@b.example", no display name, no angle brackets).
-func NormalizeEmail(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
+// firstBadRune returns the first rune of s that has no place in a stored
+// or echoed value: a control character (NUL, tab, …), an invisible format
+// character (Cf: zero-width spaces and joiners, bidirectional controls such
+// as U+202E, which reverses the text displayed after it), a line or
+// paragraph separator, or U+FFFD, which is what invalid UTF-8 decodes to.
+func firstBadRune(s string) (rune, bool) {
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) || r == utf8.RuneError {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// normalizeEmail trims and lower-cases an address and checks it is a bare
+// addr-spec ("a@b.example", no display name, no angle brackets) of
+// printable characters, whose domain is dot-separated labels of letters,
+// digits and inner hyphens.
+func normalizeEmail(s string) (string, error) {
+	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
 		return "", fieldErr("email", "is required")
 	case len(s) > MaxEmailLen:
 		return "", fieldErr("email", "is longer than %d bytes", MaxEmailLen)
+	case !utf8.ValidString(s): // checked before ToLower, which would hide it
+		return "", fieldErr("email", "is not valid UTF-8")
 	}
+	if r, bad := firstBadRune(s); bad {
+		return "", fieldErr("email", "contains %U, a control, format or invalid character", r)
+	}
+	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return "", fieldErr("email", "contains %U, a space", r)
+	}
+	s = strings.ToLower(s)
+	if len(s) > MaxEmailLen { // lower-casing can lengthen a few letters
+		return "", fieldErr("email", "is longer than %d bytes", MaxEmailLen)
+	}
+	invalid := fieldErr("email", "%s is not a valid address", quoteValue(s))
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" {
-		return "", fieldErr("email", "%q is not a valid address", s)
+		return "", invalid
 	}
 	local, domain, _ := strings.Cut(s, "@")
-	if local == "" || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") ||
-		strings.HasSuffix(domain, ".") || strings.HasPrefix(domain, "[") { // no address literals
-
-		return "", fieldErr("email", "%q is not a valid address", s)
+	if local == "" || !strings.Contains(domain, ".") {
+		return "", invalid
+	}
+	for _, label := range strings.Split(domain, ".") { // no address literals, no empty labels
+		if !validDomainLabel(label) {
+			return "", invalid
+		}
 	}
 	return s, nil
 }
 
-// normalizeName trims a display name and rejects empty, over-long or
-// control-character names.
+// validDomainLabel reports whether label is a DNS label: 1 to 63 bytes of
+// letters (internationalised ones too), digits and hyphens, neither first
+// nor last a hyphen.
+func validDomainLabel(label string) bool {
+	if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		return false
+	}
+	for _, r := range label {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.Is(unicode.Mn, r) && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeName trims a display name and rejects empty, over-long, invalid
+// or invisible-character names.
 func normalizeName(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	switch {
@@ -159,36 +207,38 @@ func normalizeName(s string) (string, error) {
 	case utf8.RuneCountInString(s) > MaxNameLen:
 		return "", fieldErr("name", "is longer than %d characters", MaxNameLen)
 	}
-	for _, r := range s {
-		// Cf covers invisible format characters such as U+202E, which
-		// reverses the text displayed after it.
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
-			return "", fieldErr("name", "contains a control, format or invalid character")
-		}
+	if r, bad := firstBadRune(s); bad {
+		return "", fieldErr("name", "contains %U, a control, format or invalid character", r)
 	}
 	return s, nil
 }
 
-// normalizeRegion lower-cases a region label: letters, digits and dashes.
+// normalizeRegion lower-cases a region label: ASCII letters, digits and
+// inner dashes ("eu-west-1").
 func normalizeRegion(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", fieldErr("region", "is required")
 	}
 	if len(s) > MaxRegionLen {
 		return "", fieldErr("region", "is longer than %d characters", MaxRegionLen)
 	}
+	// Checked before lower-casing, which maps a few non-ASCII letters
+	// (U+212A KELVIN SIGN) to ASCII ones.
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return "", fieldErr("region", "%q may hold only letters, digits and '-'", s)
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return "", fieldErr("region", "%s may hold only letters, digits and '-'", quoteValue(s))
 		}
 	}
-	return s, nil
+	if s[0] == '-' || s[len(s)-1] == '-' {
+		return "", fieldErr("region", "%s must begin and end with a letter or digit", quoteValue(s))
+	}
+	return strings.ToLower(s), nil
 }
 
 func (n NewUser) normalize() (NewUser, error) {
 	var err error
-	if n.Email, err = NormalizeEmail(n.Email); err != nil {
+	if n.Email, err = normalizeEmail(n.Email); err != nil {
 		return n, err
 	}
 	if n.Name, err = normalizeName(n.Name); err != nil {
@@ -205,7 +255,7 @@ func (p UserPatch) normalize() (UserPatch, error) {
 		return p, fieldErr("body", "names no field to change (want email, name or region)")
 	}
 	if p.Email != nil {
-		v, err := NormalizeEmail(*p.Email)
+		v, err := normalizeEmail(*p.Email)
 		if err != nil {
 			return p, err
 		}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes is the largest request body the API reads; a larger one is
@@ -33,19 +34,64 @@ func badRequest(field, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
+// maxQuoted is how many bytes of a client's value an error message quotes:
+// enough to recognise it, and it keeps a huge value from being echoed back
+// whole.
+const maxQuoted = 64
+
+// quoteValue returns s as a Go string literal for an error message. A value
+// longer than maxQuoted bytes is cut there, on a character boundary, and
+// followed by an ellipsis and its full length: "aaa…"… (900000 bytes).
+// Control, format and invalid bytes are escaped, so the result is valid,
+// printable UTF-8 whatever s holds.
+func quoteValue(s string) string {
+	if len(s) <= maxQuoted {
+		return escapeQuote(s)
+	}
+	cut := maxQuoted
+	for cut > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", escapeQuote(s[:cut]), len(s))
+}
+
+// escapeQuote is strconv.Quote that also escapes U+FFFD, which strconv
+// counts as printable: in a message it would pass for the trace of invalid
+// UTF-8.
+func escapeQuote(s string) string {
+	return strings.ReplaceAll(strconv.Quote(s), "\uFFFD", `\ufffd`)
+}
+
+// clientField returns a name the client chose (an object key, a query
+// parameter) as the field an error blames: the name itself when it is
+// short and printable, its quoteValue otherwise, so that neither the field
+// nor the message can carry a huge or invisible name.
+func clientField(name string) string {
+	if name == "" || len(name) > maxQuoted || !utf8.ValidString(name) {
+		return quoteValue(name)
+	}
+	for _, r := range name {
+		if !strconv.IsPrint(r) {
+			return quoteValue(name)
+		}
+	}
+	return name
+}
+
 // object is a decoded JSON request body: one object, its keys unique.
 type object map[string]json.RawMessage
 
 // readObject reads a request body that must be exactly one JSON object of
 // at most MaxBodyBytes, with no duplicate keys and nothing after it.
 func readObject(w http.ResponseWriter, r *http.Request) (object, *apiError) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, params, err := mime.ParseMediaType(ct)
-		charset, hasCharset := params["charset"]
-		if err != nil || mt != "application/json" || hasCharset && !strings.EqualFold(charset, "utf-8") {
-			return nil, &apiError{status: http.StatusUnsupportedMediaType, field: "Content-Type",
-				msg: fmt.Sprintf("must be application/json (in UTF-8), got %q", ct)}
-		}
+	if aerr := checkContentEncoding(r.Header); aerr != nil {
+		// RFC 7694: a 415 for a content coding says which codings are
+		// accepted.
+		w.Header().Set("Accept-Encoding", "identity")
+		return nil, aerr
+	}
+	if aerr := checkContentType(r.Header); aerr != nil {
+		return nil, aerr
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -61,6 +107,52 @@ func readObject(w http.ResponseWriter, r *http.Request) (object, *apiError) {
 		return nil, derr
 	}
 	return obj, nil
+}
+
+// checkContentEncoding refuses a body in a content coding (gzip, br, …):
+// the API does not decode one, and reading it as plain JSON would only
+// fail later with a confusing message. "identity" is no coding at all.
+func checkContentEncoding(h http.Header) *apiError {
+	for _, v := range h.Values("Content-Encoding") {
+		for _, coding := range strings.Split(v, ",") {
+			coding = strings.TrimSpace(coding)
+			if coding != "" && !strings.EqualFold(coding, "identity") {
+				return &apiError{status: http.StatusUnsupportedMediaType, field: "Content-Encoding",
+					msg: fmt.Sprintf("%s is not supported; send the body uncompressed (identity)", quoteValue(coding))}
+			}
+		}
+	}
+	return nil
+}
+
+// checkContentType accepts no Content-Type (JSON is assumed) or
+// application/json with at most a charset parameter of utf-8.
+func checkContentType(h http.Header) *apiError {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	unsupported := func(format string, args ...any) *apiError {
+		return &apiError{status: http.StatusUnsupportedMediaType, field: "Content-Type", msg: fmt.Sprintf(format, args...)}
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return unsupported("must be application/json (in UTF-8), got %s", quoteValue(ct))
+	}
+	if charset, ok := params["charset"]; ok && !strings.EqualFold(charset, "utf-8") {
+		return unsupported("charset must be utf-8, got %s", quoteValue(charset))
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range params {
+			if k != "charset" && !yield(k) {
+				return
+			}
+		}
+	})
+	if len(names) > 0 {
+		return unsupported("parameter %s is not supported (application/json takes only charset=utf-8)", quoteValue(names[0]))
+	}
+	return nil
 }
 
 // decodeObject parses body as one JSON object. It is the request decoder's
@@ -96,7 +188,7 @@ func decodeObject(body []byte) (object, *apiError) {
 			return nil, syntaxError(err)
 		}
 		if _, dup := obj[key]; dup {
-			return nil, badRequest(key, "appears more than once")
+			return nil, badRequest(clientField(key), "appears more than once")
 		}
 		obj[key] = raw
 	}
@@ -121,14 +213,23 @@ func syntaxError(err error) *apiError {
 	}
 }
 
-// only rejects any key not in allowed.
+// only rejects any key not in allowed; of several, the first in byte
+// order, so the answer does not change from one request to the next.
 func (o object) only(allowed ...string) *apiError {
+	var unknown []string
 	for k := range o {
 		if !slices.Contains(allowed, k) {
-			return badRequest(k, "is not a known field (want %s)", strings.Join(allowed, ", "))
+			unknown = append(unknown, k)
 		}
 	}
-	return nil
+	if len(unknown) == 0 {
+		return nil
+	}
+	k := slices.Min(unknown)
+	if len(unknown) > 1 {
+		return badRequest(clientField(k), "is not a known field, nor are %d others (want %s)", len(unknown)-1, strings.Join(allowed, ", "))
+	}
+	return badRequest(clientField(k), "is not a known field (want %s)", strings.Join(allowed, ", "))
 }
 
 // str returns the string field name: nil if absent (an error if required),
@@ -145,6 +246,14 @@ func (o object) str(name string, required bool) (*string, *apiError) {
 	if bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, &s) != nil {
 		return nil, badRequest(name, "must be a string")
 	}
+	// encoding/json turns invalid UTF-8 and lone surrogate escapes into
+	// U+FFFD without a word; a value must not change on its way in.
+	if !utf8.Valid(raw) {
+		return nil, badRequest(name, "is not valid UTF-8")
+	}
+	if strings.ContainsRune(s, utf8.RuneError) {
+		return nil, badRequest(name, "holds a lone surrogate escape or U+FFFD, which is not valid text")
+	}
 	return &s, nil
 }
 
@@ -159,9 +268,12 @@ func (o object) int(name string) (int64, *apiError) {
 	if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') || json.Unmarshal(raw, &n) != nil {
 		return 0, badRequest(name, "must be an integer")
 	}
+	if strings.ContainsAny(n.String(), ".eE") {
+		return 0, badRequest(name, "must be an integer, without a fraction or exponent, got %s", quoteValue(n.String()))
+	}
 	v, err := strconv.ParseInt(n.String(), 10, 64)
 	if err != nil {
-		return 0, badRequest(name, "must be an integer between 1 and %d, got %s", int64(1<<63-1), n)
+		return 0, badRequest(name, "must be an integer between 1 and %d, got %s", int64(1<<63-1), quoteValue(n.String()))
 	}
 	return v, nil
 }
@@ -171,7 +283,7 @@ func (o object) int(name string) (int64, *apiError) {
 func parseID(field, s string) (int64, *apiError) {
 	v, ok := canonicalPositive(s)
 	if !ok {
-		return 0, badRequest(field, "must be a positive integer id, got %q", s)
+		return 0, badRequest(field, "must be a positive integer id, got %s", quoteValue(s))
 	}
 	return v, nil
 }
@@ -198,18 +310,25 @@ func query(r *http.Request, allowed ...string) (url.Values, *apiError) {
 	if err != nil {
 		return nil, badRequest("query", "is malformed: %v", err)
 	}
+	var unknown []string
 	for name := range v {
 		if !slices.Contains(allowed, name) {
-			if len(allowed) == 0 {
-				return nil, badRequest(name, "is not a parameter of this endpoint, which takes none")
-			}
-			return nil, badRequest(name, "is not a parameter of this endpoint (want %s)", strings.Join(allowed, ", "))
+			unknown = append(unknown, name)
 		}
 	}
-	return v, nil
+	if len(unknown) == 0 {
+		return v, nil
+	}
+	name := clientField(slices.Min(unknown)) // the same one every time
+	if len(allowed) == 0 {
+		return nil, badRequest(name, "is not a parameter of this endpoint, which takes none")
+	}
+	return nil, badRequest(name, "is not a parameter of this endpoint (want %s)", strings.Join(allowed, ", "))
 }
 
-// param returns a query parameter given at most once ("" when absent).
+// param returns a query parameter given at most once ("" when absent). Its
+// value must be valid UTF-8 without control or format characters: no
+// parameter of the API takes them, and a search query is echoed back.
 func param(v url.Values, name string) (string, bool, *apiError) {
 	vals, ok := v[name]
 	if !ok {
@@ -218,7 +337,14 @@ func param(v url.Values, name string) (string, bool, *apiError) {
 	if len(vals) > 1 {
 		return "", false, badRequest(name, "is given %d times; give it once", len(vals))
 	}
-	return vals[0], true, nil
+	s := vals[0]
+	if !utf8.ValidString(s) {
+		return "", false, badRequest(name, "is not valid UTF-8")
+	}
+	if r, bad := firstBadRune(s); bad {
+		return "", false, badRequest(name, "contains %U, a control, format or separator character", r)
+	}
+	return s, true, nil
 }
 
 // limitParam reads limit=: absent means DefaultLimit, otherwise an integer
@@ -230,7 +356,7 @@ func limitParam(v url.Values) (int, *apiError) {
 	}
 	n, ok := canonicalPositive(s)
 	if !ok || n > MaxLimit {
-		return 0, badRequest("limit", "must be an integer between 1 and %d, got %q", MaxLimit, s)
+		return 0, badRequest("limit", "must be an integer between 1 and %d, got %s", MaxLimit, quoteValue(s))
 	}
 	return int(n), nil
 }

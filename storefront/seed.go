@@ -29,11 +29,29 @@ const (
 	sqliteSeedBatch    = 200  // rows per multi-row INSERT on SQLite
 )
 
-// ErrNotEmpty is returned by [Seed] when the tables already hold rows.
-var ErrNotEmpty = errors.New("storefront: database already holds data")
+// The largest counts [Seed] accepts, a hundred times the sizes of the
+// guide's stage 1 to 2 boundary (100k users, 10k products, 1M actions).
+// The generator keeps about 8 bytes a user and 32 a product in memory, and
+// writes every row in one transaction: at the maxima that is about 110 MB
+// and, on PostgreSQL, some 15 minutes.
+const (
+	MaxSeedUsers    = 10_000_000
+	MaxSeedProducts = 1_000_000
+	MaxSeedActions  = 100_000_000
+)
+
+// Errors of [Seed].
+var (
+	// ErrNotEmpty: the tables already hold rows and Reset is not set.
+	ErrNotEmpty = errors.New("storefront: database already holds data")
+	// ErrBadSeed: a count of the SeedConfig is out of range.
+	ErrBadSeed = errors.New("storefront: bad seed config")
+)
 
 // SeedConfig says how much data [Seed] generates.
 type SeedConfig struct {
+	// Users and Products are 1 to MaxSeedUsers and 1 to MaxSeedProducts;
+	// Actions is 0 to MaxSeedActions.
 	Users, Products, Actions int
 	// RandSeed makes the data reproducible: the same seed and counts give
 	// the same rows (timestamps are relative to Now).
@@ -64,13 +82,8 @@ type SeedStats struct {
 // multi-row INSERTs; either way in one transaction, so a failure leaves the
 // database as it was.
 func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
-	switch {
-	case cfg.Users < 1:
-		return SeedStats{}, fmt.Errorf("storefront: seed: users must be at least 1, got %d", cfg.Users)
-	case cfg.Products < 1:
-		return SeedStats{}, fmt.Errorf("storefront: seed: products must be at least 1, got %d", cfg.Products)
-	case cfg.Actions < 0:
-		return SeedStats{}, fmt.Errorf("storefront: seed: actions must not be negative, got %d", cfg.Actions)
+	if err := cfg.check(); err != nil {
+		return SeedStats{}, err
 	}
 	if cfg.Now.IsZero() {
 		cfg.Now = s.now()
@@ -106,6 +119,23 @@ func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
 		s.log.Warn("storefront: seed: statistics not updated", "err", err)
 	}
 	return SeedStats{Users: cfg.Users, Products: cfg.Products, Actions: cfg.Actions, Elapsed: time.Since(start)}, nil
+}
+
+// check refuses counts out of their documented ranges, with ErrBadSeed.
+func (cfg SeedConfig) check() error {
+	for _, c := range []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"Users", cfg.Users, 1, MaxSeedUsers},
+		{"Products", cfg.Products, 1, MaxSeedProducts},
+		{"Actions", cfg.Actions, 0, MaxSeedActions},
+	} {
+		if c.v < c.lo || c.v > c.hi {
+			return fmt.Errorf("%w: %s must be between %d and %d, got %d", ErrBadSeed, c.name, c.lo, c.hi, c.v)
+		}
+	}
+	return nil
 }
 
 // Reset deletes every user, product and action.

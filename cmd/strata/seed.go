@@ -42,13 +42,17 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 			if err != nil {
 				return err
 			}
-			for name, v := range map[string]int{"--users": users, "--products": products} {
-				if v < 1 {
-					return usageError{fmt.Errorf("%s must be at least 1, got %d", name, v)}
+			for _, c := range []struct {
+				flag      string
+				v, lo, hi int
+			}{
+				{"--users", users, 1, storefront.MaxSeedUsers},
+				{"--products", products, 1, storefront.MaxSeedProducts},
+				{"--actions", actions, 0, storefront.MaxSeedActions},
+			} {
+				if err := checkCount(c.flag, c.v, c.lo, c.hi); err != nil {
+					return err
 				}
-			}
-			if actions < 0 {
-				return usageError{fmt.Errorf("--actions must not be negative, got %d", actions)}
 			}
 			ctx := cmd.Context()
 			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log})
@@ -74,12 +78,26 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&dbURL, "db", defaultDB, "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB")
-	f.IntVar(&users, "users", defaultSeedUsers, "number of users")
-	f.IntVar(&products, "products", defaultSeedProducts, "number of products")
-	f.IntVar(&actions, "actions", defaultSeedActions, "number of user actions")
-	f.Int64Var(&randSeed, "seed", 1, "random seed; the same seed gives the same data")
+	f.IntVar(&users, "users", defaultSeedUsers, fmt.Sprintf("number of users, 1 to %d", storefront.MaxSeedUsers))
+	f.IntVar(&products, "products", defaultSeedProducts, fmt.Sprintf("number of products, 1 to %d", storefront.MaxSeedProducts))
+	f.IntVar(&actions, "actions", defaultSeedActions, fmt.Sprintf("number of user actions, 0 to %d", storefront.MaxSeedActions))
+	f.Int64Var(&randSeed, "seed", 1, "random seed, any 64-bit integer; the same seed gives the same data")
 	f.BoolVar(&reset, "reset", false, "replace existing users, products and actions (in the same transaction)")
 	return cmd
+}
+
+// checkCount refuses a count flag outside lo..hi with a usage error that
+// names the flag and the bound it broke.
+func checkCount(flag string, v, lo, hi int) error {
+	switch {
+	case v < lo && lo == 0:
+		return usageError{fmt.Errorf("%s must not be negative, got %d (want 0 to %d)", flag, v, hi)}
+	case v < lo:
+		return usageError{fmt.Errorf("%s must be at least %d, got %d (want %d to %d)", flag, lo, v, lo, hi)}
+	case v > hi:
+		return usageError{fmt.Errorf("%s must be at most %d, got %d (want %d to %d)", flag, hi, v, lo, hi)}
+	}
+	return nil
 }
 
 // progress shows seeding progress: a bar on a terminal, a plain line every

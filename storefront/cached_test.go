@@ -59,12 +59,16 @@ func TestCachedInstancesStayFresh(t *testing.T) {
 		}
 		start := time.Now()
 		for {
+			// Judge a stale answer by when the read was sent, not by when
+			// it came back: on a loaded machine a read sent within the
+			// bound may return after it, and that is no violation.
+			sent := time.Now()
 			r := call(t, "GET", reader+"/users/3", "")
 			if r.body["name"] == name {
 				break
 			}
-			if time.Since(start) > bound {
-				t.Fatalf("round %d: the other instance still serves %q %v after the write", round, r.body["name"], time.Since(start))
+			if sent.Sub(start) > bound {
+				t.Fatalf("round %d: the other instance still serves %q to a read sent %v after the write", round, r.body["name"], sent.Sub(start))
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -79,6 +83,7 @@ func TestCachedInstancesStayFresh(t *testing.T) {
 	}
 	start := time.Now()
 	for {
+		sent := time.Now()
 		r := call(t, "GET", b+"/users/3/recommendations?limit=5", "")
 		still := false
 		for _, rec := range r.body["recommendations"].([]any) {
@@ -87,8 +92,8 @@ func TestCachedInstancesStayFresh(t *testing.T) {
 		if !still {
 			break
 		}
-		if time.Since(start) > bound {
-			t.Fatalf("B still recommends the product just bought through A, %v later", time.Since(start))
+		if sent.Sub(start) > bound {
+			t.Fatalf("B still recommends the product just bought through A to a read sent %v later", sent.Sub(start))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

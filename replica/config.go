@@ -21,17 +21,26 @@ const (
 	ReplicaAcquireTimeout = 100 * time.Millisecond // guide, Connection Pooling: replica acquire 0.1 s (fast fail)
 )
 
+// maxReplicas bounds Config.Replicas: a read's tried set is a 64-bit mask.
+const maxReplicas = 64
+
 // Router defaults that the guide leaves open.
 const (
 	DefaultLagBound      = time.Second            // Strata: a replica further behind than this gets no reads
 	DefaultCheckInterval = 500 * time.Millisecond // Strata: active health and lag check period
 	DefaultFallbackShare = 0.5                    // Strata: at most half of the reads of a second may fall back to the primary
 	DefaultFreshWait     = 100 * time.Millisecond // Strata: how long a read-your-writes read waits for a replica to catch up
-	readmitChecks        = 2                      // consecutive good checks before a replica gets reads again
-	latencyWeight        = 0.1                    // weight of the newest sample in the latency moving average
-	latencyEdge          = 0.5                    // a replica is faster only at under half the other's latency
-	fallbackWindow       = time.Second            // the window the fallback share is measured over
-	freshPoll            = 2 * time.Millisecond   // how often a read-your-writes read re-reads the replay position
+	// DefaultPrimaryLatencyBound: guide, Monitoring: query time p95 warning at 100 ms.
+	DefaultPrimaryLatencyBound = 100 * time.Millisecond
+	readmitChecks              = 2                    // consecutive good checks before a replica gets reads again
+	latencyWeight              = 0.1                  // weight of the newest sample in the latency moving average
+	latencyEdge                = 0.5                  // a replica is faster only at under half the other's latency
+	fallbackWindow             = time.Second          // the window the fallback share is measured over
+	freshPoll                  = 2 * time.Millisecond // how often a read-your-writes read re-reads the replay position
+	primaryBusyShare           = 0.75                 // guide, Monitoring: pool utilisation warning at 75 %; past it the primary is under pressure
+	markTTLFactor              = 3                    // default MarkTTL in LagBounds: by then a serving replica has replayed the mark
+	primaryProbes              = 4                    // probes of a primary known to be down per CheckInterval
+	openCheckTimeout           = 5 * time.Second      // Open's wait for each server's identity (database.DefaultConnectTimeout)
 )
 
 // ErrBadConfig is returned (wrapped) for a configuration the router cannot
@@ -82,53 +91,103 @@ type Config struct {
 	// Default 500 ms.
 	CheckInterval time.Duration
 	// FallbackShare caps the share of reads, over each second, that may
-	// fall back to the primary because no replica could serve them; past
-	// it such reads fail with ErrFallbackCapped. Default 0.5; 1 lets every
-	// read fall back; a negative value lets none.
+	// fall back to the primary because no replica could serve them, while
+	// the primary is under pressure: while it has headroom every such read
+	// falls back. Past the cap such reads fail with ErrFallbackCapped.
+	// Default 0.5; 1 lets every read fall back; a negative value lets none,
+	// whatever the primary's load.
 	FallbackShare float64
+	// PrimaryLatencyBound: the primary is under pressure while the moving
+	// average of its call time is past this bound, or while 75 % or more
+	// of its pool (size + overflow) is in use. Default 100 ms; negative
+	// means only the pool counts.
+	PrimaryLatencyBound time.Duration
 	// FreshWait is how long a read carrying a write's token waits for a
 	// replica to replay it before it reads from the primary. Default 100 ms.
 	FreshWait time.Duration
 
-	// Registerer receives the router's metrics; nil means none.
+	// Marks keeps the per-key write marks of WithKeys; nil means a
+	// MemMarks of DefaultMaxMarks entries, private to this router. Share
+	// one implementation between routers (instances) to give
+	// read-your-writes per key across them.
+	Marks KeyMarks
+	// MarkTTL is how long a key's mark is kept after a write. It must be
+	// at least LagBound: a replica still serving is at most about LagBound
+	// plus a check behind. Default 3 × LagBound.
+	MarkTTL time.Duration
+
+	// Registerer receives the router's metrics; nil means none. Close
+	// unregisters them.
 	Registerer prometheus.Registerer
-	// Logger receives ejections and re-admissions; nil means slog.Default().
+	// Logger receives ejections, re-admissions and, at Open, replicas that
+	// do not answer; nil means slog.Default().
 	Logger *slog.Logger
+
+	clock clock // nil: the wall clock; tests set a fake one
 }
 
 func (c *Config) resolve() error {
 	if c.Primary == "" {
 		return fmt.Errorf("%w: Primary: empty (want a postgres:// URL)", ErrBadConfig)
 	}
-	def := func(p *Pool, size, overflow int, recycle, acquire time.Duration, name string) error {
-		if p.Size < 0 || p.Overflow < 0 || p.Recycle < 0 || p.AcquireTimeout < 0 {
-			return fmt.Errorf("%w: %s: negative size, overflow or duration", ErrBadConfig, name)
-		}
-		if p.Size == 0 {
-			p.Size = size
-		}
-		if p.Overflow == 0 {
-			p.Overflow = overflow
-		}
-		if p.Recycle == 0 {
-			p.Recycle = recycle
-		}
-		if p.AcquireTimeout == 0 {
-			p.AcquireTimeout = acquire
-		}
-		return nil
-	}
-	if err := def(&c.PrimaryPool, database.PrimaryPoolSize, database.PrimaryMaxOverflow, database.PrimaryRecycle, PrimaryAcquireTimeout, "PrimaryPool"); err != nil {
+	if err := c.PrimaryPool.resolve("PrimaryPool", database.PrimaryPoolSize, database.PrimaryMaxOverflow, database.PrimaryRecycle, PrimaryAcquireTimeout); err != nil {
 		return err
 	}
-	if err := def(&c.ReplicaPool, ReplicaPoolSize, ReplicaMaxOverflow, ReplicaRecycle, ReplicaAcquireTimeout, "ReplicaPool"); err != nil {
+	if err := c.ReplicaPool.resolve("ReplicaPool", ReplicaPoolSize, ReplicaMaxOverflow, ReplicaRecycle, ReplicaAcquireTimeout); err != nil {
 		return err
 	}
+	if err := c.resolveTimes(); err != nil {
+		return err
+	}
+	switch {
+	case c.FallbackShare == 0:
+		c.FallbackShare = DefaultFallbackShare
+	case c.FallbackShare > 1:
+		return fmt.Errorf("%w: FallbackShare: %v is more than 1", ErrBadConfig, c.FallbackShare)
+	}
+	if err := c.resolveReplicas(); err != nil {
+		return err
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.clock == nil {
+		c.clock = realClock{}
+	}
+	if c.Marks == nil {
+		c.Marks = newMemMarks(DefaultMaxMarks, c.clock)
+	}
+	return nil
+}
+
+// resolve applies a pool's defaults and refuses negative values.
+func (p *Pool) resolve(name string, size, overflow int, recycle, acquire time.Duration) error {
+	if p.Size < 0 || p.Overflow < 0 || p.Recycle < 0 || p.AcquireTimeout < 0 {
+		return fmt.Errorf("%w: %s: negative size, overflow or duration", ErrBadConfig, name)
+	}
+	if p.Size == 0 {
+		p.Size = size
+	}
+	if p.Overflow == 0 {
+		p.Overflow = overflow
+	}
+	if p.Recycle == 0 {
+		p.Recycle = recycle
+	}
+	if p.AcquireTimeout == 0 {
+		p.AcquireTimeout = acquire
+	}
+	return nil
+}
+
+// resolveTimes applies the durations' defaults and checks how they relate.
+func (c *Config) resolveTimes() error {
 	for _, d := range []struct {
 		name string
 		v    *time.Duration
 		def  time.Duration
-	}{{"LagBound", &c.LagBound, DefaultLagBound}, {"CheckInterval", &c.CheckInterval, DefaultCheckInterval}, {"FreshWait", &c.FreshWait, DefaultFreshWait}} {
+	}{{"LagBound", &c.LagBound, DefaultLagBound}, {"CheckInterval", &c.CheckInterval, DefaultCheckInterval},
+		{"FreshWait", &c.FreshWait, DefaultFreshWait}, {"MarkTTL", &c.MarkTTL, -1}} {
 		if *d.v < 0 {
 			return fmt.Errorf("%w: %s: negative (%v)", ErrBadConfig, d.name, *d.v)
 		}
@@ -136,14 +195,25 @@ func (c *Config) resolve() error {
 			*d.v = d.def
 		}
 	}
+	if c.MarkTTL < 0 { // its default depends on LagBound's
+		c.MarkTTL = markTTLFactor * c.LagBound
+	}
 	if c.CheckInterval >= c.LagBound {
 		return fmt.Errorf("%w: CheckInterval (%v) must be shorter than LagBound (%v), or lag past the bound goes unseen", ErrBadConfig, c.CheckInterval, c.LagBound)
 	}
-	switch {
-	case c.FallbackShare == 0:
-		c.FallbackShare = DefaultFallbackShare
-	case c.FallbackShare > 1:
-		return fmt.Errorf("%w: FallbackShare: %v is more than 1", ErrBadConfig, c.FallbackShare)
+	if c.MarkTTL < c.LagBound {
+		return fmt.Errorf("%w: MarkTTL (%v) must be at least LagBound (%v): a key's mark must outlive the lag a serving replica may have", ErrBadConfig, c.MarkTTL, c.LagBound)
+	}
+	if c.PrimaryLatencyBound == 0 {
+		c.PrimaryLatencyBound = DefaultPrimaryLatencyBound
+	}
+	return nil
+}
+
+// resolveReplicas names the replicas and refuses empty URLs and taken names.
+func (c *Config) resolveReplicas() error {
+	if len(c.Replicas) > maxReplicas {
+		return fmt.Errorf("%w: Replicas: %d; at most %d", ErrBadConfig, len(c.Replicas), maxReplicas)
 	}
 	seen := map[string]bool{}
 	for i := range c.Replicas {
@@ -158,9 +228,6 @@ func (c *Config) resolve() error {
 			return fmt.Errorf("%w: Replicas[%d].Name: %q is taken", ErrBadConfig, i, r.Name)
 		}
 		seen[r.Name] = true
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	return nil
 }

@@ -29,6 +29,16 @@
 // an immutable snapshot swapped atomically on each health change; a pick
 // reads atomics only.
 //
+// # Open
+//
+// Open asks every server what it is: a replica must be a streaming
+// standby (pg_is_in_recovery) of the primary's cluster (the system
+// identifier of pg_control_system), or Open fails with [ErrNotStandby]
+// naming its URL, password removed; a primary in recovery fails it with
+// [ErrNotPrimary]. A server that does not answer is a warning on
+// Config.Logger, not an error: it starts out of the rotation and the
+// health check, which asks the same questions, admits it when it is up.
+//
 // # Fast fail and fallback
 //
 // A replica that hands out no connection within its acquire timeout, or
@@ -36,10 +46,29 @@
 // connections", is skipped and the read runs on the next one, then on the
 // primary, within the caller's deadline; a connection failure also ejects
 // the replica at once. The query's own errors (bad SQL, constraint
-// violations) are returned as they are. At most FallbackShare of the reads
-// of a second may fall back to the primary; past that such reads fail at
-// once with [ErrFallbackCapped], so a replica outage cannot flood the
-// primary. Read functions must be safe to run more than once.
+// violations) are returned as they are. Read functions must be safe to run
+// more than once.
+//
+// Falling back is load-aware. While the primary has headroom by its own
+// bounds every read that no replica served runs there: a healthy primary
+// serves reads when both replicas are down. It is under pressure while 75 %
+// or more of its pool (size + overflow) is in use or the moving average of
+// its call time is past PrimaryLatencyBound (100 ms); then at most
+// FallbackShare (half) of the reads of a second may fall back, and the
+// rest fail at once with [ErrFallbackCapped], whose message names the
+// cause, so that a replica outage cannot flood a primary that is already
+// busy.
+//
+// # Primary down
+//
+// Every failure of the primary, at connect or in the middle of a call
+// (refused, reset, closed, shutting down, too many connections), is
+// returned as [ErrPrimaryUnavailable], within the acquire timeout (0.5 s).
+// Once a connect fails or the health check cannot reach it, the router
+// knows the primary is down: Write, WriteTx, Position and fallback reads
+// fail at once, and a probe every CheckInterval/4 finds it when it is back
+// ([Router.PrimaryErr] says which state it is in). Both errors mean "try
+// again shortly": a service answers them with 503 and Retry-After.
 //
 // # Health and lag
 //
@@ -50,25 +79,46 @@
 // the difference; lag in time is how long ago the primary was at the
 // position the replica has replayed, interpolated in the router's own
 // history of primary positions (replay timestamps would call an idle
-// replica of an idle primary minutes behind). A replica
-// past LagBound (1 s) is ejected and re-admitted once it is within half of
-// it for two checks in a row; a replica whose check fails is ejected and
-// re-admitted the same way. While the primary cannot be reached, lag
-// cannot grow and replicas keep serving.
+// replica of an idle primary minutes behind). A replica past LagBound
+// (1 s) is ejected and re-admitted once it is within half of it for two
+// checks in a row; a replica whose check fails is ejected and re-admitted
+// the same way.
+//
+// Lag is measured, never inferred from a gap in the sampling. While the
+// primary cannot be reached, lag cannot grow and replicas keep serving.
+// Samples on either side of a gap are not interpolated: a replica between
+// them counts as behind since the later one. When the primary restarts
+// (pg_postmaster_start_time changes) the history starts again, and a
+// replica that had replayed the WAL from before the restart (up to the
+// latest checkpoint's redo position and the last sample) counts as caught
+// up with the position the restarted primary began at: the WAL the restart
+// writes reaches replicas only when they reconnect, up to 5 s later, and
+// holds no data they lack. What the primary writes after that counts.
 //
 // # Read-your-writes
 //
-// A write returns a [Token], the primary's WAL insert position after it. A read
-// whose context carries it ([WithToken]) goes only to a replica known to
-// have replayed it, or waits up to FreshWait on the best replica for it,
-// then reads from the primary (not counted against the cap). Each URL must
-// name one server: the router remembers how far each has replayed. A session that
-// keeps its newest token never reads older data than it wrote.
+// A write returns a [Token], the primary's WAL insert position after it. A
+// read whose context carries it ([WithToken]) goes only to a replica known
+// to have replayed it, or waits up to FreshWait on the best replica for
+// it, then reads from the primary (not counted against the cap). Each URL
+// must name one server: the router remembers how far each has replayed. A
+// session that keeps its newest token never reads older data than it
+// wrote.
+//
+// Per entity, with nothing from the client: a write on a context that
+// names keys ([WithKeys], such as "user:42") marks each key with its token
+// in Config.Marks ([KeyMarks]; by default an in-process [MemMarks]), and a
+// read that names a key routes as if it carried the newest token marked
+// for it. Marks last MarkTTL (3 × LagBound, by when any replica still
+// serving has replayed them), and the in-process store keeps at most
+// DefaultMaxMarks, answering conservatively for keys it had to drop. A
+// KeyMarks shared by every instance (on Redis, say) gives read-your-writes
+// per entity across instances.
 //
 // # Metrics
 //
 // strata_replica_* (query time, errors by kind, acquire timeouts,
-// fallbacks by reason, ejections, re-admissions, lag in seconds and bytes)
-// and, per pool, strata_db_* (connections open, in use and idle; acquire
-// waits and wait time).
+// fallbacks by reason, ejections, re-admissions, lag in seconds and bytes,
+// key mark errors) and, per pool, strata_db_* (connections open, in use
+// and idle; acquire waits and wait time). Close unregisters them.
 package replica

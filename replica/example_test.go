@@ -43,3 +43,34 @@ func Example() {
 	}
 	fmt.Println(name)
 }
+
+// ExampleWithKeys gives read-your-writes per entity to a client that keeps
+// no token: the write names the user it changes, and so does a later read
+// of that user, in this request or another. (Compiled, not run.)
+func ExampleWithKeys() {
+	ctx := context.Background()
+	r, err := replica.Open(ctx, replica.Config{
+		Primary:  "postgres://strata@127.0.0.1:55432/strata?sslmode=disable",
+		Replicas: []replica.Replica{{URL: "postgres://strata@127.0.0.1:55433/strata?sslmode=disable"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	user := replica.WithKeys(ctx, "user:42")
+	if _, err := r.Write(user, func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "UPDATE users SET name = $1 WHERE id = $2", "Ada", 42)
+		return err
+	}); err != nil {
+		log.Fatal(err)
+	}
+	// Later, with no token: the read still sees the update.
+	var name string
+	if err := r.Read(replica.WithKeys(context.Background(), "user:42"), func(ctx context.Context, q replica.Querier) error {
+		return q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = $1", 42).Scan(&name)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(name)
+}

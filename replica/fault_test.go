@@ -2,18 +2,23 @@ package replica_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strata-dev/strata/internal/testdb"
 	"github.com/strata-dev/strata/replica"
 )
 
 // private returns a router over a cluster of the test's own, which the
-// test may kill and pause, with the kv table in place on every server.
+// test may kill and pause, with the kv table in place on every server and
+// replayed by both replicas.
 func private(t *testing.T, cfg replica.Config) (*testdb.PGCluster, *replica.Router) {
 	t.Helper()
 	c := testdb.StartPostgresCluster(t)
@@ -23,22 +28,60 @@ func private(t *testing.T, cfg replica.Config) (*testdb.PGCluster, *replica.Rout
 	}
 	r := open(t, cfg)
 	tok := setup(t, r)
-	waitServing(t, r, 5*time.Second, "replica1", "replica2")
-	// Every replica has replayed the table before the test starts (the
-	// health check reports each one's replay position).
-	deadline := time.Now().Add(5 * time.Second)
+	for _, u := range c.ReplicaURLs() {
+		waitReplayed(t, u, tok)
+	}
+	r.CheckNow() // the router learns the replay positions
 	for _, s := range r.Status() {
-		for {
-			if st := status(r, s.Name); st.Replayed >= tok {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s has not replayed the setup within 5 s", s.Name)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !s.Serving || s.Replayed < tok {
+			t.Fatalf("%s after setup: serving %v (%s), replayed %v of %v", s.Name, s.Serving, s.Reason, s.Replayed, tok)
 		}
 	}
 	return c, r
+}
+
+// waitReplayed waits, at most 20 s, until the server at url has replayed
+// tok: replication on a real server, which the test cannot step.
+func waitReplayed(t *testing.T, url string, tok replica.Token) {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var s sql.NullString
+		err := db.QueryRow("SELECT pg_last_wal_replay_lsn()::text").Scan(&s)
+		if err == nil && s.Valid {
+			if got, err := replica.ParseToken(s.String); err == nil && got >= tok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has not replayed %v within 20 s (at %q, %v)", url, tok, s.String, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// position returns the server's current WAL insert position (a primary).
+func position(t *testing.T, url string) replica.Token {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var s string
+	if err := db.QueryRow("SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := replica.ParseToken(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func status(r *replica.Router, name string) replica.Status {
@@ -47,34 +90,42 @@ func status(r *replica.Router, name string) replica.Status {
 			return s
 		}
 	}
-	return replica.Status{}
+	return replica.Status{Reason: "no such replica"}
 }
 
-// serving reports whether the named replica gets reads, and why not.
-func serving(r *replica.Router, name string) (bool, string) {
-	for _, s := range r.Status() {
-		if s.Name == name {
-			return s.Serving, s.Reason
-		}
-	}
-	return false, "no such replica"
-}
-
-func waitServing(t *testing.T, r *replica.Router, within time.Duration, names ...string) {
+// waitFor polls cond until it holds, at most within (generous: it waits
+// for real servers and the router's own health loop).
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for _, name := range names {
-		for {
-			ok, why := serving(r, name)
-			if ok {
-				break
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// counter returns a counter of reg with the given label, or 0.
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not serving within %v: %s", name, within, why)
-			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	return 0
 }
 
 // load reads kv from workers goroutines until stop is closed, counting
@@ -98,7 +149,7 @@ func startLoad(r *replica.Router, workers int) *load {
 					return
 				default:
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := r.Read(ctx, func(ctx context.Context, q replica.Querier) error {
 					var v int
 					return q.QueryRowContext(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v)
@@ -116,6 +167,13 @@ func startLoad(r *replica.Router, workers int) *load {
 	return l
 }
 
+// more waits until the load has made n more reads.
+func (l *load) more(t *testing.T, n int64) {
+	t.Helper()
+	target := l.reads.Load() + n
+	waitFor(t, 30*time.Second, "the read load to go on", func() bool { return l.reads.Load() >= target })
+}
+
 func (l *load) end(t *testing.T) {
 	t.Helper()
 	close(l.stop)
@@ -127,42 +185,37 @@ func (l *load) end(t *testing.T) {
 }
 
 // TestReplicaKilled: kill -9 of a replica's postmaster under a steady read
-// load fails no read, ejects it within a second, and a restart brings it
-// back into the rotation.
+// load fails no read and ejects it; a restart brings it back into the
+// rotation. It runs on the real clock, with the router's own health loop.
 func TestReplicaKilled(t *testing.T) {
 	c, r := private(t, replica.Config{})
 	l := startLoad(r, 4)
-	time.Sleep(300 * time.Millisecond)
+	l.more(t, 50)
 	c.Kill("replica1")
 	killed := time.Now()
-	for {
-		if ok, _ := serving(r, "replica1"); !ok {
-			break
-		}
-		if time.Since(killed) > time.Second {
-			t.Fatal("replica1 still serving 1 s after kill -9")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "replica1 ejected after kill -9", func() bool { return !status(r, "replica1").Serving })
 	t.Logf("ejected %v after the kill", time.Since(killed))
-	time.Sleep(500 * time.Millisecond) // reads go on with one replica
+	l.more(t, 50) // reads go on with one replica
 	c.Start("replica1")
-	waitServing(t, r, 10*time.Second, "replica1")
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 30*time.Second, "replica1 serving again after its restart", func() bool { return status(r, "replica1").Serving })
+	l.more(t, 50)
 	l.end(t)
 }
 
 // TestPausedReplayEjectsAndReadYourWrites: a replica whose replay is
-// paused is ejected once past the lag bound; all along, a session that
-// writes and then reads with its token sees its own write.
+// paused is ejected once its lag passes the bound, and not before; all
+// along, a session that writes and then reads with its token sees its own
+// write. Time is the router's fake clock, a check per step.
 func TestPausedReplayEjectsAndReadYourWrites(t *testing.T) {
-	bound := 500 * time.Millisecond
-	c, r := private(t, replica.Config{LagBound: bound, CheckInterval: 100 * time.Millisecond})
+	const bound, interval = 500 * time.Millisecond, 100 * time.Millisecond
+	clk := replica.NewFakeClock()
+	cfg := replica.Config{LagBound: bound, CheckInterval: interval}
+	replica.UseClock(&cfg, clk)
+	c, r := private(t, cfg)
 	c.PauseReplay("replica2")
-	paused := time.Now()
 	ctx := context.Background()
-	ejected := time.Duration(0)
-	for i := 1; time.Since(paused) < 3*time.Second; i++ {
+	var elapsed time.Duration
+	for i := 1; ; i++ {
 		tok, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
 			_, err := q.ExecContext(ctx, "UPDATE kv SET v = $1 WHERE k = 1", i)
 			return err
@@ -179,72 +232,329 @@ func TestPausedReplayEjectsAndReadYourWrites(t *testing.T) {
 		if v != i {
 			t.Fatalf("write %d, then a read with its token saw %d", i, v)
 		}
-		if ok, why := serving(r, "replica2"); !ok && ejected == 0 {
-			ejected = time.Since(paused)
-			t.Logf("replica2 ejected %v after the pause: %s", ejected, why)
+		waitReplayed(t, c.ReplicaURLs()[0], tok) // replica1 keeps up: only replica2 lags
+		clk.Advance(interval)
+		elapsed += interval
+		r.CheckNow()
+		if !status(r, "replica1").Serving {
+			t.Fatalf("replica1, which keeps up, ejected: %s", status(r, "replica1").Reason)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if ejected == 0 {
-		t.Fatal("replica2 never ejected while its replay was paused")
-	}
-	if limit := bound + 4*100*time.Millisecond; ejected > limit {
-		t.Errorf("replica2 ejected %v after the pause; want within %v", ejected, limit)
+		s := status(r, "replica2")
+		if s.Serving && elapsed > bound+2*interval {
+			t.Fatalf("replica2 still serving %v after its replay paused (lag %.2fs); bound %v", elapsed, s.LagSeconds, bound)
+		}
+		if !s.Serving {
+			if elapsed < bound {
+				t.Fatalf("replica2 ejected %v after its replay paused, before the bound %v: %s", elapsed, bound, s.Reason)
+			}
+			t.Logf("replica2 ejected %v after the pause: %s", elapsed, s.Reason)
+			break
+		}
 	}
 	c.ResumeReplay("replica2")
-	waitServing(t, r, 5*time.Second, "replica2")
+	waitReplayed(t, c.ReplicaURLs()[1], position(t, c.PrimaryURL()))
+	for range 2 { // readmitChecks
+		clk.Advance(interval)
+		r.CheckNow()
+	}
+	if s := status(r, "replica2"); !s.Serving {
+		t.Fatalf("replica2 not re-admitted after it caught up: %s", s.Reason)
+	}
 }
 
-// TestAllReplicasDown: with no replica, reads fall back to the primary up
-// to the cap, and the rest fail fast with ErrFallbackCapped.
+// TestAllReplicasDown: with both replicas killed and the primary healthy,
+// every read falls back to the primary and none fails; with the primary's
+// pool under pressure, the cap refuses about half of them, with an error
+// naming the cause.
 func TestAllReplicasDown(t *testing.T) {
-	c, r := private(t, replica.Config{FallbackShare: 0.5})
+	clk := replica.NewFakeClock()
+	cfg := replica.Config{PrimaryPool: replica.Pool{Size: 4, Overflow: 4}}
+	replica.UseClock(&cfg, clk)
+	c, r := private(t, cfg)
 	c.Kill("replica1")
 	c.Kill("replica2")
-	ok, capped := 0, 0
-	for range 200 {
-		t0 := time.Now()
-		err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+	read := func() error {
+		return r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
 			_, err := port(ctx, q)
 			return err
 		})
+	}
+	l := startLoad(r, 2) // concurrent readers: still well within the pool
+	for i := range 200 {
+		if err := read(); err != nil {
+			t.Fatalf("read %d with the replicas down and the primary idle: %v", i, err)
+		}
+		clk.Advance(5 * time.Millisecond)
+	}
+	l.more(t, 20)
+	l.end(t)
+
+	// A router of its own, whose fallback share counts only what follows
+	// (it opens with both replicas down, and warns of it): six of the
+	// primary's eight connections held put the primary under pressure.
+	cfg.Primary, cfg.Replicas = c.PrimaryURL(), replicas(c.ReplicaURLs())
+	r = open(t, cfg)
+	hold, held := make(chan struct{}), make(chan struct{}, 6)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = r.Write(context.Background(), func(ctx context.Context, q replica.Querier) error {
+				held <- struct{}{}
+				<-hold
+				return nil
+			})
+		}()
+	}
+	for range 6 {
+		<-held
+	}
+	ok, capped := 0, 0
+	for range 200 {
+		err := read()
 		switch {
 		case err == nil:
 			ok++
 		case errors.Is(err, replica.ErrFallbackCapped):
 			capped++
-			if d := time.Since(t0); d > replica.ReplicaAcquireTimeout*3 {
-				t.Errorf("a capped read took %v; it should fail fast", d)
+			if !strings.Contains(err.Error(), "6 of its 8 connections") {
+				t.Fatalf("capped read: %v; want the cause named", err)
 			}
 		default:
-			t.Fatalf("read: %v", err)
+			t.Fatalf("read under pressure: %v", err)
 		}
+		clk.Advance(5 * time.Millisecond)
 	}
-	if ok < 80 || ok > 120 || ok+capped != 200 {
-		t.Fatalf("%d reads served by the primary, %d capped; want about half of 200 served", ok, capped)
+	close(hold)
+	wg.Wait()
+	if ok < 80 || ok > 120 {
+		t.Fatalf("under pressure, %d reads served by the primary and %d capped; want about half of 200 served", ok, capped)
+	}
+	if err := read(); err != nil {
+		t.Fatalf("a read once the pressure is gone: %v", err)
 	}
 }
 
-// TestPrimaryDown: reads keep working on the replicas; writes fail within
-// the primary's acquire timeout with ErrPrimaryUnavailable.
+// TestPrimaryDown: with the primary killed, reads go on on the replicas;
+// Write, WriteTx and Position fail with ErrPrimaryUnavailable well within
+// a second, including a write whose connection fails under it; once the
+// router knows, they fail at once; and once the primary is back, the
+// router finds it by itself (real clock: the background probe).
 func TestPrimaryDown(t *testing.T) {
 	c, r := private(t, replica.Config{})
-	c.Kill("primary")
-	l := startLoad(r, 2)
-	for i := range 5 {
-		t0 := time.Now()
-		_, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) error {
+	ctx := context.Background()
+	// Two writes hold a connection each when the primary dies under them.
+	started, killed := make(chan struct{}, 2), make(chan struct{})
+	errs := make(chan error, 2)
+	go func() {
+		_, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			started <- struct{}{}
+			<-killed
 			_, err := q.ExecContext(ctx, "UPDATE kv SET v = 7 WHERE k = 1")
 			return err
 		})
-		d := time.Since(t0)
-		if !errors.Is(err, replica.ErrPrimaryUnavailable) {
-			t.Fatalf("write %d with the primary down: %v, want ErrPrimaryUnavailable", i, err)
-		}
-		if d > replica.PrimaryAcquireTimeout+200*time.Millisecond {
-			t.Errorf("write %d failed after %v; want within the acquire timeout %v", i, d, replica.PrimaryAcquireTimeout)
+		errs <- err
+	}()
+	go func() {
+		_, err := r.WriteTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, "UPDATE kv SET v = 8 WHERE k = 1"); err != nil {
+				return err
+			}
+			started <- struct{}{}
+			<-killed
+			_, err := tx.ExecContext(ctx, "UPDATE kv SET v = 9 WHERE k = 1")
+			return err
+		})
+		errs <- err
+	}()
+	<-started
+	<-started
+	c.Kill("primary")
+	close(killed)
+	for range 2 {
+		if err := <-errs; !errors.Is(err, replica.ErrPrimaryUnavailable) {
+			t.Fatalf("a write whose connection died under it: %v, want ErrPrimaryUnavailable", err)
 		}
 	}
-	time.Sleep(time.Second)
+
+	l := startLoad(r, 2)
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Write", func() error {
+			_, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+				_, err := q.ExecContext(ctx, "UPDATE kv SET v = 7 WHERE k = 1")
+				return err
+			})
+			return err
+		}},
+		{"WriteTx", func() error {
+			_, err := r.WriteTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "UPDATE kv SET v = 7 WHERE k = 1")
+				return err
+			})
+			return err
+		}},
+		{"Position", func() error { _, err := r.Position(ctx); return err }},
+	}
+	for round := range 2 {
+		if round == 1 {
+			r.CheckNow() // the health check knows too: every call fails at once
+			if err := r.PrimaryErr(); !errors.Is(err, replica.ErrPrimaryUnavailable) {
+				t.Fatalf("PrimaryErr after a check = %v, want ErrPrimaryUnavailable", err)
+			}
+		}
+		for _, c := range calls {
+			t0 := time.Now()
+			err := c.call()
+			d := time.Since(t0)
+			if !errors.Is(err, replica.ErrPrimaryUnavailable) {
+				t.Fatalf("%s with the primary down: %v, want ErrPrimaryUnavailable", c.name, err)
+			}
+			if d > time.Second {
+				t.Errorf("%s failed after %v; want well within a second", c.name, d)
+			}
+			if round == 1 && !strings.Contains(err.Error(), "fail at once") {
+				t.Errorf("%s once the router knows: %v; want the known-down error", c.name, err)
+			}
+		}
+	}
+	l.more(t, 50)
 	l.end(t)
+
+	c.Start("primary")
+	waitFor(t, 20*time.Second, "a write to succeed after the primary's restart", func() bool { return calls[0].call() == nil })
+	if err := r.PrimaryErr(); err != nil {
+		t.Fatalf("PrimaryErr after the primary answered: %v", err)
+	}
+}
+
+// TestPrimaryRestartKeepsReplicas: kill and restart the primary with no
+// writes during the outage: the replicas, which get the restarted
+// primary's WAL only when they reconnect (up to 5 s), are not ejected for
+// it, while a replica whose replay is really paused is.
+func TestPrimaryRestartKeepsReplicas(t *testing.T) {
+	clk := replica.NewFakeClock()
+	reg := prometheus.NewRegistry()
+	cfg := replica.Config{Registerer: reg}
+	replica.UseClock(&cfg, clk)
+	c, r := private(t, cfg)
+	step := func() {
+		clk.Advance(replica.DefaultCheckInterval)
+		r.CheckNow()
+	}
+	for range 3 {
+		step()
+	}
+	// replica2 misses a write from before the outage.
+	c.PauseReplay("replica2")
+	tok, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "UPDATE kv SET v = 1 WHERE k = 1")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReplayed(t, c.ReplicaURLs()[0], tok)
+	step()
+	c.Kill("primary")
+	for range 10 { // 5 s of outage
+		step()
+	}
+	for _, s := range r.Status() {
+		if !s.Serving {
+			t.Fatalf("%s ejected during the primary's outage: %s", s.Name, s.Reason)
+		}
+	}
+	c.Start("primary")
+	// Until replica1 has reconnected and replayed what the restarted
+	// primary wrote, then a few checks more.
+	after := position(t, c.PrimaryURL())
+	deadline := time.Now().Add(30 * time.Second)
+	for extra := 3; extra > 0; {
+		step()
+		if s := status(r, "replica1"); s.Replayed >= after {
+			extra--
+		}
+		if s := status(r, "replica1"); !s.Serving {
+			t.Fatalf("replica1 ejected after the primary's restart: %s", s.Reason)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica1 has not replayed the restarted primary's WAL (%v) within 30 s", after)
+		}
+		time.Sleep(20 * time.Millisecond) // real time for replica1 to reconnect (a real server)
+	}
+	if n := counter(t, reg, "strata_replica_ejections_total", "replica", "replica1"); n != 0 {
+		t.Fatalf("replica1 ejected %v times over the restart, want 0", n)
+	}
+	if s := status(r, "replica2"); s.Serving {
+		t.Fatalf("replica2, its replay paused behind a write, still serving after the restart (lag %.2fs)", s.LagSeconds)
+	}
+}
+
+// TestKeyedReadYourWrites: a write that names a key, then a read of that
+// key without any token never returns the old row from a lagging replica
+// (its replay paused), on the same router or another sharing the marks;
+// once the mark has expired, the read goes to the replica again.
+func TestKeyedReadYourWrites(t *testing.T) {
+	clk := replica.NewFakeClock()
+	c := testdb.StartPostgresCluster(t)
+	marks := replica.NewMemMarksOn(0, clk) // shared by two routers, as by two instances
+	cfg := replica.Config{Primary: c.PrimaryURL(), Replicas: []replica.Replica{{URL: c.ReplicaURLs()[1]}},
+		FreshWait: 10 * time.Millisecond, Marks: marks}
+	replica.UseClock(&cfg, clk)
+	r := open(t, cfg)
+	other := open(t, cfg) // another instance, sharing the marks
+	waitReplayed(t, c.ReplicaURLs()[1], setup(t, r))
+	c.PauseReplay("replica2")
+	ctx := context.Background()
+	read := func(r *replica.Router, ctx context.Context) int {
+		t.Helper()
+		var v int
+		if err := r.Read(ctx, func(ctx context.Context, q replica.Querier) error {
+			return q.QueryRowContext(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for i := 1; i <= 20; i++ {
+		if _, err := r.Write(replica.WithKeys(ctx, "kv:1"), func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, "UPDATE kv SET v = $1 WHERE k = 1", i)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, rr := range []*replica.Router{r, other} {
+			if v := read(rr, replica.WithKeys(ctx, "kv:1")); v != i {
+				t.Fatalf("write %d to kv:1, then a read of kv:1 saw %d", i, v)
+			}
+		}
+		if v := read(r, ctx); v != 0 {
+			t.Fatalf("a read naming no key saw %d; want the paused replica's 0 (else this test proves nothing)", v)
+		}
+		if v := read(r, replica.WithKeys(ctx, "kv:2")); v != 0 {
+			t.Fatalf("a read of another key saw %d; want the paused replica's 0", v)
+		}
+	}
+	clk.Advance(3 * replica.DefaultLagBound) // the default MarkTTL
+	if v := read(r, replica.WithKeys(ctx, "kv:1")); v != 0 {
+		t.Fatalf("after the mark's TTL, a read of kv:1 saw %d; want the replica's 0 (the mark expired)", v)
+	}
+	// Mark, for a write made elsewhere (here through the primary's pool).
+	if _, err := r.Primary().Exec("UPDATE kv SET v = 100 WHERE k = 1"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := r.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Mark(ctx, tok, "kv:1"); err != nil {
+		t.Fatal(err)
+	}
+	if v := read(other, replica.WithKeys(ctx, "kv:1")); v != 100 {
+		t.Fatalf("after Mark, a read of kv:1 saw %d, want 100", v)
+	}
 }

@@ -19,7 +19,9 @@ type metrics struct {
 	fallbacks               *prometheus.CounterVec
 	ejections, readmissions *prometheus.CounterVec
 	lagSeconds, lagBytes    *prometheus.GaugeVec
+	markErrors              *prometheus.CounterVec
 	registerer              prometheus.Registerer
+	registered              []prometheus.Collector // what register added, for unregister
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,10 +52,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "strata_replica_lag_bytes", Help: "How far the replica's replay is behind the primary's WAL position, in bytes, at the last check.",
 		}, []string{"replica"}),
+		markErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_key_mark_errors_total", Help: "Key marks (WithKeys) that could not be recorded (op=mark) or read (op=get).",
+		}, []string{"op"}),
 	}
 }
 
 // register adds the series, and the pools' statistics, to the registerer.
+// On an error it leaves nothing registered.
 func (m *metrics) register(r *Router) error {
 	if m.registerer == nil {
 		return nil
@@ -63,10 +69,21 @@ func (m *metrics) register(r *Router) error {
 		pools[n.name] = n.db
 	}
 	for _, c := range []prometheus.Collector{m.queries, m.errors, m.acquireTimeouts, m.fallbacks, m.ejections,
-		m.readmissions, m.lagSeconds, m.lagBytes, sqlstats.New(pools)} {
+		m.readmissions, m.lagSeconds, m.lagBytes, m.markErrors, sqlstats.New(pools)} {
 		if err := m.registerer.Register(c); err != nil {
+			m.unregister()
 			return fmt.Errorf("replica: metrics: %w", err)
 		}
+		m.registered = append(m.registered, c)
 	}
 	return nil
+}
+
+// unregister removes what register added, so that another router may
+// register on the same registerer.
+func (m *metrics) unregister() {
+	for _, c := range m.registered {
+		m.registerer.Unregister(c)
+	}
+	m.registered = nil
 }

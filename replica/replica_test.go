@@ -1,10 +1,13 @@
 package replica_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +39,11 @@ func TestConfigErrors(t *testing.T) {
 		{"check slower than the lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", LagBound: time.Second, CheckInterval: 2 * time.Second}, "CheckInterval"},
 		{"share over 1", replica.Config{Primary: "postgres://a@127.0.0.1/x", FallbackShare: 2}, "FallbackShare"},
 		{"negative pool", replica.Config{Primary: "postgres://a@127.0.0.1/x", ReplicaPool: replica.Pool{Size: -1}}, "ReplicaPool"},
+		// A mark must outlive the lag a serving replica may have.
+		{"mark TTL under the lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", MarkTTL: 100 * time.Millisecond}, "MarkTTL"},
+		{"negative mark TTL", replica.Config{Primary: "postgres://a@127.0.0.1/x", MarkTTL: -1}, "MarkTTL"},
+		// A read's tried set is a 64-bit mask.
+		{"65 replicas", replica.Config{Primary: "postgres://a@127.0.0.1/x", Replicas: make([]replica.Replica, 65)}, "at most 64"},
 	} {
 		_, err := replica.Open(ctx, tc.cfg)
 		if !errors.Is(err, replica.ErrBadConfig) || !strings.Contains(err.Error(), tc.field) {
@@ -91,9 +99,11 @@ func FuzzParseToken(f *testing.F) {
 }
 
 // shared returns a router over the shared dev primary (a schema of the
-// test's own) and its two replicas.
+// test's own) and its two replicas. It runs on a fake clock, so that no
+// health check ejects a replica that other tests' load makes lag.
 func shared(t *testing.T, cfg replica.Config) *replica.Router {
 	t.Helper()
+	replica.UseClock(&cfg, replica.NewFakeClock())
 	cfg.Primary = testdb.Postgres(t)
 	for _, u := range testdb.PostgresReplicas(t, cfg.Primary) {
 		cfg.Replicas = append(cfg.Replicas, replica.Replica{URL: u})
@@ -175,7 +185,8 @@ func TestReadsSpreadOverReplicas(t *testing.T) {
 		t.Fatalf("reads by server port: %v; want both replicas and not the primary (%d)", counts, primaryPort)
 	}
 	for p, n := range counts {
-		if n < 400/5 {
+		if n < 400/10 { // balance by load, then latency: each gets a share, if not an equal one
+
 			t.Errorf("replica on port %d served %d of 400 reads; want a fair share (counts %v)", p, n, counts)
 		}
 	}
@@ -298,9 +309,11 @@ func TestWriteTxAndReadTx(t *testing.T) {
 func TestRegionPreference(t *testing.T) {
 	primary := testdb.Postgres(t)
 	urls := testdb.PostgresReplicas(t, primary)
-	r := open(t, replica.Config{Primary: primary, Region: "eu-west", Replicas: []replica.Replica{
+	cfg := replica.Config{Primary: primary, Region: "eu-west", Replicas: []replica.Replica{
 		{URL: urls[0], Region: "us-east"}, {URL: urls[1], Region: "eu-west"},
-	}})
+	}}
+	replica.UseClock(&cfg, replica.NewFakeClock()) // no check ejects the eu-west replica mid-test
+	r := open(t, cfg)
 	u, err := url.Parse(urls[1])
 	if err != nil {
 		t.Fatal(err)
@@ -328,8 +341,10 @@ func TestAcquireTimeoutFallsBack(t *testing.T) {
 	primary := testdb.Postgres(t)
 	urls := testdb.PostgresReplicas(t, primary)
 	reg := prometheus.NewRegistry()
-	r := open(t, replica.Config{Primary: primary, Replicas: []replica.Replica{{URL: urls[0]}},
-		ReplicaPool: replica.Pool{Size: 1, Overflow: 1}, FallbackShare: 1, Registerer: reg})
+	cfg := replica.Config{Primary: primary, Replicas: []replica.Replica{{URL: urls[0]}},
+		ReplicaPool: replica.Pool{Size: 1, Overflow: 1}, Registerer: reg}
+	replica.UseClock(&cfg, replica.NewFakeClock())
+	r := open(t, cfg)
 	// Hold both of the replica's connections.
 	hold := make(chan struct{})
 	var wg sync.WaitGroup
@@ -343,9 +358,7 @@ func TestAcquireTimeoutFallsBack(t *testing.T) {
 			})
 		}()
 	}
-	for r.Status()[0].InFlight < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "both replica connections held", func() bool { return r.Status()[0].InFlight >= 2 })
 	var primaryPort int
 	if _, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) (err error) {
 		primaryPort, err = port(ctx, q)
@@ -365,7 +378,9 @@ func TestAcquireTimeoutFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d > replica.ReplicaAcquireTimeout+300*time.Millisecond {
+	// Had it queued, it would never have returned (the held reads wait for
+	// it); the bound only says it did not take long.
+	if d > 10*replica.ReplicaAcquireTimeout {
 		t.Errorf("the read took %v; want about the acquire timeout (%v) and then the primary", d, replica.ReplicaAcquireTimeout)
 	}
 	if n := testutil.ToFloat64(fallbacks(reg)); n != 1 {
@@ -383,5 +398,149 @@ func TestAcquireTimeoutFallsBack(t *testing.T) {
 	}
 	if p != primaryPort {
 		t.Errorf("the read ran on port %d, want the primary's %d", p, primaryPort)
+	}
+}
+
+// TestCloseUnregisters: a router's Close removes its metrics, so another
+// router can register on the same registry; Close is idempotent; and an
+// Open that fails leaves nothing registered.
+func TestCloseUnregisters(t *testing.T) {
+	primary := testdb.Postgres(t)
+	urls := testdb.PostgresReplicas(t, primary)
+	reg := prometheus.NewRegistry()
+	cfg := replica.Config{Primary: primary, Replicas: []replica.Replica{{URL: urls[0]}}, Registerer: reg}
+	for i := range 3 {
+		r, err := replica.Open(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("open %d on one registry: %v", i+1, err)
+		}
+		if n := testutil.CollectAndCount(reg, "strata_db_in_use_connections"); n != 2 {
+			t.Errorf("open %d: %d pool series, want 2", i+1, n)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatalf("a second Close: %v", err)
+		}
+		if n := testutil.CollectAndCount(reg); n != 0 {
+			t.Fatalf("after Close, %d series left registered", n)
+		}
+	}
+	bad := cfg
+	bad.Replicas = []replica.Replica{{URL: primary}}
+	if _, err := replica.Open(context.Background(), bad); !errors.Is(err, replica.ErrNotStandby) {
+		t.Fatalf("the primary as a replica: %v, want ErrNotStandby", err)
+	}
+	if n := testutil.CollectAndCount(reg); n != 0 {
+		t.Fatalf("after a failed Open, %d series registered", n)
+	}
+}
+
+// TestOpenChecksServers: Open refuses a replica URL that names the primary
+// itself, an independent primary or, as the primary, a standby, naming the
+// URL without its password.
+func TestOpenChecksServers(t *testing.T) {
+	primary := testdb.Postgres(t)
+	urls := testdb.PostgresReplicas(t, primary)
+	shards := strings.Split(os.Getenv("STRATA_PG_SHARD_URLS"), ",")
+	if shards[0] == "" {
+		if testdb.Required() {
+			t.Fatal("STRATA_PG_SHARD_URLS is not set and CI is (eval \"$(scripts/dev up)\")")
+		}
+		t.Skip("STRATA_PG_SHARD_URLS not set; run eval \"$(scripts/dev up)\"")
+	}
+	withPassword := func(u string) string { return strings.Replace(u, "strata@", "strata:hunter2@", 1) }
+	for _, tc := range []struct {
+		name     string
+		primary  string
+		replicas []string
+		is       error
+		says     []string
+	}{
+		// The primary's own URL given as a replica.
+		{"primary as replica", primary, []string{urls[0], withPassword(primary)}, replica.ErrNotStandby,
+			[]string{"Replicas[1]", "the primary itself", "xxxxx"}},
+		// An independent primary (a shard) given as a replica.
+		{"independent primary", primary, []string{withPassword(shards[0])}, replica.ErrNotStandby,
+			[]string{"Replicas[0]", "independent primary", "system identifier", "xxxxx"}},
+		// A standby given as the primary.
+		{"standby as primary", urls[0], nil, replica.ErrNotPrimary, []string{"Primary", "in recovery"}},
+	} {
+		r, err := replica.Open(context.Background(), replica.Config{Primary: tc.primary, Replicas: replicas(tc.replicas)})
+		if err == nil {
+			r.Close()
+		}
+		if !errors.Is(err, tc.is) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.is)
+			continue
+		}
+		for _, s := range tc.says {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%s: %q does not say %q", tc.name, err, s)
+			}
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error shows the password: %v", tc.name, err)
+		}
+	}
+}
+
+func replicas(urls []string) []replica.Replica {
+	var out []replica.Replica
+	for _, u := range urls {
+		out = append(out, replica.Replica{URL: u})
+	}
+	return out
+}
+
+// syncBuffer is a log destination that the router's goroutines and the
+// test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestOpenWithAStoppedReplica: a replica that does not answer at Open is
+// a warning, not an error: it starts ejected and the health check admits
+// it once it is up.
+func TestOpenWithAStoppedReplica(t *testing.T) {
+	c := testdb.StartPostgresCluster(t)
+	c.Kill("replica2")
+	var logs syncBuffer
+	clk := replica.NewFakeClock()
+	cfg := replica.Config{Primary: c.PrimaryURL(), Replicas: replicas(c.ReplicaURLs()),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	replica.UseClock(&cfg, clk)
+	r := open(t, cfg)
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "replica=replica2") {
+		t.Fatalf("no warning naming replica2 at Open; logs:\n%s", logs.String())
+	}
+	if s := status(r, "replica2"); s.Serving {
+		t.Fatal("replica2, stopped at Open, is serving")
+	}
+	if s := status(r, "replica1"); !s.Serving {
+		t.Fatalf("replica1 not serving: %s", s.Reason)
+	}
+	c.Start("replica2")
+	waitReplayed(t, c.ReplicaURLs()[1], position(t, c.PrimaryURL()))
+	for range 2 { // readmitChecks
+		clk.Advance(replica.DefaultCheckInterval)
+		r.CheckNow()
+	}
+	if s := status(r, "replica2"); !s.Serving {
+		t.Fatalf("replica2 not admitted once up: %s", s.Reason)
 	}
 }

@@ -19,19 +19,6 @@ import (
 	"github.com/strata-dev/strata/internal/deadline"
 )
 
-// Errors a caller may need to tell apart.
-var (
-	// ErrPrimaryUnavailable: a write (or a read with nowhere else to go)
-	// could not get a primary connection within its acquire timeout.
-	ErrPrimaryUnavailable = errors.New("replica: primary unavailable")
-	// ErrFallbackCapped: no replica could serve a read and the share of
-	// reads falling back to the primary is at its cap.
-	ErrFallbackCapped = errors.New("replica: no replica could serve the read and the primary fallback is at its cap")
-	// ErrNoToken: a write committed, but its WAL position could not be
-	// read, so no read-your-writes token could be made. The write stands.
-	ErrNoToken = errors.New("replica: write committed, but its WAL position is unknown")
-)
-
 // Querier is what a read or write function runs its SQL on: a connection
 // pinned for the call (*sql.Conn) or a transaction (*sql.Tx).
 type Querier interface {
@@ -43,18 +30,23 @@ type Querier interface {
 // Router sends reads to replicas and writes to the primary. See the
 // package doc for how it chooses and when it falls back.
 type Router struct {
-	cfg      Config
-	primary  *node
-	replicas []*node
-	view     atomic.Pointer[view]
-	fb       fallbackLimiter
-	m        *metrics
+	cfg       Config
+	clk       clock
+	primary   *node
+	replicas  []*node
+	view      atomic.Pointer[view]
+	fb        fallbackLimiter
+	m         *metrics
+	down      atomic.Pointer[primaryDown] // set while the primary is known to be unreachable
+	lastWrite atomic.Uint64               // the newest token this router handed out or marked
 
-	mu      sync.Mutex // health state of the nodes; view rebuilds
-	samples []lsnSample
+	mu   sync.Mutex // health state of the nodes; view rebuilds; hist
+	hist lagHistory
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // node is one pool and what the router knows of it.
@@ -62,6 +54,7 @@ type node struct {
 	idx      int // bit in a read's tried mask; -1 for the primary
 	name     string
 	region   string
+	display  string // its URL without the password
 	db       *sql.DB
 	checkDB  *sql.DB // one connection for the health check, apart from db so that a busy pool does not fail it
 	capacity int64   // Size + Overflow
@@ -88,75 +81,46 @@ type view struct {
 	local   []*node // the healthy ones in Config.Region
 }
 
-// lsnSample is the primary's WAL position at a moment, for lag in time.
-type lsnSample struct {
-	at  time.Time
-	lsn Token
-}
-
-// Open opens the primary's and replicas' pools with the configured sizes
-// and starts the health checker. Unreachable servers are not an error: they
-// start ejected and are admitted once they answer.
+// Open opens the primary's and replicas' pools with the configured sizes,
+// checks what each server is, and starts the health checker.
+//
+// A replica that answers must be a streaming standby of the primary (in
+// recovery, with the primary's system identifier): otherwise Open fails
+// with ErrNotStandby naming it; a primary that is in recovery fails it
+// with ErrNotPrimary. A server that does not answer within the connect
+// timeout (5 s) is not an error: it is reported on Config.Logger as a
+// warning, starts ejected (a replica) or known down (the primary), and is
+// admitted once it answers and passes the same checks.
 func Open(ctx context.Context, cfg Config) (*Router, error) {
 	if err := cfg.resolve(); err != nil {
 		return nil, err
 	}
-	if len(cfg.Replicas) > 64 {
-		return nil, fmt.Errorf("%w: Replicas: %d; at most 64", ErrBadConfig, len(cfg.Replicas))
-	}
-	open := func(raw, field string, p Pool) (*sql.DB, *sql.DB, error) {
-		t, err := database.Parse(raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: %w", ErrBadConfig, field, err)
-		}
-		if t.Kind != database.Postgres {
-			return nil, nil, fmt.Errorf("%w: %s: %s is not PostgreSQL; replicas need WAL positions", ErrBadConfig, field, t.Display)
-		}
-		pc, err := pgx.ParseConfig(t.DSN)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
-		}
-		if pc.ConnectTimeout == 0 || pc.ConnectTimeout > database.DefaultConnectTimeout {
-			pc.ConnectTimeout = database.DefaultConnectTimeout
-		}
-		db := stdlib.OpenDB(*pc)
-		db.SetMaxOpenConns(p.Size + p.Overflow)
-		db.SetMaxIdleConns(p.Size)
-		db.SetConnMaxLifetime(p.Recycle)
-		check := stdlib.OpenDB(*pc)
-		check.SetMaxOpenConns(1)
-		check.SetMaxIdleConns(1)
-		check.SetConnMaxLifetime(p.Recycle)
-		return db, check, nil
-	}
 	life, cancel := context.WithCancel(context.Background())
-	r := &Router{cfg: cfg, m: newMetrics(cfg.Registerer), cancel: cancel}
-	r.fb.start = time.Now()
-	newNode := func(idx int, name, region string, db, check *sql.DB, p Pool) *node {
-		return &node{idx: idx, name: name, region: region, db: db, checkDB: check, capacity: int64(p.Size + p.Overflow),
-			acquire: p.AcquireTimeout, slots: deadline.New(life, p.AcquireTimeout),
-			observer: r.m.queries.WithLabelValues(name)}
-	}
-	pdb, pcheck, err := open(cfg.Primary, "Primary", cfg.PrimaryPool)
-	if err != nil {
+	r := &Router{cfg: cfg, clk: cfg.clock, m: newMetrics(cfg.Registerer), cancel: cancel}
+	r.fb.start = r.clk.Now()
+	fail := func(err error) (*Router, error) {
 		cancel()
+		r.m.unregister()
+		_ = r.closePools()
 		return nil, err
 	}
-	r.primary = newNode(-1, "primary", "", pdb, pcheck, cfg.PrimaryPool)
+	var err error
+	if r.primary, err = r.newNode(life, -1, "primary", "", cfg.Primary, "Primary", cfg.PrimaryPool); err != nil {
+		return fail(err)
+	}
 	r.primary.up = true
 	for i, rc := range cfg.Replicas {
-		db, check, err := open(rc.URL, fmt.Sprintf("Replicas[%d].URL", i), cfg.ReplicaPool)
+		n, err := r.newNode(life, i, rc.Name, rc.Region, rc.URL, fmt.Sprintf("Replicas[%d].URL", i), cfg.ReplicaPool)
 		if err != nil {
-			cancel()
-			r.closePools()
-			return nil, err
+			return fail(err)
 		}
-		r.replicas = append(r.replicas, newNode(i, rc.Name, rc.Region, db, check, cfg.ReplicaPool))
+		r.replicas = append(r.replicas, n)
+	}
+	if err := r.verify(ctx); err != nil {
+		return fail(err)
 	}
 	if err := r.m.register(r); err != nil {
-		cancel()
-		r.closePools()
-		return nil, err
+		return fail(err)
 	}
 	r.rebuild()
 	// One check before returning, so that healthy replicas get reads at once.
@@ -166,20 +130,54 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	return r, nil
 }
 
-// Close stops the health checker and closes every pool.
+// newNode opens the pool and the health-check connection of one server.
+func (r *Router) newNode(life context.Context, idx int, name, region, raw, field string, p Pool) (*node, error) {
+	t, err := database.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadConfig, field, err)
+	}
+	if t.Kind != database.Postgres {
+		return nil, fmt.Errorf("%w: %s: %s is not PostgreSQL; replicas need WAL positions", ErrBadConfig, field, t.Display)
+	}
+	pc, err := pgx.ParseConfig(t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
+	}
+	if pc.ConnectTimeout == 0 || pc.ConnectTimeout > database.DefaultConnectTimeout {
+		pc.ConnectTimeout = database.DefaultConnectTimeout
+	}
+	db := stdlib.OpenDB(*pc)
+	db.SetMaxOpenConns(p.Size + p.Overflow)
+	db.SetMaxIdleConns(p.Size)
+	db.SetConnMaxLifetime(p.Recycle)
+	check := stdlib.OpenDB(*pc)
+	check.SetMaxOpenConns(1)
+	check.SetMaxIdleConns(1)
+	check.SetConnMaxLifetime(p.Recycle)
+	return &node{idx: idx, name: name, region: region, display: t.Display, db: db, checkDB: check,
+		capacity: int64(p.Size + p.Overflow), acquire: p.AcquireTimeout, slots: deadline.New(life, p.AcquireTimeout),
+		observer: r.m.queries.WithLabelValues(name)}, nil
+}
+
+// Close stops the health checker, unregisters the router's metrics and
+// closes every pool. It is idempotent: later calls return the first's
+// result.
 func (r *Router) Close() error {
-	r.cancel()
-	r.wg.Wait()
-	return r.closePools()
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		r.m.unregister()
+		r.closeErr = r.closePools()
+	})
+	return r.closeErr
 }
 
 func (r *Router) closePools() error {
 	var errs []error
-	if r.primary != nil {
-		errs = append(errs, r.primary.db.Close(), r.primary.checkDB.Close())
-	}
-	for _, n := range r.replicas {
-		errs = append(errs, n.db.Close(), n.checkDB.Close())
+	for _, n := range append([]*node{r.primary}, r.replicas...) {
+		if n != nil {
+			errs = append(errs, n.db.Close(), n.checkDB.Close())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -192,14 +190,19 @@ func (r *Router) Primary() *sql.DB { return r.primary.db }
 // it, of the primary (see the package doc). fn may run more than once, on
 // different servers, when a server fails under it: it must start afresh
 // each time and must not write. A read whose context carries a Token
-// (WithToken) sees at least that write.
+// (WithToken), or names keys (WithKeys), sees at least that write, or
+// the newest write marked for those keys.
+//
+// A read refused by the primary fallback's cap fails with
+// ErrFallbackCapped, one the primary cannot serve with
+// ErrPrimaryUnavailable; both mean "try again shortly" (503).
 func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querier) error) error {
 	if len(r.replicas) == 0 {
 		_, err := r.run(ctx, r.primary, 0, fn)
 		return err
 	}
 	r.fb.read()
-	tok := TokenFrom(ctx)
+	tok := r.readToken(ctx)
 	v := r.view.Load()
 	var tried uint64
 	var lastErr error
@@ -230,18 +233,59 @@ candidates:
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if tok == 0 && !r.fb.allow(r.cfg.FallbackShare) {
-		r.m.fallbacks.WithLabelValues(reasonCapped).Inc()
-		if lastErr == nil {
-			return ErrFallbackCapped
-		}
-		return fmt.Errorf("%w (last replica error: %w)", ErrFallbackCapped, lastErr)
-	}
 	// A read carrying a token that no replica has replayed in time is not
 	// counted against the cap: the primary is the only correct answer.
+	if tok == 0 {
+		if err := r.admitFallback(r.clk.Now()); err != nil {
+			r.m.fallbacks.WithLabelValues(reasonCapped).Inc()
+			if lastErr == nil {
+				return err
+			}
+			return fmt.Errorf("%w (last replica error: %w)", err, lastErr)
+		}
+	}
 	r.m.fallbacks.WithLabelValues(reason).Inc()
 	_, err := r.run(ctx, r.primary, 0, fn)
 	return err
+}
+
+// readToken returns the newest of the context's token and the marks of
+// its keys. A key whose mark cannot be read (a shared KeyMarks that is
+// down) counts as marked with the newest token this router has seen
+// written: conservative, but blind to other routers' writes.
+func (r *Router) readToken(ctx context.Context) Token {
+	tok := TokenFrom(ctx)
+	for _, k := range KeysFrom(ctx) {
+		t, err := r.cfg.Marks.Get(ctx, k)
+		if err != nil {
+			r.m.markErrors.WithLabelValues("get").Inc()
+			t = Token(r.lastWrite.Load())
+		}
+		tok = max(tok, t)
+	}
+	return tok
+}
+
+// Mark records tok as the newest write to each of keys, so that reads
+// naming one of them (WithKeys) see it. Write and WriteTx on a context
+// with keys do it themselves; Mark is for writes made elsewhere. Without
+// replicas it does nothing: every read goes to the primary.
+func (r *Router) Mark(ctx context.Context, tok Token, keys ...string) error {
+	storeMax(&r.lastWrite, uint64(tok))
+	if len(r.replicas) == 0 || tok == 0 {
+		return nil
+	}
+	var errs []error
+	for _, k := range keys {
+		if err := r.cfg.Marks.Mark(ctx, k, tok, r.cfg.MarkTTL); err != nil {
+			r.m.markErrors.WithLabelValues("mark").Inc()
+			errs = append(errs, fmt.Errorf("key %q: %w", k, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrNoMark, errors.Join(errs...))
+	}
+	return nil
 }
 
 // ReadTx runs fn in a read-only, repeatable-read transaction on a replica
@@ -255,12 +299,16 @@ func (r *Router) ReadTx(ctx context.Context, fn func(ctx context.Context, tx *sq
 // Write runs fn on a primary connection and returns the WAL position
 // after it, the token that makes later reads see it (WithToken). fn runs
 // once; statements in it commit one by one (use WriteTx for one commit).
+// On a context with keys (WithKeys) the token marks each key; if that
+// fails, Write returns the token and an error wrapping ErrNoMark. With the
+// primary down it fails with ErrPrimaryUnavailable, at once when the
+// health check already knows, else within the acquire timeout.
 func (r *Router) Write(ctx context.Context, fn func(ctx context.Context, q Querier) error) (Token, error) {
 	return r.write(ctx, func(ctx context.Context, c *sql.Conn) error { return fn(ctx, c) })
 }
 
 // WriteTx runs fn in a transaction on the primary, commits it if fn
-// returns nil, and returns the commit's token.
+// returns nil, and returns the commit's token, as Write does.
 func (r *Router) WriteTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (Token, error) {
 	return r.write(ctx, func(ctx context.Context, c *sql.Conn) error { return inTx(ctx, c, nil, fn) })
 }
@@ -281,13 +329,16 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 			// the caller must not assume either way.
 			return 0, fmt.Errorf("%w: the connection failed during the write (it may or may not have committed): %w", ErrPrimaryUnavailable, err)
 		}
-		return 0, err
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, primaryError(err, "the write")
 	}
 	tok, err := insertPosition(ctx, conn)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
-	return tok, nil
+	return tok, r.Mark(ctx, tok, KeysFrom(ctx)...)
 }
 
 // insertPosition reads the primary's WAL insert position on q. The insert
@@ -304,7 +355,8 @@ func insertPosition(ctx context.Context, q Querier) (Token, error) {
 // Position returns the primary's current WAL position: a read carrying it
 // (WithToken) sees every write committed anywhere before Position was
 // called. It costs one small query on the primary, within the primary's
-// acquire timeout.
+// acquire timeout; with the primary down it fails with
+// ErrPrimaryUnavailable, as Write does.
 func (r *Router) Position(ctx context.Context) (Token, error) {
 	conn, err := r.acquire(ctx, r.primary)
 	if err != nil {
@@ -313,7 +365,10 @@ func (r *Router) Position(ctx context.Context) (Token, error) {
 	defer r.release(r.primary, conn)
 	tok, err := insertPosition(ctx, conn)
 	if err != nil {
-		return 0, fmt.Errorf("replica: primary position: %w", err)
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("replica: primary position: %w", primaryError(err, "the position query"))
 	}
 	return tok, nil
 }
@@ -336,8 +391,15 @@ func inTx(ctx context.Context, c *sql.Conn, opts *sql.TxOptions, fn func(ctx con
 // caller's deadline). n.inUse counts the caller from here on, so that
 // concurrent pickers see the load at once. The wait is bounded by a shared
 // deadline (package deadline), so a caller's cancellation, as opposed to
-// its deadline, is seen only when the wait ends.
+// its deadline, is seen only when the wait ends. A primary the health
+// check knows to be down is refused at once.
 func (r *Router) acquire(ctx context.Context, n *node) (*sql.Conn, error) {
+	if n == r.primary {
+		if d := r.down.Load(); d != nil {
+			r.m.errors.WithLabelValues(n.name, kindDown).Inc()
+			return nil, d.error()
+		}
+	}
 	n.inUse.Add(1)
 	actx, cancel := n.slots.For(ctx)
 	conn, err := n.db.Conn(actx)
@@ -361,6 +423,9 @@ func (r *Router) acquire(ctx context.Context, n *node) (*sql.Conn, error) {
 	}
 	r.m.errors.WithLabelValues(n.name, kind).Inc()
 	if n == r.primary {
+		if kind == kindConnection {
+			r.setPrimaryDown(err)
+		}
 		return nil, fmt.Errorf("%w: no connection within %v: %w", ErrPrimaryUnavailable, n.acquire, err)
 	}
 	if kind == kindConnection {
@@ -393,15 +458,15 @@ func (r *Router) run(ctx context.Context, n *node, tok Token, fn func(ctx contex
 	if err == nil || ctx.Err() != nil {
 		return false, err
 	}
+	if n == r.primary {
+		return false, primaryError(err, "the read")
+	}
 	kind := classify(err)
 	if kind == "" {
 		return false, err // the query's own error: the same everywhere
 	}
-	if kind == kindConnection && n != r.primary {
+	if kind == kindConnection {
 		r.eject(n, err.Error())
-	}
-	if n == r.primary {
-		return false, err
 	}
 	return true, &serverError{node: n.name, kind: kind, err: err}
 }
@@ -498,49 +563,4 @@ func pick(cands []*node, tried uint64, tok Token) *node {
 		}
 	}
 	return best
-}
-
-// fallbackLimiter measures the share of reads that fell back to the
-// primary over the current and the previous window.
-type fallbackLimiter struct {
-	reads atomic.Int64 // reads in the current window
-	mu    sync.Mutex
-	start time.Time
-	fell  int64 // fallbacks in the current window
-	prevR int64 // reads and fallbacks in the previous window
-	prevF int64
-}
-
-func (f *fallbackLimiter) read() { f.reads.Add(1) }
-
-// allow reports whether one more fallback keeps the share at most share.
-func (f *fallbackLimiter) allow(share float64) bool {
-	switch {
-	case share >= 1:
-		return true
-	case share < 0:
-		return false
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := time.Now()
-	if el := now.Sub(f.start); el >= fallbackWindow {
-		// The reads counted since the last rotation, scaled to one window:
-		// after a quiet hour they are an hour's reads, not a second's.
-		reads := f.reads.Swap(0)
-		f.prevR = int64(float64(reads) * float64(fallbackWindow) / float64(el))
-		f.prevF = f.fell
-		if el >= 2*fallbackWindow { // the previous window saw no fallbacks
-			f.prevF = 0
-		}
-		f.fell, f.start = 0, now
-	}
-	// +1: the read asking, which a rotation just above may have moved
-	// into the scaled previous count.
-	reads := f.reads.Load() + f.prevR + 1
-	if float64(f.fell+f.prevF+1) > share*float64(reads) {
-		return false
-	}
-	f.fell++
-	return true
 }

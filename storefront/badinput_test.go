@@ -219,6 +219,8 @@ func TestBadInputHTTP(t *testing.T) {
 		{"key with NUL", "POST", "/users", `{"a\u0000b":1}`, nil, 400, `"a\x00b"`, "is not a known field"},
 		// A key with an RTL override is escaped, never shown raw.
 		{"key with RTL override", "POST", "/users", `{"a\u202eb":1}`, nil, 400, `"a\u202eb"`, "is not a known field"},
+		// A key of invalid UTF-8 (decoded to U+FFFD) is escaped in the field.
+		{"key invalid UTF-8", "POST", "/users", "{\"a\xffb\":1}", nil, 400, `"a\ufffdb"`, "is not a known field"},
 		// Several unknown keys: the first in byte order, and a count.
 		{"several unknown keys", "POST", "/users", `{"zz":1,"mm":1,"aa":1}`, nil, 400, "aa", "nor are 2 others"},
 		// A byte-order mark before the object.

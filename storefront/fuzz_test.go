@@ -2,7 +2,9 @@ package storefront_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -40,6 +42,56 @@ func FuzzSearch(f *testing.F) {
 		}
 		if !utf8.ValidString(q) || len(res) > 10 {
 			t.Fatalf("Search(%q) = %d results", q, len(res))
+		}
+	})
+}
+
+// FuzzCreateUser: whatever the body of POST /users, the answer is 201 with
+// a user whose fields are valid, visible text, or a bounded JSON error
+// naming a field; never a 5xx.
+func FuzzCreateUser(f *testing.F) {
+	for _, s := range []string{
+		`{"email":"a@example.com","name":"A","region":"eu"}`,
+		`{"email":"A@Example.COM ","name":" José ","region":"EU-west"}`,
+		`{"email":"a\u202e@example.com","name":"A","region":"eu"}`,
+		"{\"email\":\"a\xff@example.com\",\"name\":\"A\",\"region\":\"eu\"}",
+		`{"email":"a@example.com","name":"a\u2028b","region":"eu"}`,
+		`{"email":"a@-b.example","name":"A","region":"-"}`,
+		`{"email":"a@example.com","name":"A","region":"eu","x":1}`,
+		`{"email":"a@example.com","email":"b@example.com"}`, `{}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	s, err := storefront.Open(context.Background(), testdb.SQLite(f), storefront.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	h := storefront.NewHandler(s, storefront.HandlerConfig{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/users", strings.NewReader(string(body))))
+		switch rec.Code {
+		case 201:
+			var u storefront.User
+			if err := json.Unmarshal(rec.Body.Bytes(), &u); err != nil {
+				t.Fatalf("201 for %q is not a user: %v", body, err)
+			}
+			for _, v := range []string{u.Email, u.Name, u.Region} {
+				if !utf8.ValidString(v) || strings.ContainsFunc(v, invisible) || v != strings.TrimSpace(v) || v == "" {
+					t.Fatalf("201 for %q stored %q", body, v)
+				}
+			}
+		case 400, 409, 413, 415:
+			var e struct{ Error, Field string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Field == "" || !strings.HasPrefix(e.Error, e.Field+" ") {
+				t.Fatalf("%d for %q: not an error naming a field: %s", rec.Code, body, rec.Body)
+			}
+			if rec.Body.Len() > maxErrorResponse || strings.ContainsFunc(e.Error, invisible) {
+				t.Fatalf("%d for %q: error of %d bytes or with an invisible character: %q", rec.Code, body, rec.Body.Len(), e.Error)
+			}
+		default:
+			t.Fatalf("%d for %q: %s", rec.Code, body, rec.Body)
 		}
 	})
 }

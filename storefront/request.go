@@ -71,7 +71,7 @@ func clientField(name string) string {
 		return quoteValue(name)
 	}
 	for _, r := range name {
-		if !strconv.IsPrint(r) {
+		if !strconv.IsPrint(r) || r == utf8.RuneError { // U+FFFD: an invalid byte of the key
 			return quoteValue(name)
 		}
 	}

@@ -36,6 +36,7 @@ type breaker struct {
 	failures int32
 	cooldown time.Duration
 	now      func() int64
+	changed  func() // called after it opens from closed, and after it closes
 
 	state    atomic.Int32  // BreakerState
 	fails    atomic.Int32  // consecutive failures while closed
@@ -44,8 +45,14 @@ type breaker struct {
 	epoch    atomic.Uint64 // bumped on every transition; outcomes of calls from an older epoch are ignored
 }
 
-func newBreaker(failures int, cooldown time.Duration, now func() int64) *breaker {
-	return &breaker{failures: int32(failures), cooldown: cooldown, now: now}
+// newBreaker returns a closed breaker; changed, when not nil, is called
+// after each change between open and closed (a failed probe, which leaves
+// it open, is no change).
+func newBreaker(failures int, cooldown time.Duration, now func() int64, changed func()) *breaker {
+	if changed == nil {
+		changed = func() {}
+	}
+	return &breaker{failures: int32(failures), cooldown: cooldown, now: now, changed: changed}
 }
 
 // allow reports whether a call may go through now, and the epoch it was
@@ -82,6 +89,7 @@ func (b *breaker) done(epoch uint64, ok bool) {
 			b.epoch.Add(1)
 			b.state.Store(int32(BreakerClosed))
 			b.probing.Store(false)
+			b.changed()
 		}
 		return
 	}
@@ -91,6 +99,9 @@ func (b *breaker) done(epoch uint64, ok bool) {
 		b.state.Store(int32(BreakerOpen))
 		b.probing.Store(false)
 		b.fails.Store(0)
+		if state == BreakerClosed {
+			b.changed()
+		}
 	}
 }
 

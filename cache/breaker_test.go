@@ -7,20 +7,22 @@ import (
 
 func TestBreaker(t *testing.T) {
 	now := int64(0)
-	b := newBreaker(3, time.Second, func() int64 { return now })
+	changes := 0
+	b := newBreaker(3, time.Second, func() int64 { return now }, func() { changes++ })
 	steps := []struct {
 		failures int // failed calls to report first
 		advance  time.Duration
 		allow    bool // then: is a call allowed?
 		ok       bool // and its outcome, if allowed
 		state    BreakerState
+		changes  int // open/closed changes reported so far
 	}{
-		{0, 0, true, true, BreakerClosed},                       // healthy calls pass
-		{2, 0, true, true, BreakerClosed},                       // two failures do not trip it; a success resets
-		{3, 0, false, false, BreakerOpen},                       // three consecutive failures open it
-		{0, 500 * time.Millisecond, false, false, BreakerOpen},  // still cooling down
-		{0, 600 * time.Millisecond, true, false, BreakerOpen},   // one probe after the cooldown; it fails: open again
-		{0, 1100 * time.Millisecond, true, true, BreakerClosed}, // the next probe succeeds: closed
+		{0, 0, true, true, BreakerClosed, 0},                       // healthy calls pass
+		{2, 0, true, true, BreakerClosed, 0},                       // two failures do not trip it; a success resets
+		{3, 0, false, false, BreakerOpen, 1},                       // three consecutive failures open it, and say so
+		{0, 500 * time.Millisecond, false, false, BreakerOpen, 1},  // still cooling down
+		{0, 600 * time.Millisecond, true, false, BreakerOpen, 1},   // one probe after the cooldown; it fails: open again, no change
+		{0, 1100 * time.Millisecond, true, true, BreakerClosed, 2}, // the next probe succeeds: closed, and says so
 	}
 	for i, s := range steps {
 		for range s.failures {
@@ -43,8 +45,8 @@ func TestBreaker(t *testing.T) {
 			}
 			b.done(epoch, s.ok)
 		}
-		if b.State() != s.state {
-			t.Fatalf("step %d: state %v, want %v", i, b.State(), s.state)
+		if b.State() != s.state || changes != s.changes {
+			t.Fatalf("step %d: state %v after %d changes, want %v after %d", i, b.State(), changes, s.state, s.changes)
 		}
 	}
 }
@@ -54,7 +56,7 @@ func TestBreaker(t *testing.T) {
 // or decide for the probe.
 func TestBreakerIgnoresLateOutcomes(t *testing.T) {
 	now := int64(0)
-	b := newBreaker(1, time.Second, func() int64 { return now })
+	b := newBreaker(1, time.Second, func() int64 { return now }, nil)
 	early, _ := b.allow() // a slow call, let through while closed
 	e, _ := b.allow()
 	b.done(e, false) // another call fails: open

@@ -27,6 +27,11 @@ import (
 //     there at most StalenessBound/2 until its heartbeats come back (then
 //     it flushes once more).
 //
+// Every confirmed subscription (the first, and each one rueidis makes
+// again after a reconnection) flushes L1 too, since messages may have been
+// published while there was none, and puts the bus up; a subscription
+// that ends puts it down at once, without waiting for the silence.
+//
 // Streams would survive a reconnect but need trimming and a consumer
 // position per instance; RESP3 client tracking invalidates per connection
 // and cannot carry tag epochs. Neither bounds staleness more tightly.
@@ -69,18 +74,20 @@ type listener interface {
 }
 
 type bus struct {
-	r        *redisLevel
-	channel  string
-	origin   string
-	bound    time.Duration
-	now      func() int64
-	l        listener
-	seq      atomic.Uint64
-	lastOwn  atomic.Int64 // unix ns when our own last heartbeat came back
-	healthMu sync.Mutex   // makes each health transition and its flush one step
-	healthy  atomic.Bool
-	received atomic.Uint64 // messages received from other instances
-	deaf     atomic.Bool   // test seam: drop every incoming message
+	r         *redisLevel
+	channel   string
+	origin    string
+	bound     time.Duration
+	now       func() int64
+	ts        timeSource
+	l         listener
+	seq       atomic.Uint64
+	published atomic.Uint64 // sequence number of the last message Redis accepted
+	lastOwn   atomic.Int64  // unix ns when our own last heartbeat came back
+	healthMu  sync.Mutex    // makes each health transition and its flush one step
+	healthy   atomic.Bool
+	received  atomic.Uint64 // messages received from other instances
+	deaf      atomic.Bool   // test seam: drop every incoming message
 
 	pubMu sync.Mutex // serialises numbering and sending
 
@@ -94,8 +101,13 @@ type originSeq struct {
 	seen int64
 }
 
-func newBus(r *redisLevel, ns, origin string, bound time.Duration, now func() int64, l listener) *bus {
-	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, l: l, lastSeq: map[string]originSeq{}}
+// busRetryMin is the first wait before subscribing again; it doubles up
+// to half the staleness bound.
+const busRetryMin = 50 * time.Millisecond
+
+func newBus(r *redisLevel, ns, origin string, bound time.Duration, ts timeSource, l listener) *bus {
+	now := func() int64 { return ts.Now().UnixNano() }
+	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, ts: ts, l: l, lastSeq: map[string]originSeq{}}
 }
 
 // publish broadcasts m to every instance, this one included. Numbering and
@@ -104,73 +116,133 @@ func newBus(r *redisLevel, ns, origin string, bound time.Duration, now func() in
 func (b *bus) publish(ctx context.Context, m busMsg) error {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
-	data, err := b.encode(m)
+	data, seq, err := b.encode(m)
 	if err != nil {
 		return err
 	}
-	return b.r.publish(ctx, b.channel, data)
+	if err := b.r.publish(ctx, b.channel, data); err != nil {
+		return err
+	}
+	b.published.Store(seq)
+	return nil
 }
 
-func (b *bus) encode(m busMsg) ([]byte, error) {
+// encode numbers m and marshals it; pubMu is held.
+func (b *bus) encode(m busMsg) ([]byte, uint64, error) {
 	m.Origin, m.Seq, m.Sent = b.origin, b.seq.Add(1), b.now()
-	return json.Marshal(m)
+	data, err := json.Marshal(m)
+	return data, m.Seq, err
 }
 
-// run subscribes and keeps subscribing until ctx ends.
+// run subscribes and keeps subscribing until ctx ends. Before the
+// connection is made it waits for it.
 func (b *bus) run(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	backoff := busRetryMin
 	for ctx.Err() == nil {
-		err := b.r.c.Receive(ctx, b.r.c.B().Subscribe().Channel(b.channel).Build(), func(msg rueidis.PubSubMessage) {
-			backoff = 50 * time.Millisecond
-			b.deliver([]byte(msg.Message))
-		})
+		var wake <-chan struct{}
+		if cl := b.r.client(); cl == nil {
+			wake = b.r.conn.Ready()
+		} else if b.receive(ctx, cl) {
+			backoff = busRetryMin
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		_ = err // the watchdog notices the silence and flushes
-		select {
-		case <-ctx.Done():
+		b.lost("bus subscription ended")
+		if !sleepOn(ctx, b.ts, backoff, wake) {
 			return
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, b.bound/2)
+	}
+}
+
+// receive holds one subscription until it ends, and reports whether it
+// was confirmed.
+func (b *bus) receive(ctx context.Context, cl rueidis.Client) bool {
+	var confirmed atomic.Bool
+	hooked := rueidis.WithOnSubscriptionHook(ctx, func(s rueidis.PubSubSubscription) {
+		switch s.Kind {
+		case "subscribe", "ssubscribe":
+			confirmed.Store(true)
+			b.subscribed()
+		default:
+			b.lost("bus unsubscribed")
+		}
+	})
+	_ = cl.Receive(hooked, cl.B().Subscribe().Channel(b.channel).Build(), func(msg rueidis.PubSubMessage) {
+		b.deliver([]byte(msg.Message))
+	})
+	return confirmed.Load()
+}
+
+// subscribed handles a confirmed subscription: messages published while
+// there was none are lost, so L1 is flushed, and the bus is up. It runs on
+// rueidis's pipeline goroutine, so it does nothing that waits on Redis.
+func (b *bus) subscribed() {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	b.lastOwn.Store(b.now())
+	b.l.flushLocal("bus subscribed")
+	if !b.healthy.Load() {
+		b.healthy.Store(true)
+		b.l.setBusHealthy(true)
+	}
+}
+
+// lost puts the bus down, if it was up, and flushes L1.
+func (b *bus) lost(reason string) {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	if b.healthy.Load() {
+		b.healthy.Store(false)
+		b.l.setBusHealthy(false) // first: fills after the flush get short lives
+		b.l.flushLocal(reason)
 	}
 }
 
 // heartbeat publishes a heartbeat every bound/4 and checks every bound/8
 // that our own keep coming back.
 func (b *bus) heartbeat(ctx context.Context) {
-	tick := time.NewTicker(b.bound / 8)
-	defer tick.Stop()
+	tick, stop := b.ts.NewTicker(b.bound / 8)
+	defer stop()
 	b.lastOwn.Store(b.now())
 	var lastSent int64
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick:
 		}
 		now := b.now()
-		if now-lastSent >= int64(b.bound/4) {
+		if cl := b.r.client(); cl != nil && now-lastSent >= int64(b.bound/4) {
 			lastSent = now
-			// Heartbeats bypass the L2 breaker and its short timeout: a
-			// busy process may answer slowly without the bus being down,
-			// and a heartbeat has bound/4 to arrive anyway.
-			b.pubMu.Lock()
-			if data, err := b.encode(busMsg{}); err == nil {
-				pctx, cancel := context.WithTimeout(ctx, b.bound/4)
-				_ = b.r.c.Do(pctx, b.r.c.B().Publish().Channel(b.channel).Message(rueidis.BinaryString(data)).Build()).Error()
-				cancel() // a failure shows as silence
-			}
-			b.pubMu.Unlock()
+			b.beat(ctx, cl)
 		}
 		b.healthMu.Lock()
 		if b.healthy.Load() && now-b.lastOwn.Load() > int64(b.bound/2) {
 			b.healthy.Store(false)
-			b.l.setBusHealthy(false)
+			b.l.setBusHealthy(false) // first: fills after the flush get short lives
 			b.l.flushLocal("bus silent")
 		}
 		b.healthMu.Unlock()
+	}
+}
+
+// beat publishes one heartbeat. Heartbeats bypass the L2 breaker and its
+// short timeout: a busy process may answer slowly without the bus being
+// down, and a heartbeat has bound/4 to arrive anyway. A failure shows as
+// silence.
+func (b *bus) beat(ctx context.Context, cl rueidis.Client) {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	data, seq, err := b.encode(busMsg{})
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, b.bound/4)
+	defer cancel()
+	if cl.Do(pctx, cl.B().Publish().Channel(b.channel).Message(rueidis.BinaryString(data)).Build()).Error() == nil {
+		b.published.Store(seq)
 	}
 }
 
@@ -205,8 +277,8 @@ func (b *bus) deliver(data []byte) {
 		}
 		if !b.healthy.Load() {
 			b.l.flushLocal("bus back")
-			b.l.setBusHealthy(true)
 			b.healthy.Store(true)
+			b.l.setBusHealthy(true)
 		}
 		b.healthMu.Unlock()
 		return

@@ -54,7 +54,8 @@ const (
 var ErrNotFound = errors.New("cache: not found")
 
 // Config holds a cache's settings. The zero value is an L1-only cache with
-// the defaults above; set Redis to add L2, leases and the invalidation bus.
+// the defaults above; set Redis or RedisConn to add L2, leases and the
+// invalidation bus.
 type Config[V any] struct {
 	// Namespace prefixes every Redis key and names the bus channel; caches
 	// of different value types must use different namespaces. Default
@@ -81,9 +82,14 @@ type Config[V any] struct {
 	L1TTL      time.Duration
 	DisableL1  bool
 
-	// Redis, when set, is L2 (a single node or a cluster). The cache does
-	// not close it.
+	// Redis, when set, is L2 (a single node or a cluster), through a client
+	// the caller connected. The cache does not close it.
 	Redis rueidis.Client
+	// RedisConn, when set instead of Redis, is L2 through a connection made
+	// in the background ([DialRedis]): the cache starts at once, runs
+	// degraded while Redis cannot be reached (see [Cache.Health]) and
+	// recovers by itself. The cache does not close it.
+	RedisConn *RedisConn
 	// L2Timeout bounds every Redis call.
 	L2Timeout time.Duration
 	// LeaseTTL is how long a lease on a missing key holds; LeaseWait how
@@ -122,13 +128,28 @@ type Config[V any] struct {
 	// Recorder receives latencies; nil means none. Counters are always kept
 	// and read with [Cache.Stats].
 	Recorder Recorder
-	// Logger receives background errors; nil means slog.Default().
+	// Logger receives what the cache cannot return: failed background
+	// refreshes, and Redis outages, rate-limited (one warning when Redis
+	// stops serving the cache, a reminder at most once a minute with the
+	// count of failures not logged, one info line when it is back); nil
+	// means slog.Default(). Callers need not log the errors of Delete,
+	// InvalidateTags, Wrote and Set themselves.
 	Logger *slog.Logger
-	// Now is the clock for tests; nil means a millisecond-resolution clock.
-	Now func() time.Time
+
+	clock timeSource // tests (export_test.go); nil means real time
 }
 
 func (c *Config[V]) resolve() error {
+	for _, step := range []func() error{c.resolveDurations, c.resolveL1, c.resolveWarming, c.resolveRest} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveDurations checks the durations and fills in their defaults.
+func (c *Config[V]) resolveDurations() error {
 	dur := []struct {
 		name string
 		v    *time.Duration
@@ -149,6 +170,17 @@ func (c *Config[V]) resolve() error {
 			*d.v = d.def
 		}
 	}
+	if c.LeaseTTL < c.LoadTimeout {
+		return fmt.Errorf("cache: LeaseTTL (%v) is shorter than LoadTimeout (%v): a slow load would lose its lease to a second one", c.LeaseTTL, c.LoadTimeout)
+	}
+	if c.StalenessBound < 8*time.Millisecond {
+		return fmt.Errorf("cache: StalenessBound must be at least 8ms, got %v", c.StalenessBound)
+	}
+	return nil
+}
+
+// resolveL1 checks L1's bounds and the jitter.
+func (c *Config[V]) resolveL1() error {
 	switch {
 	case c.L1Size < 0:
 		return fmt.Errorf("cache: L1Size is negative (%d)", c.L1Size)
@@ -167,12 +199,11 @@ func (c *Config[V]) resolve() error {
 	case c.Jitter < 0:
 		c.Jitter = 0
 	}
-	if c.LeaseTTL < c.LoadTimeout {
-		return fmt.Errorf("cache: LeaseTTL (%v) is shorter than LoadTimeout (%v): a slow load would lose its lease to a second one", c.LeaseTTL, c.LoadTimeout)
-	}
-	if c.StalenessBound < 8*time.Millisecond {
-		return fmt.Errorf("cache: StalenessBound must be at least 8ms, got %v", c.StalenessBound)
-	}
+	return nil
+}
+
+// resolveWarming checks hotness tracking, tiering and warming.
+func (c *Config[V]) resolveWarming() error {
 	switch {
 	case c.WarmTopN < 0:
 		return fmt.Errorf("cache: WarmTopN is negative (%d)", c.WarmTopN)
@@ -187,6 +218,15 @@ func (c *Config[V]) resolve() error {
 	}
 	if !c.TrackHot && (c.AdmitAfter > 0 || c.AutoWarm != nil) {
 		return errors.New("cache: AdmitAfter and AutoWarm need TrackHot")
+	}
+	return nil
+}
+
+// resolveRest checks Redis and the namespace and fills in the remaining
+// defaults.
+func (c *Config[V]) resolveRest() error {
+	if c.Redis != nil && c.RedisConn != nil {
+		return errors.New("cache: both Redis and RedisConn are set; choose one")
 	}
 	if c.Namespace == "" {
 		c.Namespace = "strata"
@@ -203,6 +243,9 @@ func (c *Config[V]) resolve() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.clock == nil {
+		c.clock = realTime{}
+	}
 	return nil
 }
 
@@ -210,14 +253,16 @@ func (c *Config[V]) resolve() error {
 // concurrent use; see the package doc for how the levels work together.
 type Cache[V any] struct {
 	cfg   Config[V]
-	clock clock // by value: one less pointer on the hit path
+	clock clock      // by value: one less pointer on the hit path
+	ts    timeSource // the breaker, the bus, the tickers, the health log
 
 	l1      *otter.Cache[string, *envelope[V]] // nil when disabled
 	l1Stats *otterstats.Counter
 	busDown atomic.Bool // while set, L1 keeps entries at most StalenessBound/2
 
-	l2  *redisLevel // nil without Redis
-	bus *bus        // nil without Redis
+	l2     *redisLevel // nil without Redis
+	bus    *bus        // nil without Redis
+	health redisHealth // with Redis: its state, and its rate-limited log
 
 	stripes stripes
 	flights flights[V]
@@ -259,53 +304,33 @@ func (c *Cache[V]) spawn(fn func(), onPanic func(any)) bool {
 }
 
 // New validates cfg and returns a cache. With Redis set it subscribes to
-// the invalidation bus before returning.
+// the invalidation bus before returning; with RedisConn it subscribes as
+// soon as the connection is made.
 func New[V any](cfg Config[V]) (*Cache[V], error) {
 	if err := cfg.resolve(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel}
+	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel, ts: cfg.clock}
 	c.flights.m = map[string]*flight[V]{}
-	c.clock.init(cfg.Now)
-	now := c.clock.nowNano
-	// Deadlines, the breaker and the bus watchdog run on real time: the
-	// coarse clock can lag under CPU starvation (which would put L2
-	// deadlines in the past), and a test's fake clock must not stop them.
-	realNow := func() int64 { return time.Now().UnixNano() }
+	var fake timeSource
+	if _, real := cfg.clock.(realTime); !real {
+		fake = cfg.clock
+	}
+	c.clock.init(fake)
 	if !cfg.DisableL1 {
-		c.l1Stats = otterstats.NewCounter()
-		var err error
-		opts := &otter.Options[string, *envelope[V]]{
-			MaximumSize:   cfg.L1Size,
-			StatsRecorder: c.l1Stats,
-			ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *envelope[V]]) time.Duration {
-				return time.Duration(e.Value.l1Until - now())
-			}),
-		}
-		if cfg.L1MaxBytes > 0 {
-			opts.MaximumWeight = uint64(cfg.L1MaxBytes)
-			opts.Weigher = func(key string, e *envelope[V]) uint32 {
-				return uint32(min(int64(len(key))+e.size+envelopeOverhead, math.MaxUint32))
-			}
-		}
-		c.l1, err = otter.New(opts)
-		if err != nil {
+		if err := c.newL1(fake); err != nil {
 			cancel()
-			return nil, fmt.Errorf("cache: L1: %w", err)
+			return nil, err
 		}
 	}
 	c.stripes.seed = maphash.MakeSeed()
 	c.tags = newTagEpochs()
-	if cfg.Redis != nil {
-		c.l2 = &redisLevel{c: cfg.Redis, ns: cfg.Namespace, timeout: cfg.L2Timeout,
-			br:    newBreaker(breakerFailures, breakerCooldown, realNow),
-			slots: deadline.New(ctx, cfg.L2Timeout)}
-		c.bus = newBus(c.l2, cfg.Namespace, randomToken(), cfg.StalenessBound, realNow, c)
-		c.busDown.Store(true) // until the bus proves it delivers
-		c.wg.Add(2)
-		go func() { defer c.wg.Done(); c.bus.run(ctx) }()
-		go func() { defer c.wg.Done(); c.bus.heartbeat(ctx) }()
+	switch {
+	case cfg.Redis != nil:
+		c.startRedis(connectedConn(cfg.Redis))
+	case cfg.RedisConn != nil:
+		c.startRedis(cfg.RedisConn)
 	}
 	if cfg.TrackHot {
 		c.hot = newHotness()
@@ -314,6 +339,52 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 	}
 	c.clock.start(ctx, &c.wg)
 	return c, nil
+}
+
+// newL1 makes the in-process level; fake, when set, is its clock.
+func (c *Cache[V]) newL1(fake timeSource) error {
+	c.l1Stats = otterstats.NewCounter()
+	now := c.clock.nowNano
+	opts := &otter.Options[string, *envelope[V]]{
+		MaximumSize:   c.cfg.L1Size,
+		StatsRecorder: c.l1Stats,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *envelope[V]]) time.Duration {
+			return time.Duration(e.Value.l1Until - now())
+		}),
+	}
+	if fake != nil {
+		opts.Clock = otterClock{fake}
+	}
+	if c.cfg.L1MaxBytes > 0 {
+		opts.MaximumWeight = uint64(c.cfg.L1MaxBytes)
+		opts.Weigher = func(key string, e *envelope[V]) uint32 {
+			return uint32(min(int64(len(key))+e.size+envelopeOverhead, math.MaxUint32))
+		}
+	}
+	var err error
+	if c.l1, err = otter.New(opts); err != nil {
+		return fmt.Errorf("cache: L1: %w", err)
+	}
+	return nil
+}
+
+// startRedis adds L2 and the bus over conn, and starts their goroutines.
+// The breaker, the bus and the health log run on the cache's timeSource,
+// at full resolution (the coarse expiry clock can lag under CPU
+// starvation); L2 deadlines run on real time.
+func (c *Cache[V]) startRedis(conn *RedisConn) {
+	now := func() int64 { return c.ts.Now().UnixNano() }
+	c.l2 = &redisLevel{conn: conn, ns: c.cfg.Namespace, timeout: c.cfg.L2Timeout,
+		br:      newBreaker(breakerFailures, breakerCooldown, now, c.health.update),
+		slots:   deadline.New(c.ctx, c.cfg.L2Timeout),
+		noteErr: c.health.noteErr}
+	c.bus = newBus(c.l2, c.cfg.Namespace, randomToken(), c.cfg.StalenessBound, c.ts, c)
+	c.busDown.Store(true) // until the bus proves it delivers
+	c.health.init(c.ts.Now, c.cfg.Logger, c.cfg.Namespace, c.redisState)
+	c.wg.Add(3)
+	go func() { defer c.wg.Done(); c.bus.run(c.ctx) }()
+	go func() { defer c.wg.Done(); c.bus.heartbeat(c.ctx) }()
+	go func() { defer c.wg.Done(); c.watchRedis(c.ctx) }()
 }
 
 // Close stops the background work (bus, refreshes, clock). It does not
@@ -827,9 +898,11 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 			return err
 		}
 		if err := c.l2.set(ctx, key, data, time.Duration(e.hard-c.clock.nowNano())); err != nil {
-			return err
+			c.health.failed(err)
+			return fmt.Errorf("cache: set in L2: %w", err)
 		}
 		if err := c.bus.publish(ctx, busMsg{Keys: []string{key}}); err != nil {
+			c.health.failed(err)
 			return fmt.Errorf("cache: broadcast: %w", err)
 		}
 	}
@@ -880,7 +953,11 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, er
 		inv.Levels = append(inv.Levels, LevelBus)
 		c.ctr.invSent.Add(1)
 	}
-	return inv, errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		c.health.failed(err)
+	}
+	return inv, err
 }
 
 // InvalidateTags makes every value stamped with one of tags stale, at every
@@ -900,11 +977,13 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) (Invalida
 		c.tags.bumpLocal(tags)
 		c.flushLocal("tag bump failed")
 		inv.Levels = append(inv.Levels, LevelL1)
+		c.health.failed(err)
 		return inv, fmt.Errorf("cache: bump tags in L2: %w", err)
 	}
 	c.tags.set(tags, epochs)
 	inv.Levels = append(inv.Levels, LevelL1, LevelL2)
 	if err := c.bus.publish(ctx, busMsg{Tags: tags, Epochs: epochs}); err != nil {
+		c.health.failed(err)
 		return inv, fmt.Errorf("cache: broadcast: %w", err)
 	}
 	inv.Levels = append(inv.Levels, LevelBus)
@@ -967,12 +1046,11 @@ func (c *Cache[V]) flushLocal(reason string) {
 
 func (c *Cache[V]) setEpochs(tags []string, epochs []uint64) { c.tags.set(tags, epochs) }
 
+// setBusHealthy switches L1's lifetimes with the bus: while it is down, L1
+// keeps values at most StalenessBound/2.
 func (c *Cache[V]) setBusHealthy(ok bool) {
 	c.busDown.Store(!ok)
-	if !ok {
-		c.cfg.Logger.Warn("cache: invalidation bus silent; L1 flushed, and keeps values at most half the staleness bound until it is back",
-			"namespace", c.cfg.Namespace, "bound", c.cfg.StalenessBound)
-	}
+	c.health.update()
 }
 
 func (c *Cache[V]) observeBusLag(d time.Duration) {
@@ -1012,44 +1090,4 @@ func randomToken() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// clock is a millisecond-resolution clock read with one atomic load, so the
-// L1 hit path does not pay for time.Now; tests replace it with Config.Now.
-type clock struct {
-	t  atomic.Int64
-	fn func() time.Time
-}
-
-func (c *clock) init(fn func() time.Time) {
-	c.fn = fn
-	c.t.Store(time.Now().UnixNano())
-}
-
-// nowNano returns the time in unix nanoseconds.
-func (c *clock) nowNano() int64 {
-	if c.fn != nil {
-		return c.fn().UnixNano()
-	}
-	return c.t.Load()
-}
-
-func (c *clock) start(ctx context.Context, wg *sync.WaitGroup) {
-	if c.fn != nil {
-		return
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(clockResolution)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				c.t.Store(now.UnixNano())
-			}
-		}
-	}()
 }

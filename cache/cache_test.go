@@ -10,67 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/testdb"
 )
-
-// origin is a fake database: versioned values, a call counter and an
-// optional delay, so tests can see exactly how often the cache loads.
-type origin struct {
-	mu    sync.Mutex
-	vals  map[string]string
-	calls atomic.Int64
-	delay time.Duration
-}
-
-func newOrigin() *origin { return &origin{vals: map[string]string{}} }
-
-func (o *origin) put(k, v string) { o.mu.Lock(); o.vals[k] = v; o.mu.Unlock() }
-
-func (o *origin) load(ctx context.Context, key string) (string, error) {
-	o.calls.Add(1)
-	o.mu.Lock()
-	v, ok := o.vals[key]
-	delay := o.delay
-	o.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-	}
-	if !ok {
-		return "", cache.ErrNotFound
-	}
-	return v, nil
-}
-
-func newCache(t testing.TB, cfg cache.Config[string]) *cache.Cache[string] {
-	t.Helper()
-	c, err := cache.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// waitBus waits until a Redis-backed cache's bus delivers.
-func waitBus(t testing.TB, cs ...*cache.Cache[string]) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, c := range cs {
-		for !c.Stats().BusUp {
-			if time.Now().After(deadline) {
-				t.Fatal("bus did not come up within 5 s")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-}
 
 func TestConfigValidation(t *testing.T) {
 	cases := []struct {
@@ -86,6 +28,8 @@ func TestConfigValidation(t *testing.T) {
 		{"lease shorter than load", cache.Config[string]{LeaseTTL: time.Second}, "LeaseTTL"},     // a slow load would lose its lease
 		{"tiering without tracking", cache.Config[string]{AdmitAfter: 3}, "TrackHot"},            // admission needs the sketch
 		{"negative warm rise", cache.Config[string]{TrackHot: true, WarmRise: -1}, "WarmRise"},   // a rise is a rise
+		// Which one would be L2?
+		{"two Redis clients", cache.Config[string]{Redis: heldDel{}, RedisConn: &cache.RedisConn{}}, "both Redis and RedisConn"},
 	}
 	for _, c := range cases {
 		if _, err := cache.New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -143,67 +87,73 @@ func TestL1ReadThrough(t *testing.T) {
 // TestSoftAndHardExpiry: past TTL the old value is served once while one
 // background refresh runs; past TTL+StaleTTL nothing stale is served.
 func TestSoftAndHardExpiry(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Unix(1_000_000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	e := newEnv(t)
 	o := newOrigin()
 	o.put("k", "v1")
-	c := newCache(t, cache.Config[string]{TTL: time.Minute, StaleTTL: time.Minute, L1TTL: time.Hour, Jitter: -1, Now: clock})
+	c := e.cache(cache.Config[string]{TTL: time.Minute, StaleTTL: time.Minute, L1TTL: time.Hour, Jitter: -1})
 	ctx := context.Background()
 	c.Get(ctx, "k", o.load)
 
 	o.put("k", "v2")
-	advance(61 * time.Second) // past TTL, within StaleTTL
-	v, info, _ := c.Get(ctx, "k", o.load)
-	if v != "v1" || !info.Stale {
-		t.Fatalf("stale read = %q %+v, want v1 stale", v, info)
+	entered, release := o.hold()
+	e.clk.Advance(61 * time.Second) // past TTL, within StaleTTL
+	for range 3 {                   // the refresh is held: every read is stale, and starts no second one
+		v, info, _ := c.Get(ctx, "k", o.load)
+		if v != "v1" || !info.Stale {
+			t.Fatalf("stale read = %q %+v, want v1 stale", v, info)
+		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	<-entered
+	release()
+	var v string
+	var info cache.Info
+	eventually(t, "the refresh lands", func() bool {
 		v, info, _ = c.Get(ctx, "k", o.load)
-		if v == "v2" && !info.Stale {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("refresh never landed: %q %+v", v, info)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return v == "v2" && !info.Stale
+	})
 	if o.calls.Load() != 2 {
 		t.Fatalf("loads = %d, want 2 (one refresh)", o.calls.Load())
 	}
 	o.put("k", "v3")
-	advance(3 * time.Minute) // past hard expiry: a plain miss
+	e.clk.Advance(3 * time.Minute) // past hard expiry: a plain miss
 	if v, info, _ := c.Get(ctx, "k", o.load); v != "v3" || info.Stale || info.Source != cache.SourceLoader {
 		t.Fatalf("after hard expiry: %q %+v", v, info)
 	}
 }
 
 // TestStampedeOneProcess: 1,000 concurrent gets of one missing key make one
-// loader call, with and without L2.
+// loader call, with and without L2. The load is held until every get has
+// started, so they all overlap it.
 func TestStampedeOneProcess(t *testing.T) {
 	for _, withRedis := range []bool{false, true} {
 		t.Run(fmt.Sprintf("redis=%v", withRedis), func(t *testing.T) {
+			e := newEnv(t)
 			o := newOrigin()
 			o.put("hot", "v")
-			o.delay = 50 * time.Millisecond
-			cfg := cache.Config[string]{}
+			cfg := cache.Config[string]{L2Timeout: generous}
 			if withRedis {
 				cfg.Redis, cfg.Namespace = testdb.Redis(t), testdb.Namespace(t)
 			}
-			c := newCache(t, cfg)
-			var wg sync.WaitGroup
+			c := e.cache(cfg)
+			if withRedis {
+				e.waitBus(c)
+			}
+			_, release := o.hold()
+			var wg, started sync.WaitGroup
 			var failed atomic.Int64
 			for range 1000 {
 				wg.Add(1)
+				started.Add(1)
 				go func() {
 					defer wg.Done()
+					started.Done()
 					if v, _, err := c.Get(context.Background(), "hot", o.load); err != nil || v != "v" {
 						failed.Add(1)
 					}
 				}()
 			}
+			started.Wait()
+			release()
 			wg.Wait()
 			if n := o.calls.Load(); n != 1 || failed.Load() != 0 {
 				t.Fatalf("loader calls = %d (want 1), failed reads = %d", n, failed.Load())
@@ -214,17 +164,22 @@ func TestStampedeOneProcess(t *testing.T) {
 
 // TestStampedeAcrossInstances: three caches with their own L1s, one Redis:
 // 1,000 concurrent gets spread over them make one loader call in total
-// while the lease holds.
+// while the lease holds. The load is held until both other instances wait
+// for its lease; the waits and loads are bounded by far more than the
+// test needs, so a busy machine cannot time them out.
 func TestStampedeAcrossInstances(t *testing.T) {
 	rc, ns := testdb.Redis(t), testdb.Namespace(t)
+	e := newEnv(t)
 	o := newOrigin()
 	o.put("hot", "v")
-	o.delay = 200 * time.Millisecond
 	var cs []*cache.Cache[string]
 	for range 3 {
-		cs = append(cs, newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, LeaseWait: 3 * time.Second}))
+		cs = append(cs, e.cache(cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous,
+			LeaseWait: time.Minute, LoadTimeout: time.Minute, LeaseTTL: 2 * time.Minute}))
 	}
-	waitBus(t, cs...)
+	e.waitBus(cs...)
+	_, release := o.hold()
+	defer release()
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	for i := range 1000 {
@@ -236,15 +191,20 @@ func TestStampedeAcrossInstances(t *testing.T) {
 			}
 		}()
 	}
+	waits := func() uint64 {
+		var n uint64
+		for _, c := range cs {
+			n += c.Stats().LeaseWaits
+		}
+		return n
+	}
+	eventually(t, "two instances wait for the lease", func() bool { return waits() >= 2 })
+	release()
 	wg.Wait()
 	if n := o.calls.Load(); n != 1 || failed.Load() != 0 {
 		t.Fatalf("loader calls = %d (want 1 in total), failed reads = %d", n, failed.Load())
 	}
-	var waits uint64
-	for _, c := range cs {
-		waits += c.Stats().LeaseWaits
-	}
-	if waits != 2 {
+	if waits := waits(); waits != 2 {
 		t.Fatalf("lease waits = %d, want 2 (the two instances without the lease)", waits)
 	}
 }
@@ -253,25 +213,30 @@ func TestStampedeAcrossInstances(t *testing.T) {
 // land while a slow load is in flight void that load's sets, in L2 and L1.
 func TestDeleteDuringLoadPreventsStaleSet(t *testing.T) {
 	rc, ns := testdb.Redis(t), testdb.Namespace(t)
+	e := newEnv(t)
 	o := newOrigin()
 	o.put("k", "old")
-	o.delay = 300 * time.Millisecond
-	a := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns})
-	b := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns})
-	waitBus(t, a, b)
+	a := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous})
+	b := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous})
+	e.waitBus(a, b)
 	ctx := context.Background()
 
+	entered, release := o.hold()
 	got := make(chan string, 1)
 	go func() { v, _, _ := a.Get(ctx, "k", o.load); got <- v }()
-	time.Sleep(100 * time.Millisecond) // the load has read "old" and sleeps
+	<-entered // the load has read "old" and is held
 	o.put("k", "new")
 	if _, err := b.Delete(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
+	release()
 	if v := <-got; v != "old" {
 		t.Fatalf("the in-flight read returned %q; it read before the write, so old is right", v)
 	}
-	o.delay = 0
+	eventually(t, "the invalidation reaches A", func() bool { return cache.BusCaughtUp(false, a, b) })
+	o.mu.Lock()
+	o.entered, o.gate = nil, nil
+	o.mu.Unlock()
 	for name, c := range map[string]*cache.Cache[string]{"a": a, "b": b} {
 		if v, _, _ := c.Get(ctx, "k", o.load); v != "new" {
 			t.Fatalf("instance %s serves %q after the write: the stale set was not prevented", name, v)
@@ -283,20 +248,22 @@ func TestDeleteDuringLoadPreventsStaleSet(t *testing.T) {
 }
 
 // TestInvalidationAcrossInstances: an update through A is seen through B
-// within the staleness bound, both when the bus delivers and when B's
-// subscription is cut just before the invalidation.
+// when the bus delivers, when every pub/sub connection is cut just before
+// the invalidation (B's resubscription flushes its L1, whether or not the
+// message was lost), and, within the staleness bound on the caches' clock,
+// when B's subscription silently stops delivering (B's watchdog).
 func TestInvalidationAcrossInstances(t *testing.T) {
 	// A private server: the test kills every pub/sub connection on it.
 	rc, ns := testdb.StartRedis(t).Client(), testdb.Namespace(t)
+	e := newEnv(t)
 	o := newOrigin()
 	bound := 400 * time.Millisecond
-	a := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound})
-	b := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound})
-	waitBus(t, a, b)
+	a := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound, L2Timeout: generous})
+	b := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound, L2Timeout: generous})
+	e.waitBus(a, b)
 	ctx := context.Background()
 
 	for round, fault := range []string{"none", "connections cut", "subscription deaf"} {
-		cut := fault != "none"
 		key := fmt.Sprintf("user:%d", round)
 		o.put(key, "v1")
 		for _, c := range []*cache.Cache[string]{a, b} {
@@ -318,26 +285,23 @@ func TestInvalidationAcrossInstances(t *testing.T) {
 			cache.SetDeaf(b, true)
 		}
 		o.put(key, "v2")
-		start := time.Now()
-		if _, err := a.Delete(ctx, key); err != nil && !cut {
-			t.Fatal(err)
+		// A cut connection may fail the invalidation; a caller retries it.
+		eventually(t, "the invalidation succeeds", func() bool { _, err := a.Delete(ctx, key); return err == nil })
+		if fault == "subscription deaf" {
+			if v, _, _ := b.Get(ctx, key, o.load); v != "v1" {
+				t.Fatalf("a deaf B saw the write (%q) before its watchdog could", v)
+			}
+			e.step(bound/2 + bound/8) // silence for half the bound, noticed at the next tick
 		}
-		for {
+		eventually(t, fmt.Sprintf("round %d (fault %q): B serves the write", round, fault), func() bool {
 			v, _, err := b.Get(ctx, key, o.load)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v == "v2" {
-				break
-			}
-			if time.Since(start) > bound {
-				t.Fatalf("round %d (fault %q): B still serves %q %v after the write", round, fault, v, time.Since(start))
-			}
-			time.Sleep(time.Millisecond)
-		}
-		t.Logf("fault %q: B saw the write after %v", fault, time.Since(start))
+			return v == "v2"
+		})
 		cache.SetDeaf(b, false)
-		waitBus(t, a, b)
+		e.waitBus(a, b)
 	}
 }
 
@@ -346,18 +310,17 @@ func TestInvalidationAcrossInstances(t *testing.T) {
 func TestTags(t *testing.T) {
 	for _, withRedis := range []bool{false, true} {
 		t.Run(fmt.Sprintf("redis=%v", withRedis), func(t *testing.T) {
+			e := newEnv(t)
 			o := newOrigin()
-			cfg := cache.Config[string]{}
-			var rc rueidis.Client
+			cfg := cache.Config[string]{L2Timeout: generous}
 			if withRedis {
-				rc = testdb.Redis(t)
-				cfg.Redis, cfg.Namespace = rc, testdb.Namespace(t)
+				cfg.Redis, cfg.Namespace = testdb.Redis(t), testdb.Namespace(t)
 			}
-			a := newCache(t, cfg)
+			a := e.cache(cfg)
 			caches := []*cache.Cache[string]{a}
 			if withRedis {
-				caches = append(caches, newCache(t, cfg))
-				waitBus(t, caches...)
+				caches = append(caches, e.cache(cfg))
+				e.waitBus(caches...)
 			}
 			ctx := context.Background()
 			o.put("q1", "r1")
@@ -374,19 +337,12 @@ func TestTags(t *testing.T) {
 			if _, err := a.InvalidateTags(ctx, "products"); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(time.Second)
 			for _, c := range caches {
-				for {
+				eventually(t, "the tagged values are invalidated", func() bool {
 					v1, _, _ := c.Get(ctx, "q1", o.load, cache.Tags("products"))
 					v2, _, _ := c.Get(ctx, "q2", o.load, cache.Tags("products", "user:5"))
-					if v1 == "r1'" && v2 == "r2'" {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("tagged values not invalidated: %q %q", v1, v2)
-					}
-					time.Sleep(time.Millisecond)
-				}
+					return v1 == "r1'" && v2 == "r2'"
+				})
 				if _, info, _ := c.Get(ctx, "q3", o.load, cache.Tags("users")); info.Source == cache.SourceLoader {
 					t.Fatalf("untouched tag was reloaded")
 				}
@@ -413,16 +369,12 @@ func TestL1ByteBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		st := c.Stats()
-		if st.L1Bytes > 0 && st.L1Bytes <= 64<<10 && st.L1Entries < 100 {
-			t.Logf("L1 holds %d entries, %d bytes", st.L1Entries, st.L1Bytes)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("L1 holds %d entries, %d bytes; bound is %d bytes", st.L1Entries, st.L1Bytes, 64<<10)
-		}
+	cache.CleanUpL1(c) // the evictions L1 still owes
+	st := c.Stats()
+	if st.L1Bytes == 0 || st.L1Bytes > 64<<10 || st.L1Entries >= 100 {
+		t.Fatalf("L1 holds %d entries, %d bytes; bound is %d bytes", st.L1Entries, st.L1Bytes, 64<<10)
 	}
+	t.Logf("L1 holds %d entries, %d bytes", st.L1Entries, st.L1Bytes)
 }
 
 // TestLoaderPanic: a panicking loader fails its callers with an error; the

@@ -54,6 +54,12 @@
 // at most StalenessBound/2, so that L1 still shields the origin during a
 // Redis outage.
 //
+// The bound also needs loaders that read data at least as new as the last
+// invalidation: a miss that cannot be read at such a position (a replica
+// read while the primary's WAL position is unknown, say) must be answered
+// outside the cache and not cached, which a loader does by returning an
+// error and its caller by reading the origin itself.
+//
 // # Warming and tiering
 //
 // With TrackHot, a fixed-size count-min sketch (aged every half HotWindow,
@@ -72,8 +78,23 @@
 // Every Redis call is bounded by L2Timeout (50 ms) and goes through a
 // circuit breaker that opens after 3 consecutive failures, so a dead Redis
 // costs a read nothing once the breaker is open: reads fall through to the
-// loader (fail open). The breaker probes once a second and closes when Redis
-// answers; the bus resubscribes by itself.
+// loader (fail open). While it is open the cache probes Redis once a
+// second by itself, so the breaker closes when Redis answers whether or not
+// reads come by; the bus resubscribes by itself.
+//
+// Redis is a cache level, so a service need not wait for it: [DialRedis]
+// connects in the background and a cache given it as Config.RedisConn
+// starts at once, degraded (no L2, the bus down, L1 keeping values at most
+// StalenessBound/2), and recovers by itself when Redis answers.
+// [Cache.Health] says which of L2 and the bus a cache is using, for a
+// readiness probe: degraded, but ready. Outages are logged once, with a
+// reminder at most once a minute and one line when Redis is back, however
+// many reads and writes fail meanwhile.
+//
+// Everything in the cache that depends on time (expiry, the breaker, the
+// bus watchdog and its backoff, connection retries, log limits) reads one
+// clock, which the package's tests replace with one they move by hand; only
+// the deadlines of network calls and loads run on real time.
 //
 // # Choices, measured
 //

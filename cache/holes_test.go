@@ -3,8 +3,8 @@ package cache_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/rueidis"
 
@@ -12,70 +12,72 @@ import (
 	"github.com/strata-dev/strata/internal/testdb"
 )
 
-// slowDel is a Redis client whose pipelined DELs take 50 ms longer, so a
-// test can interleave reads with an invalidation deterministically.
-type slowDel struct{ rueidis.Client }
+// heldDel is a Redis client whose first pipelined DEL reports on started
+// and then waits for proceed: a test puts reads exactly between the start
+// of an invalidation and its L2 delete. Its zero value stands in for a
+// client in configurations refused before any call.
+type heldDel struct {
+	rueidis.Client
+	started chan struct{}
+	proceed chan struct{}
+	once    *sync.Once
+}
 
-func (s slowDel) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+func (s heldDel) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
 	for _, c := range cmds {
 		if slices.Contains(c.Commands(), "DEL") {
-			time.Sleep(50 * time.Millisecond)
+			s.once.Do(func() { s.started <- struct{}{}; <-s.proceed })
 			break
 		}
 	}
 	return s.Client.DoMulti(ctx, cmds...)
 }
 
-// TestDeleteRacesOwnReads: reads on the deleting instance that refill L1
-// from L2 before the L2 delete lands must not keep the old value.
+// TestDeleteRacesOwnReads: a read on the deleting instance that refills L1
+// from L2 after Delete dropped the key from L1 but before the L2 delete
+// lands must not keep the old value once Delete returns.
 func TestDeleteRacesOwnReads(t *testing.T) {
 	rc, ns := testdb.Redis(t), testdb.Namespace(t)
+	e := newEnv(t)
 	o := newOrigin()
 	o.put("k", "v1")
-	a := newCache(t, cache.Config[string]{Redis: slowDel{rc}, Namespace: ns})
-	waitBus(t, a)
+	held := heldDel{Client: rc, started: make(chan struct{}), proceed: make(chan struct{}), once: new(sync.Once)}
+	a := e.cache(cache.Config[string]{Redis: held, Namespace: ns, L2Timeout: generous})
+	e.waitBus(a)
 	ctx := context.Background()
 	a.Get(ctx, "k", o.load)
 	o.put("k", "v2")
 	done := make(chan struct{})
 	go func() { a.Delete(ctx, "k"); close(done) }()
-	for reading := true; reading; { // read while the delete is under way
-		select {
-		case <-done:
-			reading = false
-		default:
-			a.Get(ctx, "k", o.load)
-		}
+	<-held.started // L1 dropped, the L2 delete not yet sent
+	if v, info, _ := a.Get(ctx, "k", o.load); v != "v1" || info.Source != cache.SourceL2 {
+		t.Fatalf("the read inside the delete: %q from %v; want v1 refilled from L2", v, info.Source)
 	}
+	close(held.proceed)
+	<-done
 	if v, info, _ := a.Get(ctx, "k", o.load); v != "v2" {
 		t.Fatalf("after Delete returned, the deleting instance serves %q from %v", v, info.Source)
 	}
 }
 
 // TestSetReachesOtherInstances: Set through B replaces the value A holds
-// in its L1 within the staleness bound.
+// in its L1, through the bus (the caches' clock does not move, so no
+// expiry or watchdog can do it).
 func TestSetReachesOtherInstances(t *testing.T) {
 	rc, ns := testdb.Redis(t), testdb.Namespace(t)
+	e := newEnv(t)
 	o := newOrigin()
 	o.put("k", "v1")
-	bound := 400 * time.Millisecond
-	a := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound})
-	b := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, StalenessBound: bound})
-	waitBus(t, a, b)
+	a := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous})
+	b := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous})
+	e.waitBus(a, b)
 	ctx := context.Background()
 	a.Get(ctx, "k", o.load)
+	if _, info, _ := a.Get(ctx, "k", o.load); info.Source != cache.SourceL1 {
+		t.Fatalf("A does not hold the key in L1 (%v)", info.Source)
+	}
 	if err := b.Set(ctx, "k", "v2"); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	for {
-		v, _, _ := a.Get(ctx, "k", o.load)
-		if v == "v2" {
-			return
-		}
-		if time.Since(start) > bound {
-			t.Fatalf("A still serves %q %v after B's Set", v, time.Since(start))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "A serves B's Set", func() bool { v, _, _ := a.Get(ctx, "k", o.load); return v == "v2" })
 }

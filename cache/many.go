@@ -18,6 +18,25 @@ type BatchLoaderFunc[V any] func(ctx context.Context, keys []string) (map[string
 // loading is loaded here too, but written only by its lease holder.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoaderFunc[V]) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
+	missing := c.manyFromL1(keys, out)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	gens := make([]uint64, len(missing))
+	for i, k := range missing {
+		gens[i] = c.stripes.gen(k) // before any read: a later invalidation voids our fill
+	}
+	if c.l2 != nil {
+		if missing, gens = c.manyFromL2(ctx, missing, gens, out); len(missing) == 0 {
+			return out, nil
+		}
+	}
+	return out, c.manyFromLoader(ctx, missing, gens, load, out)
+}
+
+// manyFromL1 puts in out the keys L1 holds fresh and untagged, and returns
+// the others, each once.
+func (c *Cache[V]) manyFromL1(keys []string, out map[string]V) []string {
 	var missing []string
 	seen := make(map[string]bool, len(keys))
 	now := c.clock.nowNano()
@@ -36,41 +55,37 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoaderF
 		}
 		missing = append(missing, k)
 	}
-	if len(missing) == 0 {
-		return out, nil
+	return missing
+}
+
+// manyFromL2 reads the missing keys from L2 in one round trip, puts the
+// fresh ones in out and in L1, and returns the keys (and generations)
+// still missing. With L2 down it returns them all.
+func (c *Cache[V]) manyFromL2(ctx context.Context, missing []string, gens []uint64, out map[string]V) ([]string, []uint64) {
+	datas, err := c.l2.mget(ctx, missing)
+	if err != nil {
+		c.ctr.l2Errors.Add(1)
+		return missing, gens
 	}
-	gens := make([]uint64, len(missing))
+	rest, restGens := missing[:0:0], gens[:0:0]
 	for i, k := range missing {
-		gens[i] = c.stripes.gen(k)
-	}
-
-	// L2, one pipelined read.
-	if c.l2 != nil {
-		datas, err := c.l2.mget(ctx, missing)
-		if err == nil {
-			rest, restGens := missing[:0:0], gens[:0:0]
-			for i, k := range missing {
-				if e := c.decodeValid(datas[i], nil, nil); e != nil && c.clock.nowNano() < e.soft {
-					c.ctr.l2Hits.Add(1)
-					c.fillL1(k, e, gens[i])
-					if !e.notFound {
-						out[k] = e.value
-					}
-					continue
-				}
-				c.ctr.l2Misses.Add(1)
-				rest, restGens = append(rest, k), append(restGens, gens[i])
+		if e := c.decodeValid(datas[i], nil, nil); e != nil && c.clock.nowNano() < e.soft {
+			c.ctr.l2Hits.Add(1)
+			c.fillL1(k, e, gens[i])
+			if !e.notFound {
+				out[k] = e.value
 			}
-			missing, gens = rest, restGens
-		} else {
-			c.ctr.l2Errors.Add(1)
+			continue
 		}
-		if len(missing) == 0 {
-			return out, nil
-		}
+		c.ctr.l2Misses.Add(1)
+		rest, restGens = append(rest, k), append(restGens, gens[i])
 	}
+	return rest, restGens
+}
 
-	// The origin, once, under leases.
+// manyFromLoader loads the missing keys with one call of load, under
+// leases where L2 gives them, puts them in out and stores them.
+func (c *Cache[V]) manyFromLoader(ctx context.Context, missing []string, gens []uint64, load BatchLoaderFunc[V], out map[string]V) error {
 	token := randomToken()
 	var leased []bool
 	if c.l2 != nil {
@@ -92,32 +107,40 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoaderF
 				_ = c.l2.release(ctx, k, token)
 			}
 		}
-		return out, fmt.Errorf("cache: batch load: %w", err)
+		return fmt.Errorf("cache: batch load: %w", err)
 	}
 	envs := make([]*envelope[V], len(missing))
-	var wkeys []string
-	var wdata [][]byte
-	var wttl []time.Duration
-	var widx []int
 	for i, k := range missing {
 		v, ok := vals[k]
 		envs[i] = c.newEnvelope(v, !ok, nil, nil)
 		if ok {
 			out[k] = v
 		}
-		if leased != nil && leased[i] {
-			data, err := encodeEnvelope(envs[i], c.cfg.Codec)
-			if err != nil {
-				return out, err
-			}
-			wkeys, wdata = append(wkeys, k), append(wdata, data)
-			wttl, widx = append(wttl, time.Duration(envs[i].hard-c.clock.nowNano())), append(widx, i)
-		}
 	}
-	void := make([]bool, len(missing))
+	return c.storeMany(ctx, missing, gens, envs, leased, token)
+}
+
+// storeMany writes the loaded envelopes to L2 where this call holds the
+// lease (and still does), then to L1 unless an invalidation voided them.
+func (c *Cache[V]) storeMany(ctx context.Context, keys []string, gens []uint64, envs []*envelope[V], leased []bool, token string) error {
+	var wkeys []string
+	var wdata [][]byte
+	var wttl []time.Duration
+	var widx []int
+	for i, k := range keys {
+		if leased == nil || !leased[i] {
+			continue
+		}
+		data, err := encodeEnvelope(envs[i], c.cfg.Codec)
+		if err != nil {
+			return err
+		}
+		wkeys, wdata = append(wkeys, k), append(wdata, data)
+		wttl, widx = append(wttl, time.Duration(envs[i].hard-c.clock.nowNano())), append(widx, i)
+	}
+	void := make([]bool, len(keys))
 	if len(wkeys) > 0 {
-		stored, err := c.l2.setManyIfLeased(ctx, wkeys, token, wdata, wttl)
-		if err == nil {
+		if stored, err := c.l2.setManyIfLeased(ctx, wkeys, token, wdata, wttl); err == nil {
 			for j, i := range widx {
 				if !stored[j] { // an invalidation took the lease: cache it nowhere
 					void[i] = true
@@ -126,10 +149,10 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoaderF
 			}
 		}
 	}
-	for i, k := range missing {
+	for i, k := range keys {
 		if !void[i] {
 			c.fillL1(k, envs[i], gens[i])
 		}
 	}
-	return out, nil
+	return nil
 }

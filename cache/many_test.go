@@ -31,13 +31,14 @@ func TestGetMany(t *testing.T) {
 				}
 				return out, nil
 			}
-			cfg := cache.Config[string]{}
+			e := newEnv(t)
+			cfg := cache.Config[string]{L2Timeout: generous}
 			if withRedis {
 				cfg.Redis, cfg.Namespace = testdb.Redis(t), testdb.Namespace(t)
 			}
-			a := newCache(t, cfg)
+			a := e.cache(cfg)
 			if withRedis {
-				waitBus(t, a)
+				e.waitBus(a)
 			}
 			ctx := context.Background()
 			a.Get(ctx, "0", o.load) // one key already cached
@@ -54,8 +55,8 @@ func TestGetMany(t *testing.T) {
 				t.Fatalf("second GetMany = %v after %d batches", got, batches.Load())
 			}
 			if withRedis { // a second instance reads them from L2
-				b := newCache(t, cfg)
-				waitBus(t, b)
+				b := e.cache(cfg)
+				e.waitBus(b)
 				if got, _ := b.GetMany(ctx, []string{"1", "2"}, load); len(got) != 2 || batches.Load() != 1 {
 					t.Fatalf("other instance: %v after %d batches", got, batches.Load())
 				}

@@ -187,85 +187,121 @@ func (c *Cache[V]) Wrote(ctx context.Context, table string, keys ...string) (Inv
 // identifiers and keywords are case-insensitive in both). It fails on an
 // unterminated literal, quoted identifier or block comment.
 func NormalizeSQL(sql string) (string, error) {
-	var b strings.Builder
-	b.Grow(len(sql))
-	space := false // whitespace seen since the last token
-	emit := func(s string) {
-		if space && b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		space = false
-		b.WriteString(s)
-	}
+	n := sqlNormalizer{sql: sql}
+	n.b.Grow(len(sql))
 	for i := 0; i < len(sql); {
-		ch := sql[i]
-		switch {
-		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v':
-			space = true
-			i++
-		case ch == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			end := strings.IndexByte(sql[i:], '\n')
-			if end < 0 {
-				end = len(sql) - i
-			}
-			space = true
-			i += end
-		case ch == '/' && i+1 < len(sql) && sql[i+1] == '*':
-			end, err := blockCommentEnd(sql, i)
-			if err != nil {
-				return "", err
-			}
-			space = true
-			i = end
-		case ch == '\'':
-			// An E'...' string (the E already emitted, folded) takes
-			// backslash escapes.
-			out := b.String()
-			escapes := !space && strings.HasSuffix(out, "e") && (len(out) == 1 || !identByte(out[len(out)-2]))
-			end, err := quotedEnd(sql, i, '\'', escapes)
-			if err != nil {
-				return "", err
-			}
-			emit(sql[i:end])
-			i = end
-		case ch == '"':
-			end, err := quotedEnd(sql, i, '"', false)
-			if err != nil {
-				return "", err
-			}
-			emit(sql[i:end])
-			i = end
-		case ch == '$' && !(b.Len() > 0 && !space && identByte(b.String()[b.Len()-1])):
-			tag, ok := dollarTag(sql, i)
-			if !ok { // a parameter such as $1, or a lone $
-				emit("$")
-				i++
-				continue
-			}
-			end := strings.Index(sql[i+len(tag):], tag)
-			if end < 0 {
-				return "", queryErr("unterminated dollar-quoted string starting at byte %d", i)
-			}
-			end += i + 2*len(tag)
-			emit(sql[i:end])
-			i = end
-		default:
-			j := i
-			for j < len(sql) && plainByte(sql, j) {
-				j++
-			}
-			if j == i {
-				j = i + 1
-			}
-			emit(asciiLower(sql[i:j]))
-			i = j
+		next, err := n.token(i)
+		if err != nil {
+			return "", err
 		}
+		i = next
 	}
-	out := strings.TrimRight(b.String(), "; ")
+	out := strings.TrimRight(n.b.String(), "; ")
 	if out == "" {
 		return "", queryErr("empty SQL")
 	}
 	return out, nil
+}
+
+// sqlNormalizer is NormalizeSQL's state: the input, the output so far, and
+// whether whitespace (or a comment) came since the last token.
+type sqlNormalizer struct {
+	sql   string
+	b     strings.Builder
+	space bool
+}
+
+// emit writes one token, after a single space if whitespace preceded it.
+func (n *sqlNormalizer) emit(s string) {
+	if n.space && n.b.Len() > 0 {
+		n.b.WriteByte(' ')
+	}
+	n.space = false
+	n.b.WriteString(s)
+}
+
+// token normalises the token that starts at sql[i] and returns the index
+// just past it.
+func (n *sqlNormalizer) token(i int) (int, error) {
+	sql := n.sql
+	ch := sql[i]
+	switch {
+	case sqlSpace(ch):
+		n.space = true
+		return i + 1, nil
+	case ch == '-' && i+1 < len(sql) && sql[i+1] == '-':
+		end := strings.IndexByte(sql[i:], '\n')
+		if end < 0 {
+			end = len(sql) - i
+		}
+		n.space = true
+		return i + end, nil
+	case ch == '/' && i+1 < len(sql) && sql[i+1] == '*':
+		end, err := blockCommentEnd(sql, i)
+		n.space = true
+		return end, err
+	case ch == '\'':
+		return n.stringLiteral(i)
+	case ch == '"':
+		end, err := quotedEnd(sql, i, '"', false)
+		if err != nil {
+			return 0, err
+		}
+		n.emit(sql[i:end])
+		return end, nil
+	case ch == '$' && !n.afterIdentifier():
+		return n.dollar(i)
+	}
+	j := i
+	for j < len(sql) && plainByte(sql, j) {
+		j++
+	}
+	if j == i {
+		j = i + 1
+	}
+	n.emit(asciiLower(sql[i:j]))
+	return j, nil
+}
+
+// sqlSpace reports whether c is SQL whitespace (all of it is ASCII).
+func sqlSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// afterIdentifier reports whether the output ends in an identifier byte
+// with no space since: a $ there continues the identifier (a$b).
+func (n *sqlNormalizer) afterIdentifier() bool {
+	return n.b.Len() > 0 && !n.space && identByte(n.b.String()[n.b.Len()-1])
+}
+
+// stringLiteral copies the string literal at sql[i]. An E'...' string (the
+// E already emitted, folded) takes backslash escapes.
+func (n *sqlNormalizer) stringLiteral(i int) (int, error) {
+	out := n.b.String()
+	escapes := !n.space && strings.HasSuffix(out, "e") && (len(out) == 1 || !identByte(out[len(out)-2]))
+	end, err := quotedEnd(n.sql, i, '\'', escapes)
+	if err != nil {
+		return 0, err
+	}
+	n.emit(n.sql[i:end])
+	return end, nil
+}
+
+// dollar copies the dollar-quoted string at sql[i], or emits a $ that
+// opens none (a parameter such as $1, or a lone $).
+func (n *sqlNormalizer) dollar(i int) (int, error) {
+	tag, ok := dollarTag(n.sql, i)
+	if !ok {
+		n.emit("$")
+		return i + 1, nil
+	}
+	end := strings.Index(n.sql[i+len(tag):], tag)
+	if end < 0 {
+		return 0, queryErr("unterminated dollar-quoted string starting at byte %d", i)
+	}
+	end += i + 2*len(tag)
+	n.emit(n.sql[i:end])
+	return end, nil
 }
 
 // plainByte reports whether sql[j] continues a run of ordinary text: not

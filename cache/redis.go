@@ -50,13 +50,25 @@ const (
 )
 
 // redisLevel is L2: one Redis server or cluster shared by every instance.
-// Every call is bounded by timeout and goes through the breaker.
+// Every call is bounded by timeout and goes through the breaker; before
+// the connection is made, every call fails at once.
 type redisLevel struct {
-	c       rueidis.Client
+	conn    *RedisConn
 	ns      string
 	timeout time.Duration
 	br      *breaker
 	slots   *deadline.Slots
+	noteErr func(error) // records a failed call for Health
+}
+
+// client returns the connected client, or nil before the connection.
+func (r *redisLevel) client() rueidis.Client { return r.conn.Client() }
+
+// unavailable wraps a failure of a call that reached (or tried to reach)
+// Redis, and records it.
+func (r *redisLevel) unavailable(err error) error {
+	r.noteErr(err)
+	return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
 }
 
 func (r *redisLevel) valueKey(key string) string { return "{" + r.ns + ":" + key + "}" }
@@ -71,33 +83,48 @@ func (r *redisLevel) tagKey(tag string) string   { return r.ns + ":tag:" + tag }
 // path's throughput. The caller's own context is used instead only when its
 // deadline is sooner; its cancellation is otherwise not consulted, since an
 // L2 call never outlives the timeout anyway.
-func (r *redisLevel) call(ctx context.Context, fn func(context.Context) error) error {
+func (r *redisLevel) call(ctx context.Context, fn func(context.Context, rueidis.Client) error) error {
+	cl := r.client()
+	if cl == nil {
+		return fmt.Errorf("%w: %v", ErrL2Unavailable, errNotConnected)
+	}
 	epoch, ok := r.br.allow()
 	if !ok {
 		return ErrL2Unavailable
 	}
 	callCtx, cancel := r.slots.For(ctx)
-	err := fn(callCtx)
+	err := fn(callCtx, cl)
 	if cancel != nil {
 		cancel()
 	}
 	// A caller that gave up says nothing about Redis.
 	r.br.done(epoch, err == nil || rueidis.IsRedisNil(err) || ctx.Err() != nil)
 	if err != nil && !rueidis.IsRedisNil(err) {
-		return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
+		return r.unavailable(err)
 	}
 	return err
+}
+
+// ping probes Redis through the breaker.
+func (r *redisLevel) ping(ctx context.Context) error {
+	return r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		return cl.Do(ctx, cl.B().Ping().Build()).Error()
+	})
 }
 
 // get returns the stored bytes of key; found is false on a miss. It is
 // the L2 hit path, so it spells out what call does, without a closure.
 func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bool, err error) {
+	cl := r.client()
+	if cl == nil {
+		return nil, false, fmt.Errorf("%w: %v", ErrL2Unavailable, errNotConnected)
+	}
 	epoch, ok := r.br.allow()
 	if !ok {
 		return nil, false, ErrL2Unavailable
 	}
 	callCtx, cancel := r.slots.For(ctx)
-	data, err = r.c.Do(callCtx, r.c.B().Get().Key(r.valueKey(key)).Build()).AsBytes()
+	data, err = cl.Do(callCtx, cl.B().Get().Key(r.valueKey(key)).Build()).AsBytes()
 	if cancel != nil {
 		cancel()
 	}
@@ -107,7 +134,7 @@ func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bo
 	case nilReply:
 		return nil, false, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("%w: %v", ErrL2Unavailable, err)
+		return nil, false, r.unavailable(err)
 	}
 	return data, true, nil
 }
@@ -115,12 +142,12 @@ func (r *redisLevel) get(ctx context.Context, key string) (data []byte, found bo
 // mget returns the stored bytes of each key (nil for a miss), pipelined.
 func (r *redisLevel) mget(ctx context.Context, keys []string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
-	err := r.call(ctx, func(ctx context.Context) error {
+	err := r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
-			cmds[i] = r.c.B().Get().Key(r.valueKey(k)).Build()
+			cmds[i] = cl.B().Get().Key(r.valueKey(k)).Build()
 		}
-		for i, res := range r.c.DoMulti(ctx, cmds...) {
+		for i, res := range cl.DoMulti(ctx, cmds...) {
 			b, err := res.AsBytes()
 			if rueidis.IsRedisNil(err) {
 				continue
@@ -137,8 +164,8 @@ func (r *redisLevel) mget(ctx context.Context, keys []string) ([][]byte, error) 
 
 // getOrLease reads key and, on a miss, tries to take its lease with token.
 func (r *redisLevel) getOrLease(ctx context.Context, key, token string, ttl time.Duration) (state int, data []byte, err error) {
-	err = r.call(ctx, func(ctx context.Context) error {
-		vals, err := getOrLeaseScript.Exec(ctx, r.c, []string{r.valueKey(key), r.leaseKey(key)},
+	err = r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		vals, err := getOrLeaseScript.Exec(ctx, cl, []string{r.valueKey(key), r.leaseKey(key)},
 			[]string{token, strconv.FormatInt(ttl.Milliseconds(), 10)}).ToArray()
 		if err != nil {
 			return err
@@ -162,8 +189,8 @@ func (r *redisLevel) getOrLease(ctx context.Context, key, token string, ttl time
 // setIfLeased stores data under key for ttl if token still holds the lease.
 func (r *redisLevel) setIfLeased(ctx context.Context, key, token string, data []byte, ttl time.Duration) (bool, error) {
 	var stored bool
-	err := r.call(ctx, func(ctx context.Context) error {
-		n, err := setIfLeasedScript.Exec(ctx, r.c, []string{r.valueKey(key), r.leaseKey(key)},
+	err := r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		n, err := setIfLeasedScript.Exec(ctx, cl, []string{r.valueKey(key), r.leaseKey(key)},
 			[]string{token, rueidis.BinaryString(data), strconv.FormatInt(max(1, ttl.Milliseconds()), 10)}).AsInt64()
 		stored = n == 1
 		return err
@@ -173,18 +200,18 @@ func (r *redisLevel) setIfLeased(ctx context.Context, key, token string, data []
 
 // release gives up the lease on key if token holds it.
 func (r *redisLevel) release(ctx context.Context, key, token string) error {
-	return r.call(ctx, func(ctx context.Context) error {
-		return releaseScript.Exec(ctx, r.c, []string{r.leaseKey(key)}, []string{token}).Error()
+	return r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		return releaseScript.Exec(ctx, cl, []string{r.leaseKey(key)}, []string{token}).Error()
 	})
 }
 
 // set stores data under key for ttl unconditionally and drops the key's
 // lease, so a load in flight cannot overwrite it with older data.
 func (r *redisLevel) set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
-	return r.write(ctx, func(ctx context.Context) error {
-		for _, res := range r.c.DoMulti(ctx,
-			r.c.B().Set().Key(r.valueKey(key)).Value(rueidis.BinaryString(data)).Px(max(time.Millisecond, ttl)).Build(),
-			r.c.B().Del().Key(r.leaseKey(key)).Build()) {
+	return r.write(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		for _, res := range cl.DoMulti(ctx,
+			cl.B().Set().Key(r.valueKey(key)).Value(rueidis.BinaryString(data)).Px(max(time.Millisecond, ttl)).Build(),
+			cl.B().Del().Key(r.leaseKey(key)).Build()) {
 			if err := res.Error(); err != nil {
 				return err
 			}
@@ -200,31 +227,35 @@ const invalidationTimeout = 500 * time.Millisecond
 
 // write runs an invalidation-side call (delete, tag bump, publish, set)
 // without consulting the breaker, with its own timeout, retried once.
-func (r *redisLevel) write(ctx context.Context, fn func(context.Context) error) error {
+func (r *redisLevel) write(ctx context.Context, fn func(context.Context, rueidis.Client) error) error {
+	cl := r.client()
+	if cl == nil {
+		return fmt.Errorf("%w: %v", ErrL2Unavailable, errNotConnected)
+	}
 	var err error
 	for attempt := range 2 {
 		if attempt > 0 && ctx.Err() != nil {
 			break
 		}
 		wctx, cancel := context.WithTimeout(ctx, invalidationTimeout)
-		err = fn(wctx)
+		err = fn(wctx, cl)
 		cancel()
 		if err == nil {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %v", ErrL2Unavailable, err)
+	return r.unavailable(err)
 }
 
 // del deletes the values and leases of keys. Deleting the lease voids any
 // load in flight for the key.
 func (r *redisLevel) del(ctx context.Context, keys []string) error {
-	return r.write(ctx, func(ctx context.Context) error {
+	return r.write(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
-			cmds[i] = r.c.B().Del().Key(r.valueKey(k), r.leaseKey(k)).Build()
+			cmds[i] = cl.B().Del().Key(r.valueKey(k), r.leaseKey(k)).Build()
 		}
-		for _, res := range r.c.DoMulti(ctx, cmds...) {
+		for _, res := range cl.DoMulti(ctx, cmds...) {
 			if err := res.Error(); err != nil {
 				return err
 			}
@@ -236,12 +267,12 @@ func (r *redisLevel) del(ctx context.Context, keys []string) error {
 // tagEpochs reads the current epoch of each tag (0 if never bumped).
 func (r *redisLevel) tagEpochs(ctx context.Context, tags []string) ([]uint64, error) {
 	out := make([]uint64, len(tags))
-	err := r.call(ctx, func(ctx context.Context) error {
+	err := r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(tags))
 		for i, t := range tags {
-			cmds[i] = r.c.B().Get().Key(r.tagKey(t)).Build()
+			cmds[i] = cl.B().Get().Key(r.tagKey(t)).Build()
 		}
-		for i, res := range r.c.DoMulti(ctx, cmds...) {
+		for i, res := range cl.DoMulti(ctx, cmds...) {
 			n, err := res.AsUint64()
 			if rueidis.IsRedisNil(err) {
 				continue
@@ -259,12 +290,12 @@ func (r *redisLevel) tagEpochs(ctx context.Context, tags []string) ([]uint64, er
 // bumpTags increments the epoch of each tag and returns the new epochs.
 func (r *redisLevel) bumpTags(ctx context.Context, tags []string) ([]uint64, error) {
 	out := make([]uint64, len(tags))
-	err := r.write(ctx, func(ctx context.Context) error {
+	err := r.write(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(tags))
 		for i, t := range tags {
-			cmds[i] = r.c.B().Incr().Key(r.tagKey(t)).Build()
+			cmds[i] = cl.B().Incr().Key(r.tagKey(t)).Build()
 		}
-		for i, res := range r.c.DoMulti(ctx, cmds...) {
+		for i, res := range cl.DoMulti(ctx, cmds...) {
 			n, err := res.AsUint64()
 			if err != nil {
 				return err
@@ -278,8 +309,8 @@ func (r *redisLevel) bumpTags(ctx context.Context, tags []string) ([]uint64, err
 
 // publish sends msg on channel.
 func (r *redisLevel) publish(ctx context.Context, channel string, msg []byte) error {
-	return r.write(ctx, func(ctx context.Context) error {
-		return r.c.Do(ctx, r.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()).Error()
+	return r.write(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		return cl.Do(ctx, cl.B().Publish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()).Error()
 	})
 }
 
@@ -287,12 +318,12 @@ func (r *redisLevel) publish(ctx context.Context, channel string, msg []byte) er
 // reports which it got.
 func (r *redisLevel) leaseMany(ctx context.Context, keys []string, token string, ttl time.Duration) ([]bool, error) {
 	got := make([]bool, len(keys))
-	err := r.call(ctx, func(ctx context.Context) error {
+	err := r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
-			cmds[i] = r.c.B().Set().Key(r.leaseKey(k)).Value(token).Nx().Px(ttl).Build()
+			cmds[i] = cl.B().Set().Key(r.leaseKey(k)).Value(token).Nx().Px(ttl).Build()
 		}
-		for i, res := range r.c.DoMulti(ctx, cmds...) {
+		for i, res := range cl.DoMulti(ctx, cmds...) {
 			err := res.Error()
 			if rueidis.IsRedisNil(err) {
 				continue // NX: someone else holds it
@@ -311,13 +342,13 @@ func (r *redisLevel) leaseMany(ctx context.Context, keys []string, token string,
 // its lease, pipelined, and reports which were stored.
 func (r *redisLevel) setManyIfLeased(ctx context.Context, keys []string, token string, data [][]byte, ttls []time.Duration) ([]bool, error) {
 	stored := make([]bool, len(keys))
-	err := r.call(ctx, func(ctx context.Context) error {
+	err := r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		execs := make([]rueidis.LuaExec, len(keys))
 		for i, k := range keys {
 			execs[i] = rueidis.LuaExec{Keys: []string{r.valueKey(k), r.leaseKey(k)},
 				Args: []string{token, rueidis.BinaryString(data[i]), strconv.FormatInt(max(1, ttls[i].Milliseconds()), 10)}}
 		}
-		for i, res := range setIfLeasedScript.ExecMulti(ctx, r.c, execs...) {
+		for i, res := range setIfLeasedScript.ExecMulti(ctx, cl, execs...) {
 			n, err := res.AsInt64()
 			if err != nil {
 				return err

@@ -96,8 +96,8 @@ func (c *Cache[V]) PublishHot(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	return c.l2.call(ctx, func(ctx context.Context) error {
-		return c.l2.c.Do(ctx, c.l2.c.B().Set().Key(c.hotKey()).Value(rueidis.BinaryString(data)).Px(hotSetTTL).Build()).Error()
+	return c.l2.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
+		return cl.Do(ctx, cl.B().Set().Key(c.hotKey()).Value(rueidis.BinaryString(data)).Px(hotSetTTL).Build()).Error()
 	})
 }
 
@@ -107,9 +107,9 @@ func (c *Cache[V]) PublishedHot(ctx context.Context) ([]string, error) {
 		return nil, errors.New("cache: PublishedHot needs Redis")
 	}
 	var data []byte
-	err := c.l2.call(ctx, func(ctx context.Context) error {
+	err := c.l2.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
 		var err error
-		data, err = c.l2.c.Do(ctx, c.l2.c.B().Get().Key(c.hotKey()).Build()).AsBytes()
+		data, err = cl.Do(ctx, cl.B().Get().Key(c.hotKey()).Build()).AsBytes()
 		return err
 	})
 	if rueidis.IsRedisNil(err) {
@@ -171,26 +171,26 @@ func CopyKeys(ctx context.Context, src, dst rueidis.Client, namespace string, ke
 // hotLoop ages the hotness estimates every half window, publishes the hot
 // set (with Redis), and runs AutoWarm when the read rate jumps.
 func (c *Cache[V]) hotLoop(ctx context.Context) {
-	decay := time.NewTicker(c.cfg.HotWindow / 2)
-	defer decay.Stop()
-	publish := time.NewTicker(publishHotEvery)
-	defer publish.Stop()
-	watch := time.NewTicker(warmInterval)
-	defer watch.Stop()
+	decay, stopDecay := c.ts.NewTicker(c.cfg.HotWindow / 2)
+	defer stopDecay()
+	publish, stopPublish := c.ts.NewTicker(publishHotEvery)
+	defer stopPublish()
+	watch, stopWatch := c.ts.NewTicker(warmInterval)
+	defer stopWatch()
 	var w rateWatch
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-decay.C:
+		case <-decay:
 			c.hot.decay()
-		case <-publish.C:
+		case <-publish:
 			if c.l2 != nil {
 				if err := c.PublishHot(ctx, c.cfg.WarmTopN); err != nil {
 					c.cfg.Logger.Debug("cache: publishing the hot set failed", "err", err)
 				}
 			}
-		case <-watch.C:
+		case <-watch:
 			if w.surge(c.hot.reads(), c.cfg.WarmRise) && c.cfg.AutoWarm != nil {
 				n, err := c.WarmHot(ctx, c.cfg.WarmTopN, c.cfg.AutoWarm)
 				c.cfg.Logger.Info("cache: read rate surged; warmed the hot set", "namespace", c.cfg.Namespace, "keys", n, "err", err)

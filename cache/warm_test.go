@@ -16,8 +16,9 @@ func TestTiering(t *testing.T) {
 	rc, ns := testdb.Redis(t), testdb.Namespace(t)
 	o := newOrigin()
 	o.put("k", "v")
-	c := newCache(t, cache.Config[string]{Redis: rc, Namespace: ns, TrackHot: true, AdmitAfter: 3})
-	waitBus(t, c)
+	e := newEnv(t)
+	c := e.cache(cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous, TrackHot: true, AdmitAfter: 3})
+	e.waitBus(c)
 	ctx := context.Background()
 	want := []cache.Source{cache.SourceLoader, cache.SourceL2, cache.SourceL2, cache.SourceL1, cache.SourceL1}
 	for i, w := range want {
@@ -47,9 +48,10 @@ func TestWarmFromPublished(t *testing.T) {
 		}
 		return keys
 	}
-	cfg := cache.Config[string]{Redis: rc, Namespace: ns, TrackHot: true, L1Size: 1000}
-	old := newCache(t, cfg)
-	waitBus(t, old)
+	e := newEnv(t)
+	cfg := cache.Config[string]{Redis: rc, Namespace: ns, L2Timeout: generous, TrackHot: true, L1Size: 1000}
+	old := e.cache(cfg)
+	e.waitBus(old)
 	for _, k := range zipfReads(1, 20000) { // steady state
 		old.Get(ctx, k, o.load)
 	}
@@ -67,9 +69,9 @@ func TestWarmFromPublished(t *testing.T) {
 		return float64(hits) / float64(len(keys))
 	}
 	steady := l1Ratio(old)
-	cold := newCache(t, cfg)
-	warm := newCache(t, cfg)
-	waitBus(t, cold, warm)
+	cold := e.cache(cfg)
+	warm := e.cache(cfg)
+	e.waitBus(cold, warm)
 	n, err := warm.WarmFromPublished(ctx, o.load)
 	if err != nil || n != 500 {
 		t.Fatalf("WarmFromPublished = %d, %v", n, err)
@@ -90,14 +92,15 @@ func TestCopyKeys(t *testing.T) {
 	o.put("a", "1")
 	o.put("b", "2")
 	ctx := context.Background()
-	home := newCache(t, cache.Config[string]{Redis: src, Namespace: ns})
+	e := newEnv(t)
+	home := e.cache(cache.Config[string]{Redis: src, Namespace: ns, L2Timeout: generous})
 	home.Get(ctx, "a", o.load)
 	home.Get(ctx, "b", o.load)
 	n, err := cache.CopyKeys(ctx, src, dst, ns, []string{"a", "b", "missing"})
 	if err != nil || n != 2 {
 		t.Fatalf("CopyKeys = %d, %v", n, err)
 	}
-	region := newCache(t, cache.Config[string]{Redis: dst, Namespace: ns, DisableL1: true})
+	region := e.cache(cache.Config[string]{Redis: dst, Namespace: ns, L2Timeout: generous, DisableL1: true})
 	before := o.calls.Load()
 	for _, k := range []string{"a", "b"} {
 		if v, info, err := region.Get(ctx, k, o.load); err != nil || info.Source != cache.SourceL2 {

@@ -38,10 +38,17 @@ func Redis(t testing.TB) rueidis.Client {
 	return dialRedis(t, opt)
 }
 
-func dialRedis(t testing.TB, opt rueidis.ClientOption) rueidis.Client {
-	t.Helper()
+// clientOptions are the options of every test client: no client-side
+// cache, and a dial that gives up after a second.
+func clientOptions(opt rueidis.ClientOption) rueidis.ClientOption {
 	opt.DisableCache = true
 	opt.Dialer.Timeout = time.Second
+	return opt
+}
+
+func dialRedis(t testing.TB, opt rueidis.ClientOption) rueidis.Client {
+	t.Helper()
+	opt = clientOptions(opt)
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		t.Fatalf("testdb: Redis at %v does not answer: %v (start it with scripts/dev up)", opt.InitAddress, err)
@@ -69,6 +76,16 @@ type PrivateRedis struct {
 // test is skipped, or fails when CI is set.
 func StartRedis(t testing.TB) *PrivateRedis {
 	t.Helper()
+	r := ReserveRedis(t)
+	r.Start()
+	return r
+}
+
+// ReserveRedis is StartRedis without the start: it picks the server's
+// free loopback port and leaves it unanswered until Start, for tests of
+// clients that must cope with a Redis that is not there yet.
+func ReserveRedis(t testing.TB) *PrivateRedis {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if Required() {
 			t.Fatalf("redis-server is not installed and CI is set (scripts/dev up installs it)")
@@ -82,7 +99,6 @@ func StartRedis(t testing.TB) *PrivateRedis {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	r := &PrivateRedis{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir()}
-	r.Start()
 	t.Cleanup(r.Kill)
 	return r
 }
@@ -125,6 +141,12 @@ func (r *PrivateRedis) Kill() {
 func (r *PrivateRedis) Client() rueidis.Client {
 	r.t.Helper()
 	return dialRedis(r.t, rueidis.ClientOption{InitAddress: []string{r.Addr}})
+}
+
+// Options returns client options for the private server, as Client uses
+// them, for code that connects by itself (the server need not be up).
+func (r *PrivateRedis) Options() rueidis.ClientOption {
+	return clientOptions(rueidis.ClientOption{InitAddress: []string{r.Addr}})
 }
 
 // URL returns the server's redis:// URL.

@@ -40,7 +40,7 @@ const (
 	primaryBusyShare           = 0.75                 // guide, Monitoring: pool utilisation warning at 75 %; past it the primary is under pressure
 	markTTLFactor              = 3                    // default MarkTTL in LagBounds: by then a serving replica has replayed the mark
 	primaryProbes              = 4                    // probes of a primary known to be down per CheckInterval
-	openCheckTimeout           = 5 * time.Second      // Open's wait for each server's identity (database.DefaultConnectTimeout)
+	openCheckTimeout           = 5 * time.Second      // Open's wait for each server's identity and first check (database.DefaultConnectTimeout)
 )
 
 // ErrBadConfig is returned (wrapped) for a configuration the router cannot

@@ -39,7 +39,7 @@ func UseClock(cfg *Config, c *FakeClock) { cfg.clock = c }
 
 // CheckNow runs one health check, as the health loop does every
 // CheckInterval.
-func (r *Router) CheckNow() { r.check(context.Background()) }
+func (r *Router) CheckNow() { r.check(context.Background(), r.cfg.CheckInterval*4/5) }
 
 // NewMemMarksOn returns a MemMarks on clock c.
 func NewMemMarksOn(max int, c *FakeClock) *MemMarks { return newMemMarks(max, c) }

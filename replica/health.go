@@ -25,7 +25,7 @@ func (r *Router) checkLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-checks:
-			r.check(ctx)
+			r.check(ctx, r.cfg.CheckInterval*4/5)
 		case <-probes:
 			if r.down.Load() != nil {
 				r.probePrimary(ctx)
@@ -90,11 +90,11 @@ func checkReplica(ctx context.Context, db *sql.DB) replicaState {
 
 // check reads the primary's WAL position, then every replica's replay
 // position, and updates the primary's state and each replica's health and
-// lag.
-func (r *Router) check(ctx context.Context) {
-	// Each server gets its own time budget: a primary that does not answer
-	// must not use up the replicas' checks (and get them all ejected).
-	budget := r.cfg.CheckInterval * 4 / 5
+// lag. Each server gets budget to answer (four fifths of CheckInterval in
+// the loop; more at Open, whose first connections take longer), its own so
+// that a primary that does not answer does not use up the replicas' checks
+// (and get them all ejected).
+func (r *Router) check(ctx context.Context, budget time.Duration) {
 	pctx, cancel := context.WithTimeout(ctx, budget)
 	ps, perr := samplePrimary(pctx, r.primary.checkDB)
 	cancel()

@@ -124,7 +124,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	r.rebuild()
 	// One check before returning, so that healthy replicas get reads at once.
-	r.check(ctx)
+	r.check(ctx, openCheckTimeout)
 	r.wg.Add(1)
 	go r.checkLoop(life)
 	return r, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"time"
 
@@ -87,12 +86,8 @@ func (a *Attack) validate() error {
 		return fmt.Errorf("%w: Targets: none", ErrBadAttack)
 	}
 	for i, t := range a.Targets {
-		u, err := url.Parse(t.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: Targets[%d].URL: %q is not an http:// or https:// URL with a host", ErrBadAttack, i, t.URL)
-		}
-		if t.Method != "" && !isToken(t.Method) {
-			return fmt.Errorf("%w: Targets[%d].Method: %q is not an HTTP method", ErrBadAttack, i, t.Method)
+		if field, msg := targetError(t); msg != "" {
+			return fmt.Errorf("%w: %s: %s", ErrBadAttack, goPath(fmt.Sprintf("targets[%d].%s", i, field)), msg)
 		}
 	}
 	switch {
@@ -118,6 +113,48 @@ func (a *Attack) validate() error {
 
 func newHistogram() *hdrhistogram.Histogram {
 	return hdrhistogram.New(1, maxLatency.Microseconds(), sigFigs)
+}
+
+// newResult returns an empty Result, its histograms ready.
+func newResult() *Result {
+	return &Result{ErrorsByKind: map[string]int64{}, Latency: newHistogram(), UncorrectedLatency: newHistogram(), ScheduleLag: newHistogram()}
+}
+
+// add adds o to r: its counts, its errors by kind and those of its
+// histograms it has; the generator's CPU is the higher of the two. The
+// rate and the elapsed time are the caller's to set.
+func (r *Result) add(o *Result) {
+	r.Requests += o.Requests
+	r.Errors += o.Errors
+	r.Late += o.Late
+	r.Skipped += o.Skipped
+	addKinds(&r.ErrorsByKind, o.ErrorsByKind)
+	for _, h := range []struct{ to, from *hdrhistogram.Histogram }{
+		{r.Latency, o.Latency}, {r.UncorrectedLatency, o.UncorrectedLatency}, {r.ScheduleLag, o.ScheduleLag},
+	} {
+		if h.from != nil {
+			h.to.Merge(h.from)
+		}
+	}
+	r.GeneratorCPU = max(r.GeneratorCPU, o.GeneratorCPU)
+}
+
+// countKind counts one error of kind in *kinds, making the map when needed.
+func countKind(kinds *map[string]int64, kind string) {
+	if *kinds == nil {
+		*kinds = map[string]int64{}
+	}
+	(*kinds)[kind]++
+}
+
+// addKinds adds the error counts of src to *dst, making it when needed.
+func addKinds(dst *map[string]int64, src map[string]int64) {
+	for k, v := range src {
+		if *dst == nil {
+			*dst = map[string]int64{}
+		}
+		(*dst)[k] += v
+	}
 }
 
 // Run sends the attack and returns what it measured. It stops at the end

@@ -133,8 +133,9 @@ func TestAttackMaxRateStopsOnTime(t *testing.T) {
 		t.Errorf("max rate: %d requests, %d late", res.Requests, res.Late)
 	}
 	// As fast as possible, with the server in the same process, the
-	// generator's CPU share is measured (and high).
-	if res.GeneratorCPU <= 0.1 || res.GeneratorCPU > 1.5 {
+	// generator's CPU share is measured (how high depends on what else
+	// the machine runs).
+	if res.GeneratorCPU <= 0 || res.GeneratorCPU > 1.5 {
 		t.Errorf("generator CPU share %.2f at max rate", res.GeneratorCPU)
 	}
 	var out strings.Builder

@@ -10,14 +10,7 @@ import (
 // from as many goroutines as there are CPUs, spread over the stripes as a
 // run spreads its senders.
 func BenchmarkStripeRecord(b *testing.B) {
-	stripes := make([]*stripe, 4)
-	for i := range stripes {
-		s := &stripe{kinds: map[string]int64{}, lat: newHistogram(), raw: newHistogram(), lag: newHistogram(), emitted: -1}
-		for j := range s.secs {
-			s.secs[j].lat = newSecondHistogram()
-		}
-		stripes[i] = s
-	}
+	stripes := newStripes(4)
 	start := time.Now()
 	var next atomic.Int64
 	b.ReportAllocs()

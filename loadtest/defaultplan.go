@@ -36,16 +36,31 @@ func DefaultPlan(o DefaultPlanOptions) []byte {
 	if o.Products <= 0 {
 		o.Products = 100
 	}
+	// The criteria are the guide's, built as values and written as
+	// ParsePlan reads them.
+	crit := func(ths ...Threshold) string {
+		q := make([]string, len(ths))
+		for i, th := range ths {
+			q[i] = fmt.Sprintf("%q", th.Source)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	p99 := latencyCriterion(99, "<", BaselineP99)
 	var b strings.Builder
 	err := defaultPlan.Execute(&b, map[string]any{
 		"o": o, "metrics": strings.TrimSuffix(o.Target, "/") + "/metrics",
-		"cooldown": dur(DefaultCooldown), "baseline": dur(BaselineDuration), "p99": BaselineP99, "errors": BaselineErrorRate,
-		"rps": o.CurrentRPS, "stress": dur(StressDuration), "recovery": dur(StressRecovery),
-		"breaking": StressBreakingFactor * o.PeakRPS, "factor": StressBreakingFactor, "goodput": 100 * StressOverloadGoodput,
+		"cooldown": dur(DefaultCooldown), "baseline": dur(BaselineDuration), "rps": o.CurrentRPS,
+		"baselineCriteria": crit(p99, criterion(MetricRate, "<", BaselineErrorRate), criterion(MetricRPS, ">=", o.CurrentRPS)),
+		"stress":           dur(StressDuration), "recovery": dur(StressRecovery), "factor": StressBreakingFactor,
+		"probe": crit(p99, criterion(MetricRate, "<", probeErrorRate)),
+		"stressCriteria": crit(criterion(MetricBreakingPoint, ">=", StressBreakingFactor*o.PeakRPS),
+			criterion(MetricRecovery, "<", StressRecovery.Seconds()), criterion(MetricOverloadGoodput, ">=", StressOverloadGoodput)),
 		"spike": dur(SpikeDuration), "spikeLen": dur(SpikeLength), "mult": SpikeMultiplier,
-		"spikeLat": 100 * SpikeLatencyIncrease, "spikeErr": 100 * SpikeErrorRate,
+		"spikeCriteria": crit(criterion(MetricLatencyIncrease, "<", SpikeLatencyIncrease), criterion(MetricSpikeErrorRate, "<", SpikeErrorRate),
+			criterion(MetricRecovery, "<", time.Minute.Seconds())),
 		"endurance": dur(EnduranceDuration), "fraction": EnduranceFraction,
-		"mem": 100 * EnduranceMemoryGrowth, "lat": 100 * EnduranceLatencyIncrease, "cpu": 100 * DefaultCPUGrowth,
+		"enduranceCriteria": crit(criterion(MetricMemoryGrowth, "<", EnduranceMemoryGrowth),
+			criterion(MetricLatencyIncrease, "<", EnduranceLatencyIncrease), criterion(MetricCPUGrowth, "<", DefaultCPUGrowth)),
 	})
 	if err != nil { // the template is fixed; only a bug gets here
 		panic(err)
@@ -129,7 +144,7 @@ phases:
     pattern: constant
     rate: {{.rps}}
     duration: {{.baseline}}
-    criteria: ["{{.p99}}", "{{.errors}}", "rps>={{.rps}}"]
+    criteria: {{.baselineCriteria}}
 
   # Gradual increase until failure: probes of one step each, the rate × 1.5
   # until a probe fails its probe criteria (a failed probe is run once more
@@ -142,9 +157,9 @@ phases:
     rate: {{.rps}}
     step: 2m
     duration: {{.stress}}
-    probe: ["{{.p99}}", "rate<1%"]
+    probe: {{.probe}}
     recovery: {{.recovery}}
-    criteria: ["breaking_point>={{.breaking}}", "recovery<{{.recovery}}", "overload_goodput>={{.goodput}}%"]
+    criteria: {{.stressCriteria}}
 
   # A sudden {{.mult}}× increase for {{.spikeLen}} within {{.spike}}.
   - name: spike
@@ -153,7 +168,7 @@ phases:
     multiplier: {{.mult}}
     spike: {{.spikeLen}}
     duration: {{.spike}}
-    criteria: ["latency_increase<{{.spikeLat}}%", "spike_error_rate<{{.spikeErr}}%", "recovery<1m"]
+    criteria: {{.spikeCriteria}}
 
   # Sustained high load: {{.fraction}} of the capacity the stress phase found.
   - name: endurance
@@ -161,7 +176,7 @@ phases:
     fraction: {{.fraction}}
     capacity: stress
     duration: {{.endurance}}
-    criteria: ["memory_growth<{{.mem}}%", "latency_increase<{{.lat}}%", "cpu_growth<{{.cpu}}%"]
+    criteria: {{.enduranceCriteria}}
 `))
 
 // String describes the phase in a few words, for the terminal.

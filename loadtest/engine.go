@@ -44,47 +44,58 @@ type engine struct {
 // stripe holds tallies that a few senders share under a mutex; the
 // senders are spread over several so that they rarely wait on each other.
 type stripe struct {
-	mu               sync.Mutex
-	requests, errors int64
-	kinds            map[string]int64
-	lat, raw, lag    *hdrhistogram.Histogram
-	emitted          int // the last second the collector took
-	secs             [secondsRing]secondTally
-	_                [64]byte // keep stripes off each other's cache lines
+	mu      sync.Mutex
+	total   Result // the run's requests so far (no rate, no elapsed time)
+	emitted int    // the last second the collector took
+	secs    [secondsRing]secondTally
+	_       [64]byte // keep stripes off each other's cache lines
 }
 
+// secondTally is one second's requests in a stripe: the counts, in a
+// Point, and the latencies.
 type secondTally struct {
-	requests, errors int64
-	kinds            map[string]int64
-	lat              *hdrhistogram.Histogram
+	Point
+	lat *hdrhistogram.Histogram
 }
 
 func newSecondHistogram() *hdrhistogram.Histogram {
 	return hdrhistogram.New(1, maxLatency.Microseconds(), secondSigFigs)
 }
 
+// newStripes returns the stripes of a run with connections senders: one
+// for each pair of senders, up to two per CPU.
+func newStripes(connections int) []*stripe {
+	stripes := make([]*stripe, min(connections, 2*runtime.GOMAXPROCS(0)))
+	for i := range stripes {
+		s := &stripe{total: *newResult(), emitted: -1}
+		for j := range s.secs {
+			s.secs[j].lat = newSecondHistogram()
+		}
+		stripes[i] = s
+	}
+	return stripes
+}
+
 // record adds one request that completed in second sec of the run.
 func (s *stripe) record(sec int, intended, sent, done time.Time, kind string) {
 	lat := max(done.Sub(intended).Microseconds(), 1)
 	s.mu.Lock()
-	s.requests++
-	_ = s.lat.RecordValue(lat)
-	_ = s.raw.RecordValue(max(done.Sub(sent).Microseconds(), 1))
-	_ = s.lag.RecordValue(max(sent.Sub(intended).Microseconds(), 0))
+	r := &s.total
+	r.Requests++
+	_ = r.Latency.RecordValue(lat)
+	_ = r.UncorrectedLatency.RecordValue(max(done.Sub(sent).Microseconds(), 1))
+	_ = r.ScheduleLag.RecordValue(max(sent.Sub(intended).Microseconds(), 0))
 	// A second already collected, or one too far ahead for the ring (the
 	// collector is behind), goes into the nearest one still open.
 	sec = min(max(sec, s.emitted+1), s.emitted+secondsRing)
 	t := &s.secs[sec%secondsRing]
-	t.requests++
+	t.Requests++
 	_ = t.lat.RecordValue(lat)
 	if kind != "" {
-		s.errors++
-		s.kinds[kind]++
-		t.errors++
-		if t.kinds == nil {
-			t.kinds = map[string]int64{}
-		}
-		t.kinds[kind]++
+		r.Errors++
+		t.Errors++
+		countKind(&r.ErrorsByKind, kind)
+		countKind(&t.ErrorsByKind, kind)
 	}
 	s.mu.Unlock()
 }
@@ -93,17 +104,10 @@ func (s *stripe) record(sec int, intended, sent, done time.Time, kind string) {
 func (s *stripe) take(sec int, p *Point, h *hdrhistogram.Histogram) {
 	s.mu.Lock()
 	t := &s.secs[sec%secondsRing]
-	p.Requests += t.requests
-	p.Errors += t.errors
-	for k, v := range t.kinds {
-		if p.ErrorsByKind == nil {
-			p.ErrorsByKind = map[string]int64{}
-		}
-		p.ErrorsByKind[k] += v
-	}
+	p.add(t.Point)
 	h.Merge(t.lat)
 	t.lat.Reset()
-	t.requests, t.errors, t.kinds = 0, 0, nil
+	t.Point = Point{}
 	s.emitted = sec
 	s.mu.Unlock()
 }
@@ -133,83 +137,81 @@ func (e *engine) run(ctx context.Context) *runResult {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
-	stripes := make([]*stripe, min(e.connections, 2*runtime.GOMAXPROCS(0)))
-	for i := range stripes {
-		s := &stripe{kinds: map[string]int64{}, lat: newHistogram(), raw: newHistogram(), lag: newHistogram(), emitted: -1}
-		for j := range s.secs {
-			s.secs[j].lat = newSecondHistogram()
-		}
-		stripes[i] = s
-	}
-
+	stripes := newStripes(e.connections)
 	start, cpu0 := time.Now(), processCPU()
-	var (
-		ticks     chan time.Time // scheduled send times; nil in max mode
-		late      int64          // written by schedule, read after it ends
-		scheduled int64          // sends the schedule made
-		lastSend  atomic.Int64   // ns from start of the latest send
-		busy      atomic.Int64   // senders with a request in flight
-		seq       atomic.Uint64  // request numbers
-	)
-	schedDone := make(chan struct{})
+	var busy atomic.Int64 // senders with a request in flight
+	ticks, scheduled := e.startSchedule(ctx, start, &busy)
+	col := &collector{e: e, stripes: stripes, h: newSecondHistogram()}
+	stopCollect, collected := col.start(start)
+	lastSend := e.send(ctx, senders, stripes, start, ticks, &busy)
+	sent, late := scheduled()
+	elapsed := time.Since(start)
+	close(stopCollect)
+	<-collected
+	col.finish(elapsed, max(int((dur-1)/time.Second), 0))
+
+	res := newResult()
+	res.Elapsed, res.Late = elapsed, late
+	for _, s := range stripes {
+		res.add(&s.total)
+	}
 	if !e.max {
-		ticks = make(chan time.Time)
-		go func() {
-			defer close(schedDone)
-			scheduled, late = e.schedule(ctx, start, ticks, &busy)
-		}()
-	} else {
-		close(schedDone)
+		res.Skipped = e.prof.total(e.offset) - sent
 	}
+	// The rate over the time sends were made: the profile's length, or
+	// longer if the schedule fell behind and caught up after it; as long
+	// as the run lasted if it was stopped before its end, or sent as fast
+	// as it could.
+	window := max(dur, lastSend)
+	if e.max || caller.Err() != nil {
+		window = min(window, elapsed)
+	}
+	if s := window.Seconds(); s > 0 {
+		res.AchievedRPS = float64(res.Requests) / s
+	}
+	if s := elapsed.Seconds(); s > 0 {
+		if cpu := processCPU() - cpu0; cpu > 0 {
+			res.GeneratorCPU = cpu.Seconds() / s / float64(runtime.GOMAXPROCS(0))
+		}
+	}
+	return &runResult{Result: res, series: col.series}
+}
 
-	// The collector takes each second from the stripes once it has ended.
-	var series []Point
-	collected := make(chan struct{})
-	stopCollect := make(chan struct{})
-	lastSec := max(int((dur-1)/time.Second), 0)
-	h := newSecondHistogram() // reused: a run makes next to no garbage, so its heap stays put
-	collect := func(sec, through int) {
-		p := Point{Second: sec}
-		h.Reset()
-		for _, s := range stripes {
-			for k := sec; k <= through; k++ {
-				s.take(k, &p, h)
-			}
-		}
-		e.fillPoint(&p, h)
-		if e.series {
-			series = append(series, p)
-		}
-		if e.onSecond != nil {
-			e.onSecond(p)
-		}
+// startSchedule starts the schedule, which sends each send's scheduled
+// time on ticks (nil in max mode, where senders send as fast as they
+// can). scheduled waits for it to end and returns how many sends it made,
+// and how many of them found every sender busy.
+func (e *engine) startSchedule(ctx context.Context, start time.Time, busy *atomic.Int64) (ticks chan time.Time, scheduled func() (sent, late int64)) {
+	if e.max {
+		return nil, func() (int64, int64) { return 0, 0 }
 	}
-	collectedUpTo := 0 // the next second to collect; the collector's until it ends
-	tick := time.NewTimer(time.Hour)
-	defer tick.Stop()
+	ticks = make(chan time.Time)
+	done := make(chan struct{})
+	var sent, late int64
 	go func() {
-		defer close(collected)
-		for {
-			next := collectedUpTo
-			tick.Reset(time.Until(start.Add(time.Duration(next+1)*time.Second + collectDelay)))
-			select {
-			case <-stopCollect:
-				return
-			case <-tick.C:
-			}
-			collect(next, next)
-			collectedUpTo = next + 1
-		}
+		defer close(done)
+		sent, late = e.schedule(ctx, start, ticks, busy)
 	}()
+	return ticks, func() (int64, int64) {
+		<-done
+		return sent, late
+	}
+}
 
-	var wg sync.WaitGroup
+// send runs the senders until the schedule closes ticks (or, in max
+// mode, ctx ends) and every request has returned. It returns the time of
+// the latest send, from start.
+func (e *engine) send(ctx context.Context, senders *senders, stripes []*stripe, start time.Time, ticks <-chan time.Time, busy *atomic.Int64) time.Duration {
+	var (
+		wg       sync.WaitGroup
+		lastSend atomic.Int64  // ns from start of the latest send
+		seq      atomic.Uint64 // request numbers
+	)
 	for i := 0; i < e.connections; i++ {
 		st := stripes[i%len(stripes)]
 		next := e.source(i)
 		snd := senders.new()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				var intended time.Time
 				if ticks != nil {
@@ -234,60 +236,77 @@ func (e *engine) run(ctx context.Context) *runResult {
 				busy.Add(-1)
 				st.record(int(done.Sub(start)/time.Second), intended, sent, done, kind)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	<-schedDone
-	elapsed := time.Since(start)
-	close(stopCollect)
-	<-collected
-	// Whatever the collector had not taken yet: the last seconds, and
-	// requests that completed after the run's end. Responses that came in
-	// a moment after the profile's last second go into it rather than
-	// into a near-empty second of their own; a longer drain (a backlog
-	// worked off) keeps its own seconds.
+	return time.Duration(lastSend.Load())
+}
+
+// collector takes each second of a run from the stripes once it has
+// ended, into a Point.
+type collector struct {
+	e       *engine
+	stripes []*stripe
+	h       *hdrhistogram.Histogram // reused: a run makes next to no garbage, so its heap stays put
+	series  []Point                 // the seconds collected, when the engine keeps them
+	next    int                     // the next second to collect; the collector goroutine's until it ends
+}
+
+// start collects each second collectDelay after it ends, until stop is
+// closed; then it closes collected.
+func (c *collector) start(start time.Time) (stop, collected chan struct{}) {
+	stop, collected = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(collected)
+		tick := time.NewTimer(time.Hour)
+		defer tick.Stop()
+		for {
+			tick.Reset(time.Until(start.Add(time.Duration(c.next+1)*time.Second + collectDelay)))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			c.collect(c.next, c.next)
+			c.next++
+		}
+	}()
+	return stop, collected
+}
+
+// collect makes one Point of seconds sec to through.
+func (c *collector) collect(sec, through int) {
+	p := Point{Second: sec}
+	c.h.Reset()
+	for _, s := range c.stripes {
+		for k := sec; k <= through; k++ {
+			s.take(k, &p, c.h)
+		}
+	}
+	c.e.fillPoint(&p, c.h)
+	if c.e.series {
+		c.series = append(c.series, p)
+	}
+	if c.e.onSecond != nil {
+		c.e.onSecond(p)
+	}
+}
+
+// finish collects, once the run has ended, whatever was not collected
+// yet: the last seconds, and requests that completed after the run's
+// end. Responses that came in a moment after the profile's last second
+// (lastSec) go into it rather than into a near-empty second of their
+// own; a longer drain (a backlog worked off) keeps its own seconds.
+func (c *collector) finish(elapsed time.Duration, lastSec int) {
 	end := int(elapsed / time.Second)
 	spill := end == lastSec+1 && elapsed-time.Duration(end)*time.Second < collectDelay
-	for sec := collectedUpTo; sec <= end; sec++ {
+	for sec := c.next; sec <= end; sec++ {
 		if spill && sec == lastSec {
-			collect(sec, end)
-			break
+			c.collect(sec, end)
+			return
 		}
-		collect(sec, sec)
+		c.collect(sec, sec)
 	}
-
-	res := &Result{Elapsed: elapsed, ErrorsByKind: map[string]int64{}, Late: late,
-		Latency: newHistogram(), UncorrectedLatency: newHistogram(), ScheduleLag: newHistogram()}
-	for _, s := range stripes {
-		res.Requests += s.requests
-		res.Errors += s.errors
-		for k, v := range s.kinds {
-			res.ErrorsByKind[k] += v
-		}
-		res.Latency.Merge(s.lat)
-		res.UncorrectedLatency.Merge(s.raw)
-		res.ScheduleLag.Merge(s.lag)
-	}
-	if !e.max {
-		res.Skipped = e.prof.total(e.offset) - scheduled
-	}
-	// The rate over the time sends were made: the profile's length, or
-	// longer if the schedule fell behind and caught up after it; as long
-	// as the run lasted if it was stopped before its end, or sent as fast
-	// as it could.
-	window := max(dur, time.Duration(lastSend.Load()))
-	if e.max || caller.Err() != nil {
-		window = min(window, elapsed)
-	}
-	if s := window.Seconds(); s > 0 {
-		res.AchievedRPS = float64(res.Requests) / s
-	}
-	if s := elapsed.Seconds(); s > 0 {
-		if cpu := processCPU() - cpu0; cpu > 0 {
-			res.GeneratorCPU = cpu.Seconds() / s / float64(runtime.GOMAXPROCS(0))
-		}
-	}
-	return &runResult{Result: res, series: series}
 }
 
 // fillPoint sets p's percentiles and asked rate.

@@ -106,7 +106,7 @@ var htmlFuncs = template.FuncMap{
 	"num":     htmlNum,
 	"count":   func(n int64) string { return htmlNum(float64(n), 0) },
 	"inc":     func(i int) int { return i + 1 },
-	"words":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"words":   func(m Measure) string { return strings.ReplaceAll(string(m), "_", " ") },
 	"pct":     func(f float64) string { return htmlNum(100*f, 2) + " %" },
 	"rate":    func(n, of int64) float64 { return float64(n) / float64(max(of, 1)) },
 	"rows":    func(ph PhaseReport) int { return max(len(ph.Verdicts), 1) + min(len(ph.Error), 1) },
@@ -182,21 +182,23 @@ func htmlActual(v CriterionVerdict) string {
 	return htmlNum(v.Actual, 2) + " " + v.Unit
 }
 
-// htmlMeasure formats one of a phase's measures by what its name says it is.
-func htmlMeasure(name string, v float64) string {
+// htmlMeasure formats one of a phase's measures by what it is.
+func htmlMeasure(name Measure, v float64) string {
 	switch name {
-	case "capacity", "breaking_point", "first_failing_rate", "no_failure_up_to":
+	case MeasureCapacity, MeasureBreakingPoint, MeasureFirstFailingRate, MeasureNoFailureUpTo:
 		return htmlNum(v, 1) + " req/s"
-	case "recovery_seconds":
+	case MeasureRecoverySeconds:
 		return htmlNum(v, 1) + " s"
-	case "spike_start_second", "spike_end_second":
+	case MeasureBaselineP99, MeasureSpikeP99:
+		return htmlNum(v, 2) + " ms"
+	case MeasureSpikeStart, MeasureSpikeEnd:
 		return "at " + htmlNum(v, 0) + " s"
-	case "not_recovered":
+	case MeasureNotRecovered:
 		if v != 0 {
 			return "yes"
 		}
 		return "no"
-	case "latency_increase", "spike_error_rate", "memory_growth", "cpu_growth", "overload_goodput":
+	case MeasureLatencyIncrease, MeasureSpikeErrorRate, MeasureMemoryGrowth, MeasureCPUGrowth, MeasureOverloadGoodput:
 		return htmlNum(100*v, 1) + " %"
 	}
 	return htmlNum(v, 4)

@@ -330,7 +330,7 @@ func syntheticReport() *Report {
 		endurance = append(endurance, point(s, 600, 820, 6+float64(s)*0.01))
 	}
 
-	phase := func(name, kind, pattern, status string, at time.Duration, series []Point) PhaseReport {
+	phase := func(name string, kind Kind, pattern Pattern, status Status, at time.Duration, series []Point) PhaseReport {
 		return PhaseReport{
 			Name: name, Kind: kind, Pattern: pattern, Status: status, Started: start.Add(at),
 			ElapsedSeconds: float64(len(series)) + 0.4, Summary: summary(series),
@@ -349,18 +349,18 @@ func syntheticReport() *Report {
 		{Criterion: "rps>=198", Status: StatusPassed, Actual: ph[0].Summary.AchievedRPS, Unit: "/s"},
 	}
 	ph[1].Steps = steps
-	ph[1].Measures = map[string]float64{"breaking_point": 750, "first_failing_rate": 875, "recovery_seconds": 4}
+	ph[1].Measures = map[Measure]float64{"breaking_point": 750, "first_failing_rate": 875, "recovery_seconds": 4}
 	ph[1].Verdicts = []CriterionVerdict{
 		{Criterion: "breaking_point>=1000/s", Status: StatusFailed, Actual: 750, Unit: "/s"},
 		{Criterion: "recovery<30s", Status: StatusPassed, Actual: 4, Unit: "s"},
 	}
-	ph[2].Measures = map[string]float64{"spike_start_second": 20, "spike_end_second": 30, "latency_increase": 2.41, "spike_error_rate": 0.018, "recovery_seconds": 3}
+	ph[2].Measures = map[Measure]float64{"spike_start_second": 20, "spike_end_second": 30, "latency_increase": 2.41, "spike_error_rate": 0.018, "recovery_seconds": 3}
 	ph[2].Verdicts = []CriterionVerdict{
 		{Criterion: "latency_increase<300%", Status: StatusPassed, Actual: 2.41},
 		{Criterion: "spike_error_rate<5%", Status: StatusPassed, Actual: 0.018},
 	}
 	ph[3].Error = "the target's metrics: Get \"http://127.0.0.1:9090/metrics\": dial tcp 127.0.0.1:9090: connect: connection refused"
-	ph[3].Measures = map[string]float64{"capacity": 750, "latency_increase": 0.06}
+	ph[3].Measures = map[Measure]float64{"capacity": 750, "latency_increase": 0.06}
 	metrics := "needs the target's metrics: give the plan a metrics URL (its Prometheus /metrics with process_ metrics)"
 	ph[3].Verdicts = []CriterionVerdict{
 		{Criterion: "memory_growth<10%", Status: StatusError, Detail: metrics},

@@ -92,63 +92,18 @@ func checkSlices(reports []*Report) error {
 
 func mergePhase(in []*PhaseReport) (PhaseReport, error) {
 	f := in[0]
-	out := PhaseReport{Name: f.Name, Kind: f.Kind, Pattern: f.Pattern, Started: f.Started, Measures: map[string]float64{}}
-	total := &Result{ErrorsByKind: map[string]int64{}, Latency: newHistogram(), UncorrectedLatency: newHistogram(), ScheduleLag: newHistogram()}
-	var lag Percentiles
-	for _, ph := range in {
-		if ph.Started.Before(out.Started) {
-			out.Started = ph.Started
-		}
-		out.ElapsedSeconds = max(out.ElapsedSeconds, ph.ElapsedSeconds)
-		s := ph.Summary
-		total.Requests += s.Requests
-		total.Errors += s.Errors
-		total.Late += s.Late
-		total.Skipped += s.Skipped
-		total.AchievedRPS += s.AchievedRPS
-		total.GeneratorCPU = max(total.GeneratorCPU, s.GeneratorCPU)
-		for k, v := range s.ErrorsByKind {
-			total.ErrorsByKind[k] += v
-		}
-		for _, x := range []struct {
-			enc string
-			to  *Result
-			raw bool
-		}{{ph.Histograms.Latency, total, false}, {ph.Histograms.Uncorrected, total, true}} {
-			h, err := decodeHistogram(x.enc)
-			if err != nil {
-				return out, fmt.Errorf("%w: phase %s: %w", ErrMerge, ph.Name, err)
-			}
-			if x.raw {
-				x.to.UncorrectedLatency.Merge(h)
-			} else {
-				x.to.Latency.Merge(h)
-			}
-		}
-		// The schedule lag is each generator's own: the worst is kept.
-		l := s.ScheduleLag
-		lag = Percentiles{max(lag.P50, l.P50), max(lag.P90, l.P90), max(lag.P95, l.P95), max(lag.P99, l.P99), max(lag.Max, l.Max)}
-		if ph.Error != "" && out.Error == "" {
-			out.Error = ph.Error
-		}
-		if len(ph.Steps) > 0 && out.Steps == nil {
-			out.Steps = ph.Steps
-		}
-	}
-	total.Elapsed = time.Duration(out.ElapsedSeconds * float64(time.Second))
-	out.Summary = total.Summary()
-	out.Summary.ScheduleLag = lag
-	out.Histograms = Histograms{Latency: encodeHistogram(total.Latency), Uncorrected: encodeHistogram(total.UncorrectedLatency)}
-	series, err := mergeSeries(in)
+	out := PhaseReport{Name: f.Name, Kind: f.Kind, Pattern: f.Pattern, Started: f.Started, Measures: map[Measure]float64{}}
+	total, err := mergeTotals(in, &out)
 	if err != nil {
 		return out, err
 	}
-	out.Series = series
-
+	if out.Series, err = mergeSeries(in); err != nil {
+		return out, err
+	}
 	// Measures: rates add; the rest are measured again on the merged
 	// series where the phase allows, else taken from the first report.
 	maps.Copy(out.Measures, f.Measures)
-	for _, k := range []string{"capacity", "breaking_point", "first_failing_rate", "no_failure_up_to"} {
+	for _, k := range []Measure{MeasureCapacity, MeasureBreakingPoint, MeasureFirstFailingRate, MeasureNoFailureUpTo} {
 		if _, ok := f.Measures[k]; ok {
 			var sum float64
 			for _, ph := range in {
@@ -158,16 +113,11 @@ func mergePhase(in []*PhaseReport) (PhaseReport, error) {
 		}
 	}
 	var merr error
-	switch out.Pattern {
-	case "spike":
+	if out.Pattern == PatternSpike {
 		merr = spikeMeasures(out.Series, out.Measures)
-		growthMeasures(out.Series, out.Measures, false)
-	case "breaking":
-		growthMeasures(out.Series, out.Measures, false)
-	default:
-		growthMeasures(out.Series, out.Measures, true)
 	}
-	var criteria []Threshold
+	growthMeasures(out.Series, out.Measures, out.Pattern != PatternSpike && out.Pattern != PatternBreaking)
+	criteria := make([]Threshold, 0, len(f.Verdicts))
 	for _, v := range f.Verdicts {
 		th, err := ParseThreshold(v.Criterion)
 		if err != nil {
@@ -185,9 +135,49 @@ func mergePhase(in []*PhaseReport) (PhaseReport, error) {
 		out.Status, out.Error, out.Verdicts = StatusError, merr.Error(), []CriterionVerdict{}
 		return out, nil
 	}
-	out.Verdicts = judge(criteria, total, out.Measures, Phase{Name: f.Name, Pattern: f.Pattern})
+	out.Verdicts = judge(criteria, total, out.Measures, Phase{Name: f.Name, Kind: f.Kind, Pattern: f.Pattern})
 	out.Status = phaseStatus(out.Verdicts)
 	return out, nil
+}
+
+// mergeTotals adds the phases' totals and histograms into one Result, and
+// sets out's summary, histograms, start, length, first error and steps
+// from them.
+func mergeTotals(in []*PhaseReport, out *PhaseReport) (*Result, error) {
+	total := newResult()
+	var lag Percentiles
+	for _, ph := range in {
+		if ph.Started.Before(out.Started) {
+			out.Started = ph.Started
+		}
+		out.ElapsedSeconds = max(out.ElapsedSeconds, ph.ElapsedSeconds)
+		s := ph.Summary
+		lat, err := decodeHistogram(ph.Histograms.Latency)
+		if err != nil {
+			return nil, fmt.Errorf("%w: phase %s: %w", ErrMerge, ph.Name, err)
+		}
+		raw, err := decodeHistogram(ph.Histograms.Uncorrected)
+		if err != nil {
+			return nil, fmt.Errorf("%w: phase %s: %w", ErrMerge, ph.Name, err)
+		}
+		total.add(&Result{Requests: s.Requests, Errors: s.Errors, Late: s.Late, Skipped: s.Skipped, ErrorsByKind: s.ErrorsByKind,
+			GeneratorCPU: s.GeneratorCPU, Latency: lat, UncorrectedLatency: raw})
+		total.AchievedRPS += s.AchievedRPS
+		// The schedule lag is each generator's own: the worst is kept.
+		l := s.ScheduleLag
+		lag = Percentiles{max(lag.P50, l.P50), max(lag.P90, l.P90), max(lag.P95, l.P95), max(lag.P99, l.P99), max(lag.Max, l.Max)}
+		if ph.Error != "" && out.Error == "" {
+			out.Error = ph.Error
+		}
+		if len(ph.Steps) > 0 && out.Steps == nil {
+			out.Steps = ph.Steps
+		}
+	}
+	total.Elapsed = time.Duration(out.ElapsedSeconds * float64(time.Second))
+	out.Summary = total.Summary()
+	out.Summary.ScheduleLag = lag
+	out.Histograms = Histograms{Latency: encodeHistogram(total.Latency), Uncorrected: encodeHistogram(total.UncorrectedLatency)}
+	return total, nil
 }
 
 // mergeSeries adds the phases' series second by second.
@@ -207,14 +197,7 @@ func mergeSeries(in []*PhaseReport) ([]Point, error) {
 			}
 			q := ph.Series[sec]
 			p.AskedRPS += q.AskedRPS
-			p.Requests += q.Requests
-			p.Errors += q.Errors
-			for k, v := range q.ErrorsByKind {
-				if p.ErrorsByKind == nil {
-					p.ErrorsByKind = map[string]int64{}
-				}
-				p.ErrorsByKind[k] += v
-			}
+			p.add(q)
 			qh, err := decodeHistogram(q.Histogram)
 			if err != nil {
 				return nil, fmt.Errorf("%w: phase %s, second %d: %w", ErrMerge, ph.Name, sec, err)
@@ -240,6 +223,6 @@ func mergeSeries(in []*PhaseReport) ([]Point, error) {
 }
 
 // sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
+func sortedKeys[K ~string, V any](m map[K]V) []K {
 	return slices.Sorted(maps.Keys(m))
 }

@@ -173,8 +173,9 @@ func TestDefaultPlanParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct {
-		name, pattern string
-		d             time.Duration
+		name    string
+		pattern Pattern
+		d       time.Duration
 	}{{"baseline", "constant", BaselineDuration}, {"stress", "breaking", StressDuration}, {"spike", "spike", SpikeDuration}, {"endurance", "sustained", EnduranceDuration}}
 	if len(p.Phases) != len(want) {
 		t.Fatalf("%d phases", len(p.Phases))

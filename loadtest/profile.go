@@ -76,12 +76,3 @@ func (p profile) at(n int64, offset float64) (time.Duration, bool) {
 	}
 	return 0, false
 }
-
-// scaled returns p with every rate multiplied by f.
-func (p profile) scaled(f float64) profile {
-	q := make(profile, len(p))
-	for i, s := range p {
-		q[i] = segment{s.dur, s.from * f, s.to * f}
-	}
-	return q
-}

@@ -12,16 +12,6 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Statuses of a phase, a criterion and a whole run, as the guide names them.
-const (
-	StatusPassed = "PASSED"
-	StatusFailed = "FAILED"
-	// StatusError means it could not be measured: the phase did not run,
-	// or a criterion needs a figure the run lacks (the target's memory
-	// without a metrics URL, say).
-	StatusError = "ERROR"
-)
-
 // Report is a plan's run: what `strata loadtest run --json` writes, what
 // `strata loadtest merge` reads and combines, and what the HTML report
 // shows.
@@ -42,7 +32,7 @@ type Report struct {
 // _generate_overall_assessment): FAILED if a phase failed, ERROR if none
 // failed but one could not be measured, else PASSED.
 type Assessment struct {
-	Status  string `json:"status"`
+	Status  Status `json:"status"`
 	Passed  int    `json:"passed"`
 	Failed  int    `json:"failed"`
 	Errored int    `json:"errored"`
@@ -54,9 +44,9 @@ type Assessment struct {
 // PhaseReport is one phase's figures and verdicts.
 type PhaseReport struct {
 	Name    string    `json:"name"`
-	Kind    string    `json:"kind"`    // baseline, stress, spike, endurance or custom
-	Pattern string    `json:"pattern"` // constant, ramp, steps, breaking, spike or sustained
-	Status  string    `json:"status"`
+	Kind    Kind      `json:"kind"`
+	Pattern Pattern   `json:"pattern"`
+	Status  Status    `json:"status"`
 	Error   string    `json:"error,omitempty"`
 	Started time.Time `json:"started"`
 	// ElapsedSeconds is the phase's wall time, ramps and probes included.
@@ -67,16 +57,12 @@ type PhaseReport struct {
 	// uncorrected) in HDR's compressed, base64 form, so that merged
 	// reports get exact percentiles.
 	Histograms Histograms `json:"histograms"`
-	// Measures are the phase's derived figures by name. Rates in
-	// requests/s: breaking_point, first_failing_rate, no_failure_up_to
-	// (set when no probe failed), capacity. Fractions: latency_increase,
-	// spike_error_rate, memory_growth, cpu_growth, overload_goodput. Milliseconds:
-	// baseline_p99_ms, spike_p99_ms. Seconds: recovery_seconds, and the
-	// spike's place in the series, spike_start_second and
-	// spike_end_second. not_recovered is 1 when p99 did not come back in
-	// the time watched (recovery_seconds is then that time).
-	Measures map[string]float64 `json:"measures,omitempty"`
-	Verdicts []CriterionVerdict `json:"verdicts"`
+	// Measures are the phase's derived figures by name (the Measure
+	// constants say what each is, and in which unit). not_recovered is 1
+	// when p99 did not come back in the time watched (recovery_seconds is
+	// then that time).
+	Measures map[Measure]float64 `json:"measures,omitempty"`
+	Verdicts []CriterionVerdict  `json:"verdicts"`
 	// Steps are the constant-rate probes of a breaking-point search, in
 	// the order they ran.
 	Steps []Step `json:"steps,omitempty"`
@@ -93,7 +79,7 @@ type Histograms struct {
 // CriterionVerdict is one criterion measured.
 type CriterionVerdict struct {
 	Criterion string  `json:"criterion"` // as written, e.g. "p(99)<100ms"
-	Status    string  `json:"status"`
+	Status    Status  `json:"status"`
 	Actual    float64 `json:"actual"`
 	Unit      string  `json:"unit,omitempty"` // ms, /s, s or "" (a fraction)
 	// Detail says why the status is ERROR, or anything the figure alone
@@ -138,6 +124,13 @@ type Point struct {
 	TargetRSS        *float64           `json:"target_rss_bytes,omitempty"`
 	TargetGoroutines *float64           `json:"target_goroutines,omitempty"`
 	TargetSeries     map[string]float64 `json:"target_series,omitempty"`
+}
+
+// add adds q's requests and errors to p.
+func (p *Point) add(q Point) {
+	p.Requests += q.Requests
+	p.Errors += q.Errors
+	addKinds(&p.ErrorsByKind, q.ErrorsByKind)
 }
 
 // encodeHistogram returns h in HDR's compressed base64 form.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,11 +36,11 @@ var ErrBadThreshold = errors.New("loadtest: bad threshold")
 // Fractions may be written as percentages (rate<0.1%).
 // Operators are <, <=, >, >= and ==; latencies take a unit (us, µs, ms, s).
 type Threshold struct {
-	// Source is the text it was parsed from.
+	// Source is the text it was parsed from, or that ParseThreshold
+	// would read as it (a default criterion built as a value).
 	Source string
-	// Metric is "latency", "rate", "rps" or one of the phase criteria's
-	// names; Quantile (0–100) applies to latency.
-	Metric   string
+	// Metric is what it judges; Quantile (0–100) applies to latency.
+	Metric   Metric
 	Quantile float64
 	Op       string
 	// Value is in milliseconds for latency, seconds for recovery, requests
@@ -73,7 +74,7 @@ func ParseThreshold(s string) (Threshold, error) {
 		return t, fmt.Errorf("%w: %q: want METRIC OP VALUE, e.g. p(99)<100ms, rate<0.001 or rps>=500", ErrBadThreshold, s)
 	}
 	name, rest := strings.TrimSpace(src[:i]), src[i:]
-	for _, op := range []string{"<=", ">=", "==", "<", ">"} {
+	for _, op := range operators() {
 		if strings.HasPrefix(rest, op) {
 			t.Op, rest = op, strings.TrimSpace(rest[len(op):])
 			break
@@ -82,73 +83,76 @@ func ParseThreshold(s string) (Threshold, error) {
 	if t.Op == "" {
 		return t, fmt.Errorf("%w: %q: operator must be <, <=, >, >= or ==", ErrBadThreshold, s)
 	}
-	switch {
-	case name == "rps" || name == "breaking_point":
-		t.Metric = name
-		v, err := strconv.ParseFloat(rest, 64)
-		if err != nil || !(v >= 0) || math.IsInf(v, 0) {
-			return t, fmt.Errorf("%w: %q: %s takes a non-negative number of requests per second, got %q", ErrBadThreshold, s, name, rest)
+	var err error
+	switch m := Metric(name); {
+	case m.perSecond():
+		t.Metric = m
+		v, perr := strconv.ParseFloat(rest, 64)
+		if perr != nil || !(v >= 0) || math.IsInf(v, 0) {
+			err = fmt.Errorf("%s takes a non-negative number of requests per second, got %q", name, rest)
 		}
 		t.Value = v
-		return t, nil
-	case name == "recovery":
-		t.Metric = name
-		d, err := parseLatency(rest)
-		if err != nil {
-			return t, fmt.Errorf("%w: %q: recovery takes a duration such as 5m: %v", ErrBadThreshold, s, err)
+	case m == MetricRecovery:
+		t.Metric = m
+		d, perr := parseLatency(rest)
+		if perr != nil {
+			err = fmt.Errorf("recovery takes a duration such as 5m: %v", perr)
 		}
 		t.Value = d.Seconds()
-		return t, nil
-	case fractionMetrics[name]:
-		t.Metric = name
-		v, err := parseFraction(rest)
-		if err != nil {
-			return t, fmt.Errorf("%w: %q: %s takes a fraction such as 0.01 or a percentage such as 1%%, got %q", ErrBadThreshold, s, name, rest)
-		}
-		if (name == "rate" || name == "spike_error_rate") && v > 1 {
-			return t, fmt.Errorf("%w: %q: %s is a fraction of requests, at most 1", ErrBadThreshold, s, name)
-		}
-		t.Value = v
-		return t, nil
-	case name == "med":
-		t.Quantile = 50
-	case name == "min":
-		t.Quantile = 0
-	case name == "max":
-		t.Quantile = 100
-	case strings.HasPrefix(name, "p(") && strings.HasSuffix(name, ")"):
-		q, err := strconv.ParseFloat(name[2:len(name)-1], 64)
-		if err != nil || q <= 0 || q > 100 {
-			return t, fmt.Errorf("%w: %q: percentile %q must be a number in (0, 100]", ErrBadThreshold, s, name[2:len(name)-1])
-		}
-		t.Quantile = q
+	case m.fraction():
+		t.Metric = m
+		t.Value, err = parseFraction(name, rest)
 	default:
-		return t, fmt.Errorf("%w: %q: unknown metric %q (want p(N), med, min, max, rate, rps, breaking_point, recovery, overload_goodput, latency_increase, spike_error_rate, memory_growth or cpu_growth)", ErrBadThreshold, s, name)
+		t.Metric = MetricLatency
+		t.Quantile, t.Value, err = parseLatencyThreshold(name, rest)
 	}
-	t.Metric = "latency"
-	d, err := parseLatency(rest)
 	if err != nil {
 		return t, fmt.Errorf("%w: %q: %v", ErrBadThreshold, s, err)
 	}
-	t.Value = float64(d) / float64(time.Millisecond)
 	return t, nil
 }
 
-// fractionMetrics are the metrics whose value is a fraction, written as
-// 0.05 or 5%.
-var fractionMetrics = map[string]bool{
-	"rate": true, "spike_error_rate": true, "latency_increase": true, "memory_growth": true, "cpu_growth": true,
-	"overload_goodput": true,
+// operators are a threshold's comparisons, longest first so that <= is
+// not read as <.
+func operators() []string { return []string{"<=", ">=", "==", "<", ">"} }
+
+// parseLatencyThreshold reads the percentile name (p(N), med, min, max)
+// and the latency of a latency threshold, in milliseconds.
+func parseLatencyThreshold(name, value string) (q, ms float64, err error) {
+	switch {
+	case name == "med":
+		q = 50
+	case name == "min":
+		q = 0
+	case name == "max":
+		q = 100
+	case strings.HasPrefix(name, "p(") && strings.HasSuffix(name, ")"):
+		n := name[2 : len(name)-1]
+		if q, err = strconv.ParseFloat(n, 64); err != nil || q <= 0 || q > 100 {
+			return 0, 0, fmt.Errorf("percentile %q must be a number in (0, 100]", n)
+		}
+	default:
+		return 0, 0, fmt.Errorf("unknown metric %q (want p(N), med, min, max, rate, rps or one of the phase criteria: %s)", name, joinNames(phaseMetrics()))
+	}
+	d, err := parseLatency(value)
+	if err != nil {
+		return 0, 0, err
+	}
+	return q, float64(d) / float64(time.Millisecond), nil
 }
 
-func parseFraction(s string) (float64, error) {
+// parseFraction reads metric's value, a fraction written 0.05 or 5%.
+func parseFraction(metric, s string) (float64, error) {
 	pct := strings.HasSuffix(s, "%")
 	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, "%")), 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-		return 0, fmt.Errorf("not a non-negative number")
+		return 0, fmt.Errorf("%s takes a fraction such as 0.01 or a percentage such as 1%%, got %q", metric, s)
 	}
 	if pct {
 		v /= 100
+	}
+	if (Metric(metric) == MetricRate || Metric(metric) == MetricSpikeErrorRate) && v > 1 {
+		return 0, fmt.Errorf("%s is a fraction of requests, at most 1", metric)
 	}
 	return v, nil
 }
@@ -165,24 +169,67 @@ func parseLatency(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// criterion returns the threshold "metric op value" built as a value,
+// with the Source that ParseThreshold reads back as the same threshold.
+func criterion(m Metric, op string, value float64) Threshold {
+	t := Threshold{Metric: m, Op: op, Value: value}
+	t.Source = t.format()
+	return t
+}
+
+// latencyCriterion returns the threshold "p(q) op d" built as a value.
+func latencyCriterion(q float64, op string, d time.Duration) Threshold {
+	t := Threshold{Metric: MetricLatency, Quantile: q, Op: op, Value: float64(d) / float64(time.Millisecond)}
+	t.Source = t.format()
+	return t
+}
+
+// format writes t as ParseThreshold reads it: durations whole (300ms,
+// 5m, 1.5s), fractions as percentages, rates as they are.
+func (t Threshold) format() string {
+	switch {
+	case t.Metric == MetricLatency:
+		name := "p(" + strconv.FormatFloat(t.Quantile, 'g', -1, 64) + ")"
+		switch t.Quantile {
+		case 0:
+			name = "min"
+		case 100:
+			name = "max"
+		}
+		return name + t.Op + dur(time.Duration(math.Round(t.Value*float64(time.Millisecond))))
+	case t.Metric == MetricRecovery:
+		return string(t.Metric) + t.Op + dur(time.Duration(math.Round(t.Value*float64(time.Second))))
+	case t.Metric.fraction():
+		// 10 significant digits: 100 × 0.07 is 7.000000000000001.
+		return string(t.Metric) + t.Op + strconv.FormatFloat(100*t.Value, 'g', 10, 64) + "%"
+	}
+	return string(t.Metric) + t.Op + strconv.FormatFloat(t.Value, 'g', -1, 64)
+}
+
+// check reports what is wrong with a threshold built as a value (in a
+// Plan literal), or nil.
+func (t Threshold) check() error {
+	switch {
+	case !t.Metric.known():
+		return fmt.Errorf("metric %q: want latency, rate, rps or one of %s", t.Metric, joinNames(phaseMetrics()))
+	case !slices.Contains(operators(), t.Op):
+		return fmt.Errorf("operator %q: want <, <=, >, >= or ==", t.Op)
+	case !(t.Value >= 0) || math.IsInf(t.Value, 0):
+		return fmt.Errorf("value %v: want a non-negative number", t.Value)
+	case t.Metric == MetricLatency && !(t.Quantile >= 0 && t.Quantile <= 100):
+		return fmt.Errorf("quantile %v: want 0 to 100", t.Quantile)
+	}
+	return nil
+}
+
 // PhaseOnly reports whether t is one of the guide's phase criteria, which
 // only a plan's phases measure (not a single attack).
 func (t Threshold) PhaseOnly() bool {
-	return t.Metric != "latency" && t.Metric != "rate" && t.Metric != "rps"
+	return t.Metric != MetricLatency && t.Metric != MetricRate && t.Metric != MetricRPS
 }
 
 // Unit is the unit of t's value: ms, /s, s, or "" for a fraction.
-func (t Threshold) Unit() string {
-	switch t.Metric {
-	case "latency":
-		return "ms"
-	case "rps", "breaking_point":
-		return "/s"
-	case "recovery":
-		return "s"
-	}
-	return ""
-}
+func (t Threshold) Unit() string { return t.Metric.unit() }
 
 // Check measures t against r. A run that sent no request passes nothing,
 // and neither does a phase criterion (see PhaseOnly).
@@ -197,12 +244,9 @@ func (t Threshold) Check(r *Result) Verdict {
 // measure returns r's figure for a latency, rate or rps threshold.
 func (t Threshold) measure(r *Result) float64 {
 	switch t.Metric {
-	case "rate":
-		if r.Requests == 0 {
-			return 0
-		}
-		return float64(r.Errors) / float64(r.Requests)
-	case "rps":
+	case MetricRate:
+		return fraction(r.Errors, r.Requests)
+	case MetricRPS:
 		return r.AchievedRPS
 	}
 	var us int64

@@ -9,7 +9,7 @@ import (
 func TestParseThreshold(t *testing.T) {
 	for _, tc := range []struct {
 		in     string
-		metric string
+		metric Metric
 		q      float64
 		op     string
 		value  float64

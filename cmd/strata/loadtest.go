@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,8 +112,8 @@ storefront. Edit it for your service; run it scaled down with --scale.`,
   strata loadtest run plan.yaml --scale 0.01`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.CurrentRPS < 0 || o.PeakRPS < 0 {
-				return usageError{fmt.Errorf("--current-rps and --peak-rps must not be negative")}
+			if err := checkInitFlags(cmd, o); err != nil {
+				return usageError{err}
 			}
 			data := loadtest.DefaultPlan(o)
 			if _, err := loadtest.ParsePlan(data, loadtest.ParseOptions{File: "default plan"}); err != nil {
@@ -138,6 +140,46 @@ storefront. Edit it for your service; run it scaled down with --scale.`,
 	f.Float64Var(&o.CurrentRPS, "current-rps", 100, "the production rate today (baseline's rate)")
 	f.Float64Var(&o.PeakRPS, "peak-rps", 0, "the production peak (default 2 × current)")
 	return cmd
+}
+
+// checkInitFlags refuses init's rates and target when they cannot make a
+// plan: a rate that is not a positive number of requests per second (0
+// would silently become the default), or a peak below the current rate.
+func checkInitFlags(cmd *cobra.Command, o loadtest.DefaultPlanOptions) error {
+	if !(o.CurrentRPS > 0 && o.CurrentRPS <= loadtest.MaxRate) {
+		return fmt.Errorf("--current-rps %v: want a positive number of requests per second, up to %d", o.CurrentRPS, loadtest.MaxRate)
+	}
+	if cmd.Flags().Changed("peak-rps") {
+		switch {
+		case !(o.PeakRPS > 0 && o.PeakRPS <= loadtest.MaxRate):
+			return fmt.Errorf("--peak-rps %v: want a positive number of requests per second, up to %d", o.PeakRPS, loadtest.MaxRate)
+		case o.PeakRPS < o.CurrentRPS:
+			return fmt.Errorf("--peak-rps %v is below --current-rps %v: the peak is the highest production rate, at least the current one", o.PeakRPS, o.CurrentRPS)
+		}
+	}
+	if u, err := url.Parse(o.Target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--target %q: want the service's base URL, e.g. http://127.0.0.1:8080", o.Target)
+	}
+	return nil
+}
+
+// maxStartAhead is how far ahead --start-at may be: further is a typo,
+// not a run that is meant to wait.
+const maxStartAhead = 24 * time.Hour
+
+// checkStartAt refuses a --start-at that has passed (the slices of a
+// split run would not start together) or is more than a day ahead.
+func checkStartAt(s string, now time.Time) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	switch {
+	case err != nil:
+		return t, fmt.Errorf("--start-at %q: want an RFC 3339 time such as 2026-11-23T15:00:00Z", s)
+	case t.Before(now.Add(-time.Second)):
+		return t, fmt.Errorf("--start-at %s passed %v ago: the slices of a split run would not start together; give a time ahead", s, now.Sub(t).Round(time.Second))
+	case t.After(now.Add(maxStartAhead)):
+		return t, fmt.Errorf("--start-at %s is %v ahead: want a time within %v", s, t.Sub(now).Round(time.Second), maxStartAhead)
+	}
+	return t, nil
 }
 
 func newLoadtestRun(g *globals) *cobra.Command {
@@ -174,7 +216,7 @@ that N generators add up to the plan's rates; merge their --json files with
 			}
 			opt := loadtest.ParseOptions{File: args[0], Dir: filepath.Dir(args[0]), Set: set}
 			if cmd.Flags().Changed("scale") {
-				if !(scale > 0) {
+				if !(scale > 0) || math.IsInf(scale, 0) {
 					return usageError{fmt.Errorf("--scale %v: want a positive factor such as 0.01", scale)}
 				}
 				opt.Set = append([]string{"scale=" + strconv.FormatFloat(scale, 'g', -1, 64)}, opt.Set...)
@@ -188,9 +230,9 @@ that N generators add up to the plan's rates; merge their --json files with
 			}
 			ropt := loadtest.RunOptions{}
 			if startAt != "" {
-				t, err := time.Parse(time.RFC3339, startAt)
+				t, err := checkStartAt(startAt, time.Now())
 				if err != nil {
-					return usageError{fmt.Errorf("--start-at %q: want an RFC 3339 time such as 2026-11-23T15:00:00Z", startAt)}
+					return usageError{err}
 				}
 				ropt.StartAt = t
 			}
@@ -305,8 +347,13 @@ request failed.`,
 					return usageError{fmt.Errorf("--%s is required", name)}
 				}
 			}
-			if a.Duration <= 0 {
+			switch {
+			case a.Duration <= 0:
 				return usageError{fmt.Errorf("--duration %v: want a positive duration such as 30s", a.Duration)}
+			case a.Connections <= 0: // 0 would silently become the default
+				return usageError{fmt.Errorf("--connections %d: want 1 to %d requests in flight", a.Connections, loadtest.MaxConnections)}
+			case a.Timeout <= 0:
+				return usageError{fmt.Errorf("--timeout %v: want a positive bound on one request, such as 30s", a.Timeout)}
 			}
 			var checks []loadtest.Threshold
 			for _, s := range thresholds {

@@ -52,8 +52,10 @@ func TestBusHealth(t *testing.T) {
 	done := make(chan struct{})
 	go func() { b.heartbeat(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	for clk.Pending() == 0 { // the heartbeat's ticker is running
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); clk.Pending() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // the heartbeat never started its ticker
+			t.Fatal("no heartbeat ticker")
+		}
 	}
 	// settle waits for the heartbeat goroutine to finish the tick it was
 	// handed: Advance returns once the tick is received, and the next

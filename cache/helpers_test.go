@@ -205,3 +205,6 @@ func (l *logs) count(level slog.Level) (int, []string) {
 	}
 	return len(msgs), msgs
 }
+
+// discard is a logger that drops everything.
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/testdb"
@@ -40,7 +41,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	// Goroutines of the client's closed subscriptions wind down by
 	// themselves; the caches' own must all be gone.
-	if !within(30e9, func() bool { return goroutines() <= before+2 }) {
+	if !within(30*time.Second, func() bool { return goroutines() <= before+2 }) {
 		t.Fatalf("%d goroutines before, %d after three caches were closed", before, goroutines())
 	}
 }

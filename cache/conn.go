@@ -81,9 +81,11 @@ type RedisStatus struct {
 // DialRedis returns a RedisConn that connects to Redis with opt in the
 // background and returns at once, whether Redis answers or not. Until the
 // first attempt succeeds it retries, waiting RetryMin after the first
-// failure and twice as long after each next one, up to RetryMax; [Ready]
-// is closed when it connects. It fails only for options that can never
-// work (no address). Close it after the caches that use it.
+// failure and twice as long after each next one, up to RetryMax;
+// [RedisConn.Ready] is closed when it connects. It fails only for options
+// that can never work (no address). Close it after the caches that use it;
+// Close waits for an attempt in progress, which the dial timeout bounds
+// (a dial still connecting is abandoned at once).
 func DialRedis(opt rueidis.ClientOption, cfg RedisConnConfig) (*RedisConn, error) {
 	if len(opt.InitAddress) == 0 {
 		return nil, errors.New("cache: DialRedis: the Redis options name no address (InitAddress is empty)")

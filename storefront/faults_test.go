@@ -152,3 +152,36 @@ func TestFaultsWritesPrimaryDown(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultsReadYourWritesPerEntity: item 5. A client that does not echo
+// the write's token (curl, most API clients) still reads its write of a
+// user back, and the recommendations after its action, while both
+// replicas lag (their replay paused): reads name the entity, and the
+// router sends them where that entity's last write is visible.
+func TestFaultsReadYourWritesPerEntity(t *testing.T) {
+	f := startFaultCluster(t)
+	f.pg.PauseReplay("replica1")
+	f.pg.PauseReplay("replica2")
+	t.Cleanup(func() {
+		f.pg.ResumeReplay("replica1")
+		f.pg.ResumeReplay("replica2")
+	})
+	for i := range 20 {
+		name := fmt.Sprintf("Lagged %d", i)
+		if r := call(t, "PATCH", f.direct+"/users/5", fmt.Sprintf(`{"name": %q}`, name)); r.status != 200 {
+			t.Fatalf("PATCH: %d %s", r.status, r.raw)
+		}
+		if r := call(t, "GET", f.direct+"/users/5", ""); r.status != 200 || r.body["name"] != name {
+			t.Fatalf("write %d: read without a token got %d %v, want name %q", i, r.status, r.body["name"], name)
+		}
+	}
+	// A user created now is found at once, although no replica has it.
+	r := call(t, "POST", f.direct+"/users", `{"email": "fresh@example.com", "name": "Fresh", "region": "eu-west"}`)
+	if r.status != 201 {
+		t.Fatalf("POST /users: %d %s", r.status, r.raw)
+	}
+	id := int(r.body["id"].(float64))
+	if r := call(t, "GET", fmt.Sprintf("%s/users/%d", f.direct, id), ""); r.status != 200 {
+		t.Fatalf("GET the user just created, without a token: %d %s", r.status, r.raw)
+	}
+}

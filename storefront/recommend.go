@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/strata-dev/strata/replica"
 )
 
 // Tuning of the stage-1 recommender: Strata's choices (the guide fixes only
@@ -58,6 +60,9 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	// Read-your-writes per entity: a user's recommendations read their
+	// own row and actions at least as new as the last write to either.
+	ctx = replica.WithKeys(ctx, userKey(userID), actionsTag(userID))
 	history, err := s.recentHistory(ctx, userID)
 	if err != nil {
 		return nil, err

@@ -52,6 +52,8 @@ type Store struct {
 	now    func() time.Time
 	log    *slog.Logger
 	pop    *popularity
+	// warnings throttles warnings about a condition that lasts.
+	warnings throttle
 }
 
 // Open connects to the database at url ("sqlite://PATH", relative to the
@@ -132,9 +134,14 @@ func (s *Store) Kind() Kind { return Kind(s.d.kind) }
 // with replicas, that the primary or at least one replica does (reads go
 // on while the primary is down; [Store.Degraded] says what is missing).
 func (s *Store) Ping(ctx context.Context) error {
-	err := s.db.PingContext(ctx)
+	var err error
+	if s.router != nil {
+		err = s.router.PrimaryErr() // known down: do not wait for a connect to fail
+	}
 	if err == nil {
-		return nil
+		if err = s.db.PingContext(ctx); err == nil {
+			return nil
+		}
 	}
 	if s.router != nil {
 		for _, st := range s.router.Status() {
@@ -155,7 +162,7 @@ func (s *Store) Degraded(ctx context.Context) []string {
 		return nil
 	}
 	var out []string
-	if err := s.db.PingContext(ctx); err != nil {
+	if err := s.router.PrimaryErr(); err != nil {
 		out = append(out, "primary: unavailable, writes answer 503 ("+clipReport(err.Error())+")")
 	}
 	for _, st := range s.router.Status() {
@@ -201,7 +208,7 @@ func (s *Store) GetUser(ctx context.Context, id int64) (User, error) {
 		return User{}, err
 	}
 	var u User
-	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+	err := s.read(replica.WithKeys(ctx, userKey(id)), func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 		return err
 	})
@@ -236,6 +243,7 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 		}
 		return User{}, fmt.Errorf("storefront: create user: %w", err)
 	}
+	s.mark(ctx, userKey(u.ID)) // its id was not known before the insert
 	return u, nil
 }
 
@@ -250,7 +258,7 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 		return User{}, err
 	}
 	var u User
-	err = s.write(ctx, func(ctx context.Context, q querier) (err error) {
+	err = s.write(replica.WithKeys(ctx, userKey(id)), func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx,
 			`UPDATE users SET
 				email = COALESCE($2, email),
@@ -287,7 +295,7 @@ func (s *Store) RecordAction(ctx context.Context, userID, productID int64, kind 
 		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %q", kind)
 	}
 	a := Action{UserID: userID, ProductID: productID, Kind: kind, CreatedAt: s.stamp()}
-	err := s.write(ctx, func(ctx context.Context, q querier) error {
+	err := s.write(replica.WithKeys(ctx, actionsTag(userID)), func(ctx context.Context, q querier) error {
 		return q.QueryRowContext(ctx,
 			`INSERT INTO user_actions (user_id, product_id, kind, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
 			userID, productID, string(kind), s.d.timeArg(a.CreatedAt)).Scan(&a.ID)
@@ -401,6 +409,12 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querie
 		return fn(ctx, s.db)
 	}
 	tok, err := s.router.Write(ctx, fn)
+	if errors.Is(err, replica.ErrNoMark) {
+		// The write committed and has its token; only the per-key marks
+		// failed, so other routers sharing them may not see it at once.
+		s.warnings.warn(s.log, "storefront: write committed without its per-key read-your-writes marks", "err", err)
+		err = nil
+	}
 	if errors.Is(err, replica.ErrNoToken) {
 		// The write committed but its position was not read: the primary's
 		// current position, read now, is past it and serves as well. If
@@ -419,6 +433,24 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querie
 		*sink = tok
 	}
 	return nil
+}
+
+// mark records the newest write of this request (from its token sink) as
+// the newest write to keys, for a write whose keys were known only after
+// it ran (a new row's id). Reads that name one of keys then see it
+// (replica.WithKeys) with no token from the client.
+func (s *Store) mark(ctx context.Context, keys ...string) {
+	if s.router == nil {
+		return
+	}
+	tok, err := s.router.Position(ctx)
+	if err != nil {
+		s.warnings.warn(s.log, "storefront: write committed without its per-key read-your-writes marks", "err", err)
+		return
+	}
+	if err := s.router.Mark(ctx, tok, keys...); err != nil {
+		s.warnings.warn(s.log, "storefront: write committed without its per-key read-your-writes marks", "err", err)
+	}
 }
 
 // readRows runs a read query and scans every row, afresh on each attempt.

@@ -83,7 +83,7 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			switch {
 			case errors.Is(err, database.ErrBadURL):
 				return usageError{fmt.Errorf("%s: %w", where["db"], err)}
-			case errors.Is(err, replica.ErrBadConfig):
+			case errors.Is(err, replica.ErrBadConfig), errors.Is(err, replica.ErrNotStandby), errors.Is(err, replica.ErrNotPrimary):
 				return usageError{fmt.Errorf("%s: %w", where["replica"], err)}
 			case err != nil:
 				return err

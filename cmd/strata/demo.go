@@ -1,44 +1,62 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-dev/strata/internal/demo"
+	"github.com/strata-dev/strata/demo"
 )
 
 func newDemo(g *globals) *cobra.Command {
 	var cfg demo.Config
-	var keep, redisURL, pgURL string
+	var keep, redisURL, pgURL, html string
 	var replicas []string
+	var full, smoke bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the storefront on an embedded database and measure it under real traffic",
-		Long: `Run the scale journey's demo: create a temporary SQLite database, seed it,
-and for each stage of the journey built so far (1: no cache; 2: the
+		Short: "Run the storefront at each stage of the scale journey and measure it under real traffic",
+		Long: `Run the scale journey's demo: seed the storefront into a temporary SQLite
+database and, for each stage built so far, serve it on a free loopback port
+and measure it with the load tester: stage 1 (no cache); stage 2, the
 read-through cache in process, and with Redis as L2 when --redis or
-STRATA_REDIS_URL names one; with --postgres and --replica, or
+STRATA_REDIS_URL names one; and with --postgres and --replica, or
 STRATA_PG_URL and STRATA_PG_REPLICA_URLS, the storefront on PostgreSQL
-served by the primary alone and then with reads on the replicas), serve
-the storefront on a free loopback port,
-drive the same short, bounded burst of real HTTP traffic over every endpoint,
-and print requests, rate, latency percentiles and errors per endpoint, then
-the stages side by side. Then, unless --load-test=false, it runs the
-guide's load-test plan (baseline, stress until the breaking point, a 10×
-spike, endurance at 80 % of the capacity found), scaled down to about 40 s
-a stage, against every stage, prints the verdicts side by side and writes
-them with charts to --html. Exits non-zero if any request of the burst
-failed; the load test's verdicts are reported, not an exit code.`,
+served by the primary alone, then with reads on the replicas.
+
+Every stage gets the same plan over the whole API: the same fixed rate
+(--rate) on an open model, latency from each request's scheduled send,
+then a search for its breaking point. The stages are printed side by side
+with what each changes (database queries per request, the cache's hit
+ratio, reads on replicas) and the verdicts of the load tester's criteria,
+and written with charts to --html. The standard run takes under a minute
+for all five stages; --full runs the guide's four phases at every stage
+(baseline, stress with recovery, a 10× spike, endurance; about 90 s a
+stage); --smoke only checks, in a few seconds a stage, that every stage
+and endpoint works.
+
+The services' log lines (--log-level) are printed after the tables. Exits
+non-zero if any request failed at the fixed rate; the verdicts are
+reported, not an exit code.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
+			if full && smoke {
+				return usageError{fmt.Errorf("--full and --smoke: choose one")}
 			}
-			cfg.Out, cfg.Logger, cfg.Dir = g.stdout, log, keep
+			switch {
+			case full:
+				cfg.Mode = demo.Full
+			case smoke:
+				cfg.Mode = demo.Smoke
+			}
+			if err := cfg.LogLevel.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", g.logLevel)}
+			}
+			cfg.Out, cfg.Dir = g.stdout, keep
 			if redisURL == "" {
 				redisURL = os.Getenv("STRATA_REDIS_URL") // set by eval "$(scripts/dev env)"
 			}
@@ -62,13 +80,25 @@ failed; the load test's verdicts are reported, not an exit code.`,
 			cfg.Postgres, cfg.Replicas = pgURL, replicas
 			start := time.Now()
 			res, err := demo.Run(cmd.Context(), cfg)
+			if errors.Is(err, demo.ErrBadConfig) {
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}
-			if n := res.Errors(); n > 0 {
-				return fmt.Errorf("demo: %d requests failed", n)
+			if html != "" {
+				if err := writeFile(html, res.Report.WriteHTML); err != nil {
+					return fmt.Errorf("--html: %w", err)
+				}
+				if abs, err := filepath.Abs(html); err == nil {
+					html = abs
+				}
+				fmt.Fprintf(g.stdout, "\nthe load-test report, with charts: %s\n", html)
 			}
-			fmt.Fprintf(g.stdout, "\ndemo finished in %s\n", time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(g.stdout, "\ndemo finished in %s\n", time.Since(start).Round(100*time.Millisecond))
+			if n := res.Failed(); n > 0 {
+				return fmt.Errorf("demo: %d requests failed at the fixed rate of %g/s", n, cfg.Rate)
+			}
 			return nil
 		},
 	}
@@ -76,13 +106,13 @@ failed; the load test's verdicts are reported, not an exit code.`,
 	f.IntVar(&cfg.Users, "users", demo.DefaultUsers, "users to seed")
 	f.IntVar(&cfg.Products, "products", demo.DefaultProducts, "products to seed")
 	f.IntVar(&cfg.Actions, "actions", demo.DefaultActions, "actions to seed")
-	f.IntVar(&cfg.Requests, "requests", demo.DefaultRequests, "requests to send per stage")
-	f.IntVar(&cfg.Concurrency, "concurrency", demo.DefaultConcurrency, "clients sending at once")
+	f.Float64Var(&cfg.Rate, "rate", demo.DefaultRate, "the fixed rate every stage is measured at, requests per second")
+	f.BoolVar(&full, "full", false, "run the guide's four load-test phases at every stage (about 90 s a stage)")
+	f.BoolVar(&smoke, "smoke", false, "only check that every stage and endpoint works (a few seconds a stage; no meaningful verdicts)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
-	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stage (default $STRATA_PG_URL); the demo uses its schema strata_demo")
+	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stages (default $STRATA_PG_URL); the demo uses its schema strata_demo")
 	f.StringArrayVar(&replicas, "replica", nil, "a streaming replica of --postgres, repeatable (default $STRATA_PG_REPLICA_URLS, comma-separated; none: that stage is skipped)")
-	f.BoolVar(&cfg.LoadTest, "load-test", true, "run the scaled-down load-test plan at every stage")
-	f.StringVar(&cfg.HTML, "html", "strata-demo-report.html", "write the load tests' report here (\"\" for none)")
+	f.StringVar(&html, "html", "strata-demo-report.html", "write the load tests' report here (\"\" for none)")
 	f.StringVar(&keep, "dir", "", "folder for the demo database, kept afterwards (default: a temporary folder, removed)")
 	return cmd
 }

@@ -19,7 +19,7 @@ import (
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // the demo with its load tests takes about 2
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // a bound far past any command here
 	defer cancel()
 	code := run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
@@ -53,7 +53,7 @@ func TestCLIExitCodes(t *testing.T) {
 		{"root help", []string{"--help"}, 0, "strata demo"},
 		{"serve help", []string{"serve", "--help"}, 0, "--db"},
 		{"seed help", []string{"seed", "--help"}, 0, "--actions"},
-		{"demo help", []string{"demo", "--help"}, 0, "--requests"},
+		{"demo help", []string{"demo", "--help"}, 0, "--full"},
 		{"version", []string{"version"}, 0, "strata"},
 		// Usage errors exit 2 and say what was wrong.
 		{"unknown command", []string{"frobnicate"}, 2, "unknown command"},
@@ -94,6 +94,8 @@ func TestCLIExitCodes(t *testing.T) {
 		{"merge nothing", []string{"loadtest", "merge", filepath.Join(dir, "none.json")}, 2, "no such file"},
 		{"merge not json", []string{"loadtest", "merge", bad}, 2, "not a load-test report"},
 		{"merge an attack's json", []string{"loadtest", "merge", attackJSON}, 2, "no phases (is it an attack's --json?"},
+		{"demo full and smoke", []string{"demo", "--full", "--smoke"}, 2, "--full and --smoke: choose one"},
+		{"demo bad rate", []string{"demo", "--rate", "0.5"}, 2, "Rate 0.5: want 1 to 50000"},
 		{"replica without postgres", []string{"serve", "--replica", "postgres://a@127.0.0.1/x", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "r.db")}, 2, "not PostgreSQL"},
 		{"bad db scheme", []string{"serve", "--db", "mysql://localhost/x", "--addr", "127.0.0.1:0"}, 2, "--db: database: bad URL: unsupported scheme"},
 		// Runtime errors exit 1.
@@ -166,23 +168,28 @@ func TestCLISeedAndServe(t *testing.T) {
 	}
 }
 
+// TestCLIDemo runs the smoke demo on SQLite (the demo package's own test
+// runs every stage): it exits 0, prints the side-by-side table, and writes
+// the HTML report readable by others, naming its absolute path; a kept
+// --dir can be used again.
 func TestCLIDemo(t *testing.T) {
+	t.Setenv("STRATA_REDIS_URL", "")
+	t.Setenv("STRATA_PG_URL", "")
+	t.Setenv("STRATA_PG_REPLICA_URLS", "")
 	dir := t.TempDir()
-	var code int
-	var out, errOut string
 	html := filepath.Join(dir, "report.html")
-	for i := range 2 { // a kept --dir can be used again
-		args := []string{"demo", "--users", "200", "--products", "50", "--actions", "2000", "--requests", "500", "--dir", dir, "--html", html}
-		if i == 0 {
-			args = append(args, "--load-test=false")
-		}
-		code, out, errOut = runCLI(t, args...)
+	var out string
+	for range 2 { // a kept --dir can be used again
+		var code int
+		var errOut string
+		code, out, errOut = runCLI(t, "demo", "--smoke", "--rate", "100", "--users", "200", "--products", "50", "--actions", "2000", "--dir", dir, "--html", html)
 		if code != 0 {
 			t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
 		}
 	}
-	for _, want := range []string{"stage 1", "GET /users/{id}/recommendations", "POST /users", "p99", "/metrics", "demo finished",
-		"the load test side by side", "breaking point", "spike ×10", "the load-test report, with charts: " + html} {
+	for _, want := range []string{"smoke run", "stage 1: monolith", "stage 2: read-through cache", "the journey side by side",
+		"p50 / p99", "DB queries per request", "cache hit ratio", "breaking point", "verdict", "PASSED",
+		"every endpoint", "the load-test report, with charts: " + html, "demo finished"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -191,10 +198,13 @@ func TestCLIDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"stage 1 (no cache): baseline", "stage 2 (L1): endurance"} {
+	for _, want := range []string{"stage 1 (no cache): baseline", "stage 2 (L1): stress"} {
 		if !bytes.Contains(data, []byte(want)) {
 			t.Errorf("the HTML report lacks %q", want)
 		}
+	}
+	if fi, err := os.Stat(html); err != nil || fi.Mode().Perm()&0o044 == 0 {
+		t.Errorf("the report is not readable by others: %v %v", fi.Mode(), err)
 	}
 }
 

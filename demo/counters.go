@@ -1,0 +1,113 @@
+package demo
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// reading is the service's counters at one moment: what the demo needs to
+// say what a stage changes.
+type reading struct {
+	queries    float64            // statements counted at the driver
+	calls      map[string]float64 // the replica router's calls, by pool
+	cacheReads float64            // L1 hits and misses, over every cache
+	cacheLoads float64            // loader calls, over every cache
+	// answers counts the service's answers by endpoint and status code.
+	answers map[string]map[string]float64
+}
+
+// read takes a reading of reg and of the driver's count n (nil: none).
+func read(reg prometheus.Gatherer, n *atomic.Int64) (reading, error) {
+	r := reading{calls: map[string]float64{}, answers: map[string]map[string]float64{}}
+	if n != nil {
+		r.queries = float64(n.Load())
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return r, fmt.Errorf("demo: reading the service's metrics: %w", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			l := labels(m)
+			switch mf.GetName() {
+			case "strata_cache_hits_total", "strata_cache_misses_total":
+				if l["level"] == "l1" {
+					r.cacheReads += m.GetCounter().GetValue()
+				}
+			case "strata_cache_loads_total":
+				r.cacheLoads += m.GetCounter().GetValue()
+			case "strata_replica_query_duration_seconds":
+				r.calls[l["pool"]] += float64(m.GetHistogram().GetSampleCount())
+			case "strata_http_requests_total":
+				ep := endpointName(l["method"], l["route"])
+				if r.answers[ep] == nil {
+					r.answers[ep] = map[string]float64{}
+				}
+				r.answers[ep][l["code"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return r, nil
+}
+
+func labels(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
+}
+
+// endpointName is "METHOD /route": the route label may carry the method
+// already (a Go 1.22 mux pattern), and promhttp writes methods lower-case.
+func endpointName(method, route string) string {
+	if strings.Contains(route, " ") {
+		return route
+	}
+	return strings.ToUpper(method) + " " + route
+}
+
+// since sets what the stage changed between r0 and r, over requests sent,
+// in res.
+func (r reading) since(r0 reading, requests int64, res *StageResult) {
+	n := float64(requests)
+	if len(r.calls) > 0 {
+		var all, primary float64
+		for pool, c := range r.calls {
+			all += c - r0.calls[pool]
+			if pool == "primary" {
+				primary += c - r0.calls[pool]
+			}
+		}
+		res.Queries = perRequest(all, n)
+		res.OnReplicas = perRequest(all-primary, all)
+	} else {
+		res.Queries = perRequest(r.queries-r0.queries, n)
+	}
+	if reads := r.cacheReads - r0.cacheReads; reads > 0 {
+		res.HitRatio = max(0, 1-(r.cacheLoads-r0.cacheLoads)/reads)
+	}
+	res.Endpoints = nil
+	for _, ep := range slices.Sorted(maps.Keys(r.answers)) {
+		e := Endpoint{Name: ep}
+		var codes []string
+		for _, code := range slices.Sorted(maps.Keys(r.answers[ep])) {
+			d := int64(r.answers[ep][code] - r0.answers[ep][code])
+			e.Requests += d
+			if d > 0 && code >= "400" {
+				e.Failed += d
+				codes = append(codes, fmt.Sprintf("%s ×%d", code, d))
+			}
+		}
+		e.Codes = strings.Join(codes, ", ")
+		if e.Requests > 0 {
+			res.Endpoints = append(res.Endpoints, e)
+		}
+	}
+}

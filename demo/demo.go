@@ -1,0 +1,286 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/strata-dev/strata/loadtest"
+)
+
+// Defaults of a demo run: seeded in a fraction of a second, and a fixed
+// rate far enough under the slowest stage's capacity (about 2,000/s for
+// stage 1 on SQLite on the development machine, load generator included)
+// that its latency is the stage's own, not a queue's.
+const (
+	DefaultUsers    = 2000
+	DefaultProducts = 500
+	DefaultActions  = 20000
+	DefaultRate     = 250 // requests per second, at every stage
+)
+
+// MaxRate bounds Config.Rate: the demo's load generator shares the machine
+// with the service, and far past this the figures would be the generator's.
+const MaxRate = 50_000
+
+// ErrBadConfig is returned (wrapped) for a Config the demo cannot run; the
+// message names the field.
+var ErrBadConfig = errors.New("demo: bad config")
+
+// Config sets a demo run. Its zero value runs the standard journey on
+// SQLite alone, with the defaults above, printing to os.Stdout.
+type Config struct {
+	// Users, Products and Actions size the seeded data; 0 means the
+	// defaults.
+	Users, Products, Actions int
+	// Rate is the fixed rate, in requests per second, that every stage is
+	// measured at on an open model; the breaking-point search starts at a
+	// multiple of it. 0 means DefaultRate.
+	Rate float64
+	// Mode sets how long each stage is measured; the zero value is
+	// Standard.
+	Mode Mode
+	// Dir holds the SQLite database, storefront.db, which is replaced at
+	// the start of each run and kept at the end; "" means a new temporary
+	// folder, removed at the end.
+	Dir string
+	// Out receives the demo's tables; nil means os.Stdout.
+	Out io.Writer
+	// LogLevel is the least level of the services' log lines the demo
+	// keeps (slog.LevelInfo, the zero value, keeps cache warming and
+	// every warning). They are printed after the tables, never between
+	// their lines.
+	LogLevel slog.Level
+	// Redis, when set, adds the stage with Redis as the cache's L2.
+	Redis rueidis.Client
+	// Postgres and Replicas, when both set, add the replica stages: the
+	// storefront seeded into the schema strata_demo of the PostgreSQL
+	// primary at Postgres (replaced each run), served first by the
+	// primary alone, then with reads on the streaming replicas.
+	Postgres string
+	Replicas []string
+
+	// schema replaces strata_demo, so that tests on a shared server keep
+	// to a schema of their own.
+	schema string
+}
+
+// defaults checks cfg and fills in its zero fields.
+func (c *Config) defaults() error {
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"Users", &c.Users, DefaultUsers}, {"Products", &c.Products, DefaultProducts}, {"Actions", &c.Actions, DefaultActions}} {
+		if *f.v < 0 {
+			return fmt.Errorf("%w: %s must not be negative, got %d", ErrBadConfig, f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if !(c.Rate >= 1 && c.Rate <= MaxRate) {
+		return fmt.Errorf("%w: Rate %v: want 1 to %d requests per second", ErrBadConfig, c.Rate, MaxRate)
+	}
+	if _, ok := timings[c.Mode]; !ok {
+		return fmt.Errorf("%w: Mode %v: want Standard, Full or Smoke", ErrBadConfig, c.Mode)
+	}
+	if len(c.Replicas) > 0 && c.Postgres == "" {
+		return fmt.Errorf("%w: Replicas need Postgres, the primary they replicate", ErrBadConfig)
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	return nil
+}
+
+// Result is what a demo run measured.
+type Result struct {
+	Stages []StageResult
+	// Report holds every stage's phases, named "stage: phase", for
+	// loadtest's JSON, JUnit and HTML writers.
+	Report *loadtest.Report
+	// Logs are the first of the services' log lines, and More counts the
+	// rest.
+	Logs []string
+	More int
+}
+
+// Failed counts the requests of all stages that failed at the fixed rate:
+// answered with an error status, timed out or refused. At a rate far
+// under every stage's capacity, any is a bug, not load.
+func (r Result) Failed() int64 {
+	var n int64
+	for _, s := range r.Stages {
+		if ph := s.phase(fixedPhase); ph != nil {
+			n += ph.Summary.Errors
+		}
+	}
+	return n
+}
+
+// StageResult is the measurement of one stage of the journey.
+type StageResult struct {
+	// Name says what the stage is; Short is its column in the
+	// side-by-side table.
+	Name, Short string
+	// Report holds the stage's phases: baseline (the fixed rate), stress
+	// (the breaking-point search), and in Full mode spike and endurance.
+	Report *loadtest.Report
+	// Queries is the database statements one request cost at the fixed
+	// rate, counted at the database driver; with replicas, the replica
+	// router's calls (one statement each, but for a write's WAL position).
+	Queries float64
+	// OnReplicas is the share of Queries that went to replicas; NaN
+	// without replicas.
+	OnReplicas float64
+	// HitRatio is the share of cache reads at the fixed rate that no
+	// database load answered (L1 or L2 hits, and reads that joined a
+	// load in flight); NaN without a cache.
+	HitRatio float64
+	// Endpoints are the answers the service counted at the fixed rate,
+	// one per endpoint, from its own strata_http_requests_total.
+	Endpoints []Endpoint
+	// Elapsed is the stage's wall time, serving and measuring.
+	Elapsed time.Duration
+}
+
+// phase returns the stage's phase of that name, or nil.
+func (s StageResult) phase(name string) *loadtest.PhaseReport {
+	if s.Report == nil {
+		return nil
+	}
+	for i := range s.Report.Phases {
+		if s.Report.Phases[i].Name == name {
+			return &s.Report.Phases[i]
+		}
+	}
+	return nil
+}
+
+// Endpoint is one endpoint's answers, as the service counted them.
+type Endpoint struct {
+	Name     string // method and route, e.g. "GET /users/{id}"
+	Requests int64
+	// Failed counts answers with a 4xx or 5xx status; Codes lists them,
+	// e.g. "409 ×3".
+	Failed int64
+	Codes  string
+}
+
+// Run seeds the storefront, serves it at every stage the configuration
+// allows, one after another on a free loopback port, measures each with
+// the same load-test plan, and prints the stages side by side to cfg.Out.
+// A stage that cannot be set up ends the run with an error and the
+// stages measured so far.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	j := &journey{cfg: cfg, t: timings[cfg.Mode], out: cfg.Out, book: &logBook{}}
+	j.log = j.book.logger(cfg.LogLevel)
+	res, err := j.run(ctx)
+	res.Logs, res.More = j.book.Lines()
+	j.book.print(j.out)
+	return res, err
+}
+
+// journey is one run of the demo.
+type journey struct {
+	cfg  Config
+	t    timing
+	out  io.Writer
+	book *logBook
+	log  *slog.Logger // the services' logger, into book
+}
+
+func (j *journey) run(ctx context.Context) (Result, error) {
+	cfg := j.cfg
+	fmt.Fprintf(j.out, "Strata demo: the storefront at each stage of the scale journey\n")
+	fmt.Fprintf(j.out, "%s run: %s\n\n", cfg.Mode, j.describe())
+
+	dir := cfg.Dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "strata-demo-")
+		if err != nil {
+			return Result{}, fmt.Errorf("demo: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	dbPath := filepath.Join(dir, "storefront.db")
+	if cfg.Dir != "" { // a kept folder: start from a fresh database each run
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(dbPath + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return Result{}, fmt.Errorf("demo: %w", err)
+			}
+		}
+	}
+	var res Result
+	stages, closeStages, err := j.sqliteStages(ctx, "sqlite://"+dbPath)
+	defer closeStages()
+	if err != nil {
+		return res, err
+	}
+	if cfg.Postgres != "" {
+		pg, closePG, err := j.postgresStages(ctx)
+		defer closePG()
+		if err != nil {
+			return res, err
+		}
+		stages = append(stages, pg...)
+	}
+	fmt.Fprintln(j.out)
+	for i, st := range stages {
+		sr, err := j.stage(ctx, st, i+1)
+		if err != nil {
+			return res, err
+		}
+		res.Stages = append(res.Stages, sr)
+	}
+	res.Report = journeyReport(res.Stages)
+	printComparison(j.out, res, cfg, j.t)
+	if cfg.Redis == nil || cfg.Postgres == "" || len(cfg.Replicas) == 0 {
+		fmt.Fprintf(j.out, "\nThe Redis level of stage 2 and the read replicas need servers: `eval \"$(scripts/dev up)\"`\n"+
+			"starts Redis, a PostgreSQL primary and two streaming replicas on loopback, and the demo then\n"+
+			"finds them through STRATA_REDIS_URL, STRATA_PG_URL and STRATA_PG_REPLICA_URLS.\n")
+	}
+	return res, nil
+}
+
+// describe says in a line what the mode measures.
+func (j *journey) describe() string {
+	t, r := j.t, j.cfg.Rate
+	s := fmt.Sprintf("every stage pushed to its breaking point (%v probes from %g/s, for at most %v), "+
+		"then, warm, at %g requests/s for %v", t.Step, t.Start*r, t.Search, r, t.Fixed)
+	if t.Spike > 0 {
+		s += fmt.Sprintf(", a %g× spike and %v of endurance", float64(loadtest.SpikeMultiplier), t.Endurance)
+	}
+	switch j.cfg.Mode {
+	case Standard:
+		s += "; --full runs the guide's four phases"
+	case Smoke:
+		s += "; a check that every stage works, too short to judge"
+	}
+	return s
+}
+
+// perRequest is part over whole, NaN for no whole.
+func perRequest(part, whole float64) float64 {
+	if whole <= 0 {
+		return math.NaN()
+	}
+	return part / whole
+}

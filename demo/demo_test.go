@@ -1,0 +1,194 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/loadtest"
+)
+
+func TestConfigRefused(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string // in the error, which wraps ErrBadConfig
+	}{
+		// A negative size is a mistake, not a default.
+		{"negative users", Config{Users: -1}, "Users must not be negative, got -1"},
+		// So is a negative action count.
+		{"negative actions", Config{Actions: -5}, "Actions must not be negative"},
+		// A rate must be a number of requests per second.
+		{"NaN rate", Config{Rate: math.NaN()}, "Rate NaN"},
+		// An infinite rate could never be sent.
+		{"infinite rate", Config{Rate: math.Inf(1)}, "Rate +Inf"},
+		// A negative rate is refused, not taken as the default.
+		{"negative rate", Config{Rate: -3}, "Rate -3"},
+		// Past MaxRate the figures would be the generator's.
+		{"huge rate", Config{Rate: MaxRate + 1}, "want 1 to 50000"},
+		// A mode that does not exist.
+		{"unknown mode", Config{Mode: Mode(9)}, "Mode Mode(9)"},
+		// Replicas without the primary they replicate.
+		{"replicas alone", Config{Replicas: []string{"postgres://x@127.0.0.1/y"}}, "Replicas need Postgres"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Run(context.Background(), c.cfg)
+			if !errors.Is(err, ErrBadConfig) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Run: %v, want ErrBadConfig saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestRun runs the smoke journey over every stage, the servers' too (CI
+// has them), and checks what the demo says about each: every stage and
+// endpoint works, the loose smoke criteria pass (they hold with a wide
+// margin), what a stage changes is measured, and the services' log lines
+// come after the tables.
+func TestRun(t *testing.T) {
+	pgURL := testdb.Postgres(t) // a schema of the test's own
+	_, path, _ := strings.Cut(pgURL, "search_path=")
+	cfg := Config{
+		Mode: Smoke, Rate: 100, Users: 300, Products: 60, Actions: 3000, Dir: t.TempDir(),
+		LogLevel: slog.LevelDebug,
+		Redis:    testdb.Redis(t),
+		Postgres: os.Getenv(testdb.EnvPostgres),
+		Replicas: testdb.PostgresReplicas(t, ""),
+		schema:   path,
+	}
+	var out strings.Builder
+	cfg.Out = &out
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	wantStages := []string{"stage 1 (no cache)", "stage 2 (L1)", "stage 2 (L1 + Redis)", "PG primary", "PG + 2 replicas"}
+	if len(res.Stages) != len(wantStages) {
+		t.Fatalf("%d stages, want %v:\n%s", len(res.Stages), wantStages, text)
+	}
+	if n := res.Failed(); n != 0 {
+		t.Errorf("%d requests failed at the fixed rate:\n%s", n, text)
+	}
+	for i, st := range res.Stages {
+		if st.Short != wantStages[i] {
+			t.Errorf("stage %d is %q, want %q", i, st.Short, wantStages[i])
+		}
+		if st.Report.Assessment.Status != loadtest.StatusPassed {
+			t.Errorf("%s: %s: %v", st.Short, st.Report.Assessment.Status, st.Report.Assessment.Findings)
+		}
+		seen := map[string]bool{}
+		for _, e := range st.Endpoints {
+			seen[e.Name] = true
+			if e.Failed > 0 {
+				t.Errorf("%s: %s answered %s", st.Short, e.Name, e.Codes)
+			}
+		}
+		for _, ep := range []string{"GET /users/{id}", "GET /products/{id}", "GET /users/{id}/recommendations", "GET /search", "POST /users/{id}/actions"} {
+			if !seen[ep] {
+				t.Errorf("%s: no answers counted for %s (counted: %v)", st.Short, ep, st.Endpoints)
+			}
+		}
+		if !(st.Queries > 0) {
+			t.Errorf("%s: %v database queries per request", st.Short, st.Queries)
+		}
+		cached := strings.HasPrefix(st.Short, "stage 2 (L1")
+		if cached != !math.IsNaN(st.HitRatio) || cached && !(st.HitRatio > 0 && st.HitRatio <= 1) {
+			t.Errorf("%s: hit ratio %v", st.Short, st.HitRatio)
+		}
+	}
+	// The cache answers most reads once the search has warmed it: at
+	// least a tenth fewer queries a request than stage 1 (a wide margin).
+	if q1, q2 := res.Stages[0].Queries, res.Stages[1].Queries; !(q2 < 0.9*q1) {
+		t.Errorf("stage 2 costs %.2f queries a request, stage 1 %.2f: the cache saved nothing", q2, q1)
+	}
+	if r := res.Stages[4].OnReplicas; !(r > 0.5) {
+		t.Errorf("with replicas, %.0f%% of database calls went to them", 100*r)
+	}
+	for _, want := range []string{"the journey side by side", "DB queries per request", "cache hit ratio", "breaking point", "verdict"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the output lacks %q", want)
+		}
+	}
+	// The services' log lines (the demo logs a debug line per stage) are
+	// printed after the tables, never between their lines.
+	verdict := strings.Index(text, "\nverdict")
+	firstLog := strings.Index(text, "level=")
+	if firstLog < 0 || verdict < 0 || firstLog < verdict {
+		t.Errorf("log lines at %d, the verdict row at %d: the logs must come after the tables:\n%s", firstLog, verdict, text)
+	}
+	if len(res.Logs) == 0 {
+		t.Error("Result.Logs is empty")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "storefront.db")); err != nil {
+		t.Errorf("the kept folder has no database: %v", err)
+	}
+}
+
+// TestCriteriaCatchRegressions: the standard run's criteria pass a healthy
+// service and fail a slow one and a broken one; a short timing, on a fake
+// service, keeps the test fast.
+func TestCriteriaCatchRegressions(t *testing.T) {
+	short := timings[Standard]
+	short.Cooldown, short.Fixed = 0, time.Second
+	short.Start, short.Ceiling, short.Search = 1, 4, 3*time.Second
+	// A fake that does not break by the ceiling is never overloaded, so
+	// overload_goodput, which needs a breaking point, is left out here.
+	short.stressCriteria = []string{"breaking_point>=[[.Rate150]]"}
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    loadtest.Status
+		failed  []string // criteria that must fail
+	}{
+		// A healthy service passes every criterion.
+		{"healthy", func(http.ResponseWriter, *http.Request) {}, loadtest.StatusPassed, nil},
+		// A service 150 ms slow fails the fixed rate's p99 and has no
+		// breaking point to speak of.
+		{"slow", func(http.ResponseWriter, *http.Request) { time.Sleep(150 * time.Millisecond) }, loadtest.StatusFailed,
+			[]string{"p(99)<100ms", "breaking_point>=75"}},
+		// A service that fails every request fails on errors.
+		{"broken", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }, loadtest.StatusFailed,
+			[]string{"rate<0.1%", "breaking_point>=75"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(c.handler)
+			defer srv.Close()
+			j := &journey{cfg: Config{Rate: 50, Users: 10, Products: 10}, t: short, out: discard{}, book: &logBook{}}
+			j.log = j.book.logger(0)
+			var res StageResult
+			if err := j.measure(context.Background(), stage{short: c.name}, 1, srv.URL, prometheus.NewRegistry(), &res); err != nil {
+				t.Fatal(err)
+			}
+			a := res.Report.Assessment
+			if a.Status != c.want {
+				t.Fatalf("%s, want %s: %v", a.Status, c.want, a.Findings)
+			}
+			for _, crit := range c.failed {
+				found := false
+				for _, ph := range res.Report.Phases {
+					for _, v := range ph.Verdicts {
+						found = found || v.Criterion == crit && v.Status == loadtest.StatusFailed
+					}
+				}
+				if !found {
+					t.Errorf("%s did not fail: %v", crit, a.Findings)
+				}
+			}
+		})
+	}
+}

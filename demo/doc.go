@@ -1,0 +1,27 @@
+// Package demo runs Strata's scale journey on one machine and measures
+// every stage of it the same way, so that the stages compare.
+//
+// The storefront is seeded with the same data and served, one stage after
+// another, on a free loopback port:
+//
+//	stage 1      one database (SQLite, embedded), no cache
+//	stage 2      the read-through cache, in process (L1)
+//	stage 2      L1 with Redis as L2, when Config.Redis is set
+//	stage 1      on PostgreSQL, the primary alone, when Config.Postgres is set
+//	stage 2      reads on streaming replicas, when Config.Replicas are set
+//
+// Each stage is measured by package loadtest on an open model, with one
+// plan over the storefront's whole API: first at one fixed rate, the same
+// for every stage, with latency from each request's scheduled send; then
+// pushed to its breaking point. Between two readings of the service's own
+// counters around the fixed rate, the demo adds what the stage changes:
+// the database statements one request costs (counted at the database
+// driver, or by the replica router) and the cache's hit ratio. Each phase
+// is judged on loadtest's criteria, the guide's where the demo's scale
+// allows; [Full] adds the guide's spike and endurance phases, and [Smoke]
+// only checks that every stage works.
+//
+// The services' log lines are kept while the tables are measured and
+// printed after them. Run is what `strata demo` calls; the command writes
+// the Result's Report as HTML.
+package demo

@@ -24,6 +24,9 @@ func (t Token) String() string {
 // ParseToken reads an LSN in PostgreSQL's text form (as String writes it,
 // upper or lower case hex).
 func ParseToken(s string) (Token, error) {
+	if len(s) > len("FFFFFFFF/FFFFFFFF") { // not echoed: it may be huge
+		return 0, fmt.Errorf("%w: %d bytes long, not an LSN like 16/B374D848", ErrBadToken, len(s))
+	}
 	hi, lo, ok := strings.Cut(s, "/")
 	if !ok || hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 {
 		return 0, fmt.Errorf("%w: %q is not an LSN like 16/B374D848", ErrBadToken, s)

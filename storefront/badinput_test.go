@@ -106,6 +106,13 @@ func TestBadInputHTTP(t *testing.T) {
 		{"long limit", "GET", "/search?q=tea&limit=" + longDigits, "", nil, 400, "limit", "(60000 bytes)"},
 		// A 60 KB unknown parameter name is clipped, in the field too.
 		{"long parameter name", "GET", "/users/1?" + longHeader + "=1", "", nil, 400, `"` + longHeader[:64] + `"… (60000 bytes)`, "is not a parameter"},
+		// A 900 KB action kind is clipped.
+		{"huge kind", "POST", "/users/2/actions", `{"product_id":1,"kind":"` + huge + `"}`, nil, 400, "kind", "(900000 bytes)"},
+		// A 60 KB path that is not canonical, or matches no route, is clipped.
+		{"long odd path", "GET", "/users//" + longHeader, "", nil, 404, "path", "(60008 bytes)"},
+		{"long unknown path", "GET", "/nowhere/" + longHeader, "", nil, 404, "path", "(60009 bytes)"},
+		// A 60 KB read-your-writes token is refused without echoing it.
+		{"long token", "GET", "/users/1", "", []string{storefront.TokenHeader, longHeader}, 400, storefront.TokenHeader, "is 60000 bytes long"},
 		// A 60 KB Content-Type is clipped.
 		{"long content type", "POST", "/users", user("a@example.com", "A", "eu"), []string{"Content-Type", "text/" + longHeader}, 415, "Content-Type", "(60005 bytes)"},
 		// A 60 KB Content-Encoding is clipped.

@@ -141,7 +141,7 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 			// The mux would redirect to the clean path in HTML; a JSON API
 			// answers only the canonical one.
 			m.unmatched.WithLabelValues("404").Inc()
-			writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("path %q is not canonical (no //, ., .. or trailing /)", p), Field: "path"})
+			writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("path %s is not canonical (no //, ., .. or trailing /)", quoteValue(p)), Field: "path"})
 			return
 		}
 		if _, pattern := mux.Handler(r); pattern == "" {
@@ -151,9 +151,9 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 			if allow := rec.header.Get("Allow"); allow != "" {
 				w.Header().Set("Allow", allow)
 			}
-			status, msg := rec.status, fmt.Sprintf("path %s matches no route", r.URL.Path)
+			status, msg := rec.status, fmt.Sprintf("path %s matches no route", quoteValue(r.URL.Path))
 			if status == http.StatusMethodNotAllowed {
-				msg = fmt.Sprintf("path %s does not take method %s (allowed: %s)", r.URL.Path, r.Method, rec.header.Get("Allow"))
+				msg = fmt.Sprintf("path %s does not take method %s (allowed: %s)", quoteValue(r.URL.Path), quoteValue(r.Method), rec.header.Get("Allow"))
 			} else {
 				status = http.StatusNotFound
 			}
@@ -218,6 +218,9 @@ const (
 	// tokenCookieAge bounds how long a browser sends the token back: well
 	// past any replica lag the router tolerates.
 	tokenCookieAge = 60
+	// maxTokenLen bounds a token header: a WAL position is at most
+	// "FFFFFFFF/FFFFFFFF".
+	maxTokenLen = 17
 )
 
 // requestToken reads the client's read-your-writes token, if it sent one;
@@ -225,9 +228,12 @@ const (
 func requestToken(r *http.Request) (replica.Token, string, error) {
 	var tok replica.Token
 	if v := r.Header.Get(TokenHeader); v != "" {
+		if len(v) > maxTokenLen {
+			return 0, TokenHeader, fmt.Errorf("%s header is %d bytes long; a token is at most %d (send back the value of a write's %s)", TokenHeader, len(v), maxTokenLen, TokenHeader)
+		}
 		t, err := replica.ParseToken(v)
 		if err != nil {
-			return 0, TokenHeader, fmt.Errorf("header %s: %w", TokenHeader, err)
+			return 0, TokenHeader, fmt.Errorf("%s header: %w", TokenHeader, err)
 		}
 		tok = t
 	}

@@ -138,8 +138,8 @@ func (cfg SeedConfig) check() error {
 	return nil
 }
 
-// Reset deletes every user, product and action.
-func (s *Store) Reset(ctx context.Context) error {
+// reset deletes every user, product and action.
+func (s *Store) reset(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, s.resetSQL()); err != nil {
 		return fmt.Errorf("storefront: reset: %w", err)
 	}

@@ -292,7 +292,7 @@ func (s *Store) RecordAction(ctx context.Context, userID, productID int64, kind 
 		return Action{}, err
 	}
 	if !kind.Valid() {
-		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %q", kind)
+		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %s", quoteValue(string(kind)))
 	}
 	a := Action{UserID: userID, ProductID: productID, Kind: kind, CreatedAt: s.stamp()}
 	err := s.write(replica.WithKeys(ctx, actionsTag(userID)), func(ctx context.Context, q querier) error {

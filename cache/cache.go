@@ -587,10 +587,19 @@ type flight[V any] struct {
 // loadShared makes concurrent callers for one key share one fetch. The
 // fetch runs detached from any one caller's context, bounded by
 // LoadTimeout, so a caller that gives up does not fail the others.
+//
+// A caller that missed L1 just before a flight for its key finished finds
+// no flight, but the value is in L1 by then (a flight fills L1 before it
+// ends): so L1 is read again under the flights' lock before a new flight
+// starts, and a stampede makes one load, not two.
 func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V], ro readOpts) (V, Info, error) {
 	c.flights.mu.Lock()
 	f, shared := c.flights.m[key]
 	if !shared {
+		if e := c.l1Fresh(key); e != nil {
+			c.flights.mu.Unlock()
+			return c.result(e, Info{Source: SourceL1})
+		}
 		f = &flight[V]{done: make(chan struct{})}
 		c.flights.m[key] = f
 		c.flights.mu.Unlock()
@@ -623,6 +632,18 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 	info := f.info
 	info.Shared = info.Shared || shared
 	return c.result(f.e, info)
+}
+
+// l1Fresh returns key's entry in L1 if it is fresh and its tags current.
+func (c *Cache[V]) l1Fresh(key string) *envelope[V] {
+	if c.l1 == nil {
+		return nil
+	}
+	e, ok := c.l1.GetIfPresent(key)
+	if !ok || (len(e.tags) > 0 && !c.tags.valid(e.tags)) || c.clock.nowNano() >= e.soft {
+		return nil
+	}
+	return e
 }
 
 // refreshInBackground refreshes a stale key once, whoever asks.

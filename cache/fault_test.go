@@ -60,9 +60,11 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	if st := c.Stats().L2Breaker; st != cache.BreakerOpen {
 		t.Fatalf("breaker %v after three failed L2 calls", st)
 	}
-	// The bus: silent for half the bound, noticed at the next tick.
+	// The bus: silent for half the bound, noticed at the next tick. It is
+	// put down first, then L1 is flushed: wait for both.
+	flushes := c.Stats().Flushes
 	e.step(bound/2 + bound/8)
-	eventually(t, "the bus goes down", func() bool { return !c.Stats().BusUp })
+	eventually(t, "the bus goes down", func() bool { st := c.Stats(); return !st.BusUp && st.Flushes > flushes })
 	if h := c.Health(); !h.Degraded() || h.L2 || h.Bus || !h.Connected || h.LastError == nil {
 		t.Fatalf("health during the outage: %+v", h)
 	}

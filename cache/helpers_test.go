@@ -208,3 +208,15 @@ func (l *logs) count(level slog.Level) (int, []string) {
 
 // discard is a logger that drops everything.
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// check fails t unless the warnings and info lines logged are within the
+// bounds given.
+func (l *logs) check(t testing.TB, minWarn, maxWarn, minInfo, maxInfo int) {
+	t.Helper()
+	warns, wmsgs := l.count(slog.LevelWarn)
+	infos, imsgs := l.count(slog.LevelInfo)
+	t.Logf("%d warnings %q, %d info lines %q", warns, wmsgs, infos, imsgs)
+	if warns < minWarn || warns > maxWarn || infos < minInfo || infos > maxInfo {
+		t.Fatalf("logged %d warnings (want %d to %d) and %d info lines (want %d to %d)", warns, minWarn, maxWarn, infos, minInfo, maxInfo)
+	}
+}

@@ -31,6 +31,11 @@ type CacheConfig struct {
 	// Redis, when set, adds L2, cross-instance leases and the invalidation
 	// bus; nil means L1 only (one instance).
 	Redis rueidis.Client
+	// RedisConn, set instead of Redis, adds the same through a connection
+	// made in the background (cache.DialRedis): the service starts while
+	// Redis is down, runs degraded (no L2, the bus down, short L1 life)
+	// and recovers by itself when Redis answers.
+	RedisConn *cache.RedisConn
 	// Namespace prefixes the Redis keys; default "storefront".
 	Namespace string
 	// StalenessBound: see the cache package; 0 means its default (1 s).
@@ -98,7 +103,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 		c.Close()
 		return nil, err
 	}
-	if cfg.Redis != nil {
+	if cfg.Redis != nil || cfg.RedisConn != nil {
 		// A fresh instance loads the hot users and products other
 		// instances published, instead of waiting for traffic to find them.
 		c.background(func(ctx context.Context) {
@@ -114,7 +119,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 // results are not warmed, since their keys carry arguments.
 func newLevel[V any](cfg CacheConfig, m *cachemetrics.Metrics, name string, ttl time.Duration, autoWarm cache.LoaderFunc[V]) (*cache.Cache[V], error) {
 	cc := cache.Config[V]{
-		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis,
+		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis, RedisConn: cfg.RedisConn,
 		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger,
 		TrackHot: autoWarm != nil, AutoWarm: autoWarm,
 	}
@@ -436,8 +441,27 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 }
 
 // Degraded lists what is down while the service still serves: the
-// store's parts (see [Store.Degraded]).
-func (c *Cached) Degraded(ctx context.Context) []string { return c.store.Degraded(ctx) }
+// store's parts (see [Store.Degraded]) and the cache's Redis, which is a
+// cache level: without it reads go on from L1 and the database.
+func (c *Cached) Degraded(ctx context.Context) []string {
+	out := c.store.Degraded(ctx)
+	// The caches share one Redis; the users cache speaks for them.
+	if h := c.users.Health(); h.Degraded() {
+		var lost []string
+		if !h.L2 {
+			lost = append(lost, "L2 skipped")
+		}
+		if !h.Bus {
+			lost = append(lost, "invalidation bus down, L1 entries short-lived")
+		}
+		msg := "cache: Redis unavailable since " + h.Since.UTC().Format(time.RFC3339) + " (" + strings.Join(lost, ", ") + ")"
+		if h.LastError != nil {
+			msg += ": " + clipReport(h.LastError.Error())
+		}
+		out = append(out, msg)
+	}
+	return out
+}
 
 // Ping checks the database.
 func (c *Cached) Ping(ctx context.Context) error { return c.store.Ping(ctx) }

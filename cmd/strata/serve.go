@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 
+	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/sqlstats"
 	"github.com/strata-dev/strata/replica"
@@ -101,12 +102,12 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				cfg := storefront.CacheConfig{Registerer: reg, Logger: log}
 				stage = "2 (L1 cache)"
 				if redisURL != "" {
-					rc, err := openRedisFrom(redisURL, where["redis"])
+					conn, err := dialRedis(redisURL, where["redis"], log)
 					if err != nil {
 						return err
 					}
-					defer rc.Close()
-					cfg.Redis = rc
+					defer conn.Close() // after the caches (defers run last first)
+					cfg.RedisConn = conn
 					stage = "2 (L1 + Redis L2 cache)"
 				}
 				if len(replicas) > 0 {
@@ -144,24 +145,42 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	return cmd
 }
 
-// redisTimeout bounds how long serve waits for Redis at start-up.
+// redisTimeout bounds one attempt to connect to Redis.
 const redisTimeout = 5 * time.Second
 
-// openRedis connects to the Redis at url, failing fast and clearly.
-func openRedis(url string) (rueidis.Client, error) { return openRedisFrom(url, "--redis") }
-
-// openRedisFrom is openRedis for a URL that came from where (a flag or a
-// config file's line), which a bad URL's error names.
-func openRedisFrom(url, where string) (rueidis.Client, error) {
+// redisOptions parses a Redis URL that came from where (a flag or a config
+// file's line), which a bad URL's error names.
+func redisOptions(url, where string) (rueidis.ClientOption, error) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("%s %s: %v (want redis://HOST:PORT/DB)", where, quote(url), err)}
+		return opt, usageError{fmt.Errorf("%s %s: %v (want redis://HOST:PORT/DB)", where, quote(url), err)}
 	}
 	opt.DisableCache = true
 	opt.Dialer.Timeout = redisTimeout
+	return opt, nil
+}
+
+// openRedis connects to the Redis at url now, failing fast and clearly:
+// for the demo, which needs Redis for the stage it measures.
+func openRedis(url string) (rueidis.Client, error) {
+	opt, err := redisOptions(url, "--redis")
+	if err != nil {
+		return nil, err
+	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach Redis at %s: %w", url, err)
 	}
 	return c, nil
+}
+
+// dialRedis connects to the Redis at url in the background, for serve:
+// Redis is a cache level, so the service starts while it is down, runs
+// degraded (says so on /readyz and once in the log) and recovers by itself.
+func dialRedis(url, where string, log *slog.Logger) (*cache.RedisConn, error) {
+	opt, err := redisOptions(url, where)
+	if err != nil {
+		return nil, err
+	}
+	return cache.DialRedis(opt, cache.RedisConnConfig{Logger: log})
 }

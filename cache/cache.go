@@ -635,11 +635,13 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 }
 
 // l1Fresh returns key's entry in L1 if it is fresh and its tags current.
+// It reads quietly: the read it serves was already counted as a miss.
 func (c *Cache[V]) l1Fresh(key string) *envelope[V] {
 	if c.l1 == nil {
 		return nil
 	}
-	e, ok := c.l1.GetIfPresent(key)
+	ent, ok := c.l1.GetEntryQuietly(key)
+	e := ent.Value
 	if !ok || (len(e.tags) > 0 && !c.tags.valid(e.tags)) || c.clock.nowNano() >= e.soft {
 		return nil
 	}

@@ -42,8 +42,14 @@ strata_cache_hits_total{cache="users",level="l2"} 0
 # HELP strata_cache_loads_total Loader calls.
 # TYPE strata_cache_loads_total counter
 strata_cache_loads_total{cache="users"} 1
+# HELP strata_cache_misses_total Reads a level could not answer.
+# TYPE strata_cache_misses_total counter
+strata_cache_misses_total{cache="users",level="l1"} 1
+strata_cache_misses_total{cache="users",level="l2"} 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "strata_cache_hits_total", "strata_cache_loads_total"); err != nil {
+	// One miss for the one read L1 could not answer, though the cache
+	// looks at L1 twice for it (again before it starts the load).
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "strata_cache_hits_total", "strata_cache_loads_total", "strata_cache_misses_total"); err != nil {
 		t.Fatal(err)
 	}
 	if n := testutil.CollectAndCount(reg, "strata_cache_load_duration_seconds"); n != 1 {

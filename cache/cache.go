@@ -648,10 +648,12 @@ func (c *Cache[V]) l1Fresh(key string) *envelope[V] {
 	return e
 }
 
-// refreshInBackground refreshes a stale key once, whoever asks.
+// refreshInBackground refreshes a stale key once, whoever asks. As in
+// loadShared, a caller that saw the stale entry just before a refresh
+// ended finds no flight but a fresh entry, and starts nothing.
 func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOpts) {
 	c.flights.mu.Lock()
-	if _, busy := c.flights.m[key]; busy || c.closed.Load() {
+	if _, busy := c.flights.m[key]; busy || c.closed.Load() || c.l1Fresh(key) != nil {
 		c.flights.mu.Unlock()
 		return
 	}

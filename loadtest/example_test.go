@@ -64,3 +64,29 @@ phases:
 	// rate<0.1% PASSED
 	// overall: PASSED
 }
+
+// ExamplePlan_Run runs a Plan built in Go: a target and one phase. The
+// request is GET target/, and the phase's kind, custom, brings the
+// guide's error-rate criterion. A literal with a bad field is refused
+// before anything is sent.
+func ExamplePlan_Run() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	plan := &loadtest.Plan{Target: srv.URL, Phases: []loadtest.Phase{{Name: "smoke", Rate: 50, Duration: time.Second}}}
+	rep, err := plan.Run(context.Background(), loadtest.RunOptions{})
+	if err != nil {
+		panic(err)
+	}
+	ph := rep.Phases[0]
+	fmt.Println(ph.Name, ph.Kind, ph.Pattern, ph.Summary.Requests, "requests:", ph.Status)
+	for _, v := range ph.Verdicts {
+		fmt.Println(v.Criterion, v.Status)
+	}
+	plan.Phases[0].Rate = -1
+	_, err = plan.Run(context.Background(), loadtest.RunOptions{})
+	fmt.Println(err)
+	// Output:
+	// smoke custom constant 50 requests: PASSED
+	// rate<0.1% PASSED
+	// loadtest: bad plan: Phases[0].Rate: -1: want requests per second, 0 to 10000000
+}

@@ -9,10 +9,7 @@ import (
 	"time"
 )
 
-const (
-	liveEvery    = 5 * time.Second        // without a terminal, a live line this often
-	cooldownTick = 100 * time.Millisecond // how often a cool-down looks at its context
-)
+const liveEvery = 5 * time.Second // without a terminal, a live line this often
 
 // RunOptions are how a plan is run, beside the plan itself.
 type RunOptions struct {

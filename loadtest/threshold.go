@@ -23,12 +23,14 @@ var ErrBadThreshold = errors.New("loadtest: bad threshold")
 // and the guide's phase criteria, measured by the phases that can:
 //
 //	breaking_point>=1500    a breaking search's highest passing rate, per second
-//	recovery<5m             time until p99 is back within 10 % of before (breaking, spike)
+//	recovery<5m             time until p99 is back within 10 % (or 1 ms) of the calm
+//	                        seconds' (breaking, spike; see Reference latency)
 //	overload_goodput>=90%   successful responses a second while a breaking search
 //	                        overloads the target, over its breaking point: the guide's
 //	                        "no cascading failures" (a service that collapses or
 //	                        fails everything when pushed past its knee scores low)
-//	latency_increase<50%    p99's rise: spike over before (spike), last tenth over first (others)
+//	latency_increase<50%    the typical p99's rise: spike over before (spike),
+//	                        last tenth over first (others)
 //	spike_error_rate<1%     the error rate during a spike
 //	memory_growth<5%        the target's resident memory, last tenth over first (needs metrics)
 //	cpu_growth<10%          the target's CPU use, last tenth over first (needs metrics)
@@ -58,9 +60,9 @@ type Verdict struct {
 
 // String says what was measured against what.
 func (v Verdict) String() string {
-	state := "PASSED"
+	state := StatusPassed
 	if !v.Passed {
-		state = "FAILED"
+		state = StatusFailed
 	}
 	return fmt.Sprintf("%s  %s (actual %s%s)", state, v.Threshold.Source, strconv.FormatFloat(v.Actual, 'g', 6, 64), v.Threshold.Unit())
 }

@@ -96,7 +96,9 @@ func TestRun(t *testing.T) {
 				t.Errorf("%s: %s answered %s", st.Short, e.Name, e.Codes)
 			}
 		}
-		for _, ep := range []string{"GET /users/{id}", "GET /products/{id}", "GET /users/{id}/recommendations", "GET /search", "POST /users/{id}/actions"} {
+		// The mix's main reads (15-30 % each of 100 requests: each is
+		// drawn with near certainty; the rarer endpoints may not be).
+		for _, ep := range []string{"GET /users/{id}", "GET /products/{id}", "GET /users/{id}/recommendations", "GET /search"} {
 			if !seen[ep] {
 				t.Errorf("%s: no answers counted for %s (counted: %v)", st.Short, ep, st.Endpoints)
 			}
@@ -144,9 +146,6 @@ func TestCriteriaCatchRegressions(t *testing.T) {
 	short := timings[Standard]
 	short.Cooldown, short.Fixed = 0, time.Second
 	short.Start, short.Ceiling, short.Search = 1, 4, 3*time.Second
-	// A fake that does not break by the ceiling is never overloaded, so
-	// overload_goodput, which needs a breaking point, is left out here.
-	short.stressCriteria = []string{"breaking_point>=[[.Rate150]]"}
 	cases := []struct {
 		name    string
 		handler http.HandlerFunc

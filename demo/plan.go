@@ -23,7 +23,7 @@ const (
 	Standard Mode = iota
 	// Full runs the guide's four phases at every stage: a
 	// breaking-point search with 2-second probes and a timed recovery,
-	// the fixed rate for 10 s, a 10× spike to half the capacity found,
+	// the fixed rate for 10 s, a 10× spike to 30 % of the capacity found,
 	// with calm seconds before and after, and endurance at 80 % of that
 	// capacity. About 90 s a stage.
 	Full
@@ -87,19 +87,23 @@ var (
 	// guide: a probe fails past p99 100 ms or 1 % errors.
 	guideProbe = []string{"p(99)<100ms", "rate<1%"}
 	// guide: breaking point ≥ 1.5 × peak (the demo's peak is its fixed
-	// rate). overload_goodput is the guide's "no cascading failure": the
-	// demo's load generator shares the service's two cores, and pushed
-	// past the knee it takes CPU from the service, so a healthy stage
-	// answers 60-100 % of its breaking point then; a collapse (a stage
-	// that fails everything, or stalls, once overloaded) scores near 0.
-	// 50 % tells the two apart on this machine from run to run.
-	standardStress = []string{"breaking_point>=[[.Rate150]]", "overload_goodput>=50%"}
+	// rate).
+	standardStress = []string{"breaking_point>=[[.Rate150]]"}
+	// overload_goodput is Strata's reading of the guide's "no cascading
+	// failure". The standard run's search stops after 5 s, so its
+	// overload may be anywhere up to twice the breaking point, or absent
+	// when nothing broke by then; there the figure is shown, not judged.
+	// The full run bisects to within 10 % and judges it: a healthy stage
+	// still answers its breaking point's worth (60-200 % here, the load
+	// generator taking CPU from the service once overloaded), a collapse
+	// (a stage that fails everything, or stalls) scores near 0.
+	fullStress = []string{"breaking_point>=[[.Rate150]]", "overload_goodput>=50%", "recovery<10s"}
 )
 
 // timings are the modes' timings.
 var timings = map[Mode]timing{
 	Standard: {
-		Cooldown: time.Second, Fixed: 3 * time.Second,
+		Cooldown: 500 * time.Millisecond, Fixed: 3 * time.Second,
 		Start: 4, Growth: 2, Precision: 0.25, Ceiling: 128, Step: time.Second, Search: 5 * time.Second,
 		fixedCriteria: guideFixed, probe: guideProbe, stressCriteria: standardStress,
 	},
@@ -107,21 +111,23 @@ var timings = map[Mode]timing{
 		Cooldown: 2 * time.Second, Fixed: 10 * time.Second,
 		Start: 4, Growth: 1.5, Precision: 0.1, Ceiling: 128, Step: 2 * time.Second, Search: 30 * time.Second,
 		Recovery: 10 * time.Second,
-		Spike:    16 * time.Second, SpikeLen: 4 * time.Second, SpikeRate: 0.4, SpikePeak: 0.5,
+		Spike:    16 * time.Second, SpikeLen: 4 * time.Second, SpikeRate: 0.4, SpikePeak: 0.3,
 		Endurance:     20 * time.Second,
 		fixedCriteria: guideFixed, probe: guideProbe,
 		// guide: recovery < 5 minutes after a 2-hour stress; the demo
 		// watches 10 s after a 2 s overload.
-		stressCriteria: append(standardStress[:len(standardStress):len(standardStress)], "recovery<10s"),
+		stressCriteria: fullStress,
 		// guide: the spike's p99 within +50 %, errors < 1 %; the spike
-		// goes from 0.4 × to 4 × the fixed rate, well under any stage's
-		// capacity, and must be back within 10 % of the calm p99 in 4 s.
+		// goes to 30 % of the capacity found, where a healthy stage has
+		// headroom, and must be back within 10 % of the calm p99 in 4 s.
 		spikeCriteria: []string{"latency_increase<50%", "spike_error_rate<1%", "recovery<4s"},
-		// guide: no memory growth > 5 %, CPU stable (< 10 %); the demo's
-		// 20 s cannot show the guide's 24-hour latency drift, and its
-		// process is the generator too, so latency and CPU growth are
-		// reported, memory judged.
-		enduranceCriteria: []string{"memory_growth<5%"},
+		// guide: no errors to speak of at 80 % of capacity, and no memory
+		// growth over 5 % in 24 hours. In 20 s the caches are still
+		// filling, so the demo judges memory growth at 25 %: a leak
+		// (a goroutine or a buffer per request) grows it many times over,
+		// a warming cache by a few per cent. Latency and CPU growth, which
+		// 20 s on a shared machine cannot judge, are reported.
+		enduranceCriteria: []string{"rate<1%", "memory_growth<25%"},
 	},
 	Smoke: {
 		Cooldown: 0, Fixed: time.Second,
@@ -151,9 +157,9 @@ type planArgs struct {
 	EnduranceCriteria     string
 }
 
-// plan returns the stage's plan: the storefront's whole API in a mix
-// skewed as real traffic is (a few users and products draw most reads,
-// Zipf s = 1.1), and the mode's phases.
+// plan returns the stage's plan: the storefront's whole API in a mix of
+// 92 % reads and 8 % writes, skewed as real traffic is (a few users and
+// products draw most reads, Zipf s = 1.1), and the mode's phases.
 func plan(t timing, name, target string, stage int, cfg Config) (*loadtest.Plan, error) {
 	a := planArgs{
 		Name: name, Target: target, Users: cfg.Users, Products: cfg.Products, Stage: stage,
@@ -223,24 +229,24 @@ variables:
   words: {choice: [wireless, coffee, tent, novel, puzzle, kettle, sneaker, guitar, lamp, premium headphones, organic tea, board game]}
   seq: {sequence: {start: 1}}
 requests:
-  - {name: user, weight: 25, path: "/users/{{user}}"}
-  - {name: product, weight: 20, path: "/products/{{product}}"}
+  - {name: user, weight: 30, path: "/users/{{user}}"}
+  - {name: product, weight: 25, path: "/products/{{product}}"}
   - {name: recommendations, weight: 15, path: "/users/{{user}}/recommendations?limit=10"}
   - {name: search, weight: 15, path: "/search?limit=10&q={{words}}"}
   - name: action
-    weight: 10
+    weight: 5
     method: POST
     path: "/users/{{user}}/actions"
     headers: {Content-Type: application/json}
     body: '{"product_id": {{product}}, "kind": "{{kind}}"}'
   - name: new user
-    weight: 4
+    weight: 1
     method: POST
     path: /users
     headers: {Content-Type: application/json}
     body: '{"email": "demo.[[.Stage]].{{seq}}@example.com", "name": "Demo User {{seq}}", "region": "eu-west"}'
   - name: rename
-    weight: 4
+    weight: 2
     method: PATCH
     path: "/users/{{user}}"
     headers: {Content-Type: application/json}

@@ -105,7 +105,17 @@ func sections(cfg Config, t timing) []section {
 		s[1].rows = append(s[1].rows, row{"recovery after overload", measureCell(stressPhase, loadtest.MeasureRecoverySeconds, "%.0f s", 1)})
 	}
 	if t.Spike > 0 {
-		s = append(s, section{fmt.Sprintf("spike, %g/s × %g for %v", t.SpikeRate*cfg.Rate, float64(loadtest.SpikeMultiplier), t.SpikeLen), []row{
+		s = append(s, section{fmt.Sprintf("spike, %g× for %v to %.0f%% of capacity", float64(loadtest.SpikeMultiplier), t.SpikeLen, 100*t.SpikePeak), []row{
+			{"rate calm → spike", phaseCell(spikePhase, func(ph *loadtest.PhaseReport) string {
+				var lo, hi float64
+				for _, p := range ph.Series {
+					if lo == 0 || p.AskedRPS < lo {
+						lo = p.AskedRPS
+					}
+					hi = max(hi, p.AskedRPS)
+				}
+				return fmt.Sprintf("%.0f → %.0f/s", lo, hi)
+			})},
 			{"p99 calm → spike", phaseCell(spikePhase, func(ph *loadtest.PhaseReport) string {
 				return fmt.Sprintf("%s → %s", ms(ph.Measures[loadtest.MeasureBaselineP99]), ms(ph.Measures[loadtest.MeasureSpikeP99]))
 			})},

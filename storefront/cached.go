@@ -68,9 +68,6 @@ type Cached struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	// warnings throttles the invalidation warnings a Redis outage would
-	// otherwise log once per write.
-	warnings throttle
 }
 
 var _ Service = (*Cached)(nil)
@@ -107,6 +104,13 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 		// A fresh instance loads the hot users and products other
 		// instances published, instead of waiting for traffic to find them.
 		c.background(func(ctx context.Context) {
+			if cfg.RedisConn != nil { // connected in the background: wait for it
+				select {
+				case <-cfg.RedisConn.Ready():
+				case <-ctx.Done():
+					return
+				}
+			}
 			c.users.WarmFromPublished(ctx, c.loadUser)
 			c.products.WarmFromPublished(ctx, c.loadProduct)
 		})
@@ -348,12 +352,14 @@ func (c *Cached) bypass(ctx context.Context) bool {
 }
 
 // invalidate runs an invalidation after a committed write. The write
-// stands whatever happens; a level the invalidation could not reach is
-// logged, and the values there expire with their TTL.
+// stands whatever happens; a level the invalidation could not reach keeps
+// its values until their TTL (the cache bounds what other instances serve
+// meanwhile, and logs the outage itself, rate-limited), so this logs at
+// debug level only.
 func (c *Cached) invalidate(ctx context.Context, fn func() (cache.Invalidation, error)) {
 	inv, err := fn()
 	if err != nil {
-		c.warnings.warn(c.store.log, "storefront: invalidation incomplete; affected values expire with their TTL",
+		c.store.log.Debug("storefront: invalidation incomplete; affected values expire with their TTL",
 			"keys", inv.Keys, "tags", inv.Tags, "levels", inv.Levels, "err", err)
 	}
 }

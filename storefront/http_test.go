@@ -128,7 +128,12 @@ func testHappyPaths(t *testing.T, b testdb.Backend, stage string) {
 	if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != storefront.DefaultLimit {
 		t.Fatalf("GET recommendations (default limit) = %d %s", r.status, r.raw)
 	}
-	r = call(t, "GET", base+"/products/4", "")
+	testHappyCatalogue(t, base)
+}
+
+// testHappyCatalogue walks the catalogue, search and the service endpoints.
+func testHappyCatalogue(t *testing.T, base string) {
+	r := call(t, "GET", base+"/products/4", "")
 	if r.status != 200 || r.body["id"] != float64(4) || r.body["title"] == "" {
 		t.Fatalf("GET /products/4 = %d %s", r.status, r.raw)
 	}

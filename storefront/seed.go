@@ -138,15 +138,7 @@ func (cfg SeedConfig) check() error {
 	return nil
 }
 
-// reset deletes every user, product and action.
-func (s *Store) reset(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, s.resetSQL()); err != nil {
-		return fmt.Errorf("storefront: reset: %w", err)
-	}
-	s.pop.invalidate()
-	return nil
-}
-
+// resetSQL deletes every user, product and action (SeedConfig.Reset).
 func (s *Store) resetSQL() string {
 	if s.d.kind == database.Postgres {
 		return `TRUNCATE user_actions, users, products RESTART IDENTITY`

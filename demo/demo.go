@@ -263,7 +263,7 @@ func (j *journey) run(ctx context.Context) (Result, error) {
 // describe says in a line what the mode measures.
 func (j *journey) describe() string {
 	t, r := j.t, j.cfg.Rate
-	s := fmt.Sprintf("every stage pushed to its breaking point (%v probes from %g/s, for at most %v), "+
+	s := fmt.Sprintf("every stage pushed to its breaking point (%v probes from %g/s, for at most %v),\n"+
 		"then, warm, at %g requests/s for %v", t.Step, t.Start*r, t.Search, r, t.Fixed)
 	if t.Spike > 0 {
 		s += fmt.Sprintf(", a %g× spike and %v of endurance", float64(loadtest.SpikeMultiplier), t.Endurance)

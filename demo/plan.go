@@ -25,7 +25,7 @@ const (
 	// breaking-point search with 2-second probes and a timed recovery,
 	// the fixed rate for 10 s, a 10× spike to 30 % of the capacity found,
 	// with calm seconds before and after, and endurance at 80 % of that
-	// capacity. About 90 s a stage.
+	// capacity. About 80 s a stage.
 	Full
 	// Smoke runs each stage for two or three seconds at low rates, to
 	// check that every stage and endpoint works (for tests and CI). Its

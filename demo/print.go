@@ -59,7 +59,7 @@ func printComparison(out io.Writer, r Result, cfg Config, t timing) {
 	}
 	fmt.Fprintln(tw)
 	tw.Flush()
-	printCriteria(out, r.Stages[0].Report)
+	printCriteria(out, r.Stages[0].Report, t)
 	printFailures(out, r)
 	fmt.Fprintf(out, "\n(the load generator and the service share this process and its cores: the figures compare the\n"+
 		"stages with each other; for a service's own capacity, run `strata loadtest run` from a second machine)\n")
@@ -171,22 +171,24 @@ func measureCell(phase string, key loadtest.Measure, format string, factor float
 	})
 }
 
-// printCriteria lists what each phase was judged on, from a report's
-// verdicts (every stage has the same).
-func printCriteria(out io.Writer, rep *loadtest.Report) {
-	fmt.Fprintf(out, "\nbreaking point: the highest rate whose probe passed – the lowest that failed (a probe fails\n"+
-		"past p99 100 ms or 1%% errors); overload goodput: answers a second while pushed past it, over it\n")
-	fmt.Fprintf(out, "verdicts, on loadtest's criteria:")
+// printCriteria says what the capacity figures mean and lists what each
+// phase was judged on, from a report's verdicts (every stage has the
+// same).
+func printCriteria(out io.Writer, rep *loadtest.Report, t timing) {
+	fmt.Fprintf(out, "\nbreaking point: the highest rate whose probe passed – the lowest that failed (a probe passes\n"+
+		"with %s); overload goodput: successes a second while pushed past it, over it\n", strings.Join(t.probe, " and "))
+	fmt.Fprintf(out, "verdicts, on loadtest's criteria:\n")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	for _, ph := range rep.Phases {
 		var cs []string
 		for _, v := range ph.Verdicts {
 			cs = append(cs, v.Criterion)
 		}
 		if len(cs) > 0 {
-			fmt.Fprintf(out, " %s %s;", ph.Name, strings.Join(cs, ", "))
+			fmt.Fprintf(tw, "  %s\t%s\n", ph.Name, strings.Join(cs, ", "))
 		}
 	}
-	fmt.Fprintln(out)
+	tw.Flush()
 }
 
 // printFailures says which criteria failed, stage by stage, and which

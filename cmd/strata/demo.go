@@ -36,7 +36,7 @@ with what each changes (database queries per request, the cache's hit
 ratio, reads on replicas) and the verdicts of the load tester's criteria,
 and written with charts to --html. The standard run takes under a minute
 for all five stages; --full runs the guide's four phases at every stage
-(baseline, stress with recovery, a 10× spike, endurance; about 90 s a
+(baseline, stress with recovery, a 10× spike, endurance; about 80 s a
 stage); --smoke only checks, in a few seconds a stage, that every stage
 and endpoint works.
 
@@ -107,7 +107,7 @@ reported, not an exit code.`,
 	f.IntVar(&cfg.Products, "products", demo.DefaultProducts, "products to seed")
 	f.IntVar(&cfg.Actions, "actions", demo.DefaultActions, "actions to seed")
 	f.Float64Var(&cfg.Rate, "rate", demo.DefaultRate, "the fixed rate every stage is measured at, requests per second")
-	f.BoolVar(&full, "full", false, "run the guide's four load-test phases at every stage (about 90 s a stage)")
+	f.BoolVar(&full, "full", false, "run the guide's four load-test phases at every stage (about 80 s a stage)")
 	f.BoolVar(&smoke, "smoke", false, "only check that every stage and endpoint works (a few seconds a stage; no meaningful verdicts)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
 	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stages (default $STRATA_PG_URL); the demo uses its schema strata_demo")

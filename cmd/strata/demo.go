@@ -29,9 +29,9 @@ STRATA_REDIS_URL names one; and with --postgres and --replica, or
 STRATA_PG_URL and STRATA_PG_REPLICA_URLS, the storefront on PostgreSQL
 served by the primary alone, then with reads on the replicas.
 
-Every stage gets the same plan over the whole API: the same fixed rate
-(--rate) on an open model, latency from each request's scheduled send,
-then a search for its breaking point. The stages are printed side by side
+Every stage gets the same plan over the whole API on an open model: a
+search for its breaking point, then, warm, the same fixed rate (--rate),
+latency from each request's scheduled send. The stages are printed side by side
 with what each changes (database queries per request, the cache's hit
 ratio, reads on replicas) and the verdicts of the load tester's criteria,
 and written with charts to --html. The standard run takes under a minute
@@ -108,7 +108,7 @@ reported, not an exit code.`,
 	f.IntVar(&cfg.Actions, "actions", demo.DefaultActions, "actions to seed")
 	f.Float64Var(&cfg.Rate, "rate", demo.DefaultRate, "the fixed rate every stage is measured at, requests per second")
 	f.BoolVar(&full, "full", false, "run the guide's four load-test phases at every stage (about 80 s a stage)")
-	f.BoolVar(&smoke, "smoke", false, "only check that every stage and endpoint works (a few seconds a stage; no meaningful verdicts)")
+	f.BoolVar(&smoke, "smoke", false, "only check that every stage and endpoint works (a few seconds a stage; loose criteria that fail only a broken stage)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
 	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stages (default $STRATA_PG_URL); the demo uses its schema strata_demo")
 	f.StringArrayVar(&replicas, "replica", nil, "a streaming replica of --postgres, repeatable (default $STRATA_PG_REPLICA_URLS, comma-separated; none: that stage is skipped)")

@@ -11,7 +11,7 @@ test:
 	  echo "== go vet" && go vet ./... && (cd bench && go vet ./...) && \
 	  echo "== go test" && go test -race -count=1 -timeout 20m $$(go list ./... | grep -v '/loadtest$$') && \
 	  echo "== go test ./loadtest, alone: its tests time a load generator against local servers, which" && \
-	  echo "   the other packages' load (the demo's stress phases) would turn into noise" && \
+	  echo "   the other packages' load (fault tests, the demo's smoke runs) would turn into noise" && \
 	  go test -race -count=1 -timeout 10m ./loadtest/
 
 up:

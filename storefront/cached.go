@@ -67,7 +67,6 @@ type Cached struct {
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
-
 }
 
 var _ Service = (*Cached)(nil)

@@ -320,11 +320,12 @@ var errFillUnsafe = errors.New("storefront: the primary's WAL position cannot be
 // load reads at or after the primary's current WAL position, which costs
 // one small primary query per miss.
 //
-// With the primary down that position cannot be read. The read is still
-// served, from a replica (reads must go on while a healthy server can
-// answer them), but nothing is cached: a value of unknown age in the cache
-// would outlive the staleness bound. fresh then returns an error wrapping
-// errFillUnsafe, and the caller reads the store directly.
+// With the primary down (or failing over) that position cannot be read.
+// The read is still served, from a replica (reads must go on while a
+// healthy server can answer them), but nothing is cached: a value of
+// unknown age in the cache would outlive the staleness bound. fresh then
+// returns an error wrapping errFillUnsafe, and the caller reads the store
+// directly.
 func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 	r := c.store.router
 	if r == nil {
@@ -332,10 +333,12 @@ func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 	}
 	tok, err := r.Position(ctx)
 	if err != nil {
-		if errors.Is(err, replica.ErrPrimaryUnavailable) {
-			return ctx, fmt.Errorf("%w: %w", errFillUnsafe, err)
+		if ctx.Err() != nil { // the caller's own deadline or cancellation
+			return ctx, fmt.Errorf("storefront: cache fill needs the primary's WAL position: %w", err)
 		}
-		return ctx, fmt.Errorf("storefront: cache fill needs the primary's WAL position: %w", err)
+		// Anything else (the primary down, in recovery after a failover,
+		// slow to answer): the replicas can still serve the read.
+		return ctx, fmt.Errorf("%w: %w", errFillUnsafe, err)
 	}
 	return replica.WithToken(ctx, tok), nil
 }

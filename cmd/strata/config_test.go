@@ -65,3 +65,33 @@ func TestServeConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestServeURLErrors: an error about a database or Redis URL names the
+// flag or config line that holds it, and never shows its password.
+func TestServeURLErrors(t *testing.T) {
+	dir := t.TempDir()
+	lite := "sqlite://" + filepath.Join(dir, "x.db")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// replicas behind a SQLite primary: the primary is what is wrong
+		{"sqlite primary with replicas", []string{"--db", lite, "--replica", "postgres://a@127.0.0.1/x"}, "--db: sqlite://"},
+		// a bad replica URL is blamed on --replica, not on --db
+		{"bad replica URL", []string{"--db", "postgres://a@127.0.0.1/x", "--replica", "mysql://h/x"}, "--replica (replica 1): database: bad URL"},
+		// a replica that is not PostgreSQL
+		{"sqlite replica", []string{"--db", "postgres://a@127.0.0.1/x", "--replica", lite}, "--replica (replica 1): sqlite://"},
+		// a bad port next to a password: the password stays out of the message
+		{"db password", []string{"--db", "postgres://u:secret@h:bad/db"}, "--db: database: bad URL"},
+		{"redis password", []string{"--db", lite, "--redis", "redis://u:secret@h:bad/0"}, "--redis"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(context.Background(), append([]string{"serve", "--addr", "127.0.0.1:0"}, c.args...), &out, &out)
+			if code != 2 || !strings.Contains(out.String(), c.want) || strings.Contains(out.String(), "secret") {
+				t.Fatalf("exit %d, want 2 with %q and no password:\n%s", code, c.want, out.String())
+			}
+		})
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	neturl "net/url"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -78,14 +80,19 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				}
 				return usageError{fmt.Errorf("%s %s: %s (want host:port)", where["addr"], quote(addr), why)}
 			}
+			if err := checkDatabaseURLs(dbURL, replicas, where); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
 			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log, Replicas: replicas, Registerer: reg})
 			switch {
-			case errors.Is(err, database.ErrBadURL):
+			case errors.Is(err, replica.ErrNotPrimary):
 				return usageError{fmt.Errorf("%s: %w", where["db"], err)}
-			case errors.Is(err, replica.ErrBadConfig), errors.Is(err, replica.ErrNotStandby), errors.Is(err, replica.ErrNotPrimary):
+			case errors.Is(err, replica.ErrNotStandby):
 				return usageError{fmt.Errorf("%s: %w", where["replica"], err)}
+			case errors.Is(err, replica.ErrBadConfig): // names the field itself
+				return usageError{err}
 			case err != nil:
 				return err
 			}
@@ -145,6 +152,29 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	return cmd
 }
 
+// checkDatabaseURLs checks the primary's and the replicas' URLs before
+// anything connects, so that an error names the flag (or config line) that
+// holds the bad one.
+func checkDatabaseURLs(db string, replicas []string, where map[string]string) error {
+	primary, err := database.Parse(db)
+	if err != nil {
+		return usageError{fmt.Errorf("%s: %w", where["db"], err)}
+	}
+	for i, r := range replicas {
+		t, err := database.Parse(r)
+		if err != nil {
+			return usageError{fmt.Errorf("%s (replica %d): %w", where["replica"], i+1, err)}
+		}
+		if t.Kind != database.Postgres {
+			return usageError{fmt.Errorf("%s (replica %d): %s is not PostgreSQL; replicas are PostgreSQL streaming standbys", where["replica"], i+1, t.Display)}
+		}
+	}
+	if len(replicas) > 0 && primary.Kind != database.Postgres {
+		return usageError{fmt.Errorf("%s: %s is not PostgreSQL, and replicas (%s) need a PostgreSQL primary", where["db"], primary.Display, where["replica"])}
+	}
+	return nil
+}
+
 // redisTimeout bounds one attempt to connect to Redis.
 const redisTimeout = 5 * time.Second
 
@@ -153,7 +183,11 @@ const redisTimeout = 5 * time.Second
 func redisOptions(url, where string) (rueidis.ClientOption, error) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
-		return opt, usageError{fmt.Errorf("%s %s: %v (want redis://HOST:PORT/DB)", where, quote(url), err)}
+		var ue *neturl.Error // repeats the whole URL, password included
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return opt, usageError{fmt.Errorf("%s %s: %s (want redis://HOST:PORT/DB)", where, quote(redacted(url)), bounded(err.Error()))}
 	}
 	opt.DisableCache = true
 	opt.Dialer.Timeout = redisTimeout
@@ -183,4 +217,16 @@ func dialRedis(url, where string, log *slog.Logger) (*cache.RedisConn, error) {
 		return nil, err
 	}
 	return cache.DialRedis(opt, cache.RedisConnConfig{Logger: log})
+}
+
+// redacted returns a URL with its password masked, for messages.
+func redacted(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		if i := strings.LastIndexByte(raw, '@'); i >= 0 { // user:password@ not parsed: drop it
+			return "…" + raw[i:]
+		}
+		return raw
+	}
+	return u.Redacted()
 }

@@ -20,8 +20,10 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -88,32 +90,40 @@ func Parse(raw string) (Target, error) {
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return Target{}, fmt.Errorf("%w: %q has no scheme (want sqlite://PATH or postgres://...)", ErrBadURL, raw)
+		return Target{}, fmt.Errorf("%w: %s has no scheme (want sqlite://PATH or postgres://...)", ErrBadURL, quote(raw))
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite", "sqlite3":
 		path, query, _ := strings.Cut(rest, "?")
 		if path == "" || strings.HasSuffix(path, "/") {
-			return Target{}, fmt.Errorf("%w: %q names no file", ErrBadURL, raw)
+			return Target{}, fmt.Errorf("%w: %s names no file", ErrBadURL, quote(raw))
 		}
 		if query != "" {
-			return Target{}, fmt.Errorf("%w: %q: sqlite URLs take no parameters", ErrBadURL, raw)
+			return Target{}, fmt.Errorf("%w: %s: sqlite URLs take no parameters", ErrBadURL, quote(raw))
 		}
 		if strings.Contains(path, ":memory:") {
-			return Target{}, fmt.Errorf("%w: %q: in-memory SQLite is not supported; name a file", ErrBadURL, raw)
+			return Target{}, fmt.Errorf("%w: %s: in-memory SQLite is not supported; name a file", ErrBadURL, quote(raw))
 		}
 		return Target{Kind: SQLite, DSN: sqliteDSN(filepath.Clean(path)), Display: "sqlite://" + path}, nil
 	case "postgres", "postgresql":
 		u, err := url.Parse(raw)
 		if err != nil {
-			return Target{}, fmt.Errorf("%w: %v", ErrBadURL, err)
+			// url.Error repeats the whole URL, password included: keep
+			// only what is wrong with it.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return Target{}, fmt.Errorf("%w: %s://…: %s", ErrBadURL, quote(scheme), clip(err.Error()))
 		}
 		if _, err := pgx.ParseConfig(raw); err != nil {
-			return Target{}, fmt.Errorf("%w: %s: %v", ErrBadURL, u.Redacted(), err)
+			// pgx's message shows the connection string with the password
+			// masked; it may still be long.
+			return Target{}, fmt.Errorf("%w: %s: %s", ErrBadURL, quote(u.Redacted()), clip(err.Error()))
 		}
 		return Target{Kind: Postgres, DSN: raw, Display: u.Redacted()}, nil
 	default:
-		return Target{}, fmt.Errorf("%w: unsupported scheme %q (want sqlite:// or postgres://)", ErrBadURL, scheme)
+		return Target{}, fmt.Errorf("%w: unsupported scheme %s (want sqlite:// or postgres://)", ErrBadURL, quote(scheme))
 	}
 }
 
@@ -177,4 +187,34 @@ func linked(driver string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: no %q database/sql driver in this program; import _ \"modernc.org/sqlite\" to open sqlite:// URLs", ErrNoDriver, driver)
+}
+
+// maxQuoted bounds how much of a URL an error repeats: a URL is a line,
+// and a megabyte passed by mistake must not come back whole.
+const maxQuoted = 120
+
+// quote quotes s for an error message, cut to maxQuoted bytes on a rune
+// boundary with its full length.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:runeCut(s, maxQuoted)]), len(s))
+}
+
+// clip cuts a message that may repeat the URL to a few lines' worth.
+func clip(msg string) string {
+	const max = 300
+	if len(msg) <= max {
+		return msg
+	}
+	return msg[:runeCut(msg, max)] + "…"
+}
+
+// runeCut returns the largest cut <= n at a rune boundary of s.
+func runeCut(s string, n int) int {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return n
 }

@@ -34,12 +34,21 @@ func TestParse(t *testing.T) {
 		{"sqlite://:memory:", "", "", "in-memory"},
 		{"postgres://u@h:notaport/db", "", "", "bad URL"},
 		{"postgres://u@h/db?sslmode=bogus", "", "", "bad URL"},
+		// a bad port with a password: the error must not carry the password
+		{"postgres://u:secret@h:bad/db", "", "", "invalid port"},
+		{"postgres://u:secret@h/db?sslmode=bogus", "", "", "bad URL"},
+		// a huge URL is quoted in part, with its length
+		{"sqlite://" + strings.Repeat("d/", 50_000), "", "", "(100009 bytes)"},
+		{strings.Repeat("x", 100_000), "", "", "(100000 bytes)"},
 	}
 	for _, c := range cases {
 		got, err := Parse(c.in)
 		if c.err != "" {
 			if err == nil || !errors.Is(err, ErrBadURL) || !strings.Contains(err.Error(), c.err) {
-				t.Errorf("Parse(%q) err = %v, want ErrBadURL mentioning %q", c.in, err, c.err)
+				t.Errorf("Parse(%.80q) err = %.300v, want ErrBadURL mentioning %q", c.in, err, c.err)
+			}
+			if err != nil && (strings.Contains(err.Error(), "secret") || len(err.Error()) > 600) {
+				t.Errorf("Parse(%.80q) err = %.300v: leaks the password or is %d bytes long", c.in, err, len(err.Error()))
 			}
 			continue
 		}

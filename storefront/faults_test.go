@@ -155,9 +155,11 @@ func TestFaultsWritesPrimaryDown(t *testing.T) {
 
 // TestFaultsReadYourWritesPerEntity: item 5. A client that does not echo
 // the write's token (curl, most API clients) still reads its write of a
-// user back, and the recommendations after its action, while both
-// replicas lag (their replay paused): reads name the entity, and the
-// router sends them where that entity's last write is visible.
+// user back, and the recommendations after its purchase, through the
+// store and through the cache, while both replicas lag (their replay
+// paused): reads name the entity, and the router sends them where that
+// entity's last write is visible. (Across instances without a shared
+// KeyMarks, the cache's staleness bound applies instead.)
 func TestFaultsReadYourWritesPerEntity(t *testing.T) {
 	f := startFaultCluster(t)
 	f.pg.PauseReplay("replica1")
@@ -166,13 +168,34 @@ func TestFaultsReadYourWritesPerEntity(t *testing.T) {
 		f.pg.ResumeReplay("replica1")
 		f.pg.ResumeReplay("replica2")
 	})
-	for i := range 20 {
-		name := fmt.Sprintf("Lagged %d", i)
-		if r := call(t, "PATCH", f.direct+"/users/5", fmt.Sprintf(`{"name": %q}`, name)); r.status != 200 {
-			t.Fatalf("PATCH: %d %s", r.status, r.raw)
+	for _, base := range []string{f.direct, f.cached} {
+		for i := range 10 {
+			name := fmt.Sprintf("Lagged %d", i)
+			if r := call(t, "PATCH", base+"/users/5", fmt.Sprintf(`{"name": %q}`, name)); r.status != 200 {
+				t.Fatalf("PATCH: %d %s", r.status, r.raw)
+			}
+			if r := call(t, "GET", base+"/users/5", ""); r.status != 200 || r.body["name"] != name {
+				t.Fatalf("write %d: read without a token got %d %v, want name %q", i, r.status, r.body["name"], name)
+			}
 		}
-		if r := call(t, "GET", f.direct+"/users/5", ""); r.status != 200 || r.body["name"] != name {
-			t.Fatalf("write %d: read without a token got %d %v, want name %q", i, r.status, r.body["name"], name)
+		// A purchase is seen at once by the user's recommendations: the
+		// product just bought is no longer recommended.
+		for i := range 3 {
+			r := call(t, "GET", base+"/users/6/recommendations?limit=5", "")
+			recs, _ := r.body["recommendations"].([]any)
+			if r.status != 200 || len(recs) == 0 {
+				t.Fatalf("recommendations: %d %s", r.status, r.raw)
+			}
+			first := recs[0].(map[string]any)["product"].(map[string]any)["id"].(float64)
+			if r := call(t, "POST", base+"/users/6/actions", fmt.Sprintf(`{"product_id": %d, "kind": "purchase"}`, int(first))); r.status != 201 {
+				t.Fatalf("purchase: %d %s", r.status, r.raw)
+			}
+			r = call(t, "GET", base+"/users/6/recommendations?limit=5", "")
+			for _, rec := range r.body["recommendations"].([]any) {
+				if rec.(map[string]any)["product"].(map[string]any)["id"].(float64) == first {
+					t.Fatalf("purchase %d: product %v just bought is still recommended to a read without a token", i, first)
+				}
+			}
 		}
 	}
 	// A user created now is found at once, although no replica has it.

@@ -230,7 +230,7 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 	}
 	now := s.d.timeArg(s.stamp())
 	var u User
-	err = s.write(ctx, func(ctx context.Context, q querier) (err error) {
+	tok, err := s.write(ctx, func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx,
 			`INSERT INTO users (email, name, region, created_at, updated_at, version)
 			 VALUES ($1, $2, $3, $4, $4, 1) RETURNING `+userColumns,
@@ -243,7 +243,7 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 		}
 		return User{}, fmt.Errorf("storefront: create user: %w", err)
 	}
-	s.mark(ctx, userKey(u.ID)) // its id was not known before the insert
+	s.mark(ctx, tok, userKey(u.ID)) // its id was not known before the insert
 	return u, nil
 }
 
@@ -258,7 +258,7 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 		return User{}, err
 	}
 	var u User
-	err = s.write(replica.WithKeys(ctx, userKey(id)), func(ctx context.Context, q querier) (err error) {
+	_, err = s.write(replica.WithKeys(ctx, userKey(id)), func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx,
 			`UPDATE users SET
 				email = COALESCE($2, email),
@@ -295,7 +295,7 @@ func (s *Store) RecordAction(ctx context.Context, userID, productID int64, kind 
 		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %s", quoteValue(string(kind)))
 	}
 	a := Action{UserID: userID, ProductID: productID, Kind: kind, CreatedAt: s.stamp()}
-	err := s.write(replica.WithKeys(ctx, actionsTag(userID)), func(ctx context.Context, q querier) error {
+	_, err := s.write(replica.WithKeys(ctx, actionsTag(userID)), func(ctx context.Context, q querier) error {
 		return q.QueryRowContext(ctx,
 			`INSERT INTO user_actions (user_id, product_id, kind, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
 			userID, productID, string(kind), s.d.timeArg(a.CreatedAt)).Scan(&a.ID)
@@ -403,10 +403,13 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context, q querier
 
 // write runs fn on the primary. With replicas, the write's token goes to
 // the context's token sink (see withTokenSink), so the caller's next reads
-// can see it.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+// can see it, and marks the keys the context names (replica.WithKeys), so
+// that reads of those entities see it with no token at all; write also
+// returns it, for keys known only after the write (a new row's id; see
+// mark). Without replicas the token is zero.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querier) error) (replica.Token, error) {
 	if s.router == nil {
-		return fn(ctx, s.db)
+		return 0, fn(ctx, s.db)
 	}
 	tok, err := s.router.Write(ctx, fn)
 	if errors.Is(err, replica.ErrNoMark) {
@@ -421,31 +424,27 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querie
 		// that fails too, say so, but do not fail a committed write.
 		if p, perr := s.router.Position(ctx); perr == nil {
 			tok = p
+			s.mark(ctx, tok, replica.KeysFrom(ctx)...) // Write marks only with a token of its own
 		} else {
-			s.log.Warn("storefront: write committed without a read-your-writes token", "err", err)
+			s.warnings.warn(s.log, "storefront: write committed without a read-your-writes token", "err", err)
 		}
 		err = nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if sink, ok := ctx.Value(tokenSinkKey{}).(*replica.Token); ok && tok > *sink {
 		*sink = tok
 	}
-	return nil
+	return tok, nil
 }
 
-// mark records the newest write of this request (from its token sink) as
-// the newest write to keys, for a write whose keys were known only after
-// it ran (a new row's id). Reads that name one of keys then see it
-// (replica.WithKeys) with no token from the client.
-func (s *Store) mark(ctx context.Context, keys ...string) {
-	if s.router == nil {
-		return
-	}
-	tok, err := s.router.Position(ctx)
-	if err != nil {
-		s.warnings.warn(s.log, "storefront: write committed without its per-key read-your-writes marks", "err", err)
+// mark records tok, a committed write's token, as the newest write to
+// keys, so that reads naming one of them (replica.WithKeys) see it with
+// no token from the client. A failure is logged (throttled): the write
+// stands, and only reads on a lagging replica may miss it.
+func (s *Store) mark(ctx context.Context, tok replica.Token, keys ...string) {
+	if s.router == nil || tok == 0 || len(keys) == 0 {
 		return
 	}
 	if err := s.router.Mark(ctx, tok, keys...); err != nil {

@@ -2,6 +2,7 @@ package storefront
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -29,7 +30,15 @@ func unavailable(err error) (cause string, ok bool) {
 	case errors.Is(err, replica.ErrPrimaryUnavailable):
 		return "the primary database is unavailable; writes (and reads that need the primary) cannot be served now", true
 	case errors.Is(err, replica.ErrFallbackCapped):
-		return "no replica could serve the read and the primary is shedding fallback reads to protect itself", true
+		cause := "no replica could serve the read and the primary is shedding fallback reads to protect itself"
+		// The router names why (the primary's pool use or latency).
+		msg := err.Error()
+		if i := strings.Index(msg, replica.ErrFallbackCapped.Error()); i >= 0 {
+			if why := strings.TrimPrefix(msg[i+len(replica.ErrFallbackCapped.Error()):], ": "); why != "" {
+				cause += ": " + clipReport(why)
+			}
+		}
+		return cause, true
 	case errors.Is(err, context.DeadlineExceeded):
 		return "the request ran out of its time budget", true
 	case errors.Is(err, context.Canceled):
@@ -49,6 +58,10 @@ func unavailable(err error) (cause string, ok bool) {
 			return "the database is read-only (a failover may be in progress)", true
 		case pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: retry
 			return "the database asked for the request to be retried", true
+		case pe.Code == "57014": // query_canceled: a statement timeout set on the server
+			return "the database canceled the query (a statement timeout)", true
+		case pe.Code == "55000", pe.Code == "55P03": // object not in prerequisite state (e.g. recovery in progress), lock not available
+			return "the database cannot serve the request in its present state", true
 		}
 		return "", false
 	}
@@ -58,8 +71,9 @@ func unavailable(err error) (cause string, ok bool) {
 	var ce *pgconn.ConnectError
 	var ne net.Error
 	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
 		return "the database is unavailable", true
 	}
 	return "", false

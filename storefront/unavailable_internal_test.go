@@ -2,6 +2,7 @@ package storefront
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,10 @@ func TestUnavailable(t *testing.T) {
 		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
 		{"connection refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true},
 		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"EOF", fmt.Errorf("read: %w", io.EOF), true},
+		{"conn done", fmt.Errorf("x: %w", sql.ErrConnDone), true},
+		{"statement timeout", &pgconn.PgError{Code: "57014"}, true},
+		{"recovery in progress", &pgconn.PgError{Code: "55000"}, true},
 		// the query's own errors are bugs, not outages
 		{"syntax error", &pgconn.PgError{Code: "42601"}, false},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, false},
@@ -43,6 +48,11 @@ func TestUnavailable(t *testing.T) {
 		if ok != c.want || (ok && cause == "") {
 			t.Errorf("%s: unavailable(%v) = %q, %v; want %v with a cause", c.name, c.err, cause, ok, c.want)
 		}
+	}
+	// A refused fallback says why the primary refused it.
+	capped := fmt.Errorf("storefront: get user 1: %w: the primary is under pressure (6 of its 8 connections in use)", replica.ErrFallbackCapped)
+	if cause, _ := unavailable(capped); !strings.Contains(cause, "6 of its 8 connections in use") {
+		t.Errorf("capped read: cause %q does not name the router's reason", cause)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/strata-dev/strata/loadtest"
+	"github.com/strata-dev/strata/storefront"
 )
 
 // Defaults of a demo run: seeded in a fraction of a second, and a fixed
@@ -80,9 +81,17 @@ func (c *Config) defaults() error {
 		name string
 		v    *int
 		def  int
-	}{{"Users", &c.Users, DefaultUsers}, {"Products", &c.Products, DefaultProducts}, {"Actions", &c.Actions, DefaultActions}} {
+		max  int
+	}{
+		{"Users", &c.Users, DefaultUsers, storefront.MaxSeedUsers},
+		{"Products", &c.Products, DefaultProducts, storefront.MaxSeedProducts},
+		{"Actions", &c.Actions, DefaultActions, storefront.MaxSeedActions},
+	} {
 		if *f.v < 0 {
 			return fmt.Errorf("%w: %s must not be negative, got %d", ErrBadConfig, f.name, *f.v)
+		}
+		if *f.v > f.max {
+			return fmt.Errorf("%w: %s must be at most %d (the seed's bound), got %d", ErrBadConfig, f.name, f.max, *f.v)
 		}
 		if *f.v == 0 {
 			*f.v = f.def

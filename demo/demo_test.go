@@ -27,6 +27,8 @@ func TestConfigRefused(t *testing.T) {
 	}{
 		// A negative size is a mistake, not a default.
 		{"negative users", Config{Users: -1}, "Users must not be negative, got -1"},
+		// past the seed's bound: refused here, as a bad config, not by the seed midway
+		{"too many actions", Config{Actions: 1 << 40}, "Actions must be at most"},
 		// So is a negative action count.
 		{"negative actions", Config{Actions: -5}, "Actions must not be negative"},
 		// A rate must be a number of requests per second.

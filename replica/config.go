@@ -38,7 +38,7 @@ const (
 	fallbackWindow             = time.Second          // the window the fallback share is measured over
 	freshPoll                  = 2 * time.Millisecond // how often a read-your-writes read re-reads the replay position
 	primaryBusyShare           = 0.75                 // guide, Monitoring: pool utilisation warning at 75 %; past it the primary is under pressure
-	markTTLFactor              = 3                    // default MarkTTL in LagBounds: by then a serving replica has replayed the mark
+	markTTLFactor              = 3                    // default MarkTTL in LagBounds, unless LagBound + CheckInterval + FreshWait is longer
 	primaryProbes              = 4                    // probes of a primary known to be down per CheckInterval
 	openCheckTimeout           = 5 * time.Second      // Open's wait for each server's identity and first check (database.DefaultConnectTimeout)
 )
@@ -112,8 +112,10 @@ type Config struct {
 	// read-your-writes per key across them.
 	Marks KeyMarks
 	// MarkTTL is how long a key's mark is kept after a write. It must be
-	// at least LagBound: a replica still serving is at most about LagBound
-	// plus a check behind. Default 3 × LagBound.
+	// at least LagBound + CheckInterval + FreshWait: a replica still
+	// serving may be LagBound plus a check behind, and a read naming the
+	// key may then wait FreshWait for it. Default 3 × LagBound, or that
+	// sum when it is longer.
 	MarkTTL time.Duration
 
 	// Registerer receives the router's metrics; nil means none. Close
@@ -195,14 +197,18 @@ func (c *Config) resolveTimes() error {
 			*d.v = d.def
 		}
 	}
-	if c.MarkTTL < 0 { // its default depends on LagBound's
-		c.MarkTTL = markTTLFactor * c.LagBound
+	// A serving replica may be LagBound plus a check behind, and a read
+	// naming a key waits up to FreshWait for it: a mark must outlive both.
+	minTTL := c.LagBound + c.CheckInterval + c.FreshWait
+	if c.MarkTTL < 0 { // its default depends on the others
+		c.MarkTTL = max(markTTLFactor*c.LagBound, minTTL)
 	}
 	if c.CheckInterval >= c.LagBound {
 		return fmt.Errorf("%w: CheckInterval (%v) must be shorter than LagBound (%v), or lag past the bound goes unseen", ErrBadConfig, c.CheckInterval, c.LagBound)
 	}
-	if c.MarkTTL < c.LagBound {
-		return fmt.Errorf("%w: MarkTTL (%v) must be at least LagBound (%v): a key's mark must outlive the lag a serving replica may have", ErrBadConfig, c.MarkTTL, c.LagBound)
+	if c.MarkTTL < minTTL {
+		return fmt.Errorf("%w: MarkTTL (%v) must be at least LagBound + CheckInterval + FreshWait (%v + %v + %v = %v): a key's mark must outlive the lag a serving replica may have, a check, and a read's wait for it",
+			ErrBadConfig, c.MarkTTL, c.LagBound, c.CheckInterval, c.FreshWait, minTTL)
 	}
 	if c.PrimaryLatencyBound == 0 {
 		c.PrimaryLatencyBound = DefaultPrimaryLatencyBound

@@ -109,9 +109,11 @@
 // names keys ([WithKeys], such as "user:42") marks each key with its token
 // in Config.Marks ([KeyMarks]; by default an in-process [MemMarks]), and a
 // read that names a key routes as if it carried the newest token marked
-// for it. Marks last MarkTTL (3 × LagBound, by when any replica still
-// serving has replayed them), and the in-process store keeps at most
-// DefaultMaxMarks, answering conservatively for keys it had to drop. A
+// for it. Marks last MarkTTL (3 × LagBound, and at least LagBound +
+// CheckInterval + FreshWait: by then any replica still serving has
+// replayed them, or a read has waited its FreshWait for it), and the
+// in-process store keeps at most DefaultMaxMarks, answering
+// conservatively for keys it had to drop. A
 // KeyMarks shared by every instance (on Redis, say) gives read-your-writes
 // per entity across instances.
 //

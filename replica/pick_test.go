@@ -373,3 +373,35 @@ func TestPrimaryError(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkTTLDefault: the default MarkTTL is 3 × LagBound, or LagBound +
+// CheckInterval + FreshWait when that is longer, and a MarkTTL of exactly
+// that sum is accepted.
+func TestMarkTTLDefault(t *testing.T) {
+	const s = time.Second
+	for _, tc := range []struct {
+		name                             string
+		bound, interval, wait, ttl, want time.Duration
+	}{
+		// The defaults: 3 s, well past 1 s + 500 ms + 100 ms.
+		{"defaults", 0, 0, 0, 0, 3 * s},
+		// A long FreshWait lifts the default past 3 × LagBound.
+		{"long fresh wait", 0, 0, 5 * s, 0, 6500 * time.Millisecond},
+		// A check nearly as long as the bound, and a long wait: the sum.
+		{"long check and wait", 2 * s, 1900 * time.Millisecond, 3 * s, 0, 6900 * time.Millisecond},
+		// Exactly the sum is enough.
+		{"ttl at the sum", 0, 0, 0, 1600 * time.Millisecond, 1600 * time.Millisecond},
+	} {
+		cfg := Config{Primary: "postgres://a@127.0.0.1/x", LagBound: tc.bound, CheckInterval: tc.interval, FreshWait: tc.wait, MarkTTL: tc.ttl}
+		if err := cfg.resolveTimes(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if cfg.MarkTTL != tc.want {
+			t.Errorf("%s: MarkTTL %v, want %v", tc.name, cfg.MarkTTL, tc.want)
+		}
+		if min := cfg.LagBound + cfg.CheckInterval + cfg.FreshWait; cfg.MarkTTL < min {
+			t.Errorf("%s: MarkTTL %v under LagBound + CheckInterval + FreshWait %v", tc.name, cfg.MarkTTL, min)
+		}
+	}
+}

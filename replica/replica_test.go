@@ -41,6 +41,10 @@ func TestConfigErrors(t *testing.T) {
 		{"negative pool", replica.Config{Primary: "postgres://a@127.0.0.1/x", ReplicaPool: replica.Pool{Size: -1}}, "ReplicaPool"},
 		// A mark must outlive the lag a serving replica may have.
 		{"mark TTL under the lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", MarkTTL: 100 * time.Millisecond}, "MarkTTL"},
+		// A serving replica may be LagBound plus a check behind: LagBound alone is too short.
+		{"mark TTL equal to the lag bound", replica.Config{Primary: "postgres://a@127.0.0.1/x", MarkTTL: time.Second}, "MarkTTL"},
+		// 1 s + 500 ms + 100 ms is the least, with the default bound, check and wait.
+		{"mark TTL a millisecond short", replica.Config{Primary: "postgres://a@127.0.0.1/x", MarkTTL: 1599 * time.Millisecond}, "LagBound + CheckInterval + FreshWait"},
 		{"negative mark TTL", replica.Config{Primary: "postgres://a@127.0.0.1/x", MarkTTL: -1}, "MarkTTL"},
 		// A read's tried set is a 64-bit mask.
 		{"65 replicas", replica.Config{Primary: "postgres://a@127.0.0.1/x", Replicas: make([]replica.Replica, 65)}, "at most 64"},

@@ -38,6 +38,7 @@ const (
 	fallbackWindow             = time.Second          // the window the fallback share is measured over
 	freshPoll                  = 2 * time.Millisecond // how often a read-your-writes read re-reads the replay position
 	primaryBusyShare           = 0.75                 // guide, Monitoring: pool utilisation warning at 75 %; past it the primary is under pressure
+	latencyBusyShare           = primaryBusyShare / 3 // the primary's latency counts as pressure only while this share of its pool (25 %) is in use
 	markTTLFactor              = 3                    // default MarkTTL in LagBounds, unless LagBound + CheckInterval + FreshWait is longer
 	primaryProbes              = 4                    // probes of a primary known to be down per CheckInterval
 	openCheckTimeout           = 5 * time.Second      // Open's wait for each server's identity and first check (database.DefaultConnectTimeout)
@@ -97,10 +98,12 @@ type Config struct {
 	// Default 0.5; 1 lets every read fall back; a negative value lets none,
 	// whatever the primary's load.
 	FallbackShare float64
-	// PrimaryLatencyBound: the primary is under pressure while the moving
-	// average of its call time is past this bound, or while 75 % or more
-	// of its pool (size + overflow) is in use. Default 100 ms; negative
-	// means only the pool counts.
+	// PrimaryLatencyBound: the primary is under pressure while 75 % or
+	// more of its pool (size + overflow) is in use, or while the moving
+	// average of its call time is past this bound and 25 % or more of its
+	// pool is in use (a slow primary this router hardly uses is not one
+	// its fallback reads overload). Default 100 ms; negative means only
+	// the pool counts.
 	PrimaryLatencyBound time.Duration
 	// FreshWait is how long a read carrying a write's token waits for a
 	// replica to replay it before it reads from the primary. Default 100 ms.

@@ -52,12 +52,17 @@
 // Falling back is load-aware. While the primary has headroom by its own
 // bounds every read that no replica served runs there: a healthy primary
 // serves reads when both replicas are down. It is under pressure while 75 %
-// or more of its pool (size + overflow) is in use or the moving average of
-// its call time is past PrimaryLatencyBound (100 ms); then at most
-// FallbackShare (half) of the reads of a second may fall back, and the
-// rest fail at once with [ErrFallbackCapped], whose message names the
-// cause, so that a replica outage cannot flood a primary that is already
-// busy.
+// or more of its pool (size + overflow) is in use, or while the moving
+// average of its call time is past PrimaryLatencyBound (100 ms) and a
+// quarter or more of its pool is in use; then at most FallbackShare
+// (half) of the reads of a second may fall back, and the rest fail at once
+// with [ErrFallbackCapped], whose message names the cause (pool use, or
+// latency and pool use), so that a replica outage cannot flood a primary
+// that is already busy. Latency alone, with the pool nearly idle, is not
+// such pressure: the primary is slow for reasons this router does not add
+// to, and one stall of a loaded machine lifts the moving average past the
+// bound for many calls after, which would refuse reads an idle pool can
+// serve.
 //
 // # Primary down
 //

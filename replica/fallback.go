@@ -36,15 +36,20 @@ func (r *Router) admitFallback(now time.Time) error {
 // pressure says why the primary has no headroom for fallback reads, or ""
 // when it has: its pool is at least primaryBusyShare in use (calls holding
 // or waiting for a connection, against size + overflow), or the moving
-// average of its call time is past PrimaryLatencyBound.
+// average of its call time is past PrimaryLatencyBound while at least
+// latencyBusyShare of its pool is in use. Latency alone, with the pool
+// nearly idle, is not pressure that fallback reads would worsen: the
+// router is not what loads the primary, and one stall of the machine (a
+// second, say) lifts the average past the bound for many calls after.
 func (r *Router) pressure() string {
 	p := r.primary
-	if in := p.inUse.Load(); float64(in) >= primaryBusyShare*float64(p.capacity) {
+	in := p.inUse.Load()
+	if float64(in) >= primaryBusyShare*float64(p.capacity) {
 		return fmt.Sprintf("%d of its %d connections in use, %.0f%% or more", in, p.capacity, primaryBusyShare*100)
 	}
-	if bound := r.cfg.PrimaryLatencyBound; bound > 0 {
+	if bound := r.cfg.PrimaryLatencyBound; bound > 0 && float64(in) >= latencyBusyShare*float64(p.capacity) {
 		if lat := time.Duration(math.Float64frombits(p.latency.Load())); lat > bound {
-			return fmt.Sprintf("mean call time %v, past its bound %v", lat.Round(time.Millisecond), bound)
+			return fmt.Sprintf("mean call time %v, past its bound %v, with %d of its %d connections in use", lat.Round(time.Millisecond), bound, in, p.capacity)
 		}
 	}
 	return ""

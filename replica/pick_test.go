@@ -131,8 +131,8 @@ func pressured(clk *FakeClock, inUse int64, latency time.Duration, share float64
 }
 
 // TestAdmitFallback: a primary with headroom takes every read no replica
-// served; under pressure, by its pool or its latency, the share caps them
-// and the refusal names the cause.
+// served; under pressure, by its pool or by its latency with a quarter of
+// its pool in use, the share caps them and the refusal names the cause.
 func TestAdmitFallback(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -149,8 +149,13 @@ func TestAdmitFallback(t *testing.T) {
 		{"pool at 70%", 7, time.Millisecond, 0.5, 200, 200, ""},
 		// 75 % of the pool in use: the cap bites, about half get through.
 		{"pool at 80%", 8, time.Millisecond, 0.5, 90, 110, "8 of its 10 connections"},
-		// A slow primary is under pressure with an idle pool.
-		{"slow", 0, 300 * time.Millisecond, 0.5, 90, 110, "mean call time 300ms"},
+		// A slow primary with an idle pool is not under pressure: latency
+		// alone (one stall of a loaded machine) refuses no read.
+		{"slow, pool idle", 0, 300 * time.Millisecond, 0.5, 200, 200, ""},
+		// Nor with a fifth of its pool in use, under the quarter that counts.
+		{"slow, pool at 20%", 2, 300 * time.Millisecond, 0.5, 200, 200, ""},
+		// Slow with 30 % of its pool in use: the cap bites, naming both.
+		{"slow, pool at 30%", 3, 300 * time.Millisecond, 0.5, 90, 110, "mean call time 300ms, past its bound 100ms, with 3 of its 10 connections in use"},
 		// Share 1 admits every fallback, pressure or not.
 		{"share 1 under pressure", 10, time.Second, 1, 200, 200, ""},
 		// A negative share admits none, even to an idle primary.

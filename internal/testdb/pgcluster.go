@@ -33,7 +33,8 @@ type PGCluster struct {
 	root     string // private folder: dev/ (STRATA_DEV_DIR) and dev.lock
 	port     int    // primary; replica1 port+1, replica2 port+2
 	watchdog *exec.Cmd
-	lifeline *os.File // the watchdog's stdin: it tears the cluster down at EOF
+	lifeline *os.File         // the watchdog's stdin: it tears the cluster down at EOF
+	frozen   map[string][]int // servers Freeze stopped: postmaster first, then its children
 }
 
 // StartPostgresCluster starts a primary and two streaming replicas of the
@@ -158,6 +159,92 @@ func (c *PGCluster) Start(name string) {
 	}
 }
 
+// Freeze makes server name ("primary", "replica1" or "replica2") stop
+// answering without closing anything, as a hung host or a network
+// partition looks to its clients: SIGSTOP to its postmaster (so that it
+// forks no more backends), then to each of its children. Connections stay
+// open, and the kernel still accepts new ones and acknowledges what is
+// sent, but nothing answers. It returns once every one of them is
+// stopped. Thaw undoes it; the cluster's cleanup (and its watchdog) thaws
+// a frozen server before stopping it.
+func (c *PGCluster) Freeze(name string) {
+	c.t.Helper()
+	c.portOf(name)
+	if c.frozen[name] != nil {
+		c.t.Fatalf("testdb: Freeze(%q): already frozen", name)
+	}
+	pid := c.postmaster(name)
+	if pid == 0 {
+		c.t.Fatalf("testdb: Freeze(%q): it is not running", name)
+	}
+	if c.frozen == nil {
+		c.frozen = map[string][]int{}
+	}
+	c.frozen[name] = []int{pid}
+	if err := stopProcess(pid); err != nil {
+		c.t.Fatalf("testdb: Freeze(%q): postmaster: %v", name, err)
+	}
+	// Stopped, the postmaster forks no more children: this list is whole.
+	for _, kid := range childPIDs(pid) {
+		c.frozen[name] = append(c.frozen[name], kid)
+		if err := stopProcess(kid); err != nil && alive(kid) {
+			c.t.Fatalf("testdb: Freeze(%q): child %d: %v", name, kid, err)
+		}
+	}
+}
+
+// Thaw lets server name run again after Freeze: SIGCONT to every process
+// Freeze stopped. What was sent to it meanwhile is answered then.
+func (c *PGCluster) Thaw(name string) {
+	c.t.Helper()
+	c.portOf(name)
+	pids := c.frozen[name]
+	if pids == nil {
+		c.t.Fatalf("testdb: Thaw(%q): not frozen", name)
+	}
+	delete(c.frozen, name)
+	// Children first: the postmaster, once running, may signal them.
+	for i := len(pids) - 1; i >= 0; i-- {
+		if err := syscall.Kill(pids[i], syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+			c.t.Fatalf("testdb: Thaw(%q): %d: %v", name, pids[i], err)
+		}
+	}
+}
+
+// stopProcess sends SIGSTOP to pid and waits, at most 10 s, until it is
+// stopped (signals are delivered when the process next runs).
+func stopProcess(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("SIGSTOP %d: %w", pid, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		switch processState(pid) {
+		case 'T', 't':
+			return nil
+		case 0, 'Z', 'X':
+			return fmt.Errorf("process %d is gone", pid)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d not stopped 10 s after SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// processState returns the state letter of /proc/PID/stat (R, S, T, Z…),
+// or 0 when there is no such process.
+func processState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
 // PauseReplay pauses WAL replay on replica name ("replica1" or "replica2"):
 // it keeps receiving WAL but stops applying it, so reads there return
 // older data. It returns once the replica reports the pause in effect.
@@ -256,15 +343,32 @@ func (c *PGCluster) env(only string) []string {
 	return env
 }
 
+// watchdogScript waits for EOF on its stdin, then thaws every postmaster
+// of the cluster's folder ($1/dev) and its children (a server Freeze left
+// stopped would not stop), runs scripts/dev ($0) down and deletes the
+// folder.
+const watchdogScript = `read -r _
+for f in "$1"/dev/*/data/postmaster.pid; do
+	[ -r "$f" ] && read -r pm <"$f" && [ -n "$pm" ] || continue
+	kill -CONT "$pm" 2>/dev/null
+	for s in $(grep -l "^PPid:[[:space:]]*$pm\$" /proc/[0-9]*/status 2>/dev/null); do
+		kid=${s#/proc/}
+		kill -CONT "${kid%/status}" 2>/dev/null
+	done
+done
+"$0" down >/dev/null 2>&1
+rm -rf -- "$1"`
+
 // startWatchdog starts, in a session of its own, a shell that waits for EOF
 // on a pipe only this process holds open, then runs scripts/dev down and
-// deletes the folder. EOF comes when this process exits, however it exits.
+// deletes the folder (watchdogScript). EOF comes when this process exits,
+// however it exits.
 func (c *PGCluster) startWatchdog() error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("bash", "-c", `read -r _; "$0" down >/dev/null 2>&1; rm -rf -- "$1"`, c.script, c.root)
+	cmd := exec.Command("bash", "-c", watchdogScript, c.script, c.root)
 	cmd.Env = c.env(strings.Join(pgClusterNames, " "))
 	cmd.Stdin = r // stdout and stderr: /dev/null, so it never holds go test's pipes
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -285,6 +389,13 @@ func (c *PGCluster) stop() {
 	_ = c.watchdog.Process.Kill()
 	_ = c.watchdog.Wait()
 	_ = c.lifeline.Close()
+	// A frozen server would not stop: thaw it first.
+	for name, frozen := range c.frozen {
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+		delete(c.frozen, name)
+	}
 	pids := map[string]int{}
 	for _, name := range pgClusterNames {
 		if pid := c.postmaster(name); pid != 0 {
@@ -390,15 +501,8 @@ func childPIDs(pid int) []int {
 // alive reports whether process pid exists and is not a zombie (a dead
 // process its parent, here often init, has not reaped yet).
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	return b[i+2] != 'Z' && b[i+2] != 'X'
+	st := processState(pid)
+	return st != 0 && st != 'Z' && st != 'X'
 }
 
 // freePortBase returns a port p such that p .. p+n-1 are all free on

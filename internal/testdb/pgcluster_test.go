@@ -63,6 +63,32 @@ func TestPGCluster(t *testing.T) {
 	}
 	c.ResumeReplay("replica2")
 	waitRow(t, r2, 3)
+
+	// A frozen primary keeps its port open and answers nothing, on a
+	// pooled connection or a new one; thawed, it answers again.
+	c.Freeze("primary")
+	if !portOpen(t, c.PrimaryURL()) {
+		t.Fatal("the frozen primary refuses connections; want them accepted and left unanswered")
+	}
+	fresh := open(t, c.PrimaryURL())
+	for _, db := range []*sql.DB{primary, fresh} {
+		const budget = 300 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), budget)
+		t0 := time.Now()
+		var one int
+		err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+		took := time.Since(t0)
+		cancel()
+		if err == nil || took < budget {
+			t.Fatalf("a query of the frozen primary: %v after %v; want no answer within %v", err, took, budget)
+		}
+	}
+	c.Thaw("primary")
+	mustExec(t, primary, "INSERT INTO kv VALUES (4, 'four')")
+	waitRow(t, r1, 4)
+	// Left frozen: the cleanup thaws it before stopping the cluster (the
+	// first cleanup checks that every port is closed).
+	c.Freeze("replica2")
 }
 
 func open(t *testing.T, url string) *sql.DB {

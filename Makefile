@@ -2,13 +2,20 @@
 
 .PHONY: test up down demo bench fuzz
 
-# test: start the local PostgreSQL and Redis (scripts/dev), then run the whole
-# suite against them, with the race detector. CI runs exactly this. The
+# The linters CI runs, pinned, fetched through the Go module proxy.
+STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOCYCLO     = github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
+
+# test: start the local PostgreSQL and Redis (scripts/dev), check formatting,
+# vet, staticcheck and cyclomatic complexity, then run the whole suite
+# against the servers, with the race detector. CI runs exactly this. The
 # loadtest package runs after the others, on its own.
 test:
 	@env=$$(scripts/dev up) && eval "$$env" && \
 	  echo "== gofmt" && unformatted=$$(gofmt -l .) && { [ -z "$$unformatted" ] || { echo "not gofmt-ed: $$unformatted"; exit 1; }; } && \
 	  echo "== go vet" && go vet ./... && (cd bench && go vet ./...) && \
+	  echo "== staticcheck" && go run $(STATICCHECK) ./... && (cd bench && go run $(STATICCHECK) ./...) && \
+	  echo "== gocyclo: no function over 30" && go run $(GOCYCLO) -over 30 . && \
 	  echo "== go test" && go test -race -count=1 -timeout 20m $$(go list ./... | grep -v '/loadtest$$') && \
 	  echo "== go test ./loadtest, alone: its tests time a load generator against local servers, which" && \
 	  echo "   the other packages' load (fault tests, the demo's smoke runs) would turn into noise" && \

@@ -75,6 +75,23 @@
 // ([Router.PrimaryErr] says which state it is in). Both errors mean "try
 // again shortly": a service answers them with 503 and Retry-After.
 //
+// A primary that stops answering without refusing anything (a hung
+// server, a host cut off by a partition) counts as down once its health
+// check times out on its own budget (four fifths of CheckInterval) twice
+// in a row, the second try at once: about a second after it stops, new
+// calls fail at once instead of waiting on a pooled connection for their
+// caller's deadline. Twice, because one stall of a loaded machine can time
+// out one check. A call already running on it is not interrupted (it may
+// yet commit) and ends with its caller's deadline or when the server
+// answers, except that every connection the router opens has TCP
+// keepalive (after 5 s of silence, a probe a second, five probes) and, on
+// Linux, TCP_USER_TIMEOUT (10 s): a call on a connection whose peer is
+// gone (a dead host, a cut link) fails within about 10 s, as
+// ErrPrimaryUnavailable on the primary. A live server's kernel answers
+// probes and acknowledges data at once however long its query runs, so
+// neither changes what a query means; a statement timeout would, and the
+// router sets none.
+//
 // # Health and lag
 //
 // Every CheckInterval (500 ms) the router reads the primary's WAL position

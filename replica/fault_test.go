@@ -27,14 +27,20 @@ func private(t *testing.T, cfg replica.Config) (*testdb.PGCluster, *replica.Rout
 		cfg.Replicas = append(cfg.Replicas, replica.Replica{URL: u})
 	}
 	r := open(t, cfg)
-	tok := setup(t, r)
+	waitServing(t, c, r, setup(t, r))
+	return c, r
+}
+
+// waitServing waits until both replicas have replayed tok and serve reads.
+func waitServing(t *testing.T, c *testdb.PGCluster, r *replica.Router, tok replica.Token) {
+	t.Helper()
 	for _, u := range c.ReplicaURLs() {
 		waitReplayed(t, u, tok)
 	}
 	// The router learns the replay positions; a check that timed out on a
 	// loaded machine may have ejected a replica, which two good ones bring
 	// back.
-	waitFor(t, 30*time.Second, "both replicas serving, with the setup replayed", func() bool {
+	waitFor(t, 30*time.Second, "both replicas serving, with the write replayed", func() bool {
 		r.CheckNow()
 		for _, s := range r.Status() {
 			if !s.Serving || s.Replayed < tok {
@@ -43,7 +49,6 @@ func private(t *testing.T, cfg replica.Config) (*testdb.PGCluster, *replica.Rout
 		}
 		return true
 	})
-	return c, r
 }
 
 // The fake-clock tests check with these: time in them is the fake clock's,
@@ -367,13 +372,23 @@ func TestAllReplicasDown(t *testing.T) {
 	}
 }
 
-// TestPrimaryDown: with the primary killed, reads go on on the replicas;
+// TestPrimaryDown: a primary killed, then one frozen, on one cluster (a
+// cluster's start and stop are most of a fault test's time). Real clock:
+// the router's own health loop and background probe.
+func TestPrimaryDown(t *testing.T) {
+	c, r := private(t, replica.Config{})
+	if !t.Run("killed", func(t *testing.T) { testPrimaryKilled(t, c, r) }) {
+		return
+	}
+	t.Run("frozen", func(t *testing.T) { testPrimaryFrozen(t, c, r) })
+}
+
+// testPrimaryKilled: with the primary killed, reads go on on the replicas;
 // Write, WriteTx and Position fail with ErrPrimaryUnavailable well within
 // a second, including a write whose connection fails under it; once the
 // router knows, they fail at once; and once the primary is back, the
-// router finds it by itself (real clock: the background probe).
-func TestPrimaryDown(t *testing.T) {
-	c, r := private(t, replica.Config{})
+// router finds it by itself.
+func testPrimaryKilled(t *testing.T, c *testdb.PGCluster, r *replica.Router) {
 	ctx := context.Background()
 	// Two writes hold a connection each when the primary dies under them.
 	started, killed := make(chan struct{}, 2), make(chan struct{})
@@ -457,6 +472,110 @@ func TestPrimaryDown(t *testing.T) {
 
 	c.Start("primary")
 	waitFor(t, 20*time.Second, "a write to succeed after the primary's restart", func() bool { return calls[0].call() == nil })
+	if err := r.PrimaryErr(); err != nil {
+		t.Fatalf("PrimaryErr after the primary answered: %v", err)
+	}
+}
+
+// testPrimaryFrozen: a primary that stops answering without refusing
+// anything (its processes stopped: connections stay open, the kernel
+// accepts and acknowledges, nothing answers, as a hung server or a
+// partition looks) is marked down by the health check's own timeouts:
+// PrimaryErr says so, and Write, WriteTx and Position then fail with
+// ErrPrimaryUnavailable at once instead of waiting on a pooled connection
+// for their caller's whole deadline, while reads go on on the replicas. A
+// write already running there is not interrupted: it completes once the
+// primary is thawed, and the router finds the primary again by itself.
+func testPrimaryFrozen(t *testing.T, c *testdb.PGCluster, r *replica.Router) {
+	ctx := context.Background()
+	// After testPrimaryKilled the replicas reconnect to the restarted
+	// primary on their own: both must serve before the freeze, as the
+	// reads during it go to them.
+	tok, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, "UPDATE kv SET v = 1 WHERE k = 1")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, c, r, tok)
+	// A write whose statement reaches the primary once it is frozen.
+	started, frozen := make(chan struct{}), make(chan struct{})
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			close(started)
+			<-frozen
+			_, err := q.ExecContext(ctx, "UPDATE kv SET v = 42 WHERE k = 1")
+			return err
+		})
+		inflight <- err
+	}()
+	<-started
+	c.Freeze("primary")
+	close(frozen)
+	t0 := time.Now()
+	// Two timed-out checks in a row: about 1.3 s; 15 s is the margin.
+	waitFor(t, 15*time.Second, "PrimaryErr to report the frozen primary", func() bool { return r.PrimaryErr() != nil })
+	t.Logf("primary known down %v after the freeze: %v", time.Since(t0), r.PrimaryErr())
+	if err := r.PrimaryErr(); !errors.Is(err, replica.ErrPrimaryUnavailable) {
+		t.Fatalf("PrimaryErr = %v, want ErrPrimaryUnavailable", err)
+	}
+
+	l := startLoad(r, 2)
+	for _, call := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Write", func(ctx context.Context) error {
+			_, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+				_, err := q.ExecContext(ctx, "UPDATE kv SET v = 7 WHERE k = 1")
+				return err
+			})
+			return err
+		}},
+		{"WriteTx", func(ctx context.Context) error {
+			_, err := r.WriteTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "UPDATE kv SET v = 7 WHERE k = 1")
+				return err
+			})
+			return err
+		}},
+		{"Position", func(ctx context.Context) error { _, err := r.Position(ctx); return err }},
+	} {
+		// A long budget: a call that waited on the frozen primary would
+		// use it up and fail with the deadline, not ErrPrimaryUnavailable.
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		t0 := time.Now()
+		err := call.call(cctx)
+		d := time.Since(t0)
+		cancel()
+		if !errors.Is(err, replica.ErrPrimaryUnavailable) {
+			t.Fatalf("%s with the primary frozen: %v after %v, want ErrPrimaryUnavailable", call.name, err, d)
+		}
+		if d > time.Second {
+			t.Errorf("%s failed after %v; the router knows the primary is down, want at once", call.name, d)
+		}
+	}
+	l.more(t, 50) // reads go on on the replicas
+	l.end(t)
+	select {
+	case err := <-inflight:
+		t.Fatalf("the write in flight ended while the primary was frozen: %v", err)
+	default:
+	}
+
+	c.Thaw("primary")
+	if err := <-inflight; err != nil {
+		t.Fatalf("the write in flight at the freeze, after the thaw: %v", err)
+	}
+	waitFor(t, 20*time.Second, "a write to succeed after the thaw", func() bool {
+		_, err := r.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, "UPDATE kv SET v = 8 WHERE k = 1")
+			return err
+		})
+		return err == nil
+	})
 	if err := r.PrimaryErr(); err != nil {
 		t.Fatalf("PrimaryErr after the primary answered: %v", err)
 	}

@@ -94,13 +94,30 @@ func checkReplica(ctx context.Context, db *sql.DB) replicaState {
 // the loop; more at Open, whose first connections take longer), its own so
 // that a primary that does not answer does not use up the replicas' checks
 // (and get them all ejected).
+//
+// The primary is marked down when its connection fails, or when it does
+// not answer within its budget, twice in a row: a server that hangs, or a
+// host cut off by a partition, refuses nothing, and without this writes
+// would wait on it for their caller's whole deadline. The second try,
+// at once and alongside the replicas' checks, is there because one stall
+// of a loaded machine (ours or the server's) can make one check time out.
 func (r *Router) check(ctx context.Context, budget time.Duration) {
 	pctx, cancel := context.WithTimeout(ctx, budget)
 	ps, perr := samplePrimary(pctx, r.primary.checkDB)
+	// Its own budget ran out, not the router's life.
+	silent := perr != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
 	now := r.clk.Now()
 	states := make([]replicaState, len(r.replicas))
 	var wg sync.WaitGroup
+	var silentAgain bool
+	if silent {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			silentAgain = r.primarySilent(ctx, budget)
+		}()
+	}
 	for i, n := range r.replicas {
 		wg.Add(1)
 		go func() {
@@ -119,6 +136,9 @@ func (r *Router) check(ctx context.Context, budget time.Duration) {
 		r.setPrimaryUp()
 	case classify(perr) == kindConnection:
 		r.setPrimaryDown(perr)
+	case silent && silentAgain:
+		// %v, not %w: the error must not read as the caller's own deadline.
+		r.setPrimaryDown(fmt.Errorf("no answer to the health check within %v, twice in a row (%v)", budget, perr))
 	}
 
 	r.mu.Lock()
@@ -295,6 +315,23 @@ func (r *Router) setPrimaryUp() {
 	if d := r.down.Swap(nil); d != nil {
 		r.cfg.Logger.Info("replica: primary reachable again", "url", r.primary.display, "down_for", r.clk.Now().Sub(d.since))
 	}
+}
+
+// primarySilent asks the primary, whose health check has just timed out,
+// once more within budget; it reports whether the primary again did not
+// answer in time, or failed its connection.
+func (r *Router) primarySilent(ctx context.Context, budget time.Duration) bool {
+	pctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	var one int
+	err := r.primary.checkDB.QueryRowContext(pctx, "SELECT 1").Scan(&one)
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return false
+	case classify(err) == kindConnection:
+		return true
+	}
+	return errors.Is(pctx.Err(), context.DeadlineExceeded)
 }
 
 // probePrimary asks the primary known to be down whether it answers now.

@@ -143,9 +143,7 @@ func (r *Router) newNode(life context.Context, idx int, name, region, raw, field
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
 	}
-	if pc.ConnectTimeout == 0 || pc.ConnectTimeout > database.DefaultConnectTimeout {
-		pc.ConnectTimeout = database.DefaultConnectTimeout
-	}
+	tuneConnConfig(pc)
 	db := stdlib.OpenDB(*pc)
 	db.SetMaxOpenConns(p.Size + p.Overflow)
 	db.SetMaxIdleConns(p.Size)
@@ -302,7 +300,9 @@ func (r *Router) ReadTx(ctx context.Context, fn func(ctx context.Context, tx *sq
 // On a context with keys (WithKeys) the token marks each key; if that
 // fails, Write returns the token and an error wrapping ErrNoMark. With the
 // primary down it fails with ErrPrimaryUnavailable, at once when the
-// health check already knows, else within the acquire timeout.
+// health check already knows (also of a primary that stops answering),
+// else within the acquire timeout. A write already running when the
+// primary stops answering waits for it, within ctx (see the package doc).
 func (r *Router) Write(ctx context.Context, fn func(ctx context.Context, q Querier) error) (Token, error) {
 	return r.write(ctx, func(ctx context.Context, c *sql.Conn) error { return fn(ctx, c) })
 }

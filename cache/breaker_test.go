@@ -8,21 +8,29 @@ import (
 func TestBreaker(t *testing.T) {
 	now := int64(0)
 	changes := 0
-	b := newBreaker(3, time.Second, func() int64 { return now }, func() { changes++ })
+	b := newBreaker(3, time.Second, 2*time.Second, func() int64 { return now }, func() { changes++ })
 	steps := []struct {
 		failures int // failed calls to report first
 		advance  time.Duration
-		allow    bool // then: is a call allowed?
+		probe    bool // then: a probe (a ping) instead of an ordinary call
+		trip     bool // or: trip the breaker instead of a call
+		allow    bool // is the call allowed?
 		ok       bool // and its outcome, if allowed
 		state    BreakerState
 		changes  int // open/closed changes reported so far
 	}{
-		{0, 0, true, true, BreakerClosed, 0},                       // healthy calls pass
-		{2, 0, true, true, BreakerClosed, 0},                       // two failures do not trip it; a success resets
-		{3, 0, false, false, BreakerOpen, 1},                       // three consecutive failures open it, and say so
-		{0, 500 * time.Millisecond, false, false, BreakerOpen, 1},  // still cooling down
-		{0, 600 * time.Millisecond, true, false, BreakerOpen, 1},   // one probe after the cooldown; it fails: open again, no change
-		{0, 1100 * time.Millisecond, true, true, BreakerClosed, 2}, // the next probe succeeds: closed, and says so
+		{allow: true, ok: true, state: BreakerClosed},                                                              // healthy calls pass
+		{failures: 2, allow: true, ok: true, state: BreakerClosed},                                                 // two failures do not trip it; a success resets
+		{failures: 3, state: BreakerOpen, changes: 1},                                                              // three consecutive failures open it, and say so
+		{advance: 500 * time.Millisecond, probe: true, state: BreakerOpen, changes: 1},                             // still cooling down: no probe
+		{advance: 600 * time.Millisecond, state: BreakerOpen, changes: 1},                                          // cooled down, but an ordinary call never probes
+		{probe: true, allow: true, ok: false, state: BreakerOpen, changes: 1},                                      // one probe after the cooldown; it fails: open again, no change
+		{advance: 1100 * time.Millisecond, probe: true, allow: true, ok: true, state: BreakerHalfOpen, changes: 1}, // the next probe succeeds: the grace begins
+		{advance: 1900 * time.Millisecond, state: BreakerHalfOpen, changes: 1},                                     // within the grace, calls are still refused
+		{advance: 100 * time.Millisecond, allow: true, ok: true, state: BreakerClosed, changes: 2},                 // after it, the first call closes it, and says so
+		{trip: true, state: BreakerOpen, changes: 3},                                                               // a trip opens a closed breaker at once, and says so
+		{advance: time.Second, probe: true, allow: true, ok: true, state: BreakerHalfOpen, changes: 3},             // a probe after the cooldown: grace again
+		{trip: true, state: BreakerOpen, changes: 3},                                                               // a trip during the grace opens it again, no change
 	}
 	for i, s := range steps {
 		for range s.failures {
@@ -31,19 +39,27 @@ func TestBreaker(t *testing.T) {
 			}
 		}
 		now += int64(s.advance)
-		epoch, got := b.allow()
-		if got != s.allow {
-			t.Fatalf("step %d: allow = %v, want %v (state %v)", i, got, s.allow, b.State())
-		}
-		if got {
-			if b.State() == BreakerOpen {
-				t.Fatalf("step %d: allowed while open", i)
+		if s.trip {
+			b.trip()
+		} else {
+			gate := b.allow
+			if s.probe {
+				gate = b.probe
 			}
-			// Only one probe at a time while half-open.
-			if _, again := b.allow(); b.State() == BreakerHalfOpen && again {
-				t.Fatalf("step %d: a second probe was allowed", i)
+			epoch, got := gate()
+			if got != s.allow {
+				t.Fatalf("step %d: allowed = %v, want %v (state %v)", i, got, s.allow, b.State())
 			}
-			b.done(epoch, s.ok)
+			if got {
+				if b.State() == BreakerOpen {
+					t.Fatalf("step %d: allowed while open", i)
+				}
+				// Only one probe at a time while half-open.
+				if _, again := b.probe(); b.State() == BreakerHalfOpen && again {
+					t.Fatalf("step %d: a second probe was allowed", i)
+				}
+				b.done(epoch, s.ok)
+			}
 		}
 		if b.State() != s.state || changes != s.changes {
 			t.Fatalf("step %d: state %v after %d changes, want %v after %d", i, b.State(), changes, s.state, s.changes)
@@ -56,12 +72,12 @@ func TestBreaker(t *testing.T) {
 // or decide for the probe.
 func TestBreakerIgnoresLateOutcomes(t *testing.T) {
 	now := int64(0)
-	b := newBreaker(1, time.Second, func() int64 { return now }, nil)
+	b := newBreaker(1, time.Second, 0, func() int64 { return now }, nil)
 	early, _ := b.allow() // a slow call, let through while closed
 	e, _ := b.allow()
 	b.done(e, false) // another call fails: open
 	now += int64(2 * time.Second)
-	probe, ok := b.allow()
+	probe, ok := b.probe()
 	if !ok || b.State() != BreakerHalfOpen {
 		t.Fatalf("no probe after the cooldown: %v", b.State())
 	}
@@ -71,6 +87,6 @@ func TestBreakerIgnoresLateOutcomes(t *testing.T) {
 	}
 	b.done(probe, true)
 	if b.State() != BreakerClosed {
-		t.Fatalf("the probe's success left the breaker %v", b.State())
+		t.Fatalf("the probe's success left the breaker %v (no grace)", b.State())
 	}
 }

@@ -89,6 +89,12 @@ type bus struct {
 	received  atomic.Uint64 // messages received from other instances
 	deaf      atomic.Bool   // test seam: drop every incoming message
 
+	beatTimeout time.Duration // bound on one heartbeat's publish: bound/4 (tests give more)
+	beatMark    tickMark      // the heartbeat loop's ticks (tests)
+	listening   atomic.Bool   // a subscription is confirmed and not yet ended
+	subSeq      atomic.Uint64 // our sequence number when it was confirmed: earlier messages may never come back
+	ownArrived  atomic.Uint64 // sequence number of our own last message to come back, even to a deaf bus (tests)
+
 	pubMu sync.Mutex // serialises numbering and sending
 
 	mu      sync.Mutex
@@ -107,7 +113,8 @@ const busRetryMin = 50 * time.Millisecond
 
 func newBus(r *redisLevel, ns, origin string, bound time.Duration, ts timeSource, l listener) *bus {
 	now := func() int64 { return ts.Now().UnixNano() }
-	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, ts: ts, l: l, lastSeq: map[string]originSeq{}}
+	return &bus{r: r, channel: ns + ":invalidate", origin: origin, bound: bound, now: now, ts: ts, l: l, lastSeq: map[string]originSeq{},
+		beatTimeout: bound / 4}
 }
 
 // publish broadcasts m to every instance, this one included. Numbering and
@@ -181,6 +188,8 @@ func (b *bus) receive(ctx context.Context, cl rueidis.Client) bool {
 func (b *bus) subscribed() {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
+	b.subSeq.Store(b.seq.Load())
+	b.listening.Store(true)
 	b.lastOwn.Store(b.now())
 	b.l.flushLocal("bus subscribed")
 	if !b.healthy.Load() {
@@ -191,6 +200,7 @@ func (b *bus) subscribed() {
 
 // lost puts the bus down, if it was up, and flushes L1.
 func (b *bus) lost(reason string) {
+	b.listening.Store(false)
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
 	if b.healthy.Load() {
@@ -205,13 +215,15 @@ func (b *bus) lost(reason string) {
 func (b *bus) heartbeat(ctx context.Context) {
 	tick, stop := b.ts.NewTicker(b.bound / 8)
 	defer stop()
+	b.beatMark.started(tick)
 	b.lastOwn.Store(b.now())
 	var lastSent int64
 	for {
+		var at time.Time
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick:
+		case at = <-tick:
 		}
 		now := b.now()
 		if cl := b.r.client(); cl != nil && now-lastSent >= int64(b.bound/4) {
@@ -225,13 +237,16 @@ func (b *bus) heartbeat(ctx context.Context) {
 			b.l.flushLocal("bus silent")
 		}
 		b.healthMu.Unlock()
+		b.beatMark.handled(at)
 	}
 }
 
 // beat publishes one heartbeat. Heartbeats bypass the L2 breaker and its
 // short timeout: a busy process may answer slowly without the bus being
-// down, and a heartbeat has bound/4 to arrive anyway. A failure shows as
-// silence.
+// down, and a heartbeat has bound/4 (beatTimeout) to arrive anyway. A
+// failure shows as silence, and as a sequence gap to every receiver, which
+// flushes its L1: on a fake clock, where bound/4 of real time means
+// nothing, tests give beatTimeout far more.
 func (b *bus) beat(ctx context.Context, cl rueidis.Client) {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
@@ -239,7 +254,7 @@ func (b *bus) beat(ctx context.Context, cl rueidis.Client) {
 	if err != nil {
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, b.bound/4)
+	pctx, cancel := context.WithTimeout(ctx, b.beatTimeout)
 	defer cancel()
 	if cl.Do(pctx, cl.B().Publish().Channel(b.channel).Message(rueidis.BinaryString(data)).Build()).Error() == nil {
 		b.published.Store(seq)
@@ -248,12 +263,15 @@ func (b *bus) beat(ctx context.Context, cl rueidis.Client) {
 
 // deliver handles one message from the channel.
 func (b *bus) deliver(data []byte) {
-	if b.deaf.Load() {
-		return
-	}
 	m, err := decodeBusMsg(data)
 	if err != nil {
 		return // not ours, or corrupt: ignore it
+	}
+	if m.Origin == b.origin {
+		b.ownArrived.Store(m.Seq) // one receiving goroutine, in publishing order
+	}
+	if b.deaf.Load() {
+		return
 	}
 	now := b.now()
 	b.mu.Lock()

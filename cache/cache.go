@@ -44,6 +44,7 @@ const (
 	warmWorkers           = 8
 	breakerFailures       = 3
 	breakerCooldown       = time.Second
+	breakerGrace          = 2 * breakerCooldown // after a successful probe, time for other instances to replay their failed invalidations (pending.go)
 	leasePoll             = 5 * time.Millisecond
 	clockResolution       = time.Millisecond
 )
@@ -128,15 +129,18 @@ type Config[V any] struct {
 	// Recorder receives latencies; nil means none. Counters are always kept
 	// and read with [Cache.Stats].
 	Recorder Recorder
-	// Logger receives what the cache cannot return: failed background
-	// refreshes, and Redis outages, rate-limited (one warning when Redis
-	// stops serving the cache, a reminder at most once a minute with the
-	// count of failures not logged, one info line when it is back); nil
-	// means slog.Default(). Callers need not log the errors of Delete,
-	// InvalidateTags, Wrote and Set themselves.
+	// Logger receives what the cache cannot return, rate-limited: failed
+	// background refreshes (the first at once, then at most one a minute
+	// with the count of those not logged, whatever the loader's error,
+	// since a failing origin fails every refresh alike), and Redis outages
+	// (one warning when Redis stops serving the cache, a reminder at most
+	// once a minute with the count of failures not logged, one info line
+	// when it is back); nil means slog.Default(). Callers need not log the
+	// errors of Delete, InvalidateTags, Wrote and Set themselves.
 	Logger *slog.Logger
 
-	clock timeSource // tests (export_test.go); nil means real time
+	clock       timeSource    // tests (export_test.go); nil means real time
+	beatTimeout time.Duration // tests: bound on one heartbeat's publish; 0 means StalenessBound/4
 }
 
 func (c *Config[V]) resolve() error {
@@ -269,6 +273,14 @@ type Cache[V any] struct {
 	tags    *tagEpochs
 	hot     *hotness // nil unless TrackHot
 	ctr     counters
+	pend    pending // invalidations that did not reach Redis (pending.go)
+
+	kick       chan struct{} // asks the watch goroutine to replay pending invalidations now
+	kicks      atomic.Uint64 // kicks sent, and ...
+	kicksDone  atomic.Uint64 // ... handled (tests)
+	watchMark  tickMark      // the watch goroutine's ticks (tests)
+	refreshLog logLimit      // failed background refreshes
+	panicLog   logLimit      // loaders that panicked in a background refresh
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -375,10 +387,14 @@ func (c *Cache[V]) newL1(fake timeSource) error {
 func (c *Cache[V]) startRedis(conn *RedisConn) {
 	now := func() int64 { return c.ts.Now().UnixNano() }
 	c.l2 = &redisLevel{conn: conn, ns: c.cfg.Namespace, timeout: c.cfg.L2Timeout,
-		br:      newBreaker(breakerFailures, breakerCooldown, now, c.health.update),
+		br:      newBreaker(breakerFailures, breakerCooldown, breakerGrace, now, c.health.update),
 		slots:   deadline.New(c.ctx, c.cfg.L2Timeout),
 		noteErr: c.health.noteErr}
 	c.bus = newBus(c.l2, c.cfg.Namespace, randomToken(), c.cfg.StalenessBound, c.ts, c)
+	if c.cfg.beatTimeout > 0 {
+		c.bus.beatTimeout = c.cfg.beatTimeout
+	}
+	c.kick = make(chan struct{}, 1)
 	c.busDown.Store(true) // until the bus proves it delivers
 	c.health.init(c.ts.Now, c.cfg.Logger, c.cfg.Namespace, c.redisState)
 	c.wg.Add(3)
@@ -528,7 +544,7 @@ func (c *Cache[V]) miss(ctx context.Context, key string, load LoaderFunc[V], opt
 	if c.hot != nil {
 		c.hot.add(key, 1)
 	}
-	if c.l2 != nil && len(ro.tags) == 0 {
+	if c.l2 != nil && len(ro.tags) == 0 && !c.pend.hasKey(key) {
 		var gen uint64
 		if c.l1 != nil {
 			gen = c.stripes.gen(key)
@@ -665,12 +681,18 @@ func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOp
 	started := c.spawn(func() {
 		f.e, f.info, f.err = c.fetch(key, load, ro, true)
 		if f.err != nil && !errors.Is(f.err, ErrNotFound) {
-			c.cfg.Logger.Warn("cache: background refresh failed; the stale value stays until it expires", "key", key, "err", f.err)
+			if ok, held := c.refreshLog.allow(c.ts.Now()); ok {
+				c.cfg.Logger.Warn("cache: background refresh failed; the stale value stays until it expires",
+					"namespace", c.cfg.Namespace, "key", key, "err", f.err, "failures_not_logged", held)
+			}
 		}
 		finish()
 	}, func(p any) {
 		f.e, f.err = nil, fmt.Errorf("cache: loader for %q panicked: %v", key, p)
-		c.cfg.Logger.Error("cache: loader panicked in a background refresh", "key", key, "panic", p)
+		if ok, held := c.panicLog.allow(c.ts.Now()); ok {
+			c.cfg.Logger.Error("cache: loader panicked in a background refresh",
+				"namespace", c.cfg.Namespace, "key", key, "panic", p, "panics_not_logged", held)
+		}
 		finish()
 	})
 	if !started {
@@ -686,7 +708,7 @@ func (c *Cache[V]) fetch(key string, load LoaderFunc[V], ro readOpts, skipStaleL
 	var info Info
 	gen := c.stripes.gen(key) // before any read: a later invalidation voids our fill
 
-	if c.l2 == nil {
+	if c.l2 == nil || c.pend.hasKey(key) { // a pending key: L2 may hold the old value
 		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
 	}
 	epochs, err := c.currentEpochs(ctx, ro.tags)
@@ -813,6 +835,11 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, key string, load LoaderFunc[
 		t1 := time.Now()
 		stored, err := c.l2.setIfLeased(ctx, key, token, data, time.Duration(e.hard-c.clock.nowNano()))
 		info.L2 += time.Since(t1)
+		if err != nil {
+			// Give the lease up, if Redis lets us, rather than make other
+			// instances wait on it until it expires (LeaseTTL).
+			release()
+		}
 		if err == nil && !stored {
 			// An invalidation took our lease: the value may predate the
 			// write. Hand it to this caller, cache it nowhere.
@@ -923,10 +950,13 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 			return err
 		}
 		if err := c.l2.set(ctx, key, data, time.Duration(e.hard-c.clock.nowNano())); err != nil {
+			c.notReached([]string{key}, nil)
+			c.dropLocal([]string{key}) // a read since the first drop may have refilled L1 from L2
 			c.health.failed(err)
 			return fmt.Errorf("cache: set in L2: %w", err)
 		}
 		if err := c.bus.publish(ctx, busMsg{Keys: []string{key}}); err != nil {
+			c.notReached([]string{key}, nil)
 			c.health.failed(err)
 			return fmt.Errorf("cache: broadcast: %w", err)
 		}
@@ -952,9 +982,11 @@ type Invalidation struct {
 
 // Delete removes keys from every level here, voids loads in flight for
 // them (here and, through their leases, in other instances) and broadcasts
-// the invalidation to the other instances. An error means some level was
-// not reached; the staleness bound then no longer holds for these keys
-// until their TTLs run out.
+// the invalidation to the other instances. An error means Redis or the bus
+// was not reached: the keys are then kept pending, this instance reads
+// them from the origin only, and the invalidation is replayed when Redis
+// answers (see the package doc for what other instances may serve
+// meanwhile).
 func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, error) {
 	inv := Invalidation{Keys: keys}
 	c.dropLocal(keys)
@@ -965,6 +997,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, er
 	var errs []error
 	if err := c.l2.del(ctx, keys); err != nil {
 		errs = append(errs, fmt.Errorf("cache: delete from L2: %w", err))
+		c.notReached(keys, nil) // before the second drop: no read refills L1 from L2 after it
 	} else {
 		inv.Levels = append(inv.Levels, LevelL2)
 	}
@@ -974,6 +1007,9 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, er
 	c.dropLocal(keys)
 	if err := c.bus.publish(ctx, busMsg{Keys: keys}); err != nil {
 		errs = append(errs, fmt.Errorf("cache: broadcast: %w", err))
+		if len(errs) == 1 {
+			c.notReached(keys, nil)
+		}
 	} else {
 		inv.Levels = append(inv.Levels, LevelBus)
 		c.ctr.invSent.Add(1)
@@ -987,7 +1023,8 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) (Invalidation, er
 
 // InvalidateTags makes every value stamped with one of tags stale, at every
 // level and in every instance, in O(1) per tag: it bumps the tag's epoch
-// rather than finding the keys.
+// rather than finding the keys. An error means Redis or the bus was not
+// reached: the tags are then kept pending, as Delete keeps keys.
 func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) (Invalidation, error) {
 	inv := Invalidation{Tags: tags}
 	if c.l2 == nil {
@@ -998,7 +1035,8 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) (Invalida
 	epochs, err := c.l2.bumpTags(ctx, tags)
 	if err != nil {
 		// The epochs in Redis could not move: make sure at least this
-		// instance stops serving the tagged values.
+		// instance stops serving the tagged values, and replays the bump.
+		c.notReached(nil, tags)
 		c.tags.bumpLocal(tags)
 		c.flushLocal("tag bump failed")
 		inv.Levels = append(inv.Levels, LevelL1)
@@ -1008,6 +1046,7 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) (Invalida
 	c.tags.set(tags, epochs)
 	inv.Levels = append(inv.Levels, LevelL1, LevelL2)
 	if err := c.bus.publish(ctx, busMsg{Tags: tags, Epochs: epochs}); err != nil {
+		c.notReached(nil, tags)
 		c.health.failed(err)
 		return inv, fmt.Errorf("cache: broadcast: %w", err)
 	}
@@ -1024,6 +1063,9 @@ func (c *Cache[V]) currentEpochs(ctx context.Context, tags []string) ([]uint64, 
 	}
 	if c.l2 == nil {
 		return c.tags.local(tags), nil
+	}
+	if c.pend.hasTag(tags) {
+		return nil, errPending
 	}
 	if epochs, ok := c.tags.known(tags, c.busDown.Load()); ok {
 		return epochs, nil
@@ -1073,8 +1115,19 @@ func (c *Cache[V]) setEpochs(tags []string, epochs []uint64) { c.tags.set(tags, 
 
 // setBusHealthy switches L1's lifetimes with the bus: while it is down, L1
 // keeps values at most StalenessBound/2.
+//
+// A bus that goes down is also evidence that Redis may be unreachable,
+// and that other instances' invalidations may be failing: the breaker is
+// tripped, so L2 reads resume only after a probe and the breaker's grace
+// (see pending.go). A bus that comes back up replays this instance's
+// pending invalidations at once.
 func (c *Cache[V]) setBusHealthy(ok bool) {
 	c.busDown.Store(!ok)
+	if ok {
+		c.kickReplay()
+	} else {
+		c.l2.br.trip()
+	}
 	c.health.update()
 }
 

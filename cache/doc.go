@@ -60,6 +60,33 @@
 // outside the cache and not cached, which a loader does by returning an
 // error and its caller by reading the origin itself.
 //
+// # Invalidations that fail
+//
+// An invalidation that cannot reach Redis (the breaker open, Redis down,
+// a timeout) returns an error, and its keys and tags stay pending in this
+// instance (at most 10,000; past that, it forgets them and will flush its
+// whole namespace in L2 instead). Meanwhile this instance reads neither
+// those keys nor values with those tags from L2, and it replays the DELs
+// and epoch bumps, then broadcasts them, once a breaker cooldown (1 s) and
+// whenever its bus comes back; its own breaker is probed again only once
+// nothing is pending. Other instances cannot know of a pending
+// invalidation, so an instance whose breaker opened or whose bus went
+// down (which trips the breaker) admits L2 reads again only two cooldowns
+// after Redis answered its probe: time for the failing instance, which
+// tries every cooldown, to replay first. [Stats] reports what is pending.
+//
+// What is left, honestly: (1) an outage so short that another instance
+// neither failed an L2 call nor lost its bus (under half the staleness
+// bound) lets that instance read the old value from L2 from the moment
+// Redis answers until the replay lands, about a cooldown later at most,
+// and serve it from L1 until the replay's broadcast reaches it; (2) a replay that takes longer than the grace (its own
+// writes failing while other instances' probes succeed) leaves the same
+// window open until it lands; (3) an instance cut off from Redis while
+// the others are not cannot warn them: they serve the old value until it
+// reconnects and replays, or until its TTL; (4) an instance that stops
+// with invalidations pending loses them: their old values live until
+// their TTLs.
+//
 // # Warming and tiering
 //
 // With TrackHot, a fixed-size count-min sketch (aged every half HotWindow,
@@ -76,11 +103,15 @@
 // # Failures
 //
 // Every Redis call is bounded by L2Timeout (50 ms) and goes through a
-// circuit breaker that opens after 3 consecutive failures, so a dead Redis
-// costs a read nothing once the breaker is open: reads fall through to the
-// loader (fail open). While it is open the cache probes Redis once a
-// second by itself, so the breaker closes when Redis answers whether or not
-// reads come by; the bus resubscribes by itself.
+// circuit breaker that opens after 3 consecutive failures (or when the bus
+// goes down), so a dead Redis costs a read nothing once the breaker is
+// open: reads fall through to the loader (fail open). While it is open the
+// cache probes Redis once a second by itself (reads never probe: a probe's
+// answer is not served), and the breaker closes two seconds after a probe
+// succeeds, whether or not reads come by; the bus resubscribes by itself.
+// Failed background refreshes are logged like outages: the first at once,
+// then at most one a minute with the count of those not logged; every
+// loader error is counted in [Stats].LoadErrors.
 //
 // Redis is a cache level, so a service need not wait for it: [DialRedis]
 // connects in the background and a cache given it as Config.RedisConn
@@ -91,8 +122,9 @@
 // reminder at most once a minute and one line when Redis is back, however
 // many reads and writes fail meanwhile.
 //
-// Everything in the cache that depends on time (expiry, the breaker, the
-// bus watchdog and its backoff, connection retries, log limits) reads one
+// Everything in the cache that depends on time (expiry, the breaker and
+// its grace, the bus watchdog and its backoff, replays, connection
+// retries, log limits) reads one
 // clock, which the package's tests replace with one they move by hand; only
 // the deadlines of network calls and loads run on real time.
 //

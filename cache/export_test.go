@@ -14,7 +14,13 @@ func SetDeaf[V any](c *Cache[V], deaf bool) { c.bus.deaf.Store(deaf) }
 
 // UseClock makes a cache made from cfg run on clk: expiry, L1, the
 // breaker, the bus watchdog and backoff, the health log and the tickers.
-func UseClock[V any](cfg *Config[V], clk *FakeClock) { cfg.clock = clk }
+// Its heartbeats get a generous real-time bound (beatTimeout): on clk,
+// bound/4 of real time means nothing, and a heartbeat dropped by a stalled
+// machine would make a sequence gap and flush every L1.
+func UseClock[V any](cfg *Config[V], clk *FakeClock) {
+	cfg.clock = clk
+	cfg.beatTimeout = 30 * time.Second
+}
 
 // DialRedisAt is DialRedis on clk.
 func DialRedisAt(opt rueidis.ClientOption, cfg RedisConnConfig, clk *FakeClock) (*RedisConn, error) {
@@ -46,15 +52,48 @@ func BusCaughtUp[V any](own bool, cs ...*Cache[V]) bool {
 	return true
 }
 
-// BusSettled reports whether c has heard its own last message that Redis
-// accepted (trivially so for a deaf bus, or a cache without Redis).
-func BusSettled[V any](c *Cache[V]) bool {
-	if c.bus == nil || c.bus.deaf.Load() {
+// Settled reports whether c, on clk, has finished the work clk's last
+// Advance handed it: its heartbeat and watch loops have handled the last
+// tick clk fired for them (a heartbeat's publish, a probe, a replay), a
+// replay asked for by the bus is done, and its own last message that
+// Redis accepted has come back (if only to be dropped by a deaf bus),
+// unless it cannot (no subscription, or one confirmed since it was
+// sent). Trivially true without Redis.
+func Settled[V any](c *Cache[V], clk *FakeClock) bool {
+	if c.bus == nil {
 		return true
 	}
-	c.bus.mu.Lock()
-	defer c.bus.mu.Unlock()
-	return c.bus.lastSeq[c.bus.origin].seq >= c.bus.published.Load()
+	if !clk.handled(&c.bus.beatMark) || !clk.handled(&c.watchMark) || c.kicksDone.Load() < c.kicks.Load() {
+		return false
+	}
+	b := c.bus
+	if !b.listening.Load() {
+		return true
+	}
+	published := b.published.Load()
+	if published <= b.subSeq.Load() {
+		return true
+	}
+	return b.ownArrived.Load() >= published
+}
+
+// handled reports whether the loop of m has handled the last tick clk
+// fired on its ticker (true before the loop started its ticker: none can
+// have fired).
+func (f *FakeClock) handled(m *tickMark) bool {
+	c := m.c.Load()
+	if c == nil {
+		return true
+	}
+	f.mu.Lock()
+	var last time.Time
+	for t := range f.timers {
+		if (<-chan time.Time)(t.c) == *c {
+			last = t.last
+		}
+	}
+	f.mu.Unlock()
+	return last.IsZero() || m.at.Load() == last.UnixNano()
 }
 
 // CleanUpL1 runs L1's pending maintenance (evictions) now.
@@ -74,6 +113,7 @@ type FakeClock struct {
 
 type fakeTimer struct {
 	at     time.Time
+	last   time.Time     // when it last fired (zero: never)
 	period time.Duration // 0 for a timer
 	c      chan time.Time
 	stop   chan struct{}
@@ -138,6 +178,7 @@ func (f *FakeClock) Advance(d time.Duration) {
 			f.now = t.at
 		}
 		at := t.at
+		t.last = at
 		if t.period > 0 {
 			for !t.at.After(f.now) {
 				t.at = t.at.Add(t.period)

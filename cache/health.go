@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,12 +53,15 @@ func (c *Cache[V]) redisState() (connected, l2, bus bool) {
 	return connected, connected && c.l2.br.State() == BreakerClosed, c.bus.healthy.Load()
 }
 
-// watchRedis probes L2 once a cooldown while its breaker is open, so that
-// the breaker closes when Redis answers even if no read comes by, and
-// keeps the health log current.
+// watchRedis runs once a breaker cooldown: it replays pending
+// invalidations, then, once nothing is pending, probes L2 while its
+// breaker is open (so that the breaker closes when Redis answers even if
+// no read comes by), ends the breaker's grace, and keeps the health log
+// current. A kick (the bus came back) replays at once.
 func (c *Cache[V]) watchRedis(ctx context.Context) {
 	tick, stop := c.ts.NewTicker(breakerCooldown)
 	defer stop()
+	c.watchMark.started(tick)
 	ready := c.l2.conn.Ready()
 	for {
 		select {
@@ -66,13 +70,19 @@ func (c *Cache[V]) watchRedis(ctx context.Context) {
 		case <-ready:
 			ready = nil
 			c.health.update()
-			continue
-		case <-tick:
+		case <-c.kick:
+			if c.l2.conn.Client() != nil {
+				c.replay(ctx)
+			}
+			c.kicksDone.Add(1)
+		case at := <-tick:
+			c.l2.br.settle()
+			if c.l2.conn.Client() != nil && c.replay(ctx) && c.l2.br.State() == BreakerOpen {
+				_ = c.l2.ping(ctx)
+			}
+			c.health.remind()
+			c.watchMark.handled(at)
 		}
-		if c.l2.conn.Client() != nil && c.l2.br.State() != BreakerClosed {
-			_ = c.l2.ping(ctx)
-		}
-		c.health.remind()
 	}
 }
 
@@ -200,3 +210,35 @@ func (h *redisHealth) noteErr(err error) {
 	h.lastErr = err
 	h.mu.Unlock()
 }
+
+// logLimit lets a repeated log line through at once, then at most once a
+// logEvery, and counts the lines it held back meanwhile.
+type logLimit struct {
+	mu   sync.Mutex
+	last time.Time // zero: never logged
+	held int
+}
+
+// allow reports whether a line may be logged now, and how many were held
+// back since the last one (the count starts again from zero).
+func (l *logLimit) allow(now time.Time) (ok bool, held int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
+		l.held++
+		return false, 0
+	}
+	held, l.last, l.held = l.held, now, 0
+	return true, held
+}
+
+// tickMark records the last tick a background loop finished handling, so
+// that a test on a fake clock can wait until every tick it fired has been
+// handled (export_test.go's Settled).
+type tickMark struct {
+	c  atomic.Pointer[<-chan time.Time] // the loop's ticker; nil until it started
+	at atomic.Int64                     // unix ns of the last tick handled
+}
+
+func (m *tickMark) started(c <-chan time.Time) { m.c.Store(&c) }
+func (m *tickMark) handled(at time.Time)       { m.at.Store(at.UnixNano()) }

@@ -127,11 +127,12 @@ func (e *env) cache(cfg cache.Config[string]) *cache.Cache[string] {
 }
 
 // step moves the clock d forward in steps of StalenessBound/8 (the bus's
-// tick), and after each step lets the heartbeats it sent come back, as
-// they would in the real time between two ticks: it waits (up to 2 s, for
-// a subscription that is being remade) until every cache has heard its own
-// last published message. Without that wait a fast-forwarded clock would
-// outrun the network and make the watchdogs see silence.
+// tick), and after each step lets the caches finish what it started, as
+// they would in the real time between two ticks: every heartbeat and
+// watch tick handled (a publish, a probe, a replay) and every heartbeat
+// published back at its sender (see cache.Settled). Without that wait a
+// fast-forwarded clock would outrun the network and make the watchdogs
+// see silence. Work that does not finish within 30 s fails the test.
 func (e *env) step(d time.Duration) {
 	e.t.Helper()
 	tick := e.bound / 8
@@ -142,14 +143,25 @@ func (e *env) step(d time.Duration) {
 		s := min(d, tick)
 		e.clk.Advance(s)
 		d -= s
-		within(2*time.Second, func() bool {
-			for _, c := range e.all {
-				if !cache.BusSettled(c) {
-					return false
-				}
+		e.settle()
+	}
+}
+
+// settle waits until every cache of the env has finished the work the
+// clock handed it.
+func (e *env) settle() {
+	e.t.Helper()
+	var late *cache.Cache[string]
+	if !within(30*time.Second, func() bool {
+		for _, c := range e.all {
+			if !cache.Settled(c, e.clk) {
+				late = c
+				return false
 			}
-			return true
-		})
+		}
+		return true
+	}) {
+		e.t.Fatalf("a cache did not finish its heartbeat, probe or replay within 30 s: %+v", late.Stats())
 	}
 }
 

@@ -60,14 +60,28 @@ func (c *Cache[V]) manyFromL1(keys []string, out map[string]V) []string {
 
 // manyFromL2 reads the missing keys from L2 in one round trip, puts the
 // fresh ones in out and in L1, and returns the keys (and generations)
-// still missing. With L2 down it returns them all.
+// still missing. With L2 down it returns them all; keys whose invalidation
+// is pending are not read.
 func (c *Cache[V]) manyFromL2(ctx context.Context, missing []string, gens []uint64, out map[string]V) ([]string, []uint64) {
+	rest, restGens := missing[:0:0], gens[:0:0]
+	if c.pend.n.Load() != 0 {
+		readable, readableGens := missing[:0:0], gens[:0:0]
+		for i, k := range missing {
+			if c.pend.hasKey(k) {
+				rest, restGens = append(rest, k), append(restGens, gens[i])
+			} else {
+				readable, readableGens = append(readable, k), append(readableGens, gens[i])
+			}
+		}
+		if missing, gens = readable, readableGens; len(missing) == 0 {
+			return rest, restGens
+		}
+	}
 	datas, err := c.l2.mget(ctx, missing)
 	if err != nil {
 		c.ctr.l2Errors.Add(1)
-		return missing, gens
+		return append(rest, missing...), append(restGens, gens...)
 	}
-	rest, restGens := missing[:0:0], gens[:0:0]
 	for i, k := range missing {
 		if e := c.decodeValid(datas[i], nil, nil); e != nil && c.clock.nowNano() < e.soft {
 			c.ctr.l2Hits.Add(1)
@@ -90,7 +104,7 @@ func (c *Cache[V]) manyFromLoader(ctx context.Context, missing []string, gens []
 	var leased []bool
 	if c.l2 != nil {
 		var err error
-		if leased, err = c.l2.leaseMany(ctx, missing, token, c.cfg.LeaseTTL); err != nil {
+		if leased, err = c.leaseMissing(ctx, missing, token); err != nil {
 			leased = nil // Redis down: load and fill L1 only
 		}
 	}
@@ -147,6 +161,10 @@ func (c *Cache[V]) storeMany(ctx context.Context, keys []string, gens []uint64, 
 					c.ctr.voidedSets.Add(1)
 				}
 			}
+		} else {
+			for _, k := range wkeys { // give the leases up rather than make others wait until they expire
+				_ = c.l2.release(ctx, k, token)
+			}
 		}
 	}
 	for i, k := range keys {
@@ -155,4 +173,32 @@ func (c *Cache[V]) storeMany(ctx context.Context, keys []string, gens []uint64, 
 		}
 	}
 	return nil
+}
+
+// leaseMissing takes the leases of keys with token, pipelined, and
+// reports which it got; keys whose invalidation is pending get none, so
+// they are neither read nor written in L2.
+func (c *Cache[V]) leaseMissing(ctx context.Context, keys []string, token string) ([]bool, error) {
+	if c.pend.n.Load() == 0 {
+		return c.l2.leaseMany(ctx, keys, token, c.cfg.LeaseTTL)
+	}
+	var want []string
+	var idx []int
+	for i, k := range keys {
+		if !c.pend.hasKey(k) {
+			want, idx = append(want, k), append(idx, i)
+		}
+	}
+	leased := make([]bool, len(keys))
+	if len(want) == 0 {
+		return leased, nil
+	}
+	got, err := c.l2.leaseMany(ctx, want, token, c.cfg.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range idx {
+		leased[i] = got[j]
+	}
+	return leased, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -84,11 +85,17 @@ func (r *redisLevel) tagKey(tag string) string   { return r.ns + ":tag:" + tag }
 // deadline is sooner; its cancellation is otherwise not consulted, since an
 // L2 call never outlives the timeout anyway.
 func (r *redisLevel) call(ctx context.Context, fn func(context.Context, rueidis.Client) error) error {
+	return r.gated(ctx, r.br.allow, fn)
+}
+
+// gated is call with the breaker's gate given: allow for ordinary calls,
+// probe for the ping that tests an open breaker.
+func (r *redisLevel) gated(ctx context.Context, gate func() (uint64, bool), fn func(context.Context, rueidis.Client) error) error {
 	cl := r.client()
 	if cl == nil {
 		return fmt.Errorf("%w: %v", ErrL2Unavailable, errNotConnected)
 	}
-	epoch, ok := r.br.allow()
+	epoch, ok := gate()
 	if !ok {
 		return ErrL2Unavailable
 	}
@@ -105,9 +112,10 @@ func (r *redisLevel) call(ctx context.Context, fn func(context.Context, rueidis.
 	return err
 }
 
-// ping probes Redis through the breaker.
+// ping probes Redis through the breaker: the one call that may go through
+// an open breaker once its cooldown is over.
 func (r *redisLevel) ping(ctx context.Context) error {
-	return r.call(ctx, func(ctx context.Context, cl rueidis.Client) error {
+	return r.gated(ctx, r.br.probe, func(ctx context.Context, cl rueidis.Client) error {
 		return cl.Do(ctx, cl.B().Ping().Build()).Error()
 	})
 }
@@ -358,4 +366,65 @@ func (r *redisLevel) setManyIfLeased(ctx context.Context, keys []string, token s
 		return nil
 	})
 	return stored, err
+}
+
+// flushBatch is how many keys one SCAN step of flushNamespace asks for
+// and deletes in one pipeline.
+const flushBatch = 1000
+
+// flushNamespace deletes every value and lease of the namespace, on every
+// node (a cluster's too), without the breaker: the fallback for more
+// failed invalidations than this instance remembers (see pending.go).
+// Tag epochs and the published hot set stay.
+func (r *redisLevel) flushNamespace(ctx context.Context) error {
+	cl := r.client()
+	if cl == nil {
+		return fmt.Errorf("%w: %v", ErrL2Unavailable, errNotConnected)
+	}
+	pattern := "{" + globEscape(r.ns) + ":*"
+	for _, node := range cl.Nodes() {
+		for cursor := uint64(0); ; {
+			var entry rueidis.ScanEntry
+			err := r.write(ctx, func(ctx context.Context, _ rueidis.Client) error {
+				var err error
+				entry, err = node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(flushBatch).Build()).AsScanEntry()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if len(entry.Elements) > 0 {
+				if err := r.write(ctx, func(ctx context.Context, cl rueidis.Client) error {
+					cmds := make(rueidis.Commands, len(entry.Elements))
+					for i, k := range entry.Elements {
+						cmds[i] = cl.B().Unlink().Key(k).Build() // one key a command: keys of a cluster lie in many slots
+					}
+					for _, res := range cl.DoMulti(ctx, cmds...) {
+						if err := res.Error(); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			if cursor = entry.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// globEscape quotes the characters special to Redis's MATCH patterns.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^-`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

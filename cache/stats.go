@@ -30,6 +30,7 @@ type counters struct {
 	voidedSets, voidedFills, stale      atomic.Uint64
 	refreshes, flushes, invSent         atomic.Uint64
 	invReceived, warmed, coldSkipped    atomic.Uint64
+	replays                             atomic.Uint64
 }
 
 // Stats is a snapshot of a cache's counters, in the spirit of sql.DBStats.
@@ -61,8 +62,13 @@ type Stats struct {
 
 	InvalidationsSent     uint64 // invalidations broadcast
 	InvalidationsReceived uint64 // invalidations received from other instances
-	Warmed                uint64 // keys loaded by warming
-	ColdSkipped           uint64 // fills kept out of L1 because the key was cold (tiering)
+	// PendingInvalidations is how many keys and tags whose invalidation
+	// did not reach Redis wait to be replayed (more than 10,000 means too
+	// many to remember: the namespace will be flushed in L2).
+	PendingInvalidations int
+	Replays              uint64 // replays of failed invalidations that reached Redis (each its DELs and bumps, or a flush of the namespace)
+	Warmed               uint64 // keys loaded by warming
+	ColdSkipped          uint64 // fills kept out of L1 because the key was cold (tiering)
 
 	L2Breaker BreakerState // state of the L2 circuit breaker
 	BusUp     bool         // the invalidation bus delivers (always false without Redis)
@@ -78,7 +84,7 @@ func (c *Cache[V]) Stats() Stats {
 		VoidedFills: c.ctr.voidedFills.Load(), Stale: c.ctr.stale.Load(), Refreshes: c.ctr.refreshes.Load(),
 		Flushes: c.ctr.flushes.Load(), InvalidationsSent: c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(), Warmed: c.ctr.warmed.Load(),
-		ColdSkipped: c.ctr.coldSkipped.Load(),
+		ColdSkipped: c.ctr.coldSkipped.Load(), PendingInvalidations: c.pend.size(), Replays: c.ctr.replays.Load(),
 	}
 	if c.l1 != nil {
 		st := c.l1Stats.Snapshot()

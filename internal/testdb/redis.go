@@ -65,10 +65,11 @@ func Namespace(t testing.TB) string {
 // PrivateRedis is a redis-server of a test's own, which the test may kill
 // and restart (fault tests). It listens on 127.0.0.1 only.
 type PrivateRedis struct {
-	t    testing.TB
-	Addr string
-	dir  string
-	cmd  *exec.Cmd
+	t       testing.TB
+	Addr    string
+	dir     string
+	cmd     *exec.Cmd
+	persist bool // append-only file, synced on every write
 }
 
 // StartRedis starts a private redis-server on a free loopback port. It
@@ -77,6 +78,18 @@ type PrivateRedis struct {
 func StartRedis(t testing.TB) *PrivateRedis {
 	t.Helper()
 	r := ReserveRedis(t)
+	r.Start()
+	return r
+}
+
+// StartPersistentRedis is StartRedis with an append-only file synced on
+// every write, so that what the server holds survives Kill and Start: a
+// Redis with persistence, or one that was cut off rather than killed,
+// comes back with its old values (fault tests of stale data).
+func StartPersistentRedis(t testing.TB) *PrivateRedis {
+	t.Helper()
+	r := ReserveRedis(t)
+	r.persist = true
 	r.Start()
 	return r
 }
@@ -107,8 +120,13 @@ func ReserveRedis(t testing.TB) *PrivateRedis {
 func (r *PrivateRedis) Start() {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.Addr)
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	aof := []string{"--appendonly", "no"}
+	if r.persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--bind", "127.0.0.1", "--port", port, "--save", ""}, aof...)
+	args = append(args, "--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	r.cmd = exec.Command("redis-server", args...)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("testdb: start redis-server: %v", err)
 	}

@@ -7,6 +7,7 @@
 package cachemetrics
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,15 +17,24 @@ import (
 	"github.com/strata-dev/strata/cache"
 )
 
+// ErrAlreadyRegistered is returned (wrapped) by [New] when the registry
+// already holds the cache metrics, from a Metrics not yet unregistered.
+var ErrAlreadyRegistered = errors.New("cachemetrics: the cache metrics are already registered on this registry")
+
 // Metrics exports caches to Prometheus: latency histograms through the
 // [cache.Recorder] each cache is given, and counters read from [cache.Cache.Stats] at
 // scrape time, so the read path pays nothing for them.
 //
-//	m := cachemetrics.New(reg)
+//	m, err := cachemetrics.New(reg)
 //	users, _ := cache.New(cache.Config[User]{Recorder: m.Recorder("users"), ...})
 //	m.Watch("users", users)
+//	...
+//	m.Unwatch("users") // then users.Close()
+//	m.Unregister()     // the registry may take a new Metrics
 type Metrics struct {
 	l2, load, leaseWait, busLag *prometheus.HistogramVec
+
+	reg prometheus.Registerer
 
 	mu      sync.Mutex
 	watched map[string]interface{ Stats() cache.Stats }
@@ -32,8 +42,14 @@ type Metrics struct {
 	descs map[string]*prometheus.Desc
 }
 
-// New registers the cache metrics with reg.
-func New(reg prometheus.Registerer) *Metrics {
+// New registers the cache metrics with reg. A registry holds one Metrics
+// at a time: a second New on it fails with [ErrAlreadyRegistered] until
+// the first is unregistered ([Metrics.Unregister]); caches of one service
+// share one Metrics, each under its own name.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("cachemetrics: New: the Registerer is nil")
+	}
 	h := func(name, help string, buckets []float64) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "strata_cache_" + name, Help: help, Buckets: buckets}, []string{"cache"})
 	}
@@ -46,6 +62,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		busLag:    h("bus_lag_seconds", "Delay from publishing an invalidation to receiving it.", fast),
 		watched:   map[string]interface{ Stats() cache.Stats }{},
 		descs:     map[string]*prometheus.Desc{},
+		reg:       reg,
 	}
 	for _, d := range []struct{ name, help string }{
 		{"hits_total", "Reads answered by a level."},
@@ -67,6 +84,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		{"flushes_total", "Times L1 was emptied (bus silent, gap, remote flush)."},
 		{"invalidations_sent_total", "Invalidations broadcast."},
 		{"invalidations_received_total", "Invalidations received from other instances."},
+		{"pending_invalidations", "Keys and tags whose invalidation did not reach Redis yet (replayed when it answers)."},
+		{"invalidation_replays_total", "Replays of failed invalidations that reached Redis."},
 		{"warmed_keys_total", "Keys loaded by warming."},
 		{"cold_skipped_total", "Fills kept out of L1 because the key was cold (hot/cold tiering)."},
 		{"breaker_state", "State of the L2 circuit breaker: 0 closed, 1 open, 2 half-open."},
@@ -79,8 +98,51 @@ func New(reg prometheus.Registerer) *Metrics {
 		}
 		m.descs[d.name] = prometheus.NewDesc("strata_cache_"+d.name, d.help, labels, nil)
 	}
-	reg.MustRegister(m.l2, m.load, m.leaseWait, m.busLag, m)
-	return m
+	if err := m.register(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers every collector of m, or none: a failure unregisters
+// those already registered.
+func (m *Metrics) register() error {
+	for i, c := range m.collectors() {
+		if err := m.reg.Register(c.c); err != nil {
+			for _, done := range m.collectors()[:i] {
+				m.reg.Unregister(done.c)
+			}
+			if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+				return fmt.Errorf("%w (%s; call Unregister on the Metrics that registered it first)", ErrAlreadyRegistered, c.name)
+			}
+			return fmt.Errorf("cachemetrics: New: registering %s: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+// collectors returns what m registers, each with the name an error gives it.
+func (m *Metrics) collectors() []struct {
+	name string
+	c    prometheus.Collector
+} {
+	return []struct {
+		name string
+		c    prometheus.Collector
+	}{
+		{"strata_cache_l2_duration_seconds", m.l2}, {"strata_cache_load_duration_seconds", m.load},
+		{"strata_cache_lease_wait_seconds", m.leaseWait}, {"strata_cache_bus_lag_seconds", m.busLag},
+		{"the strata_cache_* counters", m},
+	}
+}
+
+// Unregister removes m's collectors from its registry, so that a new
+// Metrics (after the caches were closed and opened again, say) may
+// register there. It is idempotent; m exports nothing afterwards.
+func (m *Metrics) Unregister() {
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c.c)
+	}
 }
 
 // Recorder returns the recorder for the cache with the given name.
@@ -93,7 +155,8 @@ func (m *Metrics) Recorder(name string) cache.Recorder {
 
 // Watch exports the counters of c under name. Watching two caches under
 // one name is a programming error and panics, as registering two
-// collectors for the same series does in the Prometheus client.
+// collectors for the same series does in the Prometheus client; Unwatch
+// the first one (when it is closed) before watching another under its name.
 func (m *Metrics) Watch(name string, c interface{ Stats() cache.Stats }) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -101,6 +164,20 @@ func (m *Metrics) Watch(name string, c interface{ Stats() cache.Stats }) {
 		panic(fmt.Sprintf("cachemetrics: Metrics.Watch: a cache named %q is already watched", name))
 	}
 	m.watched[name] = c
+}
+
+// Unwatch stops exporting the cache watched under name (closing it is the
+// caller's business) and drops its latency series, so that a closed cache
+// is neither kept alive nor scraped. A Recorder obtained for name before
+// observes nothing any more: a new cache under the name gets a new
+// Recorder. Unwatching a name not watched does nothing.
+func (m *Metrics) Unwatch(name string) {
+	m.mu.Lock()
+	delete(m.watched, name)
+	m.mu.Unlock()
+	for _, h := range []*prometheus.HistogramVec{m.l2, m.load, m.leaseWait, m.busLag} {
+		h.DeleteLabelValues(name)
+	}
 }
 
 // Describe implements prometheus.Collector.
@@ -144,6 +221,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter("flushes_total", s.Flushes)
 		counter("invalidations_sent_total", s.InvalidationsSent)
 		counter("invalidations_received_total", s.InvalidationsReceived)
+		gauge("pending_invalidations", float64(s.PendingInvalidations))
+		counter("invalidation_replays_total", s.Replays)
 		counter("warmed_keys_total", s.Warmed)
 		counter("cold_skipped_total", s.ColdSkipped)
 		gauge("breaker_state", float64(s.L2Breaker))

@@ -59,8 +59,10 @@ type Cached struct {
 	recs     *cache.Cache[[]Recommendation]
 	search   *cache.Cache[[]Product]
 
-	ctx    context.Context // canceled by Close: stops background warming
-	cancel context.CancelFunc
+	ctx     context.Context // canceled by Close: stops background warming
+	cancel  context.CancelFunc
+	metrics *cachemetrics.Metrics // nil without a Registerer
+
 	// mu orders background's wg.Add before Close's wg.Wait: once closed
 	// is set under mu, no new background work starts, so Wait cannot race
 	// an Add (which the sync package forbids).
@@ -76,15 +78,19 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "storefront"
 	}
-	var m *cachemetrics.Metrics
-	if cfg.Registerer != nil {
-		m = cachemetrics.New(cfg.Registerer)
-	}
 	c := &Cached{store: s}
+	if cfg.Registerer != nil {
+		m, err := cachemetrics.New(cfg.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("storefront: cache metrics: %w", err)
+		}
+		c.metrics = m
+	}
+	m := c.metrics
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	var err error
 	if c.users, err = newLevel(cfg, m, "users", UserTTL, c.loadUser); err != nil {
-		c.cancel()
+		c.Close()
 		return nil, err
 	}
 	if c.products, err = newLevel(cfg, m, "products", UserTTL, c.loadProduct); err != nil {
@@ -157,6 +163,11 @@ func (c *Cached) Close() error {
 	}
 	if c.search != nil {
 		c.search.Close()
+	}
+	if c.metrics != nil {
+		// The registry may serve a new Cached next (a restart of the
+		// stage in the same process): leave nothing of this one behind.
+		c.metrics.Unregister()
 	}
 	return nil
 }

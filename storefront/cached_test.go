@@ -282,3 +282,24 @@ func seededCached(t *testing.T) (*storefront.Store, *storefront.Cached, *prometh
 	t.Cleanup(func() { c.Close() })
 	return s, c, reg
 }
+
+// TestCachedOnOneRegistry: a second stage-2 service on a registry whose
+// first one is still open is an error, not a panic; once the first is
+// closed, a new one registers its metrics again.
+func TestCachedOnOneRegistry(t *testing.T) {
+	s := open(t, testdb.SQLite(t))
+	reg := prometheus.NewRegistry()
+	first, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg}); err == nil {
+		t.Fatal("a second cache on a registry still in use was accepted")
+	}
+	first.Close()
+	again, err := storefront.NewCached(s, storefront.CacheConfig{Registerer: reg})
+	if err != nil {
+		t.Fatalf("a cache on the registry of a closed one: %v", err)
+	}
+	again.Close()
+}

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 )
@@ -43,3 +44,22 @@ func (r *Router) CheckNow() { r.check(context.Background(), r.cfg.CheckInterval*
 
 // NewMemMarksOn returns a MemMarks on clock c.
 func NewMemMarksOn(max int, c *FakeClock) *MemMarks { return newMemMarks(max, c) }
+
+// SetLatency sets the moving average of the named server's call time.
+func (r *Router) SetLatency(name string, d time.Duration) {
+	for _, n := range r.replicas {
+		if n.name == name {
+			n.latency.Store(math.Float64bits(float64(d)))
+		}
+	}
+}
+
+// Latency returns the moving average of the named server's call time.
+func (r *Router) Latency(name string) time.Duration {
+	for _, n := range r.replicas {
+		if n.name == name {
+			return time.Duration(math.Float64frombits(n.latency.Load()))
+		}
+	}
+	return -1
+}

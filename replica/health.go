@@ -155,6 +155,43 @@ func (r *Router) check(ctx context.Context, budget time.Duration) {
 	if changed {
 		r.rebuildLocked()
 	}
+	r.unstarveLocked()
+}
+
+// unstarveLocked gives a serving replica that got no read since the last
+// check, while others did, the latency of the fastest one that did. Its
+// moving average moves only when it is picked, and at equal load a
+// latency under latencyEdge of another's wins every time: one stall (a
+// slow call on a loaded machine) would otherwise keep it out of the
+// rotation for as long as load ties hold, with no new sample to show it
+// has recovered. Reset, it shares the reads again, and if it really is
+// slow, its next calls raise its average and it loses them again. Runs on
+// the health loop only; the read path pays one atomic add. Under r.mu.
+func (r *Router) unstarveLocked() {
+	best, any := math.Inf(1), false
+	starved := make([]bool, len(r.replicas))
+	for i, n := range r.replicas {
+		calls := n.calls.Load()
+		fresh := calls != n.callsSeen
+		n.callsSeen = calls
+		if !n.up {
+			continue
+		}
+		if fresh {
+			any = true
+			best = min(best, math.Float64frombits(n.latency.Load()))
+		} else {
+			starved[i] = true
+		}
+	}
+	if !any {
+		return // an idle router: nothing to compare
+	}
+	for i, n := range r.replicas {
+		if starved[i] && math.Float64frombits(n.latency.Load()) > best {
+			n.latency.Store(math.Float64bits(best))
+		}
+	}
 }
 
 // judge updates replica n from its check; it reports whether n's place in

@@ -163,28 +163,38 @@ func TestReadsSpreadOverReplicas(t *testing.T) {
 	var mu sync.Mutex
 	counts := map[int]int{}
 	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 50 {
-				err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
-					p, err := port(ctx, q)
-					if err == nil {
-						mu.Lock()
-						counts[p]++
-						mu.Unlock()
+	// Four rounds with a health check between them, as the health loop
+	// runs between reads: a replica that one slow first call left out
+	// rejoins at the next check (TestStarvedReplicaRejoins).
+	const rounds, readers, readsPerRound = 4, 8, 13
+	const total = rounds * readers * readsPerRound
+	for round := range rounds {
+		if round > 0 {
+			r.CheckNow()
+		}
+		for range readers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range readsPerRound {
+					err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+						p, err := port(ctx, q)
+						if err == nil {
+							mu.Lock()
+							counts[p]++
+							mu.Unlock()
+						}
+						return err
+					})
+					if err != nil {
+						t.Error(err)
+						return
 					}
-					return err
-				})
-				if err != nil {
-					t.Error(err)
-					return
 				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	if counts[primaryPort] != 0 || len(counts) != 2 {
 		t.Fatalf("reads by server port: %v; want both replicas and not the primary (%d)", counts, primaryPort)
 	}
@@ -192,10 +202,11 @@ func TestReadsSpreadOverReplicas(t *testing.T) {
 		// Balance by load, then latency: each gets a share, if not an
 		// equal one. On a loaded machine one replica's stall raises its
 		// latency average and the other takes most reads for a while
-		// (34 of 400 was seen), so the floor only rules out one replica
-		// taking (nearly) everything.
-		if n < 400/40 {
-			t.Errorf("replica on port %d served %d of 400 reads; want a share (counts %v)", p, n, counts)
+		// (34, then 4, of 400 were seen before the health check reset a
+		// starved replica's average), so the floor only rules out one
+		// replica taking (nearly) everything.
+		if n < total/40 {
+			t.Errorf("replica on port %d served %d of %d reads; want a share (counts %v)", p, n, total, counts)
 		}
 	}
 	if n := testutil.CollectAndCount(reg, "strata_db_in_use_connections"); n != 3 {
@@ -549,4 +560,32 @@ func TestOpenWithAStoppedReplica(t *testing.T) {
 		r.CheckNow()
 		return status(r, "replica2").Serving
 	})
+}
+
+// TestStarvedReplicaRejoins: a replica whose latency average one slow call
+// raised gets no reads at equal load, so its average never moves; the
+// health check gives it the latency of the fastest replica that served
+// reads, and it shares the reads again (a slow replica then loses them on
+// its own merit). Before, one stall could starve a replica for as long as
+// load ties held (4 of 400 reads in one CI run).
+func TestStarvedReplicaRejoins(t *testing.T) {
+	r := shared(t, replica.Config{})
+	r.SetLatency("replica1", time.Second) // one stall's worth
+	r.SetLatency("replica2", time.Millisecond)
+	r.CheckNow() // the counts of calls so far become the baseline
+	for range 50 {
+		if err := r.Read(context.Background(), func(ctx context.Context, q replica.Querier) error {
+			_, err := port(ctx, q)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.Latency("replica1"); got != time.Second {
+		t.Fatalf("replica1 was read while starved (latency %v): the test's premise is gone", got)
+	}
+	r.CheckNow()
+	if a, b := r.Latency("replica1"), r.Latency("replica2"); a > b {
+		t.Fatalf("after a check, the starved replica's latency is %v, the serving one's %v: want it reset to at most the other's", a, b)
+	}
 }

@@ -64,9 +64,11 @@ type node struct {
 
 	inUse   atomic.Int64  // calls holding or waiting for one of its connections
 	latency atomic.Uint64 // moving average of call time, float64 ns bits
+	calls   atomic.Uint64 // calls observed, for the health check's starvation rule
 	replay  atomic.Uint64 // last replay position seen (replicas)
 
 	// Health, under Router.mu.
+	callsSeen    uint64 // calls at the last health check
 	up           bool
 	good         int // consecutive good checks while out
 	lagSeconds   float64
@@ -515,6 +517,7 @@ func storeMax(a *atomic.Uint64, v uint64) {
 func (r *Router) observe(n *node, t0 time.Time, err error) {
 	d := time.Since(t0)
 	n.observer.Observe(d.Seconds())
+	n.calls.Add(1)
 	if err != nil {
 		if k := classify(err); k != "" {
 			r.m.errors.WithLabelValues(n.name, k).Inc()
@@ -542,7 +545,9 @@ func (r *Router) observe(n *node, t0 time.Time, err error) {
 // multiples; small differences are noise, such as a fresh connection's
 // first calls), and the scan starts at a random candidate,
 // so that equal candidates share the reads instead of all callers herding
-// onto one. It reads atomics only and allocates nothing.
+// onto one. A replica that loses every read on latency has no new samples
+// to show it recovered; the health check resets its average (see
+// unstarveLocked). It reads atomics only and allocates nothing.
 func pick(cands []*node, tried uint64, tok Token) *node {
 	if len(cands) == 0 {
 		return nil

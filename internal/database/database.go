@@ -173,11 +173,46 @@ func Open(ctx context.Context, raw string) (*sql.DB, Target, error) {
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
 	defer cancel()
-	if err := db.PingContext(pingCtx); err != nil {
+	if err := ping(pingCtx, db); err != nil {
 		db.Close()
 		return nil, t, fmt.Errorf("database: cannot reach %s: %w", t.Display, err)
 	}
 	return db, t, nil
+}
+
+// ping checks that db answers. A new SQLite connection switches the file
+// to WAL, which needs the file's exclusive lock and answers SQLITE_BUSY
+// at once, without waiting on busy_timeout, while another process (or
+// pool) opening the same new file holds it: that is retried, with a short
+// backoff, until ctx ends.
+func ping(ctx context.Context, db *sql.DB) error {
+	wait := 5 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !sqliteBusy(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// sqliteBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED
+// (extended codes included), through the driver's error's Code method, so
+// that this package need not link the driver.
+func sqliteBusy(err error) bool {
+	var coded interface{ Code() int }
+	if !errors.As(err, &coded) {
+		return false
+	}
+	c := coded.Code() & 0xff // the primary result code
+	return c == 5 || c == 6  // SQLITE_BUSY, SQLITE_LOCKED
 }
 
 // linked reports, as an ErrNoDriver error naming the import that fixes

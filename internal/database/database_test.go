@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -107,5 +108,29 @@ func TestUnlinkedDriver(t *testing.T) {
 	}
 	if err := linked(sqliteDriver); err != nil {
 		t.Fatalf("the test links the SQLite driver, yet: %v", err)
+	}
+}
+
+type codedErr int
+
+func (c codedErr) Error() string { return fmt.Sprintf("sqlite error %d", int(c)) }
+func (c codedErr) Code() int     { return int(c) }
+
+// TestSQLiteBusy: SQLite's busy and locked results, extended codes
+// included, are told apart from other errors without linking the driver.
+func TestSQLiteBusy(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{codedErr(5), true},                           // SQLITE_BUSY
+		{fmt.Errorf("ping: %w", codedErr(517)), true}, // SQLITE_BUSY_SNAPSHOT, wrapped
+		{codedErr(6), true},                           // SQLITE_LOCKED
+		{codedErr(1), false},                          // SQLITE_ERROR
+		{errors.New("database is locked"), false},     // no code: not guessed from the text
+	} {
+		if got := sqliteBusy(c.err); got != c.want {
+			t.Errorf("sqliteBusy(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,9 @@ type Cached struct {
 	cancel  context.CancelFunc
 	metrics *cachemetrics.Metrics // nil without a Registerer
 
+	warming     chan struct{} // a slot per personalisation warming running
+	warmSkipped atomic.Int64  // warmings skipped because every slot was busy
+
 	// mu orders background's wg.Add before Close's wg.Wait: once closed
 	// is set under mu, no new background work starts, so Wait cannot race
 	// an Add (which the sync package forbids).
@@ -78,7 +82,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "storefront"
 	}
-	c := &Cached{store: s}
+	c := &Cached{store: s, warming: make(chan struct{}, maxWarming)}
 	if cfg.Registerer != nil {
 		m, err := cachemetrics.New(cfg.Registerer)
 		if err != nil {
@@ -170,6 +174,27 @@ func (c *Cached) Close() error {
 		c.metrics.Unregister()
 	}
 	return nil
+}
+
+// maxWarming bounds the personalisation warmings running at once
+// (Strata's choice): enough to keep ahead of new sessions at a steady
+// rate, few enough that a surge of new users does not queue background
+// queries behind the requests. A warming that finds them all busy is
+// skipped: the recommendations load on their first read instead.
+const maxWarming = 4
+
+// warm runs fn in the background unless maxWarming warmings already run.
+func (c *Cached) warm(fn func(ctx context.Context)) {
+	select {
+	case c.warming <- struct{}{}:
+	default:
+		c.warmSkipped.Add(1)
+		return
+	}
+	c.background(func(ctx context.Context) {
+		defer func() { <-c.warming }()
+		fn(ctx)
+	})
 }
 
 // background runs fn on a goroutine that Close waits for; after Close it
@@ -273,7 +298,9 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	if err == nil && info.Source == cache.SourceLoader && !info.Shared {
 		// The guide's personalisation warming: a user no level knew is
 		// likely starting a session, so compute their recommendations now.
-		c.background(func(ctx context.Context) {
+		// It is best effort and bounded: a surge of new users must not
+		// double the database's load with background work.
+		c.warm(func(ctx context.Context) {
 			c.recs.Warm(ctx, []string{recsKey(id, DefaultLimit)}, func(ctx context.Context, _ string) ([]Recommendation, error) {
 				ctx, err := c.fresh(ctx)
 				if err != nil {

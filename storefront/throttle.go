@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // logEvery is how often one kind of warning about a condition that lasts
@@ -64,19 +63,3 @@ func (t *throttle) warn(log *slog.Logger, msg string, args ...any) {
 
 // maxThrottled bounds the messages a throttle remembers.
 const maxThrottled = 256
-
-// maxReported bounds a reported error's text (a driver error may quote a
-// query or a server's message at length).
-const maxReported = 300
-
-// clipReport cuts msg to maxReported bytes on a rune boundary.
-func clipReport(msg string) string {
-	if len(msg) <= maxReported {
-		return msg
-	}
-	cut := maxReported
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "…"
-}

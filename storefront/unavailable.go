@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -77,4 +78,20 @@ func unavailable(err error) (cause string, ok bool) {
 		return "the database is unavailable", true
 	}
 	return "", false
+}
+
+// maxReported bounds a reported error's text (a driver error may quote a
+// query or a server's message at length).
+const maxReported = 300
+
+// clipReport cuts msg to maxReported bytes on a rune boundary.
+func clipReport(msg string) string {
+	if len(msg) <= maxReported {
+		return msg
+	}
+	cut := maxReported
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }

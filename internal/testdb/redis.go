@@ -24,13 +24,7 @@ const EnvRedis = "STRATA_REDIS_URL"
 // each must use its own key namespace (see Namespace).
 func Redis(t testing.TB) rueidis.Client {
 	t.Helper()
-	url := os.Getenv(EnvRedis)
-	if url == "" {
-		if Required() {
-			t.Fatalf("%s is not set and CI is: Redis tests must run here (eval \"$(scripts/dev up)\")", EnvRedis)
-		}
-		t.Skipf("%s not set; run eval \"$(scripts/dev up)\" to run Redis tests", EnvRedis)
-	}
+	url := env(t, EnvRedis, "Redis")
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		t.Fatalf("testdb: %s: %v", EnvRedis, err)

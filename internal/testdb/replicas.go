@@ -1,7 +1,6 @@
 package testdb
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -16,13 +15,7 @@ const EnvReplicas = "STRATA_PG_REPLICA_URLS"
 // test is skipped on a developer's machine and fails when CI is set.
 func PostgresReplicas(t testing.TB, primary string) []string {
 	t.Helper()
-	urls := os.Getenv(EnvReplicas)
-	if urls == "" {
-		if Required() {
-			t.Fatalf("%s is not set and CI is: replica tests must run here (eval \"$(scripts/dev up)\")", EnvReplicas)
-		}
-		t.Skipf("%s not set; run eval \"$(scripts/dev up)\" to run replica tests", EnvReplicas)
-	}
+	urls := env(t, EnvReplicas, "replica")
 	var path string
 	if _, query, ok := strings.Cut(primary, "?"); ok {
 		for _, kv := range strings.Split(query, "&") {

@@ -1,7 +1,6 @@
 package testdb
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -15,12 +14,6 @@ const EnvShards = "STRATA_PG_SHARD_URLS"
 // machine and fails when CI is set.
 func ShardURLs(t testing.TB) []string {
 	t.Helper()
-	v := os.Getenv(EnvShards)
-	if v == "" {
-		if Required() {
-			t.Fatalf("%s is not set and CI is: PostgreSQL tests must run here (eval \"$(scripts/dev up)\")", EnvShards)
-		}
-		t.Skipf("%s not set; run eval \"$(scripts/dev up)\"", EnvShards)
-	}
+	v := env(t, EnvShards, "shard")
 	return strings.Split(v, ",")
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,13 +54,7 @@ func Required() bool {
 // in the schema and tests cannot see each other's rows.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(EnvPostgres)
-	if base == "" {
-		if Required() {
-			t.Fatalf("%s is not set and CI is: PostgreSQL tests must run here (eval \"$(scripts/dev up)\")", EnvPostgres)
-		}
-		t.Skipf("%s not set; run eval \"$(scripts/dev up)\" to run PostgreSQL tests", EnvPostgres)
-	}
+	base := env(t, EnvPostgres, "PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin, err := sql.Open("pgx", base)
@@ -88,6 +83,56 @@ func Postgres(t testing.TB) string {
 		sep = "&"
 	}
 	return base + sep + "search_path=" + schema
+}
+
+// env returns the value of the variable name, which scripts/dev sets. When
+// it is unset, t is skipped on a developer's machine and fails when CI is
+// set; what names the servers in the message.
+func env(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if Required() {
+			t.Fatalf("%s is not set and CI is: %s tests must run here (eval \"$(scripts/dev up)\")", name, what)
+		}
+		t.Skipf("%s not set; run eval \"$(scripts/dev up)\" to run %s tests", name, what)
+	}
+	return v
+}
+
+// PostgresDatabase returns the URL of a new, empty database on the
+// STRATA_PG_URL server (created from template0, so without extensions),
+// dropped when t ends. Tests that read server-wide statistics filtered by
+// database, such as pg_stat_statements, need a database of their own rather
+// than a schema.
+func PostgresDatabase(t testing.TB) string {
+	t.Helper()
+	base := env(t, EnvPostgres, "PostgreSQL")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("testdb: open %s: %v", EnvPostgres, err)
+	}
+	name := "t_" + randomHex(6)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
+		admin.Close()
+		t.Fatalf("testdb: create database: %v (is the server at %s up? scripts/dev up)", err, EnvPostgres)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("testdb: drop database %s: %v", name, err)
+		}
+		admin.Close()
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("testdb: %s: %v", EnvPostgres, err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
 
 func randomHex(n int) string {

@@ -1,0 +1,3 @@
+package advisor
+
+func rank(rs []Recommendation) {}

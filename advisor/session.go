@@ -91,7 +91,7 @@ func (s *session) extension(ctx context.Context, name, db, install string) (stri
 
 // notWorkload matches statements that read the catalogues or statistics
 // (the advisor's own and monitoring tools'), not the application's tables.
-var notWorkload = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat_\w+|pg_class|pg_index|pg_namespace|pg_attribute|pg_am|pg_constraint|pg_database|pg_prepared_statements|pg_stats|pg_roles|pg_extension|pg_available_extensions|pg_settings|hypopg\w*|current_setting|pg_is_in_recovery|pg_relation_size|pg_get_\w+|current_database|current_user|version)\b`)
+var notWorkload = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat_\w+|pg_class|pg_index|pg_namespace|pg_attribute|pg_am|pg_constraint|pg_database|pg_prepared_statements|pg_stats|pg_roles|pg_extension|pg_available_extensions|pg_settings|hypopg\w*|current_setting|pg_is_in_recovery|pg_relation_size|pg_get_\w+|current_database|current_user)\b`)
 
 // loadWorkload reads the top statements of this database by total time.
 func (s *session) loadWorkload(ctx context.Context) error {

@@ -145,6 +145,9 @@ type Recommendation struct {
 	Measured *Measurement `json:"measured,omitempty"`
 	// Checked is set when a rewrite was checked on the database.
 	Checked *Check `json:"checked,omitempty"`
+
+	hypo *candidate // the index a KindIndex advises, for Verify
+	seq  int        // the order the greedy choice kept it in
 }
 
 // Measurement is the gain Verify measured after building an index for real.
@@ -255,6 +258,7 @@ func Advise(ctx context.Context, db *sql.DB, cfg Config) (*Report, error) {
 	}
 	defer conn.Close()
 	s := &session{conn: conn, cfg: cfg}
+	defer s.cleanup(context.WithoutCancel(ctx))
 	if err := s.preflight(ctx); err != nil {
 		return nil, err
 	}
@@ -277,16 +281,20 @@ func Advise(ctx context.Context, db *sql.DB, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	r.Recommendations = append(r.Recommendations, idx...)
+	// The rewrite checks plan against the real schema, without the
+	// hypothetical indexes the index advice left in place.
+	if _, err := conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_reset()"); err != nil {
+		return nil, fmt.Errorf("advisor: clear hypothetical indexes: %w", err)
+	}
 	r.Recommendations = append(r.Recommendations, dropAdvice(s.cat)...)
 	r.Recommendations = append(r.Recommendations, s.rewriteAdvice(ctx)...)
 	r.Recommendations = append(r.Recommendations, partitionAdvice(s.queries(), s.cat, cfg)...)
-	rank(r.Recommendations)
+	s.rank(r.Recommendations)
 	if cfg.Verify {
 		if err := s.verify(ctx, r); err != nil {
 			return nil, err
 		}
 	}
-	s.cleanup(ctx)
 	r.Elapsed = cfg.Now().Sub(start)
 	return r, nil
 }

@@ -104,7 +104,27 @@ func paramUses(text string) map[int]use {
 	for _, m := range reParamOpCol.FindAllStringSubmatch(text, -1) {
 		set(m[1], use{m[3], opKind(m[2], true)})
 	}
+	pairRanges(uses)
 	return uses
+}
+
+// pairRanges turns a lower and an upper bound on the same column (col >= $1
+// AND col < $2) into a BETWEEN, so the two values make a window rather
+// than, each taken alone, an empty range.
+func pairRanges(uses map[int]use) {
+	low := map[string]int{}
+	for n, u := range uses {
+		if u.kind == "gt" {
+			low[u.col] = n
+		}
+	}
+	for n, u := range uses {
+		if l, ok := low[u.col]; ok && u.kind == "lt" {
+			uses[l] = use{u.col, "between-low"}
+			uses[n] = use{u.col, "between-high"}
+			delete(low, u.col)
+		}
+	}
 }
 
 func opKind(op string, flipped bool) string {

@@ -3,10 +3,10 @@ package advisor
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 )
 
@@ -268,48 +268,49 @@ func (s *session) explainStmt(ctx context.Context, stmt string) (*Plan, error) {
 	return ParsePlan([]byte(out))
 }
 
-// explainAnalyze runs text under EXPLAIN ANALYZE; a write runs in a
-// transaction that is rolled back.
+// explainAnalyze runs text under EXPLAIN ANALYZE on the session's
+// connection; see explainAnalyzeOn.
 func (s *session) explainAnalyze(ctx context.Context, text string, write bool) (*Plan, error) {
+	return explainAnalyzeOn(ctx, s.conn, text, write)
+}
+
+// explainAnalyzeOn runs text under EXPLAIN ANALYZE on conn; a write runs
+// in a transaction that is rolled back.
+func explainAnalyzeOn(ctx context.Context, conn *sql.Conn, text string, write bool) (*Plan, error) {
 	stmt := "EXPLAIN (ANALYZE, FORMAT JSON, VERBOSE) " + text
+	var out string
 	if !write {
-		return s.explainStmt(ctx, stmt)
+		if err := conn.QueryRowContext(ctx, stmt).Scan(&out); err != nil {
+			return nil, err
+		}
+		return ParsePlan([]byte(out))
 	}
-	tx, err := s.conn.BeginTx(ctx, nil)
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // the point is to roll back
-	var out string
 	if err := tx.QueryRowContext(ctx, stmt).Scan(&out); err != nil {
 		return nil, err
 	}
 	return ParsePlan([]byte(out))
 }
 
-// cleanup drops what the session made: prepared statements and
-// hypothetical indexes. The connection is closed afterwards anyway; this
-// keeps a pooled connection clean.
+// cleanup drops what the session made (prepared statements, hypothetical
+// indexes, the plan_cache_mode setting), then has database/sql discard the
+// connection rather than return it to the pool, so no session state can
+// reach the caller's next query.
 func (s *session) cleanup(ctx context.Context) {
-	_, _ = s.conn.ExecContext(ctx, "DEALLOCATE ALL")
-	_, _ = s.conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_reset()")
-	_, _ = s.conn.ExecContext(ctx, "RESET plan_cache_mode")
-}
-
-// tablesOf returns the names of the tables a plan scans, sorted.
-func tablesOf(p *Plan) []string {
-	seen := map[string]bool{}
-	p.Root.Walk(func(n, _ *Node) {
-		if n.Relation != "" {
-			seen[n.Relation] = true
+	for _, q := range s.all {
+		if q.prep != "" {
+			_, _ = s.conn.ExecContext(ctx, "DEALLOCATE "+q.prep)
 		}
-	})
-	out := make([]string, 0, len(seen))
-	for t := range seen {
-		out = append(out, t)
 	}
-	sort.Strings(out)
-	return out
+	if s.hypopg != "" {
+		_, _ = s.conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_reset()")
+	}
+	_, _ = s.conn.ExecContext(ctx, "RESET plan_cache_mode")
+	_ = s.conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 
 func firstLine(s string) string {

@@ -1,5 +1,194 @@
 package advisor
 
-import "context"
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
 
-func (s *session) verify(ctx context.Context, r *Report) error { return nil }
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// verifySuffix marks the indexes Verify builds, so that it never drops an
+// index of the user's that happens to share the proposed name.
+const verifySuffix = "_strata_verify"
+
+// verify builds each advised index for real, in the order the greedy choice
+// kept them (so each measured gain is marginal, like its estimate), and
+// measures the queries it helps before and after: the median of up to
+// Config.VerifyRuns runs of EXPLAIN ANALYZE each, after one warm-up run,
+// bounded by verifyQueryBudget and verifyQueryTimeout.
+// The indexes are dropped at the end unless Config.KeepVerified.
+func (s *session) verify(ctx context.Context, r *Report) error {
+	conn := s.conn
+	if s.cfg.VerifyDB != nil {
+		c, err := s.cfg.VerifyDB.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("advisor: verify: connect to the verify database: %w", err)
+		}
+		defer c.Close()
+		conn = c
+	}
+	if _, err := s.conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_reset()"); err != nil {
+		return fmt.Errorf("advisor: verify: clear hypothetical indexes: %w", err)
+	}
+	var recs []*Recommendation
+	for i := range r.Recommendations {
+		if r.Recommendations[i].Kind == KindIndex && r.Recommendations[i].hypo != nil {
+			recs = append(recs, &r.Recommendations[i])
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	byID := map[int64]*Query{}
+	for _, q := range s.all {
+		byID[q.ID] = q
+	}
+	var built []string
+	defer func() {
+		if s.cfg.KeepVerified {
+			return
+		}
+		for _, name := range built {
+			// A fresh context: the run's may be what ended.
+			dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, _ = conn.ExecContext(dctx, "DROP INDEX CONCURRENTLY IF EXISTS "+quoteIdent(name))
+			cancel()
+		}
+	}()
+	for _, rec := range recs {
+		m := &Measurement{Skipped: map[int64]string{}}
+		var qs []*Query
+		for _, id := range rec.Queries {
+			q := byID[id]
+			if q.bound == "" {
+				m.Skipped[id] = "no parameter values (planned generically), so it cannot be run"
+				continue
+			}
+			qs = append(qs, q)
+		}
+		before, err := s.measure(ctx, conn, qs, m.Skipped)
+		if err != nil {
+			return err
+		}
+		name := rec.hypo.name() + verifySuffix
+		start := time.Now()
+		if _, err := conn.ExecContext(ctx, rec.hypo.ddl(name, true)); err != nil {
+			return fmt.Errorf("advisor: verify: build %s: %w", name, err)
+		}
+		built = append(built, name)
+		m.BuildMs = round1(float64(time.Since(start).Microseconds()) / 1000)
+		after, err := s.measure(ctx, conn, qs, m.Skipped)
+		if err != nil {
+			return err
+		}
+		weighted := 0.0
+		weights := 0.0
+		for i, q := range qs {
+			if before[i] < 0 || after[i] < 0 {
+				continue
+			}
+			m.BeforeMs += before[i]
+			m.AfterMs += after[i]
+			if before[i] > 0 && after[i] >= 0 {
+				weighted += q.TotalMs * after[i] / before[i]
+				weights += q.TotalMs
+			}
+		}
+		if weights > 0 {
+			m.ImprovementPct = round1(100 * (1 - weighted/weights))
+		}
+		m.BeforeMs, m.AfterMs = round3(m.BeforeMs), round3(m.AfterMs)
+		if len(m.Skipped) == 0 {
+			m.Skipped = nil
+		}
+		rec.Measured = m
+	}
+	if s.cfg.KeepVerified && len(built) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("kept %d verified indexes (named …%s)", len(built), verifySuffix))
+	}
+	return nil
+}
+
+func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// verifyQueryTimeout bounds one run of a query while verifying: a query
+// slower than this before the index is reported as not measured rather
+// than holding the run for minutes.
+const verifyQueryTimeout = 5 * time.Second
+
+// verifyQueryBudget is the time each query may take per measurement, warm-up
+// included: a slow query is run fewer times (at least once), a fast one
+// Config.VerifyRuns times.
+const verifyQueryBudget = 2 * time.Second
+
+// measure returns each query's median execution time in ms, or -1 for a
+// query that ran past verifyQueryTimeout (its reason goes into skipped).
+func (s *session) measure(ctx context.Context, conn *sql.Conn, qs []*Query, skipped map[int64]string) ([]float64, error) {
+	out := make([]float64, len(qs))
+	for i, q := range qs {
+		if _, ok := skipped[q.ID]; ok {
+			out[i] = -1
+			continue
+		}
+		warm, err := s.runTimed(ctx, conn, q)
+		if err != nil {
+			if errors.Is(err, errTimedOut) {
+				skipped[q.ID] = fmt.Sprintf("ran over %s; measure it by hand", verifyQueryTimeout)
+				out[i] = -1
+				continue
+			}
+			return nil, err
+		}
+		n := s.cfg.VerifyRuns
+		if warm > 0 {
+			n = min(n, int(float64(verifyQueryBudget.Milliseconds())/warm))
+		}
+		if n < 1 { // the warm-up run alone took the budget: it is the measurement
+			out[i] = warm
+			continue
+		}
+		runs := make([]float64, 0, n)
+		for range n {
+			ms, err := s.runTimed(ctx, conn, q)
+			if err != nil {
+				return nil, err
+			}
+			runs = append(runs, ms)
+		}
+		sort.Float64s(runs)
+		out[i] = runs[len(runs)/2]
+	}
+	return out, nil
+}
+
+// errTimedOut marks a run stopped by verifyQueryTimeout.
+var errTimedOut = errors.New("advisor: verify: query timed out")
+
+// runTimed runs q once under EXPLAIN ANALYZE, in a transaction with
+// verifyQueryTimeout as its statement timeout (rolled back: writes leave
+// nothing), and returns the server's execution time in ms.
+func (s *session) runTimed(ctx context.Context, conn *sql.Conn, q *Query) (float64, error) {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("advisor: verify: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read or rolled back
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", verifyQueryTimeout.Milliseconds())); err != nil {
+		return 0, fmt.Errorf("advisor: verify: %w", err)
+	}
+	var out string
+	if err := tx.QueryRowContext(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q.bound).Scan(&out); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "57014" {
+			return 0, errTimedOut
+		}
+		return 0, fmt.Errorf("advisor: verify: run query %d: %w", q.ID, err)
+	}
+	p, err := ParsePlan([]byte(out))
+	if err != nil {
+		return 0, err
+	}
+	return p.ExecutionMs, nil
+}

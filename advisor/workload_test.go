@@ -119,7 +119,7 @@ var planted = []struct {
 // plantWorkload returns the URL of a database holding the planted
 // workload, with pg_stat_statements and hypopg created and the queries of
 // the workload recorded in pg_stat_statements.
-func plantWorkload(t *testing.T) string {
+func plantWorkload(t testing.TB) string {
 	t.Helper()
 	url := testdb.PostgresDatabase(t) // skips or fails without PostgreSQL
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -39,6 +39,7 @@ func TestAdvisePlanted(t *testing.T) {
 	}{
 		{"index advice", checkIndexAdvice},
 		{"no existing index advised", checkNoExisting},
+		{"write cost outweighs the gain", checkWriteCost},
 		{"indexes to drop", checkDrops},
 		{"rewrites", checkRewrites},
 		{"partitioning", checkPartitioning},
@@ -208,6 +209,19 @@ func checkVerify(ctx context.Context, t *testing.T, db *sql.DB, r *advisor.Repor
 		if strings.Contains(e, "strata_verify") {
 			t.Errorf("verify left index %s behind", e)
 		}
+	}
+}
+
+func checkWriteCost(_ context.Context, t *testing.T, _ *sql.DB, r *advisor.Report) {
+	for _, x := range byKind(r, advisor.KindIndex) {
+		if x.Table == "audit_log" {
+			t.Errorf("advised %s although audit_log is written %d times for 2 reads", x.SQL, auditWrites)
+		}
+	}
+	if !slices.ContainsFunc(r.Skipped, func(s string) bool {
+		return strings.HasPrefix(s, `audit_log ("actor_id")`) && strings.Contains(s, "of writes")
+	}) {
+		t.Errorf("audit_log (actor_id) not skipped for its write cost; skipped: %q", r.Skipped)
 	}
 }
 

@@ -177,7 +177,9 @@ func plant(ctx context.Context, url string) error {
 			return fmt.Errorf("%.60s: %w", stmt, err)
 		}
 	}
-	if _, err := db.ExecContext(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+	// Only this database's statements: other tests share the server.
+	const reset = `SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)`
+	if _, err := db.ExecContext(ctx, reset); err != nil {
 		return fmt.Errorf("reset pg_stat_statements: %w", err)
 	}
 	// The storefront's own reads: recommendations read each user's recent

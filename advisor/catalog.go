@@ -55,7 +55,9 @@ func (c *Column) Distinct(rows float64) float64 {
 
 // Index is one existing index.
 type Index struct {
-	Name    string
+	Name string
+	// Schema is the index's schema (its table's).
+	Schema  string
 	Table   string
 	Method  string   // btree, gin, …
 	Columns []string // key columns; an expression key is "(expr)"
@@ -192,7 +194,7 @@ WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid) AND a.attnum > 0 AN
 
 func loadIndexes(ctx context.Context, db querier, c *Catalog) error {
 	const q = `
-SELECT t.relname, i.relname, am.amname, x.indnkeyatts,
+SELECT n.nspname, t.relname, i.relname, am.amname, x.indnkeyatts,
        ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnatts) k ORDER BY k)::text,
        ARRAY(SELECT (x.indoption[k - 1] & 1) = 1 FROM generate_series(1, x.indnkeyatts) k ORDER BY k)::text,
        COALESCE(pg_get_expr(x.indpred, x.indrelid, true), ''), x.indisunique, x.indisprimary,
@@ -205,6 +207,9 @@ JOIN pg_am am ON am.oid = i.relam
 JOIN pg_namespace n ON n.oid = t.relnamespace
 LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = x.indexrelid
 WHERE pg_table_is_visible(t.oid) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  -- a partitioned table's index, and each partition's index attached to
+  -- it, are managed through the parent: never advised alone
+  AND i.relkind = 'i' AND NOT i.relispartition
 ORDER BY t.relname, i.relname`
 	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
@@ -215,7 +220,7 @@ ORDER BY t.relname, i.relname`
 		var nkey int
 		var colsText, descText string
 		ix := &Index{}
-		if err := rows.Scan(&table, &ix.Name, &ix.Method, &nkey, &colsText, &descText, &ix.Predicate,
+		if err := rows.Scan(&ix.Schema, &table, &ix.Name, &ix.Method, &nkey, &colsText, &descText, &ix.Predicate,
 			&ix.Unique, &ix.Primary, &ix.Constraint, &ix.Valid, &ix.Scans, &ix.Bytes, &ix.Def); err != nil {
 			rows.Close()
 			return fmt.Errorf("advisor: read indexes: %w", err)

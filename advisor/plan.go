@@ -10,27 +10,32 @@ import (
 // prints it. Fields that EXPLAIN omits for a node type are zero. The Actual
 // fields are set only by EXPLAIN ANALYZE.
 type Node struct {
-	Type               string   `json:"Node Type"`
-	Relation           string   `json:"Relation Name"`
-	Schema             string   `json:"Schema"`
-	Alias              string   `json:"Alias"`
-	IndexName          string   `json:"Index Name"`
-	ParentRelationship string   `json:"Parent Relationship"`
-	SubplanName        string   `json:"Subplan Name"`
-	JoinType           string   `json:"Join Type"`
-	StartupCost        float64  `json:"Startup Cost"`
-	TotalCost          float64  `json:"Total Cost"`
-	PlanRows           float64  `json:"Plan Rows"`
-	PlanWidth          float64  `json:"Plan Width"`
-	Output             []string `json:"Output"`
-	Filter             string   `json:"Filter"`
-	IndexCond          string   `json:"Index Cond"`
-	RecheckCond        string   `json:"Recheck Cond"`
-	JoinFilter         string   `json:"Join Filter"`
-	HashCond           string   `json:"Hash Cond"`
-	MergeCond          string   `json:"Merge Cond"`
-	SortKey            []string `json:"Sort Key"`
-	GroupKey           []string `json:"Group Key"`
+	Type               string `json:"Node Type"`
+	Relation           string `json:"Relation Name"`
+	Schema             string `json:"Schema"`
+	Alias              string `json:"Alias"`
+	IndexName          string `json:"Index Name"`
+	ParentRelationship string `json:"Parent Relationship"`
+	SubplanName        string `json:"Subplan Name"`
+	JoinType           string `json:"Join Type"`
+	// ParallelAware marks a node run by parallel workers: its estimated
+	// rows are per process (the leader and WorkersPlanned of the Gather
+	// above it).
+	ParallelAware  bool     `json:"Parallel Aware"`
+	WorkersPlanned float64  `json:"Workers Planned"`
+	StartupCost    float64  `json:"Startup Cost"`
+	TotalCost      float64  `json:"Total Cost"`
+	PlanRows       float64  `json:"Plan Rows"`
+	PlanWidth      float64  `json:"Plan Width"`
+	Output         []string `json:"Output"`
+	Filter         string   `json:"Filter"`
+	IndexCond      string   `json:"Index Cond"`
+	RecheckCond    string   `json:"Recheck Cond"`
+	JoinFilter     string   `json:"Join Filter"`
+	HashCond       string   `json:"Hash Cond"`
+	MergeCond      string   `json:"Merge Cond"`
+	SortKey        []string `json:"Sort Key"`
+	GroupKey       []string `json:"Group Key"`
 
 	ActualRows          float64 `json:"Actual Rows"`
 	ActualLoops         float64 `json:"Actual Loops"`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // session is one run: a single connection (HypoPG's hypothetical indexes
@@ -313,13 +314,23 @@ func (s *session) cleanup(ctx context.Context) {
 	_ = s.conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 
+// firstLine returns the first line of s, cut to maxLine runes.
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
-	const max = 300
-	if len(s) > max {
-		s = s[:max] + "…"
+	return clip(s, maxLine)
+}
+
+// maxLine is the most of a message or query text the advisor quotes in
+// one line.
+const maxLine = 300
+
+// clip cuts s to at most n runes, marking the cut with "…".
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
 	}
-	return s
+	r := []rune(s)
+	return string(r[:n]) + "…"
 }
 
 // quoteIdent quotes a PostgreSQL identifier.

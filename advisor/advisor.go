@@ -37,6 +37,10 @@ const DefaultTopQueries = 200
 // a smaller bar is safe here because write cost is weighed separately.
 const DefaultMinImprovementPct = 10
 
+// DefaultVerifyRuns is how many times Verify runs each helped query before
+// and after a build when Config.VerifyRuns is zero (the median counts).
+const DefaultVerifyRuns = 5
+
 // Config tunes a run. The zero value means the documented defaults.
 type Config struct {
 	// TopQueries bounds the statements read from pg_stat_statements, by
@@ -65,7 +69,7 @@ type Config struct {
 	// KeepVerified keeps the indexes Verify built.
 	KeepVerified bool
 	// VerifyRuns is how many times each query runs before and after a
-	// build; the median counts (default 5).
+	// build; the median counts (default DefaultVerifyRuns).
 	VerifyRuns int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -82,7 +86,7 @@ func (c Config) withDefaults() Config {
 		c.MinImprovementPct = DefaultMinImprovementPct
 	}
 	if c.VerifyRuns <= 0 {
-		c.VerifyRuns = 5
+		c.VerifyRuns = DefaultVerifyRuns
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -152,19 +156,25 @@ type Recommendation struct {
 
 // Measurement is the gain Verify measured after building an index for real.
 type Measurement struct {
-	// BeforeMs and AfterMs are the call-weighted median execution times of
-	// the helped queries, summed.
-	BeforeMs, AfterMs float64
-	// ImprovementPct is 100 × (1 − AfterMs/BeforeMs).
+	// BeforeMs and AfterMs are the sums of the helped queries' median
+	// execution times, before and after the build.
+	BeforeMs float64 `json:"before_ms"`
+	AfterMs  float64 `json:"after_ms"`
+	// ImprovementPct is the helped queries' time saved, weighted like the
+	// estimate by each query's total time in the workload:
+	// 100 × (1 − Σ total × after/before ÷ Σ total).
 	ImprovementPct float64 `json:"improvement_pct"`
 	BuildMs        float64 `json:"build_ms"`
 	// Skipped says why a query could not be measured, by queryid.
 	Skipped map[int64]string `json:"skipped,omitempty"`
+	// Error says why the index could not be built ("" when it was).
+	Error string `json:"error,omitempty"`
 }
 
 // Check is the result of checking a rewrite on the database.
 type Check struct {
-	CostBefore, CostAfter float64
+	CostBefore float64 `json:"cost_before"`
+	CostAfter  float64 `json:"cost_after"`
 	// SameRows reports whether both forms returned the same rows (only
 	// when the check ran the queries).
 	SameRows *bool  `json:"same_rows,omitempty"`
@@ -250,15 +260,15 @@ func Advise(ctx context.Context, db *sql.DB, cfg Config) (*Report, error) {
 	cfg = cfg.withDefaults()
 	start := cfg.Now()
 	if err := db.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer conn.Close()
 	s := &session{conn: conn, cfg: cfg}
-	defer s.cleanup(context.WithoutCancel(ctx))
+	defer s.cleanup()
 	if err := s.preflight(ctx); err != nil {
 		return nil, err
 	}
@@ -286,7 +296,17 @@ func Advise(ctx context.Context, db *sql.DB, cfg Config) (*Report, error) {
 	if _, err := conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_reset()"); err != nil {
 		return nil, fmt.Errorf("advisor: clear hypothetical indexes: %w", err)
 	}
-	r.Recommendations = append(r.Recommendations, dropAdvice(s.cat)...)
+	drops := dropAdvice(s.cat)
+	writes := s.writeRows()
+	for i := range drops {
+		// What the index costs the workload's writes: one entry per row
+		// written, at the measured cost of an entry.
+		if t := s.cat.Table(drops[i].Table); t != nil {
+			ms, _ := writes.cost(t)
+			drops[i].WriteCostMs = round1(ms)
+		}
+	}
+	r.Recommendations = append(r.Recommendations, drops...)
 	r.Recommendations = append(r.Recommendations, s.rewriteAdvice(ctx)...)
 	r.Recommendations = append(r.Recommendations, partitionAdvice(s.queries(), s.cat, cfg)...)
 	s.rank(r.Recommendations)

@@ -2,6 +2,7 @@ package advisor
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -69,7 +70,12 @@ func (c *candidate) ddl(name string, concurrently bool) string {
 	return b.String()
 }
 
-// name is the index name the advice proposes.
+// maxIdentBytes is PostgreSQL's identifier limit (NAMEDATALEN − 1).
+const maxIdentBytes = 63
+
+// name is the index name the advice proposes, before uniqueIndexNames
+// makes it unique: table, key columns, "incl" and "part" for the covering
+// and partial forms, cut to fit PostgreSQL's limit with room for a suffix.
 func (c *candidate) name() string {
 	n := c.table.Name + "_" + strings.Join(c.cols, "_")
 	if len(c.include) > 0 {
@@ -78,8 +84,9 @@ func (c *candidate) name() string {
 	if c.where != "" {
 		n += "_part"
 	}
-	if len(n) > 59 {
-		n = n[:59]
+	const room = len("_idx") + len("_99")
+	if len(n) > maxIdentBytes-room {
+		n = strings.ToValidUTF8(n[:maxIdentBytes-room], "")
 	}
 	return n + "_idx"
 }
@@ -136,9 +143,9 @@ func scanUses(p *Plan, cat *Catalog) map[string]*scanUse {
 			// A scan's output names its own columns, alias-qualified when
 			// the query reads several tables.
 			if m := reOutCol.FindStringSubmatch(o); m != nil && m[1] == alias {
-				u.reads = appendUnique(u.reads, m[2])
+				u.reads = appendNew(u.reads, m[2])
 			} else if t.Columns[o] != nil {
-				u.reads = appendUnique(u.reads, o)
+				u.reads = appendNew(u.reads, o)
 			}
 		}
 	})
@@ -154,11 +161,15 @@ func scanUses(p *Plan, cat *Catalog) map[string]*scanUse {
 }
 
 func addQual(uses map[string]*scanUse, cond string) {
-	if cond == "" {
-		return
+	for _, c := range conjuncts(cond) {
+		addConjunct(uses, c)
 	}
-	// Comparisons joined by OR are alternatives: each may use an index of
-	// its own (a BitmapOr), but they must not become one multi-column key.
+}
+
+// addConjunct records one conjunct of a qualifier. Comparisons under an
+// OR are alternatives: each may use an index of its own (a BitmapOr), but
+// they must not become one multi-column key.
+func addConjunct(uses map[string]*scanUse, cond string) {
 	disjunct := strings.Contains(cond, " OR ")
 	for _, m := range reQualCmp.FindAllStringSubmatch(cond, -1) {
 		u := uses[m[1]]
@@ -167,22 +178,88 @@ func addQual(uses map[string]*scanUse, cond string) {
 		}
 		switch {
 		case disjunct:
-			u.alt = appendUnique(u.alt, m[2])
+			u.alt = appendNew(u.alt, m[2])
 		case m[3] == "=":
-			u.eq = appendUnique(u.eq, m[2])
+			u.eq = appendNew(u.eq, m[2])
 		default:
-			u.rng = appendUnique(u.rng, m[2])
+			u.rng = appendNew(u.rng, m[2])
 		}
-		u.reads = appendUnique(u.reads, m[2])
+		u.reads = appendNew(u.reads, m[2])
 	}
 	for _, m := range reQualNull.FindAllStringSubmatch(cond, -1) {
 		u := uses[m[1]]
 		if u == nil || u.table.Columns[m[2]] == nil {
 			continue
 		}
-		u.nulls = appendUnique(u.nulls, quoteIdent(m[2])+" IS "+m[3]+"NULL")
-		u.reads = appendUnique(u.reads, m[2])
+		if !disjunct {
+			u.nulls = appendNew(u.nulls, quoteIdent(m[2])+" IS "+m[3]+"NULL")
+		}
+		u.reads = appendNew(u.reads, m[2])
 	}
+}
+
+// conjuncts splits a deparsed qualifier, "((a = 1) AND ((b = 2) OR (c =
+// 3)))", at its top-level ANDs: "(a = 1)", "((b = 2) OR (c = 3))". Quoted
+// literals are skipped over.
+func conjuncts(cond string) []string {
+	cond = strings.TrimSpace(cond)
+	for len(cond) >= 2 && cond[0] == '(' && closing(cond, 0) == len(cond)-1 {
+		cond = strings.TrimSpace(cond[1 : len(cond)-1])
+	}
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(cond); i++ {
+		switch cond[i] {
+		case '\'':
+			i = skipQuoted(cond, i)
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ' ':
+			if depth == 0 && strings.HasPrefix(cond[i:], " AND ") {
+				out = append(out, cond[start:i])
+				start = i + len(" AND ")
+				i += len(" AND ") - 1
+			}
+		}
+	}
+	return append(out, cond[start:])
+}
+
+// closing returns the index of the parenthesis closing the one at open,
+// or -1.
+func closing(s string, open int) int {
+	depth := 0
+	for i := open; i < len(s); i++ {
+		switch s[i] {
+		case '\'':
+			i = skipQuoted(s, i)
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// skipQuoted returns the index of the quote closing the literal that
+// opens at i (” inside is an escaped quote), or the last index.
+func skipQuoted(s string, i int) int {
+	for j := i + 1; j < len(s); j++ {
+		if s[j] == '\'' {
+			if j+1 < len(s) && s[j+1] == '\'' {
+				j++
+				continue
+			}
+			return j
+		}
+	}
+	return len(s) - 1
 }
 
 // addSort records a sort whose keys are all plain columns of one alias.
@@ -204,11 +281,10 @@ func addSort(uses map[string]*scanUse, keys []string) {
 	}
 }
 
-func appendUnique(s []string, v string) []string {
-	for _, x := range s {
-		if x == v {
-			return s
-		}
+// appendNew appends v to s unless s holds it already.
+func appendNew[T comparable](s []T, v T) []T {
+	if slices.Contains(s, v) {
+		return s
 	}
 	return append(s, v)
 }
@@ -247,12 +323,12 @@ func candidatesFor(u *scanUse) []*candidate {
 		sets = append(sets, asc(c))
 	}
 	for _, c := range filterIndexable(t, u.alt) {
-		if !contains(eq, c) {
+		if !slices.Contains(eq, c) {
 			sets = append(sets, asc(c))
 		}
 	}
 	for _, c := range rng {
-		if !contains(eq, c) {
+		if !slices.Contains(eq, c) {
 			sets = append(sets, asc(c), asc(append(append([]string{}, eq...), c)...))
 		}
 	}
@@ -263,7 +339,7 @@ func candidatesFor(u *scanUse) []*candidate {
 		var cols []string
 		var desc []bool
 		for _, c := range eq {
-			if !contains(u.sort, c) {
+			if !slices.Contains(u.sort, c) {
 				cols, desc = append(cols, c), append(desc, false)
 			}
 		}
@@ -293,15 +369,6 @@ func filterIndexable(t *Table, cols []string) []string {
 	return out
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // coveredBy returns an existing index that already serves c: a valid
 // btree with the same predicate whose key starts with c's key (in the
 // same directions, or all reversed: a btree reads both ways) and that
@@ -317,7 +384,7 @@ func coveredBy(c *candidate) *Index {
 		all := append(append([]string{}, ix.Columns...), ix.Include...)
 		ok := true
 		for _, inc := range c.include {
-			if !contains(all, inc) && !contains(all, quoteIdent(inc)) {
+			if !slices.Contains(all, inc) && !slices.Contains(all, quoteIdent(inc)) {
 				ok = false
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -81,12 +82,12 @@ func (s *session) adviseIndexes(ctx context.Context) ([]Recommendation, error) {
 	var order []string
 	for _, q := range s.queries() {
 		for _, u := range scanUses(q.plan, s.cat) {
-			byTable[u.table] = appendQuery(byTable[u.table], q)
+			byTable[u.table] = appendNew(byTable[u.table], q)
 			if reads[u.table] == nil {
 				reads[u.table] = map[*Query][]string{}
 			}
 			for _, c := range u.reads {
-				reads[u.table][q] = appendUnique(reads[u.table][q], c)
+				reads[u.table][q] = appendNew(reads[u.table][q], c)
 			}
 			for _, c := range candidatesFor(u) {
 				k := c.key()
@@ -133,15 +134,6 @@ func whereSuffix(c *candidate) string {
 		s += " WHERE " + c.where
 	}
 	return s
-}
-
-func appendQuery(qs []*Query, q *Query) []*Query {
-	for _, x := range qs {
-		if x == q {
-			return qs
-		}
-	}
-	return append(qs, q)
 }
 
 // evaluate plans every query on the candidate's table with the candidate
@@ -264,13 +256,13 @@ func (s *session) upgrade(ctx context.Context, ev *evaluated, g gain, reads map[
 		helped = append(helped, q)
 		var extra []string
 		for _, c := range reads[q] {
-			if !contains(ev.cols, c) && !strings.Contains(ev.where, quoteIdent(c)) {
+			if !slices.Contains(ev.cols, c) && !strings.Contains(ev.where, quoteIdent(c)) {
 				extra = append(extra, c)
 			}
 		}
 		if len(extra) <= coveringMaxInclude {
 			for _, c := range extra {
-				inc = appendUnique(inc, c)
+				inc = appendNew(inc, c)
 			}
 		}
 	}
@@ -364,7 +356,7 @@ func (s *session) indexRecommendation(ev *evaluated, g gain) Recommendation {
 		Columns:                 colsWithDir(ev.candidate),
 		Include:                 ev.include,
 		Where:                   ev.where,
-		SQL:                     ev.ddl(ev.name(), true) + ";",
+		SQL:                     ev.ddl(s.uniqueName(ev.name()), true) + ";",
 		EstimatedImprovementPct: round1(pct),
 		Effort:                  effort,
 		Risk:                    risk,
@@ -376,6 +368,25 @@ func (s *session) indexRecommendation(ev *evaluated, g gain) Recommendation {
 		Rule:                    shape,
 		hypo:                    ev.candidate,
 	}
+}
+
+// uniqueName returns base, or base with a number before its "_idx", so it
+// names no existing index and no index advised before in this run.
+func (s *session) uniqueName(base string) string {
+	if s.names == nil {
+		s.names = map[string]bool{}
+		for _, t := range s.cat.Tables {
+			for _, ix := range t.Indexes {
+				s.names[ix.Name] = true
+			}
+		}
+	}
+	name := base
+	for i := 2; s.names[name]; i++ {
+		name = fmt.Sprintf("%s_%d_idx", strings.TrimSuffix(base, "_idx"), i)
+	}
+	s.names[name] = true
+	return name
 }
 
 func colsWithDir(c *candidate) []string {

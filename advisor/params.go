@@ -2,6 +2,7 @@ package advisor
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -113,12 +114,15 @@ func paramUses(text string) map[int]use {
 // than, each taken alone, an empty range.
 func pairRanges(uses map[int]use) {
 	low := map[string]int{}
-	for n, u := range uses {
-		if u.kind == "gt" {
-			low[u.col] = n
+	for _, n := range slices.Sorted(maps.Keys(uses)) {
+		if u := uses[n]; u.kind == "gt" {
+			if _, ok := low[u.col]; !ok {
+				low[u.col] = n
+			}
 		}
 	}
-	for n, u := range uses {
+	for _, n := range slices.Sorted(maps.Keys(uses)) {
+		u := uses[n]
 		if l, ok := low[u.col]; ok && u.kind == "lt" {
 			uses[l] = use{u.col, "between-low"}
 			uses[n] = use{u.col, "between-high"}

@@ -8,7 +8,11 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // session is one run: a single connection (HypoPG's hypothetical indexes
@@ -21,7 +25,8 @@ type session struct {
 	report *Report
 	// pgss and hypopg are the schemas of the two extensions, quoted.
 	pgss, hypopg string
-	all          []*Query // the workload, by total time
+	all          []*Query        // the workload, by total time
+	names        map[string]bool // index names taken (uniqueName)
 }
 
 // minServerVersion is the oldest PostgreSQL the advisor reads
@@ -78,11 +83,11 @@ func (s *session) extension(ctx context.Context, name, db, install string) (stri
 		return schema, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("cannot look up the %s extension: %v", name, err)
+		return "", fmt.Errorf("cannot look up the %s extension: %w", name, err)
 	}
 	var available bool
 	if err := s.conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = $1)`, name).Scan(&available); err != nil {
-		return "", fmt.Errorf("cannot look up the %s extension: %v", name, err)
+		return "", fmt.Errorf("cannot look up the %s extension: %w", name, err)
 	}
 	if !available {
 		return "", fmt.Errorf("the %s extension is not installed on the server: %s, then CREATE EXTENSION %s in database %q", name, install, name, db)
@@ -95,26 +100,40 @@ func (s *session) extension(ctx context.Context, name, db, install string) (stri
 var notWorkload = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat_\w+|pg_class|pg_index|pg_namespace|pg_attribute|pg_am|pg_constraint|pg_database|pg_prepared_statements|pg_stats|pg_roles|pg_extension|pg_available_extensions|pg_settings|hypopg\w*|current_setting|pg_is_in_recovery|pg_relation_size|pg_get_\w+|current_database|current_user)\b`)
 
 // loadWorkload reads the top statements of this database by total time.
+// pg_stat_statements keeps a row per role and query; the rows of one query
+// are summed, so each appears once.
 func (s *session) loadWorkload(ctx context.Context) error {
-	q := `SELECT queryid, query, calls, total_exec_time, mean_exec_time, rows, shared_blks_read, shared_blks_hit
+	q := `SELECT queryid, min(query), sum(calls)::bigint, sum(total_exec_time), sum(rows)::bigint,
+       sum(shared_blks_read)::bigint, sum(shared_blks_hit)::bigint
 FROM ` + s.pgss + `.pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND toplevel AND queryid IS NOT NULL
-ORDER BY total_exec_time DESC`
+GROUP BY queryid
+ORDER BY sum(total_exec_time) DESC`
 	rows, err := s.conn.QueryContext(ctx, q)
 	if err != nil {
 		return fmt.Errorf("advisor: read pg_stat_statements: %w", err)
 	}
-	var other, catalog int
+	var other, catalog, noText int
 	for rows.Next() {
 		qu := &Query{}
-		if err := rows.Scan(&qu.ID, &qu.Text, &qu.Calls, &qu.TotalMs, &qu.MeanMs, &qu.Rows,
+		var text sql.NullString
+		if err := rows.Scan(&qu.ID, &text, &qu.Calls, &qu.TotalMs, &qu.Rows,
 			&qu.SharedBlksRead, &qu.SharedBlksHit); err != nil {
 			rows.Close()
 			return fmt.Errorf("advisor: read pg_stat_statements: %w", err)
 		}
+		if qu.Calls > 0 {
+			qu.MeanMs = qu.TotalMs / float64(qu.Calls)
+		}
+		qu.Text = text.String
 		qu.kind = statementKind(qu.Text)
 		switch {
+		case !text.Valid:
+			// The text file of pg_stat_statements was reset or unreadable.
+			noText++
+			qu.kind = "other"
+			qu.Unexplained = "pg_stat_statements has no text for it (its query file was reset or could not be read)"
 		case qu.kind == "other":
 			other++
 			continue
@@ -133,7 +152,7 @@ ORDER BY total_exec_time DESC`
 	}
 	if other+catalog > 0 {
 		s.report.Notes = append(s.report.Notes, fmt.Sprintf(
-			"left out %d utility statements (SET, BEGIN, DDL, …) and %d statements on the system catalogues", other, catalog))
+			"left out %d utility statements (SET, BEGIN, DDL, COPY, …) and %d statements on the system catalogues", other, catalog))
 	}
 	if len(s.all) == 0 {
 		s.report.Notes = append(s.report.Notes, "pg_stat_statements holds no statements on this database's tables yet: run the workload, then advise")
@@ -142,20 +161,29 @@ ORDER BY total_exec_time DESC`
 	return nil
 }
 
-// statementKind classifies a statement by its first keyword.
+// reLeadingComments matches the comments and blanks before a statement's
+// first keyword (sqlcommenter and many ORMs prefix one).
+var reLeadingComments = regexp.MustCompile(`^(?:\s+|--[^\n]*(?:\n|$)|/\*(?s:.*?)\*/|\()*`)
+
+// reWriteKeyword finds a data-modifying keyword anywhere in a statement.
+var reWriteKeyword = regexp.MustCompile(`(?i)\b(?:insert\s+into|update\s+\S+\s+set|delete\s+from|merge\s+into)\b`)
+
+// statementKind classifies a statement by its first keyword, after any
+// leading comments: select, insert, update, delete, write (a WITH that
+// modifies data) or other (utility statements).
 func statementKind(text string) string {
-	t := strings.TrimLeft(text, " \t\r\n(")
-	word := strings.ToLower(strings.FieldsFunc(t+" ", func(r rune) bool {
-		return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '('
-	})[0])
-	switch word {
-	case "select", "with", "table", "values":
-		if word == "with" {
-			// A data-modifying CTE is a write; the advisor only reads it.
-			l := strings.ToLower(t)
-			if strings.Contains(l, "insert into") || strings.Contains(l, "update ") || strings.Contains(l, "delete from") {
-				return "write"
-			}
+	t := reLeadingComments.ReplaceAllString(text, "")
+	end := strings.IndexFunc(t, func(r rune) bool { return !unicode.IsLetter(r) })
+	if end < 0 {
+		end = len(t)
+	}
+	switch strings.ToLower(t[:end]) {
+	case "select", "table", "values":
+		return "select"
+	case "with":
+		// A data-modifying CTE is a write; the advisor only counts it.
+		if reWriteKeyword.MatchString(t) {
+			return "write"
 		}
 		return "select"
 	case "update":
@@ -184,8 +212,13 @@ func (s *session) queries() []*Query {
 // Config.Analyze, EXPLAIN ANALYZE. A statement that cannot be explained
 // keeps the reason in Query.Unexplained.
 func (s *session) explainAll(ctx context.Context) {
-	if _, err := s.conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
-		s.report.Notes = append(s.report.Notes, "could not force generic plans: "+err.Error())
+	// Generic plans for the statements without values; and literals
+	// quoted as quoteLiteral assumes (on by default since 9.1, but a
+	// role's or database's setting could turn it off).
+	for _, set := range []string{"SET plan_cache_mode = force_generic_plan", "SET standard_conforming_strings = on"} {
+		if _, err := s.conn.ExecContext(ctx, set); err != nil {
+			s.report.Notes = append(s.report.Notes, set+" failed: "+firstLine(err.Error()))
+		}
 	}
 	for i, q := range s.all {
 		switch q.kind {
@@ -220,11 +253,18 @@ func (s *session) prepare(ctx context.Context, q *Query, name string) error {
 		return fmt.Errorf("cannot be prepared (%s): %s", firstLine(err.Error()), hint)
 	}
 	q.prep = name
+	// Each type as format_type spells it (quoted where it must be), not
+	// the array's text form, which drops the quotes.
 	var types string
-	if err := s.conn.QueryRowContext(ctx, `SELECT parameter_types::text FROM pg_prepared_statements WHERE name = $1`, name).Scan(&types); err != nil {
-		return fmt.Errorf("cannot read its parameter types: %v", err)
+	const typesQuery = `SELECT COALESCE(string_agg(format_type(t, NULL), chr(1) ORDER BY i), '')
+		FROM pg_prepared_statements, unnest(parameter_types::oid[]) WITH ORDINALITY u(t, i) WHERE name = $1`
+	if err := s.conn.QueryRowContext(ctx, typesQuery, name).Scan(&types); err != nil {
+		return fmt.Errorf("cannot read its parameter types: %w", err)
 	}
-	ts := parseArray(types)
+	var ts []string
+	if types != "" {
+		ts = strings.Split(types, "\x01")
+	}
 	q.nparam = len(ts)
 	if q.nparam == 0 {
 		q.bound, q.ParamSource = q.Text, "none"
@@ -244,7 +284,11 @@ func (s *session) prepare(ctx context.Context, q *Query, name string) error {
 // by its bound text or, without values, its generic plan.
 func (s *session) explain(ctx context.Context, q *Query, analyze bool) (*Plan, error) {
 	if analyze && q.bound != "" {
-		return s.explainAnalyze(ctx, q.bound, q.kind != "select")
+		p, err := analyzeOn(ctx, s.conn, q.bound, analyzeTimeout)
+		if !errors.Is(err, errTimedOut) {
+			return p, err
+		}
+		s.report.Notes = append(s.report.Notes, fmt.Sprintf("query %d ran over %s under EXPLAIN ANALYZE: planned without it", q.ID, analyzeTimeout))
 	}
 	var stmt string
 	if q.bound != "" {
@@ -269,48 +313,46 @@ func (s *session) explainStmt(ctx context.Context, stmt string) (*Plan, error) {
 	return ParsePlan([]byte(out))
 }
 
-// explainAnalyze runs text under EXPLAIN ANALYZE on the session's
-// connection; see explainAnalyzeOn.
-func (s *session) explainAnalyze(ctx context.Context, text string, write bool) (*Plan, error) {
-	return explainAnalyzeOn(ctx, s.conn, text, write)
-}
+// analyzeTimeout bounds one EXPLAIN ANALYZE of Config.Analyze; a query
+// slower than this is planned without ANALYZE instead.
+const analyzeTimeout = 30 * time.Second
 
-// explainAnalyzeOn runs text under EXPLAIN ANALYZE on conn; a write runs
-// in a transaction that is rolled back.
-func explainAnalyzeOn(ctx context.Context, conn *sql.Conn, text string, write bool) (*Plan, error) {
-	stmt := "EXPLAIN (ANALYZE, FORMAT JSON, VERBOSE) " + text
-	var out string
-	if !write {
-		if err := conn.QueryRowContext(ctx, stmt).Scan(&out); err != nil {
-			return nil, err
-		}
-		return ParsePlan([]byte(out))
-	}
+// sqlstateQueryCanceled is PostgreSQL's code for a statement stopped by
+// statement_timeout (or a cancel request).
+const sqlstateQueryCanceled = "57014"
+
+// errTimedOut marks an EXPLAIN ANALYZE stopped by its statement timeout.
+var errTimedOut = errors.New("advisor: query timed out")
+
+// analyzeOn runs text once under EXPLAIN ANALYZE on conn, in a transaction
+// that is rolled back whatever the statement (a data-modifying CTE or a
+// function with side effects leaves nothing), with timeout as its
+// statement timeout (errTimedOut past it).
+func analyzeOn(ctx context.Context, conn *sql.Conn, text string, timeout time.Duration) (*Plan, error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // the point is to roll back
-	if err := tx.QueryRowContext(ctx, stmt).Scan(&out); err != nil {
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", timeout.Milliseconds())); err != nil {
+		return nil, err
+	}
+	var out string
+	if err := tx.QueryRowContext(ctx, "EXPLAIN (ANALYZE, FORMAT JSON, VERBOSE) "+text).Scan(&out); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == sqlstateQueryCanceled {
+			return nil, errTimedOut
+		}
 		return nil, err
 	}
 	return ParsePlan([]byte(out))
 }
 
-// cleanup drops what the session made (prepared statements, hypothetical
-// indexes, the plan_cache_mode setting), then has database/sql discard the
-// connection rather than return it to the pool, so no session state can
-// reach the caller's next query.
-func (s *session) cleanup(ctx context.Context) {
-	for _, q := range s.all {
-		if q.prep != "" {
-			_, _ = s.conn.ExecContext(ctx, "DEALLOCATE "+q.prep)
-		}
-	}
-	if s.hypopg != "" {
-		_, _ = s.conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_reset()")
-	}
-	_, _ = s.conn.ExecContext(ctx, "RESET plan_cache_mode")
+// cleanup has database/sql discard the session's connection rather than
+// return it to the pool: closing it ends the backend, and with it every
+// prepared statement, hypothetical index and setting the session made, so
+// none can reach the caller's next query.
+func (s *session) cleanup() {
 	_ = s.conn.Raw(func(any) error { return driver.ErrBadConn })
 }
 

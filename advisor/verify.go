@@ -2,18 +2,22 @@ package advisor
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// verifySuffix marks the indexes Verify builds, so that it never drops an
-// index of the user's that happens to share the proposed name.
-const verifySuffix = "_strata_verify"
+// randomSuffix makes the names of the indexes Verify builds unique, so it
+// never builds over, or drops, an index of the user's.
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
 
 // verify builds each advised index for real, in the order the greedy choice
 // kept them (so each measured gain is marginal, like its estimate), and
@@ -72,12 +76,20 @@ func (s *session) verify(ctx context.Context, r *Report) error {
 		if err != nil {
 			return err
 		}
-		name := rec.hypo.name() + verifySuffix
+		// A name of its own (the proposed one could be taken): a failed or
+		// cancelled CONCURRENTLY build leaves an invalid index behind, so
+		// it is recorded for the drop before the build starts.
+		name := fmt.Sprintf("strata_verify_%d_%s", len(built), randomSuffix())
+		built = append(built, name)
 		start := time.Now()
 		if _, err := conn.ExecContext(ctx, rec.hypo.ddl(name, true)); err != nil {
-			return fmt.Errorf("advisor: verify: build %s: %w", name, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("advisor: verify: build %s: %w", name, err)
+			}
+			m.Error = "build failed: " + firstLine(err.Error())
+			rec.Measured = m
+			continue
 		}
-		built = append(built, name)
 		m.BuildMs = round1(float64(time.Since(start).Microseconds()) / 1000)
 		after, err := s.measure(ctx, conn, qs, m.Skipped)
 		if err != nil {
@@ -106,7 +118,7 @@ func (s *session) verify(ctx context.Context, r *Report) error {
 		rec.Measured = m
 	}
 	if s.cfg.KeepVerified && len(built) > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("kept %d verified indexes (named …%s)", len(built), verifySuffix))
+		r.Notes = append(r.Notes, fmt.Sprintf("kept %d verified indexes (named strata_verify_*)", len(built)))
 	}
 	return nil
 }
@@ -132,7 +144,7 @@ func (s *session) measure(ctx context.Context, conn *sql.Conn, qs []*Query, skip
 			out[i] = -1
 			continue
 		}
-		warm, err := s.runTimed(ctx, conn, q)
+		warm, err := runTimed(ctx, conn, q)
 		if err != nil {
 			if errors.Is(err, errTimedOut) {
 				skipped[q.ID] = fmt.Sprintf("ran over %s; measure it by hand", verifyQueryTimeout)
@@ -151,7 +163,7 @@ func (s *session) measure(ctx context.Context, conn *sql.Conn, qs []*Query, skip
 		}
 		runs := make([]float64, 0, n)
 		for range n {
-			ms, err := s.runTimed(ctx, conn, q)
+			ms, err := runTimed(ctx, conn, q)
 			if err != nil {
 				return nil, err
 			}
@@ -163,32 +175,15 @@ func (s *session) measure(ctx context.Context, conn *sql.Conn, qs []*Query, skip
 	return out, nil
 }
 
-// errTimedOut marks a run stopped by verifyQueryTimeout.
-var errTimedOut = errors.New("advisor: verify: query timed out")
-
-// runTimed runs q once under EXPLAIN ANALYZE, in a transaction with
-// verifyQueryTimeout as its statement timeout (rolled back: writes leave
-// nothing), and returns the server's execution time in ms.
-func (s *session) runTimed(ctx context.Context, conn *sql.Conn, q *Query) (float64, error) {
-	tx, err := conn.BeginTx(ctx, nil)
+// runTimed runs q once under EXPLAIN ANALYZE (rolled back, stopped at
+// verifyQueryTimeout) and returns the server's execution time in ms.
+func runTimed(ctx context.Context, conn *sql.Conn, q *Query) (float64, error) {
+	p, err := analyzeOn(ctx, conn, q.bound, verifyQueryTimeout)
 	if err != nil {
-		return 0, fmt.Errorf("advisor: verify: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // read or rolled back
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", verifyQueryTimeout.Milliseconds())); err != nil {
-		return 0, fmt.Errorf("advisor: verify: %w", err)
-	}
-	var out string
-	if err := tx.QueryRowContext(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q.bound).Scan(&out); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "57014" {
-			return 0, errTimedOut
+		if errors.Is(err, errTimedOut) {
+			return 0, err
 		}
 		return 0, fmt.Errorf("advisor: verify: run query %d: %w", q.ID, err)
-	}
-	p, err := ParsePlan([]byte(out))
-	if err != nil {
-		return 0, err
 	}
 	return p.ExecutionMs, nil
 }

@@ -20,45 +20,40 @@ import (
 // the database, with hypothetical indexes where the advice needs one, and
 // with Config.Analyze compares their rows.
 
-// selectStarWidth is the plan row width, in bytes, over which SELECT * is
-// worth narrowing: about three times a typical row of ids, timestamps and a
-// short text.
+// selectStarWidth is the row width (bytes) over which SELECT * is worth narrowing: ~3 rows of ids and a short text.
 const selectStarWidth = 200
 
-// wideColumnBytes is the average width from which a column counts as wide
-// (a column SELECT * drags along that a caller rarely needs).
+// wideColumnBytes is the average width from which a column counts as wide (one a caller rarely needs).
 const wideColumnBytes = 64
 
-// sortNoLimitRows is the sorted row count from which a sort returned whole,
-// without LIMIT, is advised to be paginated.
+// sortNoLimitRows is the sorted row count from which a sort returned whole, without LIMIT, should be paginated.
 const sortNoLimitRows = 10_000
 
-// correlatedMinRuns is the estimated number of runs of a correlated
-// subquery (its outer rows) from which a join is advised.
+// correlatedMinRuns is the estimated runs of a correlated subquery (its outer rows) from which a join is advised.
 const correlatedMinRuns = 100
 
-// nPlusOneCallsFactor is how many times the workload's median calls a
-// single-row lookup must run to look like the inner side of an N+1 loop.
+// nPlusOneCallsFactor is how many times the workload's median calls an N+1 lookup runs at least.
 const nPlusOneCallsFactor = 10
 
 // nPlusOneMinCalls is the fewest calls for a lookup to be flagged as N+1.
 const nPlusOneMinCalls = 100
 
-// nPlusOneMaxRowsPerCall is the most rows per call for a lookup to count as
-// single-row (a lookup by a unique key returns 0 or 1).
+// nPlusOneMaxRowsPerCall is the most rows per call of a single-row lookup (a unique key returns 0 or 1).
 const nPlusOneMaxRowsPerCall = 1.5
 
-// sameRowsTimeout bounds each statement of the row comparison that runs
-// with Config.Analyze.
+// sameRowsTimeout bounds each statement of the row comparison that runs with Config.Analyze.
 const sameRowsTimeout = "10s"
 
-// baselineDrift is the relative difference between a check's re-planned
-// original and the query's own plan from which the check says its costs
-// include other hypothetical indexes.
-const baselineDrift = 0.01
+// rwPercent turns a fraction into a percentage.
+const rwPercent = 100
 
-// rewriteStmt is the prepared statement name a check plans a generic
-// (unbound) statement under; it is deallocated after each plan.
+// rwMaxEstimatePct caps an unchecked estimate: a rewrite never removes all of a plan's cost.
+const rwMaxEstimatePct = 99
+
+// reasonQueryRunes is how much of a query's text, in runes, a Reason quotes.
+const reasonQueryRunes = 80
+
+// rewriteStmt is the prepared statement a check plans a rewritten generic statement under (deallocated after).
 const rewriteStmt = "strata_advise_rewrite"
 
 // rwValue is a parameter or constant as it appears in the normalised text
@@ -79,18 +74,25 @@ var (
 	reRwOrderBy   = regexp.MustCompile(`(?i)\bORDER\s+BY\s+` + ident + `(\s+(?:ASC|DESC))?\s*(?:LIMIT|OFFSET|$)`)
 	reRwStar      = regexp.MustCompile(`(?i)^\s*SELECT\s+(?:ALL\s+|DISTINCT\s+)?(?:[a-z_][a-z0-9_]*\.)?\*|,\s*(?:[a-z_][a-z0-9_]*\.)?\*\s*(?:,|\bFROM\b)`)
 	reRwLimitAny  = regexp.MustCompile(`(?i)\b(LIMIT|FETCH)\b`)
-	reRwKeyLookup = regexp.MustCompile(`(?is)^\s*SELECT\s+.+?\s+FROM\s+` + ident + `(?:\s+(?:AS\s+)?[a-z_][a-z0-9_]*)?\s+WHERE\s+` + ident + `\s*=\s*\$\d+\s*(?:LIMIT\s+(?:\$\d+|1))?\s*$`)
+	// reRwKeyLookup matches a lookup by one key: the table, the key column
+	// and the key's parameter.
+	reRwKeyLookup = regexp.MustCompile(`(?is)^\s*SELECT\s+.+?\s+FROM\s+` + ident + `(?:\s+(?:AS\s+)?[a-z_][a-z0-9_]*)?\s+WHERE\s+` + ident + `\s*=\s*(\$\d+)\s*(?:LIMIT\s+(?:\$\d+|1))?\s*$`)
 	reRwCorrSub   = regexp.MustCompile(`(?is)\(\s*SELECT\s+(max|min|sum|avg|count|bool_and|bool_or)\s*\(([^()]*)\)\s+FROM\s+` + ident + `(?:\s+(?:AS\s+)?([a-z_][a-z0-9_]*))?\s+WHERE\s+` + ident + `\s*=\s*` + ident + `\s*\)`)
 	reRwLiteral   = regexp.MustCompile(`'[^']*'`)
-	reRwParamNum  = regexp.MustCompile(`\$(\d+)`)
 	reRwColRef    = regexp.MustCompile(`\b([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\b`)
+	reRwDistinct  = regexp.MustCompile(`(?i)^SELECT\s+DISTINCT\b`)
+	reRwJoinList  = regexp.MustCompile(`(?i)\bJOIN\b|,`)
+	reRwOrderKw   = regexp.MustCompile(`(?i)\s+ORDER\s+BY\b`)
 )
 
-// rwNotFunction are keywords that look like a function call before a
-// parenthesis.
-var rwNotFunction = map[string]bool{
-	"and": true, "or": true, "not": true, "in": true, "any": true, "all": true, "exists": true,
-	"where": true, "on": true, "select": true, "values": true, "some": true, "array": true,
+// rwNotFunction reports whether word (lower case) is a keyword that looks
+// like a function call before a parenthesis.
+func rwNotFunction(word string) bool {
+	switch word {
+	case "and", "or", "not", "in", "any", "all", "exists", "where", "on", "select", "values", "some", "array":
+		return true
+	}
+	return false
 }
 
 // rewrite is one detected rewrite: the advice, and what the check needs.
@@ -101,9 +103,9 @@ type rewrite struct {
 	// not mechanical; after "" with hypo set means the original statement
 	// under the hypothetical indexes).
 	after, afterBound string
-	// hypo are CREATE INDEX statements the after plan assumes (made with
-	// HypoPG for the check).
-	hypo []string
+	// hypo are the indexes the after plan assumes (made with HypoPG for
+	// the check).
+	hypo []rwIndex
 	// alsoOriginal plans the original statement under hypo too: when it is
 	// as cheap as the rewrite, the indexes alone are the advice.
 	alsoOriginal bool
@@ -117,6 +119,37 @@ type rewrite struct {
 
 // checkable reports whether the check has something to plan.
 func (r *rewrite) checkable() bool { return r.after != "" || len(r.hypo) > 0 }
+
+// rwIndex is an index a rewrite's advice assumes: a plain one as a
+// candidate (the index advice's own type, so HypoPG makes it through
+// session.hypoCreate), or an expression index, which a candidate cannot
+// spell (its keys are quoted column names).
+type rwIndex struct {
+	cand  *candidate // a plain index, or nil for an expression index
+	table *Table
+	expr  string // the expression key, as the query writes it
+}
+
+// plainIndex is a single-column index on col of t.
+func plainIndex(t *Table, col string) rwIndex {
+	return rwIndex{cand: &candidate{table: t, cols: []string{col}, desc: []bool{false}}, table: t}
+}
+
+// exprIndex is an index on the expression expr over t, kept as written.
+func exprIndex(t *Table, expr string) rwIndex { return rwIndex{table: t, expr: expr} }
+
+// ddl is the index's CREATE INDEX statement, its table schema-qualified
+// and quoted; PostgreSQL (or HypoPG) names it.
+func (ix rwIndex) ddl(concurrently bool) string {
+	if ix.cand != nil {
+		return ix.cand.ddl("", concurrently)
+	}
+	create := "CREATE INDEX "
+	if concurrently {
+		create += "CONCURRENTLY "
+	}
+	return create + "ON " + quoteIdent(ix.table.Schema) + "." + quoteIdent(ix.table.Name) + " (" + ix.expr + ")"
+}
 
 // rwWorkload is what the rules need to know of the workload as a whole.
 type rwWorkload struct {
@@ -159,16 +192,19 @@ type rewriteRule struct {
 	detect    func(q *Query, cat *Catalog, w rwWorkload) (rewrite, bool)
 }
 
-// rewriteRules are the rewrite rules in the order their advice is listed.
-var rewriteRules = []rewriteRule{
-	{"function_on_column", true, ruleFunctionOnColumn},
-	{"offset_pagination", true, ruleOffset},
-	{"select_star", false, ruleSelectStar},
-	{"not_in_nullable", true, ruleNotIn},
-	{"or_across_columns", true, ruleOrAcrossColumns},
-	{"correlated_subquery", true, ruleCorrelated},
-	{"sort_without_limit", false, ruleSortWithoutLimit},
-	{"n_plus_one", false, ruleNPlusOne},
+// rewriteRules returns the rewrite rules in the order their advice is
+// listed.
+func rewriteRules() []rewriteRule {
+	return []rewriteRule{
+		{"function_on_column", true, ruleFunctionOnColumn},
+		{"offset_pagination", true, ruleOffset},
+		{"select_star", false, ruleSelectStar},
+		{"not_in_nullable", true, ruleNotIn},
+		{"or_across_columns", true, ruleOrAcrossColumns},
+		{"correlated_subquery", true, ruleCorrelated},
+		{"sort_without_limit", false, ruleSortWithoutLimit},
+		{"n_plus_one", false, ruleNPlusOne},
+	}
 }
 
 // detectRewrites runs every rule over one explained query; examined_ratio
@@ -180,7 +216,7 @@ func detectRewrites(q *Query, cat *Catalog, w rwWorkload) []rewrite {
 	}
 	var out []rewrite
 	explained := false
-	for _, r := range rewriteRules {
+	for _, r := range rewriteRules() {
 		rw, ok := r.detect(q, cat, w)
 		if !ok {
 			continue
@@ -237,7 +273,7 @@ func ruleFunctionOnColumn(q *Query, cat *Catalog, _ rwWorkload) (rewrite, bool) 
 	type hit struct{ ref, expr string }
 	var hits []hit
 	for _, m := range reRwFuncOnCol.FindAllStringSubmatch(where, -1) {
-		if !rwNotFunction[strings.ToLower(m[1])] {
+		if !rwNotFunction(strings.ToLower(m[1])) {
 			hits = append(hits, hit{m[3], strings.ToLower(m[1]) + "(" + m[2] + rwBare(m[3]) + ")"})
 		}
 	}
@@ -256,17 +292,17 @@ func ruleFunctionOnColumn(q *Query, cat *Catalog, _ rwWorkload) (rewrite, bool) 
 		if scan == nil {
 			continue
 		}
-		ddl := fmt.Sprintf("CREATE INDEX ON %s (%s)", t.Name, h.expr)
+		ix := exprIndex(t, h.expr)
 		est := rwScanWaste(q.plan, scan, t)
 		return rewrite{
 			rec: Recommendation{
 				Table: t.Name, Columns: []string{col.Name},
-				SQL:    fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (%s); -- or compare %s itself (a range for date/cast)", t.Name, h.expr, col.Name),
+				SQL:    fmt.Sprintf("%s; -- or compare %s itself (a range for date/cast)", ix.ddl(true), col.Name),
 				Effort: Low, Risk: Low, EstimatedImprovementPct: est,
 				Reason: fmt.Sprintf("%s applies %s to the indexed column %s, so the index cannot serve it: Seq Scan on %s reads %.0f rows (filter %s) at cost %.0f of %.0f; an expression index is DDL only (estimate without a check: %.0f %% of the plan's cost is the scan's discarded rows)",
-					rwShort(q.Text), h.expr, col.Name, t.Name, t.Rows, scan.Filter, scan.TotalCost, q.plan.Root.TotalCost, est),
+					clip(strings.Join(strings.Fields(q.Text), " "), reasonQueryRunes), h.expr, col.Name, t.Name, t.Rows, scan.Filter, scan.TotalCost, q.plan.Root.TotalCost, est),
 			},
-			hypo: []string{ddl}, ddl: ddl,
+			hypo: []rwIndex{ix}, ddl: ix.ddl(true),
 		}, true
 	}
 	return rewrite{}, false
@@ -295,7 +331,7 @@ func ruleOffset(q *Query, _ *Catalog, _ rwWorkload) (rewrite, bool) {
 	if offAssumed || limAssumed {
 		assumed = fmt.Sprintf(" (values unknown: assumed OFFSET %.0f, LIMIT %.0f)", offset, limit)
 	}
-	est := 100 * offset / (offset + limit)
+	est := rwPercent * offset / (offset + limit)
 	table := ""
 	if scan := rwFind(&Plan{Root: lim}, (*Node).isScan); scan != nil {
 		table = scan.Relation
@@ -339,7 +375,7 @@ func ruleSelectStar(q *Query, cat *Catalog, _ rwWorkload) (rewrite, bool) {
 			}
 		}
 	}
-	est := math.Min(100, 100*wideBytes/root.PlanWidth)
+	est := math.Min(rwPercent, rwPercent*wideBytes/root.PlanWidth)
 	shape := "SELECT <the columns the caller reads> FROM " + scan.Relation + " …"
 	if len(narrow) > 0 {
 		shape = reRwStar.ReplaceAllStringFunc(q.Text, func(s string) string {
@@ -371,7 +407,7 @@ func ruleNotIn(q *Query, cat *Catalog, _ rwWorkload) (rewrite, bool) {
 		Table: t.Name, Columns: []string{rwBare(ni.col)}, SQL: ni.rewrite(q.Text),
 		Effort: Medium, Risk: High,
 		Reason: fmt.Sprintf("%s NOT IN (SELECT %s FROM %s …): %s.%s is nullable (%.1f %% NULL by pg_stats), and when the subquery yields a NULL, NOT IN returns no rows at all; NOT EXISTS returns the rows without a match and lets the planner use an anti join instead of the %s (cost %.0f per run). Risk high: the two forms differ exactly when NULLs are present (and for rows whose %s is NULL), so check that NOT EXISTS is what the caller means",
-			ni.outer, ni.col, ni.table, t.Name, rwBare(ni.col), 100*t.Columns[rwBare(ni.col)].NullFrac, rwSubplanKind(q.plan, sub), sub.TotalCost, ni.outer),
+			ni.outer, ni.col, ni.table, t.Name, rwBare(ni.col), rwPercent*t.Columns[rwBare(ni.col)].NullFrac, rwSubplanKind(q.plan, sub), sub.TotalCost, ni.outer),
 	}}
 	if rw.rec.SQL == "" {
 		rw.rec.SQL = "… WHERE NOT EXISTS (SELECT 1 FROM " + ni.table + " x WHERE x." + rwBare(ni.col) + " = " + ni.outer + " …)"
@@ -417,14 +453,14 @@ func ruleOrAcrossColumns(q *Query, cat *Catalog, _ rwWorkload) (rewrite, bool) {
 
 // orRewrite builds the or_across_columns advice for columns a and b of t.
 func orRewrite(q *Query, t *Table, a, b string, scan *Node) rewrite {
-	var ddls []string
+	var ixs []rwIndex
 	for _, c := range []string{a, b} {
 		if !rwLeadsIndex(t, c) {
-			ddls = append(ddls, fmt.Sprintf("CREATE INDEX ON %s (%s)", t.Name, c))
+			ixs = append(ixs, plainIndex(t, c))
 		}
 	}
 	est := rwScanWaste(q.plan, scan, t)
-	rw := rewrite{hypo: ddls, alsoOriginal: true, ddl: rwDDLText(ddls)}
+	rw := rewrite{hypo: ixs, alsoOriginal: true, ddl: rwDDLText(ixs, true)}
 	rw.after, _ = unionOfOr(q.Text)
 	if q.bound != "" {
 		rw.afterBound, _ = unionOfOr(q.bound)
@@ -434,8 +470,8 @@ func orRewrite(q *Query, t *Table, a, b string, scan *Node) rewrite {
 		shape = "SELECT … WHERE " + a + " = $1 UNION ALL SELECT … WHERE " + b + " = $2 AND (" + a + " = $1) IS NOT TRUE"
 	}
 	missing := "both columns are indexed"
-	if len(ddls) > 0 {
-		missing = "it needs " + rwDDLText(ddls)
+	if len(ixs) > 0 {
+		missing = "it needs " + rw.ddl
 	}
 	rw.rec = Recommendation{
 		Table: t.Name, Columns: []string{a, b}, SQL: rwJoinSQL(rw.ddl, shape), Effort: Medium, Risk: Low,
@@ -471,7 +507,7 @@ func ruleCorrelated(q *Query, _ *Catalog, _ rwWorkload) (rewrite, bool) {
 	root := q.plan.Root.TotalCost
 	est := 0.0
 	if root > 0 {
-		est = math.Min(99, math.Max(0, 100*(runs-1)*sub.TotalCost/root))
+		est = math.Min(rwMaxEstimatePct, math.Max(0, rwPercent*(runs-1)*sub.TotalCost/root))
 	}
 	table, cond := "", sub.Filter
 	if scan := rwFind(&Plan{Root: sub}, (*Node).isScan); scan != nil {
@@ -533,27 +569,31 @@ func ruleSortWithoutLimit(q *Query, _ *Catalog, _ rwWorkload) (rewrite, bool) {
 // ruleNPlusOne: the same single-row lookup by a unique key, run at least
 // nPlusOneCallsFactor × the workload's median calls (and nPlusOneMinCalls):
 // the inner side of a loop in the application. Estimate: k = calls /
-// median calls lookups per outer statement become one = ANY($1) statement,
+// median calls lookups per outer statement become one = ANY($n) statement,
 // saving 100 × (1 − 1/k) of the round trips and per-statement overhead
 // (which pg_stat_statements does not time, so this is not checked).
 func ruleNPlusOne(q *Query, cat *Catalog, w rwWorkload) (rewrite, bool) {
-	m := reRwKeyLookup.FindStringSubmatch(q.Text)
-	if m == nil || q.Calls < nPlusOneMinCalls || w.medianCalls <= 0 ||
+	loc := reRwKeyLookup.FindStringSubmatchIndex(q.Text)
+	if loc == nil || q.Calls < nPlusOneMinCalls || w.medianCalls <= 0 ||
 		float64(q.Calls) < nPlusOneCallsFactor*w.medianCalls || float64(q.Rows) > nPlusOneMaxRowsPerCall*float64(q.Calls) {
 		return rewrite{}, false
 	}
-	t := cat.Table(m[1])
-	col := rwBare(m[2])
+	table, key := q.Text[loc[2]:loc[3]], q.Text[loc[4]:loc[5]]
+	param := q.Text[loc[6]:loc[7]]
+	t := cat.Table(table)
+	col := rwBare(key)
 	if t == nil || !rwUniqueKey(t, col) {
 		return rewrite{}, false
 	}
 	k := float64(q.Calls) / w.medianCalls
-	est := 100 * (1 - 1/k)
-	shape := regexp.MustCompile(`(?i)`+regexp.QuoteMeta(m[2])+`\s*=\s*(\$\d+)`).ReplaceAllString(q.Text, m[2]+" = ANY($1)")
+	est := rwPercent * (1 - 1/k)
+	// Only the WHERE clause's key parameter becomes an array, under its
+	// own number, so the statement's other parameters keep theirs.
+	shape := q.Text[:loc[6]] + "ANY(" + param + ")" + q.Text[loc[7]:]
 	return rewrite{rec: Recommendation{
 		Table: t.Name, Columns: []string{col}, SQL: shape, Effort: Medium, Risk: Low, EstimatedImprovementPct: est,
-		Reason: fmt.Sprintf("a single-row lookup by the unique key %s.%s runs %d times (%.2f rows a call), %.0f× the workload's median of %.0f calls: an N+1 loop in the application; fetching the keys in one = ANY($1) statement saves about %.0f %% of the round trips (estimate: 1 − 1/(calls / median calls))",
-			t.Name, col, q.Calls, float64(q.Rows)/float64(q.Calls), k, w.medianCalls, est),
+		Reason: fmt.Sprintf("a single-row lookup by the unique key %s.%s runs %d times (%.2f rows a call), %.0f× the workload's median of %.0f calls: an N+1 loop in the application; fetching the keys in one = ANY(%s) statement saves about %.0f %% of the round trips (estimate: 1 − 1/(calls / median calls))",
+			t.Name, col, q.Calls, float64(q.Rows)/float64(q.Calls), k, w.medianCalls, param, est),
 	}}, true
 }
 
@@ -571,7 +611,7 @@ func ruleExamined(q *Query, cat *Catalog) (rewrite, bool) {
 	root := q.plan.Root.TotalCost
 	est := 0.0
 	if root > 0 {
-		est = math.Min(99, 100*math.Min(1, top.TotalCost/root)*(1-ret/ex))
+		est = math.Min(rwMaxEstimatePct, rwPercent*math.Min(1, top.TotalCost/root)*(1-ret/ex))
 	}
 	cond := strings.TrimSpace(top.Filter + " " + top.IndexCond)
 	return rewrite{rec: Recommendation{
@@ -585,18 +625,21 @@ func ruleExamined(q *Query, cat *Catalog) (rewrite, bool) {
 
 // --- the check ---
 
-// checkRewrite plans the original and the rewritten statement (under the
-// rewrite's hypothetical indexes), sets rw.rec.Checked and the improvement
-// from the two costs, and with Config.Analyze compares the rows of both.
+// checkRewrite plans the original (its own plan, session.explain) and the
+// rewritten statement (under the rewrite's hypothetical indexes), sets
+// rw.rec.Checked and the improvement from the two costs, and with
+// Config.Analyze compares the rows of both. Advise clears the index
+// advice's hypothetical indexes before the rewrites, so both plans see the
+// real schema plus only the rewrite's own indexes.
 func (s *session) checkRewrite(ctx context.Context, q *Query, rw *rewrite) {
-	orig, after := q.bound, rw.afterBound
+	after := rw.afterBound
 	if q.bound == "" {
-		orig, after = q.Text, rw.after
+		after = rw.after
 	}
 	if rw.after != "" && after == "" {
 		return
 	}
-	before, err := s.rwPlan(ctx, q, orig)
+	before, err := s.explain(ctx, q, false)
 	if err != nil {
 		rw.rec.Checked = &Check{Note: "not checked: the original could not be planned: " + firstLine(err.Error())}
 		return
@@ -605,14 +648,14 @@ func (s *session) checkRewrite(ctx context.Context, q *Query, rw *rewrite) {
 	err = s.rwWithHypo(ctx, rw.hypo, func() error {
 		var err error
 		if after == "" {
-			planned, err = s.rwPlan(ctx, q, orig)
+			planned, err = s.explain(ctx, q, false)
 			return err
 		}
 		if planned, err = s.rwPlan(ctx, q, after); err != nil {
 			return err
 		}
 		if rw.alsoOriginal && len(rw.hypo) > 0 {
-			alt, err = s.rwPlan(ctx, q, orig)
+			alt, err = s.explain(ctx, q, false)
 		}
 		return err
 	})
@@ -621,9 +664,6 @@ func (s *session) checkRewrite(ctx context.Context, q *Query, rw *rewrite) {
 		return
 	}
 	applyCheck(rw, before, planned, alt)
-	if q.Cost > 0 && math.Abs(before.Cost()-q.Cost) > baselineDrift*q.Cost {
-		rw.rec.Checked.Note += fmt.Sprintf("; both costs include the hypothetical indexes already in the session (the index advice): the original's own plan costs %.0f", q.Cost)
-	}
 	if rw.notSameRows != "" {
 		rw.rec.Checked.Note += "; rows not compared: " + rw.notSameRows
 		return
@@ -646,7 +686,7 @@ func applyCheck(rw *rewrite, before, after, alt *Plan) {
 	c := &Check{CostBefore: before.Cost(), CostAfter: after.Cost()}
 	var notes []string
 	if len(rw.hypo) > 0 {
-		notes = append(notes, "with hypothetical "+rwDDLText(rw.hypo))
+		notes = append(notes, "with hypothetical "+rwDDLText(rw.hypo, false))
 	}
 	if alt != nil && alt.Cost() <= after.Cost() {
 		c.CostAfter = alt.Cost()
@@ -655,7 +695,7 @@ func applyCheck(rw *rewrite, before, after, alt *Plan) {
 	}
 	imp := 0.0
 	if c.CostBefore > 0 && c.CostAfter < c.CostBefore {
-		imp = 100 * (1 - c.CostAfter/c.CostBefore)
+		imp = rwPercent * (1 - c.CostAfter/c.CostBefore)
 		notes = append(notes, fmt.Sprintf("planner cost %.0f → %.0f", c.CostBefore, c.CostAfter))
 	} else {
 		notes = append(notes, fmt.Sprintf("not cheaper by the planner's estimate (%.0f → %.0f): improvement 0", c.CostBefore, c.CostAfter))
@@ -664,40 +704,64 @@ func applyCheck(rw *rewrite, before, after, alt *Plan) {
 	rw.rec.Checked, rw.rec.EstimatedImprovementPct = c, imp
 }
 
-// rwPlan plans text: directly when q has bound values (text is then the
-// bound form), else as a fresh prepared statement's generic plan.
+// rwPlan plans a rewritten statement text: directly when q has bound
+// values (text is then the bound form), else as a fresh prepared
+// statement's generic plan. (The original is planned by session.explain.)
 func (s *session) rwPlan(ctx context.Context, q *Query, text string) (*Plan, error) {
 	if q.bound != "" {
-		return s.explainText(ctx, text)
+		p, err := s.explainText(ctx, text)
+		if err != nil {
+			return nil, fmt.Errorf("the rewrite could not be planned: %w", err)
+		}
+		return p, nil
 	}
 	if _, err := s.conn.ExecContext(ctx, "PREPARE "+rewriteStmt+" AS "+text); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the rewrite could not be prepared: %w", err)
 	}
 	defer s.conn.ExecContext(ctx, "DEALLOCATE "+rewriteStmt) //nolint:errcheck // best effort
 	stmt := "EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE " + rewriteStmt
 	if n := rwMaxParam(text); n > 0 {
 		stmt += "(" + strings.TrimSuffix(strings.Repeat("NULL, ", n), ", ") + ")"
 	}
-	return s.explainStmt(ctx, stmt)
+	p, err := s.explainStmt(ctx, stmt)
+	if err != nil {
+		return nil, fmt.Errorf("the rewrite could not be planned: %w", err)
+	}
+	return p, nil
 }
 
-// rwWithHypo runs fn with the hypothetical indexes ddls created, and drops
+// rwWithHypo runs fn with the hypothetical indexes ixs created, and drops
 // them again.
-func (s *session) rwWithHypo(ctx context.Context, ddls []string, fn func() error) error {
-	var oids []int64
+func (s *session) rwWithHypo(ctx context.Context, ixs []rwIndex, fn func() error) error {
+	var made []hypo
 	defer func() {
-		for _, oid := range oids {
-			_, _ = s.conn.ExecContext(ctx, "SELECT "+s.hypopg+".hypopg_drop_index($1)", oid)
+		for _, h := range made {
+			_ = s.hypoDrop(ctx, h) // best effort: hypopg_reset at the end clears any left
 		}
 	}()
-	for _, d := range ddls {
-		var oid int64
-		if err := s.conn.QueryRowContext(ctx, "SELECT indexrelid FROM "+s.hypopg+".hypopg_create_index($1)", d).Scan(&oid); err != nil {
-			return fmt.Errorf("hypothetical %s: %w", d, err)
+	for _, ix := range ixs {
+		h, err := s.rwHypoCreate(ctx, ix)
+		if err != nil {
+			return err
 		}
-		oids = append(oids, oid)
+		made = append(made, h)
 	}
 	return fn()
+}
+
+// rwHypoCreate makes ix with HypoPG: a plain index through
+// session.hypoCreate, an expression index (which a candidate cannot spell)
+// from its DDL. session.hypoDrop drops either.
+func (s *session) rwHypoCreate(ctx context.Context, ix rwIndex) (hypo, error) {
+	if ix.cand != nil {
+		return s.hypoCreate(ctx, ix.cand)
+	}
+	var h hypo
+	ddl := ix.ddl(false)
+	if err := s.conn.QueryRowContext(ctx, "SELECT indexrelid FROM "+s.hypopg+".hypopg_create_index($1)", ddl).Scan(&h.oid); err != nil {
+		return h, fmt.Errorf("advisor: hypothetical index %s: %w", ddl, err)
+	}
+	return h, nil
 }
 
 // rwSameRows runs both statements (only with Config.Analyze) and reports
@@ -706,18 +770,18 @@ func (s *session) rwWithHypo(ctx context.Context, ddls []string, fn func() error
 func (s *session) rwSameRows(ctx context.Context, a, b string) (bool, error) {
 	tx, err := s.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only; nothing to keep
 	if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = '"+sameRowsTimeout+"'"); err != nil {
-		return false, err
+		return false, fmt.Errorf("set statement_timeout: %w", err)
 	}
 	var n1, n2 int64
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (("+a+") EXCEPT ALL ("+b+")) x").Scan(&n1); err != nil {
-		return false, err
+		return false, fmt.Errorf("original EXCEPT ALL rewrite: %w", err)
 	}
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (("+b+") EXCEPT ALL ("+a+")) x").Scan(&n2); err != nil {
-		return false, err
+		return false, fmt.Errorf("rewrite EXCEPT ALL original: %w", err)
 	}
 	return n1 == 0 && n2 == 0, nil
 }
@@ -789,7 +853,7 @@ func unionOfOr(text string) (string, bool) {
 	a := strings.TrimSpace(where[:ors[0][0]])
 	b := strings.TrimSpace(where[ors[0][1]:])
 	op := "UNION ALL"
-	if regexp.MustCompile(`(?i)^SELECT\s+DISTINCT\b`).MatchString(head) {
+	if reRwDistinct.MatchString(head) {
 		op = "UNION"
 	}
 	return fmt.Sprintf("%s WHERE %s %s %s WHERE (%s) AND (%s) IS NOT TRUE", head, a, op, head, b, a), true
@@ -827,7 +891,7 @@ func parseNotIn(text string) (notIn, bool) {
 	}
 	mr := rwMask(ni.rest)
 	ni.mechanical = (ni.rest == "" || reRwWhere.FindStringIndex(mr) != nil && reRwWhere.FindStringIndex(mr)[0] == 0) &&
-		!reRwTail.MatchString(mr) && !regexp.MustCompile(`(?i)\bJOIN\b|,`).MatchString(mr)
+		!reRwTail.MatchString(mr) && !reRwJoinList.MatchString(mr)
 	if !strings.Contains(ni.outer, ".") {
 		// Qualify the outer column with the outer query's table, or give up.
 		froms := reFromTable.FindAllStringSubmatch(text[:ni.start], -1)
@@ -917,7 +981,7 @@ func keysetSQL(text, offsetClause, key string, desc bool) string {
 	if loc := reRwWhere.FindStringIndex(rwMask(out)); loc != nil {
 		return out[:loc[1]] + " " + cond + " AND" + out[loc[1]:] + fmt.Sprintf(" -- $%d: the last %s of the previous page", rwMaxParam(text)+1, key)
 	}
-	ob := regexp.MustCompile(`(?i)\s+ORDER\s+BY\b`).FindStringIndex(out)
+	ob := reRwOrderKw.FindStringIndex(out)
 	if ob == nil {
 		return out
 	}
@@ -946,7 +1010,7 @@ func rwNumber(re *regexp.Regexp, text string, def float64) (float64, bool) {
 // rwMaxParam is the highest $n in text (0 when none).
 func rwMaxParam(text string) int {
 	n := 0
-	for _, m := range reRwParamNum.FindAllStringSubmatch(text, -1) {
+	for _, m := range reParam.FindAllStringSubmatch(text, -1) {
 		if i, err := strconv.Atoi(m[1]); err == nil && i > n {
 			n = i
 		}
@@ -962,11 +1026,14 @@ func rwBare(ref string) string {
 	return ref
 }
 
-// rwBareAll strips the qualifiers of sort keys and their ASC/DESC.
+// rwBareAll strips the qualifiers of sort keys and their ASC/DESC; an
+// empty or blank key is left out.
 func rwBareAll(keys []string) []string {
 	var out []string
 	for _, k := range keys {
-		out = append(out, rwBare(strings.Fields(k + " ")[0]))
+		if f := strings.Fields(k); len(f) > 0 {
+			out = append(out, rwBare(f[0]))
+		}
 	}
 	return out
 }
@@ -983,18 +1050,15 @@ func rwCondColumns(cond string) []string {
 	return out
 }
 
-// rwShort is the first line of a text, cut to a readable length.
-func rwShort(s string) string {
-	const max = 80
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = s[:max] + "…"
+// rwDDLText joins the indexes' CREATE INDEX statements for the advice, a
+// Reason or a Note.
+func rwDDLText(ixs []rwIndex, concurrently bool) string {
+	ddls := make([]string, len(ixs))
+	for i, ix := range ixs {
+		ddls[i] = ix.ddl(concurrently)
 	}
-	return s
+	return strings.Join(ddls, "; ")
 }
-
-// rwDDLText joins CREATE INDEX statements for a Reason or Note.
-func rwDDLText(ddls []string) string { return strings.Join(ddls, "; ") }
 
 // rwJoinSQL puts DDL and a query shape together.
 func rwJoinSQL(ddl, shape string) string {
@@ -1025,12 +1089,10 @@ func rwHashed(p *Plan, sub *Node) bool {
 	}
 	h := "hashed " + sub.SubplanName
 	hashed := false
+	refers := func(e string) bool { return strings.Contains(e, h) }
 	p.Root.Walk(func(n, _ *Node) {
-		for _, e := range append([]string{n.Filter, n.JoinFilter, n.IndexCond, n.RecheckCond, n.HashCond}, n.Output...) {
-			if strings.Contains(e, h) {
-				hashed = true
-			}
-		}
+		hashed = hashed || slices.ContainsFunc([]string{n.Filter, n.JoinFilter, n.IndexCond, n.RecheckCond, n.HashCond}, refers) ||
+			slices.ContainsFunc(n.Output, refers)
 	})
 	return hashed
 }
@@ -1051,29 +1113,23 @@ func rwScanWaste(p *Plan, scan *Node, t *Table) float64 {
 		return 0
 	}
 	kept := math.Min(scan.PlanRows, t.Rows)
-	return math.Min(99, 100*math.Min(1, scan.TotalCost/root)*(1-kept/t.Rows))
+	return math.Min(rwMaxEstimatePct, rwPercent*math.Min(1, scan.TotalCost/root)*(1-kept/t.Rows))
 }
 
 // rwLeadsIndex reports whether some valid index of t has col as its first
 // key column.
 func rwLeadsIndex(t *Table, col string) bool {
-	for _, ix := range t.Indexes {
-		if len(ix.Columns) > 0 && ix.Columns[0] == col && ix.Valid {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.Indexes, func(ix *Index) bool {
+		return len(ix.Columns) > 0 && ix.Columns[0] == col && ix.Valid
+	})
 }
 
 // rwUniqueKey reports whether col alone is t's primary key or a unique
 // index's only key column (without a predicate).
 func rwUniqueKey(t *Table, col string) bool {
-	for _, ix := range t.Indexes {
-		if (ix.Unique || ix.Primary) && ix.Predicate == "" && len(ix.Columns) == 1 && ix.Columns[0] == col {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.Indexes, func(ix *Index) bool {
+		return (ix.Unique || ix.Primary) && ix.Predicate == "" && len(ix.Columns) == 1 && ix.Columns[0] == col
+	})
 }
 
 // rwSortedColumns lists t's column names in name order.

@@ -1,9 +1,18 @@
 package advisor
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 // rwCatalog is a small catalogue shaped like the planted workload: orders
@@ -18,18 +27,18 @@ func rwCatalog() *Catalog {
 		return &Index{Name: name, Table: table, Method: "btree", Columns: cols, Unique: unique, Primary: primary, Valid: true}
 	}
 	return &Catalog{Tables: map[string]*Table{
-		"orders": {Name: "orders", Rows: 200_000,
+		"orders": {Schema: "public", Name: "orders", Rows: 200_000,
 			Columns: map[string]*Column{"id": col("id", true, 8), "customer_id": col("customer_id", true, 8),
 				"referrer_id": col("referrer_id", false, 8), "status": col("status", true, 6),
 				"created_at": col("created_at", true, 8), "note": col("note", true, 192)},
 			Indexes: []*Index{ix("orders", "orders_pkey", true, true, "id"), ix("orders", "orders_customer", false, false, "customer_id"),
 				ix("orders", "orders_created", false, false, "created_at")}},
-		"users": {Name: "users", Rows: 5000,
+		"users": {Schema: "public", Name: "users", Rows: 5000,
 			Columns: map[string]*Column{"id": col("id", true, 8), "email": col("email", true, 20), "region": col("region", true, 6)},
 			Indexes: []*Index{ix("users", "users_pkey", true, true, "id"), ix("users", "users_email_key", true, false, "email")}},
-		"events": {Name: "events", Rows: 200_000,
+		"events": {Schema: "public", Name: "events", Rows: 200_000,
 			Columns: map[string]*Column{"account_id": col("account_id", true, 8), "ref_id": col("ref_id", false, 8), "amount": col("amount", true, 8)}},
-		"products": {Name: "products", Rows: 2000,
+		"products": {Schema: "public", Name: "products", Rows: 2000,
 			Columns: map[string]*Column{"id": col("id", true, 8), "title": col("title", true, 20), "category": col("category", true, 8)},
 			Indexes: []*Index{ix("products", "products_pkey", true, true, "id")}},
 	}}
@@ -69,7 +78,7 @@ func TestDetectRewrites(t *testing.T) {
 	}{
 		// lower() over the unique email column, which the Seq Scan filters by: an expression index.
 		{name: "function", text: "SELECT id FROM users WHERE lower(email) = $1", plan: planFunc,
-			want: []string{"function_on_column"}, sql: "CREATE INDEX CONCURRENTLY ON users (lower(email))", mechanical: true},
+			want: []string{"function_on_column"}, sql: `CREATE INDEX CONCURRENTLY ON "public"."users" (lower(email))`, mechanical: true},
 		// The same function over an unindexed column is the index advisor's business, not a rewrite.
 		{name: "function unindexed", text: "SELECT id FROM users WHERE lower(region) = $1", plan: planRegion},
 		// A cast of an indexed timestamp compared with a date: an expression index on the cast.
@@ -96,7 +105,7 @@ func TestDetectRewrites(t *testing.T) {
 		// OR over two columns of orders with a Seq Scan: UNION ALL (and an index on referrer_id).
 		{name: "or", text: "SELECT id FROM orders WHERE customer_id = $1 OR referrer_id = $2", plan: planOr,
 			want: []string{"or_across_columns"}, mechanical: true,
-			sql: "CREATE INDEX ON orders (referrer_id);\nSELECT id FROM orders WHERE customer_id = $1 UNION ALL SELECT id FROM orders WHERE (referrer_id = $2) AND (customer_id = $1) IS NOT TRUE"},
+			sql: "CREATE INDEX CONCURRENTLY ON \"public\".\"orders\" (\"referrer_id\");\nSELECT id FROM orders WHERE customer_id = $1 UNION ALL SELECT id FROM orders WHERE (referrer_id = $2) AND (customer_id = $1) IS NOT TRUE"},
 		// OR over one column is an IN list an index serves.
 		{name: "or same column", text: "SELECT id FROM orders WHERE customer_id = $1 OR customer_id = $2", plan: planOrSame},
 		// A correlated max() per user over 1041 users: a grouped LEFT JOIN, mechanically built.
@@ -118,6 +127,11 @@ func TestDetectRewrites(t *testing.T) {
 		// A primary-key lookup run 5,000 times against a median of 50: batch with = ANY.
 		{name: "n+1", text: "SELECT id, title FROM products WHERE id = $1", plan: planLookup, calls: 5000, rows: 4990,
 			want: []string{"n_plus_one"}, sql: "WHERE id = ANY($1)"},
+		// Only the WHERE key becomes an array, under its own parameter: a
+		// look-alike comparison in the select list (parent_id = $1 holds
+		// "id = $1") and the other parameter are left alone.
+		{name: "n+1 other params", text: "SELECT id, (parent_id = $1) AS top FROM products WHERE id = $2", plan: planLookup, calls: 5000, rows: 4990,
+			want: []string{"n_plus_one"}, sql: "SELECT id, (parent_id = $1) AS top FROM products WHERE id = ANY($2)"},
 		// The same lookup run as often as the rest of the workload is normal.
 		{name: "n+1 rare", text: "SELECT id, title FROM products WHERE id = $1", plan: planLookup, calls: 60, rows: 60},
 		// A frequent lookup by a non-unique column is not a single-row lookup (its Seq Scan trips the ratio rule).
@@ -281,7 +295,8 @@ func TestApplyCheck(t *testing.T) {
 		{"indexes enough", 100, 12, 10, 90, "CREATE INDEX ON t (a)", "indexes alone are enough"},
 	}
 	for _, tc := range tests {
-		rw := &rewrite{rec: Recommendation{SQL: "rewritten", Effort: Medium, EstimatedImprovementPct: 55}, hypo: []string{"CREATE INDEX ON t (a)"}, ddl: "CREATE INDEX ON t (a)"}
+		rw := &rewrite{rec: Recommendation{SQL: "rewritten", Effort: Medium, EstimatedImprovementPct: 55},
+			hypo: []rwIndex{plainIndex(&Table{Schema: "public", Name: "t"}, "a")}, ddl: "CREATE INDEX ON t (a)"}
 		var alt *Plan
 		if tc.alt > 0 {
 			alt = plan(tc.alt)
@@ -302,4 +317,286 @@ func TestRwWorkload(t *testing.T) {
 	if w.medianCalls != 25 || !w.covered[3] || w.covered[4] {
 		t.Errorf("workload %+v: want median 25, query 3 covered, 4 not", w)
 	}
+}
+
+// TestRwBareAll checks the sort keys' column names: qualifiers and
+// directions go, and an empty or blank key is left out instead of
+// panicking.
+func TestRwBareAll(t *testing.T) {
+	got := rwBareAll([]string{"", "   ", "events.created_at DESC", "id", "\t"})
+	if !slices.Equal(got, []string{"created_at", "id"}) {
+		t.Errorf("rwBareAll: %q", got)
+	}
+	// The same through the rule: a Sort node whose key EXPLAIN left blank.
+	plan := `[{"Plan": {"Node Type": "Sort", "Total Cost": 8742, "Plan Rows": 20025, "Plan Width": 16, "Sort Key": [""], "Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "events", "Total Cost": 7262, "Plan Rows": 20025}]}}]`
+	q := &Query{ID: 42, Text: "SELECT id FROM events ORDER BY created_at", kind: "select", plan: mustParsePlan(t, plan)}
+	if rw, ok := ruleSortWithoutLimit(q, rwCatalog(), rwWorkload{}); !ok || len(rw.rec.Columns) != 0 {
+		t.Errorf("sort without limit over a blank key: %v %+v", ok, rw.rec)
+	}
+}
+
+// TestRwIndexDDL checks the DDL of the indexes rewrites assume: the table
+// schema-qualified and quoted, an expression key kept as written.
+func TestRwIndexDDL(t *testing.T) {
+	odd := &Table{Schema: "Sales", Name: `order "x"`}
+	tests := []struct{ got, want string }{
+		{exprIndex(odd, "lower(email)").ddl(false), `CREATE INDEX ON "Sales"."order ""x""" (lower(email))`},
+		{exprIndex(odd, "(created_at::date)").ddl(true), `CREATE INDEX CONCURRENTLY ON "Sales"."order ""x""" ((created_at::date))`},
+		{plainIndex(odd, "Ref").ddl(false), `CREATE INDEX ON "Sales"."order ""x""" ("Ref")`},
+		{rwDDLText([]rwIndex{plainIndex(odd, "a"), exprIndex(odd, "lower(b)")}, true),
+			`CREATE INDEX CONCURRENTLY ON "Sales"."order ""x""" ("a"); CREATE INDEX CONCURRENTLY ON "Sales"."order ""x""" (lower(b))`},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("got  %s\nwant %s", tc.got, tc.want)
+		}
+	}
+}
+
+// TestRwReasonQuote checks that a Reason quotes a long query on one line,
+// cut at a rune boundary.
+func TestRwReasonQuote(t *testing.T) {
+	// 13 bytes, then two-byte runes: byte 80 falls inside one.
+	text := "SELECT id, 'x" + strings.Repeat("é", 60) + "' AS tag\nFROM users\nWHERE lower(email) = $1"
+	q := &Query{ID: 42, Text: text, kind: "select", plan: mustParsePlan(t, planFunc)}
+	rw, ok := ruleFunctionOnColumn(q, rwCatalog(), rwWorkload{})
+	if !ok {
+		t.Fatal("no function_on_column advice")
+	}
+	quoted, _, _ := strings.Cut(rw.rec.Reason, " applies ")
+	if !utf8.ValidString(rw.rec.Reason) || strings.Contains(quoted, "\n") || utf8.RuneCountInString(quoted) != reasonQueryRunes+1 {
+		t.Errorf("quoted query %q (%d runes)", quoted, utf8.RuneCountInString(quoted))
+	}
+}
+
+// TestRwHelpers checks the small lookups the rules share.
+func TestRwHelpers(t *testing.T) {
+	if n := rwMaxParam("SELECT $1, $12 FROM t WHERE a = $3"); n != 12 {
+		t.Errorf("rwMaxParam: %d, want 12", n)
+	}
+	for _, w := range []string{"and", "exists", "array"} {
+		if !rwNotFunction(w) {
+			t.Errorf("%s taken for a function", w)
+		}
+	}
+	if rwNotFunction("lower") {
+		t.Error("lower taken for a keyword")
+	}
+	var names []string
+	for _, r := range rewriteRules() {
+		if slices.Contains(names, r.name) || r.detect == nil {
+			t.Errorf("rule %q repeated or without a detector", r.name)
+		}
+		names = append(names, r.name)
+	}
+	// The rules are a fresh list each time: changing one does not change the next.
+	rules := rewriteRules()
+	rules[0].name = "changed"
+	if rewriteRules()[0].name != "function_on_column" {
+		t.Error("rewriteRules shares its slice")
+	}
+}
+
+// fakeDB is a database/sql driver that answers what checkRewrite sends:
+// EXPLAIN with a one-node plan whose cost cost chooses, HypoPG's create
+// and size with numbers; every statement is logged, and one holding fail
+// fails with errFake.
+type fakeDB struct {
+	mu   sync.Mutex
+	log  []string
+	live int // hypothetical indexes in place
+	next int64
+	fail string
+	cost func(stmt string, live int) float64
+}
+
+var errFake = errors.New("fake failure")
+
+func (f *fakeDB) Connect(context.Context) (driver.Conn, error) { return fakeConn{f}, nil }
+func (f *fakeDB) Driver() driver.Driver                        { return fakeDriver{f} }
+
+type fakeDriver struct{ f *fakeDB }
+
+func (d fakeDriver) Open(string) (driver.Conn, error) { return fakeConn(d), nil }
+
+type fakeConn struct{ f *fakeDB }
+
+func (c fakeConn) Prepare(query string) (driver.Stmt, error) { return fakeStmt{c.f, query}, nil }
+func (c fakeConn) Close() error                              { return nil }
+func (c fakeConn) Begin() (driver.Tx, error)                 { return nil, errFake }
+
+// BeginTx fails: database/sql would refuse a read-only transaction
+// without it.
+func (c fakeConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) { return nil, errFake }
+
+type fakeStmt struct {
+	f     *fakeDB
+	query string
+}
+
+func (s fakeStmt) Close() error  { return nil }
+func (s fakeStmt) NumInput() int { return -1 }
+
+// run logs the statement and returns its one value, if any.
+func (s fakeStmt) run(args []driver.Value) (driver.Value, error) {
+	f := s.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	entry := s.query
+	for _, a := range args {
+		entry += fmt.Sprintf(" [%v]", a)
+	}
+	f.log = append(f.log, entry)
+	switch {
+	case f.fail != "" && strings.Contains(s.query, f.fail):
+		return nil, errFake
+	case strings.Contains(s.query, "hypopg_create_index"):
+		f.live++
+		f.next++
+		return f.next, nil
+	case strings.Contains(s.query, "hypopg_drop_index"):
+		f.live--
+	case strings.Contains(s.query, "hypopg_relation_size"):
+		return int64(8192), nil
+	case strings.HasPrefix(s.query, "EXPLAIN"):
+		return fmt.Sprintf(`[{"Plan": {"Node Type": "Result", "Total Cost": %g}}]`, f.cost(s.query, f.live)), nil
+	}
+	return nil, nil
+}
+
+func (s fakeStmt) Exec(args []driver.Value) (driver.Result, error) {
+	_, err := s.run(args)
+	return driver.RowsAffected(0), err
+}
+
+func (s fakeStmt) Query(args []driver.Value) (driver.Rows, error) {
+	v, err := s.run(args)
+	if err != nil {
+		return nil, err
+	}
+	return &fakeRows{v: v}, nil
+}
+
+type fakeRows struct {
+	v    driver.Value
+	done bool
+}
+
+func (r *fakeRows) Columns() []string { return []string{"v"} }
+func (r *fakeRows) Close() error      { return nil }
+func (r *fakeRows) Next(dest []driver.Value) error {
+	if r.done || r.v == nil {
+		return io.EOF
+	}
+	dest[0], r.done = r.v, true
+	return nil
+}
+
+// fakeSession is a session on f's one connection.
+func fakeSession(t *testing.T, f *fakeDB) *session {
+	t.Helper()
+	db := sql.OpenDB(f)
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &session{conn: conn, cat: rwCatalog(), hypopg: `"public"`}
+}
+
+// TestCheckRewrite runs the check against the fake database: the original
+// is planned through its own prepared statement, the rewrite as a fresh
+// one, the hypothetical indexes are made and dropped, and the note says
+// only what the check found (the query's cost from the index phase,
+// planned among other hypothetical indexes, plays no part).
+func TestCheckRewrite(t *testing.T) {
+	ctx := context.Background()
+	t.Run("or across columns", func(t *testing.T) {
+		f := &fakeDB{cost: func(stmt string, live int) float64 {
+			switch {
+			case strings.Contains(stmt, "EXECUTE "+rewriteStmt):
+				return 20
+			case live > 0:
+				return 16
+			}
+			return 8000
+		}}
+		s := fakeSession(t, f)
+		q := &Query{ID: 42, Text: "SELECT id FROM orders WHERE customer_id = $1 OR referrer_id = $2", kind: "select",
+			prep: "strata_advise_7", nparam: 2, plan: mustParsePlan(t, planOr)}
+		q.Cost = 5000 // not what the check plans: no note about it
+		rws := detectRewrites(q, s.cat, rwWorkload{covered: map[int64]bool{}})
+		if len(rws) == 0 || rws[0].rec.Rule != "or_across_columns" {
+			t.Fatalf("detected %+v", rws)
+		}
+		rw := rws[0]
+		s.checkRewrite(ctx, q, &rw)
+		c := rw.rec.Checked
+		wantNote := `with hypothetical CREATE INDEX ON "public"."orders" ("referrer_id"); the original with the indexes costs 16, no more than the rewrite's 20: the indexes alone are enough; planner cost 8000 → 16`
+		if c == nil || c.Note != wantNote || c.CostBefore != 8000 || c.CostAfter != 16 {
+			t.Fatalf("check %+v\nwant note %s", c, wantNote)
+		}
+		if want := `CREATE INDEX CONCURRENTLY ON "public"."orders" ("referrer_id")`; rw.rec.SQL != want {
+			t.Errorf("SQL %q, want %q", rw.rec.SQL, want)
+		}
+		log := strings.Join(f.log, "\n")
+		for _, want := range []string{
+			"EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE strata_advise_7(NULL, NULL)",
+			"PREPARE " + rewriteStmt + " AS SELECT id FROM orders WHERE customer_id = $1 UNION ALL",
+			`hypopg_create_index($1) [CREATE INDEX ON "public"."orders" ("referrer_id")]`,
+			"hypopg_drop_index($1) [1]",
+			"DEALLOCATE " + rewriteStmt,
+		} {
+			if !strings.Contains(log, want) {
+				t.Errorf("the check did not send %q; it sent:\n%s", want, log)
+			}
+		}
+		if strings.Contains(log, "AS "+q.Text) || f.live != 0 {
+			t.Errorf("original re-prepared, or %d hypothetical indexes left:\n%s", f.live, log)
+		}
+	})
+	t.Run("expression index", func(t *testing.T) {
+		f := &fakeDB{cost: func(_ string, live int) float64 {
+			if live > 0 {
+				return 8
+			}
+			return 147
+		}}
+		s := fakeSession(t, f)
+		bound := "SELECT id FROM users WHERE lower(email) = 'a@example.com'"
+		q := &Query{ID: 42, Text: "SELECT id FROM users WHERE lower(email) = $1", bound: bound, kind: "select", plan: mustParsePlan(t, planFunc)}
+		q.Cost = 1
+		rw, ok := ruleFunctionOnColumn(q, s.cat, rwWorkload{})
+		if !ok {
+			t.Fatal("no function_on_column advice")
+		}
+		s.checkRewrite(ctx, q, &rw)
+		c := rw.rec.Checked
+		if c == nil || c.CostBefore != 147 || c.CostAfter != 8 || strings.Contains(c.Note, "; both costs") {
+			t.Fatalf("check %+v", c)
+		}
+		log := strings.Join(f.log, "\n")
+		if !strings.Contains(log, "EXPLAIN (FORMAT JSON, VERBOSE) "+bound) ||
+			!strings.Contains(log, `hypopg_create_index($1) [CREATE INDEX ON "public"."users" (lower(email))]`) || f.live != 0 {
+			t.Errorf("sent:\n%s", log)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		f := &fakeDB{fail: "PREPARE " + rewriteStmt, cost: func(string, int) float64 { return 100 }}
+		s := fakeSession(t, f)
+		q := &Query{ID: 42, Text: "SELECT id FROM orders WHERE customer_id = $1 OR referrer_id = $2", kind: "select",
+			prep: "strata_advise_7", nparam: 2, plan: mustParsePlan(t, planOr)}
+		if _, err := s.rwPlan(ctx, q, "SELECT 1"); !errors.Is(err, errFake) {
+			t.Errorf("rwPlan error %v does not wrap the driver's", err)
+		}
+		rw := orRewrite(q, s.cat.Table("orders"), "customer_id", "referrer_id", q.plan.Root)
+		s.checkRewrite(ctx, q, &rw)
+		if c := rw.rec.Checked; c == nil || c.Note != "not checked: the rewrite could not be prepared: fake failure" || f.live != 0 {
+			t.Errorf("check %+v, %d hypothetical indexes left", c, f.live)
+		}
+		if _, err := s.rwSameRows(ctx, "SELECT 1", "SELECT 1"); !errors.Is(err, errFake) {
+			t.Errorf("rwSameRows error %v does not wrap the driver's", err)
+		}
+	})
 }

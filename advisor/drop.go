@@ -2,9 +2,9 @@ package advisor
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -58,12 +58,8 @@ func dropComparable(a, b *Index) bool {
 	if a == b || !a.Valid || !b.Valid || a.Method != b.Method || a.Predicate != b.Predicate {
 		return false
 	}
-	for _, c := range append(slices.Clone(a.Columns), b.Columns...) {
-		if strings.Contains(c, "(") {
-			return false
-		}
-	}
-	return true
+	isExpr := func(c string) bool { return strings.Contains(c, "(") }
+	return !slices.ContainsFunc(a.Columns, isExpr) && !slices.ContainsFunc(b.Columns, isExpr)
 }
 
 // dropDesc is whether key column i of ix sorts descending (a missing flag
@@ -94,12 +90,9 @@ func dropPrefixOf(a, b *Index) bool {
 // dropIncludes reports whether every INCLUDE column of a is a key or
 // INCLUDE column of b, so b keeps a's index-only scans.
 func dropIncludes(a, b *Index) bool {
-	for _, c := range a.Include {
-		if !slices.Contains(b.Columns, c) && !slices.Contains(b.Include, c) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(a.Include, func(c string) bool {
+		return !slices.Contains(b.Columns, c) && !slices.Contains(b.Include, c)
+	})
 }
 
 // dropCovers reports whether b makes a redundant: a can be dropped because
@@ -176,13 +169,8 @@ func dropWrites(t *Table) int64 {
 // covers a scanned duplicate is not advised (it takes over the reads).
 // The order is by table, then index name.
 func dropAdvice(cat *Catalog) []Recommendation {
-	names := make([]string, 0, len(cat.Tables))
-	for n := range cat.Tables {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var out []Recommendation
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(cat.Tables)) {
 		t := cat.Tables[name]
 		dup := dropDuplicates(t)
 		// An index that takes over a scanned duplicate's reads is not
@@ -193,8 +181,7 @@ func dropAdvice(cat *Catalog) []Recommendation {
 				inherits[cover] = true
 			}
 		}
-		ixs := slices.Clone(t.Indexes)
-		sort.Slice(ixs, func(i, j int) bool { return ixs[i].Name < ixs[j].Name })
+		ixs := slices.SortedFunc(slices.Values(t.Indexes), func(a, b *Index) int { return strings.Compare(a.Name, b.Name) })
 		for _, ix := range ixs {
 			cover, isDup := dup[ix]
 			if !isDup && (!dropUnused(ix) || inherits[ix]) {
@@ -209,18 +196,22 @@ func dropAdvice(cat *Catalog) []Recommendation {
 // dropRecommendation is the advice to drop ix, a duplicate of cover or,
 // when cover is nil, unused.
 func dropRecommendation(cat *Catalog, t *Table, ix, cover *Index) Recommendation {
-	const percent = 100
+	const percent = 100 // a share in percent
+	const tenths = 10   // the gain is rounded to a tenth of a percent
 	writes := dropWrites(t)
-	const tenths = 10 // the gain is rounded to a tenth of a percent
 	share := 0.0
 	if writes > 0 {
 		share = math.Round(percent*tenths/float64(len(t.Indexes)+1)) / tenths
+	}
+	schema := ix.Schema
+	if schema == "" {
+		schema = t.Schema // an index lives in its table's schema
 	}
 	r := Recommendation{
 		Kind:                    KindDropIndex,
 		Table:                   t.Name,
 		Columns:                 slices.Clone(ix.Columns),
-		SQL:                     "DROP INDEX CONCURRENTLY " + quoteIdent(ix.Name) + ";",
+		SQL:                     "DROP INDEX CONCURRENTLY " + qualifiedIdent(schema, ix.Name) + ";",
 		SizeBytes:               ix.Bytes,
 		EstimatedImprovementPct: share,
 		Effort:                  Low,
@@ -230,7 +221,7 @@ func dropRecommendation(cat *Catalog, t *Table, ix, cover *Index) Recommendation
 		since = "since the statistics were first collected (never reset)"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s on %s (%s), %s, ", ix.Name, t.Name, strings.Join(ix.Columns, ", "), dropBytes(ix.Bytes))
+	fmt.Fprintf(&b, "%s on %s (%s), %s, ", ix.Name, t.Name, strings.Join(ix.Columns, ", "), formatBytes(ix.Bytes))
 	if cover != nil {
 		r.Rule, r.Risk = "duplicate", Low
 		fmt.Fprintf(&b, "is covered by %s (%s), which serves every read it serves", cover.Name, strings.Join(cover.Columns, ", "))
@@ -246,9 +237,9 @@ func dropRecommendation(cat *Catalog, t *Table, ix, cover *Index) Recommendation
 	if writes > 0 {
 		fmt.Fprintf(&b, ". The table took %d index-writing row changes in that time (inserts + non-HOT updates + deletes); "+
 			"each writes the heap and one entry per index, so dropping it saves about %.1f%% of the table's index-maintenance work (1 of %d) and %s",
-			writes, share, len(t.Indexes)+1, dropBytes(ix.Bytes))
+			writes, share, len(t.Indexes)+1, formatBytes(ix.Bytes))
 	} else {
-		fmt.Fprintf(&b, ". The table took no writes in that time, so the gain is space only: %s", dropBytes(ix.Bytes))
+		fmt.Fprintf(&b, ". The table took no writes in that time, so the gain is space only: %s", formatBytes(ix.Bytes))
 	}
 	if cover == nil {
 		b.WriteString(". Scans are counted on this server only: check replicas before dropping")
@@ -258,17 +249,11 @@ func dropRecommendation(cat *Catalog, t *Table, ix, cover *Index) Recommendation
 	return r
 }
 
-// dropBytes prints a size in binary units (1.5 MiB).
-func dropBytes(n int64) string {
-	const unit = 1024 // binary units, as pg_size_pretty counts them
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// qualifiedIdent is schema.name, each quoted; name alone (quoted) when
+// the schema is unknown (""), which the catalogue never leaves it.
+func qualifiedIdent(schema, name string) string {
+	if schema == "" {
+		return quoteIdent(name)
 	}
-	v, i := float64(n)/unit, 0
-	const units = "KMGTPE"
-	for v >= unit && i < len(units)-1 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, units[i])
+	return quoteIdent(schema) + "." + quoteIdent(name)
 }

@@ -8,7 +8,7 @@ import (
 
 // dropIx is a valid, scanned, plain btree index on table t.
 func dropIx(name string, cols ...string) *Index {
-	return &Index{Name: name, Table: "t", Method: "btree", Columns: cols, Valid: true, Scans: 10, Bytes: 3 << 20}
+	return &Index{Name: name, Schema: "public", Table: "t", Method: "btree", Columns: cols, Valid: true, Scans: 10, Bytes: 3 << 20}
 }
 
 // dropCat is a catalogue of one table t, with writes, holding ixs.
@@ -29,7 +29,7 @@ func dropWith(ix *Index, f func(*Index)) *Index { f(ix); return ix }
 func dropSummary(rs []Recommendation) []string {
 	var out []string
 	for _, r := range rs {
-		name := strings.TrimSuffix(strings.TrimPrefix(r.SQL, `DROP INDEX CONCURRENTLY "`), `";`)
+		name := strings.TrimSuffix(strings.TrimPrefix(r.SQL, `DROP INDEX CONCURRENTLY "public"."`), `";`)
 		s := name + ":" + r.Rule
 		if r.Rule == "duplicate" {
 			_, after, _ := strings.Cut(r.Reason, "is covered by ")
@@ -153,7 +153,7 @@ func TestDropAdviceFields(t *testing.T) {
 			}
 		}
 	}
-	if unused.SQL != `DROP INDEX CONCURRENTLY "t_note";` || unused.Rule != "unused" || unused.Risk != Medium ||
+	if unused.SQL != `DROP INDEX CONCURRENTLY "public"."t_note";` || unused.Rule != "unused" || unused.Risk != Medium ||
 		!reflect.DeepEqual(unused.Columns, []string{"note"}) || !strings.Contains(unused.Reason, "check replicas") {
 		t.Errorf("unused: %+v", unused)
 	}
@@ -174,10 +174,11 @@ func TestDropAdviceNoWrites(t *testing.T) {
 }
 
 func TestDropAdviceOrder(t *testing.T) {
-	// Recommendations come by table, then index name, whatever the map order.
+	// Recommendations come by table, then index name, whatever the map
+	// order. The indexes have no schema of their own: the table's is used.
 	cat := &Catalog{Tables: map[string]*Table{}}
 	for _, tn := range []string{"zeta", "alpha", "mid"} {
-		cat.Tables[tn] = &Table{Name: tn, Inserts: 1, Indexes: []*Index{
+		cat.Tables[tn] = &Table{Schema: "s", Name: tn, Inserts: 1, Indexes: []*Index{
 			{Name: tn + "_b", Method: "btree", Columns: []string{"b"}, Valid: true},
 			{Name: tn + "_a", Method: "btree", Columns: []string{"a"}, Valid: true},
 		}}
@@ -188,28 +189,26 @@ func TestDropAdviceOrder(t *testing.T) {
 		for _, r := range dropAdvice(cat) {
 			got = append(got, r.SQL)
 		}
-		want := []string{`DROP INDEX CONCURRENTLY "alpha_a";`, `DROP INDEX CONCURRENTLY "alpha_b";`,
-			`DROP INDEX CONCURRENTLY "mid_a";`, `DROP INDEX CONCURRENTLY "mid_b";`,
-			`DROP INDEX CONCURRENTLY "zeta_a";`, `DROP INDEX CONCURRENTLY "zeta_b";`}
+		want := []string{`DROP INDEX CONCURRENTLY "s"."alpha_a";`, `DROP INDEX CONCURRENTLY "s"."alpha_b";`,
+			`DROP INDEX CONCURRENTLY "s"."mid_a";`, `DROP INDEX CONCURRENTLY "s"."mid_b";`,
+			`DROP INDEX CONCURRENTLY "s"."zeta_a";`, `DROP INDEX CONCURRENTLY "s"."zeta_b";`}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("got %q", got)
 		}
 	}
 }
 
-func TestDropBytes(t *testing.T) {
-	for _, c := range []struct {
-		n    int64
-		want string
-	}{
-		{0, "0 B"},             // zero prints as bytes
-		{1023, "1023 B"},       // under a KiB stays in bytes
-		{1536, "1.5 KiB"},      // fractions to a tenth
-		{50069504, "47.8 MiB"}, // the planted orders_note
-		{3 << 40, "3.0 TiB"},   // large sizes step up
-	} {
-		if got := dropBytes(c.n); got != c.want {
-			t.Errorf("dropBytes(%d) = %q, want %q", c.n, got, c.want)
-		}
+// TestDropIndexSQLQualified: the statement names the index by its schema,
+// both parts quoted, so that it drops the advised index whatever the
+// search path, and a name with a quote or a capital cannot break it.
+func TestDropIndexSQLQualified(t *testing.T) {
+	ix := dropWith(dropIx(`Odd"Name`, "x"), func(ix *Index) { ix.Schema, ix.Scans = "Sales Data", 0 })
+	rs := dropAdvice(dropCat(ix))
+	const want = `DROP INDEX CONCURRENTLY "Sales Data"."Odd""Name";`
+	if len(rs) != 1 || rs[0].SQL != want {
+		t.Fatalf("got %+v, want SQL %s", rs, want)
+	}
+	if got := qualifiedIdent("", "t_x"); got != `"t_x"` {
+		t.Errorf("qualifiedIdent without a schema = %s", got)
 	}
 }

@@ -53,7 +53,7 @@ func planFindings(qs []*Query, cat *Catalog) []Finding {
 func seqScanFindings(id int64, p *Plan, cat *Catalog) []Finding {
 	var out []Finding
 	seen := map[string]bool{}
-	p.Root.Walk(func(n, _ *Node) {
+	walkGather(p.Root, func(n, gather *Node) {
 		if n.Type != "Seq Scan" || seen[n.Relation] {
 			return
 		}
@@ -68,35 +68,124 @@ func seqScanFindings(id int64, p *Plan, cat *Catalog) []Finding {
 		}
 		out = append(out, Finding{QueryID: id, Kind: "seq_scan", Table: n.Relation, Detail: fmt.Sprintf(
 			"Seq Scan on %s reads all %.0f rows (estimated %.0f kept, filter %s), cost %.0f of the plan's %.0f",
-			n.Relation, t.Rows, n.PlanRows, filter, n.TotalCost, p.Root.TotalCost)})
+			n.Relation, t.Rows, returnedRows(n, false, gather), filter, n.TotalCost, p.Root.TotalCost)})
 	})
 	return out
 }
 
-// planScanExamined is the rows a scan node reads: analyzed, (actual rows + rows
-// removed by the filter) × loops; otherwise, for a sequential scan, the
-// table's rows, and for any other scan its estimated rows.
-func planScanExamined(n *Node, p *Plan, cat *Catalog) float64 {
-	if p.Analyzed {
-		return (n.ActualRows + n.RowsRemovedByFilter) * n.Loops()
+// leaderShareDrop is how much less of a parallel plan's work the leader
+// does for each worker it has: PostgreSQL's 0.3 (costsize.c,
+// get_parallel_divisor).
+const leaderShareDrop = 0.3
+
+// parallelDivisor is what PostgreSQL divides a parallel-aware node's row
+// estimate by, so that the estimate is one process's share, given the
+// workers planned for the Gather above it. It is get_parallel_divisor of
+// src/backend/optimizer/path/costsize.c, with parallel_leader_participation
+// on (the default):
+//
+//	divisor = workers
+//	leader_contribution = 1.0 − 0.3 × workers
+//	if leader_contribution > 0: divisor += leader_contribution
+//
+// so 1 worker gives 1.7, 2 give 2.4, 3 give 3.1, and from 4 on the leader
+// adds nothing (4 give 4).
+func parallelDivisor(workers float64) float64 {
+	divisor := workers
+	if leader := 1 - leaderShareDrop*workers; leader > 0 {
+		divisor += leader
 	}
-	if n.Type == "Seq Scan" {
-		if t := cat.Table(n.Relation); t != nil {
-			return t.Rows
-		}
-	}
-	return n.PlanRows
+	return divisor
 }
 
-// planExamined sums the rows read by the plan's scans, and names the scan that
-// reads most.
+// parallelFactor is what node n's estimated rows are multiplied by to count
+// every process's rows: the parallel divisor of gather, the nearest Gather
+// or Gather Merge above n, when n is parallel aware; else 1.
+func parallelFactor(n, gather *Node) float64 {
+	if !n.ParallelAware || gather == nil {
+		return 1
+	}
+	return parallelDivisor(gather.WorkersPlanned)
+}
+
+// isGatherNode reports whether n gathers the rows of parallel workers.
+func isGatherNode(n *Node) bool { return n.Type == "Gather" || n.Type == "Gather Merge" }
+
+// walkGather calls fn for n and every node below it, parents first, with
+// the nearest Gather or Gather Merge above the node (nil when none).
+func walkGather(n *Node, fn func(node, gather *Node)) {
+	var walk func(node, gather *Node)
+	walk = func(node, gather *Node) {
+		fn(node, gather)
+		if isGatherNode(node) {
+			gather = node
+		}
+		for _, c := range node.Plans {
+			walk(c, gather)
+		}
+	}
+	walk(n, nil)
+}
+
+// examined is the rows scan node n of table t (nil when unknown) reads,
+// the one count the findings, the rewrite rule and the partitioning rule
+// share; gather is the nearest Gather or Gather Merge above n, or nil.
+//
+//   - analyzed: (Actual Rows + Rows Removed by Filter) × loops. For a
+//     parallel node the actual rows are per process and the loops count
+//     the processes, so this is the total already;
+//   - estimated, a Seq Scan: the table's rows (all of them, parallel or
+//     not);
+//   - estimated, any other scan: Plan Rows × loops, times the parallel
+//     divisor when the node is parallel aware (its estimate is one
+//     process's share).
+func examined(n *Node, t *Table, analyzed bool, gather *Node) float64 {
+	switch {
+	case analyzed:
+		return (n.ActualRows + n.RowsRemovedByFilter) * n.Loops()
+	case n.Type == "Seq Scan" && t != nil:
+		return t.Rows
+	default:
+		return n.PlanRows * n.Loops() * parallelFactor(n, gather)
+	}
+}
+
+// returnedRows is the rows node n passes on, over all its loops and
+// processes: actual when analyzed, else estimated (see examined for
+// gather).
+func returnedRows(n *Node, analyzed bool, gather *Node) float64 {
+	if analyzed {
+		return n.ActualRows * n.Loops()
+	}
+	return n.PlanRows * n.Loops() * parallelFactor(n, gather)
+}
+
+// gatherAbove is the nearest Gather or Gather Merge above node n in p,
+// or nil.
+func gatherAbove(p *Plan, n *Node) *Node {
+	var found *Node
+	walkGather(p.Root, func(node, gather *Node) {
+		if node == n {
+			found = gather
+		}
+	})
+	return found
+}
+
+// planScanExamined is the rows scan node n of plan p reads (see examined).
+func planScanExamined(n *Node, p *Plan, cat *Catalog) float64 {
+	return examined(n, cat.Table(n.Relation), p.Analyzed, gatherAbove(p, n))
+}
+
+// planExamined sums the rows read by the plan's scans (see examined), and
+// names the scan that reads most.
 func planExamined(p *Plan, cat *Catalog) (total float64, top *Node) {
 	best := -1.0
-	p.Root.Walk(func(n, _ *Node) {
+	walkGather(p.Root, func(n, gather *Node) {
 		if !n.isScan() {
 			return
 		}
-		e := planScanExamined(n, p, cat)
+		e := examined(n, cat.Table(n.Relation), p.Analyzed, gather)
 		total += e
 		if e > best {
 			best, top = e, n

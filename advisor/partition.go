@@ -1,13 +1,15 @@
 package advisor
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The seed's rule (Query Optimization): partition a table when one query
@@ -15,9 +17,8 @@ import (
 // expected load is past PartitionQPS queries a second.
 //
 // Rows examined come from the plan, per scan node of the table, summed
-// over the query's scans of it: a Seq Scan reads the whole table
-// (Table.Rows); an analyzed node read (Actual Rows + Rows Removed by
-// Filter) × loops; any other scan read Plan Rows × loops.
+// over the query's scans of it, counted as the findings count them (see
+// examined in findings.go).
 //
 // The QPS rule needs to know which tables the expected load falls on. The
 // advisor spreads Config.ExpectedQPS over the workload's queries in
@@ -58,6 +59,8 @@ const (
 	partMaxGain = 0.99
 	// partPercent turns a fraction into a percentage.
 	partPercent = 100
+	// partTenths rounds the gain to a tenth of a percent.
+	partTenths = 10
 )
 
 // rePartEq matches an equality comparison's left side, optionally
@@ -96,18 +99,13 @@ type partTable struct {
 // one recommendation a table, ordered by table name.
 func partitionAdvice(qs []*Query, cat *Catalog, cfg Config) []Recommendation {
 	usage, calls := partUsage(qs, cat)
-	names := make([]string, 0, len(usage))
-	for n := range usage {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var out []Recommendation
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(usage)) {
 		pt := partPick(cat.Table(n), usage[n], calls, cfg)
 		if pt == nil {
 			continue
 		}
-		if r, ok := partRecommend(pt); ok {
+		if r, ok := partRecommend(pt, cat); ok {
 			out = append(out, r)
 		}
 	}
@@ -127,62 +125,33 @@ func partUsage(qs []*Query, cat *Catalog) (map[string][]*partQuery, int64) {
 		calls += max(q.Calls, 1)
 		byTable := map[string]*partQuery{}
 		var sorts []string
-		var walk func(n *Node, parallel bool)
-		walk = func(n *Node, parallel bool) {
+		walkGather(p.Root, func(n, gather *Node) {
 			sorts = append(sorts, n.SortKey...)
-			parallel = parallel || n.Type == "Gather" || n.Type == "Gather Merge"
-			if t := cat.Table(n.Relation); n.isScan() && t != nil {
-				pq := byTable[t.Name]
-				if pq == nil {
-					pq = &partQuery{q: q}
-					byTable[t.Name] = pq
-				}
-				ex, ret := partScanRows(p, n, t, parallel)
-				pq.examined += ex
-				pq.returned += ret
-				pq.reads += n.Loops()
-				pq.names = append(pq.names, n.Relation, n.Alias)
-				for _, c := range []string{n.Filter, n.IndexCond, n.RecheckCond} {
-					if c != "" {
-						pq.conds = append(pq.conds, c)
-					}
+			t := cat.Table(n.Relation)
+			if !n.isScan() || t == nil {
+				return
+			}
+			pq := byTable[t.Name]
+			if pq == nil {
+				pq = &partQuery{q: q}
+				byTable[t.Name] = pq
+			}
+			pq.examined += examined(n, t, p.Analyzed, gather)
+			pq.returned += returnedRows(n, p.Analyzed, gather)
+			pq.reads += n.Loops()
+			pq.names = append(pq.names, n.Relation, n.Alias)
+			for _, c := range []string{n.Filter, n.IndexCond, n.RecheckCond} {
+				if c != "" {
+					pq.conds = append(pq.conds, c)
 				}
 			}
-			for _, c := range n.Plans {
-				walk(c, parallel)
-			}
-		}
-		walk(p.Root, false)
+		})
 		for name, pq := range byTable {
 			pq.sorts = sorts
 			usage[name] = append(usage[name], pq)
 		}
 	}
 	return usage, calls
-}
-
-// partParallelDivisor is what PostgreSQL divides a parallel scan's row
-// estimate by with the default two workers: 2 + (1 − 0.3 × 2) for the
-// leader's share (costsize.c, get_parallel_divisor). Plans do not say how
-// many workers were planned as the advisor decodes them.
-const partParallelDivisor = 2.4
-
-// partScanRows is the rows scan node n of table t examines and returns;
-// parallel says whether it runs under a Gather, where an estimated plan
-// gives each worker's share.
-func partScanRows(p *Plan, n *Node, t *Table, parallel bool) (examined, returned float64) {
-	perWorker := 1.0
-	if parallel {
-		perWorker = partParallelDivisor
-	}
-	switch {
-	case p.Analyzed:
-		return (n.ActualRows + n.RowsRemovedByFilter) * n.Loops(), n.ActualRows * n.Loops()
-	case n.Type == "Seq Scan":
-		return t.Rows, n.PlanRows * perWorker
-	default:
-		return n.PlanRows * n.Loops() * perWorker, n.PlanRows * n.Loops() * perWorker
-	}
 }
 
 // partPick applies the seed's rule to table t, read by qs; calls are the
@@ -218,7 +187,7 @@ func partPick(t *Table, qs []*partQuery, calls int64, cfg Config) *partTable {
 	if len(pt.queries) == 0 {
 		return nil
 	}
-	sort.Slice(pt.queries, func(i, j int) bool { return pt.queries[i].q.ID < pt.queries[j].q.ID })
+	slices.SortFunc(pt.queries, func(a, b *partQuery) int { return cmp.Compare(a.q.ID, b.q.ID) })
 	return pt
 }
 
@@ -236,13 +205,20 @@ type partScheme struct {
 	touched func(pq *partQuery) float64
 }
 
-// partPart is one partition: its name and its FOR VALUES clause or DEFAULT.
-type partPart struct{ name, bound string }
+// partPart is one partition: the suffix its name adds to the table's
+// (see partNames) and its FOR VALUES clause or DEFAULT.
+type partPart struct{ suffix, bound string }
 
-// partRecommend builds the recommendation for a picked table; ok is false
-// when no key can be found (no time column, equality column or primary
-// key).
-func partRecommend(pt *partTable) (Recommendation, bool) {
+// partOnlineCopyBytes is the heap size under which the migration's
+// effort is medium: a batched online copy of under 1 GiB takes minutes;
+// past it the copy runs for long enough to need dual writes and
+// monitoring (high).
+const partOnlineCopyBytes = 1 << 30
+
+// partRecommend builds the recommendation for a picked table of cat; ok
+// is false when no key can be found (no time column, equality column or
+// primary key).
+func partRecommend(pt *partTable, cat *Catalog) (Recommendation, bool) {
 	t := pt.t
 	sc, ok := partChoose(pt)
 	if !ok {
@@ -253,6 +229,7 @@ func partRecommend(pt *partTable) (Recommendation, bool) {
 	for _, pq := range pt.queries {
 		ids = append(ids, pq.q.ID)
 	}
+	key := strings.Join(sc.key, ", ")
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s. %s", t.Name, strings.Join(pt.why, "; "), sc.describe)
 	if sc.note != "" {
@@ -263,18 +240,34 @@ func partRecommend(pt *partTable) (Recommendation, bool) {
 		b.WriteString(" (none of them can prune on the key: the gain is in maintenance, vacuum and index size per partition, not in these plans)")
 	}
 	if t.Bytes > partShardBytes {
-		fmt.Fprintf(&b, ". At %s the table is past the seed's 100 GB vertical-split boundary: one machine will not hold it for long, so plan shards with `strata shard plan`", dropBytes(t.Bytes))
+		fmt.Fprintf(&b, ". At %s the table is past the seed's vertical-split boundary (%s): one machine will not hold it for long, "+
+			"so plan shards too (the sharding planner, the shard package, is not built yet)", formatBytes(t.Bytes), formatBytes(partShardBytes))
 	}
-	fmt.Fprintf(&b, ". Risk: the primary key and every unique index must include %s (the DDL rebuilds them so, which weakens uniqueness to the pair), foreign keys that reference the table need such a key, queries that do not filter on %s read every partition, and the copy and rename need dual writes or a quiet moment.",
-		strings.Join(sc.key, ", "), strings.Join(sc.key, ", "))
+	effort := High
+	if t.Bytes < partOnlineCopyBytes {
+		effort = Medium
+		fmt.Fprintf(&b, ". Effort medium: the heap is %s, under %s, so a batched online copy takes minutes", formatBytes(t.Bytes), formatBytes(partOnlineCopyBytes))
+	} else {
+		fmt.Fprintf(&b, ". Effort high: the heap is %s, %s or more, so the copy runs long enough to need dual writes or a backfill behind them", formatBytes(t.Bytes), formatBytes(partOnlineCopyBytes))
+	}
+	risk := Medium
+	if lack := partKeysLacking(t, sc.key); len(lack) > 0 {
+		risk = High
+		fmt.Fprintf(&b, ". Risk high: %s must be rebuilt to include %s (PostgreSQL requires it of a partitioned table's primary key and unique indexes), "+
+			"which weakens their uniqueness to the combination, and foreign keys that reference the table need such a key",
+			strings.Join(lack, ", "), key)
+	} else {
+		fmt.Fprintf(&b, ". Risk medium: the primary key and unique indexes, if any, already include %s, so uniqueness is unchanged", key)
+	}
+	fmt.Fprintf(&b, "; queries that do not filter on %s read every partition, and the copy and rename need dual writes or a quiet moment.", key)
 	return Recommendation{
 		Kind:                    KindPartition,
 		Table:                   t.Name,
 		Columns:                 sc.key,
-		SQL:                     partDDL(t, sc),
+		SQL:                     partDDL(t, sc, partNames(t, sc, partTaken(cat, t))),
 		EstimatedImprovementPct: gain,
-		Effort:                  High,
-		Risk:                    Medium,
+		Effort:                  effort,
+		Risk:                    risk,
 		Queries:                 ids,
 		Reason:                  b.String(),
 		Rule:                    sc.rule,
@@ -339,33 +332,23 @@ func partTimeColumn(pt *partTable) (*Column, int) {
 	return best, bestN
 }
 
-// partSortedColumns is the table's columns by name.
+// partSortedColumns is the table's columns by name. (rewrite.go's
+// rwSortedColumns lists the same names; this one returns the columns.)
 func partSortedColumns(t *Table) []*Column {
-	cols := make([]*Column, 0, len(t.Columns))
-	for _, c := range t.Columns {
-		cols = append(cols, c)
-	}
-	sort.Slice(cols, func(i, j int) bool { return cols[i].Name < cols[j].Name })
-	return cols
+	return slices.SortedFunc(maps.Values(t.Columns), func(a, b *Column) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // partFilters reports whether the query filters on column col: in its
 // scans' conditions or in the WHERE clause of its text.
 func partFilters(pq *partQuery, col string) bool {
-	for _, c := range pq.conds {
-		if partMentions(c, col) {
-			return true
-		}
-	}
-	return partMentions(partWhereText(pq.q.Text), col)
+	return slices.ContainsFunc(pq.conds, func(c string) bool { return partMentions(c, col) }) ||
+		partMentions(partWhereText(pq.q.Text), col)
 }
 
 // partSorts reports whether the query sorts on column col.
 func partSorts(pq *partQuery, col string) bool {
-	for _, k := range pq.sorts {
-		if partMentions(k, col) {
-			return true
-		}
+	if slices.ContainsFunc(pq.sorts, func(k string) bool { return partMentions(k, col) }) {
+		return true
 	}
 	if loc := rePartOrder.FindStringIndex(pq.q.Text); loc != nil {
 		return partMentions(pq.q.Text[loc[1]:], col)
@@ -462,10 +445,8 @@ func partEqs(s string, t *Table, ours func(qualifier string) bool) []string {
 
 // partPrimaryKey is the table's primary key columns, or nil.
 func partPrimaryKey(t *Table) []string {
-	for _, ix := range t.Indexes {
-		if ix.Primary {
-			return slices.Clone(ix.Columns)
-		}
+	if i := slices.IndexFunc(t.Indexes, func(ix *Index) bool { return ix.Primary }); i >= 0 {
+		return slices.Clone(t.Indexes[i].Columns)
 	}
 	return nil
 }
@@ -489,8 +470,8 @@ func partHashScheme(t *Table, key []string) *partScheme {
 	sc := &partScheme{rule: "hash", key: key}
 	for i := range n {
 		sc.parts = append(sc.parts, partPart{
-			name:  fmt.Sprintf("%s_p%d", t.Name, i),
-			bound: fmt.Sprintf("FOR VALUES WITH (MODULUS %d, REMAINDER %d)", n, i),
+			suffix: fmt.Sprintf("_p%d", i),
+			bound:  fmt.Sprintf("FOR VALUES WITH (MODULUS %d, REMAINDER %d)", n, i),
 		})
 	}
 	sc.describe = fmt.Sprintf("%d hash partitions (the next power of two of %.0f rows / %d rows a partition, between %d and %d)",
@@ -498,10 +479,9 @@ func partHashScheme(t *Table, key []string) *partScheme {
 	eq := key[0]
 	sc.touched = func(pq *partQuery) float64 {
 		// An equality on the key reads one partition; else all of them.
-		for _, c := range pq.conds {
-			if slices.Contains(partEqs(c, t, func(q string) bool { return slices.Contains(pq.names, q) }), eq) {
-				return 1 / float64(n)
-			}
+		ours := func(q string) bool { return slices.Contains(pq.names, q) }
+		if slices.ContainsFunc(pq.conds, func(c string) bool { return slices.Contains(partEqs(c, t, ours), eq) }) {
+			return 1 / float64(n)
 		}
 		return 1
 	}
@@ -571,12 +551,12 @@ func partRangeScheme(t *Table, col *Column) (*partScheme, bool) {
 	sc := &partScheme{rule: "range", key: []string{col.Name}}
 	for k := range n {
 		sc.parts = append(sc.parts, partPart{
-			name: t.Name + "_p" + bounds[k].Format(step.suffix),
+			suffix: "_p" + bounds[k].Format(step.suffix),
 			bound: fmt.Sprintf("FOR VALUES FROM (%s) TO (%s)",
 				quoteLiteral(partLiteral(bounds[k], col.Type)), quoteLiteral(partLiteral(bounds[k+1], col.Type))),
 		})
 	}
-	sc.parts = append(sc.parts, partPart{name: t.Name + "_default", bound: "DEFAULT"})
+	sc.parts = append(sc.parts, partPart{suffix: "_default", bound: "DEFAULT"})
 	sc.describe = fmt.Sprintf("%d %s partitions from %s to %s (the span of the column's histogram, in UTC), plus a DEFAULT partition for rows outside it",
 		n, step.name, bounds[0].Format(time.DateOnly), bounds[n].Format(time.DateOnly))
 	sc.touched = func(pq *partQuery) float64 {
@@ -671,66 +651,151 @@ func partGain(pt *partTable, sc *partScheme) float64 {
 	if weights == 0 {
 		return 0
 	}
-	return math.Round(min(partMaxGain, sum/weights)*partPercent*10) / 10
+	return math.Round(min(partMaxGain, sum/weights)*partPercent*partTenths) / partTenths
+}
+
+// partMaxNameBytes is PostgreSQL's identifier limit (NAMEDATALEN − 1):
+// the server truncates a longer name silently, which could give two
+// partitions one name. (candidates.go names the same limit maxIdentBytes.)
+const partMaxNameBytes = 63
+
+// partMaxTries bounds the numbered bases partNames tries when the names
+// it derives are taken.
+const partMaxTries = 100
+
+// Suffixes of the relations the migration creates besides the partitions:
+// the partitioned table, and the name the original table is renamed to.
+const (
+	partSuffixNew = "_partitioned"
+	partSuffixOld = "_unpartitioned"
+)
+
+// partRelNames names the relations the migration creates or renames: the
+// table's schema, and a base to which each relation adds its suffix.
+type partRelNames struct{ schema, base string }
+
+// name is the unquoted name of the relation with suffix.
+func (n partRelNames) name(suffix string) string { return n.base + suffix }
+
+// qualified is the relation with suffix, schema-qualified and quoted.
+func (n partRelNames) qualified(suffix string) string {
+	return qualifiedIdent(n.schema, n.name(suffix))
+}
+
+// partNames picks the base for the names of sc's relations: the table's
+// name, cut at a rune boundary (the base is cut, never a suffix) so that
+// base + the longest suffix fits partMaxNameBytes. All names share the
+// base and their suffixes differ, so they are unique among themselves;
+// when one is taken already, the base gets a number ("_2", "_3", …).
+func partNames(t *Table, sc *partScheme, taken func(string) bool) partRelNames {
+	suffixes := []string{partSuffixNew, partSuffixOld}
+	for _, p := range sc.parts {
+		suffixes = append(suffixes, p.suffix)
+	}
+	longest := 0
+	for _, s := range suffixes {
+		longest = max(longest, len(s))
+	}
+	n := partRelNames{schema: t.Schema}
+	for i := 1; ; i++ {
+		mark := ""
+		if i > 1 {
+			mark = fmt.Sprintf("_%d", i)
+		}
+		n.base = partCut(t.Name, partMaxNameBytes-longest-len(mark)) + mark
+		if i == partMaxTries || !slices.ContainsFunc(suffixes, func(s string) bool { return taken(n.name(s)) }) {
+			return n
+		}
+	}
+}
+
+// partCut cuts s to at most n bytes, at a rune boundary.
+func partCut(s string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// partTaken reports whether a relation name is in use in t's schema, as
+// far as cat knows: a table's or an index's (they share a namespace).
+func partTaken(cat *Catalog, t *Table) func(string) bool {
+	used := map[string]bool{t.Name: true}
+	for _, o := range cat.Tables {
+		if o.Schema != t.Schema {
+			continue
+		}
+		used[o.Name] = true
+		for _, ix := range o.Indexes {
+			used[ix.Name] = true
+		}
+	}
+	return func(name string) bool { return used[name] }
 }
 
 // partDDL is the DDL to apply: the partitioned table, its partitions, its
 // keys rebuilt to include the partition key when the table's do not, and
-// a migration plan in comments.
-func partDDL(t *Table, sc *partScheme) string {
-	newName := t.Name + "_partitioned"
+// a migration plan in comments. Relations are named by names.
+func partDDL(t *Table, sc *partScheme, names partRelNames) string {
+	newName := names.qualified(partSuffixNew)
 	var b strings.Builder
 	keys := make([]string, len(sc.key))
 	for i, k := range sc.key {
 		keys[i] = quoteIdent(k)
 	}
-	rekey := partNeedsRekey(t, sc.key)
+	rekey := len(partKeysLacking(t, sc.key)) > 0
 	like := "INCLUDING ALL"
 	if rekey {
 		like = "INCLUDING ALL EXCLUDING INDEXES"
 	}
 	fmt.Fprintf(&b, "CREATE TABLE %s (LIKE %s %s) PARTITION BY %s (%s);\n",
-		quoteIdent(newName), quoteIdent(t.Name), like, strings.ToUpper(sc.rule), strings.Join(keys, ", "))
+		newName, qualifiedIdent(t.Schema, t.Name), like, strings.ToUpper(sc.rule), strings.Join(keys, ", "))
 	for _, p := range sc.parts {
-		fmt.Fprintf(&b, "CREATE TABLE %s PARTITION OF %s %s;\n", quoteIdent(p.name), quoteIdent(newName), p.bound)
+		fmt.Fprintf(&b, "CREATE TABLE %s PARTITION OF %s %s;\n", names.qualified(p.suffix), newName, p.bound)
 	}
 	if rekey {
 		b.WriteString("-- A partitioned table's primary key and unique indexes must include the partition key, so its indexes are rebuilt here\n")
 		b.WriteString("-- from the catalogue (check operator classes and collations against the original definitions):\n")
 		ixs := slices.Clone(t.Indexes)
-		sort.Slice(ixs, func(i, j int) bool { return ixs[i].Name < ixs[j].Name })
+		slices.SortFunc(ixs, func(a, b *Index) int { return strings.Compare(a.Name, b.Name) })
 		for _, ix := range ixs {
 			b.WriteString(partIndexDDL(newName, ix, sc.key))
 		}
 	}
-	partPlan(&b, t, sc, newName)
+	partPlan(&b, t, sc, names)
 	return b.String()
 }
 
 // partHasKey reports whether index ix has every key column.
 func partHasKey(ix *Index, key []string) bool {
-	for _, k := range key {
-		if !slices.Contains(ix.Columns, k) && !slices.Contains(ix.Columns, quoteIdent(k)) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(key, func(k string) bool {
+		return !slices.Contains(ix.Columns, k) && !slices.Contains(ix.Columns, quoteIdent(k))
+	})
 }
 
-// partNeedsRekey reports whether some primary key or unique index of t
-// lacks a partition key column, which PostgreSQL refuses on a partitioned
-// table.
-func partNeedsRekey(t *Table, key []string) bool {
+// partKeysLacking names the primary key and unique indexes of t that lack
+// a partition key column, which PostgreSQL refuses on a partitioned
+// table, by name.
+func partKeysLacking(t *Table, key []string) []string {
+	var out []string
 	for _, ix := range t.Indexes {
 		if (ix.Primary || ix.Unique) && !partHasKey(ix, key) {
-			return true
+			out = append(out, ix.Name)
 		}
 	}
-	return false
+	slices.Sort(out)
+	return out
 }
 
-// partIndexDDL re-creates index ix on table newName, with the partition
-// key appended to a primary key or unique index that lacks it.
+// partIndexDDL re-creates index ix on table newName (qualified and
+// quoted), with the partition key appended to a primary key or unique
+// index that lacks it.
 func partIndexDDL(newName string, ix *Index, key []string) string {
 	var b strings.Builder
 	if ix.Def != "" {
@@ -752,7 +817,7 @@ func partIndexDDL(newName string, ix *Index, key []string) string {
 	}
 	if ix.Primary || ix.Unique {
 		for _, k := range key {
-			if !partHasKey(&Index{Columns: ix.Columns}, []string{k}) {
+			if !partHasKey(ix, []string{k}) {
 				cols = append(cols, quoteIdent(k))
 			}
 		}
@@ -760,17 +825,17 @@ func partIndexDDL(newName string, ix *Index, key []string) string {
 	list := strings.Join(cols, ", ")
 	switch {
 	case ix.Primary:
-		fmt.Fprintf(&b, "ALTER TABLE %s ADD PRIMARY KEY (%s);\n", quoteIdent(newName), list)
+		fmt.Fprintf(&b, "ALTER TABLE %s ADD PRIMARY KEY (%s);\n", newName, list)
 		return b.String()
 	case ix.Unique && ix.Constraint != "":
-		fmt.Fprintf(&b, "ALTER TABLE %s ADD UNIQUE (%s);\n", quoteIdent(newName), list)
+		fmt.Fprintf(&b, "ALTER TABLE %s ADD UNIQUE (%s);\n", newName, list)
 		return b.String()
 	}
 	unique := ""
 	if ix.Unique {
 		unique = "UNIQUE "
 	}
-	fmt.Fprintf(&b, "CREATE %sINDEX ON %s USING %s (%s)", unique, quoteIdent(newName), ix.Method, list)
+	fmt.Fprintf(&b, "CREATE %sINDEX ON %s USING %s (%s)", unique, newName, ix.Method, list)
 	if len(ix.Include) > 0 {
 		fmt.Fprintf(&b, " INCLUDE (%s)", strings.Join(ix.Include, ", "))
 	}
@@ -782,8 +847,9 @@ func partIndexDDL(newName string, ix *Index, key []string) string {
 }
 
 // partPlan writes the migration plan, as SQL comments.
-func partPlan(b *strings.Builder, t *Table, sc *partScheme, newName string) {
-	old, cur, tmp := quoteIdent(t.Name), quoteIdent(newName), quoteIdent(t.Name+"_unpartitioned")
+func partPlan(b *strings.Builder, t *Table, sc *partScheme, names partRelNames) {
+	old, cur := qualifiedIdent(t.Schema, t.Name), names.qualified(partSuffixNew)
+	tmp := names.qualified(partSuffixOld)
 	batch := quoteIdent(sc.key[0])
 	if pk := partPrimaryKey(t); sc.rule == "hash" && len(pk) > 0 {
 		batch = quoteIdent(pk[0])
@@ -793,7 +859,9 @@ func partPlan(b *strings.Builder, t *Table, sc *partScheme, newName string) {
 	fmt.Fprintf(b, "-- 2. Copy the rows in batches by %s (INSERT INTO %s SELECT * FROM %s WHERE %s >= … AND %s < …;),\n", batch, cur, old, batch, batch)
 	fmt.Fprintf(b, "--    or dual-write from the application and backfill behind it, until the copy has caught up.\n")
 	fmt.Fprintf(b, "-- 3. Swap the names in one transaction: BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE; copy the last rows;\n", old)
-	fmt.Fprintf(b, "--    ALTER TABLE %s RENAME TO %s; ALTER TABLE %s RENAME TO %s; COMMIT;\n", old, tmp, cur, quoteIdent(t.Name))
+	// RENAME TO takes a bare name: the table stays in its schema.
+	fmt.Fprintf(b, "--    ALTER TABLE %s RENAME TO %s; ALTER TABLE %s RENAME TO %s; COMMIT;\n",
+		old, quoteIdent(names.name(partSuffixOld)), cur, quoteIdent(t.Name))
 	fmt.Fprintf(b, "--    then move identity sequences on (setval), and re-point foreign keys, views and grants.\n")
 	fmt.Fprintf(b, "-- 4. Keep %s until the application has run on the new table, then drop it.\n", tmp)
 	if sc.rule == "range" {

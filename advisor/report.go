@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,12 @@ const (
 	repReasonWidth = 160 // a reason or a detail in a table
 	repSQLWidth    = 120 // a statement in a table
 	repNoteWidth   = 300 // a line of its own (skipped candidates, notes)
+	repNameWidth   = 60  // a table's name, a WHERE clause, a check's note
+	repWordWidth   = 30  // a rule's or a kind's name
+	repParamWidth  = 40  // where a query's parameters came from
+	repListWidth   = 80  // a list of column names
+	repShortQuery  = 60  // a query's text beside a long reason
+	repShownIDs    = 4   // queryids listed in a cell before "+N more"
 )
 
 // WriteText writes the report for a terminal: a header, then one table per
@@ -38,7 +45,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	r.writeOther(ew)
 	repWriteList(ew, "Skipped candidates", r.Skipped)
 	repWriteList(ew, "Notes", r.Notes)
-	return ew.err
+	if ew.err != nil {
+		return fmt.Errorf("advisor: write the report: %w", ew.err)
+	}
+	return nil
 }
 
 // repErrWriter keeps the first write error, so that the report's many writes
@@ -86,7 +96,8 @@ func repSection(w io.Writer, title string, n int, columns string) *tabwriter.Wri
 }
 
 func repTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	const gap = 2 // spaces between columns
+	return tabwriter.NewWriter(w, 0, 0, gap, ' ', 0)
 }
 
 func (r *Report) writeQueries(w io.Writer) {
@@ -101,7 +112,7 @@ func (r *Report) writeQueries(w io.Writer) {
 			slow = "SLOW"
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%d\t%d\t%s\t%s\t%s\n", q.ID, q.Calls, q.TotalMs, q.MeanMs,
-			q.Rows, q.SharedBlksRead, slow, repDash(repLine(q.ParamSource, 40)), repLine(q.Text, repQueryWidth))
+			q.Rows, q.SharedBlksRead, slow, repDash(repLine(q.ParamSource, repParamWidth)), repLine(q.Text, repQueryWidth))
 	}
 	_ = tw.Flush()
 }
@@ -118,7 +129,7 @@ func (r *Report) writeUnexplained(w io.Writer) {
 		return
 	}
 	for _, q := range qs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", q.ID, repLine(q.Unexplained, repNoteWidth), repLine(q.Text, 60))
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", q.ID, repLine(q.Unexplained, repNoteWidth), repLine(q.Text, repShortQuery))
 	}
 	_ = tw.Flush()
 }
@@ -129,7 +140,7 @@ func (r *Report) writeFindings(w io.Writer) {
 		return
 	}
 	for _, f := range r.Findings {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", f.QueryID, repLine(f.Kind, 40), repDash(repLine(f.Table, 60)), repLine(f.Detail, repReasonWidth))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", f.QueryID, repLine(f.Kind, repWordWidth), repDash(repLine(f.Table, repNameWidth)), repLine(f.Detail, repReasonWidth))
 	}
 	_ = tw.Flush()
 }
@@ -167,8 +178,8 @@ func (r *Report) writeIndexes(w io.Writer) {
 	}
 	var skipped []string
 	for _, x := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t", x.rank, repLine(x.Table, 60), repDash(repList(x.Columns)),
-			repDash(repList(x.Include)), repDash(repLine(x.Where, 60)), x.EstimatedImprovementPct)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t", x.rank, repLine(x.Table, repNameWidth), repDash(repList(x.Columns)),
+			repDash(repList(x.Include)), repDash(repLine(x.Where, repNameWidth)), x.EstimatedImprovementPct)
 		if measured {
 			fmt.Fprintf(tw, "%s\t", repMeasured(x.Measured))
 		}
@@ -202,8 +213,8 @@ func (r *Report) writeDrops(w io.Writer) {
 		return
 	}
 	for _, x := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\n", x.rank, repLine(x.Table, 60), repDash(repList(x.Columns)),
-			repDash(repLine(x.Rule, 30)), repSize(x.SizeBytes), x.WriteCostMs, repDash(x.Effort), repDash(x.Risk),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\n", x.rank, repLine(x.Table, repNameWidth), repDash(repList(x.Columns)),
+			repDash(repLine(x.Rule, repWordWidth)), repSize(x.SizeBytes), x.WriteCostMs, repDash(x.Effort), repDash(x.Risk),
 			repDash(repLine(x.SQL, repSQLWidth)), repLine(x.Reason, repReasonWidth))
 	}
 	_ = tw.Flush()
@@ -216,7 +227,7 @@ func (r *Report) writeRewrites(w io.Writer) {
 		return
 	}
 	for _, x := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", x.rank, repDash(repLine(x.Rule, 30)), repDash(repLine(x.Table, 60)),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", x.rank, repDash(repLine(x.Rule, repWordWidth)), repDash(repLine(x.Table, repNameWidth)),
 			x.EstimatedImprovementPct, repCheck(x.Checked), repDash(x.Effort), repDash(x.Risk), repIDs(x.Queries),
 			repLine(x.Reason, repReasonWidth))
 	}
@@ -243,7 +254,7 @@ func repCheck(c *Check) string {
 		s += " (ROWS DIFFER)"
 	}
 	if c.Note != "" {
-		s += " " + repLine(c.Note, 60)
+		s += " " + repLine(c.Note, repNameWidth)
 	}
 	return s
 }
@@ -255,7 +266,7 @@ func (r *Report) writePartitions(w io.Writer) {
 		return
 	}
 	for _, x := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\n", x.rank, repLine(x.Table, 60), repDash(repList(x.Columns)),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\n", x.rank, repLine(x.Table, repNameWidth), repDash(repList(x.Columns)),
 			x.EstimatedImprovementPct, repDash(x.Effort), repDash(x.Risk), repIDs(x.Queries), repLine(x.Reason, repReasonWidth))
 	}
 	_ = tw.Flush()
@@ -275,7 +286,7 @@ func (r *Report) writeOther(w io.Writer) {
 	}
 	tw := repSection(w, "Other recommendations", len(recs), "RANK\tKIND\tTABLE\tEST %\tEFFORT\tRISK\tREASON")
 	for _, x := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\t%s\t%s\n", x.rank, repLine(x.Kind, 30), repDash(repLine(x.Table, 60)),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%s\t%s\t%s\n", x.rank, repLine(x.Kind, repWordWidth), repDash(repLine(x.Table, repNameWidth)),
 			x.EstimatedImprovementPct, repDash(x.Effort), repDash(x.Risk), repLine(x.Reason, repReasonWidth))
 	}
 	_ = tw.Flush()
@@ -317,7 +328,7 @@ func (r *Report) MigrationSQL() string {
 	}
 	for i := range r.Recommendations {
 		rec := &r.Recommendations[i]
-		fmt.Fprintf(&b, "\n-- #%d %s on %s (est. %.1f %%): %s\n", i+1, repLine(rec.Kind, 30), repDash(repLine(rec.Table, 60)),
+		fmt.Fprintf(&b, "\n-- #%d %s on %s (est. %.1f %%): %s\n", i+1, repLine(rec.Kind, repWordWidth), repDash(repLine(rec.Table, repNameWidth)),
 			rec.EstimatedImprovementPct, repLine(rec.Reason, repReasonWidth))
 		stmt := repStatement(rec.SQL)
 		switch {
@@ -353,8 +364,12 @@ func repStatement(s string) string {
 }
 
 // repLine collapses s's white space (newlines included) to single spaces
-// and shortens it to at most width runes, ending in "…" when cut.
+// and shortens it to at most width runes (at least 1), ending in "…" when
+// cut. It cuts between runes, never inside one. (session.go's clip is not
+// the same cut: it keeps n runes and adds the "…", one over the width, and
+// keeps a trailing space.)
 func repLine(s string, width int) string {
+	width = max(width, 1)
 	s = strings.Join(strings.Fields(s), " ")
 	if utf8.RuneCountInString(s) <= width {
 		return s
@@ -373,19 +388,18 @@ func repDash(s string) string {
 
 // repList joins names for a cell.
 func repList(names []string) string {
-	return repLine(strings.Join(names, ", "), 80)
+	return repLine(strings.Join(names, ", "), repListWidth)
 }
 
 // repIDs lists the first few queryids and counts the rest.
 func repIDs(ids []int64) string {
-	const shown = 4
 	if len(ids) == 0 {
 		return "-"
 	}
 	var parts []string
 	for i, id := range ids {
-		if i == shown {
-			parts = append(parts, fmt.Sprintf("+%d more", len(ids)-shown))
+		if i == repShownIDs {
+			parts = append(parts, fmt.Sprintf("+%d more", len(ids)-repShownIDs))
 			break
 		}
 		parts = append(parts, strconv.FormatInt(id, 10))
@@ -398,19 +412,29 @@ func repSortedIDs(m map[int64]string) []int64 {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// repSize formats a byte count in binary units ("-" for unknown).
+// repSize is a size for a cell: formatBytes, or "-" when unknown (0).
 func repSize(n int64) string {
 	if n <= 0 {
 		return "-"
 	}
-	const unit = 1024
-	if n < unit {
+	return formatBytes(n)
+}
+
+// bytesUnit is the step of binary units, as pg_size_pretty counts them.
+const bytesUnit = 1024
+
+// formatBytes prints a byte count in binary units, to a tenth ("1.5 MiB");
+// under a KiB in bytes ("512 B").
+func formatBytes(n int64) string {
+	if n < bytesUnit {
 		return fmt.Sprintf("%d B", n)
 	}
-	v, u := float64(n)/unit, 0
-	for v >= unit && u < 4 {
-		v /= unit
-		u++
+	const prefixes = "KMGTPE" // KiB … EiB: an int64 holds under 8 EiB
+	v, i := float64(n)/bytesUnit, 0
+	const tenths = 10 // printed to a tenth: 1023.96 KiB prints as 1.0 MiB
+	for math.Round(v*tenths)/tenths >= bytesUnit && i < len(prefixes)-1 {
+		v /= bytesUnit
+		i++
 	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[u])
+	return fmt.Sprintf("%.1f %ciB", v, prefixes[i])
 }

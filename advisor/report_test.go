@@ -135,11 +135,16 @@ func TestWriteTextQueryOneLine(t *testing.T) {
 
 type failWriter struct{}
 
-func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+var errDiskFull = errors.New("disk full")
 
+func (failWriter) Write([]byte) (int, error) { return 0, errDiskFull }
+
+// TestWriteTextError: the writer's error comes back wrapped, with what
+// failed.
 func TestWriteTextError(t *testing.T) {
-	if err := sampleReport().WriteText(failWriter{}); err == nil || err.Error() != "disk full" {
-		t.Errorf("got %v, want disk full", err)
+	err := sampleReport().WriteText(failWriter{})
+	if !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "write the report") {
+		t.Errorf("got %v, want the wrapped disk full", err)
 	}
 }
 
@@ -200,9 +205,67 @@ func TestRepLine(t *testing.T) {
 		{"abcdefg", 6, "abcde…"},
 		{"ab cdefg", 4, "ab…"},
 		{"ééééé", 3, "éé…"},
+		// Four-byte runes are cut between runes, never inside one.
+		{"𝄞𝄞𝄞𝄞", 3, "𝄞𝄞…"},
+		// A width under 1 is taken as 1, not a panic.
+		{"abc", 0, "…"},
+		{"abc", 1, "…"},
 	} {
 		if got := repLine(tc.in, tc.width); got != tc.want {
 			t.Errorf("repLine(%q, %d) = %q, want %q", tc.in, tc.width, got, tc.want)
 		}
+		if got := repLine(tc.in, tc.width); !utf8.ValidString(got) {
+			t.Errorf("repLine(%q, %d) = %q is not valid UTF-8", tc.in, tc.width, got)
+		}
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"},             // zero prints as bytes
+		{1023, "1023 B"},       // under a KiB stays in bytes
+		{1536, "1.5 KiB"},      // fractions to a tenth
+		{50069504, "47.8 MiB"}, // the planted orders_note
+		{1<<20 - 1, "1.0 MiB"}, // 1023.999 KiB rounds up a unit, not to "1024.0 KiB"
+		{3 << 40, "3.0 TiB"},   // large sizes step up
+		{1 << 62, "4.0 EiB"},   // the largest unit
+	} {
+		if got := formatBytes(c.n); got != c.want {
+			t.Errorf("formatBytes(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+	// A cell shows "-" for an unknown size, else the same text.
+	if repSize(0) != "-" || repSize(1536) != "1.5 KiB" {
+		t.Errorf("repSize: %q, %q", repSize(0), repSize(1536))
+	}
+}
+
+// TestWriteTextDropWriteMs: the "Indexes to drop" table shows the write
+// time the lead fills in, and sizes as formatBytes prints them.
+func TestWriteTextDropWriteMs(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleReport().WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	_, drops, _ := strings.Cut(b.String(), "Indexes to drop")
+	drops, _, _ = strings.Cut(drops, "Query rewrites")
+	if !strings.Contains(drops, "WRITE MS") {
+		t.Fatalf("no WRITE MS column:\n%s", drops)
+	}
+	found := false
+	for _, line := range strings.Split(drops, "\n") {
+		if !strings.HasPrefix(line, "3 ") {
+			continue
+		}
+		found = true
+		if !strings.Contains(line, " 300.0 ") || !strings.Contains(line, "1.0 GiB") {
+			t.Errorf("drop row lacks 300.0 ms or 1.0 GiB: %q", line)
+		}
+	}
+	if !found {
+		t.Errorf("no row for rank 3:\n%s", drops)
 	}
 }

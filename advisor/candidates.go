@@ -56,7 +56,7 @@ func (c *candidate) ddl(name string, concurrently bool) string {
 	if name != "" {
 		b.WriteString(quoteIdent(name) + " ")
 	}
-	b.WriteString("ON " + quoteIdent(c.table.Schema) + "." + quoteIdent(c.table.Name) + " (" + c.keyList() + ")")
+	b.WriteString("ON " + qualifiedIdent(c.table.Schema, c.table.Name) + " (" + c.keyList() + ")")
 	if len(c.include) > 0 {
 		inc := make([]string, len(c.include))
 		for i, col := range c.include {

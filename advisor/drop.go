@@ -248,12 +248,3 @@ func dropRecommendation(cat *Catalog, t *Table, ix, cover *Index) Recommendation
 	r.Reason = b.String()
 	return r
 }
-
-// qualifiedIdent is schema.name, each quoted; name alone (quoted) when
-// the schema is unknown (""), which the catalogue never leaves it.
-func qualifiedIdent(schema, name string) string {
-	if schema == "" {
-		return quoteIdent(name)
-	}
-	return quoteIdent(schema) + "." + quoteIdent(name)
-}

@@ -35,10 +35,15 @@ type hypo struct {
 }
 
 func (s *session) hypoCreate(ctx context.Context, c *candidate) (hypo, error) {
+	return s.hypoCreateDDL(ctx, c.ddl("", false))
+}
+
+// hypoCreateDDL makes the index a CREATE INDEX statement describes (any
+// that HypoPG accepts: expression keys included) and reads its size.
+func (s *session) hypoCreateDDL(ctx context.Context, ddl string) (hypo, error) {
 	var h hypo
-	err := s.conn.QueryRowContext(ctx, "SELECT indexrelid FROM "+s.hypopg+".hypopg_create_index($1)", c.ddl("", false)).Scan(&h.oid)
-	if err != nil {
-		return h, fmt.Errorf("advisor: hypothetical index %s: %w", c.ddl("", false), err)
+	if err := s.conn.QueryRowContext(ctx, "SELECT indexrelid FROM "+s.hypopg+".hypopg_create_index($1)", ddl).Scan(&h.oid); err != nil {
+		return h, fmt.Errorf("advisor: hypothetical index %s: %w", ddl, err)
 	}
 	if err := s.conn.QueryRowContext(ctx, "SELECT "+s.hypopg+".hypopg_relation_size($1)", h.oid).Scan(&h.size); err != nil {
 		return h, fmt.Errorf("advisor: hypothetical index size: %w", err)

@@ -52,12 +52,16 @@ var (
 	reFromTable  = regexp.MustCompile(`(?i)\b(?:FROM|JOIN|UPDATE|INTO)\s+` + ident + `(?:\s+(?:AS\s+)?([a-zA-Z_][a-zA-Z0-9_]*))?`)
 )
 
-// notAlias are keywords that can follow a table name where an alias could.
-var notAlias = map[string]bool{
-	"where": true, "join": true, "left": true, "right": true, "inner": true, "full": true, "cross": true,
-	"on": true, "using": true, "order": true, "group": true, "limit": true, "offset": true, "set": true,
-	"natural": true, "having": true, "union": true, "except": true, "intersect": true, "window": true,
-	"for": true, "returning": true, "values": true, "as": true, "lateral": true, "tablesample": true,
+// notAlias reports whether a word that follows a table name is a keyword
+// rather than the table's alias.
+func notAlias(word string) bool {
+	switch word {
+	case "where", "join", "left", "right", "inner", "full", "cross", "on", "using", "order", "group", "limit",
+		"offset", "set", "natural", "having", "union", "except", "intersect", "window", "for", "returning",
+		"values", "as", "lateral", "tablesample":
+		return true
+	}
+	return false
 }
 
 // use is how a parameter is used.
@@ -157,7 +161,7 @@ func aliases(text string) map[string]string {
 			table = n
 		}
 		m[strings.ToLower(table)] = table
-		if a := strings.ToLower(g[2]); a != "" && !notAlias[a] {
+		if a := strings.ToLower(g[2]); a != "" && !notAlias(a) {
 			m[a] = table
 		}
 	}

@@ -654,11 +654,6 @@ func partGain(pt *partTable, sc *partScheme) float64 {
 	return math.Round(min(partMaxGain, sum/weights)*partPercent*partTenths) / partTenths
 }
 
-// partMaxNameBytes is PostgreSQL's identifier limit (NAMEDATALEN − 1):
-// the server truncates a longer name silently, which could give two
-// partitions one name. (candidates.go names the same limit maxIdentBytes.)
-const partMaxNameBytes = 63
-
 // partMaxTries bounds the numbered bases partNames tries when the names
 // it derives are taken.
 const partMaxTries = 100
@@ -684,7 +679,7 @@ func (n partRelNames) qualified(suffix string) string {
 
 // partNames picks the base for the names of sc's relations: the table's
 // name, cut at a rune boundary (the base is cut, never a suffix) so that
-// base + the longest suffix fits partMaxNameBytes. All names share the
+// base + the longest suffix fits maxIdentBytes. All names share the
 // base and their suffixes differ, so they are unique among themselves;
 // when one is taken already, the base gets a number ("_2", "_3", …).
 func partNames(t *Table, sc *partScheme, taken func(string) bool) partRelNames {
@@ -702,7 +697,7 @@ func partNames(t *Table, sc *partScheme, taken func(string) bool) partRelNames {
 		if i > 1 {
 			mark = fmt.Sprintf("_%d", i)
 		}
-		n.base = partCut(t.Name, partMaxNameBytes-longest-len(mark)) + mark
+		n.base = partCut(t.Name, maxIdentBytes-longest-len(mark)) + mark
 		if i == partMaxTries || !slices.ContainsFunc(suffixes, func(s string) bool { return taken(n.name(s)) }) {
 			return n
 		}

@@ -341,7 +341,7 @@ func TestPartNames(t *testing.T) {
 	seen := map[string]bool{}
 	for _, m := range regexp.MustCompile(`CREATE TABLE "public"\."((?:[^"]|"")*)"`).FindAllStringSubmatch(rs[0].SQL, -1) {
 		name := m[1]
-		if len(name) > partMaxNameBytes || !utf8.ValidString(name) || seen[name] {
+		if len(name) > maxIdentBytes || !utf8.ValidString(name) || seen[name] {
 			t.Errorf("name %q: %d bytes, valid UTF-8 %v, seen before %v", name, len(name), utf8.ValidString(name), seen[name])
 		}
 		seen[name] = true

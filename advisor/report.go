@@ -203,6 +203,9 @@ func repMeasured(m *Measurement) string {
 	if m == nil {
 		return "-"
 	}
+	if m.Error != "" {
+		return "not built: " + repLine(m.Error, repReasonWidth)
+	}
 	return fmt.Sprintf("%.1f (%.1f→%.1f ms, built in %.0f ms)", m.ImprovementPct, m.BeforeMs, m.AfterMs, m.BuildMs)
 }
 

@@ -269,3 +269,18 @@ func TestWriteTextDropWriteMs(t *testing.T) {
 		t.Errorf("no row for rank 3:\n%s", drops)
 	}
 }
+
+// TestWriteTextBuildError: an index Verify could not build says so in the
+// measured column instead of a gain.
+func TestWriteTextBuildError(t *testing.T) {
+	r := &Report{Recommendations: []Recommendation{{Kind: KindIndex, Table: "t", Columns: []string{"a"},
+		SQL: "CREATE INDEX CONCURRENTLY x ON t (a);", EstimatedImprovementPct: 50, Effort: Low, Risk: Low,
+		Measured: &Measurement{Error: "build failed: could not extend file"}}}}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "not built: build failed: could not extend file") {
+		t.Errorf("the build error is not shown:\n%s", b.String())
+	}
+}

@@ -614,10 +614,12 @@ func ruleExamined(q *Query, cat *Catalog) (rewrite, bool) {
 		est = math.Min(rwMaxEstimatePct, rwPercent*math.Min(1, top.TotalCost/root)*(1-ret/ex))
 	}
 	cond := strings.TrimSpace(top.Filter + " " + top.IndexCond)
+	// A parallel scan's Plan Rows are one process's share: count them all.
+	kept := returnedRows(top, q.plan.Analyzed, gatherAbove(q.plan, top))
 	return rewrite{rec: Recommendation{
 		Table: top.Relation, Columns: rwCondColumns(cond), Effort: Medium, Risk: Low, EstimatedImprovementPct: est,
 		SQL: fmt.Sprintf("-- %s on %s keeps %.0f of %.0f rows read (%s): give it a predicate an index serves, or pre-aggregate",
-			top.Type, top.Relation, math.Min(top.PlanRows, planScanExamined(top, q.plan, cat)), planScanExamined(top, q.plan, cat), cond),
+			top.Type, top.Relation, math.Min(kept, planScanExamined(top, q.plan, cat)), planScanExamined(top, q.plan, cat), cond),
 		Reason: fmt.Sprintf("examines %.0f rows to return %.0f (%.0f×, over the guide's %d×): %s on %s reads %.0f rows (condition %q) at cost %.0f of %.0f; restructure so it reads only what it returns (a selective predicate an index can serve, pre-aggregation, or a narrower time range); estimate: scan share × (1 − returned/examined)",
 			ex, ret, ex/ret, RewriteExaminedRatio, top.Type, top.Relation, planScanExamined(top, q.plan, cat), cond, top.TotalCost, root),
 	}}, true
@@ -740,28 +742,13 @@ func (s *session) rwWithHypo(ctx context.Context, ixs []rwIndex, fn func() error
 		}
 	}()
 	for _, ix := range ixs {
-		h, err := s.rwHypoCreate(ctx, ix)
+		h, err := s.hypoCreateDDL(ctx, ix.ddl(false))
 		if err != nil {
 			return err
 		}
 		made = append(made, h)
 	}
 	return fn()
-}
-
-// rwHypoCreate makes ix with HypoPG: a plain index through
-// session.hypoCreate, an expression index (which a candidate cannot spell)
-// from its DDL. session.hypoDrop drops either.
-func (s *session) rwHypoCreate(ctx context.Context, ix rwIndex) (hypo, error) {
-	if ix.cand != nil {
-		return s.hypoCreate(ctx, ix.cand)
-	}
-	var h hypo
-	ddl := ix.ddl(false)
-	if err := s.conn.QueryRowContext(ctx, "SELECT indexrelid FROM "+s.hypopg+".hypopg_create_index($1)", ddl).Scan(&h.oid); err != nil {
-		return h, fmt.Errorf("advisor: hypothetical index %s: %w", ddl, err)
-	}
-	return h, nil
 }
 
 // rwSameRows runs both statements (only with Config.Analyze) and reports
@@ -882,7 +869,7 @@ func parseNotIn(text string) (notIn, bool) {
 		return notIn{}, false
 	}
 	ni := notIn{outer: text[loc[2]:loc[3]], col: m[1], table: m[2], alias: m[3], rest: strings.TrimSpace(m[4]), start: loc[0], end: end}
-	if notAlias[strings.ToLower(ni.alias)] {
+	if notAlias(strings.ToLower(ni.alias)) {
 		ni.rest = strings.TrimSpace(ni.alias + " " + ni.rest)
 		ni.alias = ""
 	}
@@ -900,7 +887,7 @@ func parseNotIn(text string) (notIn, bool) {
 		} else {
 			f := froms[len(froms)-1]
 			q := f[1]
-			if f[2] != "" && !notAlias[strings.ToLower(f[2])] {
+			if f[2] != "" && !notAlias(strings.ToLower(f[2])) {
 				q = f[2]
 			}
 			ni.outer = q + "." + ni.outer
@@ -957,7 +944,7 @@ func joinOfCorrelated(text string) (string, bool) {
 		return "", false
 	}
 	end := from[3]
-	if from[4] >= 0 && !notAlias[strings.ToLower(rest[from[4]:from[5]])] {
+	if from[4] >= 0 && !notAlias(strings.ToLower(rest[from[4]:from[5]])) {
 		end = from[5]
 	}
 	val := "sq." + agg

@@ -380,6 +380,15 @@ func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
+// qualifiedIdent is schema.name, each quoted; name alone (quoted) when
+// the schema is unknown (""), which the catalogue never leaves it.
+func qualifiedIdent(schema, name string) string {
+	if schema == "" {
+		return quoteIdent(name)
+	}
+	return quoteIdent(schema) + "." + quoteIdent(name)
+}
+
 // quoteLiteral quotes a PostgreSQL string literal
 // (standard_conforming_strings on, the default since 9.1).
 func quoteLiteral(s string) string {

@@ -197,6 +197,10 @@ func checkVerify(ctx context.Context, t *testing.T, db *sql.DB, r *advisor.Repor
 	if err != nil {
 		t.Fatalf("Advise with Verify: %v", err)
 	}
+	// The same workload, the same advice: nothing depends on map order.
+	if a, b := sqlOf(r.Recommendations), sqlOf(v.Recommendations); !slices.Equal(a, b) {
+		t.Errorf("two runs on the same workload advised differently:\n%s\nthen\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
 	measured := 0
 	for _, x := range byKind(v, advisor.KindIndex) {
 		if x.Measured == nil {
@@ -245,6 +249,14 @@ func checkWriteCost(_ context.Context, t *testing.T, _ *sql.DB, r *advisor.Repor
 	}) {
 		t.Errorf("audit_log (actor_id) not skipped for its write cost; skipped: %q", r.Skipped)
 	}
+}
+
+func sqlOf(rs []advisor.Recommendation) []string {
+	out := make([]string, len(rs))
+	for i, x := range rs {
+		out[i] = x.SQL
+	}
+	return out
 }
 
 func byKind(r *advisor.Report, kind string) []advisor.Recommendation {

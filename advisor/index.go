@@ -1,8 +1,11 @@
 package advisor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"iter"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -86,7 +89,9 @@ func (s *session) adviseIndexes(ctx context.Context) ([]Recommendation, error) {
 	cands := map[string]*candidate{}
 	var order []string
 	for _, q := range s.queries() {
-		for _, u := range scanUses(q.plan, s.cat) {
+		uses := scanUses(q.plan, s.cat)
+		for _, alias := range slices.Sorted(maps.Keys(uses)) { // a stable order: the same advice every run
+			u := uses[alias]
 			byTable[u.table] = appendNew(byTable[u.table], q)
 			if reads[u.table] == nil {
 				reads[u.table] = map[*Query][]string{}
@@ -163,6 +168,12 @@ func (s *session) evaluate(ctx context.Context, c *candidate, qs []*Query) (*eva
 	return ev, nil
 }
 
+// byID returns the queries sorted by queryid, so that sums over them (and
+// so the advice) do not depend on map order.
+func byID(qs iter.Seq[*Query]) []*Query {
+	return slices.SortedFunc(qs, func(a, b *Query) int { return cmp.Compare(a.ID, b.ID) })
+}
+
 // gain is what one hypothetical index does to a set of queries, against
 // their current costs.
 type gain struct {
@@ -216,11 +227,7 @@ func (s *session) choose(ctx context.Context, evs []*evaluated, reads map[*Table
 	}
 	var out []Recommendation
 	for _, ev := range evs {
-		qs := make([]*Query, 0, len(ev.cost))
-		for q := range ev.cost {
-			qs = append(qs, q)
-		}
-		g, err := s.try(ctx, ev.candidate, qs, current)
+		g, err := s.try(ctx, ev.candidate, byID(maps.Keys(ev.cost)), current)
 		if err != nil {
 			return nil, err
 		}
@@ -256,9 +263,8 @@ func (s *session) upgrade(ctx context.Context, ev *evaluated, g gain, reads map[
 	// partial predicate fixes need not be stored: PostgreSQL reads them
 	// from the predicate.
 	var inc []string
-	helped := make([]*Query, 0, len(g.costs))
-	for q := range g.costs {
-		helped = append(helped, q)
+	helped := byID(maps.Keys(g.costs))
+	for _, q := range helped {
 		var extra []string
 		for _, c := range reads[q] {
 			if !slices.Contains(ev.cols, c) && !strings.Contains(ev.where, quoteIdent(c)) {

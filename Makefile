@@ -48,5 +48,5 @@ fuzz:
 	@go test -run '^$$' -fuzz '^FuzzParseToken$$' -fuzztime 30s ./replica/
 	@for t in FuzzParseThreshold FuzzParsePlan FuzzParseTemplate; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./loadtest/ || exit 1; done
-	@for t in FuzzParsePlan FuzzParseArray FuzzBindParams FuzzPartHistogramSpan; do \
+	@for t in FuzzParsePlan FuzzParseArray FuzzBindParams FuzzPartHistogramSpan FuzzConjuncts FuzzShape; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./advisor/ || exit 1; done

@@ -198,7 +198,8 @@ type Query struct {
 	Unexplained string  `json:"unexplained,omitempty"`
 	Cost        float64 `json:"cost,omitempty"`
 
-	kind   string // select, update, delete, insert, other
+	kind   string            // select, update, delete, insert, other
+	consts map[string]string // column → the constant the service's text compares it with (from samples)
 	plan   *Plan
 	bound  string // the text with parameters replaced by literals, or ""
 	prep   string // the prepared statement's name, for generic plans
@@ -281,6 +282,9 @@ func Advise(ctx context.Context, db *sql.DB, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	r.StatsReset = s.cat.StatsReset
+	if s.samples, err = loadSamples(ctx, conn, s.cat); err != nil {
+		return nil, err
+	}
 	if err := s.loadWorkload(ctx); err != nil {
 		return nil, err
 	}

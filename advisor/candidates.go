@@ -1,6 +1,7 @@
 package advisor
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -103,7 +104,10 @@ type scanUse struct {
 	sort  []string
 	sortD []bool
 	nulls []string // "col IS NULL" / "col IS NOT NULL"
-	reads []string
+	// consts are the columns the service's text compares with constants
+	// (from its samples), with the constants.
+	consts map[string]string
+	reads  []string
 }
 
 var (
@@ -347,13 +351,32 @@ func candidatesFor(u *scanUse) []*candidate {
 	}
 	var out []*candidate
 	for _, ks := range sets {
-		if c := t.Columns[ks.cols[0]]; c.HasStats && c.Distinct(t.Rows) < minLeadingDistinct {
-			continue
+		if c := t.Columns[ks.cols[0]]; !c.HasStats || c.Distinct(t.Rows) >= minLeadingDistinct {
+			out = append(out, &candidate{table: t, cols: ks.cols, desc: ks.desc})
 		}
-		base := &candidate{table: t, cols: ks.cols, desc: ks.desc}
-		out = append(out, base)
 		for _, n := range u.nulls {
 			out = append(out, &candidate{table: t, cols: ks.cols, desc: ks.desc, where: n})
+		}
+		out = append(out, constPartials(u, ks.cols, ks.desc)...)
+	}
+	return out
+}
+
+// constPartials are the partial forms of a key for the constants the
+// service's own text compares columns with (known from its samples):
+// status = 'pending' becomes the index's WHERE, and leaves the key.
+func constPartials(u *scanUse, cols []string, desc []bool) []*candidate {
+	var out []*candidate
+	for _, c := range slices.Sorted(maps.Keys(u.consts)) {
+		var kc []string
+		var kd []bool
+		for i, col := range cols {
+			if col != c {
+				kc, kd = append(kc, col), append(kd, desc[i])
+			}
+		}
+		if len(kc) > 0 {
+			out = append(out, &candidate{table: u.table, cols: kc, desc: kd, where: quoteIdent(c) + " = " + quoteLiteral(u.consts[c])})
 		}
 	}
 	return out
@@ -412,10 +435,15 @@ func prefixMatch(ix *Index, c *candidate) bool {
 }
 
 // samePredicate compares an index predicate as pg_get_expr prints it with
-// a candidate's, ignoring quoting and parentheses.
+// a candidate's, ignoring quoting, parentheses and casts of literals
+// ("(status = 'pending'::text)" and "\"status\" = 'pending'" are the same).
 func samePredicate(a, b string) bool {
 	norm := func(s string) string {
-		return strings.NewReplacer(`"`, "", "(", "", ")", "", " ", "").Replace(strings.ToLower(s))
+		s = reCast.ReplaceAllString(strings.ToLower(s), "")
+		return strings.NewReplacer(`"`, "", "(", "", ")", "", " ", "").Replace(s)
 	}
 	return norm(a) == norm(b)
 }
+
+// reCast matches a cast as pg_get_expr prints it after a literal.
+var reCast = regexp.MustCompile(`::[a-z_]+(\[\])?`)

@@ -92,6 +92,14 @@ func (s *session) adviseIndexes(ctx context.Context) ([]Recommendation, error) {
 		uses := scanUses(q.plan, s.cat)
 		for _, alias := range slices.Sorted(maps.Keys(uses)) { // a stable order: the same advice every run
 			u := uses[alias]
+			for col, v := range q.consts {
+				if u.table.Columns[col] != nil {
+					if u.consts == nil {
+						u.consts = map[string]string{}
+					}
+					u.consts[col] = v
+				}
+			}
 			byTable[u.table] = appendNew(byTable[u.table], q)
 			if reads[u.table] == nil {
 				reads[u.table] = map[*Query][]string{}

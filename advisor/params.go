@@ -291,3 +291,24 @@ func substitute(text string, vals, types []string) string {
 		return "(" + quoteLiteral(vals[i-1]) + "::" + types[i-1] + ")"
 	})
 }
+
+// constColumns maps the columns a text compares with the given constants
+// (by parameter number, from samples) to those constants: "status" →
+// "pending" for status = $2 when the service's text held 'pending' there.
+func constColumns(text string, consts map[int]string) map[string]string {
+	if len(consts) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	uses := paramUses(text)
+	for n, v := range consts {
+		if u, ok := uses[n]; ok && u.kind == "eq" && u.col != "" {
+			col := u.col
+			if _, c, ok := strings.Cut(col, "."); ok {
+				col = c
+			}
+			out[col] = v
+		}
+	}
+	return out
+}

@@ -26,6 +26,7 @@ type session struct {
 	// pgss and hypopg are the schemas of the two extensions, quoted.
 	pgss, hypopg string
 	all          []*Query        // the workload, by total time
+	samples      samples         // recorded by the service (Sampler), or nil
 	names        map[string]bool // index names taken (uniqueName)
 }
 
@@ -97,7 +98,7 @@ func (s *session) extension(ctx context.Context, name, db, install string) (stri
 
 // notWorkload matches statements that read the catalogues or statistics
 // (the advisor's own and monitoring tools'), not the application's tables.
-var notWorkload = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat_\w+|pg_class|pg_index|pg_namespace|pg_attribute|pg_am|pg_constraint|pg_database|pg_prepared_statements|pg_stats|pg_roles|pg_extension|pg_available_extensions|pg_settings|hypopg\w*|current_setting|pg_is_in_recovery|pg_relation_size|pg_get_\w+|current_database|current_user)\b`)
+var notWorkload = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat_\w+|pg_class|pg_index|pg_namespace|pg_attribute|pg_am|pg_constraint|pg_database|pg_prepared_statements|pg_stats|pg_roles|pg_extension|pg_available_extensions|pg_settings|hypopg\w*|current_setting|pg_is_in_recovery|pg_relation_size|pg_get_\w+|current_database|current_user|strata_query_samples)\b`)
 
 // loadWorkload reads the top statements of this database by total time.
 // pg_stat_statements keeps a row per role and query; the rows of one query
@@ -268,6 +269,12 @@ func (s *session) prepare(ctx context.Context, q *Query, name string) error {
 	q.nparam = len(ts)
 	if q.nparam == 0 {
 		q.bound, q.ParamSource = q.Text, "none"
+		return nil
+	}
+	if vals, consts, ok := s.samples.bind(q.Text, q.nparam); ok {
+		q.Params, q.ParamSource = vals, "samples recorded by the service"
+		q.bound = substitute(q.Text, vals, ts)
+		q.consts = constColumns(q.Text, consts)
 		return nil
 	}
 	vals, source, ok := bindParams(q.Text, ts, s.cat)

@@ -39,6 +39,17 @@ type Config struct {
 	// Registerer receives the router's metrics (including strata_db_* for
 	// every pool); nil means none. Without replicas it is unused.
 	Registerer prometheus.Registerer
+	// Recorder, if set, receives every query the store runs with its
+	// arguments, so the query advisor can bind a normalised statement's
+	// parameters to real values (advisor.Sampler is one; it keeps a sample
+	// per query text now and then, without blocking).
+	Recorder QueryRecorder
+}
+
+// QueryRecorder receives the queries a Store runs, with their arguments.
+// Record must not block.
+type QueryRecorder interface {
+	Record(query string, args ...any)
 }
 
 // Store reads and writes the storefront's data through database/sql. One
@@ -48,6 +59,7 @@ type Store struct {
 	db     *sql.DB
 	ownsDB bool
 	router *replica.Router // nil: every query on db
+	rec    QueryRecorder   // nil: queries are not recorded
 	d      dialect
 	now    func() time.Time
 	log    *slog.Logger
@@ -107,7 +119,7 @@ func New(ctx context.Context, db *sql.DB, kind Kind, cfg Config) (*Store, error)
 	if err := migrate(ctx, db, d); err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, d: d, now: cfg.Now, log: cfg.Logger}
+	s := &Store{db: db, d: d, now: cfg.Now, log: cfg.Logger, rec: cfg.Recorder}
 	s.pop = newPopularity(s, cfg.PopularityRefresh)
 	return s, nil
 }
@@ -395,10 +407,40 @@ type querier = replica.Querier
 // read runs fn where reads go: a replica chosen by the router, or the one
 // pool. fn may run more than once and must start afresh each time.
 func (s *Store) read(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
+	fn = s.recorded(fn)
 	if s.router == nil {
 		return fn(ctx, s.db)
 	}
 	return s.router.Read(ctx, fn)
+}
+
+// recorded makes fn's queries known to the store's QueryRecorder.
+func (s *Store) recorded(fn func(ctx context.Context, q querier) error) func(ctx context.Context, q querier) error {
+	if s.rec == nil {
+		return fn
+	}
+	return func(ctx context.Context, q querier) error { return fn(ctx, recordingQuerier{q, s.rec}) }
+}
+
+// recordingQuerier passes each query to a QueryRecorder, then runs it.
+type recordingQuerier struct {
+	q   querier
+	rec QueryRecorder
+}
+
+func (r recordingQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r.rec.Record(query, args...)
+	return r.q.ExecContext(ctx, query, args...)
+}
+
+func (r recordingQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	r.rec.Record(query, args...)
+	return r.q.QueryContext(ctx, query, args...)
+}
+
+func (r recordingQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	r.rec.Record(query, args...)
+	return r.q.QueryRowContext(ctx, query, args...)
 }
 
 // write runs fn on the primary. With replicas, the write's token goes to
@@ -408,6 +450,7 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context, q querier
 // returns it, for keys known only after the write (a new row's id; see
 // mark). Without replicas the token is zero.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querier) error) (replica.Token, error) {
+	fn = s.recorded(fn)
 	if s.router == nil {
 		return 0, fn(ctx, s.db)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 
+	"github.com/strata-dev/strata/advisor"
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/sqlstats"
@@ -26,7 +28,7 @@ const defaultAddr = "127.0.0.1:8080"
 func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
-		useCache                          bool
+		useCache, sampleQueries           bool
 		replicas                          []string
 	)
 	cmd := &cobra.Command{
@@ -85,7 +87,16 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
-			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log, Replicas: replicas, Registerer: reg})
+			scfg := storefront.Config{Logger: log, Replicas: replicas, Registerer: reg}
+			if sampleQueries {
+				sampler, err := openSampler(ctx, dbURL, log)
+				if err != nil {
+					return err
+				}
+				defer sampler.Close()
+				scfg.Recorder = sampler
+			}
+			store, err := storefront.Open(ctx, dbURL, scfg)
 			switch {
 			case errors.Is(err, replica.ErrNotPrimary):
 				return usageError{fmt.Errorf("%s: %w", where["db"], err)}
@@ -148,8 +159,42 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	f.BoolVar(&useCache, "cache", false, "read through the stage-2 cache (in-process L1; add --redis for L2)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the cache's L2 and invalidation bus, redis://HOST:PORT/DB (implies --cache)")
 	f.StringArrayVar(&replicas, "replica", nil, "a PostgreSQL streaming replica of --db, postgres://...; repeat for more (reads go to replicas, writes to --db)")
+	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, addr, cache.enabled, cache.redis); flags win over it")
 	return cmd
+}
+
+// openSampler opens the query sampler of --sample-queries on a small pool
+// of its own.
+func openSampler(ctx context.Context, dbURL string, log *slog.Logger) (*closingSampler, error) {
+	if t, err := database.Parse(dbURL); err != nil || t.Kind != database.Postgres {
+		return nil, usageError{fmt.Errorf("--sample-queries: the samples are for strata advise, which needs PostgreSQL; --db is not a postgres:// URL")}
+	}
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("--sample-queries: %w", err)
+	}
+	db.SetMaxOpenConns(samplerConns)
+	s, err := advisor.NewSampler(ctx, db, advisor.SamplerConfig{Logger: log})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &closingSampler{Sampler: s, db: db}, nil
+}
+
+// samplerConns is the sampler's pool: one connection writes the samples.
+const samplerConns = 1
+
+// closingSampler closes the sampler's pool with it.
+type closingSampler struct {
+	*advisor.Sampler
+	db *sql.DB
+}
+
+func (c *closingSampler) Close() error {
+	err := c.Sampler.Close()
+	return errors.Join(err, c.db.Close())
 }
 
 // checkDatabaseURLs checks the primary's and the replicas' URLs before

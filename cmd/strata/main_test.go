@@ -98,6 +98,8 @@ func TestCLIExitCodes(t *testing.T) {
 		{"demo bad rate", []string{"demo", "--rate", "0.5"}, 2, "Rate 0.5: want 1 to 50000"},
 		{"replica without postgres", []string{"serve", "--replica", "postgres://a@127.0.0.1/x", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "r.db")}, 2, "not PostgreSQL"},
 		{"bad db scheme", []string{"serve", "--db", "mysql://localhost/x", "--addr", "127.0.0.1:0"}, 2, "--db: database: bad URL: unsupported scheme"},
+		// Query samples are for strata advise, which needs PostgreSQL.
+		{"sample queries on sqlite", []string{"serve", "--sample-queries", "--addr", "127.0.0.1:0", "--db", "sqlite://" + filepath.Join(dir, "s.db")}, 2, "--sample-queries: the samples are for strata advise, which needs PostgreSQL"},
 		// Runtime errors exit 1.
 		{"attack refused", []string{"loadtest", "attack", "http://127.0.0.1:1/", "--rate", "20", "--duration", "200ms"}, 1, "requests failed"},
 		{"unreachable postgres", []string{"seed", "--db", "postgres://strata@127.0.0.1:1/x?sslmode=disable", "--users", "1", "--products", "1"}, 1, "cannot reach"},

@@ -116,7 +116,7 @@ func TestRun(t *testing.T) {
 	// The cache answers most reads once the search has warmed it: at
 	// least a tenth fewer queries a request than stage 1 (a wide margin).
 	if q1, q2 := res.Stages[0].Queries, res.Stages[1].Queries; !(q2 < 0.9*q1) {
-		t.Errorf("stage 2 costs %.2f queries a request, stage 1 %.2f: the cache saved nothing", q2, q1)
+		t.Errorf("stage 2 costs %.2f queries a request, stage 1 %.2f: the cache saved nothing:\n%s", q2, q1, text)
 	}
 	if r := res.Stages[4].OnReplicas; !(r > 0.5) {
 		t.Errorf("with replicas, %.0f%% of database calls went to them", 100*r)

@@ -5,6 +5,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"sync/atomic"
+
+	"github.com/strata-dev/strata/storefront"
 )
 
 // countingConnector counts the statements run through the connections it
@@ -17,7 +19,8 @@ import (
 //
 // A statement is counted when it is executed: a direct ExecContext or
 // QueryContext on a connection, or an Exec or Query of a prepared
-// statement. Preparing, beginning, committing and pinging are not counted.
+// statement. Preparing, beginning, committing and pinging are not counted,
+// nor is the storefront's background work (storefront.Background).
 type countingConnector struct {
 	connect func(context.Context) (driver.Conn, error)
 	drv     driver.Driver
@@ -62,8 +65,18 @@ var (
 // counted adds one to the count unless err says the statement did not run
 // here (driver.ErrSkip: database/sql will prepare it instead, and the
 // prepared statement counts it).
-func (c *countingConn) counted(err error) {
+func (c *countingConn) counted(ctx context.Context, err error) {
 	if !errors.Is(err, driver.ErrSkip) {
+		c.count(ctx)
+	}
+}
+
+// count adds one to the count, unless the statement is the storefront's
+// background work (cache warming, the popularity refresh): that work
+// depends on timing, not on the requests, and counted in would make the
+// per-request cost of a stage swing with the machine's load.
+func (c *countingConn) count(ctx context.Context) {
+	if !storefront.Background(ctx) {
 		c.n.Add(1)
 	}
 }
@@ -74,7 +87,7 @@ func (c *countingConn) ExecContext(ctx context.Context, query string, args []dri
 		return nil, driver.ErrSkip
 	}
 	r, err := e.ExecContext(ctx, query, args)
-	c.counted(err)
+	c.counted(ctx, err)
 	return r, err
 }
 
@@ -84,7 +97,7 @@ func (c *countingConn) QueryContext(ctx context.Context, query string, args []dr
 		return nil, driver.ErrSkip
 	}
 	r, err := q.QueryContext(ctx, query, args)
-	c.counted(err)
+	c.counted(ctx, err)
 	return r, err
 }
 
@@ -160,7 +173,7 @@ var (
 )
 
 func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	s.conn.n.Add(1)
+	s.conn.count(ctx)
 	if e, ok := s.Stmt.(driver.StmtExecContext); ok {
 		return e.ExecContext(ctx, args)
 	}
@@ -173,7 +186,7 @@ func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue
 }
 
 func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	s.conn.n.Add(1)
+	s.conn.count(ctx)
 	if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
 		return q.QueryContext(ctx, args)
 	}

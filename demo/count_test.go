@@ -37,6 +37,11 @@ func TestCountingConnector(t *testing.T) {
 				want int64 // statements counted
 				run  func() error
 			}{
+				// The storefront's background work is not a request's cost.
+				{"background", 0, func() error {
+					var n int
+					return db.QueryRowContext(storefront.WithBackground(ctx), `SELECT count(*) FROM t`).Scan(&n)
+				}},
 				// A direct Exec is one statement.
 				{"exec", 1, func() error {
 					_, err := db.ExecContext(ctx, `INSERT INTO t VALUES (1, 'a', $1)`, at)

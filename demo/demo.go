@@ -149,8 +149,10 @@ type StageResult struct {
 	// (the breaking-point search), and in Full mode spike and endurance.
 	Report *loadtest.Report
 	// Queries is the database statements one request cost at the fixed
-	// rate, counted at the database driver; with replicas, the replica
-	// router's calls (one statement each, but for a write's WAL position).
+	// rate, counted at the database driver, the storefront's background
+	// work (cache warming, the popularity refresh) left out; with
+	// replicas, the replica router's calls (one statement each, but for a
+	// write's WAL position; the popularity refresh included).
 	Queries float64
 	// OnReplicas is the share of Queries that went to replicas; NaN
 	// without replicas.

@@ -91,7 +91,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 		c.metrics = m
 	}
 	m := c.metrics
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.ctx, c.cancel = context.WithCancel(background())
 	var err error
 	if c.users, err = newLevel(cfg, m, "users", UserTTL, c.loadUser); err != nil {
 		c.Close()

@@ -58,7 +58,7 @@ type popularity struct {
 }
 
 func newPopularity(s *Store, ttl time.Duration) *popularity {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(background())
 	return &popularity{s: s, ttl: ttl, ctx: ctx, cancel: cancel}
 }
 
@@ -195,4 +195,24 @@ func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error)
 		}
 	}
 	return snap, nil
+}
+
+// backgroundKey marks the contexts of the storefront's background work.
+type backgroundKey struct{}
+
+// background is the root context of background work: cache warming and
+// the popularity refresh.
+func background() context.Context { return WithBackground(context.Background()) }
+
+// WithBackground marks ctx as background work (see Background).
+func WithBackground(ctx context.Context) context.Context {
+	return context.WithValue(ctx, backgroundKey{}, true)
+}
+
+// Background reports whether ctx belongs to the storefront's background
+// work (cache warming, the popularity refresh) rather than to a request:
+// a driver or a metric that costs requests can leave such work out.
+func Background(ctx context.Context) bool {
+	b, _ := ctx.Value(backgroundKey{}).(bool)
+	return b
 }

@@ -85,6 +85,11 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			if err := checkDatabaseURLs(dbURL, replicas, where); err != nil {
 				return err
 			}
+			if redisURL != "" { // a bad URL is refused before anything opens
+				if _, err := redisOptions(redisURL, where["redis"]); err != nil {
+					return err
+				}
+			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
 			scfg := storefront.Config{Logger: log, Replicas: replicas, Registerer: reg}

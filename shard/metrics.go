@@ -1,0 +1,61 @@
+package shard
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the router's strata_shard_* series.
+type metrics struct {
+	reg     prometheus.Registerer // nil: none registered
+	calls   *prometheus.CounterVec
+	fanouts prometheus.Counter
+	partial prometheus.Counter
+	epoch   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_shard_calls_total",
+			Help: "Calls routed to each shard (reads, writes, transactions and fan-out legs).",
+		}, []string{"shard"}),
+		fanouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_shard_fanouts_total",
+			Help: "Fan-outs over every shard (Router.Each).",
+		}),
+		partial: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_shard_fanout_partial_total",
+			Help: "Fan-outs that did not hear from every shard within their deadline.",
+		}),
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strata_shard_map_epoch",
+			Help: "Epoch of the shard map this instance routes by.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			m.unregister()
+			return nil, fmt.Errorf("shard: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.calls, m.fanouts, m.partial, m.epoch}
+}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+}

@@ -1,0 +1,357 @@
+package shard
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strata-dev/strata/replica"
+)
+
+// DefaultEachTimeout is the deadline of a fan-out over every shard when
+// Config.EachTimeout is zero (seed: stage 3, non-critical calls get
+// 500 ms, then fall back).
+const DefaultEachTimeout = 500 * time.Millisecond
+
+// DefaultEachConcurrency caps the shards a fan-out queries at once when
+// Config.EachConcurrency is zero.
+const DefaultEachConcurrency = 16
+
+// Errors a caller can tell apart.
+var (
+	// ErrCrossShard: a transaction named keys on more than one shard.
+	// Strata does not run distributed transactions.
+	ErrCrossShard = errors.New("shard: a transaction cannot span shards")
+	// ErrPartial: a fan-out did not hear from every shard; the Result
+	// says which answered and why the others did not.
+	ErrPartial = errors.New("shard: not every shard answered")
+	// ErrStaleMap: Apply was given a map no newer than the one in use.
+	ErrStaleMap = errors.New("shard: map is not newer than the one in use")
+)
+
+// Error is a failure on one shard; it names the shard.
+type Error struct {
+	Shard string
+	Err   error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("shard %s: %v", e.Shard, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Config tunes a Router. The zero value means the defaults.
+type Config struct {
+	// Replica is the template of each shard's replica.Router: pool sizes,
+	// lag bound, and so on. Primary and Replicas come from the map.
+	Replica replica.Config
+	// EachTimeout is a fan-out's deadline (default DefaultEachTimeout).
+	EachTimeout time.Duration
+	// EachConcurrency caps the shards a fan-out queries at once (default
+	// DefaultEachConcurrency).
+	EachConcurrency int
+	// Registerer receives the strata_shard_* metrics and each shard's
+	// replica metrics (labelled shard="name"); nil means none.
+	Registerer prometheus.Registerer
+	// Logger receives map changes; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Target is one shard as a key's owner: its name and the replica.Router
+// over its primary and replicas.
+type Target struct {
+	Name string
+	DB   *replica.Router
+	spec Shard // what it was opened from
+	// calls counts the calls routed to it (strata_shard_calls_total).
+	calls prometheus.Counter
+}
+
+// state is what a routing decision reads, swapped whole by Apply.
+type state struct {
+	m       *Map
+	targets []*Target // by the map's shard index
+}
+
+// Router routes keys to shards by the current map. It is safe for
+// concurrent use; Apply swaps the map while calls run.
+type Router struct {
+	cfg     Config
+	cur     atomic.Pointer[state]
+	mu      sync.Mutex         // Apply and Close
+	open    map[string]*Target // every shard's router, by name
+	metrics *metrics
+	closed  bool
+}
+
+// New opens a replica.Router for each shard of m and returns a Router
+// that routes by m.
+func New(ctx context.Context, m *Map, cfg Config) (*Router, error) {
+	if cfg.EachTimeout < 0 || cfg.EachConcurrency < 0 {
+		return nil, fmt.Errorf("shard: EachTimeout (%v) and EachConcurrency (%d) must not be negative", cfg.EachTimeout, cfg.EachConcurrency)
+	}
+	if cfg.EachTimeout == 0 {
+		cfg.EachTimeout = DefaultEachTimeout
+	}
+	if cfg.EachConcurrency == 0 {
+		cfg.EachConcurrency = DefaultEachConcurrency
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{cfg: cfg, open: map[string]*Target{}, metrics: met}
+	if err := r.apply(ctx, m); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Apply routes by m from now on, if it is newer than the map in use:
+// shards it adds are opened first, shards it drops are closed after the
+// swap. Calls already running finish on the shard they chose.
+func (r *Router) Apply(ctx context.Context, m *Map) error {
+	if cur := r.cur.Load(); cur != nil && m.Epoch <= cur.m.Epoch {
+		return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
+	}
+	return r.apply(ctx, m)
+}
+
+func (r *Router) apply(ctx context.Context, m *Map) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("shard: router closed")
+	}
+	st := &state{m: m, targets: make([]*Target, len(m.Shards))}
+	stale := map[string]*Target{}
+	for i, s := range m.Shards {
+		t, err := r.target(ctx, s, stale)
+		if err != nil {
+			return err
+		}
+		st.targets[i] = t
+	}
+	old := r.cur.Swap(st)
+	r.metrics.epoch.Set(float64(m.Epoch))
+	if old != nil {
+		r.cfg.Logger.Info("shard: map applied", "epoch", m.Epoch, "was", old.m.Epoch, "shards", len(m.Shards))
+	}
+	for name, t := range r.open {
+		if !st.has(name) {
+			delete(r.open, name)
+			_ = t.DB.Close()
+		}
+	}
+	for _, t := range stale {
+		_ = t.DB.Close()
+	}
+	return nil
+}
+
+func (st *state) has(name string) bool {
+	for _, t := range st.targets {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// target returns the open router of shard s, opening it if needed. A
+// shard whose URLs changed under the same name is opened afresh (the old
+// router is closed once the new map is in use).
+func (r *Router) target(ctx context.Context, s Shard, stale map[string]*Target) (*Target, error) {
+	if t, ok := r.open[s.Name]; ok {
+		if t.spec.URL == s.URL && slices.Equal(t.spec.Replicas, s.Replicas) {
+			return t, nil
+		}
+		stale[s.Name] = t
+	}
+	cfg := r.cfg.Replica
+	cfg.Primary = s.URL
+	cfg.Replicas = nil
+	for i, u := range s.Replicas {
+		cfg.Replicas = append(cfg.Replicas, replica.Replica{URL: u, Name: fmt.Sprintf("replica%d", i+1)})
+	}
+	if r.cfg.Registerer != nil {
+		cfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"shard": s.Name}, r.cfg.Registerer)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = r.cfg.Logger.With("shard", s.Name)
+	}
+	db, err := replica.Open(ctx, cfg)
+	if err != nil {
+		return nil, &Error{Shard: s.Name, Err: err}
+	}
+	t := &Target{Name: s.Name, DB: db, spec: s, calls: r.metrics.calls.WithLabelValues(s.Name)}
+	r.open[s.Name] = t
+	return t, nil
+}
+
+// For returns the shard that owns key. It does not allocate.
+func (r *Router) For(key int64) *Target {
+	st := r.cur.Load()
+	return st.targets[st.m.Owner(key)]
+}
+
+// Map returns the map in use.
+func (r *Router) Map() *Map { return r.cur.Load().m }
+
+// Shards returns every shard of the map in use, in map order.
+func (r *Router) Shards() []*Target {
+	return append([]*Target(nil), r.cur.Load().targets...)
+}
+
+// Read runs fn where reads of key go: a replica of its shard or its
+// primary (see replica.Router.Read). A failure names the shard.
+func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) error {
+	t := r.For(key)
+	t.calls.Inc()
+	return t.wrap(t.DB.Read(ctx, fn))
+}
+
+// Write runs fn on the primary of key's shard and returns the write's
+// read-your-writes token (valid on that shard only).
+func (r *Router) Write(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) (replica.Token, error) {
+	t := r.For(key)
+	t.calls.Inc()
+	tok, err := t.DB.Write(ctx, fn)
+	return tok, t.wrap(err)
+}
+
+// Tx runs fn in one transaction on the primary of the shard that owns
+// every key in keys. Keys on more than one shard are ErrCrossShard, before
+// anything runs: Strata does not run distributed transactions.
+func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Context, tx *sql.Tx) error) (replica.Token, error) {
+	if len(keys) == 0 {
+		return 0, fmt.Errorf("shard: Tx needs the keys it writes")
+	}
+	st := r.cur.Load()
+	owner := st.m.Owner(keys[0])
+	for _, k := range keys[1:] {
+		if o := st.m.Owner(k); o != owner {
+			return 0, fmt.Errorf("%w: key %d is on %s, key %d on %s", ErrCrossShard, keys[0], st.targets[owner].Name, k, st.targets[o].Name)
+		}
+	}
+	t := st.targets[owner]
+	t.calls.Inc()
+	tok, err := t.DB.WriteTx(ctx, fn)
+	return tok, t.wrap(err)
+}
+
+func (t *Target) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Shard: t.Name, Err: err}
+}
+
+// Result is what a fan-out heard: the shards that answered, and why each
+// of the others did not.
+type Result struct {
+	Answered []string
+	Failed   map[string]error
+}
+
+// Complete reports whether every shard answered.
+func (r Result) Complete() bool { return len(r.Failed) == 0 }
+
+// Each runs fn on every shard at once (at most Config.EachConcurrency at a
+// time) under Config.EachTimeout, and reports which answered. When some
+// did not, the error is ErrPartial (with the Result still filled), so a
+// partial answer is never taken for a whole one: the caller decides
+// whether it will do. fn must return when its context ends.
+func (r *Router) Each(ctx context.Context, fn func(ctx context.Context, t *Target) error) (Result, error) {
+	targets := r.cur.Load().targets
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.EachTimeout)
+	defer cancel()
+	r.metrics.fanouts.Inc()
+	type answer struct {
+		name string
+		err  error
+	}
+	answers := make(chan answer, len(targets))
+	sem := make(chan struct{}, r.cfg.EachConcurrency)
+	for _, t := range targets {
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				answers <- answer{t.Name, ctx.Err()}
+				return
+			}
+			defer func() { <-sem }()
+			t.calls.Inc()
+			answers <- answer{t.Name, fn(ctx, t)}
+		}()
+	}
+	res := Result{Failed: map[string]error{}}
+	for range targets {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			// The deadline passed: whoever has not answered is missing.
+			// Their goroutines end on their own (fn honours ctx).
+			for _, t := range targets {
+				if !slices.Contains(res.Answered, t.Name) && res.Failed[t.Name] == nil {
+					res.Failed[t.Name] = fmt.Errorf("no answer within %v: %w", r.cfg.EachTimeout, ctx.Err())
+				}
+			}
+			return r.finish(res)
+		}
+		if a.err != nil {
+			res.Failed[a.name] = a.err
+		} else {
+			res.Answered = append(res.Answered, a.name)
+		}
+	}
+	return r.finish(res)
+}
+
+func (r *Router) finish(res Result) (Result, error) {
+	sort.Strings(res.Answered)
+	if res.Complete() {
+		return res, nil
+	}
+	r.metrics.partial.Inc()
+	names := make([]string, 0, len(res.Failed))
+	for n := range res.Failed {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return res, fmt.Errorf("%w: %d of %d missing (%s)", ErrPartial, len(names), len(names)+len(res.Answered), strings.Join(names, ", "))
+}
+
+// Close closes every shard's router. It is idempotent.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	var errs []error
+	for _, t := range r.open {
+		errs = append(errs, t.DB.Close())
+	}
+	r.open = nil
+	r.metrics.unregister()
+	return errors.Join(errs...)
+}

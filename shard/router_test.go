@@ -1,0 +1,317 @@
+package shard_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/replica"
+	"github.com/strata-dev/strata/shard"
+)
+
+// twoShards returns a map over the two independent primaries scripts/dev
+// starts, each URL pointing at a schema of the test's own.
+func twoShards(t *testing.T) *shard.Map {
+	t.Helper()
+	var shards []shard.Shard
+	for i, u := range testdb.ShardURLs(t) {
+		shards = append(shards, shard.Shard{Name: []string{"s1", "s2"}[i], URL: schemaOn(t, u)})
+	}
+	m, err := shard.NewHashMap(shards, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// schemaOn creates a schema for the test on the server at url and returns
+// url with search_path set to it; the schema is dropped at the end.
+func schemaOn(t *testing.T, url string) string {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "t_" + hex.EncodeToString(b)
+	if _, err := db.Exec(`CREATE SCHEMA "` + name + `"`); err != nil {
+		t.Fatalf("create schema on %s: %v", url, err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec(`DROP SCHEMA "` + name + `" CASCADE`)
+		db.Close()
+	})
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "search_path=" + name
+}
+
+// keyOn returns a key the map puts on shard index i.
+func keyOn(m *shard.Map, i int) int64 {
+	for k := int64(1); ; k++ {
+		if m.Owner(k) == i {
+			return k
+		}
+	}
+}
+
+func newRouter(t *testing.T, m *shard.Map, cfg shard.Config) *shard.Router {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := shard.New(ctx, m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestRouterRoutes: each key's reads and writes run on the shard the map
+// names, For does not allocate, and the metrics are well formed.
+func TestRouterRoutes(t *testing.T) {
+	m := twoShards(t)
+	reg := prometheus.NewRegistry()
+	r := newRouter(t, m, shard.Config{Registerer: reg})
+	ctx := context.Background()
+	for _, tg := range r.Shards() {
+		if _, err := tg.DB.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, `CREATE TABLE kv (k bigint PRIMARY KEY, shard text NOT NULL)`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := int64(-50); k < 50; k++ {
+		if _, err := r.Write(ctx, k, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, `INSERT INTO kv VALUES ($1, $2)`, k, r.For(k).Name)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each shard holds exactly the keys the map gives it.
+	for i, tg := range r.Shards() {
+		var n, wrong int
+		err := tg.DB.Read(ctx, func(ctx context.Context, q replica.Querier) error {
+			return q.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE shard <> $1) FROM kv`, tg.Name).Scan(&n, &wrong)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for k := int64(-50); k < 50; k++ {
+			if m.Owner(k) == i {
+				want++
+			}
+		}
+		if n != want || wrong != 0 || n == 0 {
+			t.Errorf("shard %s holds %d keys (%d of another shard), want %d", tg.Name, n, wrong, want)
+		}
+	}
+	if a := testing.AllocsPerRun(1000, func() { _ = r.For(12345) }); a != 0 {
+		t.Errorf("For allocates %v times a call", a)
+	}
+	if problems, err := testutil.CollectAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %v", err, problems)
+	}
+	if got := testutil.ToFloat64(mustGauge(t, reg, "strata_shard_map_epoch")); got != 1 {
+		t.Errorf("strata_shard_map_epoch = %v, want 1", got)
+	}
+}
+
+func mustGauge(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "copy"})
+			g.Set(mf.GetMetric()[0].GetGauge().GetValue())
+			return g
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}
+
+// TestRouterTxOneShard: a transaction over keys of one shard runs; over
+// keys of two it is refused before anything runs.
+func TestRouterTxOneShard(t *testing.T) {
+	m := twoShards(t)
+	r := newRouter(t, m, shard.Config{})
+	ctx := context.Background()
+	a, b := keyOn(m, 0), keyOn(m, 1)
+	ran := false
+	_, err := r.Tx(ctx, []int64{a, b}, func(ctx context.Context, tx *sql.Tx) error { ran = true; return nil })
+	if !errors.Is(err, shard.ErrCrossShard) || ran {
+		t.Fatalf("Tx over two shards: %v (ran %v), want ErrCrossShard and nothing run", err, ran)
+	}
+	if !strings.Contains(err.Error(), "s1") || !strings.Contains(err.Error(), "s2") {
+		t.Errorf("the error does not name both shards: %v", err)
+	}
+	if _, err := r.Tx(ctx, []int64{a, a}, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `SELECT 1`)
+		return err
+	}); err != nil {
+		t.Errorf("Tx on one shard: %v", err)
+	}
+}
+
+// TestRouterEachStalledShard: a fan-out with one shard stalled on a lock
+// returns within its deadline and names the missing shard; the others'
+// answers are kept.
+func TestRouterEachStalledShard(t *testing.T) {
+	m := twoShards(t)
+	const deadline = 300 * time.Millisecond
+	r := newRouter(t, m, shard.Config{EachTimeout: deadline})
+	ctx := context.Background()
+	for _, tg := range r.Shards() {
+		if _, err := tg.DB.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, `CREATE TABLE lockme (id int PRIMARY KEY); INSERT INTO lockme VALUES (1)`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hold the row on s2 in a transaction of another connection.
+	holder, err := sql.Open("pgx", m.Shards[1].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	tx, err := holder.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // releases the lock
+	if _, err := tx.ExecContext(ctx, `SELECT * FROM lockme FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := r.Each(ctx, func(ctx context.Context, tg *shard.Target) error {
+		_, err := tg.DB.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, `UPDATE lockme SET id = id WHERE id = 1`)
+			return err
+		})
+		return err
+	})
+	took := time.Since(start)
+	if !errors.Is(err, shard.ErrPartial) || !strings.Contains(err.Error(), "s2") {
+		t.Fatalf("Each with s2 stalled: %v, want ErrPartial naming s2", err)
+	}
+	if len(res.Answered) != 1 || res.Answered[0] != "s1" || res.Failed["s2"] == nil || res.Complete() {
+		t.Errorf("result %+v, want s1 answered and s2 failed", res)
+	}
+	// The deadline, with room for a loaded machine; far below the lock's
+	// indefinite wait.
+	if took > deadline+2*time.Second {
+		t.Errorf("Each took %v with a %v deadline", took, deadline)
+	}
+}
+
+// TestRouterShardDown: with one shard's postmaster killed, its keys fail
+// fast with an error naming it, and the other shard's keys are served.
+func TestRouterShardDown(t *testing.T) {
+	c := testdb.StartPostgresCluster(t)
+	m, err := shard.NewHashMap([]shard.Shard{
+		{Name: "doomed", URL: c.PrimaryURL()},
+		{Name: "healthy", URL: schemaOn(t, testdb.ShardURLs(t)[0])},
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRouter(t, m, shard.Config{})
+	ctx := context.Background()
+	read := func(key int64) error {
+		return r.Read(ctx, key, func(ctx context.Context, q replica.Querier) error {
+			var one int
+			return q.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+		})
+	}
+	down, up := keyOn(m, 0), keyOn(m, 1)
+	if err := read(down); err != nil {
+		t.Fatalf("before the kill: %v", err)
+	}
+	c.Kill("primary")
+	start := time.Now()
+	err = read(down)
+	took := time.Since(start)
+	var se *shard.Error
+	if !errors.As(err, &se) || se.Shard != "doomed" {
+		t.Fatalf("a key of the killed shard: %v, want a shard.Error naming doomed", err)
+	}
+	if took > time.Second {
+		t.Errorf("the failure took %v, want under 1 s", took)
+	}
+	if err := read(up); err != nil {
+		t.Errorf("a key of the healthy shard: %v", err)
+	}
+}
+
+// TestRouterApply: a newer map changes the routes at once; an older or
+// equal one is refused and changes nothing.
+func TestRouterApply(t *testing.T) {
+	m := twoShards(t)
+	r := newRouter(t, m, shard.Config{})
+	ctx := context.Background()
+	moved := *m
+	moved.Epoch = 2
+	moved.Owners = make([]int, len(m.Owners))
+	for v := range moved.Owners {
+		moved.Owners[v] = 1 - m.Owners[v] // every virtual shard changes hands
+	}
+	k := keyOn(m, 0)
+	if err := r.Apply(ctx, &moved); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.For(k).Name; got != "s2" || r.Map().Epoch != 2 {
+		t.Errorf("after epoch 2, key %d is on %s (epoch %d), want s2", k, got, r.Map().Epoch)
+	}
+	if err := r.Apply(ctx, m); !errors.Is(err, shard.ErrStaleMap) {
+		t.Errorf("Apply of epoch 1 after 2: %v, want ErrStaleMap", err)
+	}
+	if got := r.For(k).Name; got != "s2" {
+		t.Errorf("a refused map changed the routes: key %d on %s", k, got)
+	}
+}
+
+// BenchmarkRouterFor: the routing decision alone, on a 1,000-virtual-shard
+// map over two shards.
+func BenchmarkRouterFor(b *testing.B) {
+	var shards []shard.Shard
+	for i, u := range testdb.ShardURLs(b) {
+		shards = append(shards, shard.Shard{Name: []string{"s1", "s2"}[i], URL: u})
+	}
+	m, err := shard.NewHashMap(shards, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := shard.New(context.Background(), m, shard.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	b.ReportAllocs()
+	var k int64
+	for b.Loop() {
+		k++
+		_ = r.For(k)
+	}
+}

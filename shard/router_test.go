@@ -3,8 +3,8 @@ package shard_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"

@@ -69,7 +69,10 @@ func NewHashMap(shards []Shard, n int) (*Map, error) {
 	for v := range m.Owners {
 		m.Owners[v] = v * len(shards) / n
 	}
-	return m, m.Validate()
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // Validate checks that the map routes every key to a shard it names.

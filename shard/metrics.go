@@ -59,3 +59,37 @@ func (m *metrics) unregister() {
 		m.reg.Unregister(c)
 	}
 }
+
+// FollowerMetrics exports a Follower's map reloads and their errors as
+// strata_shard_map_reloads_total and strata_shard_map_reload_errors_total,
+// read at scrape time. (The epoch applied is the router's
+// strata_shard_map_epoch.)
+type FollowerMetrics struct {
+	f                     *Follower
+	reloads, reloadErrors *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*FollowerMetrics)(nil)
+
+// NewFollowerMetrics returns the collector of f's metrics; register it
+// with the service's registry.
+func NewFollowerMetrics(f *Follower) *FollowerMetrics {
+	return &FollowerMetrics{
+		f:            f,
+		reloads:      prometheus.NewDesc("strata_shard_map_reloads_total", "Reads of the shard map after start (polls, notifications, reconnects).", nil, nil),
+		reloadErrors: prometheus.NewDesc("strata_shard_map_reload_errors_total", "Shard map reloads that failed or found a map that does not decode, validate or move forward.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *FollowerMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.reloads
+	ch <- c.reloadErrors
+}
+
+// Collect implements prometheus.Collector.
+func (c *FollowerMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := c.f.Stats()
+	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(s.Reloads))
+	ch <- prometheus.MustNewConstMetric(c.reloadErrors, prometheus.CounterValue, float64(s.ReloadErrors))
+}

@@ -122,9 +122,17 @@ func New(ctx context.Context, m *Map, cfg Config) (*Router, error) {
 // Apply routes by m from now on, if it is newer than the map in use:
 // shards it adds are opened first, shards it drops are closed after the
 // swap. Calls already running finish on the shard they chose.
+//
+// The epoch in use again is a no-op (a Follower's first OnChange hands the
+// router the map it was built from); an older one is ErrStaleMap.
 func (r *Router) Apply(ctx context.Context, m *Map) error {
-	if cur := r.cur.Load(); cur != nil && m.Epoch <= cur.m.Epoch {
-		return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
+	if cur := r.cur.Load(); cur != nil {
+		switch {
+		case m.Epoch == cur.m.Epoch:
+			return nil
+		case m.Epoch < cur.m.Epoch:
+			return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
+		}
 	}
 	return r.apply(ctx, m)
 }

@@ -287,6 +287,9 @@ func TestRouterApply(t *testing.T) {
 	if err := r.Apply(ctx, m); !errors.Is(err, shard.ErrStaleMap) {
 		t.Errorf("Apply of epoch 1 after 2: %v, want ErrStaleMap", err)
 	}
+	if err := r.Apply(ctx, &moved); err != nil {
+		t.Errorf("Apply of the epoch in use: %v, want a no-op", err)
+	}
 	if got := r.For(k).Name; got != "s2" {
 		t.Errorf("a refused map changed the routes: key %d on %s", k, got)
 	}

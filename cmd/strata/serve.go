@@ -74,21 +74,8 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			if redisURL != "" {
 				useCache = true // Redis is only used as a cache level
 			}
-			if _, _, err := net.SplitHostPort(addr); err != nil {
-				why := "not host:port"
-				var ae *net.AddrError
-				if errors.As(err, &ae) {
-					why = ae.Err // without the address, which may be huge
-				}
-				return usageError{fmt.Errorf("%s %s: %s (want host:port)", where["addr"], quote(addr), why)}
-			}
-			if err := checkDatabaseURLs(dbURL, replicas, where); err != nil {
+			if err := checkServeInputs(addr, dbURL, redisURL, replicas, where); err != nil {
 				return err
-			}
-			if redisURL != "" { // a bad URL is refused before anything opens
-				if _, err := redisOptions(redisURL, where["redis"]); err != nil {
-					return err
-				}
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
@@ -167,6 +154,29 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, addr, cache.enabled, cache.redis); flags win over it")
 	return cmd
+}
+
+// checkServeInputs checks the address and the URLs before anything opens,
+// so that an error names the flag (or config line) that holds the bad one
+// and leaves nothing behind (not even an SQLite file).
+func checkServeInputs(addr, dbURL, redisURL string, replicas []string, where map[string]string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		why := "not host:port"
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			why = ae.Err // without the address, which may be huge
+		}
+		return usageError{fmt.Errorf("%s %s: %s (want host:port)", where["addr"], quote(addr), why)}
+	}
+	if err := checkDatabaseURLs(dbURL, replicas, where); err != nil {
+		return err
+	}
+	if redisURL != "" {
+		if _, err := redisOptions(redisURL, where["redis"]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openSampler opens the query sampler of --sample-queries on a small pool

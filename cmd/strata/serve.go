@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	neturl "net/url"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -280,13 +279,4 @@ func dialRedis(url, where string, log *slog.Logger) (*cache.RedisConn, error) {
 }
 
 // redacted returns a URL with its password masked, for messages.
-func redacted(raw string) string {
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		if i := strings.LastIndexByte(raw, '@'); i >= 0 { // user:password@ not parsed: drop it
-			return "…" + raw[i:]
-		}
-		return raw
-	}
-	return u.Redacted()
-}
+func redacted(raw string) string { return hidePasswords(raw) }

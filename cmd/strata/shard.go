@@ -25,21 +25,20 @@ const (
 	maxShardTableName       = 200   // longer than any PostgreSQL schema.name (2 × 63 bytes)
 )
 
-// newShard is the parent of the sharding commands. Its subcommands, in
-// order: plan (the sharding planner). The keyspace commands (map, locate)
-// are added below plan, each in a newShardXxx function of its own.
+// newShard is the parent of the sharding commands: plan (the sharding
+// planner), map and locate (shardmap.go).
 func newShard(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shard",
 		Short: "Plan and inspect the sharding of a PostgreSQL database",
 		Long: `Sharding commands: 'plan' designs a sharding strategy from a database's
-sizes, statistics and workload, by the guide's rules.`,
+sizes, statistics and workload, by the guide's rules; 'map' prints the
+shard map the control schema holds, and 'locate' the shard of a key.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newShardPlan(g))
-	// Further subcommands (map, locate) are added here.
+	cmd.AddCommand(newShardPlan(g), newShardMap(g), newShardLocate(g))
 	for _, c := range cmd.Commands() {
 		if c.Args == nil {
 			c.Args = noArgs

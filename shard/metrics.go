@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		partial: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_shard_fanout_partial_total",
-			Help: "Fan-outs that did not hear from every shard within their deadline.",
+			Help: "Fan-outs that did not hear from every shard: no answer within the deadline, or an error.",
 		}),
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strata_shard_map_epoch",
@@ -61,12 +61,12 @@ func (m *metrics) unregister() {
 }
 
 // FollowerMetrics exports a Follower's map reloads and their errors as
-// strata_shard_map_reloads_total and strata_shard_map_reload_errors_total,
-// read at scrape time. (The epoch applied is the router's
+// strata_shard_map_reloads_total, strata_shard_map_reload_errors_total and
+// strata_shard_map_apply_errors_total, read at scrape time. (The epoch applied is the router's
 // strata_shard_map_epoch.)
 type FollowerMetrics struct {
-	f                     *Follower
-	reloads, reloadErrors *prometheus.Desc
+	f                                  *Follower
+	reloads, reloadErrors, applyErrors *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*FollowerMetrics)(nil)
@@ -78,6 +78,7 @@ func NewFollowerMetrics(f *Follower) *FollowerMetrics {
 		f:            f,
 		reloads:      prometheus.NewDesc("strata_shard_map_reloads_total", "Reads of the shard map after start (polls, notifications, reconnects).", nil, nil),
 		reloadErrors: prometheus.NewDesc("strata_shard_map_reload_errors_total", "Shard map reloads that failed or found a map that does not decode, validate or move forward.", nil, nil),
+		applyErrors:  prometheus.NewDesc("strata_shard_map_apply_errors_total", "Newer shard maps the instance loaded but could not apply (its OnChange failed): it still routes by an older one.", nil, nil),
 	}
 }
 
@@ -85,6 +86,7 @@ func NewFollowerMetrics(f *Follower) *FollowerMetrics {
 func (c *FollowerMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.reloads
 	ch <- c.reloadErrors
+	ch <- c.applyErrors
 }
 
 // Collect implements prometheus.Collector.
@@ -92,4 +94,5 @@ func (c *FollowerMetrics) Collect(ch chan<- prometheus.Metric) {
 	s := c.f.Stats()
 	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(s.Reloads))
 	ch <- prometheus.MustNewConstMetric(c.reloadErrors, prometheus.CounterValue, float64(s.ReloadErrors))
+	ch <- prometheus.MustNewConstMetric(c.applyErrors, prometheus.CounterValue, float64(s.ApplyErrors))
 }

@@ -35,8 +35,10 @@ var (
 	// ErrPartial: a fan-out did not hear from every shard; the Result
 	// says which answered and why the others did not.
 	ErrPartial = errors.New("shard: not every shard answered")
-	// ErrStaleMap: Apply was given a map no newer than the one in use.
-	ErrStaleMap = errors.New("shard: map is not newer than the one in use")
+	// ErrStaleMap: Apply was given a map older than the one in use.
+	ErrStaleMap = errors.New("shard: map is older than the one in use")
+	// ErrClosed: the router is closed.
+	ErrClosed = errors.New("shard: router closed")
 )
 
 // Error is a failure on one shard; it names the shard.
@@ -84,12 +86,14 @@ type state struct {
 // Router routes keys to shards by the current map. It is safe for
 // concurrent use; Apply swaps the map while calls run.
 type Router struct {
-	cfg     Config
-	cur     atomic.Pointer[state]
-	mu      sync.Mutex         // Apply and Close
-	open    map[string]*Target // every shard's router, by name
-	metrics *metrics
-	closed  bool
+	cfg      Config
+	cur      atomic.Pointer[state]
+	mu       sync.Mutex              // Apply and Close
+	open     map[string]*Target      // the shards of the map in use, by name
+	retiring map[*Target]*time.Timer // dropped shards, closed when their timer fires
+	metrics  *metrics
+	closed   bool
+	isClosed atomic.Bool // closed, for the calls' fast check
 }
 
 // New opens a replica.Router for each shard of m and returns a Router
@@ -111,7 +115,7 @@ func New(ctx context.Context, m *Map, cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{cfg: cfg, open: map[string]*Target{}, metrics: met}
+	r := &Router{cfg: cfg, open: map[string]*Target{}, retiring: map[*Target]*time.Timer{}, metrics: met}
 	if err := r.apply(ctx, m); err != nil {
 		r.Close()
 		return nil, err
@@ -119,21 +123,20 @@ func New(ctx context.Context, m *Map, cfg Config) (*Router, error) {
 	return r, nil
 }
 
+// retireAfter is how long a shard a new map dropped stays open, so that
+// calls that chose it under the old map finish there.
+const retireAfter = 30 * time.Second
+
 // Apply routes by m from now on, if it is newer than the map in use:
-// shards it adds are opened first, shards it drops are closed after the
-// swap. Calls already running finish on the shard they chose.
+// shards it adds are opened first (a failure leaves the map in use and
+// everything as it was), shards it drops are closed retireAfter after the
+// swap, so calls already running finish on the shard they chose.
 //
 // The epoch in use again is a no-op (a Follower's first OnChange hands the
-// router the map it was built from); an older one is ErrStaleMap.
+// router the map it was built from); an older one is ErrStaleMap. A shard
+// keeps its URLs for as long as it keeps its name: a map that gives a
+// shard in use other URLs is ErrBadMap (name the new server anew).
 func (r *Router) Apply(ctx context.Context, m *Map) error {
-	if cur := r.cur.Load(); cur != nil {
-		switch {
-		case m.Epoch == cur.m.Epoch:
-			return nil
-		case m.Epoch < cur.m.Epoch:
-			return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
-		}
-	}
 	return r.apply(ctx, m)
 }
 
@@ -144,16 +147,32 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return errors.New("shard: router closed")
+		return ErrClosed
+	}
+	// Checked under the lock: two Applies cannot both pass and then swap
+	// out of order.
+	if cur := r.cur.Load(); cur != nil {
+		switch {
+		case m.Epoch == cur.m.Epoch:
+			return nil
+		case m.Epoch < cur.m.Epoch:
+			return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
+		}
 	}
 	st := &state{m: m, targets: make([]*Target, len(m.Shards))}
-	stale := map[string]*Target{}
+	opened := map[string]*Target{} // by this Apply, closed again if it fails
 	for i, s := range m.Shards {
-		t, err := r.target(ctx, s, stale)
+		t, err := r.target(ctx, s, opened)
 		if err != nil {
+			for _, t := range opened {
+				_ = t.DB.Close()
+			}
 			return err
 		}
 		st.targets[i] = t
+	}
+	for name, t := range opened {
+		r.open[name] = t
 	}
 	old := r.cur.Swap(st)
 	r.metrics.epoch.Set(float64(m.Epoch))
@@ -163,13 +182,22 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 	for name, t := range r.open {
 		if !st.has(name) {
 			delete(r.open, name)
-			_ = t.DB.Close()
+			r.retire(t)
 		}
 	}
-	for _, t := range stale {
-		_ = t.DB.Close()
-	}
 	return nil
+}
+
+// retire closes t after retireAfter (or at Close, if that comes first).
+func (r *Router) retire(t *Target) {
+	r.retiring[t] = time.AfterFunc(retireAfter, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, ok := r.retiring[t]; ok {
+			delete(r.retiring, t)
+			_ = t.DB.Close()
+		}
+	})
 }
 
 func (st *state) has(name string) bool {
@@ -181,15 +209,14 @@ func (st *state) has(name string) bool {
 	return false
 }
 
-// target returns the open router of shard s, opening it if needed. A
-// shard whose URLs changed under the same name is opened afresh (the old
-// router is closed once the new map is in use).
-func (r *Router) target(ctx context.Context, s Shard, stale map[string]*Target) (*Target, error) {
+// target returns the open router of shard s, or opens one (recording it
+// in opened). Called with r.mu held.
+func (r *Router) target(ctx context.Context, s Shard, opened map[string]*Target) (*Target, error) {
 	if t, ok := r.open[s.Name]; ok {
-		if t.spec.URL == s.URL && slices.Equal(t.spec.Replicas, s.Replicas) {
-			return t, nil
+		if t.spec.URL != s.URL || !slices.Equal(t.spec.Replicas, s.Replicas) {
+			return nil, fmt.Errorf("%w: shard %s is in use with other URLs; a new server needs a new name", ErrBadMap, s.Name)
 		}
-		stale[s.Name] = t
+		return t, nil
 	}
 	cfg := r.cfg.Replica
 	cfg.Primary = s.URL
@@ -208,7 +235,7 @@ func (r *Router) target(ctx context.Context, s Shard, stale map[string]*Target) 
 		return nil, &Error{Shard: s.Name, Err: err}
 	}
 	t := &Target{Name: s.Name, DB: db, spec: s, calls: r.metrics.calls.WithLabelValues(s.Name)}
-	r.open[s.Name] = t
+	opened[s.Name] = t
 	return t, nil
 }
 
@@ -229,6 +256,9 @@ func (r *Router) Shards() []*Target {
 // Read runs fn where reads of key go: a replica of its shard or its
 // primary (see replica.Router.Read). A failure names the shard.
 func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) error {
+	if r.isClosed.Load() {
+		return ErrClosed
+	}
 	t := r.For(key)
 	t.calls.Inc()
 	return t.wrap(t.DB.Read(ctx, fn))
@@ -237,6 +267,9 @@ func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Contex
 // Write runs fn on the primary of key's shard and returns the write's
 // read-your-writes token (valid on that shard only).
 func (r *Router) Write(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) (replica.Token, error) {
+	if r.isClosed.Load() {
+		return 0, ErrClosed
+	}
 	t := r.For(key)
 	t.calls.Inc()
 	tok, err := t.DB.Write(ctx, fn)
@@ -249,6 +282,9 @@ func (r *Router) Write(ctx context.Context, key int64, fn func(ctx context.Conte
 func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Context, tx *sql.Tx) error) (replica.Token, error) {
 	if len(keys) == 0 {
 		return 0, fmt.Errorf("shard: Tx needs the keys it writes")
+	}
+	if r.isClosed.Load() {
+		return 0, ErrClosed
 	}
 	st := r.cur.Load()
 	owner := st.m.Owner(keys[0])
@@ -277,6 +313,33 @@ type Result struct {
 	Failed   map[string]error
 }
 
+// eachAnswer is one leg's outcome.
+type eachAnswer struct {
+	name string
+	err  error
+}
+
+// add records one leg's outcome.
+func (r *Result) add(a eachAnswer) {
+	if a.err != nil {
+		r.Failed[a.name] = a.err
+	} else {
+		r.Answered = append(r.Answered, a.name)
+	}
+}
+
+// drain records the outcomes already sent, without waiting for more.
+func (r *Result) drain(answers <-chan eachAnswer) {
+	for {
+		select {
+		case a := <-answers:
+			r.add(a)
+		default:
+			return
+		}
+	}
+}
+
 // Complete reports whether every shard answered.
 func (r Result) Complete() bool { return len(r.Failed) == 0 }
 
@@ -286,49 +349,51 @@ func (r Result) Complete() bool { return len(r.Failed) == 0 }
 // partial answer is never taken for a whole one: the caller decides
 // whether it will do. fn must return when its context ends.
 func (r *Router) Each(ctx context.Context, fn func(ctx context.Context, t *Target) error) (Result, error) {
+	if r.isClosed.Load() {
+		return Result{}, ErrClosed
+	}
+	parent := ctx
 	targets := r.cur.Load().targets
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.EachTimeout)
 	defer cancel()
 	r.metrics.fanouts.Inc()
-	type answer struct {
-		name string
-		err  error
-	}
-	answers := make(chan answer, len(targets))
+	answers := make(chan eachAnswer, len(targets))
 	sem := make(chan struct{}, r.cfg.EachConcurrency)
 	for _, t := range targets {
 		go func() {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				answers <- answer{t.Name, ctx.Err()}
+				answers <- eachAnswer{t.Name, ctx.Err()}
 				return
 			}
 			defer func() { <-sem }()
 			t.calls.Inc()
-			answers <- answer{t.Name, fn(ctx, t)}
+			answers <- eachAnswer{t.Name, fn(ctx, t)}
 		}()
 	}
 	res := Result{Failed: map[string]error{}}
 	for range targets {
-		var a answer
+		var a eachAnswer
 		select {
 		case a = <-answers:
 		case <-ctx.Done():
-			// The deadline passed: whoever has not answered is missing.
-			// Their goroutines end on their own (fn honours ctx).
+			// The deadline passed (or the caller gave up): the answers
+			// already in are kept, whoever else has not answered is
+			// missing. Their goroutines end on their own (fn honours ctx).
+			res.drain(answers)
+			why := fmt.Errorf("no answer within %v: %w", r.cfg.EachTimeout, ctx.Err())
+			if parent.Err() != nil {
+				why = fmt.Errorf("the caller gave up: %w", parent.Err())
+			}
 			for _, t := range targets {
 				if !slices.Contains(res.Answered, t.Name) && res.Failed[t.Name] == nil {
-					res.Failed[t.Name] = fmt.Errorf("no answer within %v: %w", r.cfg.EachTimeout, ctx.Err())
+					res.Failed[t.Name] = why
 				}
 			}
 			return r.finish(res)
 		}
-		if a.err != nil {
-			res.Failed[a.name] = a.err
-		} else {
-			res.Answered = append(res.Answered, a.name)
-		}
+		res.add(a)
 	}
 	return r.finish(res)
 }
@@ -347,7 +412,8 @@ func (r *Router) finish(res Result) (Result, error) {
 	return res, fmt.Errorf("%w: %d of %d missing (%s)", ErrPartial, len(names), len(names)+len(res.Answered), strings.Join(names, ", "))
 }
 
-// Close closes every shard's router. It is idempotent.
+// Close closes every shard's router, the retiring ones too. Calls after
+// it fail with ErrClosed. It is idempotent.
 func (r *Router) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -355,11 +421,16 @@ func (r *Router) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.isClosed.Store(true)
 	var errs []error
 	for _, t := range r.open {
 		errs = append(errs, t.DB.Close())
 	}
-	r.open = nil
+	for t, timer := range r.retiring {
+		timer.Stop()
+		errs = append(errs, t.DB.Close())
+	}
+	r.open, r.retiring = nil, nil
 	r.metrics.unregister()
 	return errors.Join(errs...)
 }

@@ -318,3 +318,44 @@ func BenchmarkRouterFor(b *testing.B) {
 		_ = r.For(k)
 	}
 }
+
+// TestRouterApplyFailures: a map the router cannot apply leaves the one in
+// use routing as before: a shard that cannot be opened, a shard in use
+// given other URLs; after Close, calls fail with ErrClosed.
+func TestRouterApplyFailures(t *testing.T) {
+	m := twoShards(t)
+	r := newRouter(t, m, shard.Config{Registerer: prometheus.NewRegistry()})
+	ctx := context.Background()
+	k := keyOn(m, 0)
+	for _, c := range []struct {
+		name   string
+		change func(*shard.Map)
+		want   error
+	}{
+		// a third shard whose URL no driver accepts
+		{"unopenable shard", func(n *shard.Map) {
+			n.Shards = append(n.Shards, shard.Shard{Name: "s3", URL: "postgres://a@127.0.0.1:5432/x?sslmode=bogus"})
+		}, nil},
+		// s1 given another server under the same name
+		{"s1 moved", func(n *shard.Map) { n.Shards[0].URL += "&application_name=other" }, shard.ErrBadMap},
+	} {
+		n := *m
+		n.Epoch = m.Epoch + 1
+		n.Shards = append([]shard.Shard(nil), m.Shards...)
+		c.change(&n)
+		err := r.Apply(ctx, &n)
+		if err == nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("%s: Apply = %v, want an error (%v)", c.name, err, c.want)
+		}
+		if r.Map().Epoch != m.Epoch || r.For(k).Name != "s1" {
+			t.Errorf("%s: the failed Apply changed the routes: epoch %d, key on %s", c.name, r.Map().Epoch, r.For(k).Name)
+		}
+	}
+	r.Close()
+	if err := r.Read(ctx, k, func(context.Context, replica.Querier) error { return nil }); !errors.Is(err, shard.ErrClosed) {
+		t.Errorf("Read after Close: %v, want ErrClosed", err)
+	}
+	if _, err := r.Each(ctx, func(context.Context, *shard.Target) error { return nil }); !errors.Is(err, shard.ErrClosed) {
+		t.Errorf("Each after Close: %v, want ErrClosed", err)
+	}
+}

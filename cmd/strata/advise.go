@@ -93,11 +93,11 @@ func (f *adviseFlags) check() error {
 		return errors.New("--db is required: the PostgreSQL database to advise on (postgres://USER@HOST:PORT/DB)")
 	}
 	var err error
-	if f.dbTarget, err = postgresURL("--db", f.db); err != nil {
+	if f.dbTarget, err = postgresURL("--db", f.db, adviseNeeds); err != nil {
 		return err
 	}
 	if f.verifyDB != "" {
-		if f.verTarget, err = postgresURL("--verify-db", f.verifyDB); err != nil {
+		if f.verTarget, err = postgresURL("--verify-db", f.verifyDB, adviseNeeds); err != nil {
 			return err
 		}
 	}
@@ -126,10 +126,13 @@ func (f *adviseFlags) check() error {
 	return nil
 }
 
+// adviseNeeds says why the advisor refuses anything but PostgreSQL.
+const adviseNeeds = "the advisor needs PostgreSQL with pg_stat_statements and HypoPG"
+
 // postgresURL parses a PostgreSQL URL given to flag, refusing anything
-// else (SQLite above all: the advisor reads PostgreSQL's statistics).
-func postgresURL(flag, raw string) (*neturl.URL, error) {
-	need := "the advisor needs PostgreSQL with pg_stat_statements and HypoPG (want postgres://USER@HOST:PORT/DB)"
+// else (SQLite above all) with need: why this command needs PostgreSQL.
+func postgresURL(flag, raw, need string) (*neturl.URL, error) {
+	need += " (want postgres://USER@HOST:PORT/DB)"
 	u, err := neturl.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: not a URL: %s", flag, quote(hidePasswords(raw)), need)

@@ -246,7 +246,7 @@ func redisOptions(url, where string) (rueidis.ClientOption, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return opt, usageError{fmt.Errorf("%s %s: %s (want redis://HOST:PORT/DB)", where, quote(redacted(url)), bounded(err.Error()))}
+		return opt, usageError{fmt.Errorf("%s %s: %s (want redis://HOST:PORT/DB)", where, quote(hidePasswords(url)), bounded(err.Error()))}
 	}
 	opt.DisableCache = true
 	opt.Dialer.Timeout = redisTimeout
@@ -277,6 +277,3 @@ func dialRedis(url, where string, log *slog.Logger) (*cache.RedisConn, error) {
 	}
 	return cache.DialRedis(opt, cache.RedisConnConfig{Logger: log})
 }
-
-// redacted returns a URL with its password masked, for messages.
-func redacted(raw string) string { return hidePasswords(raw) }

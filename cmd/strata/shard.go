@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-dev/strata/shard"
@@ -99,7 +98,7 @@ func (f *shardPlanFlags) check() error {
 		return errors.New("--db is required: the PostgreSQL database to plan for (postgres://USER@HOST:PORT/DB)")
 	}
 	var err error
-	if f.target, err = shardPostgresURL(f.db); err != nil {
+	if f.target, err = postgresURL("--db", f.db, "the sharding planner needs PostgreSQL"); err != nil {
 		return err
 	}
 	switch {
@@ -113,23 +112,6 @@ func (f *shardPlanFlags) check() error {
 		return fmt.Errorf("--timeout %s: want a positive duration such as 5m", f.timeout)
 	}
 	return nil
-}
-
-// shardPostgresURL parses --db, refusing anything but PostgreSQL (the
-// planner reads PostgreSQL's statistics).
-func shardPostgresURL(raw string) (*neturl.URL, error) {
-	need := "the sharding planner needs PostgreSQL (want postgres://USER@HOST:PORT/DB)"
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("--db %s: not a URL: %s", quote(hidePasswords(raw)), need)
-	}
-	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return nil, fmt.Errorf("--db %s: not a PostgreSQL URL: %s", quote(hidePasswords(raw)), need)
-	}
-	if _, err := pgx.ParseConfig(raw); err != nil { // its message masks the password
-		return nil, fmt.Errorf("--db: %s", bounded(maskSettings(joinLines(err.Error()))))
-	}
-	return u, nil
 }
 
 // run plans and prints.

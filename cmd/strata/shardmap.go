@@ -85,7 +85,7 @@ func (f *shardMapFlags) load(parent context.Context) (*shard.Map, error) {
 	if f.db == "" {
 		return nil, usageError{errors.New("--db is required: " + mainDBHelp)}
 	}
-	u, err := shardPostgresURL(f.db)
+	u, err := postgresURL("--db", f.db, "the shard map lives in PostgreSQL")
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -88,7 +89,8 @@ type state struct {
 type Router struct {
 	cfg      Config
 	cur      atomic.Pointer[state]
-	mu       sync.Mutex              // Apply and Close
+	applyMu  sync.Mutex              // one Apply at a time
+	mu       sync.Mutex              // open, retiring, closed
 	open     map[string]*Target      // the shards of the map in use, by name
 	retiring map[*Target]*time.Timer // dropped shards, closed when their timer fires
 	metrics  *metrics
@@ -144,32 +146,40 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
+	// One Apply at a time, so the epoch checked below is still the one in
+	// use at the swap. r.mu is held only around the bookkeeping, not while
+	// new shards are opened (a server that does not answer can take
+	// seconds), so Close and the retire timers never wait on a connect.
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	r.mu.Lock()
+	if err := r.applicable(m); err != nil || r.cur.Load() != nil && m.Epoch == r.cur.Load().m.Epoch {
+		r.mu.Unlock()
+		return err
+	}
+	open := maps.Clone(r.open)
+	r.mu.Unlock()
+
+	st := &state{m: m, targets: make([]*Target, len(m.Shards))}
+	opened := map[string]*Target{} // by this Apply, closed again if it fails
+	fail := func(err error) error {
+		for _, t := range opened {
+			_ = t.DB.Close()
+		}
+		return err
+	}
+	for i, s := range m.Shards {
+		t, err := r.target(ctx, s, open, opened)
+		if err != nil {
+			return fail(err)
+		}
+		st.targets[i] = t
+	}
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return ErrClosed
-	}
-	// Checked under the lock: two Applies cannot both pass and then swap
-	// out of order.
-	if cur := r.cur.Load(); cur != nil {
-		switch {
-		case m.Epoch == cur.m.Epoch:
-			return nil
-		case m.Epoch < cur.m.Epoch:
-			return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
-		}
-	}
-	st := &state{m: m, targets: make([]*Target, len(m.Shards))}
-	opened := map[string]*Target{} // by this Apply, closed again if it fails
-	for i, s := range m.Shards {
-		t, err := r.target(ctx, s, opened)
-		if err != nil {
-			for _, t := range opened {
-				_ = t.DB.Close()
-			}
-			return err
-		}
-		st.targets[i] = t
+		return fail(ErrClosed)
 	}
 	for name, t := range opened {
 		r.open[name] = t
@@ -184,6 +194,19 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 			delete(r.open, name)
 			r.retire(t)
 		}
+	}
+	return nil
+}
+
+// applicable checks, under r.mu, that m may replace the map in use: the
+// router is open and m is not older (the same epoch is a no-op, which the
+// caller tells apart).
+func (r *Router) applicable(m *Map) error {
+	if r.closed {
+		return ErrClosed
+	}
+	if cur := r.cur.Load(); cur != nil && m.Epoch < cur.m.Epoch {
+		return fmt.Errorf("%w: epoch %d, in use %d", ErrStaleMap, m.Epoch, cur.m.Epoch)
 	}
 	return nil
 }
@@ -209,10 +232,10 @@ func (st *state) has(name string) bool {
 	return false
 }
 
-// target returns the open router of shard s, or opens one (recording it
-// in opened). Called with r.mu held.
-func (r *Router) target(ctx context.Context, s Shard, opened map[string]*Target) (*Target, error) {
-	if t, ok := r.open[s.Name]; ok {
+// target returns the router of shard s from open (the shards in use), or
+// opens one and records it in opened.
+func (r *Router) target(ctx context.Context, s Shard, open, opened map[string]*Target) (*Target, error) {
+	if t, ok := open[s.Name]; ok {
 		if t.spec.URL != s.URL || !slices.Equal(t.spec.Replicas, s.Replicas) {
 			return nil, fmt.Errorf("%w: shard %s is in use with other URLs; a new server needs a new name", ErrBadMap, s.Name)
 		}

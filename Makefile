@@ -50,3 +50,5 @@ fuzz:
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./loadtest/ || exit 1; done
 	@for t in FuzzParsePlan FuzzParseArray FuzzBindParams FuzzPartHistogramSpan FuzzConjuncts FuzzShape; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./advisor/ || exit 1; done
+	@for t in FuzzDecodeMap FuzzVirtualShard; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./shard/ || exit 1; done

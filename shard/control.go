@@ -274,9 +274,13 @@ type FollowConfig struct {
 	// ID names this instance in the instances table; "" means a random id.
 	ID string
 	// OnChange, if set, is called with the map loaded at start (from
-	// Follow, with its ctx; an error fails Follow), then with each newer
-	// map: one call at a time, in increasing epoch order, from the
-	// follower's goroutine, with a context cancelled by Close or after 5 s.
+	// Follow, with its ctx; an error fails Follow), then with the newest
+	// map each time a newer epoch is found: one call at a time, in
+	// increasing epoch order, from the follower's goroutine, with a
+	// context cancelled by Close or after 5 s. Epochs published in quick
+	// succession may be skipped: only the newest is offered, so a
+	// coordinator that needs every instance on epoch N waits for it (see
+	// Instances) before it publishes N+1.
 	// The map is shared and must not be modified. An epoch counts as
 	// applied (Current, the heartbeat) once OnChange has returned nil for
 	// it; after an error the same map is offered again at the next poll or

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/strata-dev/strata/internal/sqltext"
 )
 
 // pg_stat_statements stores a query with its constants replaced by $1, $2,
@@ -51,18 +53,6 @@ var (
 	reParam      = regexp.MustCompile(`\$(\d+)`)
 	reFromTable  = regexp.MustCompile(`(?i)\b(?:FROM|JOIN|UPDATE|INTO)\s+` + ident + `(?:\s+(?:AS\s+)?([a-zA-Z_][a-zA-Z0-9_]*))?`)
 )
-
-// notAlias reports whether a word that follows a table name is a keyword
-// rather than the table's alias.
-func notAlias(word string) bool {
-	switch word {
-	case "where", "join", "left", "right", "inner", "full", "cross", "on", "using", "order", "group", "limit",
-		"offset", "set", "natural", "having", "union", "except", "intersect", "window", "for", "returning",
-		"values", "as", "lateral", "tablesample":
-		return true
-	}
-	return false
-}
 
 // use is how a parameter is used.
 type use struct {
@@ -161,7 +151,7 @@ func aliases(text string) map[string]string {
 			table = n
 		}
 		m[strings.ToLower(table)] = table
-		if a := strings.ToLower(g[2]); a != "" && !notAlias(a) {
+		if a := strings.ToLower(g[2]); a != "" && !sqltext.NotAlias(a) {
 			m[a] = table
 		}
 	}

@@ -4,13 +4,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
+
+	"github.com/strata-dev/strata/internal/sqltext"
 )
 
 // Widths to which the text report shortens free text.
@@ -423,21 +424,5 @@ func repSize(n int64) string {
 	return formatBytes(n)
 }
 
-// bytesUnit is the step of binary units, as pg_size_pretty counts them.
-const bytesUnit = 1024
-
-// formatBytes prints a byte count in binary units, to a tenth ("1.5 MiB");
-// under a KiB in bytes ("512 B").
-func formatBytes(n int64) string {
-	if n < bytesUnit {
-		return fmt.Sprintf("%d B", n)
-	}
-	const prefixes = "KMGTPE" // KiB … EiB: an int64 holds under 8 EiB
-	v, i := float64(n)/bytesUnit, 0
-	const tenths = 10 // printed to a tenth: 1023.96 KiB prints as 1.0 MiB
-	for math.Round(v*tenths)/tenths >= bytesUnit && i < len(prefixes)-1 {
-		v /= bytesUnit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, prefixes[i])
-}
+// formatBytes prints a byte count in binary units (sqltext.Bytes).
+func formatBytes(n int64) string { return sqltext.Bytes(n) }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/strata-dev/strata/internal/sqltext"
 )
 
 // Query rewrites. Each rule is a pure function of one explained query, the
@@ -300,7 +302,7 @@ func ruleFunctionOnColumn(q *Query, cat *Catalog, _ rwWorkload) (rewrite, bool) 
 				SQL:    fmt.Sprintf("%s; -- or compare %s itself (a range for date/cast)", ix.ddl(true), col.Name),
 				Effort: Low, Risk: Low, EstimatedImprovementPct: est,
 				Reason: fmt.Sprintf("%s applies %s to the indexed column %s, so the index cannot serve it: Seq Scan on %s reads %.0f rows (filter %s) at cost %.0f of %.0f; an expression index is DDL only (estimate without a check: %.0f %% of the plan's cost is the scan's discarded rows)",
-					clip(strings.Join(strings.Fields(q.Text), " "), reasonQueryRunes), h.expr, col.Name, t.Name, t.Rows, scan.Filter, scan.TotalCost, q.plan.Root.TotalCost, est),
+					sqltext.Clip(strings.Join(strings.Fields(q.Text), " "), reasonQueryRunes), h.expr, col.Name, t.Name, t.Rows, scan.Filter, scan.TotalCost, q.plan.Root.TotalCost, est),
 			},
 			hypo: []rwIndex{ix}, ddl: ix.ddl(true),
 		}, true
@@ -869,7 +871,7 @@ func parseNotIn(text string) (notIn, bool) {
 		return notIn{}, false
 	}
 	ni := notIn{outer: text[loc[2]:loc[3]], col: m[1], table: m[2], alias: m[3], rest: strings.TrimSpace(m[4]), start: loc[0], end: end}
-	if notAlias(strings.ToLower(ni.alias)) {
+	if sqltext.NotAlias(ni.alias) {
 		ni.rest = strings.TrimSpace(ni.alias + " " + ni.rest)
 		ni.alias = ""
 	}
@@ -887,7 +889,7 @@ func parseNotIn(text string) (notIn, bool) {
 		} else {
 			f := froms[len(froms)-1]
 			q := f[1]
-			if f[2] != "" && !notAlias(strings.ToLower(f[2])) {
+			if f[2] != "" && !sqltext.NotAlias(f[2]) {
 				q = f[2]
 			}
 			ni.outer = q + "." + ni.outer
@@ -944,7 +946,7 @@ func joinOfCorrelated(text string) (string, bool) {
 		return "", false
 	}
 	end := from[3]
-	if from[4] >= 0 && !notAlias(strings.ToLower(rest[from[4]:from[5]])) {
+	if from[4] >= 0 && !sqltext.NotAlias(rest[from[4]:from[5]]) {
 		end = from[5]
 	}
 	val := "sq." + agg

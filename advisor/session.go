@@ -6,13 +6,12 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/strata-dev/strata/internal/sqltext"
 )
 
 // session is one run: a single connection (HypoPG's hypothetical indexes
@@ -96,10 +95,6 @@ func (s *session) extension(ctx context.Context, name, db, install string) (stri
 	return "", fmt.Errorf("the %s extension is not created in database %q: run CREATE EXTENSION %s (as a superuser or the database owner)", name, db, name)
 }
 
-// notWorkload matches statements that read the catalogues or statistics
-// (the advisor's own and monitoring tools'), not the application's tables.
-var notWorkload = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat_\w+|pg_class|pg_index|pg_namespace|pg_attribute|pg_am|pg_constraint|pg_database|pg_prepared_statements|pg_stats|pg_roles|pg_extension|pg_available_extensions|pg_settings|hypopg\w*|current_setting|pg_is_in_recovery|pg_relation_size|pg_get_\w+|current_database|current_user|strata_query_samples)\b`)
-
 // loadWorkload reads the top statements of this database by total time.
 // pg_stat_statements keeps a row per role and query; the rows of one query
 // are summed, so each appears once.
@@ -128,7 +123,7 @@ ORDER BY sum(total_exec_time) DESC`
 			qu.MeanMs = qu.TotalMs / float64(qu.Calls)
 		}
 		qu.Text = text.String
-		qu.kind = statementKind(qu.Text)
+		qu.kind = sqltext.Kind(qu.Text)
 		switch {
 		case !text.Valid:
 			// The text file of pg_stat_statements was reset or unreadable.
@@ -138,7 +133,7 @@ ORDER BY sum(total_exec_time) DESC`
 		case qu.kind == "other":
 			other++
 			continue
-		case notWorkload.MatchString(qu.Text):
+		case sqltext.IsCatalog(qu.Text):
 			catalog++
 			continue
 		}
@@ -160,41 +155,6 @@ ORDER BY sum(total_exec_time) DESC`
 	}
 	s.report.Queries = s.all
 	return nil
-}
-
-// reLeadingComments matches the comments and blanks before a statement's
-// first keyword (sqlcommenter and many ORMs prefix one).
-var reLeadingComments = regexp.MustCompile(`^(?:\s+|--[^\n]*(?:\n|$)|/\*(?s:.*?)\*/|\()*`)
-
-// reWriteKeyword finds a data-modifying keyword anywhere in a statement.
-var reWriteKeyword = regexp.MustCompile(`(?i)\b(?:insert\s+into|update\s+\S+\s+set|delete\s+from|merge\s+into)\b`)
-
-// statementKind classifies a statement by its first keyword, after any
-// leading comments: select, insert, update, delete, write (a WITH that
-// modifies data) or other (utility statements).
-func statementKind(text string) string {
-	t := reLeadingComments.ReplaceAllString(text, "")
-	end := strings.IndexFunc(t, func(r rune) bool { return !unicode.IsLetter(r) })
-	if end < 0 {
-		end = len(t)
-	}
-	switch strings.ToLower(t[:end]) {
-	case "select", "table", "values":
-		return "select"
-	case "with":
-		// A data-modifying CTE is a write; the advisor only counts it.
-		if reWriteKeyword.MatchString(t) {
-			return "write"
-		}
-		return "select"
-	case "update":
-		return "update"
-	case "delete":
-		return "delete"
-	case "insert":
-		return "insert"
-	}
-	return "other"
 }
 
 // queries returns the explained statements.
@@ -365,22 +325,12 @@ func (s *session) cleanup() {
 
 // firstLine returns the first line of s, cut to maxLine runes.
 func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return clip(s, maxLine)
+	return sqltext.FirstLine(s, maxLine)
 }
 
 // maxLine is the most of a message or query text the advisor quotes in
 // one line.
 const maxLine = 300
-
-// clip cuts s to at most n runes, marking the cut with "…".
-func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n]) + "…"
-}
 
 // quoteIdent quotes a PostgreSQL identifier.
 func quoteIdent(s string) string {

@@ -5,31 +5,6 @@ import (
 	"testing"
 )
 
-func TestStatementKind(t *testing.T) {
-	cases := []struct{ text, want string }{
-		{"SELECT 1", "select"},                                                        // plain
-		{"  (SELECT 1) UNION (SELECT 2)", "select"},                                   // a parenthesised select
-		{"/* app=shop */ SELECT * FROM t", "select"},                                  // sqlcommenter's prefix
-		{"-- name: GetUser\nSELECT * FROM users WHERE id = $1", "select"},             // sqlc's prefix
-		{"WITH x AS (SELECT 1) SELECT * FROM x", "select"},                            // a read-only CTE
-		{"WITH d AS (DELETE\n  FROM t RETURNING id) SELECT count(*) FROM d", "write"}, // a data-modifying CTE, formatted
-		{"with u as (update t set a = 1 returning *) select 1", "write"},              // lower case
-		{"UPDATE t SET a = 1", "update"},                                              // writes
-		{"DELETE FROM t", "delete"},
-		{"INSERT INTO t VALUES ($1)", "insert"},
-		{"SET search_path = x", "other"}, // utility statements
-		{"COPY t FROM STDIN", "other"},
-		{"", "other"},                // empty: no panic
-		{"((((", "other"},            // only parentheses: no panic
-		{"/* unterminated", "other"}, // an open comment
-	}
-	for _, c := range cases {
-		if got := statementKind(c.text); got != c.want {
-			t.Errorf("statementKind(%q) = %q, want %q", c.text, got, c.want)
-		}
-	}
-}
-
 func TestConjuncts(t *testing.T) {
 	cases := []struct {
 		cond string

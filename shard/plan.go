@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/strata-dev/strata/internal/sqltext"
 )
 
 // Strategies the planner chooses between, named as the guide's
@@ -429,7 +431,7 @@ func (p *planner) read(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	if p.cfg.Table != "" && p.lookup(p.cfg.Table) == nil {
-		return fmt.Errorf("%w: %q is not a table of database %q", ErrUnknownTable, clipText(p.cfg.Table, 80), p.out.Database)
+		return fmt.Errorf("%w: %q is not a table of database %q", ErrUnknownTable, sqltext.Clip(p.cfg.Table, 80), p.out.Database)
 	}
 	if len(p.tables) == 0 {
 		return fmt.Errorf("%w: database %q has no user tables", ErrNoKey, p.out.Database)
@@ -583,13 +585,12 @@ ORDER BY con.conname`
 	return nil
 }
 
-// notApplication matches statements on the catalogues and statistics
-// (this planner's own, the advisor's, monitoring tools'), not the
-// application's tables.
-var notApplication = regexp.MustCompile(`(?i)\b(pg_catalog|information_schema|pg_stat\w*|pg_class|pg_namespace|pg_attribute|pg_constraint|pg_database|pg_extension|pg_roles|pg_partition_tree|pg_total_relation_size|hypopg\w*|current_database|current_setting)\b`)
-
-// reStatementKind finds the first keyword of a statement after comments.
-var reStatementKind = regexp.MustCompile(`(?is)^(?:\s+|--[^\n]*\n|/\*.*?\*/|\()*(select|insert|update|delete|with|table|values|merge)\b`)
+// application reports whether a statement reads or writes tables
+// (SELECT, TABLE, VALUES, WITH, INSERT, UPDATE, DELETE or MERGE, after any
+// leading comments) other than the catalogues and statistics.
+func application(text string) bool {
+	return (sqltext.Kind(text) != "other" || sqltext.Keyword(text) == "merge") && !sqltext.IsCatalog(text)
+}
 
 // readWorkload reads pg_stat_statements if the extension is created in
 // the database and readable; otherwise it notes why the key candidates
@@ -612,7 +613,7 @@ GROUP BY query`
 	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		p.out.Inputs.Workload = "primary and foreign keys (pg_stat_statements cannot be read)"
-		p.note("pg_stat_statements cannot be read (%s): the key candidates are the primary and foreign keys", clipText(firstLineOf(err.Error()), 200))
+		p.note("pg_stat_statements cannot be read (%s): the key candidates are the primary and foreign keys", sqltext.FirstLine(err.Error(), 200))
 		return nil
 	}
 	defer rows.Close()
@@ -625,7 +626,7 @@ GROUP BY query`
 		switch {
 		case s.text == "<insufficient privilege>":
 			hidden++
-		case reStatementKind.MatchString(s.text) && !notApplication.MatchString(s.text):
+		case application(s.text):
 			p.stmts = append(p.stmts, s)
 			p.calls += s.calls
 		}
@@ -676,13 +677,6 @@ func tablePattern(table string) *regexp.Regexp {
 		`"?(?:\s+(?:as\s+)?(\w+)|[^\w"]|$)`)
 }
 
-// notAlias are the words that can follow a table name without being its
-// alias.
-var notAlias = map[string]bool{"where": true, "join": true, "on": true, "left": true, "right": true, "inner": true,
-	"full": true, "cross": true, "natural": true, "set": true, "group": true, "order": true, "limit": true, "offset": true,
-	"values": true, "using": true, "returning": true, "union": true, "except": true, "intersect": true, "for": true,
-	"having": true, "window": true, "default": true, "select": true, "overriding": true, "tablesample": true}
-
 // filtersOn reports whether statement text reads or writes table and
 // filters or joins on its column col.
 func filtersOn(text, table, col string) bool {
@@ -695,7 +689,7 @@ func filtersOn(text, table, col string) bool {
 		names = append(names, n)
 	}
 	for _, m := range ms {
-		if a := strings.ToLower(m[1]); a != "" && !notAlias[a] {
+		if a := strings.ToLower(m[1]); a != "" && !sqltext.NotAlias(a) {
 			names = append(names, m[1])
 		}
 	}
@@ -869,23 +863,6 @@ func ratio(reads, writes int64) float64 {
 	return float64(reads) / float64(max(writes, 1))
 }
 
-func firstLineOf(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
-}
-
-// clipText cuts s to n bytes at most, on a rune boundary, marking the cut.
-func clipText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	r := []rune(s[:n])
-	if len(r) > 0 && r[len(r)-1] == '\uFFFD' {
-		r = r[:len(r)-1]
-	}
-	return string(r) + "…"
-}
-
 // design classifies the tables, sizes the plan and writes every field of
 // the answer.
 func (p *planner) design() {
@@ -908,11 +885,11 @@ func (p *planner) design() {
 	if p.cfg.SizeGB > 0 {
 		in.SizeGBOverride, in.PlanningSizeGB = p.cfg.SizeGB, p.cfg.SizeGB
 		in.NextYearSizeGB = p.cfg.SizeGB * (1 + p.growth)
-		in.SizeBasis = fmt.Sprintf("--size-gb %s GB, planned as given (measured %s; growth is not applied to an override)", gb(p.cfg.SizeGB), bytesText(measured))
+		in.SizeBasis = fmt.Sprintf("--size-gb %s GB, planned as given (measured %s; growth is not applied to an override)", gb(p.cfg.SizeGB), sqltext.Bytes(measured))
 	} else {
 		in.PlanningSizeGB = measuredGB * (1 + p.growth)
 		in.NextYearSizeGB = in.PlanningSizeGB
-		in.SizeBasis = fmt.Sprintf("measured %s × (1 + %s yearly growth) = %s GB: the size in a year", bytesText(measured), pct(p.growth), gb(in.PlanningSizeGB))
+		in.SizeBasis = fmt.Sprintf("measured %s × (1 + %s yearly growth) = %s GB: the size in a year", sqltext.Bytes(measured), pct(p.growth), gb(in.PlanningSizeGB))
 	}
 	s.Strategy, s.ShardCount, s.ShardCountWhy = StrategyFor(in.PlanningSizeGB)
 	if p.cfg.SizeGB > 0 {
@@ -971,12 +948,12 @@ func (p *planner) classify() {
 		case isRef && t.reads > 0 && t.reads >= t.writes && t.bytes < groupBytes:
 			in.Role = RoleReference
 			in.Why = fmt.Sprintf("referenced by %s, read-mostly (%s:1) and smaller than the sharded tables (%s against %s): stays in the main database",
-				strings.Join(by, ", "), ratioText(in.ReadWriteRatio), bytesText(t.bytes), bytesText(groupBytes))
+				strings.Join(by, ", "), ratioText(in.ReadWriteRatio), sqltext.Bytes(t.bytes), sqltext.Bytes(groupBytes))
 			p.refs = append(p.refs, t)
 		case isRef:
 			in.Role = RoleMain
 			in.Why = fmt.Sprintf("referenced by %s but not small and read-mostly (%s, %s:1 reads to writes): stays in the main database, and joins to it cross databases",
-				strings.Join(by, ", "), bytesText(t.bytes), ratioText(in.ReadWriteRatio))
+				strings.Join(by, ", "), sqltext.Bytes(t.bytes), ratioText(in.ReadWriteRatio))
 		case p.cfg.Table != "":
 			continue // outside the restricted plan
 		default:
@@ -1042,7 +1019,7 @@ func (p *planner) why() {
 		s.Why = append(s.Why, fmt.Sprintf("%d of %d workload statements filter or join on %s (%s of %d calls): each can be routed to one shard",
 			k.Statements, len(p.stmts), strings.Join(k.Columns, " / "), pct(k.WorkloadShare), p.calls))
 	} else {
-		s.Why = append(s.Why, fmt.Sprintf("no workload to rank by: of the primary and foreign keys, %s covers the most data (%s)", d.name(), bytesText(d.bytes)))
+		s.Why = append(s.Why, fmt.Sprintf("no workload to rank by: of the primary and foreign keys, %s covers the most data (%s)", d.name(), sqltext.Bytes(d.bytes)))
 	}
 	if len(d.members) > 1 {
 		var others []string
@@ -1113,7 +1090,7 @@ func (p *planner) wideColumns() string {
 	sort.SliceStable(ws, func(i, j int) bool { return ws[i].bytes > ws[j].bytes })
 	var names []string
 	for _, w := range ws[:min(3, len(ws))] {
-		names = append(names, fmt.Sprintf("%s, %s", w.name, bytesText(int64(w.bytes))))
+		names = append(names, fmt.Sprintf("%s, %s", w.name, sqltext.Bytes(int64(w.bytes))))
 	}
 	return " (widest unfiltered: " + strings.Join(names, "; ") + ")"
 }
@@ -1131,7 +1108,7 @@ func (p *planner) complexity() {
 	}
 	c := &s.Complexity
 	c.Reasons = append(c.Reasons, fmt.Sprintf("%s: %s", strategyText(s.Strategy, s.ShardCount), complexityLevels[level]))
-	c.Reasons = append(c.Reasons, fmt.Sprintf("%d tables move together (%s, %s measured)", len(p.group), strings.Join(s.Colocated, ", "), bytesText(s.Inputs.MeasuredBytes)))
+	c.Reasons = append(c.Reasons, fmt.Sprintf("%d tables move together (%s, %s measured)", len(p.group), strings.Join(s.Colocated, ", "), sqltext.Bytes(s.Inputs.MeasuredBytes)))
 	if h := s.ShardKey.HotKey; h.Hot {
 		level = min(level+1, len(complexityLevels)-1)
 		c.Reasons = append(c.Reasons, fmt.Sprintf("hot key: %s = %s holds %s of the rows, more than one shard's share (1/%d): raised to %s",
@@ -1259,7 +1236,7 @@ func (p *planner) migration() {
 			fmt.Sprintf("Start reverse replication from %s into the main database's %s, for rollback", to, tables),
 			"Remove the dual-write path"}},
 		{"cleanup", "1 week", []string{
-			fmt.Sprintf("After the rollback window, archive and drop %s (%s) from the main database", tables, bytesText(s.Inputs.MeasuredBytes)),
+			fmt.Sprintf("After the rollback window, archive and drop %s (%s) from the main database", tables, sqltext.Bytes(s.Inputs.MeasuredBytes)),
 			"Drop the publications, subscriptions and reverse replication",
 			fmt.Sprintf("Update the runbooks with %s and the key %s", to, d.name())}},
 	}
@@ -1272,7 +1249,7 @@ func (p *planner) monitoring() {
 	tables := strings.Join(s.Colocated, ", ")
 	m := &s.MonitoringRequirements
 	if s.Strategy == StrategyVertical {
-		*m = append(*m, fmt.Sprintf("Size of %s (%s now, %s GB planned): sharding by %s begins at %s GB", tables, bytesText(in.MeasuredBytes), gb(in.PlanningSizeGB), d.name(), gb(verticalBelowGB)))
+		*m = append(*m, fmt.Sprintf("Size of %s (%s now, %s GB planned): sharding by %s begins at %s GB", tables, sqltext.Bytes(in.MeasuredBytes), gb(in.PlanningSizeGB), d.name(), gb(verticalBelowGB)))
 	} else {
 		*m = append(*m, fmt.Sprintf("Size of each shard against the %s GB target: %s GB each planned, %s GB in a year at %s growth", gb(targetShardGB),
 			gb(in.PlanningSizeGB/float64(s.ShardCount)), gb(in.NextYearSizeGB/float64(s.ShardCount)), pct(p.growth)))
@@ -1300,7 +1277,7 @@ func (p *planner) rollback() {
 		fmt.Sprintf("Preparation and dual write: the main database stays authoritative for %s; stop the dual writes and drop %s", tables, to),
 		fmt.Sprintf("Read migration: set the read percentage back to 0 %%; %s never stopped taking writes in the main database", tables),
 		fmt.Sprintf("Write migration: reverse replication keeps the main database's %s current; once it has caught up, route reads and writes of %s back and compare row counts per key range", tables, tables),
-		fmt.Sprintf("Cleanup: rollback ends when %s (%s) is dropped from the main database; keep an archive until then", tables, bytesText(s.Inputs.MeasuredBytes)),
+		fmt.Sprintf("Cleanup: rollback ends when %s (%s) is dropped from the main database; keep an archive until then", tables, sqltext.Bytes(s.Inputs.MeasuredBytes)),
 	}
 }
 
@@ -1329,20 +1306,6 @@ func ratioText(r float64) string { return strconv.FormatFloat(r, 'f', 1, 64) }
 
 // count formats an estimate of a count.
 func count(v float64) string { return strconv.FormatFloat(math.Round(v), 'f', 0, 64) }
-
-// bytesText formats a size in bytes with a binary unit.
-func bytesText(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	v, i := float64(b), -1
-	for v >= unit && i < 4 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[i])
-}
 
 // orNone joins names, or says "no other table".
 func orNone(names []string) string {
@@ -1389,7 +1352,7 @@ func (s *Strategy) WriteText(w io.Writer) error {
 	fmt.Fprintf(b, "\nInputs (%s):\n", s.Inputs.Workload)
 	fmt.Fprintf(b, "  %-24s %-9s %10s %12s %12s %12s %8s\n", "table", "role", "size", "rows", "rows read", "rows written", "r/w")
 	for _, t := range s.Inputs.Tables {
-		fmt.Fprintf(b, "  %-24s %-9s %10s %12s %12d %12d %8s\n", clipText(t.Name, 24), t.Role, bytesText(t.Bytes), count(t.Rows), t.Reads, t.Writes, ratioText(t.ReadWriteRatio))
+		fmt.Fprintf(b, "  %-24s %-9s %10s %12s %12d %12d %8s\n", sqltext.Clip(t.Name, 24), t.Role, sqltext.Bytes(t.Bytes), count(t.Rows), t.Reads, t.Writes, ratioText(t.ReadWriteRatio))
 	}
 	for _, t := range s.Inputs.Tables {
 		fmt.Fprintf(b, "  %s: %s\n", t.Name, t.Why)

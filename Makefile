@@ -52,3 +52,4 @@ fuzz:
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./advisor/ || exit 1; done
 	@for t in FuzzDecodeMap FuzzVirtualShard; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./shard/ || exit 1; done
+	@go test -run '^$$' -fuzz '^FuzzKind$$' -fuzztime 30s ./internal/sqltext/

@@ -132,34 +132,42 @@ func TestAdviseBadInput(t *testing.T) {
 		{"both to stdout", fixed("advise", "--db", "postgres://a@127.0.0.1:1/x", "--json", "-", "--sql", "-"), 2, []string{"only one of them"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := tc.args(t)
-			start := time.Now()
-			code, out, errOut := runCLI(t, args...)
-			all := out + errOut
-			if code != tc.code {
-				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errOut)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("output lacks %q:\n%s", w, all)
-				}
-			}
-			if strings.Contains(all, "s3cret") {
-				t.Errorf("output shows the password:\n%s", all)
-			}
-			if len(all) > 2000 {
-				t.Errorf("output is %d bytes", len(all))
-			}
-			if d := time.Since(start); d > 20*time.Second {
-				t.Errorf("took %s", d)
-			}
-			t.Logf("strata %s\n%s", clipArgs(args), all)
+			runBadInput(t, tc.args(t), tc.code, tc.want)
 		})
 	}
 }
 
 func fixed(args ...string) func(*testing.T) []string {
 	return func(*testing.T) []string { return args }
+}
+
+// runBadInput runs strata with args and checks what every bad-input answer
+// must be: exit code, each of want in the output, no password, a short
+// message, in bounded time. It returns standard error.
+func runBadInput(t *testing.T, args []string, wantCode int, want []string) string {
+	t.Helper()
+	start := time.Now()
+	code, out, errOut := runCLI(t, args...)
+	all := out + errOut
+	if code != wantCode {
+		t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, wantCode, out, errOut)
+	}
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("output lacks %q:\n%s", w, all)
+		}
+	}
+	if strings.Contains(all, "s3cret") {
+		t.Errorf("output shows the password:\n%s", all)
+	}
+	if len(all) > 2000 {
+		t.Errorf("output is %d bytes", len(all))
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %s", d)
+	}
+	t.Logf("strata %s\n%s", clipArgs(args), all)
+	return errOut
 }
 
 // clipArgs shows a command line in a log, huge values cut.

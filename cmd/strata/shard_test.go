@@ -60,31 +60,10 @@ func TestShardPlanBadInput(t *testing.T) {
 		}, 1, []string{"no shard key candidate", "has no user tables"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := tc.args(t)
-			start := time.Now()
-			code, out, errOut := runCLI(t, args...)
-			all := out + errOut
-			if code != tc.code {
-				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errOut)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("output lacks %q:\n%s", w, all)
-				}
-			}
-			if strings.Contains(all, "s3cret") {
-				t.Errorf("output shows the password:\n%s", all)
-			}
-			if len(all) > 2000 {
-				t.Errorf("output is %d bytes", len(all))
-			}
+			errOut := runBadInput(t, tc.args(t), tc.code, tc.want)
 			if n := strings.Count(strings.TrimSpace(errOut), "\n"); n > 1 { // the error and the usage hint
 				t.Errorf("error takes %d lines:\n%s", n+1, errOut)
 			}
-			if d := time.Since(start); d > 20*time.Second {
-				t.Errorf("took %s", d)
-			}
-			t.Logf("strata %s\n%s", clipArgs(args), all)
 		})
 	}
 }

@@ -113,10 +113,13 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: hit ratio %v", st.Short, st.HitRatio)
 		}
 	}
-	// The cache answers most reads once the search has warmed it: at
-	// least a tenth fewer queries a request than stage 1 (a wide margin).
-	if q1, q2 := res.Stages[0].Queries, res.Stages[1].Queries; !(q2 < 0.9*q1) {
-		t.Errorf("stage 2 costs %.2f queries a request, stage 1 %.2f: the cache saved nothing:\n%s", q2, q1, text)
+	// The cache answers a large share of reads once the search has warmed
+	// it: at least 30 % (49 % the lowest seen under two CPU burners, 66-77 %
+	// idle). Comparing queries a request with stage 1's compared two
+	// random 100-request mixes: stage 1 alone ranged 1.03 to 1.38, and a
+	// run with 53.5 % hits measured 0.98 against 1.06.
+	if h := res.Stages[1].HitRatio; !(h >= 0.3) {
+		t.Errorf("stage 2 (L1) answered %.0f%% of reads from the cache, want at least 30%%:\n%s", 100*h, text)
 	}
 	if r := res.Stages[4].OnReplicas; !(r > 0.5) {
 		t.Errorf("with replicas, %.0f%% of database calls went to them", 100*r)

@@ -86,7 +86,7 @@ const (
 		heartbeat_at timestamptz NOT NULL)`
 
 	sqlLoad        = `SELECT epoch, body FROM strata_shard.map`
-	sqlLockMap     = `SELECT epoch FROM strata_shard.map FOR UPDATE`
+	sqlLockMap     = `SELECT epoch, body FROM strata_shard.map FOR UPDATE`
 	sqlUpdateMap   = `UPDATE strata_shard.map SET epoch = $1, body = $2, changed_at = now()`
 	sqlNotify      = `SELECT pg_notify($1, $2)`
 	sqlReloadNewer = `SELECT epoch, CASE WHEN epoch > $1 THEN body END FROM strata_shard.map`
@@ -160,6 +160,19 @@ func Load(ctx context.Context, db *sql.DB) (*Map, error) {
 // followers hear of the change only once it is committed. A map that does
 // not validate gets an error wrapping ErrBadMap, and nothing is written.
 func Publish(ctx context.Context, db *sql.DB, m *Map) (*Map, error) {
+	return publish(ctx, db, m, false)
+}
+
+// LoadOrPublish returns the current map or, when none has been published
+// yet, publishes m as the first one (epoch 1) and returns that. Processes
+// starting at once agree: the map row is locked, so exactly one of them
+// publishes and the others load its map. A stored map that does not decode
+// is an error wrapping ErrBadMap; it is never overwritten.
+func LoadOrPublish(ctx context.Context, db *sql.DB, m *Map) (*Map, error) {
+	return publish(ctx, db, m, true)
+}
+
+func publish(ctx context.Context, db *sql.DB, m *Map, first bool) (*Map, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: nil map", ErrBadMap)
 	}
@@ -176,11 +189,19 @@ func Publish(ctx context.Context, db *sql.DB, m *Map) (*Map, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	var prev int64
-	switch err := tx.QueryRowContext(ctx, sqlLockMap).Scan(&prev); {
+	var stored []byte
+	switch err := tx.QueryRowContext(ctx, sqlLockMap).Scan(&prev, &stored); {
 	case isUndefinedTable(err) || errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("shard: publish: the control schema %s is not installed (Install): %w", ControlSchema, err)
 	case err != nil:
 		return nil, fmt.Errorf("shard: publish: lock the map: %w", err)
+	}
+	if first && stored != nil {
+		cur, err := decodeMap(prev, stored)
+		if err != nil {
+			return nil, fmt.Errorf("shard: load map at epoch %d: %w", prev, err)
+		}
+		return cur, nil
 	}
 	c.Epoch = prev + 1
 	body, out, err := encodeMap(&c)

@@ -372,12 +372,22 @@ func (r Result) Complete() bool { return len(r.Failed) == 0 }
 // partial answer is never taken for a whole one: the caller decides
 // whether it will do. fn must return when its context ends.
 func (r *Router) Each(ctx context.Context, fn func(ctx context.Context, t *Target) error) (Result, error) {
+	return r.EachWithin(ctx, r.cfg.EachTimeout, fn)
+}
+
+// EachWithin is Each with a deadline of its own instead of
+// Config.EachTimeout: for background work (an aggregate over every shard)
+// that may take longer than a request's budget. A timeout <= 0 is an error.
+func (r *Router) EachWithin(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, t *Target) error) (Result, error) {
+	if timeout <= 0 {
+		return Result{}, fmt.Errorf("shard: EachWithin needs a positive timeout, got %v", timeout)
+	}
 	if r.isClosed.Load() {
 		return Result{}, ErrClosed
 	}
 	parent := ctx
 	targets := r.cur.Load().targets
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.EachTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	r.metrics.fanouts.Inc()
 	answers := make(chan eachAnswer, len(targets))
@@ -405,7 +415,7 @@ func (r *Router) Each(ctx context.Context, fn func(ctx context.Context, t *Targe
 			// already in are kept, whoever else has not answered is
 			// missing. Their goroutines end on their own (fn honours ctx).
 			res.drain(answers)
-			why := fmt.Errorf("no answer within %v: %w", r.cfg.EachTimeout, ctx.Err())
+			why := fmt.Errorf("no answer within %v: %w", timeout, ctx.Err())
 			if parent.Err() != nil {
 				why = fmt.Errorf("the caller gave up: %w", parent.Err())
 			}

@@ -347,6 +347,18 @@ func (c *Cached) RecordAction(ctx context.Context, userID, productID int64, kind
 	return a, nil
 }
 
+// partialRecs is returned by the recommendations loader for a list made
+// partly of fallbacks (a shard did not answer in time): the caller serves
+// it, but it is not cached, so the next request asks the shards again.
+type partialRecs struct {
+	recs  []Recommendation
+	notes []string
+}
+
+func (p *partialRecs) Error() string {
+	return "storefront: recommendations made partly of fallbacks: " + strings.Join(p.notes, "; ")
+}
+
 // errFillUnsafe is returned (wrapped) by a loader that could not read the
 // primary's WAL position: the caller serves the read from the store (a
 // replica) without caching it.
@@ -473,12 +485,22 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 		if err != nil {
 			return nil, err
 		}
-		recs, err := c.store.Recommend(ctx, userID, limit)
+		fb := new(fallbacks)
+		recs, err := c.store.Recommend(withFallbacks(ctx, fb), userID, limit)
+		if notes := fb.list(); err == nil && len(notes) > 0 {
+			return nil, &partialRecs{recs: recs, notes: notes} // served, not cached
+		}
 		return recs, notFound(err)
 	}, cache.Tags(actionsTag(userID)))
 	note(ctx, "recommendations", info)
 	if errors.Is(err, errFillUnsafe) {
 		return c.store.Recommend(ctx, userID, limit)
+	}
+	if pr := (*partialRecs)(nil); errors.As(err, &pr) {
+		for _, n := range pr.notes {
+			noteFallback(ctx, n)
+		}
+		return pr.recs, nil
 	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "user", ID: userID}

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,8 +131,9 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 		defer cancel()
 		var served []string     // how the stage-2 caches answered, for the debug header
 		var wrote replica.Token // the newest write's read-your-writes token
-		ctx = withTokenSink(withCacheInfo(ctx, &served), &wrote)
-		w = &infoWriter{ResponseWriter: w, served: &served, token: &wrote}
+		fb := new(fallbacks)    // parts of the answer that are fallbacks
+		ctx = withFallbacks(withTokenSink(withCacheInfo(ctx, &served), &wrote), fb)
+		w = &infoWriter{ResponseWriter: w, served: &served, token: &wrote, fallbacks: fb}
 		tok, field, err := requestToken(r)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Field: field})
@@ -208,6 +211,42 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 // example "user: l1" or "recommendations: loader l2=0.31ms load=4.20ms".
 const CacheHeader = "X-Strata-Cache"
 
+// FallbackHeader is the debug response header that says which parts of
+// the answer are fallbacks, and why: for example "recommendations:
+// co-purchases of shard shard2 left out, popular products instead (no
+// answer within 500ms)". It is absent when nothing fell back.
+const FallbackHeader = "X-Strata-Fallback"
+
+// fallbacks collects what fell back while a request was served.
+type fallbacks struct {
+	mu    sync.Mutex
+	notes []string
+}
+
+type fallbackKey struct{}
+
+// withFallbacks returns a context in which noteFallback records into fb.
+func withFallbacks(ctx context.Context, fb *fallbacks) context.Context {
+	return context.WithValue(ctx, fallbackKey{}, fb)
+}
+
+// noteFallback records that part of the answer is a fallback, for
+// FallbackHeader; without a collector in ctx it does nothing.
+func noteFallback(ctx context.Context, note string) {
+	if fb, ok := ctx.Value(fallbackKey{}).(*fallbacks); ok {
+		fb.mu.Lock()
+		fb.notes = append(fb.notes, note)
+		fb.mu.Unlock()
+	}
+}
+
+// list returns the notes recorded so far.
+func (fb *fallbacks) list() []string {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	return slices.Clone(fb.notes)
+}
+
 // infoWriter adds CacheHeader just before the response header is written.
 // Read-your-writes over HTTP: a response to a write carries the write's
 // token in TokenHeader and in the TokenCookie cookie; a request that sends
@@ -249,9 +288,10 @@ func requestToken(r *http.Request) (replica.Token, string, error) {
 
 type infoWriter struct {
 	http.ResponseWriter
-	served *[]string
-	token  *replica.Token
-	done   bool
+	served    *[]string
+	token     *replica.Token
+	fallbacks *fallbacks
+	done      bool
 }
 
 func (w *infoWriter) WriteHeader(status int) {
@@ -265,6 +305,9 @@ func (w *infoWriter) WriteHeader(status int) {
 		// Not on responses a shared cache may keep: a CDN would replay it.
 		if len(*w.served) > 0 && !strings.HasPrefix(w.Header().Get("Cache-Control"), "public") {
 			w.Header().Set(CacheHeader, strings.Join(*w.served, "; "))
+		}
+		if notes := w.fallbacks.list(); len(notes) > 0 {
+			w.Header().Set(FallbackHeader, strings.Join(notes, "; "))
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)

@@ -106,14 +106,89 @@ CREATE INDEX user_actions_product_kind_recent ON user_actions (product_id, kind,
 	},
 }
 
+// directoryMigrations are the main database's extra tables when the store
+// is sharded (PostgreSQL only): the global allocators of user and action
+// ids (one identity column per shard would hand out the same ids on every
+// shard, and resharding copies rows with their ids) and the directory of
+// emails, which keeps an email unique across shards.
+var directoryMigrations = []migration{
+	{
+		version: 1,
+		name:    "user and action id allocators, email directory",
+		postgres: `
+CREATE SEQUENCE user_ids;
+CREATE SEQUENCE action_ids START WITH ` + actionIDBlockSQL + ` INCREMENT BY ` + actionIDBlockSQL + `;
+CREATE TABLE user_emails (
+	email      TEXT        PRIMARY KEY,
+	user_id    BIGINT      NOT NULL,
+	claimed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX user_emails_user ON user_emails (user_id);
+`,
+	},
+}
+
+// shardMigrations are a shard's schema (PostgreSQL only): a user's rows and
+// their actions, colocated so that the foreign key from an action to its
+// user holds inside the shard. Ids come from the main database's
+// allocators; products live in the main database, so product_id has no
+// foreign key here (the store checks the product before it writes).
+var shardMigrations = []migration{
+	{
+		version: 1,
+		name:    "users, user_actions (sharded by user id)",
+		postgres: `
+CREATE TABLE users (
+	id         BIGINT      PRIMARY KEY,
+	email      TEXT        NOT NULL UNIQUE,
+	name       TEXT        NOT NULL,
+	region     TEXT        NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	updated_at TIMESTAMPTZ NOT NULL,
+	version    BIGINT      NOT NULL DEFAULT 1
+);
+CREATE TABLE user_actions (
+	id         BIGINT      PRIMARY KEY,
+	user_id    BIGINT      NOT NULL REFERENCES users(id),
+	product_id BIGINT      NOT NULL,
+	kind       TEXT        NOT NULL CHECK (kind IN ('view', 'cart', 'purchase')),
+	created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX user_actions_user_recent ON user_actions (user_id, created_at DESC);
+CREATE INDEX user_actions_product_kind_recent ON user_actions (product_id, kind, created_at DESC);
+`,
+	},
+}
+
+// A schema is a migration history and the table that records how far a
+// database has come in it.
+type schema struct {
+	name  string // for errors
+	table string
+	steps []migration
+}
+
+// The store's schemas: the whole store in one database, the main
+// database's extras when sharded, and a shard's.
+var (
+	storeSchema     = schema{"storefront", "schema_migrations", migrations}
+	directorySchema = schema{"storefront directory", "directory_migrations", directoryMigrations}
+	shardSchema     = schema{"storefront shard", "shard_schema_migrations", shardMigrations}
+)
+
 // SchemaVersion is the schema version this build migrates to.
 func SchemaVersion() int { return migrations[len(migrations)-1].version }
 
-// migrate applies every migration newer than the database's version, all in
-// one transaction under the dialect's lock, so two processes starting
-// together apply each step once. A database newer than this build is an
-// error, never silently used.
+// migrate applies the store's schema (see migrateSchema).
 func migrate(ctx context.Context, db *sql.DB, d dialect) error {
+	return migrateSchema(ctx, db, d, storeSchema)
+}
+
+// migrateSchema applies every step of sc newer than the database's version,
+// all in one transaction under the dialect's lock, so two processes
+// starting together apply each step once. A database newer than this build
+// is an error, never silently used.
+func migrateSchema(ctx context.Context, db *sql.DB, d dialect, sc schema) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("storefront: migrate: %w", err)
@@ -122,22 +197,22 @@ func migrate(ctx context.Context, db *sql.DB, d dialect) error {
 	if err := d.lockMigrations(ctx, tx); err != nil {
 		return fmt.Errorf("storefront: migrate: lock: %w", err)
 	}
-	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	create := `CREATE TABLE IF NOT EXISTS ` + sc.table + ` (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT    NOT NULL,
 		applied_at TEXT    NOT NULL
 	)`
 	if _, err := tx.ExecContext(ctx, create); err != nil {
-		return fmt.Errorf("storefront: migrate: create schema_migrations: %w", err)
+		return fmt.Errorf("storefront: migrate: create %s: %w", sc.table, err)
 	}
 	var current int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("storefront: migrate: read schema version: %w", err)
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+sc.table).Scan(&current); err != nil {
+		return fmt.Errorf("storefront: migrate: read %s version: %w", sc.name, err)
 	}
-	if current > SchemaVersion() {
-		return fmt.Errorf("storefront: database schema version %d is newer than this build's %d; upgrade strata", current, SchemaVersion())
+	if latest := sc.steps[len(sc.steps)-1].version; current > latest {
+		return fmt.Errorf("storefront: database %s schema version %d is newer than this build's %d; upgrade strata", sc.name, current, latest)
 	}
-	for _, m := range migrations {
+	for _, m := range sc.steps {
 		if m.version <= current {
 			continue
 		}
@@ -145,10 +220,13 @@ func migrate(ctx context.Context, db *sql.DB, d dialect) error {
 		if d.kind == database.SQLite {
 			body = m.sqlite
 		}
-		if _, err := tx.ExecContext(ctx, body); err != nil {
-			return fmt.Errorf("storefront: migration %d (%s): %w", m.version, m.name, err)
+		if body == "" {
+			return fmt.Errorf("storefront: the %s schema needs PostgreSQL", sc.name)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, CURRENT_TIMESTAMP)`, m.version, m.name); err != nil {
+		if _, err := tx.ExecContext(ctx, body); err != nil {
+			return fmt.Errorf("storefront: %s migration %d (%s): %w", sc.name, m.version, m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+sc.table+` (version, name, applied_at) VALUES ($1, $2, CURRENT_TIMESTAMP)`, m.version, m.name); err != nil {
 			return fmt.Errorf("storefront: migration %d: record: %w", m.version, err)
 		}
 	}

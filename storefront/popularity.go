@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -161,26 +162,59 @@ func (p *popularity) close() {
 }
 
 // computePopularity scores every product by its weighted action count.
+// The catalogue and the actions are read apart, because on a sharded
+// store they live in different databases: the actions' scores are summed
+// on every shard at once and added up here. A shard that does not answer
+// within popularityTimeout is left out of this ranking (and logged); if
+// none answers, the computation fails and the previous ranking stays.
 func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error) {
 	at := s.now()
-	type scored struct {
+	type product struct {
 		id       int64
 		category string
-		score    float64
 	}
-	all, err := readRows(ctx, s, func(rows scanner) (r scored, err error) {
-		err = rows.Scan(&r.id, &r.category, &r.score)
-		return r, err
-	}, `
-		SELECT p.id, p.category,
-			COALESCE(SUM(CASE a.kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END), 0)
-		FROM products p LEFT JOIN user_actions a ON a.product_id = p.id
-		GROUP BY p.id, p.category`)
+	all, err := readRows(ctx, s, func(rows scanner) (p product, err error) {
+		err = rows.Scan(&p.id, &p.category)
+		return p, err
+	}, `SELECT id, category FROM products`)
 	if err != nil {
 		return nil, fmt.Errorf("storefront: popularity: %w", err)
 	}
-	slices.SortFunc(all, func(a, b scored) int {
-		if c := cmp.Compare(b.score, a.score); c != 0 {
+	type scored struct {
+		id    int64
+		score float64
+	}
+	scan := func(rows scanner) (r scored, err error) {
+		err = rows.Scan(&r.id, &r.score)
+		return r, err
+	}
+	const q = `SELECT product_id, SUM(CASE kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END)
+		FROM user_actions GROUP BY product_id`
+	score := make(map[int64]float64, len(all))
+	add := func(part []scored) {
+		for _, r := range part {
+			score[r.id] += r.score
+		}
+	}
+	if s.shards == nil {
+		part, err := readRows(ctx, s, scan, q)
+		if err != nil {
+			return nil, fmt.Errorf("storefront: popularity: %w", err)
+		}
+		add(part)
+	} else {
+		res, err := eachShard(ctx, s, popularityTimeout, scan, q, nil, add)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("storefront: popularity: %w", err)
+		case len(res.Answered) == 0:
+			return nil, fmt.Errorf("storefront: popularity: no shard answered: %w", errors.Join(slices.Collect(maps.Values(res.Failed))...))
+		case !res.Complete():
+			s.log.Warn("storefront: popularity ranked without some shards' actions", "missing", slices.Sorted(maps.Keys(res.Failed)))
+		}
+	}
+	slices.SortFunc(all, func(a, b product) int {
+		if c := cmp.Compare(score[b.id], score[a.id]); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.id, b.id)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -113,9 +114,12 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 	}
 
 	// Co-purchases of the products the user is most interested in.
-	co, err := s.coPurchased(ctx, userID, topKeys(interest, coPurchaseSeeds))
+	co, missing, err := s.coPurchased(ctx, userID, topKeys(interest, coPurchaseSeeds))
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(missing)) {
+		noteFallback(ctx, "recommendations: co-purchases of shard "+name+" left out, popular products instead ("+clipReport(missing[name].Error())+")")
 	}
 	if len(co) > 0 {
 		maxCount := float64(co[0].count)
@@ -172,18 +176,55 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 	return out, nil
 }
 
-// recentHistory returns the user's last RecentActions actions, newest first.
+// recentHistory returns the user's last RecentActions actions, newest
+// first, each with its product's category. The actions and the products
+// are read apart (two queries, not a join), because on a sharded store
+// they live in different databases: the user's shard and the main one.
 func (s *Store) recentHistory(ctx context.Context, userID int64) ([]historyItem, error) {
-	out, err := readRows(ctx, s, func(rows scanner) (h historyItem, err error) {
-		err = rows.Scan(&h.productID, &h.kind, timeCol{&h.at}, &h.category)
-		return h, err
-	}, `
-		SELECT a.product_id, a.kind, a.created_at, p.category
-		FROM user_actions a JOIN products p ON p.id = a.product_id
-		WHERE a.user_id = $1
-		ORDER BY a.created_at DESC LIMIT $2`, userID, RecentActions)
+	var out []historyItem
+	err := s.readUser(ctx, userID, func(ctx context.Context, q querier) error {
+		out = out[:0]
+		return scanRows(ctx, q, func(rows scanner) error {
+			var h historyItem
+			if err := rows.Scan(&h.productID, &h.kind, timeCol{&h.at}); err != nil {
+				return err
+			}
+			out = append(out, h)
+			return nil
+		}, `SELECT product_id, kind, created_at FROM user_actions
+			WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2`, userID, RecentActions)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("storefront: history of user %d: %w", userID, err)
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	var ids []any
+	seen := map[int64]bool{}
+	for _, h := range out {
+		if !seen[h.productID] {
+			seen[h.productID] = true
+			ids = append(ids, h.productID)
+		}
+	}
+	type cat struct {
+		id       int64
+		category string
+	}
+	cats, err := readRows(ctx, s, func(rows scanner) (c cat, err error) {
+		err = rows.Scan(&c.id, &c.category)
+		return c, err
+	}, `SELECT id, category FROM products WHERE id IN (`+placeholders(1, len(ids))+`)`, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("storefront: categories of user %d's history: %w", userID, err)
+	}
+	byID := make(map[int64]string, len(cats))
+	for _, c := range cats {
+		byID[c.id] = c.category
+	}
+	for i := range out {
+		out[i].category = byID[out[i].productID]
 	}
 	return out, nil
 }
@@ -195,10 +236,14 @@ type coCount struct {
 
 // coPurchased returns what the latest other buyers of the seed products
 // bought, most buyers first. Each seed reads at most buyersPerSeed index
-// entries, so the query is bounded however popular a seed is.
-func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) ([]coCount, error) {
+// entries (per shard, when sharded), so the query is bounded however
+// popular a seed is. On a sharded store it asks every shard at once
+// within the budget for non-critical work (shard.DefaultEachTimeout) and
+// merges what they answered; missing names the shards that did not answer
+// (their buyers are left out, and the popular products fill in).
+func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) (_ []coCount, missing map[string]error, _ error) {
 	if len(seeds) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	args := []any{userID, buyersPerSeed, coPurchaseTop}
 	q := `WITH buyers AS (`
@@ -215,14 +260,39 @@ func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) ([
 		FROM user_actions a
 		WHERE a.user_id IN (SELECT user_id FROM buyers) AND a.kind = 'purchase'
 		GROUP BY a.product_id ORDER BY n DESC, a.product_id LIMIT $3`
-	out, err := readRows(ctx, s, func(rows scanner) (c coCount, err error) {
+	scan := func(rows scanner) (c coCount, err error) {
 		err = rows.Scan(&c.productID, &c.count)
 		return c, err
-	}, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("storefront: co-purchases for user %d: %w", userID, err)
 	}
-	return out, nil
+	if s.shards == nil {
+		out, err := readRows(ctx, s, scan, q, args...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storefront: co-purchases for user %d: %w", userID, err)
+		}
+		return out, nil, nil
+	}
+	// Every shard's buyers are its own users, so counts of distinct buyers
+	// add up across shards.
+	counts := map[int64]int64{}
+	res, err := eachShard(ctx, s, 0, scan, q, args, func(part []coCount) {
+		for _, c := range part {
+			counts[c.productID] += c.count
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("storefront: co-purchases for user %d: %w", userID, err)
+	}
+	out := make([]coCount, 0, len(counts))
+	for id, n := range counts {
+		out = append(out, coCount{productID: id, count: n})
+	}
+	slices.SortFunc(out, func(a, b coCount) int {
+		if c := cmp.Compare(b.count, a.count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.productID, b.productID)
+	})
+	return first(out, coPurchaseTop), res.Failed, nil
 }
 
 // decay weighs an action by its age: 1 when new, 1/2 at recencyHalfLife, 1/3 at twice that.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,37 +89,78 @@ func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
 	if cfg.Now.IsZero() {
 		cfg.Now = s.now()
 	}
+	var dests []seedDest
+	if s.d.kind == database.Postgres {
+		dests = s.pgSeedDests(cfg)
+	}
 	if !cfg.Reset {
-		var n int64
-		if err := s.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_actions)`).Scan(&n); err != nil {
-			return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
-		}
-		if n > 0 {
-			return SeedStats{}, fmt.Errorf("%w (%d rows); seed an empty database or reset it", ErrNotEmpty, n)
+		if err := s.checkEmpty(ctx, dests); err != nil {
+			return SeedStats{}, err
 		}
 	}
 	start := time.Now()
-	g := newGenerator(cfg)
 	var err error
 	if s.d.kind == database.Postgres {
-		err = seedPostgres(ctx, s.db, g, s.resetSQL())
+		total := int64(cfg.Users + cfg.Products + cfg.Actions)
+		if s.shards != nil {
+			total += int64(cfg.Users) // the email directory too
+		}
+		var done int64
+		err = seedPostgres(ctx, cfg, dests, func(n int) {
+			if done += int64(n); cfg.Progress != nil {
+				cfg.Progress(done, total)
+			}
+		})
 	} else {
-		err = seedSQLite(ctx, s.db, g, s.resetSQL())
+		err = seedSQLite(ctx, s.db, newGenerator(cfg), s.resetSQL())
 	}
 	s.pop.invalidate()
+	s.forgetProducts()
 	if err != nil {
 		return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
 	}
 	// Fresh statistics help the planner; the rows are committed either way,
 	// so a failure here is only worth a warning.
-	stats := `VACUUM ANALYZE users, products, user_actions` // VACUUM also sets the visibility map
 	if s.d.kind == database.SQLite {
-		stats = `ANALYZE`
+		dests = []seedDest{{db: s.db}}
 	}
-	if _, err := s.db.ExecContext(ctx, stats); err != nil {
-		s.log.Warn("storefront: seed: statistics not updated", "err", err)
+	for _, d := range dests {
+		stats := `VACUUM ANALYZE` // of the database's tables; VACUUM also sets the visibility map
+		if s.d.kind == database.SQLite {
+			stats = `ANALYZE`
+		}
+		if _, err := d.db.ExecContext(ctx, stats); err != nil {
+			s.log.Warn("storefront: seed: statistics not updated", "where", d.name, "err", err)
+		}
 	}
 	return SeedStats{Users: cfg.Users, Products: cfg.Products, Actions: cfg.Actions, Elapsed: time.Since(start)}, nil
+}
+
+// checkEmpty returns ErrNotEmpty if the store (any of dests, on
+// PostgreSQL) holds users, products or actions.
+func (s *Store) checkEmpty(ctx context.Context, dests []seedDest) error {
+	if len(dests) == 0 {
+		dests = []seedDest{{db: s.db}}
+	}
+	var total int64
+	for _, d := range dests {
+		q := `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_actions)`
+		if d.shard {
+			q = `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM user_actions)`
+		}
+		var n int64
+		if err := d.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			if d.name != "" {
+				err = fmt.Errorf("%s: %w", d.name, err)
+			}
+			return fmt.Errorf("storefront: seed: %w", err)
+		}
+		total += n
+	}
+	if total > 0 {
+		return fmt.Errorf("%w (%d rows); seed an empty database or reset it", ErrNotEmpty, total)
+	}
+	return nil
 }
 
 // check refuses counts out of their documented ranges, with ErrBadSeed.
@@ -297,58 +339,200 @@ func (g *generator) tables() []seedTable {
 	}
 }
 
-func seedPostgres(ctx context.Context, db *sql.DB, g *generator, reset string) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
+// seedCopy is one COPY of a seed: the rows of the generator's table from
+// that keep accepts (nil: all), shaped by shape (nil: as they are), into
+// table into's columns.
+type seedCopy struct {
+	from, into string
+	columns    []string
+	keep       func(row []any) bool
+	shape      func(row []any) []any
+}
+
+// seedDest is one PostgreSQL database's share of a seed: what it resets,
+// the copies it receives, and the statements that end it (sequences moved
+// past the new ids).
+type seedDest struct {
+	name   string // for errors: "" on one database, else "main database" or "shard NAME"
+	shard  bool   // a shard's database (users and actions only)
+	db     *sql.DB
+	reset  string
+	copies []seedCopy
+	after  []string
+}
+
+// pgSeedDests is where a seed's rows go: the one database, or, on a
+// sharded store, the products and the email directory to the main
+// database and each user and their actions to the user's shard.
+func (s *Store) pgSeedDests(cfg SeedConfig) []seedDest {
+	all := func(t seedTable) seedCopy { return seedCopy{from: t.name, into: t.name, columns: t.columns} }
+	tables := newGenerator(SeedConfig{Users: 1, Products: 1}).tables()
+	if s.shards == nil {
+		d := seedDest{db: s.db, reset: s.resetSQL()}
+		for _, t := range tables {
+			d.copies = append(d.copies, all(t))
+			d.after = append(d.after, fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%s', 'id'), GREATEST(1, (SELECT COALESCE(MAX(id), 0) FROM %s)))`, t.name, t.name))
+		}
+		return []seedDest{d}
 	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		tx, err := pc.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-		if g.cfg.Reset {
-			if _, err := tx.Exec(ctx, reset); err != nil {
-				return fmt.Errorf("reset: %w", err)
-			}
-		}
-		// The generator's rows satisfy the foreign keys by construction
-		// (TestSeed checks it), so a superuser skips the per-row checks, as
-		// pg_restore --disable-triggers does: they are 60 % of the time.
-		var super bool
-		if err := tx.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
-			return err
-		}
-		if super {
-			if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+	byName := map[string]seedTable{}
+	for _, t := range tables {
+		byName[t.name] = t
+	}
+	actionBlocks := (int64(cfg.Actions) + actionIDBlock - 1) / actionIDBlock * actionIDBlock
+	dests := []seedDest{{
+		name:  "main database",
+		db:    s.db,
+		reset: `TRUNCATE user_actions, users, products, user_emails RESTART IDENTITY`,
+		copies: []seedCopy{all(byName["products"]), {
+			from: "users", into: "user_emails", columns: []string{"email", "user_id"},
+			shape: func(row []any) []any { return []any{row[1], row[0]} },
+		}},
+		after: []string{
+			`SELECT setval(pg_get_serial_sequence('products', 'id'), GREATEST(1, (SELECT COALESCE(MAX(id), 0) FROM products)))`,
+			fmt.Sprintf(`SELECT setval('user_ids', %d)`, cfg.Users),
+			fmt.Sprintf(`SELECT setval('action_ids', %d, false)`, actionBlocks+actionIDBlock),
+		},
+	}}
+	m := s.shards.router.Map()
+	for i, t := range s.shards.router.Shards() {
+		mine := func(key any) bool { return m.Owner(key.(int64)) == i }
+		users, actions := all(byName["users"]), all(byName["user_actions"])
+		users.keep = func(row []any) bool { return mine(row[0]) }
+		actions.keep = func(row []any) bool { return mine(row[1]) }
+		dests = append(dests, seedDest{
+			name:   "shard " + t.Name,
+			shard:  true,
+			db:     t.DB.Primary(),
+			reset:  `TRUNCATE user_actions, users`,
+			copies: []seedCopy{users, actions},
+		})
+	}
+	return dests
+}
+
+// seedPostgres writes a seed into dests, each in a transaction of its own
+// that commits only once every database has its rows; so a failure leaves
+// them all as they were, except for a failure between the commits
+// themselves, which names the databases already committed.
+func seedPostgres(ctx context.Context, cfg SeedConfig, dests []seedDest, progress func(int)) error {
+	var committed []string
+	err := inTxs(ctx, dests, &committed, func(txs []pgx.Tx) error {
+		for i, d := range dests {
+			if err := seedInto(ctx, txs[i], cfg, d, progress); err != nil {
+				if d.name != "" {
+					return fmt.Errorf("%s: %w", d.name, err)
+				}
 				return err
 			}
 		}
-		for _, t := range g.tables() {
-			var id int64
-			src := pgx.CopyFromFunc(func() ([]any, error) {
-				if id == int64(t.rows) {
-					return nil, nil
-				}
-				id++
-				if id%10000 == 0 {
-					g.progress(10000)
-				}
-				return t.row(id), nil
-			})
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.columns, src); err != nil {
-				return fmt.Errorf("copy %s: %w", t.name, err)
-			}
-			g.progress(int(id % 10000))
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%s', 'id'), GREATEST(1, (SELECT COALESCE(MAX(id), 0) FROM %s)))`, t.name, t.name)); err != nil {
-				return fmt.Errorf("advance %s id sequence: %w", t.name, err)
-			}
-		}
-		return tx.Commit(ctx)
+		return nil
 	})
+	if err != nil && len(committed) > 0 {
+		return fmt.Errorf("%w; but %s had already committed its rows: seed again with Reset", err, strings.Join(committed, ", "))
+	}
+	return err
+}
+
+// inTxs opens a transaction on each of dests (pgx's own, for COPY), runs
+// fn with them, and commits them, last first, if fn succeeds; committed
+// collects the names of the destinations that committed.
+func inTxs(ctx context.Context, dests []seedDest, committed *[]string, fn func([]pgx.Tx) error) error {
+	var open func(i int, txs []pgx.Tx) error
+	open = func(i int, txs []pgx.Tx) error {
+		if i == len(dests) {
+			return fn(txs)
+		}
+		conn, err := dests[i].db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return conn.Raw(func(dc any) error {
+			tx, err := dc.(*stdlib.Conn).Conn().Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+			if err := open(i+1, append(txs, tx)); err != nil {
+				return err
+			}
+			if err := tx.Commit(ctx); err != nil {
+				return fmt.Errorf("commit %s: %w", dests[i].name, err)
+			}
+			*committed = append(*committed, dests[i].name)
+			return nil
+		})
+	}
+	return open(0, nil)
+}
+
+// seedInto writes one destination's share in tx: a fresh generator runs
+// through the tables in order (every row is generated, to keep the random
+// stream the same, and only the kept ones are written), and stops after
+// the last table the destination copies.
+func seedInto(ctx context.Context, tx pgx.Tx, cfg SeedConfig, d seedDest, progress func(int)) error {
+	if cfg.Reset {
+		if _, err := tx.Exec(ctx, d.reset); err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+	}
+	// The generator's rows satisfy the foreign keys by construction
+	// (TestSeed checks it), so a superuser skips the per-row checks, as
+	// pg_restore --disable-triggers does: they are 60 % of the time.
+	var super bool
+	if err := tx.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil {
+		return err
+	}
+	if super {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+	}
+	g := newGenerator(cfg)
+	left := len(d.copies)
+	for _, t := range g.tables() {
+		if left == 0 {
+			break
+		}
+		i := slices.IndexFunc(d.copies, func(c seedCopy) bool { return c.from == t.name })
+		if i < 0 {
+			for id := int64(1); id <= int64(t.rows); id++ {
+				t.row(id) // keep the random stream in step
+			}
+			continue
+		}
+		left--
+		c := d.copies[i]
+		var id, copied int64
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			for id < int64(t.rows) {
+				id++
+				row := t.row(id)
+				if c.keep != nil && !c.keep(row) {
+					continue
+				}
+				if copied++; copied%10000 == 0 {
+					progress(10000)
+				}
+				if c.shape != nil {
+					row = c.shape(row)
+				}
+				return row, nil
+			}
+			return nil, nil
+		})
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{c.into}, c.columns, src); err != nil {
+			return fmt.Errorf("copy %s: %w", c.into, err)
+		}
+		progress(int(copied % 10000))
+	}
+	for _, q := range d.after {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("advance id sequences: %w", err)
+		}
+	}
+	return nil
 }
 
 func seedSQLite(ctx context.Context, db *sql.DB, g *generator, reset string) error {

@@ -39,6 +39,13 @@ type Config struct {
 	// Registerer receives the router's metrics (including strata_db_* for
 	// every pool); nil means none. Without replicas it is unused.
 	Registerer prometheus.Registerer
+	// Shards, when set, are the URLs of PostgreSQL primaries to shard users
+	// and their actions over (stage 5): Open's url is then the main
+	// database, which keeps the shard map, the products and the global id
+	// allocators. The first Open publishes a hash map over Shards (named
+	// ShardName(i)); later ones follow the stored map, which must name
+	// every URL given here.
+	Shards []string
 	// Recorder, if set, receives every query the store runs with its
 	// arguments, so the query advisor can bind a normalised statement's
 	// parameters to real values (advisor.Sampler is one; it keeps a sample
@@ -59,6 +66,7 @@ type Store struct {
 	db     *sql.DB
 	ownsDB bool
 	router *replica.Router // nil: every query on db
+	shards *sharding       // nil: not sharded
 	rec    QueryRecorder   // nil: queries are not recorded
 	d      dialect
 	now    func() time.Time
@@ -72,6 +80,9 @@ type Store struct {
 // working folder, "sqlite:///ABSOLUTE/PATH", or a "postgres://" URL),
 // applies pending schema migrations and returns a Store that owns the pool.
 func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
+	if len(cfg.Shards) > 0 {
+		return openSharded(ctx, url, cfg)
+	}
 	if len(cfg.Replicas) > 0 {
 		return openReplicated(ctx, url, cfg)
 	}
@@ -127,16 +138,18 @@ func New(ctx context.Context, db *sql.DB, kind Kind, cfg Config) (*Store, error)
 // Close waits for background work and closes the pool if the Store opened it.
 func (s *Store) Close() error {
 	s.pop.close()
+	err := s.closeSharding()
 	if s.router != nil {
-		return s.router.Close()
+		return errors.Join(err, s.router.Close())
 	}
 	if s.ownsDB {
-		return s.db.Close()
+		return errors.Join(err, s.db.Close())
 	}
-	return nil
+	return err
 }
 
-// DB returns the primary's pool, for metrics and tools.
+// DB returns the primary's pool (the main database's, when sharded), for
+// metrics and tools.
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Kind says which engine the store runs on.
@@ -145,8 +158,16 @@ func (s *Store) Kind() Kind { return Kind(s.d.kind) }
 // Ping checks that the store can serve: that the database answers or,
 // with replicas, that the primary or at least one replica does (reads go
 // on while the primary is down; [Store.Degraded] says what is missing).
+// Sharded, the main database must answer (it has the products); a shard
+// that is down fails only its own users, which Degraded reports.
 func (s *Store) Ping(ctx context.Context) error {
 	var err error
+	if s.shards != nil {
+		if err := s.db.PingContext(ctx); err != nil {
+			return fmt.Errorf("storefront: ping: the main database does not answer: %w", err)
+		}
+		return nil
+	}
 	if s.router != nil {
 		err = s.router.PrimaryErr() // known down: do not wait for a connect to fail
 	}
@@ -170,6 +191,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // serves, one short sentence each: the primary (writes fail) or replicas
 // (their reads go elsewhere). Nil means everything is up.
 func (s *Store) Degraded(ctx context.Context) []string {
+	if s.shards != nil {
+		return s.shardedDegraded()
+	}
 	if s.router == nil {
 		return nil
 	}
@@ -220,7 +244,7 @@ func (s *Store) GetUser(ctx context.Context, id int64) (User, error) {
 		return User{}, err
 	}
 	var u User
-	err := s.read(replica.WithKeys(ctx, userKey(id)), func(ctx context.Context, q querier) (err error) {
+	err := s.readUser(replica.WithKeys(ctx, userKey(id)), id, func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 		return err
 	})
@@ -240,9 +264,12 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
+	if s.shards != nil {
+		return s.createShardedUser(ctx, n)
+	}
 	now := s.d.timeArg(s.stamp())
 	var u User
-	tok, err := s.write(ctx, func(ctx context.Context, q querier) (err error) {
+	tok, err := s.write(ctx, 0, func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx,
 			`INSERT INTO users (email, name, region, created_at, updated_at, version)
 			 VALUES ($1, $2, $3, $4, $4, 1) RETURNING `+userColumns,
@@ -255,7 +282,7 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 		}
 		return User{}, fmt.Errorf("storefront: create user: %w", err)
 	}
-	s.mark(ctx, tok, userKey(u.ID)) // its id was not known before the insert
+	s.mark(ctx, s.router, tok, userKey(u.ID)) // its id was not known before the insert
 	return u, nil
 }
 
@@ -269,8 +296,16 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 	if err != nil {
 		return User{}, err
 	}
+	// Sharded, a new email is claimed in the main database's directory
+	// first, and the user's other claims released after the shard's write.
+	claimed := false
+	if s.shards != nil && p.Email != nil {
+		if _, claimed, err = s.claimEmail(ctx, *p.Email, id); err != nil {
+			return User{}, err
+		}
+	}
 	var u User
-	_, err = s.write(replica.WithKeys(ctx, userKey(id)), func(ctx context.Context, q querier) (err error) {
+	_, err = s.write(replica.WithKeys(ctx, userKey(id)), id, func(ctx context.Context, q querier) (err error) {
 		u, err = scanUser(q.QueryRowContext(ctx,
 			`UPDATE users SET
 				email = COALESCE($2, email),
@@ -282,6 +317,14 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 			id, p.Email, p.Name, p.Region, s.d.timeArg(s.stamp())))
 		return err
 	})
+	if s.shards != nil && p.Email != nil {
+		switch {
+		case err == nil:
+			s.releaseEmail(ctx, id, u.Email)
+		case claimed:
+			s.dropClaim(ctx, id, *p.Email)
+		}
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return User{}, &NotFoundError{Kind: "user", ID: id}
@@ -307,7 +350,10 @@ func (s *Store) RecordAction(ctx context.Context, userID, productID int64, kind 
 		return Action{}, fieldErr("kind", "must be one of view, cart, purchase; got %s", quoteValue(string(kind)))
 	}
 	a := Action{UserID: userID, ProductID: productID, Kind: kind, CreatedAt: s.stamp()}
-	_, err := s.write(replica.WithKeys(ctx, actionsTag(userID)), func(ctx context.Context, q querier) error {
+	if s.shards != nil {
+		return s.recordShardedAction(ctx, a)
+	}
+	_, err := s.write(replica.WithKeys(ctx, actionsTag(userID)), userID, func(ctx context.Context, q querier) error {
 		return q.QueryRowContext(ctx,
 			`INSERT INTO user_actions (user_id, product_id, kind, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
 			userID, productID, string(kind), s.d.timeArg(a.CreatedAt)).Scan(&a.ID)
@@ -404,8 +450,19 @@ func checkLimit(limit int) error {
 // replica router chose.
 type querier = replica.Querier
 
+// readUser runs fn where reads of user userID's rows (the user, their
+// actions) go: on a sharded store, the shard that owns the user; else as
+// read.
+func (s *Store) readUser(ctx context.Context, userID int64, fn func(ctx context.Context, q querier) error) error {
+	if s.shards != nil {
+		return s.shards.router.Read(ctx, userID, s.recorded(fn))
+	}
+	return s.read(ctx, fn)
+}
+
 // read runs fn where reads go: a replica chosen by the router, or the one
-// pool. fn may run more than once and must start afresh each time.
+// pool (the main database, when sharded: products). fn may run more than
+// once and must start afresh each time.
 func (s *Store) read(ctx context.Context, fn func(ctx context.Context, q querier) error) error {
 	fn = s.recorded(fn)
 	if s.router == nil {
@@ -443,18 +500,26 @@ func (r recordingQuerier) QueryRowContext(ctx context.Context, query string, arg
 	return r.q.QueryRowContext(ctx, query, args...)
 }
 
-// write runs fn on the primary. With replicas, the write's token goes to
+// write runs fn on the primary (of the shard that owns userID, when
+// sharded; else userID is unused). With replicas, the write's token goes to
 // the context's token sink (see withTokenSink), so the caller's next reads
 // can see it, and marks the keys the context names (replica.WithKeys), so
 // that reads of those entities see it with no token at all; write also
 // returns it, for keys known only after the write (a new row's id; see
 // mark). Without replicas the token is zero.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querier) error) (replica.Token, error) {
+func (s *Store) write(ctx context.Context, userID int64, fn func(ctx context.Context, q querier) error) (replica.Token, error) {
 	fn = s.recorded(fn)
-	if s.router == nil {
+	r := s.routerFor(userID)
+	var tok replica.Token
+	var err error
+	switch {
+	case s.shards != nil:
+		tok, err = s.shards.router.Write(ctx, userID, fn)
+	case r != nil:
+		tok, err = r.Write(ctx, fn)
+	default:
 		return 0, fn(ctx, s.db)
 	}
-	tok, err := s.router.Write(ctx, fn)
 	if errors.Is(err, replica.ErrNoMark) {
 		// The write committed and has its token; only the per-key marks
 		// failed, so other routers sharing them may not see it at once.
@@ -465,9 +530,9 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querie
 		// The write committed but its position was not read: the primary's
 		// current position, read now, is past it and serves as well. If
 		// that fails too, say so, but do not fail a committed write.
-		if p, perr := s.router.Position(ctx); perr == nil {
+		if p, perr := r.Position(ctx); perr == nil {
 			tok = p
-			s.mark(ctx, tok, replica.KeysFrom(ctx)...) // Write marks only with a token of its own
+			s.mark(ctx, r, tok, replica.KeysFrom(ctx)...) // Write marks only with a token of its own
 		} else {
 			s.warnings.warn(s.log, "storefront: write committed without a read-your-writes token", "err", err)
 		}
@@ -486,11 +551,11 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, q querie
 // keys, so that reads naming one of them (replica.WithKeys) see it with
 // no token from the client. A failure is logged (throttled): the write
 // stands, and only reads on a lagging replica may miss it.
-func (s *Store) mark(ctx context.Context, tok replica.Token, keys ...string) {
-	if s.router == nil || tok == 0 || len(keys) == 0 {
+func (s *Store) mark(ctx context.Context, r *replica.Router, tok replica.Token, keys ...string) {
+	if r == nil || tok == 0 || len(keys) == 0 {
 		return
 	}
-	if err := s.router.Mark(ctx, tok, keys...); err != nil {
+	if err := r.Mark(ctx, tok, keys...); err != nil {
 		s.warnings.warn(s.log, "storefront: write committed without its per-key read-your-writes marks", "err", err)
 	}
 }
@@ -498,23 +563,37 @@ func (s *Store) mark(ctx context.Context, tok replica.Token, keys ...string) {
 // readRows runs a read query and scans every row, afresh on each attempt.
 func readRows[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	var out []T
-	err := s.read(ctx, func(ctx context.Context, q querier) error {
-		out = out[:0]
-		rows, err := q.QueryContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			v, err := scan(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, v)
-		}
-		return rows.Err()
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = queryRows(ctx, q, scan, query, args...)
+		return err
 	})
 	return out, err
+}
+
+// queryRows runs query on q and scans every row.
+func queryRows[T any](ctx context.Context, q querier, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	var out []T
+	err := scanRows(ctx, q, func(rows scanner) error {
+		v, err := scan(rows)
+		out = append(out, v)
+		return err
+	}, query, args...)
+	return out, err
+}
+
+// scanRows runs query on q and calls fn for every row.
+func scanRows(ctx context.Context, q querier, fn func(scanner) error, query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 type tokenSinkKey struct{}

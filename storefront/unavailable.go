@@ -15,6 +15,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/strata-dev/strata/replica"
+	"github.com/strata-dev/strata/shard"
 )
 
 // retryAfterSeconds is the Retry-After of a 503: long enough for a pool to
@@ -27,6 +28,12 @@ const retryAfterSeconds = "1"
 // load, a budget run out), and names the cause for the client. Such a
 // failure is a 503 with Retry-After, never a 500: a 500 means a bug.
 func unavailable(err error) (cause string, ok bool) {
+	if se := (*shard.Error)(nil); errors.As(err, &se) {
+		if cause, ok := unavailable(se.Err); ok {
+			return "shard " + se.Shard + ": " + cause, true
+		}
+		return "", false
+	}
 	switch {
 	case errors.Is(err, replica.ErrPrimaryUnavailable):
 		return "the primary database is unavailable; writes (and reads that need the primary) cannot be served now", true

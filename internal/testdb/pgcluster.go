@@ -19,19 +19,21 @@ import (
 	"time"
 )
 
-// pgClusterNames are a PGCluster's servers, named as in scripts/dev; their
-// ports are the cluster's base port +0, +1 and +2.
-var pgClusterNames = []string{"primary", "replica1", "replica2"}
+// pgPorts are the servers a PGCluster may run, named as in scripts/dev,
+// in the order of their ports: the cluster's base port +0, +1, ...
+var pgPorts = []string{"primary", "replica1", "replica2", "shard1", "shard2"}
 
-// PGCluster is a PostgreSQL primary with two streaming replicas of one
+// PGCluster is a PostgreSQL primary with two streaming replicas (or two
+// independent primaries, StartPostgresShards) of one
 // test's own, listening on 127.0.0.1 only, which the test may kill, restart
 // and pause. Its methods stop the test (t.Fatalf) on failure, so call them
 // from the test's goroutine.
 type PGCluster struct {
 	t        testing.TB
-	script   string // scripts/dev
-	root     string // private folder: dev/ (STRATA_DEV_DIR) and dev.lock
-	port     int    // primary; replica1 port+1, replica2 port+2
+	script   string   // scripts/dev
+	root     string   // private folder: dev/ (STRATA_DEV_DIR) and dev.lock
+	port     int      // base port: primary; replica1 port+1, ... (pgPorts)
+	names    []string // the servers it runs
 	watchdog *exec.Cmd
 	lifeline *os.File         // the watchdog's stdin: it tears the cluster down at EOF
 	frozen   map[string][]int // servers Freeze stopped: postmaster first, then its children
@@ -46,6 +48,25 @@ type PGCluster struct {
 // skipped, or fails when CI is set. The servers are superuser strata,
 // database strata, trust authentication, as on the shared dev servers.
 func StartPostgresCluster(t testing.TB) *PGCluster {
+	t.Helper()
+	return startCluster(t, "primary", "replica1", "replica2")
+}
+
+// StartPostgresShards starts two independent PostgreSQL primaries of the
+// test's own (scripts/dev's shard1 and shard2), which the test may kill and
+// restart as StartPostgresCluster's; ShardURLs gives their URLs.
+func StartPostgresShards(t testing.TB) *PGCluster {
+	t.Helper()
+	return startCluster(t, "shard1", "shard2")
+}
+
+// ShardURLs returns the URLs of shard1 and shard2 (StartPostgresShards).
+func (c *PGCluster) ShardURLs() []string {
+	c.t.Helper()
+	return []string{pgURL(c.portOf("shard1")), pgURL(c.portOf("shard2"))}
+}
+
+func startCluster(t testing.TB, names ...string) *PGCluster {
 	t.Helper()
 	if missing := missingPostgres(); len(missing) > 0 {
 		msg := fmt.Sprintf("PostgreSQL server binaries missing (%s); scripts/dev up installs them", strings.Join(missing, ", "))
@@ -70,15 +91,15 @@ func StartPostgresCluster(t testing.TB) *PGCluster {
 		_ = os.RemoveAll(root)
 		t.Fatalf("testdb: %v", err)
 	}
-	c := &PGCluster{t: t, script: script, root: root}
+	c := &PGCluster{t: t, script: script, root: root, names: names}
 	if err := c.startWatchdog(); err != nil {
 		_ = os.RemoveAll(root)
 		t.Fatalf("testdb: start watchdog: %v", err)
 	}
 	t.Cleanup(c.stop)
-	all := strings.Join(pgClusterNames, " ")
+	all := strings.Join(names, " ")
 	for attempt := 1; ; attempt++ {
-		if c.port, err = freePortBase(len(pgClusterNames)); err != nil {
+		if c.port, err = freePortBase(slices.Index(pgPorts, names[len(names)-1]) + 1); err != nil {
 			t.Fatalf("testdb: %v", err)
 		}
 		out, err := c.dev("up", all)
@@ -103,7 +124,7 @@ func (c *PGCluster) PrimaryURL() string { return pgURL(c.port) }
 // ReplicaURLs returns the URLs of replica1 and replica2, in that order.
 func (c *PGCluster) ReplicaURLs() []string { return []string{pgURL(c.port + 1), pgURL(c.port + 2)} }
 
-// Kill stops server name ("primary", "replica1" or "replica2") as a crash
+// Kill stops server name (one the cluster runs, "primary" or "shard1") as a crash
 // would: SIGKILL to its postmaster. It returns once the postmaster and all
 // its children are gone and the port refuses connections.
 func (c *PGCluster) Kill(name string) {
@@ -159,7 +180,7 @@ func (c *PGCluster) Start(name string) {
 	}
 }
 
-// Freeze makes server name ("primary", "replica1" or "replica2") stop
+// Freeze makes server name (one the cluster runs) stop
 // answering without closing anything, as a hung host or a network
 // partition looks to its clients: SIGSTOP to its postmaster (so that it
 // forks no more backends), then to each of its children. Connections stay
@@ -278,9 +299,9 @@ func (c *PGCluster) dir() string { return filepath.Join(c.root, "dev") }
 
 func (c *PGCluster) portOf(name string) int {
 	c.t.Helper()
-	i := slices.Index(pgClusterNames, name)
-	if i < 0 {
-		c.t.Fatalf("testdb: unknown server %q (want primary, replica1 or replica2)", name)
+	i := slices.Index(pgPorts, name)
+	if i < 0 || !slices.Contains(c.names, name) {
+		c.t.Fatalf("testdb: unknown server %q (this cluster runs %s)", name, strings.Join(c.names, ", "))
 	}
 	return c.port + i
 }
@@ -369,7 +390,7 @@ func (c *PGCluster) startWatchdog() error {
 		return err
 	}
 	cmd := exec.Command("bash", "-c", watchdogScript, c.script, c.root)
-	cmd.Env = c.env(strings.Join(pgClusterNames, " "))
+	cmd.Env = c.env(strings.Join(c.names, " "))
 	cmd.Stdin = r // stdout and stderr: /dev/null, so it never holds go test's pipes
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
@@ -397,12 +418,12 @@ func (c *PGCluster) stop() {
 		delete(c.frozen, name)
 	}
 	pids := map[string]int{}
-	for _, name := range pgClusterNames {
+	for _, name := range c.names {
 		if pid := c.postmaster(name); pid != 0 {
 			pids[name] = pid
 		}
 	}
-	if out, err := c.dev("down", strings.Join(pgClusterNames, " ")); err != nil {
+	if out, err := c.dev("down", strings.Join(c.names, " ")); err != nil {
 		c.t.Errorf("testdb: scripts/dev down: %v\n%s", err, out)
 	}
 	for name, pid := range pids {

@@ -17,3 +17,16 @@ func ShardURLs(t testing.TB) []string {
 	v := env(t, EnvShards, "shard")
 	return strings.Split(v, ",")
 }
+
+// ShardDatabases returns, for each independent primary of ShardURLs, the
+// URL of a new, empty database of t's own on it, dropped when t ends. A
+// sharded store needs databases rather than schemas: its shard map lives
+// in a fixed schema of the main database (use PostgresDatabase for that).
+func ShardDatabases(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for _, u := range ShardURLs(t) {
+		out = append(out, database(t, u, EnvShards))
+	}
+	return out
+}

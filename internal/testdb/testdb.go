@@ -107,17 +107,23 @@ func env(t testing.TB, name, what string) string {
 // than a schema.
 func PostgresDatabase(t testing.TB) string {
 	t.Helper()
-	base := env(t, EnvPostgres, "PostgreSQL")
+	return database(t, env(t, EnvPostgres, "PostgreSQL"), EnvPostgres)
+}
+
+// database creates a new, empty database on the server of base (whose
+// variable is from, for messages), dropped when t ends, and returns its URL.
+func database(t testing.TB, base, from string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := sql.Open("pgx", base)
 	if err != nil {
-		t.Fatalf("testdb: open %s: %v", EnvPostgres, err)
+		t.Fatalf("testdb: open %s: %v", from, err)
 	}
 	name := "t_" + randomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
 		admin.Close()
-		t.Fatalf("testdb: create database: %v (is the server at %s up? scripts/dev up)", err, EnvPostgres)
+		t.Fatalf("testdb: create database: %v (is the server at %s up? scripts/dev up)", err, from)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -129,7 +135,7 @@ func PostgresDatabase(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("testdb: %s: %v", EnvPostgres, err)
+		t.Fatalf("testdb: %s: %v", from, err)
 	}
 	u.Path = "/" + name
 	return u.String()

@@ -26,7 +26,12 @@ import (
 // with Redis when the shared one is configured) and returns its base URL.
 func apiServer(t *testing.T, url, stage string) (string, *storefront.Store) {
 	t.Helper()
-	s := open(t, url)
+	return apiServerOn(t, open(t, url), stage)
+}
+
+// apiServerOn serves s, seeded, at stage ("2" adds the cache).
+func apiServerOn(t *testing.T, s *storefront.Store, stage string) (string, *storefront.Store) {
+	t.Helper()
 	seed(t, s, 20, 30, 300)
 	var svc storefront.Service = s
 	if stage == "2" {
@@ -94,15 +99,15 @@ func call(t *testing.T, method, url string, body string, header ...string) respo
 }
 
 func TestAPIHappyPaths(t *testing.T) {
-	for _, b := range testdb.Backends() {
+	for _, b := range backends() {
 		for _, stage := range stages {
-			t.Run(b.Name+"/stage"+stage, func(t *testing.T) { testHappyPaths(t, b, stage) })
+			t.Run(b.name+"/stage"+stage, func(t *testing.T) { testHappyPaths(t, b, stage) })
 		}
 	}
 }
 
-func testHappyPaths(t *testing.T, b testdb.Backend, stage string) {
-	base, _ := apiServer(t, b.URL(t), stage)
+func testHappyPaths(t *testing.T, b backend, stage string) {
+	base, _ := apiServerOn(t, b.open(t), stage)
 
 	r := call(t, "POST", base+"/users", `{"email":"Linus@Example.com","name":"Linus","region":"eu-north"}`)
 	if r.status != 201 || r.body["email"] != "linus@example.com" || r.header.Get("Location") != "/users/21" {
@@ -163,15 +168,15 @@ func testHappyCatalogue(t *testing.T, base string) {
 // TestAPIBadInput sends every class of bad input to every endpoint and
 // checks the status and the field the error names. No case may get a 500.
 func TestAPIBadInput(t *testing.T) {
-	for _, b := range testdb.Backends() {
+	for _, b := range backends() {
 		for _, stage := range stages {
-			t.Run(b.Name+"/stage"+stage, func(t *testing.T) { testBadInput(t, b, stage) })
+			t.Run(b.name+"/stage"+stage, func(t *testing.T) { testBadInput(t, b, stage) })
 		}
 	}
 }
 
-func testBadInput(t *testing.T, b testdb.Backend, stage string) {
-	base, _ := apiServer(t, b.URL(t), stage)
+func testBadInput(t *testing.T, b backend, stage string) {
+	base, _ := apiServerOn(t, b.open(t), stage)
 	if r := call(t, "POST", base+"/users", `{"email":"taken@example.com","name":"T","region":"eu"}`); r.status != 201 {
 		t.Fatalf("setup: %d %s", r.status, r.raw)
 	}

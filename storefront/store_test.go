@@ -2,6 +2,7 @@ package storefront_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,15 +14,58 @@ import (
 	"github.com/strata-dev/strata/storefront"
 )
 
-// each runs fn once per backend (SQLite, PostgreSQL) on a fresh database.
+// backend opens a fresh, empty store of one kind for a test.
+type backend struct {
+	name string
+	open func(t testing.TB) *storefront.Store
+}
+
+// backends lists SQLite, PostgreSQL, and PostgreSQL sharded over the two
+// shard primaries of scripts/dev (stage 5).
+func backends() []backend {
+	var out []backend
+	for _, b := range testdb.Backends() {
+		out = append(out, backend{b.Name, func(t testing.TB) *storefront.Store { return open(t, b.URL(t)) }})
+	}
+	return append(out, backend{"sharded", openSharded})
+}
+
+// openSharded opens a store over a main database and a database on each
+// shard primary, all of the test's own.
+func openSharded(t testing.TB) *storefront.Store {
+	t.Helper()
+	s, err := storefront.Open(context.Background(), testdb.PostgresDatabase(t), storefront.Config{Shards: testdb.ShardDatabases(t)})
+	if err != nil {
+		t.Fatalf("Open sharded: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// each runs fn once per backend on a fresh store.
 func each(t *testing.T, fn func(t *testing.T, s *storefront.Store)) {
 	t.Helper()
-	for _, b := range testdb.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			s := open(t, b.URL(t))
-			fn(t, s)
-		})
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.open(t)) })
 	}
+}
+
+// eachUnsharded runs fn on SQLite and PostgreSQL (a test that reads the
+// tables of the one database directly).
+func eachUnsharded(t *testing.T, fn func(t *testing.T, s *storefront.Store)) {
+	t.Helper()
+	for _, b := range testdb.Backends() {
+		t.Run(b.Name, func(t *testing.T) { fn(t, open(t, b.URL(t))) })
+	}
+}
+
+// userDB returns the pool that holds user id's rows: the store's one
+// database, or the primary of the shard that owns the user.
+func userDB(s *storefront.Store, id int64) *sql.DB {
+	if r := s.Shards(); r != nil {
+		return r.For(id).DB.Primary()
+	}
+	return s.DB()
 }
 
 func open(t testing.TB, url string) *storefront.Store {
@@ -343,7 +387,7 @@ func TestRecommendNeverEmpty(t *testing.T) {
 }
 
 func TestSeed(t *testing.T) {
-	each(t, func(t *testing.T, s *storefront.Store) {
+	eachUnsharded(t, func(t *testing.T, s *storefront.Store) {
 		ctx := context.Background()
 		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		cfg := storefront.SeedConfig{Users: 300, Products: 40, Actions: 3000, RandSeed: 42, Now: now}
@@ -507,7 +551,7 @@ func TestRecommendExcludesHistory(t *testing.T) {
 		ctx := context.Background()
 		seed(t, s, 300, 200, 6000)
 		for _, id := range []int64{1, 2, 3, 4, 5} {
-			rows, err := s.DB().QueryContext(ctx, `SELECT product_id FROM user_actions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 100`, id)
+			rows, err := userDB(s, id).QueryContext(ctx, `SELECT product_id FROM user_actions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 100`, id)
 			if err != nil {
 				t.Fatal(err)
 			}

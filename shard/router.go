@@ -402,7 +402,12 @@ func (r *Router) EachWithin(ctx context.Context, timeout time.Duration, fn func(
 			}
 			defer func() { <-sem }()
 			t.calls.Inc()
-			answers <- eachAnswer{t.Name, fn(ctx, t)}
+			err := fn(ctx, t)
+			if err != nil && ctx.Err() != nil && parent.Err() == nil {
+				// fn gave up because the deadline passed: say so.
+				err = fmt.Errorf("no answer within %v: %w", timeout, err)
+			}
+			answers <- eachAnswer{t.Name, err}
 		}()
 	}
 	res := Result{Failed: map[string]error{}}

@@ -1,0 +1,293 @@
+package storefront_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/storefront"
+)
+
+// TestShardedPlacement: a seeded sharded store has every user, and every
+// action, on exactly the shard the map names (read from each shard
+// directly), no shard empty, nothing lost, and ids that stay unique
+// across shards after the seed.
+func TestShardedPlacement(t *testing.T) {
+	s := openSharded(t)
+	ctx := context.Background()
+	seed(t, s, 500, 40, 4000)
+	r := s.Shards()
+	m := r.Map()
+	var users, actions int
+	actionIDs := map[int64]string{}
+	for i, target := range r.Shards() {
+		db := target.DB.Primary()
+		rows, err := db.QueryContext(ctx, `SELECT id FROM users`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			if o := m.Owner(id); o != i {
+				t.Fatalf("user %d is on %s, the map names %s", id, target.Name, m.Shards[o].Name)
+			}
+			n++
+		}
+		rows.Close()
+		if n == 0 {
+			t.Fatalf("shard %s holds no user", target.Name)
+		}
+		users += n
+		var orphans int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_actions a WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.user_id)`).Scan(&orphans); err != nil || orphans != 0 {
+			t.Fatalf("%s: %d actions of users on another shard (%v)", target.Name, orphans, err)
+		}
+		rows, err = db.QueryContext(ctx, `SELECT id FROM user_actions`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			if other, dup := actionIDs[id]; dup {
+				t.Fatalf("action id %d is on %s and %s", id, other, target.Name)
+			}
+			actionIDs[id] = target.Name
+			actions++
+		}
+		rows.Close()
+		t.Logf("%s: %d users", target.Name, n)
+	}
+	if users != 500 || actions != 4000 {
+		t.Fatalf("%d users and %d actions over the shards, want 500 and 4000", users, actions)
+	}
+	// New rows take ids after the seeded ones, from the global allocators.
+	u := mustCreate(t, s, "after.seed@example.com")
+	if u.ID != 501 {
+		t.Fatalf("first user after seeding has id %d, want 501", u.ID)
+	}
+	a, err := s.RecordAction(ctx, u.ID, 1, storefront.View)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken := actionIDs[a.ID]; taken || a.ID <= 4000 {
+		t.Fatalf("new action has id %d, which a seeded action has or precedes", a.ID)
+	}
+	// Seeding again is refused unless reset, on a sharded store too.
+	if _, err := storefront.Seed(ctx, s, storefront.SeedConfig{Users: 1, Products: 1}); !errors.Is(err, storefront.ErrNotEmpty) {
+		t.Fatalf("second seed: err = %v, want ErrNotEmpty", err)
+	}
+}
+
+// usersOn returns, for each shard name, the first seeded user (ids 1 to
+// max) that owns at least one action and lives there.
+func usersOn(t *testing.T, s *storefront.Store, max int64) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for id := int64(1); id <= max; id++ {
+		target := s.Shards().For(id)
+		if _, ok := out[target.Name]; ok {
+			continue
+		}
+		var n int
+		if err := target.DB.Primary().QueryRow(`SELECT COUNT(*) FROM user_actions WHERE user_id = $1 AND kind = 'purchase'`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			out[target.Name] = id
+		}
+	}
+	if len(out) < 2 {
+		t.Fatalf("seeded users with purchases on %d shards, want 2", len(out))
+	}
+	return out
+}
+
+// TestShardedEmails: an email stays unique across shards, through the
+// main database's directory; a claim left by a write that died between
+// the two databases goes stale and is taken over.
+func TestShardedEmails(t *testing.T) {
+	s := openSharded(t)
+	ctx := context.Background()
+	// One user on each shard.
+	byShard := map[string]storefront.User{}
+	for i := 0; len(byShard) < 2 && i < 50; i++ {
+		u := mustCreate(t, s, fmt.Sprintf("user%d@example.com", i))
+		if _, ok := byShard[s.Shards().For(u.ID).Name]; !ok {
+			byShard[s.Shards().For(u.ID).Name] = u
+		}
+	}
+	a, b := byShard[storefront.ShardName(0)], byShard[storefront.ShardName(1)]
+	if a.ID == 0 || b.ID == 0 {
+		t.Fatalf("no user on each shard after 50 creates: %v", byShard)
+	}
+	if _, err := s.CreateUser(ctx, storefront.NewUser{Email: strings.ToUpper(a.Email), Name: "Copy", Region: "eu"}); !errors.Is(err, storefront.ErrConflict) {
+		t.Fatalf("create with %s's email: err = %v, want ErrConflict", a.Email, err)
+	}
+	if _, err := s.UpdateUser(ctx, b.ID, storefront.UserPatch{Email: ptr(a.Email)}); !errors.Is(err, storefront.ErrConflict) {
+		t.Fatalf("update %d to %s (on the other shard): err = %v, want ErrConflict", b.ID, a.Email, err)
+	}
+	// A user's email change frees the old address.
+	if _, err := s.UpdateUser(ctx, b.ID, storefront.UserPatch{Email: ptr("renamed@example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, storefront.NewUser{Email: b.Email, Name: "Reuse", Region: "eu"}); err != nil {
+		t.Fatalf("create with the released %s: %v", b.Email, err)
+	}
+	// Updating to the user's own email is no conflict.
+	if _, err := s.UpdateUser(ctx, a.ID, storefront.UserPatch{Email: ptr(a.Email), Name: ptr("Same")}); err != nil {
+		t.Fatalf("update to own email: %v", err)
+	}
+	// A claim whose user never got written: fresh, it holds; stale, it is taken over.
+	main := s.DB()
+	if _, err := main.ExecContext(ctx, `INSERT INTO user_emails (email, user_id, claimed_at) VALUES
+		('fresh@example.com', 999998, now()), ('ghost@example.com', 999999, now() - interval '2 minutes')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, storefront.NewUser{Email: "fresh@example.com", Name: "F", Region: "eu"}); !errors.Is(err, storefront.ErrConflict) {
+		t.Fatalf("email claimed a moment ago: err = %v, want ErrConflict", err)
+	}
+	g, err := s.CreateUser(ctx, storefront.NewUser{Email: "ghost@example.com", Name: "G", Region: "eu"})
+	if err != nil {
+		t.Fatalf("email with a stale claim: %v", err)
+	}
+	if got, err := s.GetUser(ctx, g.ID); err != nil || got.Email != "ghost@example.com" {
+		t.Fatalf("GetUser(%d) = %+v, %v", g.ID, got, err)
+	}
+}
+
+// TestShardKilled: with one shard's postmaster killed, requests for its
+// users fail fast with a 503 naming the shard, and everything else goes
+// on: the other shard's users are read and written, and recommendations
+// fall back for the dead shard's co-purchases, saying so.
+func TestShardKilled(t *testing.T) {
+	c := testdb.StartPostgresShards(t)
+	ctx := context.Background()
+	s, err := storefront.Open(ctx, testdb.PostgresDatabase(t), storefront.Config{Shards: c.ShardURLs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	seed(t, s, 200, 30, 3000)
+	srv := httptest.NewServer(storefront.NewHandler(s, storefront.HandlerConfig{}))
+	t.Cleanup(srv.Close)
+	on := usersOn(t, s, 200)
+	alive, dead := on["shard1"], on["shard2"]
+	if r := call(t, "GET", fmt.Sprintf("%s/users/%d/recommendations", srv.URL, alive), ""); r.status != 200 || r.header.Get(storefront.FallbackHeader) != "" {
+		t.Fatalf("recommendations before the kill = %d %q %s", r.status, r.header.Get(storefront.FallbackHeader), r.raw)
+	}
+
+	c.Kill("shard2")
+	for _, p := range []string{fmt.Sprintf("/users/%d", dead), fmt.Sprintf("/users/%d/recommendations", dead)} {
+		start := time.Now()
+		r := call(t, "GET", srv.URL+p, "")
+		took := time.Since(start)
+		msg, _ := r.body["error"].(string)
+		if r.status != 503 || !strings.Contains(msg, "shard2") || r.header.Get("Retry-After") == "" {
+			t.Fatalf("GET %s with its shard down = %d (Retry-After %q) %s; want 503 naming shard2", p, r.status, r.header.Get("Retry-After"), r.raw)
+		}
+		if took > time.Second {
+			t.Fatalf("GET %s with its shard down took %v, want under 1 s", p, took)
+		}
+	}
+	if r := call(t, "POST", fmt.Sprintf("%s/users/%d/actions", srv.URL, dead), `{"product_id": 1, "kind": "view"}`); r.status != 503 || !strings.Contains(r.raw, "shard2") {
+		t.Fatalf("POST an action of a user of the dead shard = %d %s", r.status, r.raw)
+	}
+	if r := call(t, "GET", fmt.Sprintf("%s/users/%d", srv.URL, alive), ""); r.status != 200 {
+		t.Fatalf("GET a user of the live shard = %d %s", r.status, r.raw)
+	}
+	if r := call(t, "POST", fmt.Sprintf("%s/users/%d/actions", srv.URL, alive), `{"product_id": 2, "kind": "cart"}`); r.status != 201 {
+		t.Fatalf("POST an action of a user of the live shard = %d %s", r.status, r.raw)
+	}
+	r := call(t, "GET", fmt.Sprintf("%s/users/%d/recommendations?limit=5", srv.URL, alive), "")
+	if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != 5 {
+		t.Fatalf("recommendations of a live-shard user with the other shard down = %d %s", r.status, r.raw)
+	}
+	if fb := r.header.Get(storefront.FallbackHeader); !strings.Contains(fb, "shard2") {
+		t.Fatalf("%s = %q, want it to name shard2", storefront.FallbackHeader, fb)
+	}
+	if r := call(t, "GET", srv.URL+"/readyz", ""); r.status != 200 || !strings.Contains(r.raw, "shard2") {
+		t.Fatalf("/readyz with a shard down = %d %s; want 200 listing shard2 as degraded", r.status, r.raw)
+	}
+
+	c.Start("shard2")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := call(t, "GET", fmt.Sprintf("%s/users/%d", srv.URL, dead), "")
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("user %d still unavailable 15 s after shard2 restarted: %d %s", dead, r.status, r.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestShardStalled: a shard that holds a lock the co-purchase query waits
+// for does not hold up recommendations: the fan-out gives up at its
+// deadline, the answer says which shard fell back, and a cached stage
+// does not keep the partial answer.
+func TestShardStalled(t *testing.T) {
+	for _, stage := range stages {
+		t.Run("stage"+stage, func(t *testing.T) {
+			s := openSharded(t)
+			ctx := context.Background()
+			seed(t, s, 200, 30, 3000)
+			var svc storefront.Service = s
+			if stage == "2" {
+				svc = cached(t, s, testdb.Redis(t))
+			}
+			srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{}))
+			t.Cleanup(srv.Close)
+			user := usersOn(t, s, 200)["shard1"]
+			url := fmt.Sprintf("%s/users/%d/recommendations?limit=5", srv.URL, user)
+			if r := call(t, "GET", url, "", "Cache-Control", "no-cache"); r.status != 200 {
+				t.Fatalf("warm-up = %d %s", r.status, r.raw)
+			}
+			if stage == "2" { // a fresh entry would hide the stall
+				if r := call(t, "POST", fmt.Sprintf("%s/users/%d/actions", srv.URL, user), `{"product_id": 3, "kind": "view"}`); r.status != 201 {
+					t.Fatalf("POST action = %d %s", r.status, r.raw)
+				}
+			}
+
+			tx, err := s.Shards().Shards()[1].DB.Primary().BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE user_actions IN ACCESS EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			r := call(t, "GET", url, "")
+			took := time.Since(start)
+			tx.Rollback()
+			fb := r.header.Get(storefront.FallbackHeader)
+			if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != 5 {
+				t.Fatalf("recommendations with shard2 stalled = %d %s", r.status, r.raw)
+			}
+			if !strings.Contains(fb, "shard2") || !strings.Contains(fb, "no answer within 500ms") {
+				t.Fatalf("%s = %q, want shard2 named as without an answer within 500ms", storefront.FallbackHeader, fb)
+			}
+			// The budget is 500 ms; the bound leaves room for a loaded machine.
+			if took > 3*time.Second {
+				t.Fatalf("recommendations with shard2 stalled took %v", took)
+			}
+			// The lock is gone: the next answer is whole (and was not cached partial).
+			if r := call(t, "GET", url, ""); r.status != 200 || r.header.Get(storefront.FallbackHeader) != "" {
+				t.Fatalf("after the stall = %d, %s %q", r.status, storefront.FallbackHeader, r.header.Get(storefront.FallbackHeader))
+			}
+		})
+	}
+}

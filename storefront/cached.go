@@ -229,7 +229,7 @@ func (c *Cached) loadUser(ctx context.Context, key string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	ctx, err = c.fresh(ctx)
+	ctx, err = c.fresh(ctx, id)
 	if err != nil {
 		return User{}, err
 	}
@@ -242,7 +242,7 @@ func (c *Cached) loadProduct(ctx context.Context, key string) (Product, error) {
 	if err != nil {
 		return Product{}, err
 	}
-	ctx, err = c.fresh(ctx)
+	ctx, err = c.fresh(ctx, 0)
 	if err != nil {
 		return Product{}, err
 	}
@@ -284,7 +284,7 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 	if err := checkID("id", id); err != nil {
 		return User{}, err
 	}
-	if c.bypass(ctx) {
+	if c.bypass(ctx, id) {
 		return c.store.GetUser(ctx, id)
 	}
 	u, info, err := c.users.Get(ctx, userKey(id), c.loadUser)
@@ -302,7 +302,7 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 		// double the database's load with background work.
 		c.warm(func(ctx context.Context) {
 			c.recs.Warm(ctx, []string{recsKey(id, DefaultLimit)}, func(ctx context.Context, _ string) ([]Recommendation, error) {
-				ctx, err := c.fresh(ctx)
+				ctx, err := c.fresh(ctx, id)
 				if err != nil {
 					return nil, err
 				}
@@ -368,7 +368,9 @@ var errFillUnsafe = errors.New("storefront: the primary's WAL position cannot be
 // the cache must not be older than a write another instance made before
 // the load began (that write's invalidation may already have passed): the
 // load reads at or after the primary's current WAL position, which costs
-// one small primary query per miss.
+// one small primary query per miss. userID names whose rows the load
+// reads (0: the main database's, products and search): on a sharded store
+// the position is that user's shard's, and rows without replicas need none.
 //
 // With the primary down (or failing over) that position cannot be read.
 // The read is still served, from a replica (reads must go on while a
@@ -376,8 +378,8 @@ var errFillUnsafe = errors.New("storefront: the primary's WAL position cannot be
 // unknown age in the cache would outlive the staleness bound. fresh then
 // returns an error wrapping errFillUnsafe, and the caller reads the store
 // directly.
-func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
-	r := c.store.router
+func (c *Cached) fresh(ctx context.Context, userID int64) (context.Context, error) {
+	r := c.store.replicatedFor(userID)
 	if r == nil {
 		return ctx, nil
 	}
@@ -399,8 +401,8 @@ func (c *Cached) fresh(ctx context.Context) (context.Context, error) {
 // this instance until the invalidation arrives. The store honours the
 // token. Without replicas tokens mean nothing and are ignored, so a client
 // cannot turn the cache off by sending one.
-func (c *Cached) bypass(ctx context.Context) bool {
-	return c.store.router != nil && replica.TokenFrom(ctx) != 0
+func (c *Cached) bypass(ctx context.Context, userID int64) bool {
+	return replica.TokenFrom(ctx) != 0 && c.store.replicatedFor(userID) != nil
 }
 
 // invalidate runs an invalidation after a committed write. The write
@@ -421,7 +423,7 @@ func (c *Cached) GetProduct(ctx context.Context, id int64) (Product, error) {
 	if err := checkID("id", id); err != nil {
 		return Product{}, err
 	}
-	if c.bypass(ctx) {
+	if c.bypass(ctx, 0) {
 		return c.store.GetProduct(ctx, id)
 	}
 	p, info, err := c.products.Get(ctx, productKey(id), c.loadProduct)
@@ -444,7 +446,7 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	if c.bypass(ctx) {
+	if c.bypass(ctx, 0) {
 		return c.store.Search(ctx, q, limit)
 	}
 	// The query-result level: keyed by the SQL the store runs and its
@@ -455,7 +457,7 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 		Tables: []string{"products"},
 	}
 	res, info, err := c.search.Query(ctx, query, func(ctx context.Context) ([]Product, error) {
-		ctx, err := c.fresh(ctx)
+		ctx, err := c.fresh(ctx, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -477,11 +479,11 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
-	if c.bypass(ctx) {
+	if c.bypass(ctx, userID) {
 		return c.store.Recommend(ctx, userID, limit)
 	}
 	recs, info, err := c.recs.Get(ctx, recsKey(userID, limit), func(ctx context.Context, _ string) ([]Recommendation, error) {
-		ctx, err := c.fresh(ctx)
+		ctx, err := c.fresh(ctx, userID)
 		if err != nil {
 			return nil, err
 		}

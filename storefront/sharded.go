@@ -522,6 +522,24 @@ func (s *Store) routerFor(userID int64) *replica.Router {
 	return s.router
 }
 
+// replicatedFor returns the replica router whose replicas serve user
+// userID's rows (0: the main database's data, products and search), or nil
+// when those rows have no replicas, so that read-your-writes tokens and
+// cache fills know which primary's WAL position counts.
+func (s *Store) replicatedFor(userID int64) *replica.Router {
+	if s.shards == nil {
+		return s.router
+	}
+	if userID == 0 {
+		return nil // the main database has no replicas when sharded
+	}
+	m := s.shards.router.Map()
+	if len(m.Shards[m.Owner(userID)].Replicas) == 0 {
+		return nil
+	}
+	return s.shards.router.For(userID).DB
+}
+
 // shardedDegraded lists the shards that do not serve, one sentence each.
 func (s *Store) shardedDegraded() []string {
 	var out []string

@@ -9,6 +9,23 @@
 // store as an HTTP JSON API with Prometheus metrics, [Seed] fills a database
 // with realistic data, and the schema is migrated when a store opens.
 //
+// At stage 2, [NewCached] puts the multi-level cache in front of the store,
+// and Config.Replicas routes reads to PostgreSQL streaming replicas.
+//
+// At stage 5, Config.Shards shards users and their actions by user id over
+// independent PostgreSQL primaries (package shard routes each user to the
+// primary that owns the user's virtual shard), while the main database
+// keeps the products every shard shares, the shard map, and the global id
+// allocators and email directory that one identity column per shard could
+// not give. A user's requests touch the user's shard only (and the main
+// database for products); recommendations, which read other users'
+// purchases, ask every shard at once within the guide's 500 ms budget for
+// non-critical work and fall back to popular products for the shards that
+// did not answer, saying so in [FallbackHeader]. Nothing spans shards in
+// one transaction: the email directory is claimed before the shard's write
+// and released after it, and a claim left by a write that died between the
+// two goes stale and is reused.
+//
 // Numbers taken from the guide say so where they are defined; the rest are
 // this package's own choices, bounded so that one request cannot do
 // unbounded work.

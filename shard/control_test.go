@@ -657,3 +657,39 @@ func TestFollowRetriesRefusedMap(t *testing.T) {
 		t.Errorf("Follow with a refused first map: %v", err)
 	}
 }
+
+// TestLoadOrPublishOnce: processes starting at once agree on the first
+// map: exactly one publishes it, the others load it, and a later call
+// never overwrites it.
+func TestLoadOrPublishOnce(t *testing.T) {
+	db, url := controlDB(t)
+	const n = 4
+	got := make([]*Map, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			// A handle each, as separate processes would have.
+			got[i], errs[i] = LoadOrPublish(t.Context(), openDB(t, url), twoShardMap(t, i%2 == 1))
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if got[i].Epoch != 1 || !slices.Equal(got[i].Owners, got[0].Owners) {
+			t.Fatalf("caller %d got epoch %d owners[0]=%d; caller 0 epoch %d owners[0]=%d", i, got[i].Epoch, got[i].Owners[0], got[0].Epoch, got[0].Owners[0])
+		}
+	}
+	if _, err := Publish(t.Context(), db, twoShardMap(t, got[0].Owners[0] == 0)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadOrPublish(t.Context(), db, twoShardMap(t, false))
+	if err != nil || m.Epoch != 2 {
+		t.Fatalf("after a publish: epoch %v, %v; want the stored epoch 2", m, err)
+	}
+	if _, err := LoadOrPublish(t.Context(), db, &Map{Kind: "zigzag"}); !errors.Is(err, ErrBadMap) {
+		t.Fatalf("bad map: err = %v, want ErrBadMap", err)
+	}
+}

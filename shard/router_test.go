@@ -224,6 +224,23 @@ func TestRouterEachStalledShard(t *testing.T) {
 	if took > deadline+2*time.Second {
 		t.Errorf("Each took %v with a %v deadline", took, deadline)
 	}
+	if why := res.Failed["s2"]; why == nil || !strings.Contains(why.Error(), "no answer within 300ms") {
+		t.Errorf("s2 failed with %v, want it to say it gave no answer within the deadline", why)
+	}
+	// A deadline of the caller's own, for work longer than a request's.
+	res, err = r.EachWithin(ctx, 100*time.Millisecond, func(ctx context.Context, tg *shard.Target) error {
+		_, err := tg.DB.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, `UPDATE lockme SET id = id WHERE id = 1`)
+			return err
+		})
+		return err
+	})
+	if !errors.Is(err, shard.ErrPartial) || res.Failed["s2"] == nil || !strings.Contains(res.Failed["s2"].Error(), "100ms") {
+		t.Errorf("EachWithin 100ms with s2 stalled: %+v, %v", res, err)
+	}
+	if _, err := r.EachWithin(ctx, 0, func(context.Context, *shard.Target) error { return nil }); err == nil {
+		t.Error("EachWithin with no timeout: want an error")
+	}
 }
 
 // TestRouterShardDown: with one shard's postmaster killed, its keys fail

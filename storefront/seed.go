@@ -115,7 +115,7 @@ func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
 		err = seedSQLite(ctx, s.db, newGenerator(cfg), s.resetSQL())
 	}
 	s.pop.invalidate()
-	s.forgetProducts()
+	s.afterSeed()
 	if err != nil {
 		return SeedStats{}, fmt.Errorf("storefront: seed: %w", err)
 	}

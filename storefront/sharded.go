@@ -286,15 +286,19 @@ func (s *Store) checkProduct(ctx context.Context, id int64) error {
 	return nil
 }
 
-// forgetProducts empties the set of products known to exist (a seed may
-// have replaced the catalogue).
-func (s *Store) forgetProducts() {
+// afterSeed forgets what a seed may have made wrong: the products known
+// to exist (the catalogue was replaced) and the action ids in hand (the
+// allocator was moved past the seeded ids).
+func (s *Store) afterSeed() {
 	if s.shards == nil {
 		return
 	}
 	s.shards.knownMu.Lock()
 	clear(s.shards.known)
 	s.shards.knownMu.Unlock()
+	s.shards.idMu.Lock()
+	s.shards.nextID, s.shards.blockTo = 0, 0
+	s.shards.idMu.Unlock()
 }
 
 // claimEmail reserves email for user id in the main database's directory,

@@ -27,6 +27,7 @@ const maxQuoted = 64
 type serveConfig struct {
 	DB       configValue[string]
 	Replicas configValue[[]string]
+	Shards   configValue[[]string]
 	Addr     configValue[string]
 	Cache    struct {
 		Enabled configValue[bool]
@@ -71,6 +72,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 		"db":       func(n *yaml.Node, key string) error { return d.str(n, key, &c.DB) },
 		"addr":     func(n *yaml.Node, key string) error { return d.str(n, key, &c.Addr) },
 		"replicas": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Replicas) },
+		"shards":   func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
 		"cache": func(n *yaml.Node, key string) error {
 			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
 				"enabled": func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Cache.Enabled) },

@@ -34,6 +34,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"huge addr", "addr: " + huge + "\n", []string{"(key addr)", "(900000 bytes)"}, []string{huge[:1000]}},
 		// a list of replicas with a number in it
 		{"replica not a string", "replicas: [[1]]\n", []string{"replicas[0]: want a string, got a list"}, nil},
+		// one shard written as a string rather than a list
+		{"shards not a list", "shards: postgres://a@h/x\n", []string{"cfg.yaml:1: shards: want a list of strings, got the string"}, nil},
 		// a key given twice
 		{"duplicate key", "db: a\ndb: b\n", []string{"db"}, nil},
 		// not YAML at all

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/strata-dev/strata/shard"
 	"github.com/strata-dev/strata/storefront"
 )
 
@@ -26,6 +29,7 @@ func newSeed(g *globals) *cobra.Command {
 		users, products, actions int
 		randSeed                 int64
 		reset                    bool
+		shards                   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "seed",
@@ -34,9 +38,16 @@ func newSeed(g *globals) *cobra.Command {
 Zipf-distributed popularity, users over a few regions, and actions skewed to
 popular products and to each user's favourite category, over the last 90 days.
 The same --seed and counts give the same rows. PostgreSQL is filled with
-COPY, SQLite with batched inserts, in one transaction either way.`,
+COPY, SQLite with batched inserts, in one transaction either way.
+
+With --shard (stage 5), --db is the main database: it gets the products
+and the email directory, and each user and their actions go to the shard
+the shard map names for the user's id (a map over the --shard databases is
+published first if the main database has none). Every database is written
+in a transaction of its own, committed once all are written.`,
 		Example: `  strata seed --db sqlite://strata.db --users 1000 --products 100 --actions 10000
-  strata seed --db "$STRATA_PG_URL" --reset`,
+  strata seed --db "$STRATA_PG_URL" --reset
+  strata seed --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
 			if err != nil {
@@ -54,8 +65,15 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 					return err
 				}
 			}
+			where := map[string]string{"db": "--db", "shard": "--shard"}
+			if err := checkDatabaseURLs(dbURL, nil, shards, where); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
-			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log})
+			store, err := storefront.Open(ctx, dbURL, storefront.Config{Logger: log, Shards: shards})
+			if errors.Is(err, storefront.ErrBadShards) { // a shard the stored map does not name
+				return usageError{fmt.Errorf("--shard: %w", err)}
+			}
 			if err != nil {
 				return err
 			}
@@ -73,6 +91,9 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 			fmt.Fprintf(g.stdout, "seeded %d users, %d products, %d actions into %s in %s (%.0f rows/s)\n",
 				stats.Users, stats.Products, stats.Actions, store.Kind(), stats.Elapsed.Round(time.Millisecond),
 				float64(rows)/stats.Elapsed.Seconds())
+			if store.Shards() != nil {
+				return writeShardCounts(ctx, g.stdout, store.Shards())
+			}
 			return nil
 		},
 	}
@@ -83,7 +104,27 @@ COPY, SQLite with batched inserts, in one transaction either way.`,
 	f.IntVar(&actions, "actions", defaultSeedActions, fmt.Sprintf("number of user actions, 0 to %d", storefront.MaxSeedActions))
 	f.Int64Var(&randSeed, "seed", 1, "random seed, any 64-bit integer; the same seed gives the same data")
 	f.BoolVar(&reset, "reset", false, "replace existing users, products and actions (in the same transaction)")
+	f.StringArrayVar(&shards, "shard", nil, "a PostgreSQL database to shard users over (stage 5), postgres://...; repeat for each shard (--db is then the main database)")
 	return cmd
+}
+
+// writeShardCounts writes how many users and actions each shard holds, as
+// counted on the shard itself.
+func writeShardCounts(ctx context.Context, w io.Writer, r *shard.Router) error {
+	urls := map[string]string{} // by shard name
+	for _, s := range r.Map().Shards {
+		urls[s.Name] = hidePasswords(s.URL)
+	}
+	for _, t := range r.Shards() {
+		var users, actions int64
+		err := t.DB.Primary().QueryRowContext(ctx,
+			`SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_actions)`).Scan(&users, &actions)
+		if err != nil {
+			return fmt.Errorf("count the rows of shard %s: %w", t.Name, err)
+		}
+		fmt.Fprintf(w, "  shard %s (%s): %d users, %d actions\n", t.Name, urls[t.Name], users, actions)
+	}
+	return nil
 }
 
 // checkCount refuses a count flag outside lo..hi with a usage error that

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	neturl "net/url"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 
@@ -28,7 +31,7 @@ func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
 		useCache, sampleQueries           bool
-		replicas                          []string
+		replicas, shards                  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -37,10 +40,18 @@ func newServe(g *globals) *cobra.Command {
 recommendations, search, /healthz, /readyz, /metrics).
 
 The database is migrated to the current schema on start-up. SIGINT or
-SIGTERM stops accepting new requests and drains the ones in flight.`,
+SIGTERM stops accepting new requests and drains the ones in flight.
+
+With --shard (stage 5), users and their actions are spread over the
+given PostgreSQL databases by user id; --db is then the main database,
+which keeps the shard map, the products and the id allocators. The first
+start publishes a map over the shards as given (named shard1, shard2, ...);
+later starts follow the stored map, which must name every --shard, and
+apply a newly published map without a restart.`,
 		Example: `  strata serve
   strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
   strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
+  strata serve --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -49,7 +60,7 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			}
 			// where names the source of each value in error messages: the
 			// flag, or the config file's line.
-			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica"}
+			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -66,6 +77,9 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				if !cmd.Flags().Changed("replica") && c.Replicas.Set {
 					replicas, where["replica"] = c.Replicas.V, "config "+c.Replicas.At
 				}
+				if !cmd.Flags().Changed("shard") && c.Shards.Set {
+					shards, where["shard"] = c.Shards.V, "config "+c.Shards.At
+				}
 				if !cmd.Flags().Changed("cache") && c.Cache.Enabled.Set {
 					useCache = c.Cache.Enabled.V
 				}
@@ -73,12 +87,12 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			if redisURL != "" {
 				useCache = true // Redis is only used as a cache level
 			}
-			if err := checkServeInputs(addr, dbURL, redisURL, replicas, where); err != nil {
+			if err := checkServeInputs(addr, dbURL, redisURL, replicas, shards, where); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
-			scfg := storefront.Config{Logger: log, Replicas: replicas, Registerer: reg}
+			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg}
 			if sampleQueries {
 				sampler, err := openSampler(ctx, dbURL, log)
 				if err != nil {
@@ -88,28 +102,18 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 				scfg.Recorder = sampler
 			}
 			store, err := storefront.Open(ctx, dbURL, scfg)
-			switch {
-			case errors.Is(err, replica.ErrNotPrimary):
-				return usageError{fmt.Errorf("%s: %w", where["db"], err)}
-			case errors.Is(err, replica.ErrNotStandby):
-				return usageError{fmt.Errorf("%s: %w", where["replica"], err)}
-			case errors.Is(err, replica.ErrBadConfig): // names the field itself
-				return usageError{err}
-			case err != nil:
-				return err
+			if err != nil {
+				return openError(err, where)
 			}
 			defer store.Close()
-			if len(replicas) == 0 { // the router registers every pool itself
-				reg.MustRegister(sqlstats.New(map[string]*sql.DB{"primary": store.DB()}))
+			if err := registerPoolStats(reg, store, len(replicas) > 0); err != nil {
+				return err
 			}
 			var svc storefront.Service = store
-			stage := "1 (no cache)"
-			if len(replicas) > 0 {
-				stage = fmt.Sprintf("2 (read/write split over %d replicas, no cache)", len(replicas))
-			}
+			level := "no cache"
 			if useCache {
 				cfg := storefront.CacheConfig{Registerer: reg, Logger: log}
-				stage = "2 (L1 cache)"
+				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)
 					if err != nil {
@@ -117,10 +121,7 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 					}
 					defer conn.Close() // after the caches (defers run last first)
 					cfg.RedisConn = conn
-					stage = "2 (L1 + Redis L2 cache)"
-				}
-				if len(replicas) > 0 {
-					stage += fmt.Sprintf(" + %d replicas", len(replicas))
+					level = "L1 + Redis L2 cache"
 				}
 				cached, err := storefront.NewCached(store, cfg)
 				if err != nil {
@@ -134,7 +135,7 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
-			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stage)
+			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level))
 			srv := storefront.NewServer(addr, h)
 			srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 			err = storefront.Serve(ctx, srv, ln)
@@ -150,15 +151,48 @@ SIGTERM stops accepting new requests and drains the ones in flight.`,
 	f.BoolVar(&useCache, "cache", false, "read through the stage-2 cache (in-process L1; add --redis for L2)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the cache's L2 and invalidation bus, redis://HOST:PORT/DB (implies --cache)")
 	f.StringArrayVar(&replicas, "replica", nil, "a PostgreSQL streaming replica of --db, postgres://...; repeat for more (reads go to replicas, writes to --db)")
+	f.StringArrayVar(&shards, "shard", nil, "a PostgreSQL database to shard users over (stage 5), postgres://...; repeat for each shard (--db is then the main database, holding the shard map)")
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, addr, cache.enabled, cache.redis); flags win over it")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis); flags win over it")
 	return cmd
+}
+
+// openError is the error of serve's storefront.Open, blamed on the flag
+// (or config line) that holds what was wrong.
+func openError(err error, where map[string]string) error {
+	switch {
+	case errors.Is(err, replica.ErrNotPrimary):
+		return usageError{fmt.Errorf("%s: %w", where["db"], err)}
+	case errors.Is(err, replica.ErrNotStandby):
+		return usageError{fmt.Errorf("%s: %w", where["replica"], err)}
+	case errors.Is(err, replica.ErrBadConfig): // names the field itself
+		return usageError{err}
+	case errors.Is(err, storefront.ErrBadShards): // a shard the stored map does not name
+		return usageError{fmt.Errorf("%s: %w", where["shard"], err)}
+	}
+	return err
+}
+
+// stageName is the stage serve logs: the store's shape and the cache
+// level ("no cache", "L1 cache" or "L1 + Redis L2 cache").
+func stageName(store *storefront.Store, replicas int, level string) string {
+	switch r := store.Shards(); {
+	case r != nil:
+		return fmt.Sprintf("5 (sharded over %d shards, %s)", len(r.Shards()), level)
+	case level == "no cache" && replicas > 0:
+		return fmt.Sprintf("2 (read/write split over %d replicas, no cache)", replicas)
+	case level == "no cache":
+		return "1 (no cache)"
+	case replicas > 0:
+		return fmt.Sprintf("2 (%s) + %d replicas", level, replicas)
+	}
+	return "2 (" + level + ")"
 }
 
 // checkServeInputs checks the address and the URLs before anything opens,
 // so that an error names the flag (or config line) that holds the bad one
 // and leaves nothing behind (not even an SQLite file).
-func checkServeInputs(addr, dbURL, redisURL string, replicas []string, where map[string]string) error {
+func checkServeInputs(addr, dbURL, redisURL string, replicas, shards []string, where map[string]string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		why := "not host:port"
 		var ae *net.AddrError
@@ -167,7 +201,7 @@ func checkServeInputs(addr, dbURL, redisURL string, replicas []string, where map
 		}
 		return usageError{fmt.Errorf("%s %s: %s (want host:port)", where["addr"], quote(addr), why)}
 	}
-	if err := checkDatabaseURLs(dbURL, replicas, where); err != nil {
+	if err := checkDatabaseURLs(dbURL, replicas, shards, where); err != nil {
 		return err
 	}
 	if redisURL != "" {
@@ -211,10 +245,10 @@ func (c *closingSampler) Close() error {
 	return errors.Join(err, c.db.Close())
 }
 
-// checkDatabaseURLs checks the primary's and the replicas' URLs before
-// anything connects, so that an error names the flag (or config line) that
-// holds the bad one.
-func checkDatabaseURLs(db string, replicas []string, where map[string]string) error {
+// checkDatabaseURLs checks the primary's, the replicas' and the shards'
+// URLs before anything connects, so that an error names the flag (or config
+// line) that holds the bad one.
+func checkDatabaseURLs(db string, replicas, shards []string, where map[string]string) error {
 	primary, err := database.Parse(db)
 	if err != nil {
 		return usageError{fmt.Errorf("%s: %w", where["db"], err)}
@@ -231,8 +265,83 @@ func checkDatabaseURLs(db string, replicas []string, where map[string]string) er
 	if len(replicas) > 0 && primary.Kind != database.Postgres {
 		return usageError{fmt.Errorf("%s: %s is not PostgreSQL, and replicas (%s) need a PostgreSQL primary", where["db"], primary.Display, where["replica"])}
 	}
+	return checkShardURLs(db, primary, shards, len(replicas) > 0, where)
+}
+
+// checkShardURLs checks the shards' URLs: PostgreSQL, each a database of
+// its own (not the main database, not another shard), behind a PostgreSQL
+// main database without replicas. Two URLs name the same database when
+// they agree on host, port and database name, however else they differ
+// (user, settings, a trailing ?sslmode=disable).
+func checkShardURLs(mainURL string, main database.Target, shards []string, replicas bool, where map[string]string) error {
+	if len(shards) == 0 {
+		return nil
+	}
+	if replicas {
+		return usageError{fmt.Errorf("%s and %s: choose one; replicas of the main database are not used with shards (a shard's own replicas are in the shard map)", where["replica"], where["shard"])}
+	}
+	if main.Kind != database.Postgres {
+		return usageError{fmt.Errorf("%s: %s is not PostgreSQL, and shards (%s) need a PostgreSQL main database, which holds the shard map", where["db"], main.Display, where["shard"])}
+	}
+	seen := map[string]int{pgIdentity(mainURL): 0} // database: its shard number, 0 for the main one
+	for i, raw := range shards {
+		flag := fmt.Sprintf("%s (shard %d)", where["shard"], i+1)
+		if !strings.Contains(raw, "://") {
+			// No scheme: net/url finds no user information in
+			// "user:password@host/db", so hide everything before the '@'.
+			shown := raw
+			if at := strings.LastIndexByte(raw, '@'); at >= 0 {
+				shown = "…" + raw[at:]
+			}
+			return usageError{fmt.Errorf("%s %s: not a URL: a shard is a PostgreSQL database (want postgres://USER@HOST:PORT/DB)", flag, quote(maskSettings(shown)))}
+		}
+		if _, err := postgresURL(flag, raw, "a shard is a PostgreSQL database"); err != nil {
+			return usageError{err}
+		}
+		id := pgIdentity(raw)
+		if j, ok := seen[id]; ok {
+			same := "the main database (" + where["db"] + "); a shard needs a database of its own"
+			if j > 0 {
+				same = fmt.Sprintf("shard %d; give each shard once", j)
+			}
+			return usageError{fmt.Errorf("%s %s: the same database as %s", flag, quote(hidePasswords(raw)), same)}
+		}
+		seen[id] = i + 1
+	}
 	return nil
 }
+
+// pgIdentity is the database a PostgreSQL URL names: host, port and
+// database name. raw has been checked (it parses).
+func pgIdentity(raw string) string {
+	c, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return raw
+	}
+	return fmt.Sprintf("%s:%d/%s", strings.ToLower(c.Host), c.Port, c.Database)
+}
+
+// registerPoolStats registers the strata_db_* pool metrics the store's
+// routers do not: the primary's alone; none with replicas (the replica
+// router registers every pool); the main database's when sharded, whose
+// shard router registers each shard's pools labelled shard="NAME", so the
+// main pool is labelled shard="main" for one set of label names.
+func registerPoolStats(reg prometheus.Registerer, store *storefront.Store, replicas bool) error {
+	stats := sqlstats.New(map[string]*sql.DB{"primary": store.DB()})
+	switch {
+	case store.Shards() != nil:
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"shard": mainPoolShard}, reg)
+	case replicas:
+		return nil
+	}
+	if err := reg.Register(stats); err != nil {
+		return fmt.Errorf("register the database pool metrics: %w", err)
+	}
+	return nil
+}
+
+// mainPoolShard is the shard label of the main database's pool metrics.
+const mainPoolShard = "main"
 
 // redisTimeout bounds one attempt to connect to Redis.
 const redisTimeout = 5 * time.Second

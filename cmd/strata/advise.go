@@ -157,7 +157,7 @@ func hidePasswords(raw string) string {
 	s := raw
 	u, err := neturl.Parse(raw)
 	switch {
-	case err != nil:
+	case err != nil || !strings.Contains(raw, "://"): // user:password@host parses as an opaque URL
 		if i := strings.LastIndexByte(raw, '@'); i >= 0 { // user:password@ not parsed: drop it
 			s = "…" + raw[i:]
 		}

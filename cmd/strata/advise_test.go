@@ -242,3 +242,18 @@ func TestAdviseHappyPath(t *testing.T) {
 		t.Errorf("--json -: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }
+
+// TestHidePasswords: a password never survives, whatever form the URL has.
+func TestHidePasswords(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"postgres://u:secret@h:5432/db", "postgres://u:xxxxx@h:5432/db"},
+		{"postgres://u@h/db", "postgres://u@h/db"},
+		{"u:secret@h:5432/db", "…@h:5432/db"}, // no scheme: parses as opaque
+		{"postgres://u:secret@h:bad/db", "…@h:bad/db"},
+		{"host=h password=secret", "host=h password=xxxxx"},
+	} {
+		if got := hidePasswords(c.in); got != c.want || strings.Contains(got, "secret") {
+			t.Errorf("hidePasswords(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

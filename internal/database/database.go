@@ -90,7 +90,11 @@ func Parse(raw string) (Target, error) {
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return Target{}, fmt.Errorf("%w: %s has no scheme (want sqlite://PATH or postgres://...)", ErrBadURL, quote(raw))
+		shown := raw
+		if i := strings.LastIndexByte(raw, '@'); i >= 0 { // user:password@host: keep the password out
+			shown = "…" + raw[i:]
+		}
+		return Target{}, fmt.Errorf("%w: %s has no scheme (want sqlite://PATH or postgres://...)", ErrBadURL, quote(shown))
 	}
 	switch strings.ToLower(scheme) {
 	case "sqlite", "sqlite3":

@@ -28,6 +28,7 @@ func TestParse(t *testing.T) {
 		{"", "", "", "empty"},
 		{"   ", "", "", "empty"},
 		{"strata.db", "", "", "no scheme"},
+		{"u:secret@h:5432/db", "", "", `"…@h:5432/db" has no scheme`}, // the password never shows
 		{"mysql://h/db", "", "", `unsupported scheme "mysql"`},
 		{"sqlite://", "", "", "names no file"},
 		{"sqlite://dir/", "", "", "names no file"},

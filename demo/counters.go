@@ -15,7 +15,9 @@ import (
 // say what a stage changes.
 type reading struct {
 	queries    float64            // statements counted at the driver
+	counted    bool               // queries were counted: the stage has a driver count
 	calls      map[string]float64 // the replica router's calls, by pool
+	shardCalls map[string]float64 // the shard router's calls, by shard
 	cacheReads float64            // L1 hits and misses, over every cache
 	cacheLoads float64            // loader calls, over every cache
 	// answers counts the service's answers by endpoint and status code.
@@ -24,9 +26,9 @@ type reading struct {
 
 // read takes a reading of reg and of the driver's count n (nil: none).
 func read(reg prometheus.Gatherer, n *atomic.Int64) (reading, error) {
-	r := reading{calls: map[string]float64{}, answers: map[string]map[string]float64{}}
+	r := reading{calls: map[string]float64{}, shardCalls: map[string]float64{}, answers: map[string]map[string]float64{}}
 	if n != nil {
-		r.queries = float64(n.Load())
+		r.queries, r.counted = float64(n.Load()), true
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -43,7 +45,13 @@ func read(reg prometheus.Gatherer, n *atomic.Int64) (reading, error) {
 			case "strata_cache_loads_total":
 				r.cacheLoads += m.GetCounter().GetValue()
 			case "strata_replica_query_duration_seconds":
-				r.calls[l["pool"]] += float64(m.GetHistogram().GetSampleCount())
+				// A shard's own replica router (labelled by shard)
+				// is counted by strata_shard_calls_total.
+				if l["shard"] == "" {
+					r.calls[l["pool"]] += float64(m.GetHistogram().GetSampleCount())
+				}
+			case "strata_shard_calls_total":
+				r.shardCalls[l["shard"]] += m.GetCounter().GetValue()
 			case "strata_http_requests_total":
 				ep := endpointName(l["method"], l["route"])
 				if r.answers[ep] == nil {
@@ -74,10 +82,11 @@ func endpointName(method, route string) string {
 }
 
 // since sets what the stage changed between r0 and r, over requests sent,
-// in res.
+// in res (the calls of res.Shards by name).
 func (r reading) since(r0 reading, requests int64, res *StageResult) {
 	n := float64(requests)
-	if len(r.calls) > 0 {
+	switch {
+	case len(r.calls) > 0:
 		var all, primary float64
 		for pool, c := range r.calls {
 			all += c - r0.calls[pool]
@@ -87,8 +96,11 @@ func (r reading) since(r0 reading, requests int64, res *StageResult) {
 		}
 		res.Queries = perRequest(all, n)
 		res.OnReplicas = perRequest(all-primary, all)
-	} else {
+	case r.counted:
 		res.Queries = perRequest(r.queries-r0.queries, n)
+	}
+	for i, sh := range res.Shards {
+		res.Shards[i].Calls = perRequest(r.shardCalls[sh.Name]-r0.shardCalls[sh.Name], n)
 	}
 	if reads := r.cacheReads - r0.cacheReads; reads > 0 {
 		res.HitRatio = max(0, 1-(r.cacheLoads-r0.cacheLoads)/reads)

@@ -69,10 +69,20 @@ type Config struct {
 	// primary alone, then with reads on the streaming replicas.
 	Postgres string
 	Replicas []string
+	// Shards, when set with Postgres, adds the sharded stage (stage 5):
+	// users and their actions spread by user id over these independent
+	// PostgreSQL primaries, one database strata_demo_shard<N> each, with
+	// the main database (the shard map, products, id allocators and email
+	// directory) in the database strata_demo of the Postgres server. The
+	// demo creates those databases when they are missing and reseeds them
+	// each run; the shard map stays from one run to the next, unless the
+	// shards differ from those it names: then it is published anew.
+	Shards []string
 
 	// schema replaces strata_demo, so that tests on a shared server keep
-	// to a schema of their own.
-	schema string
+	// to a schema of their own; dbName replaces strata_demo in the
+	// sharded stage's database names, for the same reason.
+	schema, dbName string
 }
 
 // defaults checks cfg and fills in its zero fields.
@@ -108,6 +118,12 @@ func (c *Config) defaults() error {
 	}
 	if len(c.Replicas) > 0 && c.Postgres == "" {
 		return fmt.Errorf("%w: Replicas need Postgres, the primary they replicate", ErrBadConfig)
+	}
+	if len(c.Shards) > 0 && c.Postgres == "" {
+		return fmt.Errorf("%w: Shards need Postgres, the server of the main database", ErrBadConfig)
+	}
+	if len(c.Shards) == 1 {
+		return fmt.Errorf("%w: Shards: one shard is no sharding; give at least two", ErrBadConfig)
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout
@@ -152,7 +168,9 @@ type StageResult struct {
 	// rate, counted at the database driver, the storefront's background
 	// work (cache warming, the popularity refresh) left out; with
 	// replicas, the replica router's calls (one statement each, but for a
-	// write's WAL position; the popularity refresh included).
+	// write's WAL position; the popularity refresh included). NaN for the
+	// sharded stage, whose main database's statements go uncounted: see
+	// Shards.
 	Queries float64
 	// OnReplicas is the share of Queries that went to replicas; NaN
 	// without replicas.
@@ -161,6 +179,9 @@ type StageResult struct {
 	// database load answered (L1 or L2 hits, and reads that joined a
 	// load in flight); NaN without a cache.
 	HitRatio float64
+	// Shards are the sharded stage's shards, in the shard map's order;
+	// nil at the other stages.
+	Shards []Shard
 	// Endpoints are the answers the service counted at the fixed rate,
 	// one per endpoint, from its own strata_http_requests_total.
 	Endpoints []Endpoint
@@ -179,6 +200,18 @@ func (s StageResult) phase(name string) *loadtest.PhaseReport {
 		}
 	}
 	return nil
+}
+
+// Shard is one shard of the sharded stage.
+type Shard struct {
+	Name string // in the shard map, e.g. "shard1"
+	// Calls is the calls the shard router sent the shard at the fixed
+	// rate, per request: reads, writes and fan-out legs (the popularity
+	// refresh included), from its strata_shard_calls_total.
+	Calls float64
+	// Users counts the users stored on the shard's primary at the end of
+	// the stage: the seeded ones and those the load created.
+	Users int64
 }
 
 // Endpoint is one endpoint's answers, as the service counted them.
@@ -253,6 +286,14 @@ func (j *journey) run(ctx context.Context) (Result, error) {
 		}
 		stages = append(stages, pg...)
 	}
+	if len(cfg.Shards) > 0 {
+		st, closeSharded, err := j.shardedStage(ctx)
+		defer closeSharded()
+		if err != nil {
+			return res, err
+		}
+		stages = append(stages, st)
+	}
 	fmt.Fprintln(j.out)
 	for i, st := range stages {
 		sr, err := j.stage(ctx, st, i+1)
@@ -263,10 +304,11 @@ func (j *journey) run(ctx context.Context) (Result, error) {
 	}
 	res.Report = journeyReport(res.Stages)
 	printComparison(j.out, res, cfg, j.t)
-	if cfg.Redis == nil || cfg.Postgres == "" || len(cfg.Replicas) == 0 {
-		fmt.Fprintf(j.out, "\nThe Redis level of stage 2 and the read replicas need servers: `eval \"$(scripts/dev up)\"`\n"+
-			"starts Redis, a PostgreSQL primary and two streaming replicas on loopback, and the demo then\n"+
-			"finds them through STRATA_REDIS_URL, STRATA_PG_URL and STRATA_PG_REPLICA_URLS.\n")
+	if cfg.Redis == nil || cfg.Postgres == "" || len(cfg.Replicas) == 0 || len(cfg.Shards) == 0 {
+		fmt.Fprintf(j.out, "\nThe Redis level of stage 2, the read replicas and the sharded stage need servers:\n"+
+			"`eval \"$(scripts/dev up)\"` starts Redis, a PostgreSQL primary, two streaming replicas and two\n"+
+			"independent primaries for shards on loopback, and the demo then finds them through\n"+
+			"STRATA_REDIS_URL, STRATA_PG_URL, STRATA_PG_REPLICA_URLS and STRATA_PG_SHARD_URLS.\n")
 	}
 	return res, nil
 }

@@ -43,6 +43,10 @@ func TestConfigRefused(t *testing.T) {
 		{"unknown mode", Config{Mode: Mode(9)}, "Mode Mode(9)"},
 		// Replicas without the primary they replicate.
 		{"replicas alone", Config{Replicas: []string{"postgres://x@127.0.0.1/y"}}, "Replicas need Postgres"},
+		// Shards without the server of their main database.
+		{"shards alone", Config{Shards: []string{"postgres://x@127.0.0.1/a", "postgres://x@127.0.0.1/b"}}, "Shards need Postgres"},
+		// One shard is not sharding.
+		{"one shard", Config{Postgres: "postgres://x@127.0.0.1/m", Shards: []string{"postgres://x@127.0.0.1/a"}}, "give at least two"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -57,8 +61,9 @@ func TestConfigRefused(t *testing.T) {
 // TestRun runs the smoke journey over every stage, the servers' too (CI
 // has them), and checks what the demo says about each: every stage and
 // endpoint works, the loose smoke criteria pass (they hold with a wide
-// margin), what a stage changes is measured, and the services' log lines
-// come after the tables.
+// margin), what a stage changes is measured, the users per shard are
+// where the shard map puts them, and the services' log lines come after
+// the tables.
 func TestRun(t *testing.T) {
 	pgURL := testdb.Postgres(t) // a schema of the test's own
 	_, path, _ := strings.Cut(pgURL, "search_path=")
@@ -68,7 +73,9 @@ func TestRun(t *testing.T) {
 		Redis:    testdb.Redis(t),
 		Postgres: os.Getenv(testdb.EnvPostgres),
 		Replicas: testdb.PostgresReplicas(t, ""),
+		Shards:   testdb.ShardURLs(t),
 		schema:   path,
+		dbName:   shardedDatabases(t),
 	}
 	var out strings.Builder
 	cfg.Out = &out
@@ -77,7 +84,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}
 	text := out.String()
-	wantStages := []string{"stage 1 (no cache)", "stage 2 (L1)", "stage 2 (L1 + Redis)", "PG primary", "PG + 2 replicas"}
+	wantStages := []string{"stage 1 (no cache)", "stage 2 (L1)", "stage 2 (L1 + Redis)", "PG primary", "PG + 2 replicas", "stage 5 (2 shards)"}
 	if len(res.Stages) != len(wantStages) {
 		t.Fatalf("%d stages, want %v:\n%s", len(res.Stages), wantStages, text)
 	}
@@ -105,8 +112,12 @@ func TestRun(t *testing.T) {
 				t.Errorf("%s: no answers counted for %s (counted: %v)", st.Short, ep, st.Endpoints)
 			}
 		}
-		if !(st.Queries > 0) {
+		sharded := st.Short == "stage 5 (2 shards)"
+		if sharded != math.IsNaN(st.Queries) || !sharded && !(st.Queries > 0) {
 			t.Errorf("%s: %v database queries per request", st.Short, st.Queries)
+		}
+		if sharded != (st.Shards != nil) {
+			t.Errorf("%s: shards %v", st.Short, st.Shards)
 		}
 		cached := strings.HasPrefix(st.Short, "stage 2 (L1")
 		if cached != !math.IsNaN(st.HitRatio) || cached && !(st.HitRatio > 0 && st.HitRatio <= 1) {
@@ -124,7 +135,9 @@ func TestRun(t *testing.T) {
 	if r := res.Stages[4].OnReplicas; !(r > 0.5) {
 		t.Errorf("with replicas, %.0f%% of database calls went to them", 100*r)
 	}
-	for _, want := range []string{"the journey side by side", "DB queries per request", "cache hit ratio", "breaking point", "verdict"} {
+	checkPlacement(t, cfg, res.Stages[5])
+	for _, want := range []string{"the journey side by side", "DB queries per request", "cache hit ratio", "breaking point", "verdict",
+		"calls per request, by shard", "users per shard", "shard1 "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)
 		}

@@ -9,6 +9,9 @@
 //	stage 2      L1 with Redis as L2, when Config.Redis is set
 //	stage 1      on PostgreSQL, the primary alone, when Config.Postgres is set
 //	stage 2      reads on streaming replicas, when Config.Replicas are set
+//	stage 5      sharded by user id over independent primaries, when
+//	             Config.Shards are set (databases of the demo's own, reseeded
+//	             each run; the shard map kept from run to run)
 //
 // Each stage is measured by package loadtest on an open model, with one
 // plan over the storefront's whole API: first at one fixed rate, the same
@@ -16,10 +19,11 @@
 // pushed to its breaking point. Between two readings of the service's own
 // counters around the fixed rate, the demo adds what the stage changes:
 // the database statements one request costs (counted at the database
-// driver, or by the replica router) and the cache's hit ratio. Each phase
-// is judged on loadtest's criteria, the guide's where the demo's scale
-// allows; [Full] adds the guide's spike and endurance phases, and [Smoke]
-// only checks that every stage works.
+// driver, or by the replica router), the cache's hit ratio, and for the
+// sharded stage the shard router's calls and the users on each shard.
+// Each phase is judged on loadtest's criteria, the guide's where the
+// demo's scale allows; [Full] adds the guide's spike and endurance phases,
+// and [Smoke] only checks that every stage works.
 //
 // The services' log lines are kept while the tables are measured and
 // printed after them. Run is what `strata demo` calls; the command writes

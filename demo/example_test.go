@@ -10,7 +10,7 @@ import (
 
 // The smoke journey on SQLite alone: every stage served and checked in a
 // few seconds. Standard (the zero Mode) measures each stage for about
-// 10 s; Config.Redis, Postgres and Replicas add the later stages.
+// 10 s; Config.Redis, Postgres, Replicas and Shards add the later stages.
 func ExampleRun() {
 	res, err := demo.Run(context.Background(), demo.Config{
 		Mode: demo.Smoke, Rate: 100, Users: 200, Products: 50, Actions: 1000, Out: io.Discard,

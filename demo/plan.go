@@ -18,8 +18,8 @@ type Mode int
 const (
 	// Standard searches for each stage's breaking point with 1-second
 	// probes for at most 5 s, then measures it, warm, at the fixed rate
-	// for 3 s: about 10 s a stage, the whole journey (five stages) in
-	// under a minute.
+	// for 3 s: about 10 s a stage, the whole journey (six stages) in
+	// about a minute.
 	Standard Mode = iota
 	// Full runs the guide's four phases at every stage: a
 	// breaking-point search with 2-second probes and a timed recovery,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -59,6 +60,12 @@ func printComparison(out io.Writer, r Result, cfg Config, t timing) {
 	}
 	fmt.Fprintln(tw)
 	tw.Flush()
+	if slices.ContainsFunc(r.Stages, func(st StageResult) bool { return len(st.Shards) > 0 }) {
+		fmt.Fprintf(out, "\nsharded: calls are the shard router's at the fixed rate (reads, writes and fan-out legs to each\n"+
+			"shard's primary), over the requests; users are counted on each shard after the stage. The main\n"+
+			"database's statements (products, search, id blocks, the email directory) are not counted, so the\n"+
+			"stage has no DB queries per request.\n")
+	}
 	printCriteria(out, r.Stages[0].Report, t)
 	printFailures(out, r)
 	fmt.Fprintf(out, "\n(the load generator and the service share this process and its cores: the figures compare the\n"+
@@ -101,6 +108,11 @@ func sections(cfg Config, t timing) []section {
 			{"overload goodput", measureCell(stressPhase, loadtest.MeasureOverloadGoodput, "%.0f%%", 100)},
 		}},
 	}
+	if len(cfg.Shards) > 0 {
+		s[0].rows = append(s[0].rows,
+			row{"calls per request, by shard", shardCell(func(sh Shard) string { return fmt.Sprintf("%.2f", sh.Calls) })},
+			row{"users per shard", shardCell(func(sh Shard) string { return fmt.Sprint(sh.Users) })})
+	}
 	if t.Recovery > 0 {
 		s[1].rows = append(s[1].rows, row{"recovery after overload", measureCell(stressPhase, loadtest.MeasureRecoverySeconds, "%.0f s", 1)})
 	}
@@ -131,6 +143,21 @@ func sections(cfg Config, t timing) []section {
 		}})
 	}
 	return s
+}
+
+// shardCell lists a figure of each of a sharded stage's shards, "-" at
+// the other stages.
+func shardCell(f func(Shard) string) func(StageResult) string {
+	return func(st StageResult) string {
+		if len(st.Shards) == 0 {
+			return "-"
+		}
+		var parts []string
+		for _, sh := range st.Shards {
+			parts = append(parts, sh.Name+" "+f(sh))
+		}
+		return strings.Join(parts, ", ")
+	}
 }
 
 // breakingCell is "lo–hi/s": the highest rate that passed its probe, and

@@ -38,10 +38,11 @@ type stage struct {
 	name, short string
 	store       *storefront.Store
 	// queries counts the store's statements at the driver; nil for a
-	// store with replicas, whose router counts its calls in reg.
+	// store with replicas, whose router counts its calls in reg, and for
+	// a sharded one, whose shard router counts its calls by shard.
 	queries *atomic.Int64
 	// reg is the stage's registry when the store needed it at opening
-	// (the replica router's metrics); nil means a new one.
+	// (the replica or shard router's metrics); nil means a new one.
 	reg    *prometheus.Registry
 	cached bool           // read through the stage-2 cache
 	redis  rueidis.Client // with Redis as L2
@@ -54,7 +55,7 @@ func (j *journey) sqliteStages(ctx context.Context, url string) ([]stage, func()
 	if err != nil {
 		return nil, func() {}, err
 	}
-	err = j.seed(ctx, seed, "an SQLite database")
+	err = j.seed(ctx, seed, "an SQLite database", false)
 	seed.Close()
 	if err != nil {
 		return nil, func() {}, err
@@ -103,7 +104,7 @@ func (j *journey) postgresStages(ctx context.Context) ([]stage, func(), error) {
 	if err != nil {
 		return nil, closeAll, err
 	}
-	err = j.seed(ctx, seed, "PostgreSQL (schema "+schema+")")
+	err = j.seed(ctx, seed, "PostgreSQL (schema "+schema+")", false)
 	seed.Close()
 	if err != nil {
 		return nil, closeAll, err
@@ -141,9 +142,11 @@ func (j *journey) postgresStages(ctx context.Context) ([]stage, func(), error) {
 	return stages, closeAll, nil
 }
 
-// seed fills the store and says so.
-func (j *journey) seed(ctx context.Context, s *storefront.Store, what string) error {
-	st, err := storefront.Seed(ctx, s, storefront.SeedConfig{Users: j.cfg.Users, Products: j.cfg.Products, Actions: j.cfg.Actions, RandSeed: 1})
+// seed fills the store, replacing what it holds if reset is set, and
+// says so.
+func (j *journey) seed(ctx context.Context, s *storefront.Store, what string, reset bool) error {
+	st, err := storefront.Seed(ctx, s, storefront.SeedConfig{Users: j.cfg.Users, Products: j.cfg.Products, Actions: j.cfg.Actions,
+		RandSeed: 1, Reset: reset})
 	if err != nil {
 		return err
 	}
@@ -198,7 +201,8 @@ func (j *journey) openCounted(ctx context.Context, url string, kind storefront.K
 // about it.
 func (j *journey) stage(ctx context.Context, st stage, index int) (StageResult, error) {
 	start := time.Now()
-	res := StageResult{Name: st.name, Short: st.short, Queries: math.NaN(), OnReplicas: math.NaN(), HitRatio: math.NaN()}
+	res := StageResult{Name: st.name, Short: st.short, Queries: math.NaN(), OnReplicas: math.NaN(), HitRatio: math.NaN(),
+		Shards: shardsOf(st.store)}
 	reg := st.reg
 	if reg == nil {
 		reg = storefront.NewRegistry()
@@ -236,6 +240,9 @@ func (j *journey) stage(ctx context.Context, st stage, index int) (StageResult, 
 	stop()
 	if serr := <-served; err == nil {
 		err = serr
+	}
+	if err == nil && res.Shards != nil {
+		err = countUsers(ctx, st.store, res.Shards)
 	}
 	res.Elapsed = time.Since(start)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 func newDemo(g *globals) *cobra.Command {
 	var cfg demo.Config
 	var keep, redisURL, pgURL, html string
-	var replicas []string
+	var replicas, shards []string
 	var full, smoke bool
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -27,18 +27,25 @@ and measure it with the load tester: stage 1 (no cache); stage 2, the
 read-through cache in process, and with Redis as L2 when --redis or
 STRATA_REDIS_URL names one; and with --postgres and --replica, or
 STRATA_PG_URL and STRATA_PG_REPLICA_URLS, the storefront on PostgreSQL
-served by the primary alone, then with reads on the replicas.
+served by the primary alone, then with reads on the replicas; and with
+--postgres and --shard, or STRATA_PG_URL and STRATA_PG_SHARD_URLS, stage 5:
+users and their actions sharded by user id over those primaries (database
+strata_demo_shard<N> on each), with the shard map, the products and the id
+allocators in the main database strata_demo on --postgres. The demo creates
+those databases if they are missing and reseeds them on every run; give the
+same shards each time, or the demo publishes a new shard map over the new
+ones.
 
 Every stage gets the same plan over the whole API on an open model: a
 search for its breaking point, then, warm, the same fixed rate (--rate),
 latency from each request's scheduled send. The stages are printed side by side
 with what each changes (database queries per request, the cache's hit
-ratio, reads on replicas) and the verdicts of the load tester's criteria,
-and written with charts to --html. The standard run takes under a minute
-for all five stages; --full runs the guide's four phases at every stage
-(baseline, stress with recovery, a 10× spike, endurance; about 80 s a
-stage); --smoke only checks, in a few seconds a stage, that every stage
-and endpoint works.
+ratio, reads on replicas, calls and users per shard) and the verdicts of
+the load tester's criteria, and written with charts to --html. The
+standard run takes about a minute for all six stages; --full runs the
+guide's four phases at every stage (baseline, stress with recovery, a 10×
+spike, endurance; about 80 s a stage); --smoke only checks, in a few
+seconds a stage, that every stage and endpoint works.
 
 The services' log lines (--log-level) are printed after the tables. Exits
 non-zero if any request failed at the fixed rate; the verdicts are
@@ -74,10 +81,18 @@ reported, not an exit code.`,
 			if len(replicas) == 0 && os.Getenv("STRATA_PG_REPLICA_URLS") != "" {
 				replicas = strings.Split(os.Getenv("STRATA_PG_REPLICA_URLS"), ",")
 			}
+			// Shards from the environment need its main server too; without
+			// one the stage is left out, and the demo says what it needs.
+			if len(shards) == 0 && os.Getenv("STRATA_PG_SHARD_URLS") != "" && pgURL != "" {
+				shards = strings.Split(os.Getenv("STRATA_PG_SHARD_URLS"), ",")
+			}
 			if len(replicas) > 0 && pgURL == "" {
 				return usageError{fmt.Errorf("--replica needs --postgres, the primary they replicate")}
 			}
-			cfg.Postgres, cfg.Replicas = pgURL, replicas
+			if len(shards) > 0 && pgURL == "" {
+				return usageError{fmt.Errorf("--shard needs --postgres, the server of the main database")}
+			}
+			cfg.Postgres, cfg.Replicas, cfg.Shards = pgURL, replicas, shards
 			start := time.Now()
 			res, err := demo.Run(cmd.Context(), cfg)
 			if errors.Is(err, demo.ErrBadConfig) {
@@ -110,8 +125,9 @@ reported, not an exit code.`,
 	f.BoolVar(&full, "full", false, "run the guide's four load-test phases at every stage (about 80 s a stage)")
 	f.BoolVar(&smoke, "smoke", false, "only check that every stage and endpoint works (a few seconds a stage; loose criteria that fail only a broken stage)")
 	f.StringVar(&redisURL, "redis", "", "Redis URL for the stage with an L2 cache (default $STRATA_REDIS_URL; none: that stage is skipped)")
-	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stages (default $STRATA_PG_URL); the demo uses its schema strata_demo")
+	f.StringVar(&pgURL, "postgres", "", "PostgreSQL primary for the replica stages (default $STRATA_PG_URL); the demo uses its schema strata_demo, and its database strata_demo for the sharded stage's main database")
 	f.StringArrayVar(&replicas, "replica", nil, "a streaming replica of --postgres, repeatable (default $STRATA_PG_REPLICA_URLS, comma-separated; none: that stage is skipped)")
+	f.StringArrayVar(&shards, "shard", nil, "an independent PostgreSQL primary for the sharded stage, repeatable, at least two (default $STRATA_PG_SHARD_URLS, comma-separated; none: that stage is skipped); the demo uses its database strata_demo_shard<N>")
 	f.StringVar(&html, "html", "strata-demo-report.html", "write the load tests' report here (\"\" for none)")
 	f.StringVar(&keep, "dir", "", "folder for the demo database, kept afterwards (default: a temporary folder, removed)")
 	return cmd

@@ -178,6 +178,7 @@ func TestCLIDemo(t *testing.T) {
 	t.Setenv("STRATA_REDIS_URL", "")
 	t.Setenv("STRATA_PG_URL", "")
 	t.Setenv("STRATA_PG_REPLICA_URLS", "")
+	t.Setenv("STRATA_PG_SHARD_URLS", "")
 	dir := t.TempDir()
 	html := filepath.Join(dir, "report.html")
 	var out string

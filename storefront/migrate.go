@@ -158,6 +158,16 @@ CREATE INDEX user_actions_user_recent ON user_actions (user_id, created_at DESC)
 CREATE INDEX user_actions_product_kind_recent ON user_actions (product_id, kind, created_at DESC);
 `,
 	},
+	{
+		version: 2,
+		name:    "user_actions keyed by (user_id, id)",
+		// Moving a user's rows between shards uses a publication whose row
+		// filter reads the shard key; PostgreSQL then requires the key in
+		// the replica identity, or updates and deletes on the source fail.
+		postgres: `
+ALTER TABLE user_actions DROP CONSTRAINT user_actions_pkey, ADD PRIMARY KEY (user_id, id);
+`,
+	},
 }
 
 // A schema is a migration history and the table that records how far a

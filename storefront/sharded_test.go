@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/shard"
 	"github.com/strata-dev/strata/storefront"
 )
 
@@ -289,5 +290,30 @@ func TestShardStalled(t *testing.T) {
 				t.Fatalf("after the stall = %d, %s %q", r.status, storefront.FallbackHeader, r.header.Get(storefront.FallbackHeader))
 			}
 		})
+	}
+}
+
+// TestShardSchemaMovable: a shard's tables can be published with a row
+// filter on the shard key (as moving virtual shards between primaries
+// does) and still take updates and deletes: their replica identity covers
+// the key.
+func TestShardSchemaMovable(t *testing.T) {
+	s := openSharded(t)
+	ctx := context.Background()
+	seed(t, s, 50, 10, 300)
+	db := s.Shards().Shards()[0].DB.Primary()
+	for _, table := range []struct{ name, key string }{{"users", "id"}, {"user_actions", "user_id"}} {
+		pub := "movable_" + table.name
+		if _, err := db.ExecContext(ctx, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE %s WHERE (%s < 500)`,
+			pub, table.name, shard.VirtualShardSQL(table.key, shard.VirtualShards))); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Exec(`DROP PUBLICATION ` + pub) })
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE users SET name = name || '!' WHERE id IN (SELECT id FROM users LIMIT 3)`); err != nil {
+		t.Fatalf("update of a published users table: %v", err)
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM user_actions WHERE id IN (SELECT id FROM user_actions LIMIT 3)`); err != nil {
+		t.Fatalf("delete from a published user_actions table: %v", err)
 	}
 }

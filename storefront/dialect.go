@@ -23,8 +23,10 @@ type dialect struct {
 	// timeArg converts a time for binding: SQLite stores Unix microseconds
 	// (sortable integers), PostgreSQL a timestamptz.
 	timeArg func(time.Time) any
-	// uniqueViolation and foreignKeyViolation classify constraint errors.
-	uniqueViolation     func(error) bool
+	// emailTaken tells a violation of the users' unique email from other
+	// errors (another unique key's violation is a bug, not a conflict);
+	// foreignKeyViolation classifies a missing user or product.
+	emailTaken          func(error) bool
 	foreignKeyViolation func(error) bool
 	// searchSQL selects productColumns of products matching $1, best first,
 	// at most $2 rows; searchArg turns the query's words into $1.
@@ -48,8 +50,8 @@ func sqliteDialect() dialect {
 	return dialect{
 		kind:    database.SQLite,
 		timeArg: func(t time.Time) any { return t.UnixMicro() },
-		uniqueViolation: func(err error) bool {
-			return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+		emailTaken: func(err error) bool {
+			return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE && strings.Contains(err.Error(), "users.email")
 		},
 		foreignKeyViolation: func(err error) bool {
 			return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
@@ -69,9 +71,9 @@ func postgresDialect() dialect {
 	return dialect{
 		kind:    database.Postgres,
 		timeArg: func(t time.Time) any { return t },
-		uniqueViolation: func(err error) bool {
+		emailTaken: func(err error) bool {
 			var pe *pgconn.PgError
-			return errors.As(err, &pe) && pe.Code == "23505"
+			return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "users_email_key"
 		},
 		foreignKeyViolation: func(err error) bool {
 			var pe *pgconn.PgError

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/shard"
@@ -334,29 +336,36 @@ func (s *Store) claimEmail(ctx context.Context, email string, id int64) (_ int64
 	case err != nil:
 		return 0, false, fmt.Errorf("storefront: read email claim in the main database: %w", err)
 	case id != 0 && holder == id:
+		// Ours already: renew it, so that no one takes it over as stale
+		// while this change is written.
+		if _, err := s.db.ExecContext(ctx, `UPDATE user_emails SET claimed_at = now() WHERE email = $1 AND user_id = $2`, email, id); err != nil {
+			return 0, false, fmt.Errorf("storefront: renew an email claim in the main database: %w", err)
+		}
 		return id, false, nil
 	case !stale:
 		return 0, false, conflict
 	}
+	// Ask the holder's shard itself, on its primary: a lagging replica
+	// could miss a user who has the email.
+	target := s.shards.router.For(holder)
 	var has string
-	err = s.shards.router.Read(ctx, holder, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, `SELECT email FROM users WHERE id = $1`, holder).Scan(&has)
-	})
+	err = target.DB.Primary().QueryRowContext(ctx, `SELECT email FROM users WHERE id = $1`, holder).Scan(&has)
 	switch {
 	case err == nil && has == email:
 		return 0, false, conflict
 	case err != nil && !errors.Is(err, sql.ErrNoRows):
-		return 0, false, fmt.Errorf("storefront: check the holder of an email claim: %w", err)
+		return 0, false, fmt.Errorf("storefront: check the holder of an email claim: %w", &shard.Error{Shard: target.Name, Err: err})
 	}
-	// Stale: take it over, unless someone else did first.
+	// Stale: take it over, unless someone renewed or took it first.
 	newID := `nextval('user_ids')`
-	args := []any{email, holder}
+	args := []any{email, holder, emailClaimGrace.Seconds()}
 	if id != 0 {
-		newID = `$3`
+		newID = `$4`
 		args = append(args, id)
 	}
 	err = s.db.QueryRowContext(ctx, `UPDATE user_emails SET user_id = `+newID+`, claimed_at = now()
-		WHERE email = $1 AND user_id = $2 RETURNING user_id`, args...).Scan(&got)
+		WHERE email = $1 AND user_id = $2 AND claimed_at < now() - make_interval(secs => $3)
+		RETURNING user_id`, args...).Scan(&got)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, conflict
 	}
@@ -386,13 +395,6 @@ func (s *Store) claimAgain(ctx context.Context, email string, id int64, conflict
 		return 0, false, fmt.Errorf("storefront: claim email in the main database: %w", err)
 	}
 	return got, true, nil
-}
-
-// releaseEmail drops user id's claims other than keep from the directory.
-// It runs after the shard's write, so a failure only leaves a stale claim
-// behind, which claimEmail takes over; it is logged.
-func (s *Store) releaseEmail(ctx context.Context, id int64, keep string) {
-	s.unclaim(ctx, id, `DELETE FROM user_emails WHERE user_id = $1 AND email <> $2`, keep)
 }
 
 // dropClaim drops user id's claim of email, made for a write that failed.
@@ -425,8 +427,14 @@ func (s *Store) createShardedUser(ctx context.Context, n NewUser) (User, error) 
 		return err
 	})
 	if err != nil {
-		s.dropClaim(ctx, id, n.Email)
-		if s.d.uniqueViolation(err) {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			// Refused for certain, so the claim goes; after any other
+			// error the write may have committed, and the claim stays (if
+			// the user is not there, it goes stale and is taken over).
+			s.dropClaim(ctx, id, n.Email)
+		}
+		if s.d.emailTaken(err) {
 			return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", n.Email), Err: ErrConflict}
 		}
 		return User{}, fmt.Errorf("storefront: create user: %w", err)
@@ -515,6 +523,45 @@ func eachShard[T any](ctx context.Context, s *Store, timeout time.Duration, scan
 		return res, err
 	}
 	return res, nil
+}
+
+// updateShardedEmail is UpdateUser with a new email on a sharded store: the
+// email is claimed in the main database's directory first; the shard's
+// write returns the email it replaced, whose claim alone is then dropped
+// (so that two changes racing each other cannot drop the claim of the
+// email that won).
+func (s *Store) updateShardedEmail(ctx context.Context, id int64, p UserPatch) (User, error) {
+	_, claimed, err := s.claimEmail(ctx, *p.Email, id)
+	if errors.Is(err, ErrConflict) {
+		if _, uerr := s.GetUser(ctx, id); uerr != nil {
+			return User{}, uerr // an unknown user is reported first, as on one database
+		}
+	}
+	if err != nil {
+		return User{}, err
+	}
+	var u User
+	var old string
+	_, err = s.write(replica.WithKeys(ctx, userKey(id)), id, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx,
+			`WITH old AS (SELECT id, email FROM users WHERE id = $1 FOR UPDATE)
+			 UPDATE users u SET
+				email = $2,
+				name = COALESCE($3, u.name),
+				region = COALESCE($4, u.region),
+				updated_at = $5,
+				version = u.version + 1
+			 FROM old WHERE u.id = old.id RETURNING old.email, `+prefixed("u.", userColumns),
+			id, *p.Email, p.Name, p.Region, s.stamp()).Scan(&old,
+			&u.ID, &u.Email, &u.Name, &u.Region, timeCol{&u.CreatedAt}, timeCol{&u.UpdatedAt}, &u.Version)
+	})
+	switch {
+	case err == nil && old != u.Email:
+		s.dropClaim(ctx, id, old)
+	case err != nil && claimed && (errors.Is(err, sql.ErrNoRows) || s.d.emailTaken(err)):
+		s.dropClaim(ctx, id, *p.Email) // refused for certain
+	}
+	return s.updated(u, id, p, err)
 }
 
 // routerFor returns the replica router that serves user id's rows, or nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,6 +150,42 @@ func TestShardedEmails(t *testing.T) {
 	// Updating to the user's own email is no conflict.
 	if _, err := s.UpdateUser(ctx, a.ID, storefront.UserPatch{Email: ptr(a.Email), Name: ptr("Same")}); err != nil {
 		t.Fatalf("update to own email: %v", err)
+	}
+	// An unknown user is reported before a taken email, as on one database.
+	if _, err := s.UpdateUser(ctx, 1<<40, storefront.UserPatch{Email: ptr(a.Email)}); !errors.Is(err, storefront.ErrNotFound) {
+		t.Fatalf("update of an unknown user to a taken email: err = %v, want ErrNotFound", err)
+	}
+	// Two changes of one user's email racing: the email that wins stays
+	// claimed, the other is released.
+	for round := range 20 {
+		x, y := fmt.Sprintf("x%d@example.com", round), fmt.Sprintf("y%d@example.com", round)
+		var wg sync.WaitGroup
+		for _, e := range []string{x, y} {
+			wg.Go(func() {
+				if _, err := s.UpdateUser(ctx, a.ID, storefront.UserPatch{Email: ptr(e)}); err != nil {
+					t.Errorf("update to %s: %v", e, err)
+				}
+			})
+		}
+		wg.Wait()
+		got, err := s.GetUser(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims []string
+		rows, err := s.DB().QueryContext(ctx, `SELECT email FROM user_emails WHERE user_id = $1 ORDER BY email`, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var e string
+			rows.Scan(&e)
+			claims = append(claims, e)
+		}
+		rows.Close()
+		if len(claims) != 1 || claims[0] != got.Email {
+			t.Fatalf("round %d: user has %s, the directory holds %v for them", round, got.Email, claims)
+		}
 	}
 	// A claim whose user never got written: fresh, it holds; stale, it is taken over.
 	main := s.DB()

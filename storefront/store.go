@@ -277,7 +277,7 @@ func (s *Store) CreateUser(ctx context.Context, n NewUser) (User, error) {
 		return err
 	})
 	if err != nil {
-		if s.d.uniqueViolation(err) {
+		if s.d.emailTaken(err) {
 			return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", n.Email), Err: ErrConflict}
 		}
 		return User{}, fmt.Errorf("storefront: create user: %w", err)
@@ -296,13 +296,8 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 	if err != nil {
 		return User{}, err
 	}
-	// Sharded, a new email is claimed in the main database's directory
-	// first, and the user's other claims released after the shard's write.
-	claimed := false
 	if s.shards != nil && p.Email != nil {
-		if _, claimed, err = s.claimEmail(ctx, *p.Email, id); err != nil {
-			return User{}, err
-		}
+		return s.updateShardedEmail(ctx, id, p)
 	}
 	var u User
 	_, err = s.write(replica.WithKeys(ctx, userKey(id)), id, func(ctx context.Context, q querier) (err error) {
@@ -317,18 +312,15 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, p UserPatch) (User, er
 			id, p.Email, p.Name, p.Region, s.d.timeArg(s.stamp())))
 		return err
 	})
-	if s.shards != nil && p.Email != nil {
-		switch {
-		case err == nil:
-			s.releaseEmail(ctx, id, u.Email)
-		case claimed:
-			s.dropClaim(ctx, id, *p.Email)
-		}
-	}
+	return s.updated(u, id, p, err)
+}
+
+// updated turns UpdateUser's write error into the error it returns.
+func (s *Store) updated(u User, id int64, p UserPatch, err error) (User, error) {
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return User{}, &NotFoundError{Kind: "user", ID: id}
-	case err != nil && s.d.uniqueViolation(err):
+	case err != nil && s.d.emailTaken(err):
 		return User{}, &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", *p.Email), Err: ErrConflict}
 	case err != nil:
 		return User{}, fmt.Errorf("storefront: update user %d: %w", id, err)

@@ -302,12 +302,7 @@ func (c *Cached) GetUser(ctx context.Context, id int64) (User, error) {
 		// double the database's load with background work.
 		c.warm(func(ctx context.Context) {
 			c.recs.Warm(ctx, []string{recsKey(id, DefaultLimit)}, func(ctx context.Context, _ string) ([]Recommendation, error) {
-				ctx, err := c.fresh(ctx, id)
-				if err != nil {
-					return nil, err
-				}
-				recs, err := c.store.Recommend(ctx, id, DefaultLimit)
-				return recs, notFound(err)
+				return c.loadRecs(ctx, id, DefaultLimit)
 			}, cache.Tags(actionsTag(id)))
 		})
 	}
@@ -483,16 +478,7 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 		return c.store.Recommend(ctx, userID, limit)
 	}
 	recs, info, err := c.recs.Get(ctx, recsKey(userID, limit), func(ctx context.Context, _ string) ([]Recommendation, error) {
-		ctx, err := c.fresh(ctx, userID)
-		if err != nil {
-			return nil, err
-		}
-		fb := new(fallbacks)
-		recs, err := c.store.Recommend(withFallbacks(ctx, fb), userID, limit)
-		if notes := fb.list(); err == nil && len(notes) > 0 {
-			return nil, &partialRecs{recs: recs, notes: notes} // served, not cached
-		}
-		return recs, notFound(err)
+		return c.loadRecs(ctx, userID, limit)
 	}, cache.Tags(actionsTag(userID)))
 	note(ctx, "recommendations", info)
 	if errors.Is(err, errFillUnsafe) {
@@ -508,6 +494,22 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 		return nil, &NotFoundError{Kind: "user", ID: userID}
 	}
 	return recs, err
+}
+
+// loadRecs is the recommendations loader, for reads and for warming. A
+// list made partly of fallbacks is returned as a *partialRecs error, so
+// that no cache level keeps it: the next request asks the shards again.
+func (c *Cached) loadRecs(ctx context.Context, userID int64, limit int) ([]Recommendation, error) {
+	ctx, err := c.fresh(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	fb := new(fallbacks)
+	recs, err := c.store.Recommend(withFallbacks(ctx, fb), userID, limit)
+	if notes := fb.list(); err == nil && len(notes) > 0 {
+		return nil, &partialRecs{recs: recs, notes: notes}
+	}
+	return recs, notFound(err)
 }
 
 // Degraded lists what is down while the service still serves: the

@@ -101,7 +101,8 @@ const (
 		VALUES ($1, $2, $3, now(), now())
 		ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, applied_epoch = EXCLUDED.applied_epoch,
 			heartbeat_at = now()`
-	sqlInstances = `SELECT id, host, applied_epoch, started_at, heartbeat_at FROM strata_shard.instances
+	sqlDeregister = `DELETE FROM strata_shard.instances WHERE id = $1`
+	sqlInstances  = `SELECT id, host, applied_epoch, started_at, heartbeat_at FROM strata_shard.instances
 		WHERE $1::float8 <= 0 OR heartbeat_at > now() - make_interval(secs => $1::float8)
 		ORDER BY id`
 )
@@ -491,16 +492,25 @@ func (f *Follower) Stats() Stats {
 	}
 }
 
-// Close stops following and waits for the follower's goroutines to end.
-// It removes nothing: the instance's row stays, and its heartbeat ages,
-// which is how Instances tells a stopped instance. Close is idempotent and
-// always returns nil.
+// Close stops following, waits for the follower's goroutines to end and
+// removes the instance from the instances table (a crashed instance's row
+// stays, and ages out of Instances by its heartbeat). Close is
+// idempotent; its error says only that the row could not be removed.
 func (f *Follower) Close() error {
+	var err error
 	f.closeOnce.Do(func() {
 		f.stop()
 		f.wg.Wait()
+		// Leave the instances table, so that nobody waits for (or counts)
+		// an instance that has stopped; a crash leaves the row, which
+		// ages out by its heartbeat.
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		if _, derr := f.db.ExecContext(ctx, sqlDeregister, f.cfg.ID); derr != nil {
+			err = fmt.Errorf("shard: follow: deregister instance %s: %w", f.cfg.ID, derr)
+		}
 	})
-	return nil
+	return err
 }
 
 // signal asks run for a reload.

@@ -458,14 +458,25 @@ func TestInstancesLiveness(t *testing.T) {
 		return got["a"].AppliedEpoch == m.Epoch && got["b"].AppliedEpoch == m.Epoch
 	})
 
-	a.Close()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
 	a.Close() // idempotent
-	waitFor(t, "a closed instance drops out of the live list", func() bool { _, ok := list(live)["a"]; return !ok })
+	if _, ok := list(0)["a"]; ok {
+		t.Errorf("a closed instance is still listed: it must leave the table")
+	}
 	if _, ok := list(live)["b"]; !ok {
 		t.Errorf("b, still running, is not listed as live")
 	}
-	if got := list(0)["a"]; got.AppliedEpoch != m.Epoch {
-		t.Errorf("Instances(0) lists a as %+v, want its row kept at epoch %d", got, m.Epoch)
+	// A crashed instance keeps its row, which ages out of the live list.
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO strata_shard.instances VALUES ('crashed', 'h', 1, now() - interval '1 hour', now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := list(live)["crashed"]; ok {
+		t.Errorf("an instance silent for an hour is listed as live")
+	}
+	if got := list(0)["crashed"]; got.AppliedEpoch != 1 {
+		t.Errorf("Instances(0) lists the crashed instance as %+v, want its row kept", got)
 	}
 	if s := b.Stats(); s.Heartbeats < 2 || s.HeartbeatErrors != 0 {
 		t.Errorf("b Stats = %+v, want heartbeats and no errors", s)

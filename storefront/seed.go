@@ -93,6 +93,9 @@ func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
 	if s.d.kind == database.Postgres {
 		dests = s.pgSeedDests(cfg)
 	}
+	if err := s.checkNotServing(ctx); err != nil {
+		return SeedStats{}, err
+	}
 	if !cfg.Reset {
 		if err := s.checkEmpty(ctx, dests); err != nil {
 			return SeedStats{}, err
@@ -125,9 +128,14 @@ func Seed(ctx context.Context, s *Store, cfg SeedConfig) (SeedStats, error) {
 		dests = []seedDest{{db: s.db}}
 	}
 	for _, d := range dests {
-		stats := `VACUUM ANALYZE` // of the database's tables; VACUUM also sets the visibility map
-		if s.d.kind == database.SQLite {
+		stats := `VACUUM ANALYZE users, products, user_actions` // VACUUM also sets the visibility map
+		switch {
+		case s.d.kind == database.SQLite:
 			stats = `ANALYZE`
+		case d.shard:
+			stats = `VACUUM ANALYZE users, user_actions`
+		case s.shards != nil:
+			stats = `VACUUM ANALYZE products, user_emails`
 		}
 		if _, err := d.db.ExecContext(ctx, stats); err != nil {
 			s.log.Warn("storefront: seed: statistics not updated", "where", d.name, "err", err)
@@ -145,8 +153,11 @@ func (s *Store) checkEmpty(ctx context.Context, dests []seedDest) error {
 	var total int64
 	for _, d := range dests {
 		q := `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_actions)`
-		if d.shard {
+		switch {
+		case d.shard:
 			q = `SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM user_actions)`
+		case s.shards != nil:
+			q = `SELECT (SELECT COUNT(*) FROM products) + (SELECT COUNT(*) FROM user_emails)`
 		}
 		var n int64
 		if err := d.db.QueryRowContext(ctx, q).Scan(&n); err != nil {
@@ -418,12 +429,24 @@ func (s *Store) pgSeedDests(cfg SeedConfig) []seedDest {
 func seedPostgres(ctx context.Context, cfg SeedConfig, dests []seedDest, progress func(int)) error {
 	var committed []string
 	err := inTxs(ctx, dests, &committed, func(txs []pgx.Tx) error {
+		named := func(d seedDest, err error) error {
+			if d.name != "" {
+				return fmt.Errorf("%s: %w", d.name, err)
+			}
+			return err
+		}
 		for i, d := range dests {
 			if err := seedInto(ctx, txs[i], cfg, d, progress); err != nil {
-				if d.name != "" {
-					return fmt.Errorf("%s: %w", d.name, err)
+				return named(d, err)
+			}
+		}
+		// Sequences are not transactional: they move only once every
+		// database has its rows, just before the commits.
+		for i, d := range dests {
+			for _, q := range d.after {
+				if _, err := txs[i].Exec(ctx, q); err != nil {
+					return named(d, fmt.Errorf("advance id sequences: %w", err))
 				}
-				return err
 			}
 		}
 		return nil
@@ -526,11 +549,6 @@ func seedInto(ctx context.Context, tx pgx.Tx, cfg SeedConfig, d seedDest, progre
 			return fmt.Errorf("copy %s: %w", c.into, err)
 		}
 		progress(int(copied % 10000))
-	}
-	for _, q := range d.after {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			return fmt.Errorf("advance id sequences: %w", err)
-		}
 	}
 	return nil
 }

@@ -50,6 +50,15 @@ const emailClaimGrace = time.Minute
 // action checks its product in the main database once, not on every write.
 const knownProductsMax = 100_000
 
+// ErrInUse is returned by Seed on a sharded store that other instances
+// are serving: they hold blocks of action ids and a view of the catalogue
+// that a seed would invalidate under them. Stop them, seed, start them.
+var ErrInUse = errors.New("storefront: the store is being served")
+
+// liveWithin is how recent an instance's heartbeat must be for Seed to
+// count it as serving: three heartbeats.
+const liveWithin = 3 * shard.DefaultHeartbeat
+
 // ErrBadShards is returned by Open for a sharded configuration it cannot
 // use: no PostgreSQL main database, a shard given twice, a shard that is
 // the main database, a shard the stored map does not name.
@@ -237,6 +246,28 @@ func (s *Store) closeSharding() error {
 		errs = append(errs, s.shards.router.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// checkNotServing returns ErrInUse if instances other than this one
+// follow the sharded store's map (see liveWithin).
+func (s *Store) checkNotServing(ctx context.Context) error {
+	if s.shards == nil {
+		return nil
+	}
+	ins, err := shard.Instances(ctx, s.db, liveWithin)
+	if err != nil {
+		return fmt.Errorf("storefront: seed: %w", err)
+	}
+	var others []string
+	for _, in := range ins {
+		if in.ID != s.shards.follow.ID() {
+			others = append(others, in.ID+" on "+in.Host)
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("%w by %d other instance(s) (%s); stop them before seeding", ErrInUse, len(others), strings.Join(first(others, 5), ", "))
+	}
+	return nil
 }
 
 // nextActionID hands out the next action id of the block in hand, taking

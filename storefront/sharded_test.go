@@ -92,6 +92,33 @@ func TestShardedPlacement(t *testing.T) {
 	}
 }
 
+// TestShardedSeedWhileServed: a seed is refused while another instance
+// serves the same sharded store (it holds action ids and a view of the
+// catalogue the seed would pull from under it), and allowed once it stops.
+func TestShardedSeedWhileServed(t *testing.T) {
+	main, shards := testdb.PostgresDatabase(t), testdb.ShardDatabases(t)
+	ctx := context.Background()
+	open := func() *storefront.Store {
+		s, err := storefront.Open(ctx, main, storefront.Config{Shards: shards})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	seeder, server := open(), open()
+	cfg := storefront.SeedConfig{Users: 10, Products: 5, Actions: 20, Reset: true}
+	if _, err := storefront.Seed(ctx, seeder, cfg); !errors.Is(err, storefront.ErrInUse) {
+		t.Fatalf("seed while another instance serves: err = %v, want ErrInUse", err)
+	}
+	if err := server.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storefront.Seed(ctx, seeder, cfg); err != nil {
+		t.Fatalf("seed after the other instance stopped: %v", err)
+	}
+}
+
 // usersOn returns, for each shard name, the first seeded user (ids 1 to
 // max) that owns at least one action and lives there.
 func usersOn(t *testing.T, s *storefront.Store, max int64) map[string]int64 {

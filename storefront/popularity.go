@@ -16,6 +16,13 @@ const (
 	popularGlobal      = 1000 // products kept in the global ranking
 	popularPerCategory = 200  // products kept per category
 	popularityTimeout  = time.Minute
+	// popularityColdBudget bounds the shards' part of a ranking that
+	// requests are waiting for (there is none yet): a shard that does not
+	// answer in time is left out, and the partial ranking is refreshed in
+	// the background after partialPopularityTTL. Stage 3's budget for
+	// non-critical work is 500 ms; this wait is rarer and may take longer.
+	popularityColdBudget = 2 * time.Second
+	partialPopularityTTL = 5 * time.Second
 )
 
 // actionWeight is how much one action says about interest in a product.
@@ -34,6 +41,7 @@ func actionWeight(k ActionKind) float64 {
 type popularSnapshot struct {
 	at         time.Time
 	products   int                // products in the catalogue when computed
+	partial    bool               // some shards' actions are missing: refresh soon
 	global     []int64            // most popular first
 	byCategory map[string][]int64 // most popular first, per category
 }
@@ -68,11 +76,15 @@ func newPopularity(s *Store, ttl time.Duration) *popularity {
 func (p *popularity) get(ctx context.Context) (*popularSnapshot, error) {
 	p.mu.Lock()
 	if snap := p.snap; snap != nil {
-		if p.s.now().Sub(snap.at) > p.ttl && p.inflight == nil && !p.closed {
+		ttl := p.ttl
+		if snap.partial {
+			ttl = min(ttl, partialPopularityTTL)
+		}
+		if p.s.now().Sub(snap.at) > ttl && p.inflight == nil && !p.closed {
 			p.start()
 			gen := p.gen
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.run(gen) }()
+			go func() { defer p.wg.Done(); p.run(gen, popularityTimeout) }()
 		}
 		p.mu.Unlock()
 		return snap, nil
@@ -97,7 +109,7 @@ func (p *popularity) refreshNow(ctx context.Context) (*popularSnapshot, error) {
 			done = p.start()
 			gen := p.gen
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.run(gen) }()
+			go func() { defer p.wg.Done(); p.run(gen, popularityColdBudget) }()
 		}
 		p.mu.Unlock()
 		select {
@@ -125,10 +137,10 @@ func (p *popularity) start() chan struct{} {
 }
 
 // run computes a ranking and publishes it unless invalidate ran meanwhile.
-func (p *popularity) run(gen uint64) {
+func (p *popularity) run(gen uint64, shardBudget time.Duration) {
 	ctx, cancel := context.WithTimeout(p.ctx, popularityTimeout)
 	defer cancel()
-	snap, err := p.s.computePopularity(ctx)
+	snap, err := p.s.computePopularity(ctx, shardBudget)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil && p.snap != nil {
@@ -165,9 +177,10 @@ func (p *popularity) close() {
 // The catalogue and the actions are read apart, because on a sharded
 // store they live in different databases: the actions' scores are summed
 // on every shard at once and added up here. A shard that does not answer
-// within popularityTimeout is left out of this ranking (and logged); if
-// none answers, the computation fails and the previous ranking stays.
-func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error) {
+// within shardBudget is left out of this ranking (logged, and the ranking
+// marked partial, to be refreshed soon); if none answers, the computation
+// fails and the previous ranking stays.
+func (s *Store) computePopularity(ctx context.Context, shardBudget time.Duration) (*popularSnapshot, error) {
 	at := s.now()
 	type product struct {
 		id       int64
@@ -191,6 +204,7 @@ func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error)
 	const q = `SELECT product_id, SUM(CASE kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END)
 		FROM user_actions GROUP BY product_id`
 	score := make(map[int64]float64, len(all))
+	partial := false
 	add := func(part []scored) {
 		for _, r := range part {
 			score[r.id] += r.score
@@ -203,7 +217,7 @@ func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error)
 		}
 		add(part)
 	} else {
-		res, err := eachShard(ctx, s, popularityTimeout, scan, q, nil, add)
+		res, err := eachShard(ctx, s, shardBudget, scan, q, nil, add)
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("storefront: popularity: %w", err)
@@ -211,6 +225,7 @@ func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error)
 			return nil, fmt.Errorf("storefront: popularity: no shard answered: %w", errors.Join(slices.Collect(maps.Values(res.Failed))...))
 		case !res.Complete():
 			s.log.Warn("storefront: popularity ranked without some shards' actions", "missing", slices.Sorted(maps.Keys(res.Failed)))
+			partial = true
 		}
 	}
 	slices.SortFunc(all, func(a, b product) int {
@@ -219,7 +234,7 @@ func (s *Store) computePopularity(ctx context.Context) (*popularSnapshot, error)
 		}
 		return cmp.Compare(a.id, b.id)
 	})
-	snap := &popularSnapshot{at: at, products: len(all), byCategory: map[string][]int64{}}
+	snap := &popularSnapshot{at: at, products: len(all), partial: partial, byCategory: map[string][]int64{}}
 	for _, r := range all {
 		if len(snap.global) < popularGlobal {
 			snap.global = append(snap.global, r.id)

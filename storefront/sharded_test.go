@@ -381,3 +381,31 @@ func TestShardSchemaMovable(t *testing.T) {
 		t.Fatalf("delete from a published user_actions table: %v", err)
 	}
 }
+
+// TestShardStalledCold: with no popularity ranking yet (just seeded) and
+// one shard stalled, a recommendation still comes back, well inside the
+// request's deadline: the ranking's wait on the shards is bounded too, and
+// a partial ranking serves meanwhile.
+func TestShardStalledCold(t *testing.T) {
+	s := openSharded(t)
+	ctx := context.Background()
+	seed(t, s, 200, 30, 3000)
+	srv := httptest.NewServer(storefront.NewHandler(s, storefront.HandlerConfig{}))
+	t.Cleanup(srv.Close)
+	user := usersOn(t, s, 200)["shard1"]
+	tx, err := s.Shards().Shards()[1].DB.Primary().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `LOCK TABLE user_actions IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := call(t, "GET", fmt.Sprintf("%s/users/%d/recommendations?limit=5", srv.URL, user), "")
+	took := time.Since(start)
+	if recs, _ := r.body["recommendations"].([]any); r.status != 200 || len(recs) != 5 || !strings.Contains(r.header.Get(storefront.FallbackHeader), "shard2") {
+		t.Fatalf("cold recommendations with shard2 stalled = %d after %v, %s %q; %s", r.status, took, storefront.FallbackHeader, r.header.Get(storefront.FallbackHeader), r.raw)
+	}
+	t.Logf("answered in %v", took)
+}

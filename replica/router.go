@@ -300,7 +300,9 @@ func (r *Router) ReadTx(ctx context.Context, fn func(ctx context.Context, tx *sq
 // after it, the token that makes later reads see it (WithToken). fn runs
 // once; statements in it commit one by one (use WriteTx for one commit).
 // On a context with keys (WithKeys) the token marks each key; if that
-// fails, Write returns the token and an error wrapping ErrNoMark. With the
+// fails, Write returns the token and an error wrapping ErrNoMark. A router
+// without replicas returns token 0 and marks nothing: its reads all go to
+// the primary, which has every write. With the
 // primary down it fails with ErrPrimaryUnavailable, at once when the
 // health check already knows (also of a primary that stops answering),
 // else within the acquire timeout. A write already running when the
@@ -335,6 +337,11 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 			return 0, err
 		}
 		return 0, primaryError(err, "the write")
+	}
+	if len(r.replicas) == 0 {
+		// Every read goes to the primary, which has the write: no token is
+		// needed, and none is read (a round trip saved on every write).
+		return 0, nil
 	}
 	tok, err := insertPosition(ctx, conn)
 	if err != nil {

@@ -322,8 +322,13 @@ func TestShardStalled(t *testing.T) {
 				t.Fatalf("warm-up = %d %s", r.status, r.raw)
 			}
 			if stage == "2" { // a fresh entry would hide the stall
-				if r := call(t, "POST", fmt.Sprintf("%s/users/%d/actions", srv.URL, user), `{"product_id": 3, "kind": "view"}`); r.status != 201 {
+				r := call(t, "POST", fmt.Sprintf("%s/users/%d/actions", srv.URL, user), `{"product_id": 3, "kind": "view"}`)
+				if r.status != 201 {
 					t.Fatalf("POST action = %d %s", r.status, r.raw)
+				}
+				// Shards without replicas: no read-your-writes token to hand out.
+				if tok := r.header.Get(storefront.TokenHeader); tok != "" {
+					t.Fatalf("a write on a shard without replicas returned %s %q", storefront.TokenHeader, tok)
 				}
 			}
 

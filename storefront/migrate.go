@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 
 	"github.com/strata-dev/strata/internal/database"
 )
@@ -117,7 +118,7 @@ var directoryMigrations = []migration{
 		name:    "user and action id allocators, email directory",
 		postgres: `
 CREATE SEQUENCE user_ids;
-CREATE SEQUENCE action_ids START WITH ` + actionIDBlockSQL + ` INCREMENT BY ` + actionIDBlockSQL + `;
+CREATE SEQUENCE action_ids START WITH ` + strconv.Itoa(actionIDBlock) + ` INCREMENT BY ` + strconv.Itoa(actionIDBlock) + `;
 CREATE TABLE user_emails (
 	email      TEXT        PRIMARY KEY,
 	user_id    BIGINT      NOT NULL,

@@ -272,7 +272,13 @@ func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) (_
 		return out, nil, nil
 	}
 	// Every shard's buyers are its own users, so counts of distinct buyers
-	// add up across shards.
+	// add up across shards. The bounds are per shard, though: up to
+	// buyersPerSeed latest buyers and coPurchaseTop products on each, so
+	// with N shards the candidates come from up to N times as many buyers
+	// as on one database, and a product just outside one shard's top
+	// misses that shard's count. Sharded recommendations are therefore
+	// close to, not the same as, one database's (the work per shard stays
+	// bounded, which is what the bounds are for).
 	counts := map[int64]int64{}
 	res, err := eachShard(ctx, s, 0, scan, q, args, func(part []coCount) {
 		for _, c := range part {

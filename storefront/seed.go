@@ -390,7 +390,8 @@ func (s *Store) pgSeedDests(cfg SeedConfig) []seedDest {
 	for _, t := range tables {
 		byName[t.name] = t
 	}
-	actionBlocks := (int64(cfg.Actions) + actionIDBlock - 1) / actionIDBlock * actionIDBlock
+	block := s.shards.idBlock
+	actionBlocks := (int64(cfg.Actions) + block - 1) / block * block
 	dests := []seedDest{{
 		name:  "main database",
 		db:    s.db,
@@ -402,7 +403,7 @@ func (s *Store) pgSeedDests(cfg SeedConfig) []seedDest {
 		after: []string{
 			`SELECT setval(pg_get_serial_sequence('products', 'id'), GREATEST(1, (SELECT COALESCE(MAX(id), 0) FROM products)))`,
 			fmt.Sprintf(`SELECT setval('user_ids', %d)`, cfg.Users),
-			fmt.Sprintf(`SELECT setval('action_ids', %d, false)`, actionBlocks+actionIDBlock),
+			fmt.Sprintf(`SELECT setval('action_ids', %d, false)`, actionBlocks+block),
 		},
 	}}
 	m := s.shards.router.Map()

@@ -29,14 +29,12 @@ import (
 // did not answer in time.
 
 // actionIDBlock is how many action ids an instance takes from the main
-// database's allocator at once, so that recording an action costs the main
-// database one round trip per actionIDBlock actions, not one each (the
-// hi/lo scheme; Strata's choice). Ids stay unique across instances and
-// shards, though not in time order across instances.
-const (
-	actionIDBlock    = 1000
-	actionIDBlockSQL = "1000" // actionIDBlock, for the allocator's DDL
-)
+// database's allocator at once (the allocator's increment, fixed when it
+// is created), so that recording an action costs the main database one
+// round trip per actionIDBlock actions, not one each (the hi/lo scheme;
+// Strata's choice). Ids stay unique across instances and shards, though
+// not in time order across instances.
+const actionIDBlock = 1000
 
 // emailClaimGrace is how long an email claimed in the directory by a
 // CreateUser or UpdateUser that has not (yet) written its user is held for
@@ -72,8 +70,9 @@ type sharding struct {
 	migratedMu sync.Mutex
 	migrated   map[string]bool // shard URLs whose schema is current
 
-	idMu            sync.Mutex
-	nextID, blockTo int64 // the action ids in hand: [nextID, blockTo)
+	idSem           chan struct{} // one holder: the action ids in hand and their refill
+	idBlock         int64         // ids per block: the allocator's own increment
+	nextID, blockTo int64         // the action ids in hand: [nextID, blockTo)
 
 	knownMu sync.Mutex
 	known   map[int64]bool // products seen to exist
@@ -122,7 +121,7 @@ func openSharded(ctx context.Context, url string, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.ownsDB = true
-	s.shards = &sharding{migrated: map[string]bool{}, known: map[int64]bool{}}
+	s.shards = &sharding{migrated: map[string]bool{}, known: map[int64]bool{}, idSem: make(chan struct{}, 1)}
 	if err := s.startSharding(ctx, url, specs, cfg); err != nil {
 		s.Close()
 		return nil, err
@@ -135,6 +134,20 @@ func openSharded(ctx context.Context, url string, cfg Config) (*Store, error) {
 func (s *Store) startSharding(ctx context.Context, url string, specs []shard.Shard, cfg Config) error {
 	if err := migrateSchema(ctx, s.db, s.d, directorySchema); err != nil {
 		return err
+	}
+	// A main database that holds an unsharded store's users would hide
+	// them, and hand their ids out again.
+	var users, actions bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users), EXISTS (SELECT 1 FROM user_actions)`).Scan(&users, &actions); err != nil {
+		return fmt.Errorf("storefront: check the main database: %w", err)
+	}
+	if users || actions {
+		return fmt.Errorf("%w: the main database %s holds the users and actions of an unsharded store; moving them onto shards is not supported: start from an empty main database (and seed it), or serve it unsharded", ErrBadShards, display(url))
+	}
+	// The block size is the allocator's own, whatever this build's
+	// constant: instances of two builds must not hand out the same ids.
+	if err := s.db.QueryRowContext(ctx, `SELECT seqincrement FROM pg_sequence WHERE seqrelid = 'action_ids'::regclass`).Scan(&s.shards.idBlock); err != nil {
+		return fmt.Errorf("storefront: read the action id allocator: %w", err)
 	}
 	if err := shard.Install(ctx, s.db); err != nil {
 		return err
@@ -274,14 +287,18 @@ func (s *Store) checkNotServing(ctx context.Context) error {
 // a new block from the main database's allocator when it runs out.
 func (s *Store) nextActionID(ctx context.Context) (int64, error) {
 	sd := s.shards
-	sd.idMu.Lock()
-	defer sd.idMu.Unlock()
+	select { // the refill is a round trip: wait for it within ctx only
+	case sd.idSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("storefront: allocate an action id: %w", ctx.Err())
+	}
+	defer func() { <-sd.idSem }()
 	if sd.nextID == sd.blockTo {
-		var top int64 // the block is (top - actionIDBlock, top]
+		var top int64 // the block is (top - idBlock, top]
 		if err := s.db.QueryRowContext(ctx, `SELECT nextval('action_ids')`).Scan(&top); err != nil {
 			return 0, fmt.Errorf("storefront: allocate action ids in the main database: %w", err)
 		}
-		sd.nextID, sd.blockTo = top-actionIDBlock+1, top+1
+		sd.nextID, sd.blockTo = top-sd.idBlock+1, top+1
 	}
 	id := sd.nextID
 	sd.nextID++
@@ -329,9 +346,9 @@ func (s *Store) afterSeed() {
 	s.shards.knownMu.Lock()
 	clear(s.shards.known)
 	s.shards.knownMu.Unlock()
-	s.shards.idMu.Lock()
+	s.shards.idSem <- struct{}{}
 	s.shards.nextID, s.shards.blockTo = 0, 0
-	s.shards.idMu.Unlock()
+	<-s.shards.idSem
 }
 
 // claimEmail reserves email for user id in the main database's directory,
@@ -620,6 +637,22 @@ func (s *Store) replicatedFor(userID int64) *replica.Router {
 		return nil
 	}
 	return s.shards.router.For(userID).DB
+}
+
+// pingShards returns nil if at least one shard serves (its primary, or a
+// replica for reads), as its router's health checks last saw it.
+func (s *Store) pingShards() error {
+	for _, t := range s.shards.router.Shards() {
+		if t.DB.PrimaryErr() == nil {
+			return nil
+		}
+		for _, st := range t.DB.Status() {
+			if st.Serving {
+				return nil
+			}
+		}
+	}
+	return errors.New("storefront: ping: no shard serves: every shard's primary is down, and no replica serves")
 }
 
 // shardedDegraded lists the shards that do not serve, one sentence each.

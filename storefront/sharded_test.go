@@ -92,6 +92,20 @@ func TestShardedPlacement(t *testing.T) {
 	}
 }
 
+// TestShardedMainNotEmpty: a main database that already holds an
+// unsharded store's users is refused, not silently hidden behind shards
+// that would hand their ids out again.
+func TestShardedMainNotEmpty(t *testing.T) {
+	main := testdb.PostgresDatabase(t)
+	one := open(t, main)
+	mustCreate(t, one, "early@example.com")
+	one.Close()
+	_, err := storefront.Open(context.Background(), main, storefront.Config{Shards: testdb.ShardDatabases(t)})
+	if !errors.Is(err, storefront.ErrBadShards) || !strings.Contains(err.Error(), "unsharded store") {
+		t.Fatalf("Open sharded over a main database with users: err = %v, want ErrBadShards", err)
+	}
+}
+
 // TestShardedSeedWhileServed: a seed is refused while another instance
 // serves the same sharded store (it holds action ids and a view of the
 // catalogue the seed would pull from under it), and allowed once it stops.
@@ -285,6 +299,20 @@ func TestShardKilled(t *testing.T) {
 	if r := call(t, "GET", srv.URL+"/readyz", ""); r.status != 200 || !strings.Contains(r.raw, "shard2") {
 		t.Fatalf("/readyz with a shard down = %d %s; want 200 listing shard2 as degraded", r.status, r.raw)
 	}
+
+	// With every shard down the service is not ready.
+	c.Kill("shard1")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r := call(t, "GET", srv.URL+"/readyz", "")
+		if r.status == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz with both shards down = %d %s, want 503", r.status, r.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Start("shard1")
 
 	c.Start("shard2")
 	deadline := time.Now().Add(15 * time.Second)

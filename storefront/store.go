@@ -158,15 +158,16 @@ func (s *Store) Kind() Kind { return Kind(s.d.kind) }
 // Ping checks that the store can serve: that the database answers or,
 // with replicas, that the primary or at least one replica does (reads go
 // on while the primary is down; [Store.Degraded] says what is missing).
-// Sharded, the main database must answer (it has the products); a shard
-// that is down fails only its own users, which Degraded reports.
+// Sharded, the main database must answer (it has the products) and at
+// least one shard must serve; a shard that is down fails only its own
+// users, which Degraded reports.
 func (s *Store) Ping(ctx context.Context) error {
 	var err error
 	if s.shards != nil {
 		if err := s.db.PingContext(ctx); err != nil {
 			return fmt.Errorf("storefront: ping: the main database does not answer: %w", err)
 		}
-		return nil
+		return s.pingShards()
 	}
 	if s.router != nil {
 		err = s.router.PrimaryErr() // known down: do not wait for a connect to fail

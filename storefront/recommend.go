@@ -177,10 +177,30 @@ func (s *Store) Recommend(ctx context.Context, userID int64, limit int) ([]Recom
 }
 
 // recentHistory returns the user's last RecentActions actions, newest
-// first, each with its product's category. The actions and the products
-// are read apart (two queries, not a join), because on a sharded store
-// they live in different databases: the user's shard and the main one.
+// first, each with its product's category: one join on one database; on a
+// sharded store, where the actions and the products live in different
+// databases (the user's shard and the main one), two reads.
 func (s *Store) recentHistory(ctx context.Context, userID int64) ([]historyItem, error) {
+	if s.shards != nil {
+		return s.shardedHistory(ctx, userID)
+	}
+	out, err := readRows(ctx, s, func(rows scanner) (h historyItem, err error) {
+		err = rows.Scan(&h.productID, &h.kind, timeCol{&h.at}, &h.category)
+		return h, err
+	}, `
+		SELECT a.product_id, a.kind, a.created_at, p.category
+		FROM user_actions a JOIN products p ON p.id = a.product_id
+		WHERE a.user_id = $1
+		ORDER BY a.created_at DESC LIMIT $2`, userID, RecentActions)
+	if err != nil {
+		return nil, fmt.Errorf("storefront: history of user %d: %w", userID, err)
+	}
+	return out, nil
+}
+
+// shardedHistory is recentHistory on a sharded store: the actions from the
+// user's shard, then their products' categories from the main database.
+func (s *Store) shardedHistory(ctx context.Context, userID int64) ([]historyItem, error) {
 	var out []historyItem
 	err := s.readUser(ctx, userID, func(ctx context.Context, q querier) error {
 		out = out[:0]

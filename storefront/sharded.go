@@ -359,14 +359,7 @@ func (s *Store) afterSeed() {
 // whether this call made the claim (false: id already held it).
 func (s *Store) claimEmail(ctx context.Context, email string, id int64) (_ int64, claimed bool, err error) {
 	conflict := &FieldError{Field: "email", Msg: fmt.Sprintf("%q is already taken", email), Err: ErrConflict}
-	var got int64
-	if id == 0 {
-		err = s.db.QueryRowContext(ctx, `INSERT INTO user_emails (email, user_id) VALUES ($1, nextval('user_ids'))
-			ON CONFLICT (email) DO NOTHING RETURNING user_id`, email).Scan(&got)
-	} else {
-		err = s.db.QueryRowContext(ctx, `INSERT INTO user_emails (email, user_id) VALUES ($1, $2)
-			ON CONFLICT (email) DO NOTHING RETURNING user_id`, email, id).Scan(&got)
-	}
+	got, err := s.insertClaim(ctx, email, id)
 	if err == nil {
 		return got, true, nil
 	}
@@ -424,18 +417,23 @@ func (s *Store) claimEmail(ctx context.Context, email string, id int64) (_ int64
 	return got, true, nil
 }
 
+// insertClaim claims a free email for id (0: a new user id) and returns
+// the id; sql.ErrNoRows means the email is claimed already.
+func (s *Store) insertClaim(ctx context.Context, email string, id int64) (int64, error) {
+	newID, args := `nextval('user_ids')`, []any{email}
+	if id != 0 {
+		newID, args = `$2`, append(args, id)
+	}
+	var got int64
+	err := s.db.QueryRowContext(ctx, `INSERT INTO user_emails (email, user_id) VALUES ($1, `+newID+`)
+		ON CONFLICT (email) DO NOTHING RETURNING user_id`, args...).Scan(&got)
+	return got, err
+}
+
 // claimAgain retries a claim whose holder released it between our insert
 // and our look at it; a second race is reported as a conflict.
 func (s *Store) claimAgain(ctx context.Context, email string, id int64, conflict error) (int64, bool, error) {
-	var got int64
-	var err error
-	if id == 0 {
-		err = s.db.QueryRowContext(ctx, `INSERT INTO user_emails (email, user_id) VALUES ($1, nextval('user_ids'))
-			ON CONFLICT (email) DO NOTHING RETURNING user_id`, email).Scan(&got)
-	} else {
-		err = s.db.QueryRowContext(ctx, `INSERT INTO user_emails (email, user_id) VALUES ($1, $2)
-			ON CONFLICT (email) DO NOTHING RETURNING user_id`, email, id).Scan(&got)
-	}
+	got, err := s.insertClaim(ctx, email, id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return 0, false, conflict

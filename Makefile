@@ -50,6 +50,6 @@ fuzz:
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./loadtest/ || exit 1; done
 	@for t in FuzzParsePlan FuzzParseArray FuzzBindParams FuzzPartHistogramSpan FuzzConjuncts FuzzShape; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./advisor/ || exit 1; done
-	@for t in FuzzDecodeMap FuzzVirtualShard; do \
+	@for t in FuzzDecodeMap FuzzVirtualShard FuzzParseVRange; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./shard/ || exit 1; done
 	@go test -run '^$$' -fuzz '^FuzzKind$$' -fuzztime 30s ./internal/sqltext/

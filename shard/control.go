@@ -119,7 +119,7 @@ func Install(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, sqlInstallLock, int64(installLockKey)); err != nil {
 		return fmt.Errorf("shard: install: lock: %w", err)
 	}
-	for _, q := range [...]string{sqlCreateSchema, sqlCreateMap, sqlSeedMap, sqlCreateInstances} {
+	for _, q := range [...]string{sqlCreateSchema, sqlCreateMap, sqlSeedMap, sqlCreateInstances, sqlCreateMoves} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("shard: install: %w", err)
 		}
@@ -217,6 +217,67 @@ func publish(ctx context.Context, db *sql.DB, m *Map, first bool) (*Map, error) 
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("shard: publish: commit epoch %d: %w", c.Epoch, err)
+	}
+	return out, nil
+}
+
+// AddShard registers s, an empty primary, in the current map: a new map
+// at the next epoch names it, and no virtual shard is its yet (a move
+// gives it some). A name or URL already in the map is an error wrapping
+// ErrBadMap.
+func AddShard(ctx context.Context, db *sql.DB, s Shard) (*Map, error) {
+	return UpdateMap(ctx, db, func(m *Map) error {
+		for _, o := range m.Shards {
+			if o.Name == s.Name || o.URL == s.URL {
+				return fmt.Errorf("%w: shard %s is in the map already (as %s)", ErrBadMap, s.Name, o.Name)
+			}
+		}
+		m.Shards = append(m.Shards, s)
+		return nil
+	})
+}
+
+// UpdateMap changes the current map with change (given a copy, at the
+// stored epoch) and publishes the result at the next epoch, all in one
+// transaction under the map row's lock, so no concurrent change is lost.
+// An error from change, or a result that does not validate, writes
+// nothing.
+func UpdateMap(ctx context.Context, db *sql.DB, change func(m *Map) error) (*Map, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("shard: update map: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var epoch int64
+	var body []byte
+	switch err := tx.QueryRowContext(ctx, sqlLockMap).Scan(&epoch, &body); {
+	case isUndefinedTable(err) || errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("%w: the control schema %s is not installed", ErrNoMap, ControlSchema)
+	case err != nil:
+		return nil, fmt.Errorf("shard: update map: lock the map: %w", err)
+	case body == nil:
+		return nil, ErrNoMap
+	}
+	m, err := decodeMap(epoch, body)
+	if err != nil {
+		return nil, fmt.Errorf("shard: update map at epoch %d: %w", epoch, err)
+	}
+	if err := change(m); err != nil {
+		return nil, err
+	}
+	m.Epoch = epoch + 1
+	text, out, err := encodeMap(m)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, sqlUpdateMap, m.Epoch, text); err != nil {
+		return nil, fmt.Errorf("shard: update map: write epoch %d: %w", m.Epoch, err)
+	}
+	if _, err := tx.ExecContext(ctx, sqlNotify, MapChannel, strconv.FormatInt(m.Epoch, 10)); err != nil {
+		return nil, fmt.Errorf("shard: update map: notify epoch %d: %w", m.Epoch, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("shard: update map: commit epoch %d: %w", m.Epoch, err)
 	}
 	return out, nil
 }

@@ -1,0 +1,463 @@
+package shard
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The guide's implement_sharding_migration, as far as it is built here:
+// a move is recorded in the control schema (table moves) and goes through
+// phases, each recorded before the next starts, so that a mover killed
+// anywhere resumes from the last recorded phase (RunMove again):
+//
+//	planned     the move is recorded; nothing else has changed
+//	prepared    pre-flight passed; the schema exists on the target
+//	copying     a publication on the source (row filter: the moving
+//	            virtual shards) and a subscription on the target exist;
+//	            PostgreSQL copies the rows, then streams the changes
+//	catching-up the guide's "dual write" phase: the initial copy is done
+//	            and the target applies the source's changes as they come
+//
+// The guide writes twice from the application during this phase. Strata
+// lets PostgreSQL's logical replication do it instead: a second write from
+// the service can fail after the first committed (the copies then differ
+// and nobody knows), and two writers race (the target can apply them in
+// another order than the source did). The change stream carries every
+// committed change of the moving rows, in commit order, whoever made it,
+// and restarts where it stopped.
+//
+// Read migration, the cutover and cleanup are the next steps (issue 14).
+
+// Phases of a move.
+const (
+	PhasePlanned    = "planned"
+	PhasePrepared   = "prepared"
+	PhaseCopying    = "copying"
+	PhaseCatchingUp = "catching-up"
+)
+
+// ErrMoveConflict: another active move already covers some of the
+// virtual shards.
+var ErrMoveConflict = errors.New("shard: another move covers these virtual shards")
+
+// DefaultCatchUpLag is the replication lag (bytes of WAL the target has
+// not confirmed) under which a copying move counts as caught up.
+const DefaultCatchUpLag = 1 << 20
+
+const sqlCreateMoves = `CREATE TABLE IF NOT EXISTS strata_shard.moves (
+	id bigserial PRIMARY KEY,
+	lo int NOT NULL,
+	hi int NOT NULL,
+	source text NOT NULL,
+	target text NOT NULL,
+	tables jsonb NOT NULL,
+	phase text NOT NULL,
+	active boolean NOT NULL DEFAULT true,
+	error text,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now())`
+
+// Move is a recorded move of virtual shards VShards from shard Source to
+// shard Target (names in the map).
+type Move struct {
+	ID      int64
+	VShards VRange
+	Source  string
+	Target  string
+	Tables  []Table
+	Phase   string
+	// Active is false once the move has finished or been abandoned.
+	Active bool
+	// Error is the last failure of a phase, cleared when one succeeds.
+	Error     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// name is the publication's, the subscription's and the slot's name.
+func (m *Move) name() string { return "strata_move_" + strconv.FormatInt(m.ID, 10) }
+
+// PlanMove records a move of the virtual shards r of the current map (a
+// hash map) to shard target, in phase planned, and returns it. Every
+// virtual shard of r must have the same owner, other than target, and no
+// active move may cover any of them (ErrMoveConflict); both are checked
+// under the map row's lock, so two planners cannot both succeed.
+func PlanMove(ctx context.Context, db *sql.DB, r VRange, target string, tables []Table) (*Move, error) {
+	if len(tables) == 0 {
+		return nil, fmt.Errorf("%w: no tables to move", ErrBadMove)
+	}
+	for _, t := range tables {
+		if t.Name == "" || t.Key == "" {
+			return nil, fmt.Errorf("%w: a table needs a name and a key column, got %+v", ErrBadMove, t)
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("shard: plan move: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var epoch int64
+	var body []byte
+	if err := tx.QueryRowContext(ctx, sqlLockMap).Scan(&epoch, &body); err != nil {
+		return nil, fmt.Errorf("shard: plan move: lock the map: %w", err)
+	}
+	if body == nil {
+		return nil, ErrNoMap
+	}
+	m, err := decodeMap(epoch, body)
+	if err != nil {
+		return nil, err
+	}
+	if m.Kind != KindHash {
+		return nil, fmt.Errorf("%w: only a hash map's virtual shards move (this map is %s)", ErrBadMove, m.Kind)
+	}
+	if err := r.Check(len(m.Owners)); err != nil {
+		return nil, err
+	}
+	ti := slices.IndexFunc(m.Shards, func(s Shard) bool { return s.Name == target })
+	if ti < 0 {
+		return nil, fmt.Errorf("%w: no shard %q in the map (add it first)", ErrBadMove, target)
+	}
+	src := m.Owners[r.Lo]
+	for v := r.Lo; v <= r.Hi; v++ {
+		if m.Owners[v] != src {
+			return nil, fmt.Errorf("%w: virtual shards %s have more than one owner (%s owns %d, %s owns %d); move one owner's at a time",
+				ErrBadMove, r, m.Shards[src].Name, r.Lo, m.Shards[m.Owners[v]].Name, v)
+		}
+	}
+	if src == ti {
+		return nil, fmt.Errorf("%w: virtual shards %s already belong to %s", ErrBadMove, r, target)
+	}
+	var other int64
+	switch err := tx.QueryRowContext(ctx, `SELECT id FROM strata_shard.moves WHERE active AND lo <= $2 AND hi >= $1 LIMIT 1`, r.Lo, r.Hi).Scan(&other); {
+	case err == nil:
+		return nil, fmt.Errorf("%w: move %d", ErrMoveConflict, other)
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("shard: plan move: %w", err)
+	}
+	tj, err := json.Marshal(tables)
+	if err != nil {
+		return nil, fmt.Errorf("shard: plan move: %w", err)
+	}
+	mv := &Move{VShards: r, Source: m.Shards[src].Name, Target: target, Tables: tables, Phase: PhasePlanned, Active: true}
+	if err := tx.QueryRowContext(ctx, `INSERT INTO strata_shard.moves (lo, hi, source, target, tables, phase)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at, updated_at`,
+		r.Lo, r.Hi, mv.Source, target, tj, PhasePlanned).Scan(&mv.ID, &mv.CreatedAt, &mv.UpdatedAt); err != nil {
+		return nil, fmt.Errorf("shard: plan move: record it: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("shard: plan move: commit: %w", err)
+	}
+	return mv, nil
+}
+
+// Moves lists the recorded moves, newest first; active only when
+// activeOnly.
+func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at
+		FROM strata_shard.moves WHERE active OR NOT $1 ORDER BY id DESC`, activeOnly)
+	if err != nil {
+		return nil, fmt.Errorf("shard: moves: %w", err)
+	}
+	defer rows.Close()
+	var out []Move
+	for rows.Next() {
+		var m Move
+		var tj []byte
+		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("shard: moves: %w", err)
+		}
+		if err := json.Unmarshal(tj, &m.Tables); err != nil {
+			return nil, fmt.Errorf("shard: move %d: tables: %w", m.ID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("shard: moves: %w", err)
+	}
+	return out, nil
+}
+
+// loadMove reads move id.
+func loadMove(ctx context.Context, db *sql.DB, id int64) (*Move, error) {
+	all, err := Moves(ctx, db, false)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].ID == id {
+			return &all[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no move %d", ErrBadMove, id)
+}
+
+// MoveConfig tunes RunMove. The zero value means the defaults.
+type MoveConfig struct {
+	// Prepare creates the moving tables on the target (with their
+	// indexes); nil means they must exist already. It must be idempotent:
+	// a resumed move runs it again.
+	Prepare func(ctx context.Context, target *sql.DB) error
+	// Check, if set, runs before anything changes (the pre-flight) and
+	// returns every problem at once; a non-nil error stops the move in
+	// phase planned.
+	Check func(ctx context.Context, source, target *sql.DB, m *Move, n int) error
+	// CatchUpLag is the lag under which the move counts as caught up;
+	// 0 means DefaultCatchUpLag.
+	CatchUpLag int64
+	// Poll is how often progress is read while copying; 0 means 500 ms.
+	Poll time.Duration
+	// OnProgress, if set, receives progress while the move copies.
+	OnProgress func(Progress)
+	// Logger receives the phases; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Progress is a copying move's state: the rows written on the target so
+// far (from its statistics), the tables whose initial copy is done, and
+// the lag in bytes of WAL (-1 until the replication slot exists).
+type Progress struct {
+	Phase      string
+	RowsCopied int64
+	TablesDone int
+	Tables     int
+	LagBytes   int64
+	Elapsed    time.Duration
+}
+
+// RunMove takes move id from its recorded phase as far as catching-up
+// (the target applying the source's changes with a lag under the bound),
+// recording each phase as it completes. It is safe to run again after a
+// crash or an error anywhere: every step checks what exists first.
+func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, error) {
+	if cfg.CatchUpLag <= 0 {
+		cfg.CatchUpLag = DefaultCatchUpLag
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mv, err := loadMove(ctx, db, id)
+	if err != nil {
+		return nil, err
+	}
+	if !mv.Active {
+		return mv, fmt.Errorf("%w: move %d is no longer active", ErrBadMove, id)
+	}
+	m, err := Load(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	src, dst, closeDBs, err := openEnds(ctx, m, mv)
+	if err != nil {
+		return mv, recordError(ctx, db, mv, err)
+	}
+	defer closeDBs()
+	steps := []struct {
+		from, to string
+		run      func() error
+	}{
+		{PhasePlanned, PhasePrepared, func() error { return prepare(ctx, src, dst, mv, len(m.Owners), cfg) }},
+		{PhasePrepared, PhaseCopying, func() error { return startCopy(ctx, src, dst, m, mv, len(m.Owners)) }},
+		{PhaseCopying, PhaseCatchingUp, func() error { return awaitCopy(ctx, src, dst, mv, cfg) }},
+	}
+	for _, st := range steps {
+		if mv.Phase != st.from {
+			continue
+		}
+		cfg.Logger.Info("shard: move phase", "move", mv.ID, "phase", st.from, "next", st.to)
+		if err := st.run(); err != nil {
+			return mv, recordError(ctx, db, mv, err)
+		}
+		if err := setPhase(ctx, db, mv, st.to); err != nil {
+			return mv, err
+		}
+	}
+	return mv, nil
+}
+
+// openEnds opens the source's and the target's primaries.
+func openEnds(ctx context.Context, m *Map, mv *Move) (src, dst *sql.DB, closeBoth func(), err error) {
+	url := func(name string) (string, error) {
+		for _, s := range m.Shards {
+			if s.Name == name {
+				return s.URL, nil
+			}
+		}
+		return "", fmt.Errorf("%w: shard %s of move %d is not in the map", ErrBadMove, name, mv.ID)
+	}
+	su, err := url(mv.Source)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	du, err := url(mv.Target)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if src, err = sql.Open("pgx", su); err != nil {
+		return nil, nil, nil, &Error{Shard: mv.Source, Err: err}
+	}
+	if dst, err = sql.Open("pgx", du); err != nil {
+		src.Close()
+		return nil, nil, nil, &Error{Shard: mv.Target, Err: err}
+	}
+	for _, e := range []struct {
+		db   *sql.DB
+		name string
+	}{{src, mv.Source}, {dst, mv.Target}} {
+		if err := e.db.PingContext(ctx); err != nil {
+			src.Close()
+			dst.Close()
+			return nil, nil, nil, &Error{Shard: e.name, Err: err}
+		}
+	}
+	return src, dst, func() { src.Close(); dst.Close() }, nil
+}
+
+// setPhase records mv's new phase (and clears its error).
+func setPhase(ctx context.Context, db *sql.DB, mv *Move, phase string) error {
+	if _, err := db.ExecContext(ctx, `UPDATE strata_shard.moves SET phase = $2, error = NULL, updated_at = now() WHERE id = $1`, mv.ID, phase); err != nil {
+		return fmt.Errorf("shard: move %d: record phase %s: %w", mv.ID, phase, err)
+	}
+	mv.Phase, mv.Error = phase, ""
+	return nil
+}
+
+// recordError keeps a phase's failure on the move's row, and returns it.
+func recordError(ctx context.Context, db *sql.DB, mv *Move, err error) error {
+	msg := err.Error()
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	mv.Error = msg
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, rerr := db.ExecContext(ctx, `UPDATE strata_shard.moves SET error = $2, updated_at = now() WHERE id = $1`, mv.ID, msg); rerr != nil {
+		return errors.Join(err, fmt.Errorf("shard: move %d: record the error: %w", mv.ID, rerr))
+	}
+	return fmt.Errorf("shard: move %d (%s): %w", mv.ID, mv.Phase, err)
+}
+
+// prepare runs the pre-flight, then creates the schema on the target.
+func prepare(ctx context.Context, src, dst *sql.DB, mv *Move, n int, cfg MoveConfig) error {
+	if cfg.Check != nil {
+		if err := cfg.Check(ctx, src, dst, mv, n); err != nil {
+			return err
+		}
+	}
+	if cfg.Prepare != nil {
+		if err := cfg.Prepare(ctx, dst); err != nil {
+			return &Error{Shard: mv.Target, Err: fmt.Errorf("create the schema: %w", err)}
+		}
+	}
+	return nil
+}
+
+// startCopy creates the publication on the source and the subscription on
+// the target, unless they exist (a resumed move).
+func startCopy(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move, n int) error {
+	name := mv.name()
+	var exists bool
+	if err := src.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
+		return &Error{Shard: mv.Source, Err: err}
+	}
+	if !exists {
+		var parts []string
+		for _, t := range mv.Tables {
+			parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(),
+				mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
+		}
+		if _, err := src.ExecContext(ctx, `CREATE PUBLICATION `+pgx.Identifier{name}.Sanitize()+` FOR `+strings.Join(parts, ", ")); err != nil {
+			return &Error{Shard: mv.Source, Err: fmt.Errorf("create publication %s: %w", name, err)}
+		}
+	}
+	if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, name).Scan(&exists); err != nil {
+		return &Error{Shard: mv.Target, Err: err}
+	}
+	if exists {
+		return nil
+	}
+	var conninfo string
+	for _, s := range m.Shards {
+		if s.Name == mv.Source {
+			conninfo = s.URL
+		}
+	}
+	// CREATE SUBSCRIPTION cannot run in a transaction block, and takes
+	// no parameters: the connection string is quoted as a literal.
+	q := `CREATE SUBSCRIPTION ` + pgx.Identifier{name}.Sanitize() + ` CONNECTION ` + quoteLiteral(conninfo) +
+		` PUBLICATION ` + pgx.Identifier{name}.Sanitize() + ` WITH (copy_data = true)`
+	if _, err := dst.ExecContext(ctx, q); err != nil {
+		return &Error{Shard: mv.Target, Err: fmt.Errorf("create subscription %s: %w", name, err)}
+	}
+	return nil
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// awaitCopy waits until every table's initial copy is done and the lag is
+// under the bound, reporting progress.
+func awaitCopy(ctx context.Context, src, dst *sql.DB, mv *Move, cfg MoveConfig) error {
+	start := time.Now()
+	tick := time.NewTicker(cfg.Poll)
+	defer tick.Stop()
+	for {
+		p, err := copyProgress(ctx, src, dst, mv)
+		if err != nil {
+			return err
+		}
+		p.Elapsed = time.Since(start)
+		if cfg.OnProgress != nil {
+			cfg.OnProgress(p)
+		}
+		if p.TablesDone == p.Tables && p.LagBytes >= 0 && p.LagBytes <= cfg.CatchUpLag {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// copyProgress reads a copying move's progress: tables in state ready on
+// the target's subscription, rows so far, and the slot's lag on the
+// source (-1 while the slot is not there yet).
+func copyProgress(ctx context.Context, src, dst *sql.DB, mv *Move) (Progress, error) {
+	p := Progress{Phase: mv.Phase, Tables: len(mv.Tables), LagBytes: -1}
+	if err := dst.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE r.srsubstate = 'r') FROM pg_subscription_rel r
+		JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = $1`, mv.name()).Scan(&p.TablesDone); err != nil {
+		return p, &Error{Shard: mv.Target, Err: fmt.Errorf("read the subscription's state: %w", err)}
+	}
+	for _, t := range mv.Tables {
+		// Rows written into the table on the target, from its statistics
+		// (counting the rows would scan them on every poll; the
+		// statistics lag by up to a second and count all writes).
+		var n int64
+		if err := dst.QueryRowContext(ctx, `SELECT COALESCE(SUM(n_tup_ins), 0)::bigint FROM pg_stat_user_tables
+			WHERE relid = to_regclass($1)`, pgx.Identifier{t.Name}.Sanitize()).Scan(&n); err != nil {
+			return p, &Error{Shard: mv.Target, Err: fmt.Errorf("rows of %s: %w", t.Name, err)}
+		}
+		p.RowsCopied += n
+	}
+	err := src.QueryRowContext(ctx, `SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), -1)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, mv.name()).Scan(&p.LagBytes)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return p, &Error{Shard: mv.Source, Err: fmt.Errorf("read the slot's lag: %w", err)}
+	}
+	return p, nil
+}

@@ -434,6 +434,32 @@ func awaitCopy(ctx context.Context, src, dst *sql.DB, mv *Move, cfg MoveConfig) 
 	}
 }
 
+// MoveProgress reads move id's progress: for a copying or catching-up
+// move, from its subscription on the target and its slot on the source;
+// for another, only its phase.
+func MoveProgress(ctx context.Context, db *sql.DB, id int64) (*Move, Progress, error) {
+	mv, err := loadMove(ctx, db, id)
+	if err != nil {
+		return nil, Progress{}, err
+	}
+	p := Progress{Phase: mv.Phase, Tables: len(mv.Tables), LagBytes: -1}
+	if mv.Phase != PhaseCopying && mv.Phase != PhaseCatchingUp {
+		return mv, p, nil
+	}
+	m, err := Load(ctx, db)
+	if err != nil {
+		return mv, p, err
+	}
+	src, dst, closeBoth, err := openEnds(ctx, m, mv)
+	if err != nil {
+		return mv, p, err
+	}
+	defer closeBoth()
+	p, err = copyProgress(ctx, src, dst, mv)
+	p.Elapsed = time.Since(mv.UpdatedAt)
+	return mv, p, err
+}
+
 // copyProgress reads a copying move's progress: tables in state ready on
 // the target's subscription, rows so far, and the slot's lag on the
 // source (-1 while the slot is not there yet).

@@ -198,6 +198,20 @@ func (s *Store) startSharding(ctx context.Context, url string, specs []shard.Sha
 	return nil
 }
 
+// ShardTables are the storefront's sharded tables and their shard keys,
+// as a move of virtual shards copies them (shard.PlanMove).
+var ShardTables = []shard.Table{{Name: "users", Key: "id"}, {Name: "user_actions", Key: "user_id"}}
+
+// PrepareShard creates (or brings up to date) a shard's schema in db: the
+// Prepare hook of a move onto a new primary (shard.MoveConfig).
+func PrepareShard(ctx context.Context, db *sql.DB) error {
+	d, err := dialectFor(database.Postgres)
+	if err != nil {
+		return err
+	}
+	return migrateSchema(ctx, db, d, shardSchema)
+}
+
 // migrateShard brings the schema of shard sh up to date, once per URL.
 func (s *Store) migrateShard(ctx context.Context, sh shard.Shard) error {
 	sd := s.shards

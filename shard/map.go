@@ -54,6 +54,27 @@ type Map struct {
 	Owners []int `json:"owners,omitempty"`
 	// Ranges, for a range map, cover every int64 key, sorted by Lo.
 	Ranges []Range `json:"ranges,omitempty"`
+	// Moves are the moves of virtual shards in progress (a hash map only),
+	// as every instance must route them: see MapMove.
+	Moves []MapMove `json:"moves,omitempty"`
+}
+
+// MaxReadShare is a full read share: every read of a move's virtual shards
+// goes to its target.
+const MaxReadShare = 100
+
+// MapMove is a move of virtual shards in progress, as routing sees it.
+// Ownership stays with Owners until the cutover publishes the new owner;
+// meanwhile ReadShare percent of the reads of the virtual shards go to the
+// target (the guide's percentage rollout: 1, 10, 50, 100), and while
+// Fenced, writes to them are held by every instance (Router.Write waits
+// for the next map, up to Config.FenceWait) instead of going to either
+// side.
+type MapMove struct {
+	VShards   VRange `json:"vshards"`
+	To        int    `json:"to"` // index into Shards
+	ReadShare int    `json:"read_share,omitempty"`
+	Fenced    bool   `json:"fenced,omitempty"`
 }
 
 // NewHashMap spreads n virtual shards (VirtualShards when n is 0) over the
@@ -112,6 +133,33 @@ func (m *Map) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: kind %q, want %q or %q", ErrBadMap, m.Kind, KindHash, KindRange)
+	}
+	return m.validateMoves()
+}
+
+// validateMoves checks the moves in progress: a hash map's, in range, not
+// overlapping, each onto another shard than its virtual shards' owner.
+func (m *Map) validateMoves() error {
+	if len(m.Moves) > 0 && m.Kind != KindHash {
+		return fmt.Errorf("%w: moves in a %s map", ErrBadMap, m.Kind)
+	}
+	for i, mv := range m.Moves {
+		if err := mv.VShards.Check(len(m.Owners)); err != nil {
+			return fmt.Errorf("%w: move %d: %w", ErrBadMap, i, err)
+		}
+		if mv.To < 0 || mv.To >= len(m.Shards) || mv.ReadShare < 0 || mv.ReadShare > MaxReadShare {
+			return fmt.Errorf("%w: move %d: target %d of %d shards, read share %d%% (want 0 to %d)", ErrBadMap, i, mv.To, len(m.Shards), mv.ReadShare, MaxReadShare)
+		}
+		for v := mv.VShards.Lo; v <= mv.VShards.Hi; v++ {
+			if m.Owners[v] == mv.To {
+				return fmt.Errorf("%w: move %d: virtual shard %d already belongs to its target %s", ErrBadMap, i, v, m.Shards[mv.To].Name)
+			}
+		}
+		for j, o := range m.Moves[:i] {
+			if o.VShards.Lo <= mv.VShards.Hi && mv.VShards.Lo <= o.VShards.Hi {
+				return fmt.Errorf("%w: moves %d and %d overlap", ErrBadMap, j, i)
+			}
+		}
 	}
 	return nil
 }

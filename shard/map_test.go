@@ -233,3 +233,42 @@ func BenchmarkMapOwner(b *testing.B) {
 		})
 	}
 }
+
+// TestMapValidateMoves: moves in progress must be in range, onto another
+// shard than their virtual shards' owner, with a share of 0 to 100 %, and
+// must not overlap.
+func TestMapValidateMoves(t *testing.T) {
+	base, err := NewHashMap([]Shard{{Name: "a", URL: "postgres://a"}, {Name: "b", URL: "postgres://b"}}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Owners: 0-4 a, 5-9 b.
+	for _, c := range []struct {
+		name  string
+		moves []MapMove
+		ok    bool
+	}{
+		{"a move onto b", []MapMove{{VShards: VRange{0, 2}, To: 1, ReadShare: 50}}, true},
+		{"fenced, full share", []MapMove{{VShards: VRange{3, 4}, To: 1, ReadShare: 100, Fenced: true}}, true},
+		{"two apart", []MapMove{{VShards: VRange{0, 1}, To: 1}, {VShards: VRange{5, 6}, To: 0}}, true},
+		{"onto the owner", []MapMove{{VShards: VRange{0, 2}, To: 0}}, false},
+		{"over two owners onto one", []MapMove{{VShards: VRange{3, 6}, To: 1}}, false},
+		{"out of range", []MapMove{{VShards: VRange{8, 10}, To: 0}}, false},
+		{"no such shard", []MapMove{{VShards: VRange{0, 1}, To: 2}}, false},
+		{"share over 100", []MapMove{{VShards: VRange{0, 1}, To: 1, ReadShare: 101}}, false},
+		{"negative share", []MapMove{{VShards: VRange{0, 1}, To: 1, ReadShare: -1}}, false},
+		{"overlapping", []MapMove{{VShards: VRange{0, 2}, To: 1}, {VShards: VRange{2, 3}, To: 1}}, false},
+	} {
+		m := *base
+		m.Moves = c.moves
+		if err := m.Validate(); (err == nil) != c.ok || err != nil && !errors.Is(err, ErrBadMap) {
+			t.Errorf("%s: Validate = %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+	r := *base
+	r.Kind, r.Owners, r.Ranges = KindRange, nil, []Range{{Lo: minKey, Hi: 0, Owner: 0}}
+	r.Moves = []MapMove{{VShards: VRange{0, 1}, To: 1}}
+	if err := r.Validate(); !errors.Is(err, ErrBadMap) {
+		t.Errorf("moves in a range map: %v, want ErrBadMap", err)
+	}
+}

@@ -12,6 +12,7 @@ type metrics struct {
 	calls   *prometheus.CounterVec
 	fanouts prometheus.Counter
 	partial prometheus.Counter
+	fenced  prometheus.Counter
 	epoch   prometheus.Gauge
 }
 
@@ -29,6 +30,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		partial: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_shard_fanout_partial_total",
 			Help: "Fan-outs that did not hear from every shard: no answer within the deadline, or an error.",
+		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_shard_fenced_writes_total",
+			Help: "Writes held because their virtual shard was fenced by a move cutting over.",
 		}),
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strata_shard_map_epoch",
@@ -48,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.calls, m.fanouts, m.partial, m.epoch}
+	return []prometheus.Collector{m.calls, m.fanouts, m.partial, m.fenced, m.epoch}
 }
 
 func (m *metrics) unregister() {

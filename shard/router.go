@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mrand "math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,12 @@ import (
 // 500 ms, then fall back).
 const DefaultEachTimeout = 500 * time.Millisecond
 
+// DefaultFenceWait is how long a write to a fenced virtual shard (a move
+// cutting over) waits for the map that lifts the fence, when
+// Config.FenceWait is zero: the guide's bounded write pause. Past it the
+// write fails with ErrFenced, and the cutover, not the service, gives way.
+const DefaultFenceWait = 500 * time.Millisecond
+
 // DefaultEachConcurrency caps the shards a fan-out queries at once when
 // Config.EachConcurrency is zero.
 const DefaultEachConcurrency = 16
@@ -40,6 +47,9 @@ var (
 	ErrStaleMap = errors.New("shard: map is older than the one in use")
 	// ErrClosed: the router is closed.
 	ErrClosed = errors.New("shard: router closed")
+	// ErrFenced: a write's virtual shard stayed fenced (a move cutting
+	// over) for longer than Config.FenceWait. Retrying soon succeeds.
+	ErrFenced = errors.New("shard: virtual shard fenced by a move cutting over")
 )
 
 // Error is a failure on one shard; it names the shard.
@@ -61,6 +71,9 @@ type Config struct {
 	// EachConcurrency caps the shards a fan-out queries at once (default
 	// DefaultEachConcurrency).
 	EachConcurrency int
+	// FenceWait bounds how long a write to a fenced virtual shard waits
+	// for the fence to lift (default DefaultFenceWait).
+	FenceWait time.Duration
 	// Registerer receives the strata_shard_* metrics and each shard's
 	// replica metrics (labelled shard="name"); nil means none.
 	Registerer prometheus.Registerer
@@ -82,6 +95,49 @@ type Target struct {
 type state struct {
 	m       *Map
 	targets []*Target // by the map's shard index
+	// moving holds, per virtual shard, the index in m.Moves of the move
+	// that covers it, or -1; nil when nothing moves.
+	moving []int
+	// changed is closed when a newer state replaces this one, which is
+	// what a write held by a fence waits for.
+	changed chan struct{}
+}
+
+// newState indexes m's moves by virtual shard.
+func newState(m *Map, targets []*Target) *state {
+	st := &state{m: m, targets: targets, changed: make(chan struct{})}
+	if len(m.Moves) > 0 {
+		st.moving = make([]int, len(m.Owners))
+		for v := range st.moving {
+			st.moving[v] = -1
+		}
+		for i, mv := range m.Moves {
+			for v := mv.VShards.Lo; v <= mv.VShards.Hi; v++ {
+				st.moving[v] = i
+			}
+		}
+	}
+	return st
+}
+
+// move returns the move covering key, or nil.
+func (st *state) move(key int64) *MapMove {
+	if st.moving == nil {
+		return nil
+	}
+	if i := st.moving[VirtualShard(key, len(st.m.Owners))]; i >= 0 {
+		return &st.m.Moves[i]
+	}
+	return nil
+}
+
+// reader returns where a read of key goes: the owner, or, for ReadShare
+// percent of the reads of a moving virtual shard, the move's target.
+func (st *state) reader(key int64) *Target {
+	if mv := st.move(key); mv != nil && mv.ReadShare > 0 && (mv.ReadShare >= MaxReadShare || mrand.IntN(MaxReadShare) < mv.ReadShare) {
+		return st.targets[mv.To]
+	}
+	return st.targets[st.m.Owner(key)]
 }
 
 // Router routes keys to shards by the current map. It is safe for
@@ -109,6 +165,12 @@ func New(ctx context.Context, m *Map, cfg Config) (*Router, error) {
 	}
 	if cfg.EachConcurrency == 0 {
 		cfg.EachConcurrency = DefaultEachConcurrency
+	}
+	if cfg.FenceWait < 0 {
+		return nil, fmt.Errorf("shard: FenceWait (%v) must not be negative", cfg.FenceWait)
+	}
+	if cfg.FenceWait == 0 {
+		cfg.FenceWait = DefaultFenceWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -160,7 +222,7 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 	open := maps.Clone(r.open)
 	r.mu.Unlock()
 
-	st := &state{m: m, targets: make([]*Target, len(m.Shards))}
+	st := newState(m, make([]*Target, len(m.Shards)))
 	opened := map[string]*Target{} // by this Apply, closed again if it fails
 	fail := func(err error) error {
 		for _, t := range opened {
@@ -185,6 +247,9 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 		r.open[name] = t
 	}
 	old := r.cur.Swap(st)
+	if old != nil {
+		close(old.changed) // writes held by a fence look again
+	}
 	r.metrics.epoch.Set(float64(m.Epoch))
 	if old != nil {
 		r.cfg.Logger.Info("shard: map applied", "epoch", m.Epoch, "was", old.m.Epoch, "shards", len(m.Shards))
@@ -277,23 +342,32 @@ func (r *Router) Shards() []*Target {
 }
 
 // Read runs fn where reads of key go: a replica of its shard or its
-// primary (see replica.Router.Read). A failure names the shard.
+// primary (see replica.Router.Read); while key's virtual shard is moving,
+// the move's read share of the reads go to its target. A failure names
+// the shard.
 func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) error {
 	if r.isClosed.Load() {
 		return ErrClosed
 	}
-	t := r.For(key)
+	t := r.cur.Load().reader(key)
 	t.calls.Inc()
 	return t.wrap(t.DB.Read(ctx, fn))
 }
 
 // Write runs fn on the primary of key's shard and returns the write's
-// read-your-writes token (valid on that shard only).
+// read-your-writes token (valid on that shard only). A write to a virtual
+// shard that a move has fenced waits for the map that lifts the fence, up
+// to Config.FenceWait, then goes to the owner that map names; past the
+// wait it fails with ErrFenced.
 func (r *Router) Write(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) (replica.Token, error) {
 	if r.isClosed.Load() {
 		return 0, ErrClosed
 	}
-	t := r.For(key)
+	st, err := r.unfenced(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	t := st.targets[st.m.Owner(key)]
 	t.calls.Inc()
 	tok, err := t.DB.Write(ctx, fn)
 	return tok, t.wrap(err)
@@ -309,7 +383,10 @@ func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Conte
 	if r.isClosed.Load() {
 		return 0, ErrClosed
 	}
-	st := r.cur.Load()
+	st, err := r.unfenced(ctx, keys...)
+	if err != nil {
+		return 0, err
+	}
 	owner := st.m.Owner(keys[0])
 	for _, k := range keys[1:] {
 		if o := st.m.Owner(k); o != owner {
@@ -320,6 +397,39 @@ func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Conte
 	t.calls.Inc()
 	tok, err := t.DB.WriteTx(ctx, fn)
 	return tok, t.wrap(err)
+}
+
+// unfenced returns the state to route a write of keys by: the current one
+// once none of their virtual shards is fenced, waiting for newer maps up
+// to Config.FenceWait.
+func (r *Router) unfenced(ctx context.Context, keys ...int64) (*state, error) {
+	var timer <-chan time.Time
+	for {
+		st := r.cur.Load()
+		var fenced *MapMove
+		for _, k := range keys {
+			if mv := st.move(k); mv != nil && mv.Fenced {
+				fenced = mv
+				break
+			}
+		}
+		if fenced == nil {
+			return st, nil
+		}
+		if timer == nil {
+			t := time.NewTimer(r.cfg.FenceWait)
+			defer t.Stop()
+			timer = t.C
+			r.metrics.fenced.Inc()
+		}
+		select {
+		case <-st.changed:
+		case <-timer:
+			return nil, &Error{Shard: st.m.Shards[st.m.Owner(keys[0])].Name, Err: fmt.Errorf("%w: virtual shards %s still fenced after %v (epoch %d)", ErrFenced, fenced.VShards, r.cfg.FenceWait, st.m.Epoch)}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (t *Target) wrap(err error) error {

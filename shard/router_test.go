@@ -376,3 +376,149 @@ func TestRouterApplyFailures(t *testing.T) {
 		t.Errorf("Each after Close: %v, want ErrClosed", err)
 	}
 }
+
+// whoami creates on every shard a table naming the shard, and returns a
+// function that reads which shard served a read of key.
+func whoami(t *testing.T, r *shard.Router) func(key int64) string {
+	t.Helper()
+	ctx := context.Background()
+	for _, tg := range r.Shards() {
+		if _, err := tg.DB.Write(ctx, func(ctx context.Context, q replica.Querier) error {
+			_, err := q.ExecContext(ctx, `CREATE TABLE whoami (name text); INSERT INTO whoami VALUES ('`+tg.Name+`')`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func(key int64) string {
+		var name string
+		if err := r.Read(ctx, key, func(ctx context.Context, q replica.Querier) error {
+			return q.QueryRowContext(ctx, `SELECT name FROM whoami`).Scan(&name)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+}
+
+// moving returns a copy of m at epoch e whose key's virtual shard is
+// moving to the other shard.
+func moving(m *shard.Map, e int64, key int64, share int, fenced bool) *shard.Map {
+	c := *m
+	c.Epoch = e
+	v := shard.VirtualShard(key, len(m.Owners))
+	c.Moves = []shard.MapMove{{VShards: shard.VRange{Lo: v, Hi: v}, To: 1 - m.Owner(key), ReadShare: share, Fenced: fenced}}
+	return &c
+}
+
+// TestRouterReadShare: reads of a moving virtual shard go to the target
+// for the move's share of calls (none, some, all); For still names the
+// owner.
+func TestRouterReadShare(t *testing.T) {
+	m := twoShards(t)
+	r := newRouter(t, m, shard.Config{})
+	who := whoami(t, r)
+	key := keyOn(m, 0)
+	for i, c := range []struct {
+		share      int
+		minT, maxT int // reads of 200 served by the target
+	}{{0, 0, 0}, {50, 40, 160}, {100, 200, 200}} {
+		if err := r.Apply(context.Background(), moving(m, int64(2+i), key, c.share, false)); err != nil {
+			t.Fatal(err)
+		}
+		onTarget := 0
+		for range 200 {
+			if who(key) == "s2" {
+				onTarget++
+			}
+		}
+		if onTarget < c.minT || onTarget > c.maxT || r.For(key).Name != "s1" {
+			t.Errorf("read share %d%%: %d of 200 reads on the target (want %d to %d), For = %s", c.share, onTarget, c.minT, c.maxT, r.For(key).Name)
+		}
+	}
+	if who(keyOn(m, 1)) != "s2" {
+		t.Error("a key that is not moving read elsewhere than its owner")
+	}
+}
+
+// TestRouterFence: a write to a fenced virtual shard waits for the map
+// that lifts the fence and then goes to the owner it names; a fence that
+// stays fails the write with ErrFenced after FenceWait, naming the shard.
+func TestRouterFence(t *testing.T) {
+	m := twoShards(t)
+	reg := prometheus.NewRegistry()
+	r := newRouter(t, m, shard.Config{FenceWait: 10 * time.Second, Registerer: reg})
+	whoami(t, r)
+	key, other := keyOn(m, 0), keyOn(m, 1)
+	ctx := context.Background()
+	if err := r.Apply(ctx, moving(m, 2, key, 100, true)); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan string, 1)
+	go func() {
+		var name string
+		_, err := r.Write(ctx, key, func(ctx context.Context, q replica.Querier) error {
+			return q.QueryRowContext(ctx, `SELECT name FROM whoami`).Scan(&name)
+		})
+		if err != nil {
+			name = err.Error()
+		}
+		wrote <- name
+	}()
+	// An unfenced key writes at once meanwhile.
+	if _, err := r.Write(ctx, other, func(context.Context, replica.Querier) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(counter(t, reg, "strata_shard_fenced_writes_total")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the write to the fenced virtual shard was not held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case got := <-wrote:
+		t.Fatalf("a fenced write went through before the fence lifted: %s", got)
+	default:
+	}
+	// The cutover: the virtual shard now belongs to s2, and no move is left.
+	flipped := *m
+	flipped.Epoch = 3
+	flipped.Owners = append([]int(nil), m.Owners...)
+	flipped.Owners[shard.VirtualShard(key, len(m.Owners))] = 1
+	if err := r.Apply(ctx, &flipped); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-wrote; got != "s2" {
+		t.Fatalf("the held write ran on %q, want the new owner s2", got)
+	}
+
+	// A fence that does not lift.
+	r2 := newRouter(t, moving(m, 5, key, 0, true), shard.Config{FenceWait: 100 * time.Millisecond})
+	start := time.Now()
+	_, err := r2.Write(ctx, key, func(context.Context, replica.Querier) error { return nil })
+	var se *shard.Error
+	if !errors.Is(err, shard.ErrFenced) || !errors.As(err, &se) || se.Shard != "s1" || time.Since(start) < 100*time.Millisecond {
+		t.Fatalf("write under a fence that stays: %v after %v, want ErrFenced naming s1 after 100ms", err, time.Since(start))
+	}
+	if _, err := r2.Tx(ctx, []int64{key}, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, shard.ErrFenced) {
+		t.Fatalf("Tx under a fence that stays: %v, want ErrFenced", err)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "copy"})
+			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}

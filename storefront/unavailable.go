@@ -35,6 +35,8 @@ func unavailable(err error) (cause string, ok bool) {
 		return "", false
 	}
 	switch {
+	case errors.Is(err, shard.ErrFenced):
+		return "this user's data is moving to another shard and its writes are paused for the cutover; retry in a moment", true
 	case errors.Is(err, replica.ErrPrimaryUnavailable):
 		return "the primary database is unavailable; writes (and reads that need the primary) cannot be served now", true
 	case errors.Is(err, replica.ErrFallbackCapped):

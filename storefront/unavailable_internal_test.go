@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/strata-dev/strata/replica"
+	"github.com/strata-dev/strata/shard"
 )
 
 // TestUnavailable: conditions that are "cannot serve now" become 503s with
@@ -28,6 +29,10 @@ func TestUnavailable(t *testing.T) {
 		// the router's sentinels, wrapped as the store wraps them
 		{"primary down", fmt.Errorf("storefront: update user 1: %w", replica.ErrPrimaryUnavailable), true},
 		{"fallback capped", fmt.Errorf("x: %w", replica.ErrFallbackCapped), true},
+		// a shard's failure, named; a write held past a move's fence
+		{"shard down", fmt.Errorf("x: %w", &shard.Error{Shard: "shard2", Err: replica.ErrPrimaryUnavailable}), true},
+		{"fenced", &shard.Error{Shard: "shard1", Err: fmt.Errorf("%w: still fenced", shard.ErrFenced)}, true},
+		{"shard's own bug", &shard.Error{Shard: "shard1", Err: errors.New("boom")}, false},
 		// the request's own budget
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
 		// a PostgreSQL without replicas going away mid-query

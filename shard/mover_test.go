@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/replica"
 )
 
 // moveTables are the storefront's sharded tables, as a move sees them.
@@ -52,30 +55,34 @@ func mustExec(t *testing.T, db *sql.DB, q string) {
 	}
 }
 
-// dropMoves drops every move's subscription on b (which drops its slot on
-// a) and publication on a.
+// dropMoves drops every subscription on a and b (which drops its slot on
+// the other side), then every publication.
 func dropMoves(t *testing.T, a, b *sql.DB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rows, err := b.QueryContext(ctx, `SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`)
-	if err != nil {
-		t.Errorf("list subscriptions: %v", err)
-		return
-	}
-	var subs []string
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		subs = append(subs, s)
-	}
-	rows.Close()
-	for _, s := range subs {
-		if _, err := b.ExecContext(ctx, `DROP SUBSCRIPTION `+s); err != nil {
-			t.Errorf("drop subscription %s: %v", s, err)
+	for _, db := range []*sql.DB{a, b} {
+		rows, err := db.QueryContext(ctx, `SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+		if err != nil {
+			t.Errorf("list subscriptions: %v", err)
+			return
+		}
+		var subs []string
+		for rows.Next() {
+			var s string
+			rows.Scan(&s)
+			subs = append(subs, s)
+		}
+		rows.Close()
+		for _, s := range subs {
+			if _, err := db.ExecContext(ctx, `DROP SUBSCRIPTION `+s); err != nil {
+				t.Errorf("drop subscription %s: %v", s, err)
+			}
 		}
 	}
-	if _, err := a.ExecContext(ctx, `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE 'DROP PUBLICATION ' || quote_ident(p); END LOOP; END $$`); err != nil {
-		t.Errorf("drop publications: %v", err)
+	for _, db := range []*sql.DB{a, b} {
+		if _, err := db.ExecContext(ctx, `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE 'DROP PUBLICATION ' || quote_ident(p); END LOOP; END $$`); err != nil {
+			t.Errorf("drop publications: %v", err)
+		}
 	}
 }
 
@@ -225,5 +232,156 @@ func TestRunMoveResumes(t *testing.T) {
 		if src, dst := countIn(t, a, tb, r), countIn(t, b, tb, r); src == 0 || dst != src {
 			t.Fatalf("%s: %d rows to move, %d copied", tb.Name, src, dst)
 		}
+	}
+}
+
+// caughtUp plans and runs a move of r to b, up to catching-up.
+func caughtUp(t *testing.T, ctl *sql.DB, r VRange) *Move {
+	t.Helper()
+	mv, err := PlanMove(t.Context(), ctl, r, "b", moveTables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := MoveConfig{Prepare: func(ctx context.Context, target *sql.DB) error {
+		_, err := target.ExecContext(ctx, moveSchema)
+		return err
+	}, Poll: 20 * time.Millisecond}
+	if mv, err = RunMove(t.Context(), ctl, mv.ID, cfg); err != nil || mv.Phase != PhaseCatchingUp {
+		t.Fatalf("RunMove: %+v, %v", mv, err)
+	}
+	return mv
+}
+
+// TestCutover: with an instance following the map and writing to the
+// moving virtual shards all along, the cutover hands them to the target
+// within its pause; every acknowledged write is on the target afterwards;
+// writes after the flip go to the target and flow back to the source.
+func TestCutover(t *testing.T) {
+	ctl, a, b := moveSetup(t, 300, 3)
+	ctx := t.Context()
+	half := VRange{0, 499}
+	mv := caughtUp(t, ctl, half)
+	// An instance: a router that follows the map.
+	var r *Router
+	f := follow(t, ctl, "", FollowConfig{ID: "writer", Poll: 10 * time.Millisecond, OnChange: func(ctx context.Context, m *Map) (err error) {
+		if r == nil {
+			r, err = New(ctx, m, Config{})
+			return err
+		}
+		return r.Apply(ctx, m)
+	}})
+	t.Cleanup(func() { f.Close(); r.Close() })
+	var user int64
+	if err := a.QueryRowContext(ctx, `SELECT id FROM users WHERE `+half.SQL("id", VirtualShards)+` ORDER BY id LIMIT 1`).Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	acked := make(chan int64, 100000)
+	done := make(chan error, 1)
+	go func() {
+		id := int64(50_000_000)
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			id++
+			_, err := r.Write(ctx, user, func(ctx context.Context, q replica.Querier) error {
+				_, err := q.ExecContext(ctx, `INSERT INTO user_actions VALUES ($1, $2, 'view')`, user, id)
+				return err
+			})
+			if err != nil && !errors.Is(err, ErrFenced) {
+				done <- err
+				return
+			}
+			if err == nil {
+				acked <- id
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // writes before the cutover
+	rep, err := Cutover(ctx, ctl, mv.ID, CutoverConfig{Pause: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // writes after it
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(acked)
+	t.Logf("cutover: fence epoch %d, flip epoch %d, pause %v, instances %v", rep.FenceEpoch, rep.FlipEpoch, rep.Pause, rep.Instances)
+	if len(rep.Instances) != 1 || rep.Pause > 2*time.Second {
+		t.Fatalf("report %+v", rep)
+	}
+	m, _ := Load(ctx, ctl)
+	if m.Owner(user) != 1 || len(m.Moves) != 0 {
+		t.Fatalf("after the cutover the user is on %s, moves %v", m.Shards[m.Owner(user)].Name, m.Moves)
+	}
+	n := 0
+	for id := range acked {
+		var ok bool
+		if err := b.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM user_actions WHERE user_id = $1 AND id = $2)`, user, id).Scan(&ok); err != nil || !ok {
+			t.Fatalf("acknowledged write %d is not on the target (%v)", id, err)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d writes acknowledged", n)
+	}
+	// Reverse replication: a write on the new owner reaches the old one.
+	mustExec(t, b, fmt.Sprintf(`INSERT INTO user_actions VALUES (%d, 77777777, 'cart')`, user))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ok bool
+		a.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM user_actions WHERE id = 77777777)`).Scan(&ok)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a write on the new owner did not flow back to the source within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if moves, _ := Moves(ctx, ctl, true); moves[0].Phase != PhaseCutOver {
+		t.Fatalf("phase after the cutover: %s", moves[0].Phase)
+	}
+	t.Logf("%d writes acknowledged, all on the target", n)
+}
+
+// TestCutoverAborts: a live instance that does not apply the fence (as
+// one stopped with SIGSTOP) makes the cutover abort within its pause; the
+// fence is lifted and the virtual shards stay with their owner.
+func TestCutoverAborts(t *testing.T) {
+	ctl, _, _ := moveSetup(t, 50, 1)
+	ctx := t.Context()
+	mv := caughtUp(t, ctl, VRange{0, 499})
+	before, _ := Load(ctx, ctl)
+	// A live instance (fresh heartbeat) stuck on the current epoch.
+	if _, err := ctl.ExecContext(ctx, `INSERT INTO strata_shard.instances VALUES ('stuck', 'h', $1, now(), now())`, before.Epoch); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := Cutover(ctx, ctl, mv.ID, CutoverConfig{Pause: 300 * time.Millisecond})
+	took := time.Since(start)
+	if !errors.Is(err, ErrCutoverAborted) || !strings.Contains(err.Error(), "stuck") {
+		t.Fatalf("Cutover with a stuck instance: %v, want ErrCutoverAborted naming it", err)
+	}
+	if took > 300*time.Millisecond+5*time.Second {
+		t.Fatalf("the aborted cutover took %v", took)
+	}
+	after, _ := Load(ctx, ctl)
+	for _, mm := range after.Moves {
+		if mm.Fenced {
+			t.Fatalf("the fence stayed after the abort: %+v", after.Moves)
+		}
+	}
+	if !slices.Equal(after.Owners, before.Owners) {
+		t.Fatal("the owners changed in an aborted cutover")
+	}
+	if moves, _ := Moves(ctx, ctl, true); moves[0].Phase != PhaseCatchingUp || moves[0].Error == "" {
+		t.Fatalf("after the abort: %+v", moves[0])
 	}
 }

@@ -1,0 +1,244 @@
+package shard
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The cutover (the guide's write migration) of a caught-up move, bounded
+// in time:
+//
+//  1. fence: a map that fences the moving virtual shards, so every
+//     instance that applies it holds their writes (Router.Write);
+//  2. wait until every live instance has applied it (an instance that has
+//     not cannot be trusted to hold its writes) and the target has
+//     replayed the source up to the position taken after the fence;
+//  3. flip: a map in which the target owns the virtual shards and nothing
+//     is fenced; the held writes go to the new owner;
+//  4. start reverse replication (target to source, no initial copy), so
+//     the move can still be undone without loss.
+//
+// Steps 1 and 2 must fit in CutoverConfig.Pause; past it the fence is
+// lifted and the cutover aborts with ErrCutoverAborted, naming what it
+// waited for: the service goes on, on the old owner.
+
+// Phases after catching-up.
+const (
+	PhaseCutOver = "cut-over" // the target owns the virtual shards; reverse replication runs
+)
+
+// DefaultPause bounds a cutover's write pause (seed: the issue's 500 ms
+// default; Router's DefaultFenceWait holds writes as long).
+const DefaultPause = DefaultFenceWait
+
+// ErrCutoverAborted: the cutover did not get every live instance's fence
+// and the target's catch-up within its pause; nothing changed hands.
+var ErrCutoverAborted = errors.New("shard: cutover aborted")
+
+// CutoverConfig tunes Cutover. The zero value means the defaults.
+type CutoverConfig struct {
+	// Pause bounds the write pause (fence to flip); 0 means DefaultPause.
+	Pause time.Duration
+	// LiveWithin tells a live instance by its last heartbeat; 0 means
+	// three DefaultHeartbeat periods.
+	LiveWithin time.Duration
+}
+
+// CutoverReport says what a cutover did and how long writes were paused.
+type CutoverReport struct {
+	FenceEpoch, FlipEpoch int64
+	// Pause is from the fenced map's commit to the flipped map's.
+	Pause time.Duration
+	// Instances are the live instances that applied the fence.
+	Instances []string
+}
+
+// Cutover hands the virtual shards of move id, caught up, to its target
+// (see above) and records phase cut-over.
+func Cutover(ctx context.Context, db *sql.DB, id int64, cfg CutoverConfig) (*CutoverReport, error) {
+	if cfg.Pause <= 0 {
+		cfg.Pause = DefaultPause
+	}
+	if cfg.LiveWithin <= 0 {
+		cfg.LiveWithin = 3 * DefaultHeartbeat
+	}
+	mv, err := loadMove(ctx, db, id)
+	if err != nil {
+		return nil, err
+	}
+	if mv.Phase != PhaseCatchingUp {
+		return nil, fmt.Errorf("%w: move %d is %s; a cutover needs it catching-up", ErrBadMove, id, mv.Phase)
+	}
+	m, err := Load(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	src, dst, closeBoth, err := openEnds(ctx, m, mv)
+	if err != nil {
+		return nil, recordError(ctx, db, mv, err)
+	}
+	defer closeBoth()
+	to := slices.IndexFunc(m.Shards, func(s Shard) bool { return s.Name == mv.Target })
+	rep := &CutoverReport{}
+
+	fenced, err := UpdateMap(ctx, db, func(m *Map) error { return setFence(m, mv, to, true) })
+	if err != nil {
+		return nil, recordError(ctx, db, mv, fmt.Errorf("fence: %w", err))
+	}
+	start := time.Now()
+	rep.FenceEpoch = fenced.Epoch
+	pctx, cancel := context.WithDeadline(ctx, start.Add(cfg.Pause))
+	defer cancel()
+	if err := awaitFence(pctx, db, src, mv, fenced.Epoch, cfg.LiveWithin, rep); err != nil {
+		// Lift the fence (not bounded by the pause): the old owner goes on.
+		if _, lerr := UpdateMap(context.WithoutCancel(ctx), db, func(m *Map) error { return setFence(m, mv, to, false) }); lerr != nil {
+			err = errors.Join(err, fmt.Errorf("lift the fence: %w", lerr))
+		}
+		return rep, recordError(ctx, db, mv, fmt.Errorf("%w after %v: %w", ErrCutoverAborted, time.Since(start).Round(time.Millisecond), err))
+	}
+	flipped, err := UpdateMap(ctx, db, func(m *Map) error {
+		for v := mv.VShards.Lo; v <= mv.VShards.Hi; v++ {
+			m.Owners[v] = to
+		}
+		m.Moves = slices.DeleteFunc(m.Moves, func(x MapMove) bool { return x.VShards == mv.VShards })
+		return nil
+	})
+	if err != nil {
+		return rep, recordError(ctx, db, mv, fmt.Errorf("flip ownership: %w", err))
+	}
+	rep.Pause, rep.FlipEpoch = time.Since(start), flipped.Epoch
+	if err := reverse(ctx, src, dst, flipped, mv); err != nil {
+		return rep, recordError(ctx, db, mv, fmt.Errorf("start reverse replication: %w", err))
+	}
+	return rep, setPhase(ctx, db, mv, PhaseCutOver)
+}
+
+// setFence fences (or unfences) mv's virtual shards in m, adding its
+// MapMove if the map has none yet.
+func setFence(m *Map, mv *Move, to int, on bool) error {
+	i := slices.IndexFunc(m.Moves, func(x MapMove) bool { return x.VShards == mv.VShards })
+	if i < 0 {
+		if !on {
+			return nil
+		}
+		m.Moves = append(m.Moves, MapMove{VShards: mv.VShards, To: to})
+		i = len(m.Moves) - 1
+	}
+	m.Moves[i].Fenced = on
+	return nil
+}
+
+// awaitFence waits until every live instance has applied epoch and the
+// target has confirmed the source's position taken now (after the fence:
+// every write an instance let through before it is in the WAL before it).
+func awaitFence(ctx context.Context, db, src *sql.DB, mv *Move, epoch int64, liveWithin time.Duration, rep *CutoverReport) error {
+	var behind []string
+	waiting := func() error {
+		return fmt.Errorf("instances that have not applied the fence (epoch %d): %s", epoch, strings.Join(behind, ", "))
+	}
+	for {
+		ins, err := Instances(ctx, db, liveWithin)
+		if err != nil {
+			if ctx.Err() != nil && len(behind) > 0 {
+				return waiting() // the pause ran out while asking again
+			}
+			return err
+		}
+		behind = behind[:0]
+		rep.Instances = rep.Instances[:0]
+		for _, in := range ins {
+			if in.AppliedEpoch < epoch {
+				behind = append(behind, fmt.Sprintf("%s on %s (epoch %d)", in.ID, in.Host, in.AppliedEpoch))
+			} else {
+				rep.Instances = append(rep.Instances, in.ID)
+			}
+		}
+		if len(behind) == 0 {
+			break
+		}
+		if err := pause(ctx, 5*time.Millisecond); err != nil {
+			return waiting()
+		}
+	}
+	var pos string
+	if err := src.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&pos); err != nil {
+		return &Error{Shard: mv.Source, Err: err}
+	}
+	for {
+		var done bool
+		err := src.QueryRowContext(ctx, `SELECT COALESCE(confirmed_flush_lsn >= $2::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $1`, mv.name(), pos).Scan(&done)
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("the target had not replayed the source up to %s", pos)
+		}
+		if err != nil {
+			return &Error{Shard: mv.Source, Err: fmt.Errorf("read the slot: %w", err)}
+		}
+		if done {
+			return nil
+		}
+		if err := pause(ctx, 2*time.Millisecond); err != nil {
+			return fmt.Errorf("the target had not replayed the source up to %s", pos)
+		}
+	}
+}
+
+// pause waits d, or returns ctx's error.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// reverse stops the forward subscription and starts replication from the
+// target back to the source for the moved virtual shards, without a copy
+// (the source has the rows up to the flip), unless it runs already.
+func reverse(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move) error {
+	name, back := mv.name(), mv.name()+"_back"
+	if _, err := dst.ExecContext(ctx, `ALTER SUBSCRIPTION `+pgx.Identifier{name}.Sanitize()+` DISABLE`); err != nil {
+		return &Error{Shard: mv.Target, Err: fmt.Errorf("disable subscription %s: %w", name, err)}
+	}
+	n := len(m.Owners)
+	var exists bool
+	if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, back).Scan(&exists); err != nil {
+		return &Error{Shard: mv.Target, Err: err}
+	}
+	if !exists {
+		var parts []string
+		for _, t := range mv.Tables {
+			parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(), mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
+		}
+		if _, err := dst.ExecContext(ctx, `CREATE PUBLICATION `+pgx.Identifier{back}.Sanitize()+` FOR `+strings.Join(parts, ", ")); err != nil {
+			return &Error{Shard: mv.Target, Err: fmt.Errorf("create publication %s: %w", back, err)}
+		}
+	}
+	if err := src.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, back).Scan(&exists); err != nil {
+		return &Error{Shard: mv.Source, Err: err}
+	}
+	if exists {
+		return nil
+	}
+	var conninfo string
+	for _, s := range m.Shards {
+		if s.Name == mv.Target {
+			conninfo = s.URL
+		}
+	}
+	q := `CREATE SUBSCRIPTION ` + pgx.Identifier{back}.Sanitize() + ` CONNECTION ` + quoteLiteral(conninfo) +
+		` PUBLICATION ` + pgx.Identifier{back}.Sanitize() + ` WITH (copy_data = false)`
+	if _, err := src.ExecContext(ctx, q); err != nil {
+		return &Error{Shard: mv.Source, Err: fmt.Errorf("create subscription %s: %w", back, err)}
+	}
+	return nil
+}

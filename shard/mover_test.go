@@ -138,7 +138,7 @@ func TestPlanMove(t *testing.T) {
 // source's changes; running it again resumes without harm.
 func TestRunMoveCopies(t *testing.T) {
 	ctl, a, b := moveSetup(t, 2000, 10)
-	ctx := t.Context()
+	ctx := bounded(t)
 	half := VRange{0, 499}
 	mv, err := PlanMove(ctx, ctl, half, "b", moveTables)
 	if err != nil {
@@ -196,7 +196,7 @@ func TestRunMoveCopies(t *testing.T) {
 // (as a killed mover leaves it) resumes from its recorded phase.
 func TestRunMoveResumes(t *testing.T) {
 	ctl, a, b := moveSetup(t, 200, 5)
-	ctx := t.Context()
+	ctx := bounded(t)
 	r := VRange{500, 999}
 	mv, err := PlanMove(ctx, ctl, r, "b", moveTables)
 	if err != nil {
@@ -246,7 +246,7 @@ func caughtUp(t *testing.T, ctl *sql.DB, r VRange) *Move {
 		_, err := target.ExecContext(ctx, moveSchema)
 		return err
 	}, Poll: 20 * time.Millisecond}
-	if mv, err = RunMove(t.Context(), ctl, mv.ID, cfg); err != nil || mv.Phase != PhaseCatchingUp {
+	if mv, err = RunMove(bounded(t), ctl, mv.ID, cfg); err != nil || mv.Phase != PhaseCatchingUp {
 		t.Fatalf("RunMove: %+v, %v", mv, err)
 	}
 	return mv
@@ -258,7 +258,7 @@ func caughtUp(t *testing.T, ctl *sql.DB, r VRange) *Move {
 // writes after the flip go to the target and flow back to the source.
 func TestCutover(t *testing.T) {
 	ctl, a, b := moveSetup(t, 300, 3)
-	ctx := t.Context()
+	ctx := bounded(t)
 	half := VRange{0, 499}
 	mv := caughtUp(t, ctl, half)
 	// An instance: a router that follows the map.
@@ -356,7 +356,7 @@ func TestCutover(t *testing.T) {
 // fence is lifted and the virtual shards stay with their owner.
 func TestCutoverAborts(t *testing.T) {
 	ctl, _, _ := moveSetup(t, 50, 1)
-	ctx := t.Context()
+	ctx := bounded(t)
 	mv := caughtUp(t, ctl, VRange{0, 499})
 	before, _ := Load(ctx, ctl)
 	// A live instance (fresh heartbeat) stuck on the current epoch.
@@ -384,4 +384,13 @@ func TestCutoverAborts(t *testing.T) {
 	if moves, _ := Moves(ctx, ctl, true); moves[0].Phase != PhaseCatchingUp || moves[0].Error == "" {
 		t.Fatalf("after the abort: %+v", moves[0])
 	}
+}
+
+// bounded is t's context with a deadline far above what a move of the
+// tests' few rows takes, so that a replication that never finishes fails
+// the test instead of hanging the package's run.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

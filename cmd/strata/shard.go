@@ -38,6 +38,7 @@ shard map the control schema holds, and 'locate' the shard of a key.`,
 		},
 	}
 	cmd.AddCommand(newShardPlan(g), newShardMap(g), newShardLocate(g))
+	cmd.AddCommand(newShardMoveCommands(g)...) // add, move, resume, status (shardmove.go)
 	for _, c := range cmd.Commands() {
 		if c.Args == nil {
 			c.Args = noArgs

@@ -69,6 +69,11 @@ func Cutover(ctx context.Context, db *sql.DB, id int64, cfg CutoverConfig) (*Cut
 	if cfg.LiveWithin <= 0 {
 		cfg.LiveWithin = 3 * DefaultHeartbeat
 	}
+	unlock, err := lockMove(ctx, db, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	mv, err := loadMove(ctx, db, id)
 	if err != nil {
 		return nil, err

@@ -65,7 +65,11 @@ const sqlCreateMoves = `CREATE TABLE IF NOT EXISTS strata_shard.moves (
 	active boolean NOT NULL DEFAULT true,
 	error text,
 	created_at timestamptz NOT NULL DEFAULT now(),
-	updated_at timestamptz NOT NULL DEFAULT now())`
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8))`
+
+// sqlMoveToken adds the token to a moves table made before it existed.
+const sqlMoveToken = `ALTER TABLE strata_shard.moves ADD COLUMN IF NOT EXISTS token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8)`
 
 // Move is a recorded move of virtual shards VShards from shard Source to
 // shard Target (names in the map).
@@ -82,10 +86,14 @@ type Move struct {
 	Error     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Token tells this move's replication objects from those of moves
+	// recorded in other main databases: slot names are per server, and
+	// move ids only per main database.
+	Token string
 }
 
 // name is the publication's, the subscription's and the slot's name.
-func (m *Move) name() string { return "strata_move_" + strconv.FormatInt(m.ID, 10) }
+func (m *Move) name() string { return "strata_move_" + strconv.FormatInt(m.ID, 10) + "_" + m.Token }
 
 // PlanMove records a move of the virtual shards r of the current map (a
 // hash map) to shard target, in phase planned, and returns it. Every
@@ -151,8 +159,8 @@ func PlanMove(ctx context.Context, db *sql.DB, r VRange, target string, tables [
 	}
 	mv := &Move{VShards: r, Source: m.Shards[src].Name, Target: target, Tables: tables, Phase: PhasePlanned, Active: true}
 	if err := tx.QueryRowContext(ctx, `INSERT INTO strata_shard.moves (lo, hi, source, target, tables, phase)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at, updated_at`,
-		r.Lo, r.Hi, mv.Source, target, tj, PhasePlanned).Scan(&mv.ID, &mv.CreatedAt, &mv.UpdatedAt); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at, updated_at, token`,
+		r.Lo, r.Hi, mv.Source, target, tj, PhasePlanned).Scan(&mv.ID, &mv.CreatedAt, &mv.UpdatedAt, &mv.Token); err != nil {
 		return nil, fmt.Errorf("shard: plan move: record it: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -164,7 +172,7 @@ func PlanMove(ctx context.Context, db *sql.DB, r VRange, target string, tables [
 // Moves lists the recorded moves, newest first; active only when
 // activeOnly.
 func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at
+	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at, token
 		FROM strata_shard.moves WHERE active OR NOT $1 ORDER BY id DESC`, activeOnly)
 	if err != nil {
 		return nil, fmt.Errorf("shard: moves: %w", err)
@@ -174,7 +182,7 @@ func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
 	for rows.Next() {
 		var m Move
 		var tj []byte
-		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt, &m.Token); err != nil {
 			return nil, fmt.Errorf("shard: moves: %w", err)
 		}
 		if err := json.Unmarshal(tj, &m.Tables); err != nil {
@@ -249,6 +257,11 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	unlock, err := lockMove(ctx, db, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	mv, err := loadMove(ctx, db, id)
 	if err != nil {
 		return nil, err
@@ -288,6 +301,37 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 	return mv, nil
 }
 
+// ErrMoveBusy: another process is running the same move.
+var ErrMoveBusy = errors.New("shard: the move is being run by another process")
+
+// moveLockSpace is the first key of the advisory locks that keep one
+// process at a time on a move ("STRAMOVE" folded to 32 bits).
+const moveLockSpace = 0x53544d56
+
+// lockMove takes move id's advisory lock on a connection of its own, held
+// until unlock; a move another process runs is ErrMoveBusy.
+func lockMove(ctx context.Context, db *sql.DB, id int64) (unlock func(), err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("shard: move %d: %w", id, err)
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, int32(moveLockSpace), int32(id)).Scan(&ok); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("shard: move %d: lock: %w", id, err)
+	}
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("%w: move %d", ErrMoveBusy, id)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, int32(moveLockSpace), int32(id))
+		conn.Close()
+	}, nil
+}
+
 // openEnds opens the source's and the target's primaries.
 func openEnds(ctx context.Context, m *Map, mv *Move) (src, dst *sql.DB, closeBoth func(), err error) {
 	url := func(name string) (string, error) {
@@ -317,7 +361,10 @@ func openEnds(ctx context.Context, m *Map, mv *Move) (src, dst *sql.DB, closeBot
 		db   *sql.DB
 		name string
 	}{{src, mv.Source}, {dst, mv.Target}} {
-		if err := e.db.PingContext(ctx); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a host that drops packets
+		err := e.db.PingContext(pctx)
+		cancel()
+		if err != nil {
 			src.Close()
 			dst.Close()
 			return nil, nil, nil, &Error{Shard: e.name, Err: err}

@@ -222,8 +222,17 @@ func TestRunMoveResumes(t *testing.T) {
 	if err := setPhase(ctx, ctl, mv, PhasePrepared); err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, a, fmt.Sprintf(`CREATE PUBLICATION strata_move_%d FOR TABLE users WHERE %s, TABLE user_actions WHERE %s`,
-		mv.ID, r.SQL("id", VirtualShards), r.SQL("user_id", VirtualShards)))
+	mustExec(t, a, fmt.Sprintf(`CREATE PUBLICATION %s FOR TABLE users WHERE %s, TABLE user_actions WHERE %s`,
+		mv.name(), r.SQL("id", VirtualShards), r.SQL("user_id", VirtualShards)))
+	// Another process running the same move meanwhile is refused.
+	unlock, err := lockMove(ctx, ctl, mv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunMove(ctx, ctl, mv.ID, cfg); !errors.Is(err, ErrMoveBusy) {
+		t.Fatalf("RunMove while another process runs it: %v, want ErrMoveBusy", err)
+	}
+	unlock()
 	got, err := RunMove(ctx, ctl, mv.ID, cfg)
 	if err != nil || got.Phase != PhaseCatchingUp || got.Error != "" {
 		t.Fatalf("resumed move: %+v, %v", got, err)

@@ -25,14 +25,18 @@ const (
 )
 
 // newShard is the parent of the sharding commands: plan (the sharding
-// planner), map and locate (shardmap.go).
+// planner), map and locate (shardmap.go), add, move, resume and status
+// (shardmove.go).
 func newShard(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shard",
-		Short: "Plan and inspect the sharding of a PostgreSQL database",
+		Short: "Plan, inspect and reshard the sharding of PostgreSQL databases",
 		Long: `Sharding commands: 'plan' designs a sharding strategy from a database's
 sizes, statistics and workload, by the guide's rules; 'map' prints the
-shard map the control schema holds, and 'locate' the shard of a key.`,
+shard map the control schema holds, and 'locate' the shard of a key.
+'add' registers an empty primary, 'move' moves virtual shards onto
+another primary (copy and catch-up by logical replication so far),
+'resume' runs a recorded move on, and 'status' shows the moves.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -676,24 +677,51 @@ func (v *verifier) drill(ctx context.Context, lo, hi *int64, vs []int, res *chun
 	if err != nil {
 		return err
 	}
-	count := func(vs int, i int, d int64) {
-		c := res.counts[vs]
-		if c == nil {
-			c = &[2]int64{}
-			res.counts[vs] = c
-		}
-		c[i] += d
-	}
 	for _, r := range src {
-		count(r.vs, 0, 1)
+		res.count(r.vs, 0, 1)
 	}
 	for _, r := range tgt {
-		count(r.vs, 1, 1)
+		res.count(r.vs, 1, 1)
 	}
-	// differing rows by identity: [0] on source, [1] on target (nil: absent)
+	diff := differing(src, tgt)
+	for range v.cfg.Retries {
+		if len(diff) == 0 {
+			break
+		}
+		if err := v.cfg.sleep(ctx, v.cfg.RetryWait); err != nil {
+			return fmt.Errorf("shard: verify %s: %w", v.t.Name, err)
+		}
+		if err := v.recheck(ctx, lo, hi, vs, diff, res); err != nil {
+			return err
+		}
+	}
+	v.report(diff, res)
+	return nil
+}
+
+// count adds d to virtual shard vs's row count on side i (0 source, 1
+// target).
+func (res *chunkResult) count(vs int, i int, d int64) {
+	c := res.counts[vs]
+	if c == nil {
+		c = &[2]int64{}
+		res.counts[vs] = c
+	}
+	c[i] += d
+}
+
+// sameRow reports whether a row reads the same on both sides (or is
+// absent from both).
+func sameRow(s, t *verifyRow) bool {
+	return (s == nil && t == nil) || (s != nil && t != nil && s.digest == t.digest && s.key == t.key)
+}
+
+// differing returns the rows that differ, by identity: [0] on the source,
+// [1] on the target (nil: absent).
+func differing(src, tgt map[string]*verifyRow) map[string]*[2]*verifyRow {
 	diff := map[string]*[2]*verifyRow{}
 	for id, s := range src {
-		if t := tgt[id]; t == nil || t.digest != s.digest || t.key != s.key {
+		if t := tgt[id]; !sameRow(s, t) {
 			diff[id] = &[2]*verifyRow{s, t}
 		}
 	}
@@ -702,50 +730,51 @@ func (v *verifier) drill(ctx context.Context, lo, hi *int64, vs []int, res *chun
 			diff[id] = &[2]*verifyRow{nil, t}
 		}
 	}
+	return diff
+}
 
-	for range v.cfg.Retries {
-		if len(diff) == 0 {
-			break
-		}
-		if err := v.cfg.sleep(ctx, v.cfg.RetryWait); err != nil {
-			return fmt.Errorf("shard: verify %s: %w", v.t.Name, err)
-		}
-		keys := map[int64]struct{}{}
-		for _, d := range diff {
-			for _, r := range d {
-				if r != nil {
-					keys[r.key] = struct{}{}
-				}
+// recheck reads the differing rows again, by key, keeps those that still
+// differ, and corrects the counts.
+func (v *verifier) recheck(ctx context.Context, lo, hi *int64, vs []int, diff map[string]*[2]*verifyRow, res *chunkResult) error {
+	keys := map[int64]struct{}{}
+	for _, d := range diff {
+		for _, r := range d {
+			if r != nil {
+				keys[r.key] = struct{}{}
 			}
-		}
-		list := make([]int64, 0, len(keys))
-		for k := range keys {
-			list = append(list, k)
-		}
-		slices.Sort(list)
-		src, tgt, err := v.rows(ctx, lo, hi, vs, list)
-		if err != nil {
-			return err
-		}
-		res.rechecks++
-		for id, d := range diff {
-			now := [2]*verifyRow{src[id], tgt[id]}
-			for i := range d {
-				if d[i] != nil {
-					count(d[i].vs, i, -1)
-				}
-				if now[i] != nil {
-					count(now[i].vs, i, 1)
-				}
-			}
-			if s, t := now[0], now[1]; (s == nil && t == nil) || (s != nil && t != nil && s.digest == t.digest && s.key == t.key) {
-				delete(diff, id)
-				continue
-			}
-			*d = now
 		}
 	}
+	list := make([]int64, 0, len(keys))
+	for k := range keys {
+		list = append(list, k)
+	}
+	slices.Sort(list)
+	src, tgt, err := v.rows(ctx, lo, hi, vs, list)
+	if err != nil {
+		return err
+	}
+	res.rechecks++
+	for id, d := range diff {
+		now := [2]*verifyRow{src[id], tgt[id]}
+		for i := range d {
+			if d[i] != nil {
+				res.count(d[i].vs, i, -1)
+			}
+			if now[i] != nil {
+				res.count(now[i].vs, i, 1)
+			}
+		}
+		if sameRow(now[0], now[1]) {
+			delete(diff, id)
+			continue
+		}
+		*d = now
+	}
+	return nil
+}
 
+// report lists the rows that still differ, by key then primary key.
+func (v *verifier) report(diff map[string]*[2]*verifyRow, res *chunkResult) {
 	for _, d := range diff {
 		s, t := d[0], d[1]
 		switch {
@@ -759,15 +788,11 @@ func (v *verifier) drill(ctx context.Context, lo, hi *int64, vs []int, res *chun
 		}
 	}
 	slices.SortFunc(res.diffs, func(a, b RowDiff) int {
-		if a.Key != b.Key {
-			if a.Key < b.Key {
-				return -1
-			}
-			return 1
+		if c := cmp.Compare(a.Key, b.Key); c != 0 {
+			return c
 		}
 		return comparePK(a.PK, b.PK)
 	})
-	return nil
 }
 
 // changed names the columns whose hashes differ between two digests.

@@ -129,18 +129,8 @@ func TestVerify(t *testing.T) {
 	out := usersIn(false, 2, users)
 	a, b, c := in[0], in[1], in[2]
 	inRows := int64(len(usersIn(true, users, users)) * perUser)
-	ctx := context.Background()
 
-	for _, tc := range []struct {
-		name       string
-		table      Table
-		src, tgt   []string // statements run on each side after a fresh fill
-		want       []RowDiff
-		cfg        VerifyConfig
-		rowsDelta  int64 // target rows minus source rows over the range
-		truncated  bool
-		totalDiffs int64 // sum of VShardCheck.Diffs, when more than listed
-	}{
+	for _, tc := range []verifyCase{
 		// identical sides (in one chunk) match, with the rows of the range counted
 		{name: "identical", cfg: VerifyConfig{Chunk: 100_000}},
 		// identical sides in many small chunks match too
@@ -201,75 +191,99 @@ func TestVerify(t *testing.T) {
 		{name: "truncated", cfg: VerifyConfig{Chunk: 3000}, tgt: []string{`DELETE FROM user_actions WHERE id <= 3`},
 			truncated: true, totalDiffs: inRows * 3 / 10, rowsDelta: -inRows * 3 / 10},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, db := range []*sql.DB{src, tgt} {
-				verifyFill(t, db, users, perUser)
-			}
-			execAll(t, src, tc.src...)
-			execAll(t, tgt, tc.tgt...)
-			table := tc.table
-			if table == (Table{}) {
-				table = verifyActions
-			}
-			cfg := tc.cfg
-			cfg.sleep = noWait
-			rep, err := Verify(ctx, src, tgt, table, verifyRange, VirtualShards, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.Done || rep.Next != nil || len(rep.Shards) != verifyRange.Len() {
-				t.Fatalf("Done %v, Next %v, %d shards", rep.Done, rep.Next, len(rep.Shards))
-			}
-			var srcRows, tgtRows, diffs int64
-			for i, s := range rep.Shards {
-				if s.VShard != verifyRange.Lo+i {
-					t.Fatalf("shard %d is virtual shard %d", i, s.VShard)
-				}
-				srcRows += s.SourceRows
-				tgtRows += s.TargetRows
-				diffs += s.Diffs
-				if s.Match != (s.Diffs == 0 && s.SourceRows == s.TargetRows) {
-					t.Errorf("%+v: Match is wrong", s)
-				}
-			}
-			wantSrc := inRows
-			if table.Name == "users" {
-				wantSrc = inRows / perUser
-			}
-			if srcRows != wantSrc || tgtRows-srcRows != tc.rowsDelta || rep.Rows != srcRows {
-				t.Errorf("source rows %d (Rows %d), target rows %d; want %d and %+d", srcRows, rep.Rows, tgtRows, wantSrc, tc.rowsDelta)
-			}
-			if tc.truncated {
-				if !rep.Truncated || len(rep.Diffs) != MaxVerifyDiffs || diffs != tc.totalDiffs || rep.Clean() {
-					t.Errorf("Truncated %v, %d listed, %d counted; want a list of %d out of %d", rep.Truncated, len(rep.Diffs), diffs, MaxVerifyDiffs, tc.totalDiffs)
-				}
-				for _, d := range rep.Diffs {
-					if d.Kind != DiffMissing || (d.PK[1] != "1" && d.PK[1] != "2" && d.PK[1] != "3") {
-						t.Fatalf("listed %+v, want missing actions 1 to 3", d)
-					}
-				}
-				return
-			}
-			for i := range tc.want {
-				tc.want[i].VShard = VirtualShard(tc.want[i].Key, VirtualShards)
-			}
-			if tc.want == nil {
-				tc.want = []RowDiff{}
-			}
-			if !reflect.DeepEqual(rep.Diffs, tc.want) || rep.Truncated || diffs != int64(len(tc.want)) {
-				t.Errorf("diffs (truncated %v, %d counted):\n got %+v\nwant %+v", rep.Truncated, diffs, rep.Diffs, tc.want)
-			}
-			if rep.Clean() != (len(tc.want) == 0) {
-				t.Errorf("Clean() = %v with %d differences", rep.Clean(), len(tc.want))
-			}
-			for _, s := range rep.Shards {
-				if s.Match == (s.Diffs > 0) {
-					t.Errorf("%+v: Match against Diffs", s)
-				}
-			}
-			t.Logf("%d chunks, %d rows, %.0f rows/s", rep.Chunks, rep.Rows, rep.RowsPerSecond)
-		})
+		t.Run(tc.name, func(t *testing.T) { testVerifyCase(t, tc, src, tgt, users, perUser, inRows) })
 	}
+}
+
+// verifyCase is one case of TestVerify.
+type verifyCase struct {
+	name       string
+	table      Table
+	src, tgt   []string // statements run on each side after a fresh fill
+	want       []RowDiff
+	cfg        VerifyConfig
+	rowsDelta  int64 // target rows minus source rows over the range
+	truncated  bool
+	totalDiffs int64 // sum of VShardCheck.Diffs, when more than listed
+}
+
+// verifyTotals adds up a report's rows and differences over its virtual
+// shards, checking each is the next in the range and its Match.
+func verifyTotals(t *testing.T, rep *VerifyReport) (srcRows, tgtRows, diffs int64) {
+	t.Helper()
+	for i, s := range rep.Shards {
+		if s.VShard != verifyRange.Lo+i {
+			t.Fatalf("shard %d is virtual shard %d", i, s.VShard)
+		}
+		srcRows += s.SourceRows
+		tgtRows += s.TargetRows
+		diffs += s.Diffs
+		if s.Match != (s.Diffs == 0 && s.SourceRows == s.TargetRows) {
+			t.Errorf("%+v: Match is wrong", s)
+		}
+	}
+	return srcRows, tgtRows, diffs
+}
+
+// testVerifyCase fills both sides afresh, applies the case's statements,
+// verifies, and checks the report against the case.
+func testVerifyCase(t *testing.T, tc verifyCase, src, tgt *sql.DB, users, perUser int, inRows int64) {
+	ctx := context.Background()
+	for _, db := range []*sql.DB{src, tgt} {
+		verifyFill(t, db, users, perUser)
+	}
+	execAll(t, src, tc.src...)
+	execAll(t, tgt, tc.tgt...)
+	table := tc.table
+	if table == (Table{}) {
+		table = verifyActions
+	}
+	cfg := tc.cfg
+	cfg.sleep = noWait
+	rep, err := Verify(ctx, src, tgt, table, verifyRange, VirtualShards, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Done || rep.Next != nil || len(rep.Shards) != verifyRange.Len() {
+		t.Fatalf("Done %v, Next %v, %d shards", rep.Done, rep.Next, len(rep.Shards))
+	}
+	srcRows, tgtRows, diffs := verifyTotals(t, rep)
+	wantSrc := inRows
+	if table.Name == "users" {
+		wantSrc = inRows / int64(perUser)
+	}
+	if srcRows != wantSrc || tgtRows-srcRows != tc.rowsDelta || rep.Rows != srcRows {
+		t.Errorf("source rows %d (Rows %d), target rows %d; want %d and %+d", srcRows, rep.Rows, tgtRows, wantSrc, tc.rowsDelta)
+	}
+	if tc.truncated {
+		if !rep.Truncated || len(rep.Diffs) != MaxVerifyDiffs || diffs != tc.totalDiffs || rep.Clean() {
+			t.Errorf("Truncated %v, %d listed, %d counted; want a list of %d out of %d", rep.Truncated, len(rep.Diffs), diffs, MaxVerifyDiffs, tc.totalDiffs)
+		}
+		for _, d := range rep.Diffs {
+			if d.Kind != DiffMissing || (d.PK[1] != "1" && d.PK[1] != "2" && d.PK[1] != "3") {
+				t.Fatalf("listed %+v, want missing actions 1 to 3", d)
+			}
+		}
+		return
+	}
+	for i := range tc.want {
+		tc.want[i].VShard = VirtualShard(tc.want[i].Key, VirtualShards)
+	}
+	if tc.want == nil {
+		tc.want = []RowDiff{}
+	}
+	if !reflect.DeepEqual(rep.Diffs, tc.want) || rep.Truncated || diffs != int64(len(tc.want)) {
+		t.Errorf("diffs (truncated %v, %d counted):\n got %+v\nwant %+v", rep.Truncated, diffs, rep.Diffs, tc.want)
+	}
+	if rep.Clean() != (len(tc.want) == 0) {
+		t.Errorf("Clean() = %v with %d differences", rep.Clean(), len(tc.want))
+	}
+	for _, s := range rep.Shards {
+		if s.Match == (s.Diffs > 0) {
+			t.Errorf("%+v: Match against Diffs", s)
+		}
+	}
+	t.Logf("%d chunks, %d rows, %.0f rows/s", rep.Chunks, rep.Rows, rep.RowsPerSecond)
 }
 
 func TestVerifyResume(t *testing.T) {

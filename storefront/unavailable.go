@@ -54,26 +54,8 @@ func unavailable(err error) (cause string, ok bool) {
 	case errors.Is(err, context.Canceled):
 		return "the request was canceled", true
 	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch {
-		case strings.HasPrefix(pe.Code, "08"), // connection exception
-			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // admin or crash shutdown, cannot connect now
-			return "the database is unavailable", true
-		case pe.Code == "53300": // too many connections
-			return "the database has no free connection", true
-		case pe.Code == "53000", pe.Code == "53100", pe.Code == "53200": // insufficient resources, disk full, out of memory
-			return "the database is out of resources", true
-		case pe.Code == "25006": // read-only transaction: a primary demoted under us
-			return "the database is read-only (a failover may be in progress)", true
-		case pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: retry
-			return "the database asked for the request to be retried", true
-		case pe.Code == "57014": // query_canceled: a statement timeout set on the server
-			return "the database canceled the query (a statement timeout)", true
-		case pe.Code == "55000", pe.Code == "55P03": // object not in prerequisite state (e.g. recovery in progress), lock not available
-			return "the database cannot serve the request in its present state", true
-		}
-		return "", false
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) {
+		return pgUnavailable(pe)
 	}
 	if c := sqliteCode(err); c&0xff == sqlite3.SQLITE_BUSY || c&0xff == sqlite3.SQLITE_LOCKED {
 		return "the database is busy", true
@@ -85,6 +67,28 @@ func unavailable(err error) (cause string, ok bool) {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
 		return "the database is unavailable", true
+	}
+	return "", false
+}
+
+// pgUnavailable classifies a PostgreSQL error as unavailable() does.
+func pgUnavailable(pe *pgconn.PgError) (cause string, ok bool) {
+	switch {
+	case strings.HasPrefix(pe.Code, "08"), // connection exception
+		pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // admin or crash shutdown, cannot connect now
+		return "the database is unavailable", true
+	case pe.Code == "53300": // too many connections
+		return "the database has no free connection", true
+	case pe.Code == "53000", pe.Code == "53100", pe.Code == "53200": // insufficient resources, disk full, out of memory
+		return "the database is out of resources", true
+	case pe.Code == "25006": // read-only transaction: a primary demoted under us
+		return "the database is read-only (a failover may be in progress)", true
+	case pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: retry
+		return "the database asked for the request to be retried", true
+	case pe.Code == "57014": // query_canceled: a statement timeout set on the server
+		return "the database canceled the query (a statement timeout)", true
+	case pe.Code == "55000", pe.Code == "55P03": // object not in prerequisite state (e.g. recovery in progress), lock not available
+		return "the database cannot serve the request in its present state", true
 	}
 	return "", false
 }

@@ -201,8 +201,12 @@ func (s *Store) computePopularity(ctx context.Context, shardBudget time.Duration
 		err = rows.Scan(&r.id, &r.score)
 		return r, err
 	}
-	const q = `SELECT product_id, SUM(CASE kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END)
-		FROM user_actions GROUP BY product_id`
+	where := ""
+	if s.shards != nil {
+		where = "WHERE true" + s.ownedSQL("user_id", 1) // only this shard's own users' actions
+	}
+	q := `SELECT product_id, SUM(CASE kind WHEN 'purchase' THEN 5 WHEN 'cart' THEN 3 WHEN 'view' THEN 1 ELSE 0 END)
+		FROM user_actions ` + where + ` GROUP BY product_id`
 	score := make(map[int64]float64, len(all))
 	partial := false
 	add := func(part []scored) {

@@ -266,6 +266,10 @@ func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) (_
 		return nil, nil, nil
 	}
 	args := []any{userID, buyersPerSeed, coPurchaseTop}
+	owned := "" // sharded: only the buyers this shard owns (see ownedSQL)
+	if s.shards != nil {
+		owned = s.ownedSQL("user_id", len(seeds)+len(args)+1)
+	}
 	q := `WITH buyers AS (`
 	for i, id := range seeds {
 		if i > 0 {
@@ -273,8 +277,8 @@ func (s *Store) coPurchased(ctx context.Context, userID int64, seeds []int64) (_
 		}
 		args = append(args, id)
 		q += fmt.Sprintf(`SELECT user_id FROM (SELECT user_id FROM user_actions
-			WHERE product_id = $%d AND kind = 'purchase' AND user_id <> $1
-			ORDER BY created_at DESC LIMIT $2) s%d`, len(args), i)
+			WHERE product_id = $%d AND kind = 'purchase' AND user_id <> $1%s
+			ORDER BY created_at DESC LIMIT $2) s%d`, len(args), owned, i)
 	}
 	q += `) SELECT a.product_id, COUNT(DISTINCT a.user_id) AS n
 		FROM user_actions a

@@ -535,6 +535,33 @@ func (s *Store) recordShardedAction(ctx context.Context, a Action) (Action, erro
 	return a, nil
 }
 
+// ownedSQL is a condition keeping the rows whose column col (a user id)
+// belongs, by the map, to the shard the query runs on: the virtual shards
+// it owns are the query's argument $param (eachShard passes them). A shard
+// can hold rows it does not own: those of virtual shards being copied to
+// it, and, after a move, those its new owner has until cleanup deletes
+// them; a fan-out that counted them would count them twice. "" when the
+// map has no virtual shards (a range map), and no argument is passed.
+func (s *Store) ownedSQL(col string, param int) string {
+	m := s.shards.router.Map()
+	if m.Kind != shard.KindHash {
+		return ""
+	}
+	return fmt.Sprintf(" AND %s = ANY($%d::int[])", shard.VirtualShardSQL(col, len(m.Owners)), param)
+}
+
+// ownedBy lists the virtual shards the map gives the shard named name.
+func ownedBy(m *shard.Map, name string) []int32 {
+	i := slices.IndexFunc(m.Shards, func(sh shard.Shard) bool { return sh.Name == name })
+	var out []int32
+	for v, o := range m.Owners {
+		if o == i {
+			out = append(out, int32(v))
+		}
+	}
+	return out
+}
+
 // eachShard runs a read query on every shard at once, within the router's
 // fan-out deadline (timeout 0) or timeout, and hands each shard's rows to
 // merge, one shard at a time. Shards that fail or do not answer in time
@@ -544,10 +571,15 @@ func eachShard[T any](ctx context.Context, s *Store, timeout time.Duration, scan
 	var mu sync.Mutex
 	done := false
 	merged := map[string]bool{}
+	m := s.shards.router.Map()
 	fn := func(ctx context.Context, t *shard.Target) error {
+		qargs := args
+		if m.Kind == shard.KindHash { // the query filters with ownedSQL: its last argument
+			qargs = append(slices.Clone(args), ownedBy(m, t.Name))
+		}
 		var part []T
 		err := t.DB.Read(ctx, s.recorded(func(ctx context.Context, q querier) (err error) {
-			part, err = queryRows(ctx, q, scan, query, args...)
+			part, err = queryRows(ctx, q, scan, query, qargs...)
 			return err
 		}))
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -441,4 +442,72 @@ func TestShardStalledCold(t *testing.T) {
 		t.Fatalf("cold recommendations with shard2 stalled = %d after %v, %s %q; %s", r.status, took, storefront.FallbackHeader, r.header.Get(storefront.FallbackHeader), r.raw)
 	}
 	t.Logf("answered in %v", took)
+}
+
+// TestShardedFanoutOwnedOnly: rows a shard holds for virtual shards it
+// does not own (a move's copy, or a moved user's rows before cleanup) are
+// not counted by the fan-outs: popularity and co-purchases read each user
+// once, on the owner.
+func TestShardedFanoutOwnedOnly(t *testing.T) {
+	main, shards := testdb.PostgresDatabase(t), testdb.ShardDatabases(t)
+	ctx := context.Background()
+	open := func() *storefront.Store {
+		s, err := storefront.Open(ctx, main, storefront.Config{Shards: shards})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s := open()
+	seed(t, s, 200, 30, 3000)
+	popular := func(s *storefront.Store) []int64 {
+		u := mustCreate(t, s, fmt.Sprintf("fresh%d@example.com", time.Now().UnixNano()))
+		recs, err := s.Recommend(ctx, u.ID, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, r := range recs {
+			ids = append(ids, r.Product.ID)
+		}
+		return ids
+	}
+	before := popular(s)
+	// Copy shard1's users and a flood of purchases of the least popular
+	// product onto shard2, as a move's copy would leave them.
+	var least int64 // a product outside the top
+	for p := int64(1); p <= 30 && least == 0; p++ {
+		if !slices.Contains(before, p) {
+			least = p
+		}
+	}
+	a, b := s.Shards().Shards()[0].DB.Primary(), s.Shards().Shards()[1].DB.Primary()
+	rows, err := a.QueryContext(ctx, `SELECT id, email, name, region, created_at, updated_at, version FROM users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moved []int64
+	for rows.Next() {
+		var id, version int64
+		var email, name, region string
+		var created, updated time.Time
+		if err := rows.Scan(&id, &email, &name, &region, &created, &updated, &version); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ExecContext(ctx, `INSERT INTO users VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, email, name, region, created, updated, version); err != nil {
+			t.Fatal(err)
+		}
+		moved = append(moved, id)
+	}
+	rows.Close()
+	for i, id := range moved {
+		if _, err := b.ExecContext(ctx, `INSERT INTO user_actions (user_id, id, product_id, kind, created_at) SELECT $1, 900000000 + $2 * 100 + g, $3, 'purchase', now() FROM generate_series(1, 20) g`, id, i, least); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := popular(open()) // a fresh store: a ranking computed now
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("popular products changed with rows a shard does not own: %v, then %v (product %d flooded)", before, after, least)
+	}
 }

@@ -210,40 +210,9 @@ func pause(ctx context.Context, d time.Duration) error {
 // target back to the source for the moved virtual shards, without a copy
 // (the source has the rows up to the flip), unless it runs already.
 func reverse(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move) error {
-	name, back := mv.name(), mv.name()+"_back"
+	name := mv.name()
 	if _, err := dst.ExecContext(ctx, `ALTER SUBSCRIPTION `+pgx.Identifier{name}.Sanitize()+` DISABLE`); err != nil {
 		return &Error{Shard: mv.Target, Err: fmt.Errorf("disable subscription %s: %w", name, err)}
 	}
-	n := len(m.Owners)
-	var exists bool
-	if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, back).Scan(&exists); err != nil {
-		return &Error{Shard: mv.Target, Err: err}
-	}
-	if !exists {
-		var parts []string
-		for _, t := range mv.Tables {
-			parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(), mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
-		}
-		if _, err := dst.ExecContext(ctx, `CREATE PUBLICATION `+pgx.Identifier{back}.Sanitize()+` FOR `+strings.Join(parts, ", ")); err != nil {
-			return &Error{Shard: mv.Target, Err: fmt.Errorf("create publication %s: %w", back, err)}
-		}
-	}
-	if err := src.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, back).Scan(&exists); err != nil {
-		return &Error{Shard: mv.Source, Err: err}
-	}
-	if exists {
-		return nil
-	}
-	var conninfo string
-	for _, s := range m.Shards {
-		if s.Name == mv.Target {
-			conninfo = s.URL
-		}
-	}
-	q := `CREATE SUBSCRIPTION ` + pgx.Identifier{back}.Sanitize() + ` CONNECTION ` + quoteLiteral(conninfo) +
-		` PUBLICATION ` + pgx.Identifier{back}.Sanitize() + ` WITH (copy_data = false)`
-	if _, err := src.ExecContext(ctx, q); err != nil {
-		return &Error{Shard: mv.Source, Err: fmt.Errorf("create subscription %s: %w", back, err)}
-	}
-	return nil
+	return replicate(ctx, m, mv, len(m.Owners), end{dst, mv.Target}, end{src, mv.Source}, name+"_back", false)
 }

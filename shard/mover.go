@@ -415,10 +415,23 @@ func prepare(ctx context.Context, src, dst *sql.DB, mv *Move, n int, cfg MoveCon
 // startCopy creates the publication on the source and the subscription on
 // the target, unless they exist (a resumed move).
 func startCopy(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move, n int) error {
-	name := mv.name()
+	return replicate(ctx, m, mv, n, end{src, mv.Source}, end{dst, mv.Target}, mv.name(), true)
+}
+
+// end is one side of a replication: a primary and its shard's name.
+type end struct {
+	db   *sql.DB
+	name string
+}
+
+// replicate makes publication name on from (mv's tables, filtered on its
+// virtual shards) and subscription name on to, unless they exist (a
+// resumed move); copyData says whether the subscription copies the rows
+// first.
+func replicate(ctx context.Context, m *Map, mv *Move, n int, from, to end, name string, copyData bool) error {
 	var exists bool
-	if err := src.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
-		return &Error{Shard: mv.Source, Err: err}
+	if err := from.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
+		return &Error{Shard: from.name, Err: err}
 	}
 	if !exists {
 		var parts []string
@@ -426,28 +439,28 @@ func startCopy(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move, n int) e
 			parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(),
 				mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
 		}
-		if _, err := src.ExecContext(ctx, `CREATE PUBLICATION `+pgx.Identifier{name}.Sanitize()+` FOR `+strings.Join(parts, ", ")); err != nil {
-			return &Error{Shard: mv.Source, Err: fmt.Errorf("create publication %s: %w", name, err)}
+		if _, err := from.db.ExecContext(ctx, `CREATE PUBLICATION `+pgx.Identifier{name}.Sanitize()+` FOR `+strings.Join(parts, ", ")); err != nil {
+			return &Error{Shard: from.name, Err: fmt.Errorf("create publication %s: %w", name, err)}
 		}
 	}
-	if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, name).Scan(&exists); err != nil {
-		return &Error{Shard: mv.Target, Err: err}
+	if err := to.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, name).Scan(&exists); err != nil {
+		return &Error{Shard: to.name, Err: err}
 	}
 	if exists {
 		return nil
 	}
 	var conninfo string
 	for _, s := range m.Shards {
-		if s.Name == mv.Source {
+		if s.Name == from.name {
 			conninfo = s.URL
 		}
 	}
 	// CREATE SUBSCRIPTION cannot run in a transaction block, and takes
 	// no parameters: the connection string is quoted as a literal.
 	q := `CREATE SUBSCRIPTION ` + pgx.Identifier{name}.Sanitize() + ` CONNECTION ` + quoteLiteral(conninfo) +
-		` PUBLICATION ` + pgx.Identifier{name}.Sanitize() + ` WITH (copy_data = true)`
-	if _, err := dst.ExecContext(ctx, q); err != nil {
-		return &Error{Shard: mv.Target, Err: fmt.Errorf("create subscription %s: %w", name, err)}
+		` PUBLICATION ` + pgx.Identifier{name}.Sanitize() + ` WITH (copy_data = ` + strconv.FormatBool(copyData) + `)`
+	if _, err := to.db.ExecContext(ctx, q); err != nil {
+		return &Error{Shard: to.name, Err: fmt.Errorf("create subscription %s: %w", name, err)}
 	}
 	return nil
 }

@@ -19,7 +19,9 @@ import (
 //     instance that applies it holds their writes (Router.Write);
 //  2. wait until every live instance has applied it (an instance that has
 //     not cannot be trusted to hold its writes) and the target has
-//     replayed the source up to the position taken after the fence;
+//     applied every change committed on the source before the fence
+//     (a marker row published with the moving rows, changed after the
+//     fence, arrives after all of them);
 //  3. flip: a map in which the target owns the virtual shards and nothing
 //     is fenced; the held writes go to the new owner;
 //  4. start reverse replication (target to source, no initial copy), so
@@ -101,7 +103,7 @@ func Cutover(ctx context.Context, db *sql.DB, id int64, cfg CutoverConfig) (*Cut
 	rep.FenceEpoch = fenced.Epoch
 	pctx, cancel := context.WithDeadline(ctx, start.Add(cfg.Pause))
 	defer cancel()
-	if err := awaitFence(pctx, db, src, mv, fenced.Epoch, cfg.LiveWithin, rep); err != nil {
+	if err := awaitFence(pctx, db, src, dst, mv, fenced.Epoch, cfg.LiveWithin, rep); err != nil {
 		// Lift the fence (not bounded by the pause): the old owner goes on.
 		if _, lerr := UpdateMap(context.WithoutCancel(ctx), db, func(m *Map) error { return setFence(m, mv, to, false) }); lerr != nil {
 			err = errors.Join(err, fmt.Errorf("lift the fence: %w", lerr))
@@ -140,10 +142,10 @@ func setFence(m *Map, mv *Move, to int, on bool) error {
 	return nil
 }
 
-// awaitFence waits until every live instance has applied epoch and the
-// target has confirmed the source's position taken now (after the fence:
-// every write an instance let through before it is in the WAL before it).
-func awaitFence(ctx context.Context, db, src *sql.DB, mv *Move, epoch int64, liveWithin time.Duration, rep *CutoverReport) error {
+// awaitFence waits until every live instance has applied epoch, then
+// until the target has applied every change the source committed before
+// the fence (shown by the move's marker row, changed on the source now).
+func awaitFence(ctx context.Context, db, src, dst *sql.DB, mv *Move, epoch int64, liveWithin time.Duration, rep *CutoverReport) error {
 	var behind []string
 	waiting := func() error {
 		return fmt.Errorf("instances that have not applied the fence (epoch %d): %s", epoch, strings.Join(behind, ", "))
@@ -172,24 +174,31 @@ func awaitFence(ctx context.Context, db, src *sql.DB, mv *Move, epoch int64, liv
 			return waiting()
 		}
 	}
-	var pos string
-	if err := src.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&pos); err != nil {
-		return &Error{Shard: mv.Source, Err: err}
+	// Touch the move's marker on the source: the fence is in force on
+	// every live instance, so every write of the moving rows committed
+	// before this one. When the target shows the new value, it has
+	// applied all of them (logical replication applies in commit order).
+	var at time.Time
+	if err := src.QueryRowContext(ctx, `UPDATE `+markerTable+` SET at = clock_timestamp() WHERE move = $1 RETURNING at`, mv.name()).Scan(&at); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("the source did not take the move's marker in time: %w", err)
+		}
+		return &Error{Shard: mv.Source, Err: fmt.Errorf("touch the move's marker: %w", err)}
 	}
 	for {
-		var done bool
-		err := src.QueryRowContext(ctx, `SELECT COALESCE(confirmed_flush_lsn >= $2::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $1`, mv.name(), pos).Scan(&done)
+		var seen bool
+		err := dst.QueryRowContext(ctx, `SELECT COALESCE((SELECT at = $2 FROM `+markerTable+` WHERE move = $1), false)`, mv.name(), at).Scan(&seen)
 		if err != nil && ctx.Err() != nil {
-			return fmt.Errorf("the target had not replayed the source up to %s", pos)
+			return fmt.Errorf("the target had not applied the source's changes up to the fence")
 		}
 		if err != nil {
-			return &Error{Shard: mv.Source, Err: fmt.Errorf("read the slot: %w", err)}
+			return &Error{Shard: mv.Target, Err: fmt.Errorf("read the move's marker: %w", err)}
 		}
-		if done {
+		if seen {
 			return nil
 		}
-		if err := pause(ctx, 2*time.Millisecond); err != nil {
-			return fmt.Errorf("the target had not replayed the source up to %s", pos)
+		if err := pause(ctx, time.Millisecond); err != nil {
+			return fmt.Errorf("the target had not applied the source's changes up to the fence")
 		}
 	}
 }

@@ -418,6 +418,13 @@ func startCopy(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move, n int) e
 	return replicate(ctx, m, mv, n, end{src, mv.Source}, end{dst, mv.Target}, mv.name(), true)
 }
 
+// markerTable holds one row per replication of a move, published with
+// its rows; sqlCreateMarker makes it.
+const (
+	markerTable     = "strata_move_marker"
+	sqlCreateMarker = `CREATE TABLE IF NOT EXISTS ` + markerTable + ` (move text PRIMARY KEY, at timestamptz NOT NULL)`
+)
+
 // end is one side of a replication: a primary and its shard's name.
 type end struct {
 	db   *sql.DB
@@ -429,12 +436,23 @@ type end struct {
 // resumed move); copyData says whether the subscription copies the rows
 // first.
 func replicate(ctx context.Context, m *Map, mv *Move, n int, from, to end, name string, copyData bool) error {
+	// The marker row travels with the moving rows, in commit order: when
+	// a change of it made on from is seen on to, everything committed on
+	// from before it has been applied on to (see awaitFence).
+	for _, e := range []end{from, to} {
+		if _, err := e.db.ExecContext(ctx, sqlCreateMarker); err != nil {
+			return &Error{Shard: e.name, Err: fmt.Errorf("create %s: %w", markerTable, err)}
+		}
+	}
+	if _, err := from.db.ExecContext(ctx, `INSERT INTO `+markerTable+` (move, at) VALUES ($1, now()) ON CONFLICT DO NOTHING`, name); err != nil {
+		return &Error{Shard: from.name, Err: fmt.Errorf("mark %s: %w", name, err)}
+	}
 	var exists bool
 	if err := from.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
 		return &Error{Shard: from.name, Err: err}
 	}
 	if !exists {
-		var parts []string
+		parts := []string{fmt.Sprintf("TABLE %s WHERE (move = %s)", markerTable, quoteLiteral(name))}
 		for _, t := range mv.Tables {
 			parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(),
 				mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
@@ -525,8 +543,9 @@ func MoveProgress(ctx context.Context, db *sql.DB, id int64) (*Move, Progress, e
 // source (-1 while the slot is not there yet).
 func copyProgress(ctx context.Context, src, dst *sql.DB, mv *Move) (Progress, error) {
 	p := Progress{Phase: mv.Phase, Tables: len(mv.Tables), LagBytes: -1}
+	// The moving tables only: the marker table is replicated too.
 	if err := dst.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE r.srsubstate = 'r') FROM pg_subscription_rel r
-		JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = $1`, mv.name()).Scan(&p.TablesDone); err != nil {
+		JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = $1 AND r.srrelid <> to_regclass($2)`, mv.name(), markerTable).Scan(&p.TablesDone); err != nil {
 		return p, &Error{Shard: mv.Target, Err: fmt.Errorf("read the subscription's state: %w", err)}
 	}
 	for _, t := range mv.Tables {

@@ -129,26 +129,9 @@ func TestRouterRoutes(t *testing.T) {
 	if problems, err := testutil.CollectAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("metrics lint: %v %v", err, problems)
 	}
-	if got := testutil.ToFloat64(mustGauge(t, reg, "strata_shard_map_epoch")); got != 1 {
+	if got := metricValue(t, reg, "strata_shard_map_epoch"); got != 1 {
 		t.Errorf("strata_shard_map_epoch = %v, want 1", got)
 	}
-}
-
-func mustGauge(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "copy"})
-			g.Set(mf.GetMetric()[0].GetGauge().GetValue())
-			return g
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return nil
 }
 
 // TestRouterTxOneShard: a transaction over keys of one shard runs; over
@@ -470,7 +453,7 @@ func TestRouterFence(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(counter(t, reg, "strata_shard_fenced_writes_total")) < 1 {
+	for metricValue(t, reg, "strata_shard_fenced_writes_total") < 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the write to the fenced virtual shard was not held")
 		}
@@ -506,7 +489,9 @@ func TestRouterFence(t *testing.T) {
 	}
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+// metricValue returns the value of the first series of a gauge or counter
+// gathered from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -514,11 +499,13 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "copy"})
-			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
-			return c
+			m := mf.GetMetric()[0]
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
 		}
 	}
 	t.Fatalf("no metric %s", name)
-	return nil
+	return 0
 }

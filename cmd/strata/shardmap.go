@@ -82,31 +82,44 @@ func newShardLocate(g *globals) *cobra.Command {
 
 // load reads the map from --db.
 func (f *shardMapFlags) load(parent context.Context) (*shard.Map, error) {
+	ctx, cancel := context.WithTimeout(parent, defaultShardMapTimeout)
+	defer cancel()
+	db, m, err := f.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db.Close()
+	return m, nil
+}
+
+// open connects to --db and loads the map from it, with errors that name
+// what is wrong; the caller closes the database.
+func (f *shardMapFlags) open(ctx context.Context) (*sql.DB, *shard.Map, error) {
 	if f.db == "" {
-		return nil, usageError{errors.New("--db is required: " + mainDBHelp)}
+		return nil, nil, usageError{errors.New("--db is required: " + mainDBHelp)}
 	}
 	u, err := postgresURL("--db", f.db, "the shard map lives in PostgreSQL")
 	if err != nil {
-		return nil, usageError{err}
+		return nil, nil, usageError{err}
 	}
-	ctx, cancel := context.WithTimeout(parent, defaultShardMapTimeout)
-	defer cancel()
 	db, err := sql.Open("pgx", withConnectTimeout(u))
 	if err != nil {
-		return nil, usageError{fmt.Errorf("--db %s: %s", quote(hidePasswords(f.db)), bounded(maskSettings(err.Error())))}
+		return nil, nil, usageError{fmt.Errorf("--db %s: %s", quote(hidePasswords(f.db)), bounded(maskSettings(err.Error())))}
 	}
-	defer db.Close()
 	if err := db.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("cannot reach the database at %s: %s", display(u), bounded(maskSettings(joinLines(err.Error()))))
+		db.Close()
+		return nil, nil, fmt.Errorf("cannot reach the database at %s: %s", display(u), bounded(maskSettings(joinLines(err.Error()))))
 	}
 	m, err := shard.Load(ctx, db)
 	if errors.Is(err, shard.ErrNoMap) {
-		return nil, fmt.Errorf("no shard map in %s: none has been published to its %s schema", display(u), shard.ControlSchema)
+		db.Close()
+		return nil, nil, fmt.Errorf("no shard map in %s: none has been published to its %s schema", display(u), shard.ControlSchema)
 	}
 	if err != nil {
-		return nil, errors.New(clipError(maskSettings(joinLines(err.Error()))))
+		db.Close()
+		return nil, nil, errors.New(cleanError(err))
 	}
-	return m, nil
+	return db, m, nil
 }
 
 // mapJSON is the map as strata shard map --json prints it.

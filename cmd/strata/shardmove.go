@@ -169,19 +169,7 @@ func (f *shardMoveFlags) requireDB() error {
 // (and its messages for a bad, unreachable or mapless database), then
 // opens the main database for the command's own statements.
 func (f *shardMoveFlags) openMain(ctx context.Context) (*sql.DB, *shard.Map, error) {
-	m, err := (&shardMapFlags{db: f.db}).load(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	u, err := postgresURL("--db", f.db, "the shard map lives in PostgreSQL")
-	if err != nil { // load has checked it
-		return nil, nil, usageError{err}
-	}
-	db, err := sql.Open("pgx", withConnectTimeout(u))
-	if err != nil {
-		return nil, nil, usageError{fmt.Errorf("--db %s: %s", quote(hidePasswords(f.db)), bounded(maskSettings(err.Error())))}
-	}
-	return db, m, nil
+	return (&shardMapFlags{db: f.db}).open(ctx)
 }
 
 // resumeHint is the command that runs move id again.

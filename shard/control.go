@@ -119,7 +119,7 @@ func Install(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, sqlInstallLock, int64(installLockKey)); err != nil {
 		return fmt.Errorf("shard: install: lock: %w", err)
 	}
-	for _, q := range [...]string{sqlCreateSchema, sqlCreateMap, sqlSeedMap, sqlCreateInstances, sqlCreateMoves, sqlMoveToken} {
+	for _, q := range [...]string{sqlCreateSchema, sqlCreateMap, sqlSeedMap, sqlCreateInstances, sqlCreateMoves, sqlMoveColumns} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("shard: install: %w", err)
 		}

@@ -8,32 +8,23 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // The cutover (the guide's write migration) of a caught-up move, bounded
-// in time:
-//
-//  1. fence: a map that fences the moving virtual shards, so every
-//     instance that applies it holds their writes (Router.Write);
-//  2. wait until every live instance has applied it (an instance that has
-//     not cannot be trusted to hold its writes) and the target has
-//     applied every change committed on the source before the fence
-//     (a marker row published with the moving rows, changed after the
-//     fence, arrives after all of them);
-//  3. flip: a map in which the target owns the virtual shards and nothing
-//     is fenced; the held writes go to the new owner;
-//  4. start reverse replication (target to source, no initial copy), so
-//     the move can still be undone without loss.
-//
-// Steps 1 and 2 must fit in CutoverConfig.Pause; past it the fence is
-// lifted and the cutover aborts with ErrCutoverAborted, naming what it
-// waited for: the service goes on, on the old owner.
+// in time: switchOwner below, from the forward stream to the back one.
+// Past CutoverConfig.Pause the fence is lifted and the cutover aborts
+// with ErrCutoverAborted, naming what it waited for: the service goes on,
+// on the old owner.
 
-// Phases after catching-up.
+// Phases of the cutover.
 const (
-	PhaseCutOver = "cut-over" // the target owns the virtual shards; reverse replication runs
+	// PhaseCuttingOver is recorded before the fence: a run that finds it
+	// (the last one crashed) finishes the cutover if the map says the
+	// target owns the virtual shards, and undoes it otherwise.
+	PhaseCuttingOver = "cut-over-started"
+	// PhaseCutOver: the target owns the virtual shards; the back stream
+	// carries its changes to the source until cleanup (or a rollback).
+	PhaseCutOver = "cut-over"
 )
 
 // DefaultPause bounds a cutover's write pause (seed: the issue's 500 ms
@@ -44,13 +35,34 @@ const DefaultPause = DefaultFenceWait
 // and the target's catch-up within its pause; nothing changed hands.
 var ErrCutoverAborted = errors.New("shard: cutover aborted")
 
-// CutoverConfig tunes Cutover. The zero value means the defaults.
+// CutoverConfig tunes Cutover (and a rollback's switch back). The zero
+// value means the defaults.
 type CutoverConfig struct {
 	// Pause bounds the write pause (fence to flip); 0 means DefaultPause.
 	Pause time.Duration
 	// LiveWithin tells a live instance by its last heartbeat; 0 means
 	// three DefaultHeartbeat periods.
 	LiveWithin time.Duration
+	// Hook, if set, is called at each step of the switch ("fenced",
+	// "slot-made", "flipped"): for observers, and for fault tests that
+	// kill the process there.
+	Hook func(step string)
+}
+
+// hook calls c.Hook, if set.
+func (c *CutoverConfig) hook(step string) {
+	if c.Hook != nil {
+		c.Hook(step)
+	}
+}
+
+func (c *CutoverConfig) setDefaults() {
+	if c.Pause <= 0 {
+		c.Pause = DefaultPause
+	}
+	if c.LiveWithin <= 0 {
+		c.LiveWithin = 3 * DefaultHeartbeat
+	}
 }
 
 // CutoverReport says what a cutover did and how long writes were paused.
@@ -62,15 +74,12 @@ type CutoverReport struct {
 	Instances []string
 }
 
-// Cutover hands the virtual shards of move id, caught up, to its target
-// (see above) and records phase cut-over.
+// Cutover hands the virtual shards of move id to its target (see above)
+// and records phase cut-over. The move must have been caught up
+// (catching-up, verified or reading); RunMove verifies and rolls reads
+// out first, then calls it.
 func Cutover(ctx context.Context, db *sql.DB, id int64, cfg CutoverConfig) (*CutoverReport, error) {
-	if cfg.Pause <= 0 {
-		cfg.Pause = DefaultPause
-	}
-	if cfg.LiveWithin <= 0 {
-		cfg.LiveWithin = 3 * DefaultHeartbeat
-	}
+	cfg.setDefaults()
 	unlock, err := lockMove(ctx, db, id)
 	if err != nil {
 		return nil, err
@@ -80,8 +89,10 @@ func Cutover(ctx context.Context, db *sql.DB, id int64, cfg CutoverConfig) (*Cut
 	if err != nil {
 		return nil, err
 	}
-	if mv.Phase != PhaseCatchingUp {
-		return nil, fmt.Errorf("%w: move %d is %s; a cutover needs it catching-up", ErrBadMove, id, mv.Phase)
+	switch mv.Phase {
+	case PhaseCatchingUp, PhaseVerified, PhaseReading:
+	default:
+		return nil, fmt.Errorf("%w: move %d is %s; a cutover needs it caught up (catching-up, verified or reading)", ErrBadMove, id, mv.Phase)
 	}
 	m, err := Load(ctx, db)
 	if err != nil {
@@ -92,43 +103,144 @@ func Cutover(ctx context.Context, db *sql.DB, id int64, cfg CutoverConfig) (*Cut
 		return nil, recordError(ctx, db, mv, err)
 	}
 	defer closeBoth()
-	to := slices.IndexFunc(m.Shards, func(s Shard) bool { return s.Name == mv.Target })
-	rep := &CutoverReport{}
-
-	fenced, err := UpdateMap(ctx, db, func(m *Map) error { return setFence(m, mv, to, true) })
+	rep, err := cutover(ctx, db, m, mv, src, dst, cfg)
 	if err != nil {
-		return nil, recordError(ctx, db, mv, fmt.Errorf("fence: %w", err))
+		return rep, recordError(ctx, db, mv, err)
+	}
+	return rep, nil
+}
+
+// cutover runs Cutover on an open, locked move. If it aborts, the move
+// is back in its phase before.
+func cutover(ctx context.Context, db *sql.DB, m *Map, mv *Move, src, dst *sql.DB, cfg CutoverConfig) (*CutoverReport, error) {
+	prev := mv.Phase
+	fwd, back := streams(mv, src, dst)
+	// The back stream's publication and marker now; its slot in the fence.
+	if err := back.publish(ctx, mv, len(m.Owners), false); err != nil {
+		return nil, err
+	}
+	if err := setPhase(ctx, db, mv, PhaseCuttingOver); err != nil {
+		return nil, err
+	}
+	rep, undone, err := switchOwner(ctx, db, mv, fwd, back, shardIndex(m, mv.Target), cfg)
+	if err != nil {
+		if undone {
+			if perr := setPhase(context.WithoutCancel(ctx), db, mv, prev); perr != nil {
+				err = errors.Join(err, perr)
+			}
+		}
+		return rep, err
+	}
+	return rep, setPhase(ctx, db, mv, PhaseCutOver)
+}
+
+// shardIndex is the index of the shard named name in m, or -1.
+func shardIndex(m *Map, name string) int {
+	return slices.IndexFunc(m.Shards, func(s Shard) bool { return s.Name == name })
+}
+
+// switchOwner hands mv's virtual shards from old.from (their owner) to
+// old.to (shard owner of the map), whose changes nw will carry back:
+//
+//  1. fence: a map that fences the virtual shards, so every instance
+//     that applies it holds their writes (Router.Write);
+//  2. wait until every live instance has applied it (an instance that has
+//     not cannot be trusted to hold its writes) and old has delivered
+//     every change committed before the fence (its marker row, changed
+//     now, arrives after all of them);
+//  3. stop old, and make nw's slot: nw starts where old stopped;
+//  4. flip: a map in which the new owner owns the virtual shards and
+//     nothing is fenced; the held writes go to it;
+//  5. subscribe nw on its slot and drop old's subscription and slot.
+//
+// Steps 1 to 3 must fit in cfg.Pause; past it switchOwner lifts the fence,
+// restarts old, drops nw's slot and returns ErrCutoverAborted with undone
+// set: the service goes on with the old owner. An error with undone unset
+// leaves the switch to recoverSwitch.
+func switchOwner(ctx context.Context, db *sql.DB, mv *Move, old, nw stream, owner int, cfg CutoverConfig) (rep *CutoverReport, undone bool, err error) {
+	rep = &CutoverReport{}
+	fenced, err := UpdateMap(ctx, db, func(m *Map) error { return setFence(m, mv, owner, true) })
+	if err != nil {
+		return rep, false, fmt.Errorf("fence: %w", err)
 	}
 	start := time.Now()
 	rep.FenceEpoch = fenced.Epoch
+	cfg.hook("fenced")
 	pctx, cancel := context.WithDeadline(ctx, start.Add(cfg.Pause))
 	defer cancel()
-	if err := awaitFence(pctx, db, src, dst, mv, fenced.Epoch, cfg.LiveWithin, rep); err != nil {
-		// Lift the fence (not bounded by the pause): the old owner goes on.
-		if _, lerr := UpdateMap(context.WithoutCancel(ctx), db, func(m *Map) error { return setFence(m, mv, to, false) }); lerr != nil {
-			err = errors.Join(err, fmt.Errorf("lift the fence: %w", lerr))
+	err = awaitFence(pctx, db, old, fenced.Epoch, cfg.LiveWithin, rep)
+	if err == nil {
+		err = old.setEnabled(pctx, false)
+	}
+	if err == nil {
+		err = nw.makeSlot(pctx)
+	}
+	if err == nil {
+		cfg.hook("slot-made")
+	}
+	if err != nil {
+		err = fmt.Errorf("%w after %v: %w", ErrCutoverAborted, time.Since(start).Round(time.Millisecond), err)
+		if uerr := unswitch(context.WithoutCancel(ctx), db, mv, old, nw); uerr != nil {
+			return rep, false, errors.Join(err, uerr)
 		}
-		return rep, recordError(ctx, db, mv, fmt.Errorf("%w after %v: %w", ErrCutoverAborted, time.Since(start).Round(time.Millisecond), err))
+		return rep, true, err
 	}
 	flipped, err := UpdateMap(ctx, db, func(m *Map) error {
 		for v := mv.VShards.Lo; v <= mv.VShards.Hi; v++ {
-			m.Owners[v] = to
+			m.Owners[v] = owner
 		}
 		m.Moves = slices.DeleteFunc(m.Moves, func(x MapMove) bool { return x.VShards == mv.VShards })
 		return nil
 	})
 	if err != nil {
-		return rep, recordError(ctx, db, mv, fmt.Errorf("flip ownership: %w", err))
+		return rep, false, fmt.Errorf("flip ownership: %w", err)
 	}
 	rep.Pause, rep.FlipEpoch = time.Since(start), flipped.Epoch
-	if err := reverse(ctx, src, dst, flipped, mv); err != nil {
-		return rep, recordError(ctx, db, mv, fmt.Errorf("start reverse replication: %w", err))
+	cfg.hook("flipped")
+	return rep, false, finishSwitch(ctx, flipped, old, nw)
+}
+
+// finishSwitch subscribes nw on the slot made in the fence and drops old.
+func finishSwitch(ctx context.Context, m *Map, old, nw stream) error {
+	if err := nw.subscribe(ctx, m, false, true); err != nil {
+		return fmt.Errorf("start replication back: %w", err)
 	}
-	return rep, setPhase(ctx, db, mv, PhaseCutOver)
+	if err := old.unsubscribe(ctx); err != nil {
+		return fmt.Errorf("stop replication forward: %w", err)
+	}
+	return nil
+}
+
+// unswitch undoes a switch that did not flip: the fence lifted first (the
+// old owner takes writes again), then nw's slot dropped (it would carry
+// old's changes back) and old restarted.
+func unswitch(ctx context.Context, db *sql.DB, mv *Move, old, nw stream) error {
+	m, err := Load(ctx, db)
+	if err != nil {
+		return fmt.Errorf("lift the fence: %w", err)
+	}
+	if i := slices.IndexFunc(m.Moves, func(x MapMove) bool { return x.VShards == mv.VShards }); i >= 0 && m.Moves[i].Fenced {
+		if _, err := UpdateMap(ctx, db, func(m *Map) error { return setFence(m, mv, 0, false) }); err != nil {
+			return fmt.Errorf("lift the fence: %w", err)
+		}
+	}
+	if err := nw.dropSlot(ctx); err != nil {
+		return err
+	}
+	return old.setEnabled(ctx, true)
+}
+
+// recoverSwitch finishes a switch to owner that a crash interrupted, if
+// it flipped (the map gives the virtual shards to owner), or undoes it.
+func recoverSwitch(ctx context.Context, db *sql.DB, m *Map, mv *Move, old, nw stream, owner int) (flipped bool, err error) {
+	if m.Owners[mv.VShards.Lo] == owner {
+		return true, finishSwitch(ctx, m, old, nw)
+	}
+	return false, unswitch(ctx, db, mv, old, nw)
 }
 
 // setFence fences (or unfences) mv's virtual shards in m, adding its
-// MapMove if the map has none yet.
+// MapMove (towards shard to) if the map has none yet.
 func setFence(m *Map, mv *Move, to int, on bool) error {
 	i := slices.IndexFunc(m.Moves, func(x MapMove) bool { return x.VShards == mv.VShards })
 	if i < 0 {
@@ -143,9 +255,9 @@ func setFence(m *Map, mv *Move, to int, on bool) error {
 }
 
 // awaitFence waits until every live instance has applied epoch, then
-// until the target has applied every change the source committed before
-// the fence (shown by the move's marker row, changed on the source now).
-func awaitFence(ctx context.Context, db, src, dst *sql.DB, mv *Move, epoch int64, liveWithin time.Duration, rep *CutoverReport) error {
+// until s has delivered every change committed before the fence (shown by
+// its marker row, changed on s.from now).
+func awaitFence(ctx context.Context, db *sql.DB, s stream, epoch int64, liveWithin time.Duration, rep *CutoverReport) error {
 	var behind []string
 	waiting := func() error {
 		return fmt.Errorf("instances that have not applied the fence (epoch %d): %s", epoch, strings.Join(behind, ", "))
@@ -174,31 +286,30 @@ func awaitFence(ctx context.Context, db, src, dst *sql.DB, mv *Move, epoch int64
 			return waiting()
 		}
 	}
-	// Touch the move's marker on the source: the fence is in force on
-	// every live instance, so every write of the moving rows committed
-	// before this one. When the target shows the new value, it has
-	// applied all of them (logical replication applies in commit order).
-	var at time.Time
-	if err := src.QueryRowContext(ctx, `UPDATE `+markerTable+` SET at = clock_timestamp() WHERE move = $1 RETURNING at`, mv.name()).Scan(&at); err != nil {
+	// Touch the marker on s.from: the fence is in force on every live
+	// instance, so every write of the moving rows committed before this
+	// one. When s.to shows the new value, it has applied all of them
+	// (logical replication applies in commit order).
+	at, err := s.touch(ctx)
+	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("the source did not take the move's marker in time: %w", err)
+			return fmt.Errorf("%s did not take the move's marker in time: %w", s.from.name, err)
 		}
-		return &Error{Shard: mv.Source, Err: fmt.Errorf("touch the move's marker: %w", err)}
+		return err
 	}
 	for {
-		var seen bool
-		err := dst.QueryRowContext(ctx, `SELECT COALESCE((SELECT at = $2 FROM `+markerTable+` WHERE move = $1), false)`, mv.name(), at).Scan(&seen)
+		seen, err := s.seen(ctx, at)
 		if err != nil && ctx.Err() != nil {
-			return fmt.Errorf("the target had not applied the source's changes up to the fence")
+			return fmt.Errorf("%s had not applied %s's changes up to the fence", s.to.name, s.from.name)
 		}
 		if err != nil {
-			return &Error{Shard: mv.Target, Err: fmt.Errorf("read the move's marker: %w", err)}
+			return err
 		}
 		if seen {
 			return nil
 		}
 		if err := pause(ctx, time.Millisecond); err != nil {
-			return fmt.Errorf("the target had not applied the source's changes up to the fence")
+			return fmt.Errorf("%s had not applied %s's changes up to the fence", s.to.name, s.from.name)
 		}
 	}
 }
@@ -213,15 +324,4 @@ func pause(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// reverse stops the forward subscription and starts replication from the
-// target back to the source for the moved virtual shards, without a copy
-// (the source has the rows up to the flip), unless it runs already.
-func reverse(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move) error {
-	name := mv.name()
-	if _, err := dst.ExecContext(ctx, `ALTER SUBSCRIPTION `+pgx.Identifier{name}.Sanitize()+` DISABLE`); err != nil {
-		return &Error{Shard: mv.Target, Err: fmt.Errorf("disable subscription %s: %w", name, err)}
-	}
-	return replicate(ctx, m, mv, len(m.Owners), end{dst, mv.Target}, end{src, mv.Source}, name+"_back", false)
 }

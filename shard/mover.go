@@ -15,35 +15,47 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The guide's implement_sharding_migration, as far as it is built here:
-// a move is recorded in the control schema (table moves) and goes through
-// phases, each recorded before the next starts, so that a mover killed
-// anywhere resumes from the last recorded phase (RunMove again):
+// The guide's implement_sharding_migration: a move is recorded in the
+// control schema (table moves) and goes through phases, each recorded
+// before the next starts, so that a mover killed anywhere resumes from the
+// last recorded phase (RunMove, Rollback or Cleanup again):
 //
-//	planned     the move is recorded; nothing else has changed
-//	prepared    pre-flight passed; the schema exists on the target
-//	copying     a publication on the source (row filter: the moving
-//	            virtual shards) and a subscription on the target exist;
-//	            PostgreSQL copies the rows, then streams the changes
-//	catching-up the guide's "dual write" phase: the initial copy is done
-//	            and the target applies the source's changes as they come
+//	planned          the move is recorded; nothing else has changed
+//	prepared         pre-flight passed; the schema exists on the target
+//	copying          the forward stream exists (a publication on the
+//	                 source filtered on the moving virtual shards, a
+//	                 subscription on the target): PostgreSQL copies the
+//	                 rows, then streams the changes
+//	catching-up      the guide's "dual write" phase: the copy is done and
+//	                 the target applies the source's changes as they come
+//	verified         every moving table compared clean (Verify)
+//	reading          the guide's read migration: a growing share of the
+//	                 moving virtual shards' reads go to the target
+//	cut-over-started the write migration runs (see Cutover)
+//	cut-over         the target owns the virtual shards; the back stream
+//	                 carries its changes to the source
+//	cleaning, done   Cleanup: replication dropped, the moved rows deleted
+//	                 from the source
+//	rolling-back, switched-back, undoing, rolled-back
+//	                 Rollback (see there)
 //
-// The guide writes twice from the application during this phase. Strata
-// lets PostgreSQL's logical replication do it instead: a second write from
-// the service can fail after the first committed (the copies then differ
-// and nobody knows), and two writers race (the target can apply them in
-// another order than the source did). The change stream carries every
-// committed change of the moving rows, in commit order, whoever made it,
-// and restarts where it stopped.
-//
-// Read migration, the cutover and cleanup are the next steps (issue 14).
+// The guide writes twice from the application during "dual write".
+// Strata lets PostgreSQL's logical replication do it instead: a second
+// write from the service can fail after the first committed (the copies
+// then differ and nobody knows), and two writers race (the target can
+// apply them in another order than the source did). The change stream
+// carries every committed change of the moving rows, in commit order,
+// whoever made it, and restarts where it stopped.
 
-// Phases of a move.
+// Phases of a move (those of the cutover, the cleanup and the rollback
+// are beside them).
 const (
 	PhasePlanned    = "planned"
 	PhasePrepared   = "prepared"
 	PhaseCopying    = "copying"
 	PhaseCatchingUp = "catching-up"
+	PhaseVerified   = "verified"
+	PhaseReading    = "reading"
 )
 
 // ErrMoveConflict: another active move already covers some of the
@@ -66,10 +78,13 @@ const sqlCreateMoves = `CREATE TABLE IF NOT EXISTS strata_shard.moves (
 	error text,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
-	token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8))`
+	token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8),
+	verify jsonb)`
 
-// sqlMoveToken adds the token to a moves table made before it existed.
-const sqlMoveToken = `ALTER TABLE strata_shard.moves ADD COLUMN IF NOT EXISTS token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8)`
+// sqlMoveColumns adds the columns a moves table made by an earlier
+// version lacks.
+const sqlMoveColumns = `ALTER TABLE strata_shard.moves ADD COLUMN IF NOT EXISTS token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8),
+	ADD COLUMN IF NOT EXISTS verify jsonb`
 
 // Move is a recorded move of virtual shards VShards from shard Source to
 // shard Target (names in the map).
@@ -90,6 +105,9 @@ type Move struct {
 	// recorded in other main databases: slot names are per server, and
 	// move ids only per main database.
 	Token string
+	// Verify holds the reports of the move's verify, by table: the last
+	// one, or the progress of one interrupted (it resumes from there).
+	Verify map[string]*VerifyReport
 }
 
 // name is the publication's, the subscription's and the slot's name.
@@ -172,7 +190,7 @@ func PlanMove(ctx context.Context, db *sql.DB, r VRange, target string, tables [
 // Moves lists the recorded moves, newest first; active only when
 // activeOnly.
 func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at, token
+	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at, token, verify
 		FROM strata_shard.moves WHERE active OR NOT $1 ORDER BY id DESC`, activeOnly)
 	if err != nil {
 		return nil, fmt.Errorf("shard: moves: %w", err)
@@ -181,12 +199,17 @@ func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
 	var out []Move
 	for rows.Next() {
 		var m Move
-		var tj []byte
-		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt, &m.Token); err != nil {
+		var tj, vj []byte
+		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt, &m.Token, &vj); err != nil {
 			return nil, fmt.Errorf("shard: moves: %w", err)
 		}
 		if err := json.Unmarshal(tj, &m.Tables); err != nil {
 			return nil, fmt.Errorf("shard: move %d: tables: %w", m.ID, err)
+		}
+		if vj != nil {
+			if err := json.Unmarshal(vj, &m.Verify); err != nil {
+				return nil, fmt.Errorf("shard: move %d: verify: %w", m.ID, err)
+			}
 		}
 		out = append(out, m)
 	}
@@ -220,42 +243,136 @@ type MoveConfig struct {
 	// returns every problem at once; a non-nil error stops the move in
 	// phase planned.
 	Check func(ctx context.Context, source, target *sql.DB, m *Move, n int) error
+	// Until is the phase RunMove stops at; "" means PhaseCutOver (the
+	// whole move but the cleanup, which waits for the user's soak).
+	Until string
 	// CatchUpLag is the lag under which the move counts as caught up;
 	// 0 means DefaultCatchUpLag.
 	CatchUpLag int64
-	// Poll is how often progress is read while copying; 0 means 500 ms.
+	// Verify tunes the comparison of each moving table after the catch-up;
+	// a zero Retries means DefaultMoveVerifyRetries (writes go on while it
+	// runs, so a row may differ for as long as the stream's lag).
+	Verify VerifyConfig
+	// ReadShares are the read migration's steps, in percent of the moving
+	// virtual shards' reads sent to the target, increasing, each in
+	// 1..MaxReadShare; nil means DefaultReadShares.
+	ReadShares []int
+	// ReadDwell is how long each read share holds before the next; 0
+	// means DefaultReadDwell.
+	ReadDwell time.Duration
+	// MaxReadLag bounds the target's lag while it takes reads: over it,
+	// the share falls to 0 until the lag is back under; 0 means
+	// DefaultMaxReadLag.
+	MaxReadLag time.Duration
+	// Cutover tunes the cutover; CutoverAttempts is how many times an
+	// aborted cutover is tried (0 means DefaultCutoverAttempts), a second
+	// apart.
+	Cutover         CutoverConfig
+	CutoverAttempts int
+	// Poll is how often progress and lag are read; 0 means 500 ms.
 	Poll time.Duration
-	// OnProgress, if set, receives progress while the move copies.
+	// OnProgress, if set, receives progress while the move copies and
+	// while reads migrate.
 	OnProgress func(Progress)
+	// OnCutover, if set, receives the report of each cutover attempt.
+	OnCutover func(*CutoverReport, error)
 	// Logger receives the phases; nil means slog.Default().
 	Logger *slog.Logger
+	// Hook, if set, is called before each phase's work with the phase's
+	// name, and passed on to the cutover (Cutover.Hook) unless that has
+	// its own: for observers, and for fault tests that kill the process
+	// there.
+	Hook func(step string)
 }
 
-// Progress is a copying move's state: the rows written on the target so
-// far (from its statistics), the tables whose initial copy is done, and
-// the lag in bytes of WAL (-1 until the replication slot exists).
+// Defaults of MoveConfig.
+const (
+	// DefaultMoveVerifyRetries: rows that differ are read again this many
+	// times, DefaultVerifyRetryWait apart, before they count.
+	DefaultMoveVerifyRetries = 12
+	// DefaultReadDwell is how long each read share holds.
+	DefaultReadDwell = 30 * time.Second
+	// DefaultMaxReadLag bounds the target's lag while it takes reads.
+	DefaultMaxReadLag = time.Second
+	// DefaultCutoverAttempts is how many times RunMove tries the cutover.
+	DefaultCutoverAttempts = 3
+)
+
+// DefaultReadShares returns the guide's percentage rollout of reads (seed:
+// Sharding, read migration: 1, 10, 50, 100 %).
+func DefaultReadShares() []int { return []int{1, 10, 50, 100} }
+
+// check validates c and fills in the defaults.
+func (c *MoveConfig) check() error {
+	if c.CatchUpLag <= 0 {
+		c.CatchUpLag = DefaultCatchUpLag
+	}
+	if c.Poll <= 0 {
+		c.Poll = 500 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Until == "" {
+		c.Until = PhaseCutOver
+	}
+	if !slices.Contains(forwardPhases, c.Until) {
+		return fmt.Errorf("%w: Until %q is not a phase RunMove reaches (%s)", ErrBadMove, clipText(c.Until), strings.Join(forwardPhases, ", "))
+	}
+	if c.Verify.Retries == 0 {
+		c.Verify.Retries = DefaultMoveVerifyRetries
+	}
+	if c.ReadShares == nil {
+		c.ReadShares = DefaultReadShares()
+	}
+	for i, s := range c.ReadShares {
+		if s < 1 || s > MaxReadShare || (i > 0 && s <= c.ReadShares[i-1]) {
+			return fmt.Errorf("%w: read shares %v: want increasing percentages in 1..%d", ErrBadMove, c.ReadShares, MaxReadShare)
+		}
+	}
+	if c.ReadDwell <= 0 {
+		c.ReadDwell = DefaultReadDwell
+	}
+	if c.MaxReadLag <= 0 {
+		c.MaxReadLag = DefaultMaxReadLag
+	}
+	if c.CutoverAttempts <= 0 {
+		c.CutoverAttempts = DefaultCutoverAttempts
+	}
+	c.Cutover.setDefaults()
+	if c.Cutover.Hook == nil {
+		c.Cutover.Hook = c.Hook
+	}
+	return nil
+}
+
+// forwardPhases are the phases RunMove goes through, in order.
+var forwardPhases = []string{PhasePlanned, PhasePrepared, PhaseCopying, PhaseCatchingUp, PhaseVerified, PhaseReading, PhaseCutOver}
+
+// Progress is a running move's state: the rows written on the target so
+// far (from its statistics), the tables whose initial copy is done, the
+// lag in bytes of WAL (-1 until the replication slot exists) and, while
+// reads migrate, the share of reads on the target and its lag in time.
 type Progress struct {
 	Phase      string
 	RowsCopied int64
 	TablesDone int
 	Tables     int
 	LagBytes   int64
+	ReadShare  int
+	Lag        time.Duration
 	Elapsed    time.Duration
 }
 
-// RunMove takes move id from its recorded phase as far as catching-up
-// (the target applying the source's changes with a lag under the bound),
-// recording each phase as it completes. It is safe to run again after a
-// crash or an error anywhere: every step checks what exists first.
+// RunMove takes move id from its recorded phase as far as cfg.Until (by
+// default cut-over: copied, caught up, verified, reads migrated, and
+// ownership handed to the target), recording each phase as it completes.
+// It is safe to run again after a crash or an error anywhere: every step
+// checks what exists first, and a cutover interrupted midway is finished
+// or undone.
 func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, error) {
-	if cfg.CatchUpLag <= 0 {
-		cfg.CatchUpLag = DefaultCatchUpLag
-	}
-	if cfg.Poll <= 0 {
-		cfg.Poll = 500 * time.Millisecond
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	unlock, err := lockMove(ctx, db, id)
 	if err != nil {
@@ -267,7 +384,10 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 		return nil, err
 	}
 	if !mv.Active {
-		return mv, fmt.Errorf("%w: move %d is no longer active", ErrBadMove, id)
+		return mv, fmt.Errorf("%w: move %d is no longer active (%s)", ErrBadMove, id, mv.Phase)
+	}
+	if mv.Phase != PhaseCuttingOver && !slices.Contains(forwardPhases, mv.Phase) {
+		return mv, fmt.Errorf("%w: move %d is %s: run its rollback or cleanup again instead", ErrBadMove, id, mv.Phase)
 	}
 	m, err := Load(ctx, db)
 	if err != nil {
@@ -278,27 +398,60 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 		return mv, recordError(ctx, db, mv, err)
 	}
 	defer closeDBs()
+	if mv.Phase == PhaseCuttingOver {
+		if err := recoverCutover(ctx, db, m, mv, src, dst); err != nil {
+			return mv, recordError(ctx, db, mv, err)
+		}
+	}
+	n := len(m.Owners)
 	steps := []struct {
 		from, to string
 		run      func() error
 	}{
-		{PhasePlanned, PhasePrepared, func() error { return prepare(ctx, src, dst, mv, len(m.Owners), cfg) }},
-		{PhasePrepared, PhaseCopying, func() error { return startCopy(ctx, src, dst, m, mv, len(m.Owners)) }},
+		{PhasePlanned, PhasePrepared, func() error { return prepare(ctx, src, dst, mv, n, cfg) }},
+		{PhasePrepared, PhaseCopying, func() error { return startCopy(ctx, src, dst, m, mv) }},
 		{PhaseCopying, PhaseCatchingUp, func() error { return awaitCopy(ctx, src, dst, mv, cfg) }},
+		{PhaseCatchingUp, PhaseVerified, func() error { return verifyMove(ctx, db, src, dst, mv, n, cfg) }},
+		{PhaseVerified, PhaseReading, func() error { return nil }},
+		{PhaseReading, PhaseCutOver, func() error { return migrate(ctx, db, src, dst, mv, cfg) }},
 	}
 	for _, st := range steps {
+		if mv.Phase == cfg.Until {
+			break
+		}
 		if mv.Phase != st.from {
 			continue
 		}
 		cfg.Logger.Info("shard: move phase", "move", mv.ID, "phase", st.from, "next", st.to)
+		if cfg.Hook != nil {
+			cfg.Hook(st.from)
+		}
 		if err := st.run(); err != nil {
 			return mv, recordError(ctx, db, mv, err)
+		}
+		if mv.Phase == st.to {
+			continue // the step recorded it (the cutover)
 		}
 		if err := setPhase(ctx, db, mv, st.to); err != nil {
 			return mv, err
 		}
 	}
 	return mv, nil
+}
+
+// recoverCutover finishes or undoes the cutover a crash interrupted (see
+// recoverSwitch): cut-over if the map had flipped, else catching-up (the
+// move is verified again before the next cutover).
+func recoverCutover(ctx context.Context, db *sql.DB, m *Map, mv *Move, src, dst *sql.DB) error {
+	fwd, back := streams(mv, src, dst)
+	flipped, err := recoverSwitch(ctx, db, m, mv, fwd, back, shardIndex(m, mv.Target))
+	if err != nil {
+		return fmt.Errorf("recover the interrupted cutover: %w", err)
+	}
+	if flipped {
+		return setPhase(ctx, db, mv, PhaseCutOver)
+	}
+	return setPhase(ctx, db, mv, PhaseCatchingUp)
 }
 
 // ErrMoveBusy: another process is running the same move.
@@ -412,79 +565,16 @@ func prepare(ctx context.Context, src, dst *sql.DB, mv *Move, n int, cfg MoveCon
 	return nil
 }
 
-// startCopy creates the publication on the source and the subscription on
-// the target, unless they exist (a resumed move).
-func startCopy(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move, n int) error {
-	return replicate(ctx, m, mv, n, end{src, mv.Source}, end{dst, mv.Target}, mv.name(), true)
+// startCopy creates the forward stream (the publication on the source,
+// the subscription with its slot on the target, copying the rows first),
+// unless it exists (a resumed move).
+func startCopy(ctx context.Context, src, dst *sql.DB, m *Map, mv *Move) error {
+	fwd, _ := streams(mv, src, dst)
+	if err := fwd.publish(ctx, mv, len(m.Owners), true); err != nil {
+		return err
+	}
+	return fwd.subscribe(ctx, m, true, false)
 }
-
-// markerTable holds one row per replication of a move, published with
-// its rows; sqlCreateMarker makes it.
-const (
-	markerTable     = "strata_move_marker"
-	sqlCreateMarker = `CREATE TABLE IF NOT EXISTS ` + markerTable + ` (move text PRIMARY KEY, at timestamptz NOT NULL)`
-)
-
-// end is one side of a replication: a primary and its shard's name.
-type end struct {
-	db   *sql.DB
-	name string
-}
-
-// replicate makes publication name on from (mv's tables, filtered on its
-// virtual shards) and subscription name on to, unless they exist (a
-// resumed move); copyData says whether the subscription copies the rows
-// first.
-func replicate(ctx context.Context, m *Map, mv *Move, n int, from, to end, name string, copyData bool) error {
-	// The marker row travels with the moving rows, in commit order: when
-	// a change of it made on from is seen on to, everything committed on
-	// from before it has been applied on to (see awaitFence).
-	for _, e := range []end{from, to} {
-		if _, err := e.db.ExecContext(ctx, sqlCreateMarker); err != nil {
-			return &Error{Shard: e.name, Err: fmt.Errorf("create %s: %w", markerTable, err)}
-		}
-	}
-	if _, err := from.db.ExecContext(ctx, `INSERT INTO `+markerTable+` (move, at) VALUES ($1, now()) ON CONFLICT DO NOTHING`, name); err != nil {
-		return &Error{Shard: from.name, Err: fmt.Errorf("mark %s: %w", name, err)}
-	}
-	var exists bool
-	if err := from.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
-		return &Error{Shard: from.name, Err: err}
-	}
-	if !exists {
-		parts := []string{fmt.Sprintf("TABLE %s WHERE (move = %s)", markerTable, quoteLiteral(name))}
-		for _, t := range mv.Tables {
-			parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(),
-				mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
-		}
-		if _, err := from.db.ExecContext(ctx, `CREATE PUBLICATION `+pgx.Identifier{name}.Sanitize()+` FOR `+strings.Join(parts, ", ")); err != nil {
-			return &Error{Shard: from.name, Err: fmt.Errorf("create publication %s: %w", name, err)}
-		}
-	}
-	if err := to.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, name).Scan(&exists); err != nil {
-		return &Error{Shard: to.name, Err: err}
-	}
-	if exists {
-		return nil
-	}
-	var conninfo string
-	for _, s := range m.Shards {
-		if s.Name == from.name {
-			conninfo = s.URL
-		}
-	}
-	// CREATE SUBSCRIPTION cannot run in a transaction block, and takes
-	// no parameters: the connection string is quoted as a literal.
-	q := `CREATE SUBSCRIPTION ` + pgx.Identifier{name}.Sanitize() + ` CONNECTION ` + quoteLiteral(conninfo) +
-		` PUBLICATION ` + pgx.Identifier{name}.Sanitize() + ` WITH (copy_data = ` + strconv.FormatBool(copyData) + `)`
-	if _, err := to.db.ExecContext(ctx, q); err != nil {
-		return &Error{Shard: to.name, Err: fmt.Errorf("create subscription %s: %w", name, err)}
-	}
-	return nil
-}
-
-// quoteLiteral quotes s as an SQL string literal.
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // awaitCopy waits until every table's initial copy is done and the lag is
 // under the bound, reporting progress.
@@ -512,16 +602,19 @@ func awaitCopy(ctx context.Context, src, dst *sql.DB, mv *Move, cfg MoveConfig) 
 	}
 }
 
-// MoveProgress reads move id's progress: for a copying or catching-up
-// move, from its subscription on the target and its slot on the source;
-// for another, only its phase.
+// MoveProgress reads move id's progress: for a move whose forward stream
+// runs (copying to cut-over-started), from its subscription on the target
+// and its slot on the source, with its read share from the map; for
+// another, only its phase.
 func MoveProgress(ctx context.Context, db *sql.DB, id int64) (*Move, Progress, error) {
 	mv, err := loadMove(ctx, db, id)
 	if err != nil {
 		return nil, Progress{}, err
 	}
 	p := Progress{Phase: mv.Phase, Tables: len(mv.Tables), LagBytes: -1}
-	if mv.Phase != PhaseCopying && mv.Phase != PhaseCatchingUp {
+	switch mv.Phase {
+	case PhaseCopying, PhaseCatchingUp, PhaseVerified, PhaseReading, PhaseCuttingOver:
+	default:
 		return mv, p, nil
 	}
 	m, err := Load(ctx, db)
@@ -535,6 +628,9 @@ func MoveProgress(ctx context.Context, db *sql.DB, id int64) (*Move, Progress, e
 	defer closeBoth()
 	p, err = copyProgress(ctx, src, dst, mv)
 	p.Elapsed = time.Since(mv.UpdatedAt)
+	if i := moveIndex(m, mv); i >= 0 {
+		p.ReadShare = m.Moves[i].ReadShare
+	}
 	return mv, p, err
 }
 

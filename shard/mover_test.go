@@ -152,6 +152,7 @@ func TestRunMoveCopies(t *testing.T) {
 		},
 		Poll:       50 * time.Millisecond,
 		OnProgress: func(p Progress) { last = p },
+		Until:      PhaseCatchingUp,
 	}
 	got, err := RunMove(ctx, ctl, mv.ID, cfg)
 	if err != nil {
@@ -213,7 +214,7 @@ func TestRunMoveResumes(t *testing.T) {
 	cfg := MoveConfig{Prepare: func(ctx context.Context, target *sql.DB) error {
 		_, err := target.ExecContext(ctx, moveSchema)
 		return err
-	}, Poll: 50 * time.Millisecond}
+	}, Poll: 50 * time.Millisecond, Until: PhaseCatchingUp}
 	// As if killed after the publication: prepare by hand, record prepared,
 	// and make the publication only.
 	if err := cfg.Prepare(ctx, b); err != nil {
@@ -254,7 +255,7 @@ func caughtUp(t *testing.T, ctl *sql.DB, r VRange) *Move {
 	cfg := MoveConfig{Prepare: func(ctx context.Context, target *sql.DB) error {
 		_, err := target.ExecContext(ctx, moveSchema)
 		return err
-	}, Poll: 20 * time.Millisecond}
+	}, Poll: 20 * time.Millisecond, Until: PhaseCatchingUp}
 	if mv, err = RunMove(bounded(t), ctl, mv.ID, cfg); err != nil || mv.Phase != PhaseCatchingUp {
 		t.Fatalf("RunMove: %+v, %v", mv, err)
 	}

@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -58,14 +60,82 @@ type shardMoveFlags struct {
 
 	shardURL, name string // add
 	vshards, to    string // move
-	wait           bool   // move, resume
-	id             int64  // resume
+	wait           bool   // move, resume, rollback
+	id             int64  // resume, rollback, cleanup
 	all            bool   // status
+
+	// move and resume: the read migration and the cutover.
+	until      string
+	readSteps  string
+	readDwell  time.Duration
+	maxReadLag time.Duration
+	pause      time.Duration
+	// cleanup
+	soak  time.Duration
+	batch int
 }
 
 // newShardMoveCommands returns strata shard add, move, resume and status.
 func newShardMoveCommands(g *globals) []*cobra.Command {
-	return []*cobra.Command{newShardAdd(g), newShardMove(g), newShardResume(g), newShardStatus(g)}
+	return []*cobra.Command{newShardAdd(g), newShardMove(g), newShardResume(g), newShardStatus(g), newShardRollback(g), newShardCleanup(g)}
+}
+
+// runFlags registers the flags of a move's run: the read migration's
+// steps, dwell and lag bound, and the cutover's pause.
+func (f *shardMoveFlags) runFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.until, "until", shard.PhaseCutOver, "stop once the move reaches this phase: catching-up, verified, reading or cut-over")
+	cmd.Flags().StringVar(&f.readSteps, "read-steps", "1,10,50,100", "the read migration's steps: percentages of the moving virtual shards' reads sent to the target, increasing")
+	cmd.Flags().DurationVar(&f.readDwell, "read-dwell", shard.DefaultReadDwell, "how long each read step holds before the next")
+	cmd.Flags().DurationVar(&f.maxReadLag, "max-read-lag", shard.DefaultMaxReadLag, "reads go to the target only while its replication lag is under this")
+	cmd.Flags().DurationVar(&f.pause, "pause", shard.DefaultPause, "the cutover's bound on the write pause; past it the cutover aborts and is tried again")
+}
+
+// faultEnv names a step at which a move command kills itself with
+// SIGKILL: fault tests use it to stop a mover exactly where kill -9 might
+// (a phase's name, or a cutover step: fenced, slot-made, flipped; or
+// delete). Unset, nothing happens.
+const faultEnv = "STRATA_FAULT_KILL_AT"
+
+// faultHook is the hook that honours faultEnv, or nil when it is unset.
+func faultHook() func(string) {
+	at := os.Getenv(faultEnv)
+	if at == "" {
+		return nil
+	}
+	return func(step string) {
+		if step == at {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
+}
+
+// runConfig is the move's configuration from the run flags.
+func (f *shardMoveFlags) runConfig() (shard.MoveConfig, error) {
+	cfg := shard.MoveConfig{Until: f.until}
+	switch f.until {
+	case shard.PhaseCatchingUp, shard.PhaseVerified, shard.PhaseReading, shard.PhaseCutOver:
+	default:
+		return cfg, usageError{fmt.Errorf("--until %s: want one of catching-up, verified, reading, cut-over", quote(f.until))}
+	}
+	for _, part := range strings.Split(f.readSteps, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(part), "%")))
+		if err != nil || n < 1 || n > shard.MaxReadShare || (len(cfg.ReadShares) > 0 && n <= cfg.ReadShares[len(cfg.ReadShares)-1]) {
+			return cfg, usageError{fmt.Errorf("--read-steps %s: want increasing percentages from 1 to %d, separated by commas (like 1,10,50,100)", quote(f.readSteps), shard.MaxReadShare)}
+		}
+		cfg.ReadShares = append(cfg.ReadShares, n)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--read-dwell", f.readDwell}, {"--max-read-lag", f.maxReadLag}, {"--pause", f.pause}} {
+		if d.v <= 0 {
+			return cfg, usageError{fmt.Errorf("%s %v: want a positive duration (like 500ms or 30s)", d.name, d.v)}
+		}
+	}
+	cfg.ReadDwell, cfg.MaxReadLag, cfg.Cutover.Pause = f.readDwell, f.maxReadLag, f.pause
+	cfg.Hook = faultHook()
+	return cfg, nil
 }
 
 // mainFlags registers --db and --json.
@@ -100,13 +170,20 @@ func newShardMove(g *globals) *cobra.Command {
 		Use:   "move",
 		Short: "Move a range of virtual shards to another shard",
 		Long: `Record a move of the virtual shards --vshards (LO-HI, one owner's) to the
-shard --to. With --wait it runs at once, in the foreground: pre-flight
-checks, the schema on the target, then PostgreSQL's logical replication
-copies the moving rows and streams the source's changes (phase
-catching-up), with a progress bar on a terminal. Read migration and the
-cutover are not built yet: the map still sends the moving virtual shards
-to their owner. Without --wait the move is only recorded; strata shard
-resume runs it. An interrupted move resumes where it stopped.`,
+shard --to. With --wait it runs at once, in the foreground, with a
+progress bar on a terminal: pre-flight checks (every problem reported
+before anything changes), the schema on the target; PostgreSQL's logical
+replication copies the moving rows and streams the source's changes
+(catching-up); every table is verified row by row; reads move to the
+target by --read-steps, each held --read-dwell while the target's lag is
+under --max-read-lag; then the cutover fences writes (every running
+strata serve must apply it), waits for the target, hands it the virtual
+shards and starts replication back to the source, within --pause. It
+exits 0 in phase cut-over, the map consistent again. The source keeps its
+copies (kept current by the replication back) until strata shard cleanup;
+strata shard rollback undoes the move until then. Without --wait the move
+is only recorded; strata shard resume runs it. An interrupted move
+resumes where it stopped.`,
 		Example: `  strata shard move --db "$M" --vshards 0-499 --to shard2 --wait`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.move(cmd.Context(), g)
@@ -115,7 +192,8 @@ resume runs it. An interrupted move resumes where it stopped.`,
 	f.mainFlags(cmd, "print the move as JSON")
 	cmd.Flags().StringVar(&f.vshards, "vshards", "", "the virtual shards to move, LO-HI inclusive (or one N) (required)")
 	cmd.Flags().StringVar(&f.to, "to", "", "the shard to move them to, by name in the map (required)")
-	cmd.Flags().BoolVar(&f.wait, "wait", false, "run the move now, in the foreground, until its last built phase")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "run the move now, in the foreground, to the cutover")
+	f.runFlags(cmd)
 	return cmd
 }
 
@@ -125,8 +203,10 @@ func newShardResume(g *globals) *cobra.Command {
 		Use:   "resume",
 		Short: "Run a recorded move from its last recorded phase",
 		Long: `Run move --id (or the only active move) from its last recorded phase, in
-the foreground, until its last built phase (catching-up). --wait is
-required: no background mover is built yet to hand the move to.`,
+the foreground: a move to its cutover (as strata shard move --wait), a
+rollback or a cleanup that was interrupted to its end. A cutover that a
+crash interrupted is finished if the map had flipped, undone otherwise.
+--wait is required: the move runs in this command's foreground.`,
 		Example: `  strata shard resume --db "$M" --id 1 --wait`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.resume(cmd.Context(), g, cmd.Flags().Changed("id"))
@@ -134,7 +214,56 @@ required: no background mover is built yet to hand the move to.`,
 	}
 	f.mainFlags(cmd, "print the move as JSON when it stops")
 	cmd.Flags().Int64Var(&f.id, "id", 0, "the move to run (default: the only active move)")
-	cmd.Flags().BoolVar(&f.wait, "wait", false, "run the move in the foreground until its last built phase (required)")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "run the move in the foreground to its end (required)")
+	f.runFlags(cmd)
+	return cmd
+}
+
+func newShardRollback(g *globals) *cobra.Command {
+	f := &shardMoveFlags{}
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Undo a move, before or after its cutover",
+		Long: `Undo move --id (or the only active move), at any phase before its cleanup.
+Before the cutover: reads go back to the owner, the replication and the
+target's copies are dropped. After it: writes are fenced again and the
+virtual shards handed back to the source over the replication that ran
+back to it since the cutover (within --pause, as a cutover), the copies are
+verified row by row, then the replication and the target's copies are
+dropped. --wait is required: it runs in this command's foreground, and
+exits 0 once the move is rolled back and the map consistent. Interrupted,
+strata shard resume (or rollback again) finishes it.`,
+		Example: `  strata shard rollback --db "$M" --id 1 --wait`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.rollback(cmd.Context(), g, cmd.Flags().Changed("id"))
+		},
+	}
+	f.mainFlags(cmd, "print the move as JSON when it stops")
+	cmd.Flags().Int64Var(&f.id, "id", 0, "the move to roll back (default: the only active move)")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "run the rollback in the foreground to its end (required)")
+	cmd.Flags().DurationVar(&f.pause, "pause", shard.DefaultPause, "the bound on the write pause of the switch back; past it the rollback aborts, and can be run again")
+	return cmd
+}
+
+func newShardCleanup(g *globals) *cobra.Command {
+	f := &shardMoveFlags{}
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Finish a cut-over move: drop its replication and the source's copies",
+		Long: `Finish move --id (or the only cut-over move), cut over at least --soak ago:
+drop the replication back to the source (after this the move can no longer
+be rolled back), then delete the moved rows from the source in small
+batches (--batch shard keys per DELETE) that do not hold up the service.
+Interrupted, it resumes where it stopped when run again.`,
+		Example: `  strata shard cleanup --db "$M" --id 1 --soak 1h`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.cleanup(cmd.Context(), g, cmd.Flags().Changed("id"))
+		},
+	}
+	f.mainFlags(cmd, "print the move as JSON when it stops")
+	cmd.Flags().Int64Var(&f.id, "id", 0, "the move to clean up (default: the only active move)")
+	cmd.Flags().DurationVar(&f.soak, "soak", 0, "refuse a move cut over less than this long ago")
+	cmd.Flags().IntVar(&f.batch, "batch", shard.DefaultDeleteBatch, "shard keys deleted per statement")
 	return cmd
 }
 
@@ -313,6 +442,9 @@ func (f *shardMoveFlags) move(parent context.Context, g *globals) error {
 	case f.to == "":
 		return usageError{errors.New("--to is required: the name of the shard to move them to (strata shard map lists them)")}
 	}
+	if _, err := f.runConfig(); err != nil { // before anything is recorded
+		return err
+	}
 	mv, db, err := f.plan(parent)
 	if err != nil {
 		return err
@@ -395,20 +527,133 @@ func (f *shardMoveFlags) resume(parent context.Context, g *globals, idGiven bool
 		return usageError{fmt.Errorf("--id %d: want a move's id, a positive number (strata shard status lists them)", f.id)}
 	}
 	if !f.wait {
-		return usageError{errors.New("--wait is required: the move runs in the foreground of this command, as no background mover is built yet")}
+		return usageError{errors.New("--wait is required: the move runs in the foreground of this command")}
+	}
+	if _, err := f.runConfig(); err != nil {
+		return err
+	}
+	db, mv, err := f.openMove(parent, idGiven)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch mv.Phase {
+	case shard.PhaseRollingBack, shard.PhaseSwitchingBack, shard.PhaseSwitchedBack, shard.PhaseUndoing:
+		return f.runRollback(parent, g, db, mv.ID)
+	case shard.PhaseCleaning:
+		return f.runCleanup(parent, g, db, mv.ID)
+	}
+	return f.runMove(parent, g, db, mv.ID)
+}
+
+// openMove opens the main database and picks the move of --id (or the
+// only active one).
+func (f *shardMoveFlags) openMove(parent context.Context, idGiven bool) (*sql.DB, *shard.Move, error) {
+	if idGiven && f.id <= 0 {
+		return nil, nil, usageError{fmt.Errorf("--id %d: want a move's id, a positive number (strata shard status lists them)", f.id)}
 	}
 	ctx, cancel := context.WithTimeout(parent, shardMoveTimeout)
 	defer cancel()
 	db, _, err := f.openMain(ctx)
 	if err != nil {
+		return nil, nil, err
+	}
+	id, err := f.pickMove(ctx, db, idGiven)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	moves, err := listMoves(ctx, db, false)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	i := slices.IndexFunc(moves, func(m shard.Move) bool { return m.ID == id })
+	if i < 0 { // gone meanwhile
+		db.Close()
+		return nil, nil, usageError{fmt.Errorf("--id %d: no such move (strata shard status --all lists them)", id)}
+	}
+	return db, &moves[i], nil
+}
+
+// rollback is strata shard rollback.
+func (f *shardMoveFlags) rollback(parent context.Context, g *globals, idGiven bool) error {
+	if err := f.requireDB(); err != nil {
 		return err
 	}
-	defer db.Close()
-	id, err := f.pickMove(ctx, db, idGiven)
+	if !f.wait {
+		return usageError{errors.New("--wait is required: the rollback runs in the foreground of this command")}
+	}
+	if f.pause <= 0 {
+		return usageError{fmt.Errorf("--pause %v: want a positive duration (like 500ms)", f.pause)}
+	}
+	db, mv, err := f.openMove(parent, idGiven)
 	if err != nil {
 		return err
 	}
-	return f.runMove(parent, g, db, id)
+	defer db.Close()
+	return f.runRollback(parent, g, db, mv.ID)
+}
+
+// cleanup is strata shard cleanup.
+func (f *shardMoveFlags) cleanup(parent context.Context, g *globals, idGiven bool) error {
+	if err := f.requireDB(); err != nil {
+		return err
+	}
+	switch {
+	case f.soak < 0:
+		return usageError{fmt.Errorf("--soak %v: want zero or a positive duration (like 1h)", f.soak)}
+	case f.batch < 1:
+		return usageError{fmt.Errorf("--batch %d: want at least 1", f.batch)}
+	}
+	db, mv, err := f.openMove(parent, idGiven)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f.runCleanup(parent, g, db, mv.ID)
+}
+
+// runRollback rolls move id back in the foreground, then prints where it
+// stopped.
+func (f *shardMoveFlags) runRollback(ctx context.Context, g *globals, db *sql.DB, id int64) error {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	pause := f.pause
+	if pause <= 0 {
+		pause = shard.DefaultPause
+	}
+	cfg := shard.RollbackConfig{Cutover: shard.CutoverConfig{Pause: pause}, Cleanup: shard.CleanupConfig{Logger: log, Hook: faultHook()}}
+	mv, err := shard.Rollback(ctx, db, id, cfg)
+	if err != nil {
+		return f.runError(ctx, mv, id, err, nil, "rollback")
+	}
+	return f.printDone(g, mv, nil)
+}
+
+// runCleanup cleans move id up in the foreground, then prints where it
+// stopped.
+func (f *shardMoveFlags) runCleanup(ctx context.Context, g *globals, db *sql.DB, id int64) error {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	cfg := shard.CleanupConfig{Soak: f.soak, Batch: f.batch, Logger: log, Hook: faultHook()}
+	mv, err := shard.Cleanup(ctx, db, id, cfg)
+	if err != nil {
+		return f.runError(ctx, mv, id, err, nil, "cleanup")
+	}
+	return f.printDone(g, mv, nil)
+}
+
+// printDone prints where a run left the move.
+func (f *shardMoveFlags) printDone(g *globals, mv *shard.Move, prog *shard.Progress) error {
+	if f.json {
+		return writeJSON(g.stdout, moveView(mv, prog, ""))
+	}
+	return writeMoveDone(g.stdout, mv, prog, hidePasswords(f.db))
 }
 
 // pickMove returns --id if it is an active move, or else the only active
@@ -462,18 +707,23 @@ func (f *shardMoveFlags) runMove(ctx context.Context, g *globals, db *sql.DB, id
 	if err != nil {
 		return err
 	}
+	cfg, err := f.runConfig()
+	if err != nil {
+		return err
+	}
 	meter := newMoveMeter(g.stderr, id)
 	pf := &preflight{w: g.stderr}
-	cfg := shard.MoveConfig{
-		Prepare:    storefront.PrepareShard,
-		Check:      pf.check,
-		OnProgress: meter.update,
-		Logger:     log,
+	cfg.Prepare, cfg.Check, cfg.OnProgress, cfg.Logger = storefront.PrepareShard, pf.check, meter.update, log
+	cfg.OnCutover = func(rep *shard.CutoverReport, err error) {
+		meter.finish()
+		if err == nil {
+			fmt.Fprintf(g.stderr, "move %d cut over: writes paused %v, %d instance(s) fenced, map epoch %d\n", id, rep.Pause.Round(time.Millisecond), len(rep.Instances), rep.FlipEpoch)
+		}
 	}
 	mv, err := shard.RunMove(ctx, db, id, cfg)
 	meter.finish()
 	if err != nil {
-		return f.runError(ctx, mv, id, err, pf)
+		return f.runError(ctx, mv, id, err, pf, "move")
 	}
 	pctx, cancel := context.WithTimeout(ctx, moveProgressTimeout)
 	defer cancel()
@@ -481,10 +731,7 @@ func (f *shardMoveFlags) runMove(ctx context.Context, g *globals, db *sql.DB, id
 	if _, p, err := shard.MoveProgress(pctx, db, id); err == nil && hasProgress(mv.Phase) {
 		prog = &p
 	}
-	if f.json {
-		return writeJSON(g.stdout, moveView(mv, prog, ""))
-	}
-	return writeMoveDone(g.stdout, mv, prog)
+	return f.printDone(g, mv, prog)
 }
 
 // preflight is a move's Check hook: shard.Preflight, its notes printed
@@ -527,7 +774,7 @@ func (pf *preflight) problems() string {
 
 // runError words a failed or interrupted run, with the command that
 // resumes it.
-func (f *shardMoveFlags) runError(ctx context.Context, mv *shard.Move, id int64, err error, pf *preflight) error {
+func (f *shardMoveFlags) runError(ctx context.Context, mv *shard.Move, id int64, err error, pf *preflight, what string) error {
 	phase := "?"
 	if mv != nil {
 		phase = mv.Phase
@@ -538,38 +785,61 @@ func (f *shardMoveFlags) runError(ctx context.Context, mv *shard.Move, id int64,
 	case mv != nil && !mv.Active:
 		return usageError{fmt.Errorf("move %d is no longer active (phase %s)", id, phase)}
 	case ctx.Err() != nil:
-		return fmt.Errorf("move %d interrupted in phase %s; it resumes where it stopped: %s", id, phase, f.resumeHint(id))
-	case errors.Is(err, shard.ErrPreflight) && pf.failed != nil:
+		return fmt.Errorf("%s of move %d interrupted in phase %s; it resumes where it stopped: %s", what, id, phase, f.resumeHint(id))
+	case errors.Is(err, shard.ErrBadMove):
+		return usageError{fmt.Errorf("move %d (phase %s): %s", id, phase, badMoveText(err))}
+	case errors.Is(err, shard.ErrPreflight) && pf != nil && pf.failed != nil:
 		return fmt.Errorf("move %d stopped before changing anything: %s\nfix them, then: %s", id, pf.problems(), f.resumeHint(id))
 	}
 	// RunMove's errors start with the move and its phase, said here already.
 	msg := strings.TrimPrefix(cleanError(err), fmt.Sprintf("shard: move %d (%s): ", id, phase))
-	return fmt.Errorf("move %d stopped in phase %s: %s; after fixing it: %s", id, phase, msg, f.resumeHint(id))
+	return fmt.Errorf("%s of move %d stopped in phase %s: %s; after fixing it: %s", what, id, phase, msg, f.resumeHint(id))
 }
 
 // hasProgress reports whether a move in phase has copy progress to show.
 func hasProgress(phase string) bool {
-	return phase == shard.PhaseCopying || phase == shard.PhaseCatchingUp
+	switch phase {
+	case shard.PhaseCopying, shard.PhaseCatchingUp, shard.PhaseVerified, shard.PhaseReading, shard.PhaseCuttingOver:
+		return true
+	}
+	return false
 }
 
-// writeMoveDone prints where a run left the move.
-func writeMoveDone(w io.Writer, mv *shard.Move, p *shard.Progress) error {
+// writeMoveDone prints where a run left the move, and what comes next.
+func writeMoveDone(w io.Writer, mv *shard.Move, p *shard.Progress, db string) error {
 	line := fmt.Sprintf("move %d: virtual shards %s from %s to %s: %s", mv.ID, mv.VShards, mv.Source, mv.Target, mv.Phase)
 	if p != nil {
 		line += ", " + progressText(*p)
 	}
 	fmt.Fprintln(w, line)
-	if mv.Phase != shard.PhaseCatchingUp {
+	var next string
+	switch mv.Phase {
+	case shard.PhaseCutOver:
+		next = fmt.Sprintf("%s owns virtual shards %s; its changes replicate back to %s until the cleanup.\n"+
+			"Undo: strata shard rollback --db %s --id %d --wait    Finish: strata shard cleanup --db %s --id %d --soak DURATION",
+			mv.Target, mv.VShards, mv.Source, db, mv.ID, db, mv.ID)
+	case shard.PhaseRolledBack:
+		next = fmt.Sprintf("%s owns virtual shards %s again; the replication and %s's copies are gone.", mv.Source, mv.VShards, mv.Target)
+	case shard.PhaseDone:
+		next = fmt.Sprintf("%s owns virtual shards %s; the replication and %s's copies are gone.", mv.Target, mv.VShards, mv.Source)
+	}
+	if next == "" {
 		return nil
 	}
-	_, err := fmt.Fprintf(w, "The target applies the source's changes as they commit. Read migration and the cutover are not built yet:\n"+
-		"%s still owns virtual shards %s and serves them; strata shard status shows the lag.\n", mv.Source, mv.VShards)
+	_, err := fmt.Fprintln(w, next)
 	return err
 }
 
 // progressText is a copy's progress in words: tables done, rows, lag.
 func progressText(p shard.Progress) string {
-	return fmt.Sprintf("tables %d/%d, %d rows copied, lag %s", p.TablesDone, p.Tables, p.RowsCopied, lagText(p.LagBytes))
+	s := fmt.Sprintf("tables %d/%d, %d rows copied, lag %s", p.TablesDone, p.Tables, p.RowsCopied, lagText(p.LagBytes))
+	if p.Phase == shard.PhaseReading {
+		s += fmt.Sprintf(", %d%% of reads on the target", p.ReadShare)
+		if p.Lag > 0 {
+			s += fmt.Sprintf(" (lag %v)", p.Lag.Round(time.Millisecond))
+		}
+	}
+	return s
 }
 
 // lagText is a replication lag in KiB, rounded up ("-" before the slot
@@ -644,6 +914,23 @@ type moveJSON struct {
 	// ProgressError says why it could not.
 	Progress      *progressJSON `json:"progress,omitempty"`
 	ProgressError string        `json:"progress_error,omitempty"`
+	// Verify is the move's last verify of each table, with every
+	// differing row it found (by key).
+	Verify []verifyJSON `json:"verify,omitempty"`
+}
+
+// verifyJSON is a move's verify of one table (shard.VerifyReport).
+type verifyJSON struct {
+	Table string `json:"table"`
+	// Done: the whole range was compared; Clean: and nothing differs.
+	Done  bool  `json:"done"`
+	Clean bool  `json:"clean"`
+	Rows  int64 `json:"rows"`
+	// Diffs are the differing rows, at most shard.MaxVerifyDiffs
+	// (Truncated says there were more).
+	Diffs         []shard.RowDiff `json:"diffs"`
+	Truncated     bool            `json:"truncated"`
+	RowsPerSecond float64         `json:"rows_per_second"`
 }
 
 // progressJSON is a copy's progress (shard.Progress).
@@ -654,6 +941,9 @@ type progressJSON struct {
 	// LagBytes is the WAL the target has not confirmed, -1 until the
 	// replication slot exists.
 	LagBytes int64 `json:"lag_bytes"`
+	// ReadShare is the percentage of the moving virtual shards' reads
+	// that go to the target (the read migration).
+	ReadShare int `json:"read_share"`
 }
 
 // moveView is mv, with its progress if p is not nil.
@@ -667,7 +957,13 @@ func moveView(mv *shard.Move, p *shard.Progress, progressErr string) moveJSON {
 		v.Tables = []shard.Table{}
 	}
 	if p != nil {
-		v.Progress = &progressJSON{RowsCopied: p.RowsCopied, TablesDone: p.TablesDone, Tables: p.Tables, LagBytes: p.LagBytes}
+		v.Progress = &progressJSON{RowsCopied: p.RowsCopied, TablesDone: p.TablesDone, Tables: p.Tables, LagBytes: p.LagBytes, ReadShare: p.ReadShare}
+	}
+	for _, t := range mv.Tables {
+		if rep := mv.Verify[t.Name]; rep != nil {
+			v.Verify = append(v.Verify, verifyJSON{Table: t.Name, Done: rep.Done, Clean: rep.Clean(), Rows: rep.Rows,
+				Diffs: rep.Diffs, Truncated: rep.Truncated, RowsPerSecond: rep.RowsPerSecond})
+		}
 	}
 	return v
 }
@@ -693,7 +989,7 @@ func writeStatusText(w io.Writer, moves []moveJSON, all, bars bool) error {
 		prog := "-"
 		switch {
 		case m.Progress != nil:
-			p := shard.Progress{RowsCopied: m.Progress.RowsCopied, TablesDone: m.Progress.TablesDone, Tables: m.Progress.Tables, LagBytes: m.Progress.LagBytes}
+			p := shard.Progress{Phase: m.Phase, RowsCopied: m.Progress.RowsCopied, TablesDone: m.Progress.TablesDone, Tables: m.Progress.Tables, LagBytes: m.Progress.LagBytes, ReadShare: m.Progress.ReadShare}
 			prog = progressText(p)
 			if bars {
 				prog = bar(p.TablesDone, p.Tables) + " " + prog
@@ -762,7 +1058,7 @@ func (m *moveMeter) update(p shard.Progress) {
 		return
 	}
 	now := m.now()
-	if m.at.IsZero() || p.Phase != m.last.Phase || p.TablesDone != m.last.TablesDone || now.Sub(m.at) >= meterEvery {
+	if m.at.IsZero() || p.Phase != m.last.Phase || p.TablesDone != m.last.TablesDone || p.ReadShare != m.last.ReadShare || now.Sub(m.at) >= meterEvery {
 		fmt.Fprintln(m.w, line)
 		m.at = now
 	}
@@ -781,6 +1077,13 @@ func (m *moveMeter) finish() {
 // tables done, rows, lag, time in the phase and, after a second, the
 // copy rate.
 func meterLine(id int64, p shard.Progress) string {
+	if p.Phase == shard.PhaseReading {
+		line := fmt.Sprintf("move %d reading: %d%% of reads on the target %s, %s", id, p.ReadShare, bar(p.ReadShare, shard.MaxReadShare), p.Elapsed.Round(time.Second))
+		if p.Lag > 0 {
+			line += fmt.Sprintf(", lag %v", p.Lag.Round(time.Millisecond))
+		}
+		return line
+	}
 	line := fmt.Sprintf("move %d %s %s %s, %s", id, p.Phase, bar(p.TablesDone, p.Tables), progressText(p), p.Elapsed.Round(time.Second))
 	if p.Elapsed >= time.Second {
 		line += fmt.Sprintf(", %.0f rows/s", float64(p.RowsCopied)/p.Elapsed.Seconds())

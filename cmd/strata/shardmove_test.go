@@ -40,42 +40,56 @@ func moveStore(t *testing.T) (mainURL, a, b string) {
 	return mainURL, a, b
 }
 
-// dropReplication drops every subscription in b's database (which drops
-// its slot on a) and every publication in a's, on connections of its own
-// (handles the test opened are closed by then).
+// dropReplication drops every subscription in a's and b's databases
+// (which drops its slot on the other), then every publication, then any
+// slot of theirs left, on connections of its own (handles the test
+// opened are closed by then).
 func dropReplication(t *testing.T, a, b string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, c := range []struct{ url, list, drop string }{
-		{b, `SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, "DROP SUBSCRIPTION "},
-		{a, `SELECT pubname FROM pg_publication`, "DROP PUBLICATION "},
-	} {
-		db, err := sql.Open("pgx", c.url)
-		if err != nil {
-			t.Errorf("open: %v", err)
-			continue
-		}
-		var names []string
-		rows, err := db.QueryContext(ctx, c.list)
-		if err != nil {
-			t.Errorf("%s: %v", c.list, err)
-		} else {
-			for rows.Next() {
-				var n string
-				if err := rows.Scan(&n); err != nil {
-					t.Error(err)
-				}
-				names = append(names, n)
-			}
-			rows.Close()
-		}
-		for _, n := range names {
-			if _, err := db.ExecContext(ctx, c.drop+`"`+n+`"`); err != nil {
-				t.Errorf("%s%s: %v", c.drop, n, err)
-			}
-		}
-		db.Close()
+	steps := []struct{ list, drop string }{
+		{`SELECT quote_ident(subname) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, "DROP SUBSCRIPTION "},
+		{`SELECT quote_ident(pubname) FROM pg_publication`, "DROP PUBLICATION "},
+		{`SELECT quote_literal(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active`, "SELECT pg_drop_replication_slot"},
 	}
+	for _, st := range steps {
+		for _, url := range []string{a, b} {
+			db, err := sql.Open("pgx", url)
+			if err != nil {
+				t.Errorf("open: %v", err)
+				continue
+			}
+			for _, n := range listNames(ctx, t, db, st.list) {
+				q := st.drop + n
+				if strings.HasPrefix(st.drop, "SELECT") {
+					q = st.drop + "(" + n + ")"
+				}
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					t.Errorf("%s: %v", q, err)
+				}
+			}
+			db.Close()
+		}
+	}
+}
+
+// listNames returns the first column of q's rows.
+func listNames(ctx context.Context, t *testing.T, db *sql.DB, q string) []string {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		t.Errorf("%s: %v", q, err)
+		return nil
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Error(err)
+		}
+		names = append(names, n)
+	}
+	return names
 }
 
 // ids returns the first column of q's rows on db, in order.
@@ -158,10 +172,12 @@ func caughtUp(v moveJSON, vshards string) bool {
 
 // TestShardMoveCopies: shard add registers an empty primary (schema
 // created) as shard2; shard move --wait copies exactly the moving virtual
-// shards' users and actions to it and stops at catching-up, saying what
-// is not built; a move recorded without --wait runs with shard resume
-// (--id needed once two moves are active); status shows both with their
-// progress.
+// shards' users and actions to it and stops at catching-up (--until); a
+// move recorded without --wait runs with shard resume (--id needed once
+// two moves are active); status shows both with their progress. Then the
+// first runs to its cutover, the second is rolled back, the first cleaned
+// up (refused before its soak): both finished, nothing left behind, the
+// users split between the shards.
 func TestShardMoveCopies(t *testing.T) {
 	mainURL, aURL, bURL := moveStore(t)
 	a, b := openPG(t, aURL), openPG(t, bURL)
@@ -179,8 +195,8 @@ func TestShardMoveCopies(t *testing.T) {
 		t.Fatalf("the new shard has %d of the 2 sharded tables (%v)", tables, err)
 	}
 
-	_, errOut := mustRun(t, []string{": virtual shards 0-499 from shard1 to shard2: catching-up, tables 2/2", "cutover are not built yet", "shard1 still owns virtual shards 0-499"},
-		"shard", "move", "--db", mainURL, "--vshards", "0-499", "--to", "shard2", "--wait")
+	_, errOut := mustRun(t, []string{": virtual shards 0-499 from shard1 to shard2: catching-up, tables 2/2"},
+		"shard", "move", "--db", mainURL, "--vshards", "0-499", "--to", "shard2", "--wait", "--until", "catching-up")
 	if !strings.Contains(errOut, "pre-flight: ") {
 		t.Errorf("move --wait printed no pre-flight notes:\n%s", errOut)
 	}
@@ -196,7 +212,7 @@ func TestShardMoveCopies(t *testing.T) {
 		"shard", "move", "--db", mainURL, "--vshards", "500-999", "--to", "shard2")
 	runBadInput(t, []string{"shard", "resume", "--db", mainURL, "--wait"}, 2,
 		[]string{"2 active moves: choose one with --id", fmt.Sprintf("move %d (500-999 shard1 to shard2, planned)", id2), fmt.Sprintf("move %d (0-499 shard1 to shard2, catching-up)", id1)})
-	out, _ = mustRun(t, nil, "shard", "resume", "--db", mainURL, "--id", fmt.Sprint(id2), "--wait", "--json")
+	out, _ = mustRun(t, nil, "shard", "resume", "--db", mainURL, "--id", fmt.Sprint(id2), "--wait", "--json", "--until", "catching-up")
 	var resumed moveJSON
 	if err := json.Unmarshal([]byte(out), &resumed); err != nil || resumed.ID != id2 || !caughtUp(resumed, "500-999") {
 		t.Fatalf("resume --json: %v: %s", err, out)
@@ -209,7 +225,40 @@ func TestShardMoveCopies(t *testing.T) {
 	}
 	// Running a caught-up move again changes nothing and says where it is.
 	mustRun(t, []string{fmt.Sprintf("move %d: virtual shards 0-499 from shard1 to shard2: catching-up", id1)},
-		"shard", "resume", "--db", mainURL, "--id", fmt.Sprint(id1), "--wait")
+		"shard", "resume", "--db", mainURL, "--id", fmt.Sprint(id1), "--wait", "--until", "catching-up")
+
+	// The first move to its cutover; the second rolled back before its
+	// own; the first cleaned up: nothing of either is left behind.
+	_, errOut = mustRun(t, []string{fmt.Sprintf("move %d: virtual shards 0-499 from shard1 to shard2: cut-over", id1), "strata shard rollback", "strata shard cleanup"},
+		"shard", "resume", "--db", mainURL, "--id", fmt.Sprint(id1), "--wait", "--read-steps", "50,100", "--read-dwell", "50ms")
+	if !strings.Contains(errOut, "% of reads on the target") || !strings.Contains(errOut, "cut over: writes paused") {
+		t.Errorf("resume to the cutover showed no read migration or pause:\n%s", errOut)
+	}
+	mustRun(t, []string{fmt.Sprintf("move %d: virtual shards 500-999 from shard1 to shard2: rolled-back", id2)},
+		"shard", "rollback", "--db", mainURL, "--id", fmt.Sprint(id2), "--wait")
+	runBadInput(t, []string{"shard", "cleanup", "--db", mainURL, "--id", fmt.Sprint(id1), "--soak", "1h"}, 2, []string{"under the soak of 1h0m0s"})
+	mustRun(t, []string{fmt.Sprintf("move %d: virtual shards 0-499 from shard1 to shard2: done", id1)},
+		"shard", "cleanup", "--db", mainURL, "--id", fmt.Sprint(id1), "--batch", "10")
+	all := statusJSON(t, "--db", mainURL, "--all")
+	if len(all) != 2 || all[0].Phase != shard.PhaseRolledBack || all[1].Phase != shard.PhaseDone || all[0].Active || all[1].Active {
+		t.Fatalf("status --all at the end: %+v", all)
+	}
+	if len(all[1].Verify) != 2 || !all[1].Verify[0].Clean || !all[1].Verify[1].Clean {
+		t.Errorf("the finished move's verify: %+v", all[1].Verify)
+	}
+	for _, db := range []*sql.DB{a, b} {
+		if left := ids(t, db, `SELECT slot_name FROM pg_replication_slots WHERE database = current_database()
+			UNION ALL SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+			UNION ALL SELECT pubname FROM pg_publication`); len(left) > 0 {
+			t.Errorf("replication objects left: %v", left)
+		}
+	}
+	var onA, onB int
+	a.QueryRowContext(t.Context(), `SELECT count(*) FROM users`).Scan(&onA)
+	b.QueryRowContext(t.Context(), `SELECT count(*) FROM users`).Scan(&onB)
+	if onA == 0 || onB == 0 || onA+onB != 300 {
+		t.Errorf("users after the moves: %d on shard1, %d on shard2, want 300 in all, split", onA, onB)
+	}
 }
 
 // TestShardMoveBadInput: each way add, move, resume and status cannot
@@ -246,6 +295,20 @@ func TestShardMoveBadInput(t *testing.T) {
 		// onto their owner
 		{"onto the owner", []string{"shard", "move", "--db", mainURL, "--vshards", "0-499", "--to", "shard1"}, 2,
 			[]string{"--vshards 0-499 --to shard1: virtual shards 0-499 already belong to shard1"}},
+		// read steps that do not increase, checked before anything is recorded
+		{"read steps", []string{"shard", "move", "--db", mainURL, "--vshards", "0-499", "--to", "shard1", "--wait", "--read-steps", "50,10"}, 2,
+			[]string{`--read-steps "50,10": want increasing percentages from 1 to 100`}},
+		// a phase a move does not stop at
+		{"until", []string{"shard", "move", "--db", mainURL, "--vshards", "0-499", "--to", "shard1", "--until", "done"}, 2,
+			[]string{`--until "done": want one of catching-up, verified, reading, cut-over`}},
+		// a pause of nothing
+		{"pause", []string{"shard", "resume", "--db", mainURL, "--wait", "--pause", "0s"}, 2, []string{"--pause 0s: want a positive duration"}},
+		// rollback runs in the foreground only
+		{"rollback without wait", []string{"shard", "rollback", "--db", mainURL}, 2, []string{"--wait is required"}},
+		// nothing to roll back
+		{"rollback no moves", []string{"shard", "rollback", "--db", mainURL, "--wait"}, 2, []string{"no active move"}},
+		// a cleanup batch of nothing
+		{"cleanup batch", []string{"shard", "cleanup", "--db", mainURL, "--batch", "0"}, 2, []string{"--batch 0: want at least 1"}},
 		// an unreachable main database is named without its password: exit 1
 		{"status unreachable", []string{"shard", "status", "--db", unreachable}, 1, []string{"cannot reach the database at 127.0.0.1:1/nowhere"}},
 		// nothing to resume
@@ -321,7 +384,7 @@ func TestShardMovePreflight(t *testing.T) {
 	if _, err := a.ExecContext(t.Context(), `ALTER TABLE user_actions REPLICA IDENTITY DEFAULT`); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := runCLI(t, "shard", "resume", "--db", mainURL, "--wait"); code != 0 || !strings.Contains(out, "catching-up") {
+	if code, out, errOut := runCLI(t, "shard", "resume", "--db", mainURL, "--wait", "--until", "catching-up"); code != 0 || !strings.Contains(out, "catching-up") {
 		t.Fatalf("resume after the fix: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -258,6 +258,24 @@ func TestRollbackBeforeCutover(t *testing.T) {
 	noObjects(t, a, b)
 }
 
+// TestRollbackPlanned: a move only recorded (nothing made on the
+// target, whose tables do not exist) rolls back.
+func TestRollbackPlanned(t *testing.T) {
+	ctl, a, b := moveSetup(t, 10, 1)
+	ctx := bounded(t)
+	mv, err := PlanMove(ctx, ctl, VRange{0, 499}, "b", moveTables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Rollback(ctx, ctl, mv.ID, RollbackConfig{}); err != nil || got.Phase != PhaseRolledBack {
+		t.Fatalf("Rollback of a planned move: %+v, %v", got, err)
+	}
+	if moves, _ := Moves(ctx, ctl, true); len(moves) != 0 {
+		t.Fatalf("active moves after the rollback: %+v", moves)
+	}
+	noObjects(t, a, b)
+}
+
 // TestRollbackAfterCutover: a cut-over move whose new owner took a write
 // is handed back: the source owns the virtual shards again and has the
 // write, the target's copies are gone, nothing is left behind.

@@ -356,6 +356,9 @@ func deleteMoved(ctx context.Context, e end, mv *Move, n int, cfg CleanupConfig)
 		last := int64(math.MinInt64)
 		for {
 			keys, err := pickKeys(ctx, e.db, pick, last, cfg.Batch)
+			if isUndefinedTable(err) {
+				break // never made there (a move rolled back before it was prepared)
+			}
 			if err != nil {
 				return total, &Error{Shard: e.name, Err: fmt.Errorf("delete moved rows of %s: %w", t.Name, err)}
 			}

@@ -343,15 +343,24 @@ func (r *Router) Shards() []*Target {
 
 // Read runs fn where reads of key go: a replica of its shard or its
 // primary (see replica.Router.Read); while key's virtual shard is moving,
-// the move's read share of the reads go to its target. A failure names
-// the shard.
+// the move's read share of the reads go to its target, and one the
+// target fails (down, or behind a write) runs again on the owner. A
+// failure names the shard.
 func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) error {
 	if r.isClosed.Load() {
 		return ErrClosed
 	}
-	t := r.cur.Load().reader(key)
+	st := r.cur.Load()
+	t := st.reader(key)
 	t.calls.Inc()
-	return t.wrap(t.DB.Read(ctx, fn))
+	err := t.wrap(t.DB.Read(ctx, fn))
+	if owner := st.targets[st.m.Owner(key)]; err != nil && t != owner && ctx.Err() == nil {
+		// A move's target failed the read (it may be down, or lag behind
+		// a write the caller made): the owner has the rows and answers.
+		owner.calls.Inc()
+		return owner.wrap(owner.DB.Read(ctx, fn))
+	}
+	return err
 }
 
 // Write runs fn on the primary of key's shard and returns the write's

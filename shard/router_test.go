@@ -424,6 +424,31 @@ func TestRouterReadShare(t *testing.T) {
 	}
 }
 
+// TestRouterReadShareFallsBack: a read that the move's target fails
+// (here its table is gone; as well it could be down, or lag behind a
+// write) is answered by the owner.
+func TestRouterReadShareFallsBack(t *testing.T) {
+	m := twoShards(t)
+	r := newRouter(t, m, shard.Config{})
+	who := whoami(t, r)
+	key := keyOn(m, 0)
+	if err := r.Apply(context.Background(), moving(m, 2, key, 100, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got := who(key); got != "s2" {
+		t.Fatalf("with a full read share the read went to %s, want the target s2", got)
+	}
+	if _, err := r.Write(context.Background(), keyOn(m, 1), func(ctx context.Context, q replica.Querier) error {
+		_, err := q.ExecContext(ctx, `DROP TABLE whoami`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := who(key); got != "s1" {
+		t.Fatalf("a read the target failed was answered by %s, want the owner s1", got)
+	}
+}
+
 // TestRouterFence: a write to a fenced virtual shard waits for the map
 // that lifts the fence and then goes to the owner it names; a fence that
 // stays fails the write with ErrFenced after FenceWait, naming the shard.

@@ -411,3 +411,69 @@ func TestMoveCrashes(t *testing.T) {
 		noObjects(t, a, b)
 	})
 }
+
+// TestLagMeter: the lag of a caught-up stream is known after two
+// measures and stays under a second; with the subscription stopped it
+// grows at least as fast as time passes; restarted, it falls back to 0.
+func TestLagMeter(t *testing.T) {
+	ctl, a, b := moveSetup(t, 20, 1)
+	ctx := bounded(t)
+	mv := caughtUp(t, ctl, VRange{0, 499})
+	fwd, _ := streams(mv, a, b)
+	meter := lagMeter{s: fwd}
+	if _, known, err := meter.measure(ctx); err != nil || known {
+		t.Fatalf("first measure: known %v, %v; want unknown", known, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		lag, known, err := meter.measure(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if known && lag < time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a caught-up stream: lag %v, known %v after 10 s", lag, known)
+		}
+	}
+	mustExec(t, b, `ALTER SUBSCRIPTION `+fwd.ident()+` DISABLE`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) { // its worker stops
+		var running bool
+		if err := b.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL)`, fwd.name).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the disabled subscription's worker still runs after 20 s")
+		}
+	}
+	start := time.Now()
+	var lag time.Duration
+	for range 4 {
+		time.Sleep(100 * time.Millisecond)
+		var err error
+		if lag, _, err = meter.measure(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first change the target has not shown was made before the
+	// first of the 4 measures, at least 300 ms before the last.
+	if lag < 300*time.Millisecond || lag > time.Since(start)+time.Second {
+		t.Fatalf("with the subscription stopped for %v the lag reads %v", time.Since(start), lag)
+	}
+	mustExec(t, b, `ALTER SUBSCRIPTION `+fwd.ident()+` ENABLE`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		lag, _, err := meter.measure(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lag == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lag is still %v 20 s after the subscription restarted", lag)
+		}
+	}
+}

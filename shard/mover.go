@@ -528,7 +528,8 @@ func openEnds(ctx context.Context, m *Map, mv *Move) (src, dst *sql.DB, closeBot
 
 // setPhase records mv's new phase (and clears its error).
 func setPhase(ctx context.Context, db *sql.DB, mv *Move, phase string) error {
-	if _, err := db.ExecContext(ctx, `UPDATE strata_shard.moves SET phase = $2, error = NULL, updated_at = now() WHERE id = $1`, mv.ID, phase); err != nil {
+	if err := db.QueryRowContext(ctx, `UPDATE strata_shard.moves SET phase = $2, error = NULL, updated_at = now() WHERE id = $1 RETURNING updated_at`,
+		mv.ID, phase).Scan(&mv.UpdatedAt); err != nil {
 		return fmt.Errorf("shard: move %d: record phase %s: %w", mv.ID, phase, err)
 	}
 	mv.Phase, mv.Error = phase, ""

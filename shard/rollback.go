@@ -337,7 +337,8 @@ func openMove(ctx context.Context, db *sql.DB, id int64) (mv *Move, m *Map, src,
 
 // finish records mv's last phase and makes it inactive.
 func finish(ctx context.Context, db *sql.DB, mv *Move, phase string) error {
-	if _, err := db.ExecContext(ctx, `UPDATE strata_shard.moves SET phase = $2, active = false, error = NULL, updated_at = now() WHERE id = $1`, mv.ID, phase); err != nil {
+	if err := db.QueryRowContext(ctx, `UPDATE strata_shard.moves SET phase = $2, active = false, error = NULL, updated_at = now() WHERE id = $1 RETURNING updated_at`,
+		mv.ID, phase).Scan(&mv.UpdatedAt); err != nil {
 		return fmt.Errorf("shard: move %d: record phase %s: %w", mv.ID, phase, err)
 	}
 	mv.Phase, mv.Active, mv.Error = phase, false, ""

@@ -209,15 +209,16 @@ func moveIndex(m *Map, mv *Move) int {
 
 // lagMeter measures a stream's lag in time by its marker row: each
 // measure reads the marker's value on the receiving side, then changes it
-// on the sending side. If the receiver shows the last change, the lag is
-// under one measuring period (reported as 0); otherwise it is at most the
-// time since the change it shows.
+// on the sending side, keeping the times of its changes. The lag is the
+// age of the oldest change the receiver has not shown yet (0 when it
+// shows the last one): how long a write has been waiting to arrive.
 type lagMeter struct {
-	s    stream
-	last time.Time
+	s       stream
+	pending []time.Time // changes made and not yet seen, oldest first
 }
 
-// measure returns the lag, or known false on the first call.
+// measure returns the lag; known is false until the meter has made a
+// change and read the marker once after it.
 func (l *lagMeter) measure(ctx context.Context) (lag time.Duration, known bool, err error) {
 	var seen time.Time
 	err = l.s.to.db.QueryRowContext(ctx, `SELECT at FROM `+markerTable+` WHERE move = $1`, l.s.name).Scan(&seen)
@@ -227,19 +228,20 @@ func (l *lagMeter) measure(ctx context.Context) (lag time.Duration, known bool, 
 	if err != nil {
 		return 0, false, &Error{Shard: l.s.to.name, Err: fmt.Errorf("read the marker of %s: %w", l.s.name, err)}
 	}
+	had := len(l.pending) > 0
+	if i := slices.IndexFunc(l.pending, seen.Equal); i >= 0 {
+		l.pending = l.pending[i+1:]
+	}
 	at, err := l.s.touch(ctx)
 	if err != nil {
 		return 0, false, err
 	}
-	prev := l.last
-	l.last = at
-	switch {
-	case prev.IsZero() || seen.IsZero():
-		return 0, false, nil
-	case seen.Equal(prev):
-		return 0, true, nil
-	case seen.Before(prev):
-		return at.Sub(seen), true, nil
+	if len(l.pending) > 0 {
+		lag = at.Sub(l.pending[0])
 	}
-	return 0, true, nil
+	if len(l.pending) >= 1000 { // a receiver that never shows them: keep the oldest
+		l.pending = append(l.pending[:1], l.pending[len(l.pending)-998:]...)
+	}
+	l.pending = append(l.pending, at)
+	return lag, had && !seen.IsZero(), nil
 }

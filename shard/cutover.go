@@ -27,9 +27,9 @@ const (
 	PhaseCutOver = "cut-over"
 )
 
-// DefaultPause bounds a cutover's write pause (seed: the 500 ms
-// default; Router's DefaultFenceWait holds writes as long).
-const DefaultPause = DefaultFenceWait
+// DefaultPause bounds a cutover's write pause (seed: Sharding, write
+// migration; the bound is the 500 ms default).
+const DefaultPause = 500 * time.Millisecond
 
 // ErrCutoverAborted: the cutover did not get every live instance's fence
 // and the target's catch-up within its pause; nothing changed hands.
@@ -148,7 +148,8 @@ func shardIndex(m *Map, name string) int {
 //     not cannot be trusted to hold its writes) and old has delivered
 //     every change committed before the fence (its marker row, changed
 //     now, arrives after all of them);
-//  3. stop old, and make nw's slot: nw starts where old stopped;
+//  3. stop old, and move nw's slot (made before the fence) past
+//     everything old applied: nw starts where old stopped;
 //  4. flip: a map in which the new owner owns the virtual shards and
 //     nothing is fenced; the held writes go to it;
 //  5. subscribe nw on its slot and drop old's subscription and slot.
@@ -159,9 +160,34 @@ func shardIndex(m *Map, name string) int {
 // leaves the switch to recoverSwitch.
 func switchOwner(ctx context.Context, db *sql.DB, mv *Move, old, nw stream, owner int, cfg CutoverConfig) (rep *CutoverReport, undone bool, err error) {
 	rep = &CutoverReport{}
+	// A slot of nw left by an earlier attempt (its creation cancelled at
+	// the deadline, or the mover killed) has decoded old's changes since:
+	// it must not serve as nw's start.
+	if err := nw.dropSlot(ctx); err != nil {
+		return rep, true, err
+	}
+	// The lag check before the fence: old must deliver now, or the fence
+	// would only wait out its pause (a stream just restarted takes
+	// seconds to resume).
+	if err := flowing(ctx, old, preFenceWait); err != nil {
+		return rep, true, err
+	}
+	// nw's slot is made now, outside the pause: making one waits for
+	// every transaction running on its server. It decodes what old
+	// applies from now on; inside the fence it is moved past all of it.
+	sctx, scancel := context.WithTimeout(ctx, preFenceWait)
+	err = nw.makeSlot(sctx)
+	scancel()
+	if err != nil {
+		return rep, true, errors.Join(err, nw.dropSlot(context.WithoutCancel(ctx)))
+	}
 	fenced, err := UpdateMap(ctx, db, func(m *Map) error { return setFence(m, mv, owner, true) })
 	if err != nil {
-		return rep, false, fmt.Errorf("fence: %w", err)
+		// Whether it committed is unknown: undo it if it did.
+		if _, serr := settle(ctx, db, mv, old, nw, owner); serr != nil {
+			return rep, false, errors.Join(fmt.Errorf("fence: %w", err), serr)
+		}
+		return rep, true, fmt.Errorf("fence: %w", err)
 	}
 	start := time.Now()
 	rep.FenceEpoch = fenced.Epoch
@@ -173,7 +199,7 @@ func switchOwner(ctx context.Context, db *sql.DB, mv *Move, old, nw stream, owne
 		err = old.setEnabled(pctx, false)
 	}
 	if err == nil {
-		err = nw.makeSlot(pctx)
+		err = nw.advanceSlot(pctx)
 	}
 	if err == nil {
 		cfg.hook("slot-made")
@@ -185,7 +211,14 @@ func switchOwner(ctx context.Context, db *sql.DB, mv *Move, old, nw stream, owne
 		}
 		return rep, true, err
 	}
-	flipped, err := UpdateMap(ctx, db, func(m *Map) error {
+	// The flip is not cancelled with ctx (an interrupted mover): once the
+	// slot is made, finishing is as quick as undoing.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer fcancel()
+	flipped, err := UpdateMap(fctx, db, func(m *Map) error {
+		if i := moveIndex(m, mv); i < 0 || !m.Moves[i].Fenced {
+			return fmt.Errorf("%w: the fence of virtual shards %s is no longer in the map (another process lifted it)", ErrCutoverAborted, mv.VShards)
+		}
 		for v := mv.VShards.Lo; v <= mv.VShards.Hi; v++ {
 			m.Owners[v] = owner
 		}
@@ -193,11 +226,63 @@ func switchOwner(ctx context.Context, db *sql.DB, mv *Move, old, nw stream, owne
 		return nil
 	})
 	if err != nil {
-		return rep, false, fmt.Errorf("flip ownership: %w", err)
+		// Whether it committed is unknown: finish or undo by the map.
+		done, serr := settle(ctx, db, mv, old, nw, owner)
+		switch {
+		case serr != nil:
+			return rep, false, errors.Join(fmt.Errorf("flip ownership: %w", err), serr)
+		case !done:
+			return rep, true, fmt.Errorf("flip ownership: %w", err)
+		}
+		rep.Pause = time.Since(start) // it had committed; settle finished it
+		return rep, false, nil
 	}
 	rep.Pause, rep.FlipEpoch = time.Since(start), flipped.Epoch
 	cfg.hook("flipped")
 	return rep, false, finishSwitch(ctx, flipped, old, nw)
+}
+
+// preFenceWait bounds the lag check before a fence.
+const preFenceWait = time.Minute
+
+// flowing touches s's marker and waits, up to d, until the receiving side
+// shows it.
+func flowing(ctx context.Context, s stream, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	at, err := s.touch(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		seen, err := s.seen(ctx, at)
+		if err == nil && seen {
+			return nil
+		}
+		if err == nil {
+			err = pause(ctx, 5*time.Millisecond)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s has not applied %s's changes of the last %v (stream %s): %w", ErrReplication, s.to.name, s.from.name, d, s.name, err)
+		}
+	}
+}
+
+// settle finishes or undoes (recoverSwitch) a switch whose map update
+// failed, so that no fence stays on for want of a resume; its failure is
+// returned (the next run recovers then), with whether the map had
+// flipped.
+func settle(ctx context.Context, db *sql.DB, mv *Move, old, nw stream, owner int) (flipped bool, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	m, err := Load(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("settle the switch: %w", err)
+	}
+	if flipped, err = recoverSwitch(ctx, db, m, mv, old, nw, owner); err != nil {
+		return flipped, fmt.Errorf("settle the switch: %w", err)
+	}
+	return flipped, nil
 }
 
 // finishSwitch subscribes nw on the slot made in the fence and drops old.
@@ -215,19 +300,20 @@ func finishSwitch(ctx context.Context, m *Map, old, nw stream) error {
 // old owner takes writes again), then nw's slot dropped (it would carry
 // old's changes back) and old restarted.
 func unswitch(ctx context.Context, db *sql.DB, mv *Move, old, nw stream) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var lift error
 	m, err := Load(ctx, db)
-	if err != nil {
-		return fmt.Errorf("lift the fence: %w", err)
-	}
-	if i := slices.IndexFunc(m.Moves, func(x MapMove) bool { return x.VShards == mv.VShards }); i >= 0 && m.Moves[i].Fenced {
+	switch {
+	case err != nil:
+		lift = fmt.Errorf("lift the fence: %w", err)
+	case moveIndex(m, mv) >= 0 && m.Moves[moveIndex(m, mv)].Fenced:
 		if _, err := UpdateMap(ctx, db, func(m *Map) error { return setFence(m, mv, 0, false) }); err != nil {
-			return fmt.Errorf("lift the fence: %w", err)
+			lift = fmt.Errorf("lift the fence: %w", err)
 		}
 	}
-	if err := nw.dropSlot(ctx); err != nil {
-		return err
-	}
-	return old.setEnabled(ctx, true)
+	// Each step runs whatever the others did: old restarted, above all.
+	return errors.Join(lift, nw.dropSlot(ctx), old.setEnabled(ctx, true))
 }
 
 // recoverSwitch finishes a switch to owner that a crash interrupted, if

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -57,6 +58,11 @@ const (
 	PhaseVerified   = "verified"
 	PhaseReading    = "reading"
 )
+
+// ErrReplication: PostgreSQL reports that a move's subscription failed
+// (its copy or its apply of changes); it retries for ever, so the move
+// stops and says so.
+var ErrReplication = errors.New("shard: replication failed")
 
 // ErrMoveConflict: another active move already covers some of the
 // virtual shards.
@@ -415,9 +421,10 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 		{PhaseVerified, PhaseReading, func() error { return nil }},
 		{PhaseReading, PhaseCutOver, func() error { return migrate(ctx, db, src, dst, mv, cfg) }},
 	}
+	until := slices.Index(forwardPhases, cfg.Until)
 	for _, st := range steps {
-		if mv.Phase == cfg.Until {
-			break
+		if i := slices.Index(forwardPhases, mv.Phase); i >= until || i < 0 {
+			break // there already (or past it)
 		}
 		if mv.Phase != st.from {
 			continue
@@ -441,7 +448,8 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 
 // recoverCutover finishes or undoes the cutover a crash interrupted (see
 // recoverSwitch): cut-over if the map had flipped, else catching-up (the
-// move is verified again before the next cutover).
+// verify runs again for any table not verified clean before, and the
+// cutover after it).
 func recoverCutover(ctx context.Context, db *sql.DB, m *Map, mv *Move, src, dst *sql.DB) error {
 	fwd, back := streams(mv, src, dst)
 	flipped, err := recoverSwitch(ctx, db, m, mv, fwd, back, shardIndex(m, mv.Target))
@@ -540,7 +548,11 @@ func setPhase(ctx context.Context, db *sql.DB, mv *Move, phase string) error {
 func recordError(ctx context.Context, db *sql.DB, mv *Move, err error) error {
 	msg := err.Error()
 	if len(msg) > 1000 {
-		msg = msg[:1000]
+		cut := 1000
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
 	}
 	mv.Error = msg
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -655,6 +667,17 @@ func copyProgress(ctx context.Context, src, dst *sql.DB, mv *Move) (Progress, er
 			return p, &Error{Shard: mv.Target, Err: fmt.Errorf("rows of %s: %w", t.Name, err)}
 		}
 		p.RowsCopied += n
+	}
+	// PostgreSQL keeps a subscription's failures in its server log and
+	// counts them here; a copy or apply that fails retries for ever.
+	var syncErrs, applyErrs int64
+	if err := dst.QueryRowContext(ctx, `SELECT COALESCE(sum(sync_error_count), 0)::bigint, COALESCE(sum(apply_error_count), 0)::bigint
+		FROM pg_stat_subscription_stats WHERE subname = $1`, mv.name()).Scan(&syncErrs, &applyErrs); err != nil {
+		return p, &Error{Shard: mv.Target, Err: fmt.Errorf("read the subscription's errors: %w", err)}
+	}
+	if syncErrs+applyErrs > 0 {
+		return p, &Error{Shard: mv.Target, Err: fmt.Errorf("%w: subscription %s failed %d times copying and %d times applying changes; the reason is in the target's server log (rows of the moving virtual shards already on the target, say)",
+			ErrReplication, mv.name(), syncErrs, applyErrs)}
 	}
 	err := src.QueryRowContext(ctx, `SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), -1)::bigint
 		FROM pg_replication_slots WHERE slot_name = $1`, mv.name()).Scan(&p.LagBytes)

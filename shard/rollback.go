@@ -109,6 +109,11 @@ func Cleanup(ctx context.Context, db *sql.DB, id int64, cfg CleanupConfig) (*Mov
 		if age := time.Since(mv.UpdatedAt); age < cfg.Soak {
 			return mv, fmt.Errorf("%w: move %d cut over %v ago, under the soak of %v", ErrBadMove, id, age.Round(time.Second), cfg.Soak)
 		}
+		// Before the point of no return: every instance routes by the
+		// new owner (a rollback stays possible if one does not).
+		if err := awaitApplied(ctx, db, m.Epoch, cfg.LiveWithin); err != nil {
+			return mv, recordError(ctx, db, mv, err)
+		}
 		if err := setPhase(ctx, db, mv, PhaseCleaning); err != nil {
 			return mv, err
 		}
@@ -117,9 +122,6 @@ func Cleanup(ctx context.Context, db *sql.DB, id int64, cfg CleanupConfig) (*Mov
 		return mv, fmt.Errorf("%w: move %d is %s; cleanup follows the cutover (cut-over)", ErrBadMove, id, mv.Phase)
 	}
 	cfg.hook(PhaseCleaning)
-	if err := awaitApplied(ctx, db, m.Epoch, cfg.LiveWithin); err != nil {
-		return mv, recordError(ctx, db, mv, err)
-	}
 	fwd, back := streams(mv, src, dst)
 	for _, s := range []stream{back, fwd} {
 		if err := s.remove(ctx); err != nil {

@@ -159,7 +159,7 @@ func rollout(ctx context.Context, db, src, dst *sql.DB, mv *Move, cfg MoveConfig
 	}
 	fwd, _ := streams(mv, src, dst)
 	meter := lagMeter{s: fwd}
-	start := time.Now()
+	start, lastKnown := time.Now(), time.Now()
 	for _, step := range cfg.ReadShares {
 		if step <= cur {
 			continue
@@ -169,6 +169,11 @@ func rollout(ctx context.Context, db, src, dst *sql.DB, mv *Move, cfg MoveConfig
 			lag, known, err := meter.measure(ctx)
 			if err != nil {
 				return err
+			}
+			if known {
+				lastKnown = time.Now()
+			} else if time.Since(lastKnown) > maxUnknownLag {
+				return fmt.Errorf("%w: the target has not shown the stream's marker for %v", ErrReplication, maxUnknownLag)
 			}
 			over := !known || lag > cfg.MaxReadLag
 			want := step
@@ -201,6 +206,10 @@ func rollout(ctx context.Context, db, src, dst *sql.DB, mv *Move, cfg MoveConfig
 	}
 	return nil
 }
+
+// maxUnknownLag bounds how long the read migration waits for a first
+// measure of the target's lag.
+const maxUnknownLag = time.Minute
 
 // moveIndex is the index of mv's MapMove in m, or -1.
 func moveIndex(m *Map, mv *Move) int {

@@ -27,9 +27,11 @@ const DefaultEachTimeout = 500 * time.Millisecond
 
 // DefaultFenceWait is how long a write to a fenced virtual shard (a move
 // cutting over) waits for the map that lifts the fence, when
-// Config.FenceWait is zero: the guide's bounded write pause. Past it the
-// write fails with ErrFenced, and the cutover, not the service, gives way.
-const DefaultFenceWait = 500 * time.Millisecond
+// Config.FenceWait is zero: a cutover's DefaultPause plus the time the
+// next map takes to reach an instance (a poll, or a NOTIFY). Past it the
+// write fails with ErrFenced; a cutover that keeps to its pause never
+// makes it.
+const DefaultFenceWait = DefaultPause + 500*time.Millisecond
 
 // DefaultEachConcurrency caps the shards a fan-out queries at once when
 // Config.EachConcurrency is zero.
@@ -101,6 +103,9 @@ type state struct {
 	// changed is closed when a newer state replaces this one, which is
 	// what a write held by a fence waits for.
 	changed chan struct{}
+	// writes counts the writes routed by this state and still running
+	// (see Router.Apply).
+	writes atomic.Int64
 }
 
 // newState indexes m's moves by virtual shard.
@@ -145,7 +150,8 @@ func (st *state) reader(key int64) *Target {
 type Router struct {
 	cfg      Config
 	cur      atomic.Pointer[state]
-	applyMu  sync.Mutex              // one Apply at a time
+	applyMu  sync.Mutex              // one Apply at a time; guards draining
+	draining []*state                // replaced states whose writes may still run
 	mu       sync.Mutex              // open, retiring, closed
 	open     map[string]*Target      // the shards of the map in use, by name
 	retiring map[*Target]*time.Timer // dropped shards, closed when their timer fires
@@ -200,8 +206,34 @@ const retireAfter = 30 * time.Second
 // router the map it was built from); an older one is ErrStaleMap. A shard
 // keeps its URLs for as long as it keeps its name: a map that gives a
 // shard in use other URLs is ErrBadMap (name the new server anew).
+//
+// Apply returns only once no write routed by an older map is still
+// running, or fails when ctx ends first: an instance that reports a map
+// applied (a Follower's heartbeat) promises that every write it makes from
+// then on follows it, which a cutover's fence relies on. A later Apply
+// waits for those writes again.
 func (r *Router) Apply(ctx context.Context, m *Map) error {
-	return r.apply(ctx, m)
+	if err := r.apply(ctx, m); err != nil {
+		return err
+	}
+	return r.drain(ctx)
+}
+
+// drain waits until the writes of every replaced state have finished.
+func (r *Router) drain(ctx context.Context) error {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	for len(r.draining) > 0 {
+		st := r.draining[0]
+		if st.writes.Load() == 0 {
+			r.draining = r.draining[1:]
+			continue
+		}
+		if err := pause(ctx, time.Millisecond); err != nil {
+			return fmt.Errorf("shard: %d writes routed by map epoch %d are still running: %w", st.writes.Load(), st.m.Epoch, err)
+		}
+	}
+	return nil
 }
 
 func (r *Router) apply(ctx context.Context, m *Map) error {
@@ -249,6 +281,7 @@ func (r *Router) apply(ctx context.Context, m *Map) error {
 	old := r.cur.Swap(st)
 	if old != nil {
 		close(old.changed) // writes held by a fence look again
+		r.draining = append(r.draining, old)
 	}
 	r.metrics.epoch.Set(float64(m.Epoch))
 	if old != nil {
@@ -344,8 +377,8 @@ func (r *Router) Shards() []*Target {
 // Read runs fn where reads of key go: a replica of its shard or its
 // primary (see replica.Router.Read); while key's virtual shard is moving,
 // the move's read share of the reads go to its target, and one the
-// target fails (down, or behind a write) runs again on the owner. A
-// failure names the shard.
+// target fails (down, or missing a row it has not received yet) runs
+// again on the owner. A failure names the shard.
 func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Context, q replica.Querier) error) error {
 	if r.isClosed.Load() {
 		return ErrClosed
@@ -376,6 +409,7 @@ func (r *Router) Write(ctx context.Context, key int64, fn func(ctx context.Conte
 	if err != nil {
 		return 0, err
 	}
+	defer st.writes.Add(-1)
 	t := st.targets[st.m.Owner(key)]
 	t.calls.Inc()
 	tok, err := t.DB.Write(ctx, fn)
@@ -396,6 +430,7 @@ func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Conte
 	if err != nil {
 		return 0, err
 	}
+	defer st.writes.Add(-1)
 	owner := st.m.Owner(keys[0])
 	for _, k := range keys[1:] {
 		if o := st.m.Owner(k); o != owner {
@@ -410,11 +445,18 @@ func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Conte
 
 // unfenced returns the state to route a write of keys by: the current one
 // once none of their virtual shards is fenced, waiting for newer maps up
-// to Config.FenceWait.
+// to Config.FenceWait. The write is counted in the state's writes (the
+// caller releases it when done), and only while the state is current, so
+// that Apply's drain cannot miss it.
 func (r *Router) unfenced(ctx context.Context, keys ...int64) (*state, error) {
 	var timer <-chan time.Time
 	for {
 		st := r.cur.Load()
+		st.writes.Add(1)
+		if r.cur.Load() != st { // replaced meanwhile: route by the new one
+			st.writes.Add(-1)
+			continue
+		}
 		var fenced *MapMove
 		for _, k := range keys {
 			if mv := st.move(k); mv != nil && mv.Fenced {
@@ -425,6 +467,7 @@ func (r *Router) unfenced(ctx context.Context, keys ...int64) (*state, error) {
 		if fenced == nil {
 			return st, nil
 		}
+		st.writes.Add(-1) // held, not writing
 		if timer == nil {
 			t := time.NewTimer(r.cfg.FenceWait)
 			defer t.Stop()

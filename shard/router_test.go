@@ -424,6 +424,40 @@ func TestRouterReadShare(t *testing.T) {
 	}
 }
 
+// TestRouterApplyDrainsWrites: Apply returns only once the writes routed
+// by the map it replaced have finished (a fence relies on it); while one
+// runs, Apply fails when its context ends, and a later Apply of the same
+// map waits for it again.
+func TestRouterApplyDrainsWrites(t *testing.T) {
+	m := twoShards(t)
+	r := newRouter(t, m, shard.Config{})
+	whoami(t, r)
+	key := keyOn(m, 0)
+	started, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := r.Write(context.Background(), key, func(context.Context, replica.Querier) error {
+			close(started)
+			<-release
+			return nil
+		})
+		done <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	next := moving(m, 2, key, 0, true)
+	if err := r.Apply(ctx, next); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("Apply while a write of the old map runs: %v, want an error saying so", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(context.Background(), next); err != nil {
+		t.Fatalf("Apply again once the write finished: %v", err)
+	}
+}
+
 // TestRouterReadShareFallsBack: a read that the move's target fails
 // (here its table is gone; as well it could be down, or lag behind a
 // write) is answered by the owner.

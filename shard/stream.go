@@ -19,9 +19,12 @@ import (
 // the rows and carries the source's changes until the cutover; the back
 // stream (target to source, the name with "_back") carries the target's
 // changes after it, so that a rollback loses nothing. At each switch of
-// ownership the new stream's slot is made while writes are fenced, after
-// the old stream has delivered everything: it starts exactly where the
-// old one stopped, and never carries a change back to where it came from.
+// ownership the new stream's slot is moved, while writes are fenced,
+// past everything the old stream applied: once every live instance has
+// applied the fence (its writes routed by older maps finished:
+// Router.Apply), the old stream has delivered everything and been
+// stopped. The new one starts where the old one stopped, and carries
+// nothing back to where it came from.
 
 // markerTable holds one row per stream of a move, published with its
 // rows; sqlCreateMarker makes it.
@@ -83,7 +86,10 @@ func (s stream) publish(ctx context.Context, mv *Move, n int, copyData bool) err
 		parts = append(parts, fmt.Sprintf("TABLE %s WHERE %s", pgx.Identifier{t.Name}.Sanitize(),
 			mv.VShards.SQL(pgx.Identifier{t.Key}.Sanitize(), n)))
 	}
-	if _, err := s.from.db.ExecContext(ctx, `CREATE PUBLICATION `+s.ident()+` FOR `+strings.Join(parts, ", ")); err != nil {
+	// No TRUNCATE: row filters do not apply to it, and a TRUNCATE of one
+	// shard's table would empty the other's (rows it owns included).
+	if _, err := s.from.db.ExecContext(ctx, `CREATE PUBLICATION `+s.ident()+` FOR `+strings.Join(parts, ", ")+
+		` WITH (publish = 'insert, update, delete')`); err != nil {
 		return &Error{Shard: s.from.name, Err: fmt.Errorf("create publication %s: %w", s.name, err)}
 	}
 	return nil
@@ -97,15 +103,6 @@ func (s stream) subscribed(ctx context.Context) (bool, error) {
 	var ok bool
 	if err := s.to.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)`, s.name).Scan(&ok); err != nil {
 		return false, &Error{Shard: s.to.name, Err: err}
-	}
-	return ok, nil
-}
-
-// hasSlot reports whether the stream's slot exists.
-func (s stream) hasSlot(ctx context.Context) (bool, error) {
-	var ok bool
-	if err := s.from.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, s.name).Scan(&ok); err != nil {
-		return false, &Error{Shard: s.from.name, Err: err}
 	}
 	return ok, nil
 }
@@ -142,25 +139,75 @@ func (s stream) subscribe(ctx context.Context, m *Map, copyData, slotMade bool) 
 	return nil
 }
 
-// makeSlot makes the stream's slot on from, unless it exists.
+// makeSlot makes the stream's slot on from; one there already (which
+// the caller dropped first) is an error.
 func (s stream) makeSlot(ctx context.Context) error {
-	if ok, err := s.hasSlot(ctx); err != nil || ok {
-		return err
-	}
 	if _, err := s.from.db.ExecContext(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s.name); err != nil {
 		return &Error{Shard: s.from.name, Err: fmt.Errorf("create replication slot %s: %w", s.name, err)}
 	}
 	return nil
 }
 
-// dropSlot drops the stream's slot on from if it exists and no
-// subscription uses it.
-func (s stream) dropSlot(ctx context.Context) error {
-	if _, err := s.from.db.ExecContext(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-		WHERE slot_name = $1 AND NOT active`, s.name); err != nil {
-		return &Error{Shard: s.from.name, Err: fmt.Errorf("drop replication slot %s: %w", s.name, err)}
+// advanceSlot moves the stream's slot past every change committed on
+// from so far: nothing written there before now will be sent. The marker
+// is touched first in a synchronously committed transaction, which
+// flushes the WAL of every commit before it (a subscription's apply
+// worker commits without waiting for the flush), and the slot goes to
+// the flushed position, as far as a slot can be advanced.
+func (s stream) advanceSlot(ctx context.Context) error {
+	tx, err := s.from.db.BeginTx(ctx, nil)
+	if err != nil {
+		return &Error{Shard: s.from.name, Err: err}
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	for _, q := range []string{`SET LOCAL synchronous_commit = on`, `UPDATE ` + markerTable + ` SET at = clock_timestamp() WHERE move = $1`} {
+		args := []any{}
+		if strings.Contains(q, "$1") {
+			args = append(args, s.name)
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return &Error{Shard: s.from.name, Err: fmt.Errorf("flush before advancing slot %s: %w", s.name, err)}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return &Error{Shard: s.from.name, Err: fmt.Errorf("flush before advancing slot %s: %w", s.name, err)}
+	}
+	var ok bool
+	if err := s.from.db.QueryRowContext(ctx, `SELECT (SELECT end_lsn FROM pg_replication_slot_advance($1, f)) >= f
+		FROM pg_current_wal_flush_lsn() f`, s.name).Scan(&ok); err != nil {
+		return &Error{Shard: s.from.name, Err: fmt.Errorf("advance replication slot %s: %w", s.name, err)}
+	}
+	if !ok {
+		return &Error{Shard: s.from.name, Err: fmt.Errorf("replication slot %s did not advance to the flushed WAL position", s.name)}
 	}
 	return nil
+}
+
+// dropSlot drops the stream's slot on from if it exists. A slot in use
+// (its creation still running after a cancel, or a walsender still
+// attached) is waited for, up to 10 s, then an error.
+func (s stream) dropSlot(ctx context.Context) error {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var pid sql.NullInt64
+		err := s.from.db.QueryRowContext(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, s.name).Scan(&pid)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return &Error{Shard: s.from.name, Err: fmt.Errorf("read replication slot %s: %w", s.name, err)}
+		case !pid.Valid:
+			_, err := s.from.db.ExecContext(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, s.name)
+			if err != nil {
+				return &Error{Shard: s.from.name, Err: fmt.Errorf("drop replication slot %s: %w", s.name, err)}
+			}
+			continue // gone, or taken meanwhile: look again
+		case time.Now().After(deadline):
+			return &Error{Shard: s.from.name, Err: fmt.Errorf("replication slot %s is still in use by process %d", s.name, pid.Int64)}
+		}
+		if err := pause(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // setEnabled enables or disables the stream's subscription, if it exists.

@@ -250,7 +250,7 @@ func newShardCleanup(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Finish a cut-over move: drop its replication and the source's copies",
-		Long: `Finish move --id (or the only cut-over move), cut over at least --soak ago:
+		Long: `Finish move --id (or the only active move), cut over at least --soak ago:
 drop the replication back to the source (after this the move can no longer
 be rolled back), then delete the moved rows from the source in small
 batches (--batch shard keys per DELETE) that do not hold up the service.
@@ -273,9 +273,11 @@ func newShardStatus(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show the moves of virtual shards and their progress",
 		Long: `Show the active moves recorded in --db (with --all, finished ones too):
-their virtual shards, source, target, phase and last error, and for a
-copying or catching-up move the rows copied, the tables whose initial copy
-is done and the replication lag. --json prints {"moves": [...]}.`,
+their virtual shards, source, target, phase and last error, and for a move
+between its copy and its cutover the rows copied, the tables whose initial
+copy is done, the replication lag and the share of reads on the target.
+--json prints {"moves": [...]}, with each table's verify and the rows it
+found different.`,
 		Example: `  strata shard status --db "$M"`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.status(cmd.Context(), g.stdout)

@@ -199,6 +199,12 @@ func Rollback(ctx context.Context, db *sql.DB, id int64, cfg RollbackConfig) (*M
 		{PhaseRollingBack, PhaseUndoing, func() error { return unswitch(ctx, db, mv, fwd, back) }},
 		{PhaseSwitchingBack, PhaseSwitchedBack, func() error { return switchBack(ctx, db, mv, fwd, back, cfg.Cutover) }},
 		{PhaseSwitchedBack, PhaseUndoing, func() error {
+			// The forward stream was just made: it must deliver before
+			// the copies can compare (a new worker can take seconds to
+			// start).
+			if err := flowing(ctx, fwd, preFenceWait); err != nil {
+				return err
+			}
 			mv.Verify = nil // the forward reports are of another time
 			return verifyMove(ctx, db, src, dst, mv, len(m.Owners), MoveConfig{Verify: cfg.Verify, Logger: log})
 		}},

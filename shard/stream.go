@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A move replicates in one direction at a time, by a stream: a
@@ -65,7 +66,10 @@ func (s stream) publish(ctx context.Context, mv *Move, n int, copyData bool) err
 		ends = append(ends, s.to)
 	}
 	for _, e := range []end{s.from, s.to} {
-		if _, err := e.db.ExecContext(ctx, sqlCreateMarker); err != nil {
+		// Two moves making the table at once: one of them loses the race
+		// on the catalog (unique_violation or duplicate_table), and the
+		// table is there all the same.
+		if _, err := e.db.ExecContext(ctx, sqlCreateMarker); err != nil && !isCreateRace(err) {
 			return &Error{Shard: e.name, Err: fmt.Errorf("create %s: %w", markerTable, err)}
 		}
 	}
@@ -272,6 +276,13 @@ func (s stream) seen(ctx context.Context, at time.Time) (bool, error) {
 		return false, &Error{Shard: s.to.name, Err: fmt.Errorf("read the marker of %s: %w", s.name, err)}
 	}
 	return ok, nil
+}
+
+// isCreateRace reports whether err is a CREATE ... IF NOT EXISTS that
+// lost a race with another session making the same object.
+func isCreateRace(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07")
 }
 
 // quoteLiteral quotes s as an SQL string literal.

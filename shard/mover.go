@@ -85,12 +85,14 @@ const sqlCreateMoves = `CREATE TABLE IF NOT EXISTS strata_shard.moves (
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8),
-	verify jsonb)`
+	verify jsonb,
+	indexes jsonb)`
 
 // sqlMoveColumns adds the columns a moves table made by an earlier
 // version lacks.
 const sqlMoveColumns = `ALTER TABLE strata_shard.moves ADD COLUMN IF NOT EXISTS token text NOT NULL DEFAULT substr(md5(random()::text), 1, 8),
-	ADD COLUMN IF NOT EXISTS verify jsonb`
+	ADD COLUMN IF NOT EXISTS verify jsonb,
+	ADD COLUMN IF NOT EXISTS indexes jsonb`
 
 // Move is a recorded move of virtual shards VShards from shard Source to
 // shard Target (names in the map).
@@ -114,6 +116,10 @@ type Move struct {
 	// Verify holds the reports of the move's verify, by table: the last
 	// one, or the progress of one interrupted (it resumes from there).
 	Verify map[string]*VerifyReport
+	// DeferredIndexes are the indexes the move left out of the target
+	// while PostgreSQL copied the rows; they are built once the copy is
+	// done, before anything reads the target (see DeferredIndex).
+	DeferredIndexes []DeferredIndex `json:",omitempty"`
 }
 
 // name is the publication's, the subscription's and the slot's name.
@@ -196,7 +202,7 @@ func PlanMove(ctx context.Context, db *sql.DB, r VRange, target string, tables [
 // Moves lists the recorded moves, newest first; active only when
 // activeOnly.
 func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at, token, verify
+	rows, err := db.QueryContext(ctx, `SELECT id, lo, hi, source, target, tables, phase, active, COALESCE(error, ''), created_at, updated_at, token, verify, indexes
 		FROM strata_shard.moves WHERE active OR NOT $1 ORDER BY id DESC`, activeOnly)
 	if err != nil {
 		return nil, fmt.Errorf("shard: moves: %w", err)
@@ -205,8 +211,8 @@ func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
 	var out []Move
 	for rows.Next() {
 		var m Move
-		var tj, vj []byte
-		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt, &m.Token, &vj); err != nil {
+		var tj, vj, ij []byte
+		if err := rows.Scan(&m.ID, &m.VShards.Lo, &m.VShards.Hi, &m.Source, &m.Target, &tj, &m.Phase, &m.Active, &m.Error, &m.CreatedAt, &m.UpdatedAt, &m.Token, &vj, &ij); err != nil {
 			return nil, fmt.Errorf("shard: moves: %w", err)
 		}
 		if err := json.Unmarshal(tj, &m.Tables); err != nil {
@@ -215,6 +221,11 @@ func Moves(ctx context.Context, db *sql.DB, activeOnly bool) ([]Move, error) {
 		if vj != nil {
 			if err := json.Unmarshal(vj, &m.Verify); err != nil {
 				return nil, fmt.Errorf("shard: move %d: verify: %w", m.ID, err)
+			}
+		}
+		if ij != nil {
+			if err := json.Unmarshal(ij, &m.DeferredIndexes); err != nil {
+				return nil, fmt.Errorf("shard: move %d: deferred indexes: %w", m.ID, err)
 			}
 		}
 		out = append(out, m)
@@ -414,9 +425,9 @@ func RunMove(ctx context.Context, db *sql.DB, id int64, cfg MoveConfig) (*Move, 
 		from, to string
 		run      func() error
 	}{
-		{PhasePlanned, PhasePrepared, func() error { return prepare(ctx, src, dst, mv, n, cfg) }},
+		{PhasePlanned, PhasePrepared, func() error { return prepare(ctx, db, src, dst, m, mv, cfg) }},
 		{PhasePrepared, PhaseCopying, func() error { return startCopy(ctx, src, dst, m, mv) }},
-		{PhaseCopying, PhaseCatchingUp, func() error { return awaitCopy(ctx, src, dst, mv, cfg) }},
+		{PhaseCopying, PhaseCatchingUp, func() error { return copyAndIndex(ctx, db, src, dst, mv, cfg) }},
 		{PhaseCatchingUp, PhaseVerified, func() error { return verifyMove(ctx, db, src, dst, mv, n, cfg) }},
 		{PhaseVerified, PhaseReading, func() error { return nil }},
 		{PhaseReading, PhaseCutOver, func() error { return migrate(ctx, db, src, dst, mv, cfg) }},
@@ -563,10 +574,11 @@ func recordError(ctx context.Context, db *sql.DB, mv *Move, err error) error {
 	return fmt.Errorf("shard: move %d (%s): %w", mv.ID, mv.Phase, err)
 }
 
-// prepare runs the pre-flight, then creates the schema on the target.
-func prepare(ctx context.Context, src, dst *sql.DB, mv *Move, n int, cfg MoveConfig) error {
+// prepare runs the pre-flight, then creates the schema on the target and
+// leaves out the indexes the copy would be slower with (deferIndexes).
+func prepare(ctx context.Context, db, src, dst *sql.DB, m *Map, mv *Move, cfg MoveConfig) error {
 	if cfg.Check != nil {
-		if err := cfg.Check(ctx, src, dst, mv, n); err != nil {
+		if err := cfg.Check(ctx, src, dst, mv, len(m.Owners)); err != nil {
 			return err
 		}
 	}
@@ -575,7 +587,29 @@ func prepare(ctx context.Context, src, dst *sql.DB, mv *Move, n int, cfg MoveCon
 			return &Error{Shard: mv.Target, Err: fmt.Errorf("create the schema: %w", err)}
 		}
 	}
+	if err := deferIndexes(ctx, db, dst, m, mv); err != nil {
+		return fmt.Errorf("leave the indexes out of the copy: %w", err)
+	}
 	return nil
+}
+
+// copyAndIndex waits for the copy and the catch-up (awaitCopy), then
+// builds the indexes left out of the copy and waits for the catch-up
+// again (the builds hold the stream's writes).
+func copyAndIndex(ctx context.Context, db, src, dst *sql.DB, mv *Move, cfg MoveConfig) error {
+	if err := awaitCopy(ctx, src, dst, mv, cfg); err != nil {
+		return err
+	}
+	start := time.Now()
+	built, err := buildIndexes(ctx, db, dst, mv, cfg.Hook)
+	if err != nil {
+		return err
+	}
+	if built == 0 {
+		return nil
+	}
+	cfg.Logger.Info("shard: move built the indexes left out of the copy", "move", mv.ID, "indexes", built, "elapsed", time.Since(start).Round(time.Millisecond))
+	return awaitCopy(ctx, src, dst, mv, cfg)
 }
 
 // startCopy creates the forward stream (the publication on the source,

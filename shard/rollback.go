@@ -282,6 +282,11 @@ func undo(ctx context.Context, db *sql.DB, mv *Move, fwd, back stream, n int, cf
 	if err != nil {
 		return err
 	}
+	// Indexes left out of a copy the rollback cut short (built on the
+	// emptied tables, quickly).
+	if _, err := buildIndexes(ctx, db, fwd.to.db, mv, nil); err != nil {
+		return err
+	}
 	cfg.Logger.Info("shard: move rolled back", "move", mv.ID, "deleted_rows", deleted, "from", mv.Target)
 	return nil
 }

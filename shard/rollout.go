@@ -35,7 +35,12 @@ func verifyMove(ctx context.Context, db, src, dst *sql.DB, mv *Move, n int, cfg 
 		case prev != nil && !prev.Done && prev.Range == mv.VShards && prev.N == n:
 			vc.From = prev
 		}
+		saved := time.Now()
 		vc.OnChunk = func(p *VerifyReport) {
+			if time.Since(saved) < verifySaveEvery {
+				return
+			}
+			saved = time.Now()
 			if err := saveVerify(ctx, db, mv, p); err != nil {
 				cfg.Logger.Warn("shard: move verify: keep the progress", "move", mv.ID, "table", t.Name, "err", err)
 			}
@@ -57,6 +62,11 @@ func verifyMove(ctx context.Context, db, src, dst *sql.DB, mv *Move, n int, cfg 
 	}
 	return nil
 }
+
+// verifySaveEvery is how often a running verify's progress is saved on
+// the move's row: a resumed verify redoes at most this much, and the
+// saves (a report, its differences included) do not slow the chunks.
+const verifySaveEvery = time.Second
 
 // saveVerify keeps rep as the move's report for its table.
 func saveVerify(ctx context.Context, db *sql.DB, mv *Move, rep *VerifyReport) error {

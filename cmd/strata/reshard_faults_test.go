@@ -93,7 +93,7 @@ var faultResumeRE = regexp.MustCompile(`strata shard resume --db \S+ --id (\d+) 
 func TestShardMoveKilled(t *testing.T) {
 	bin := buildFaultBinary(t)
 	steps := []string{shard.PhasePlanned, shard.PhasePrepared, shard.PhaseCopying, shard.PhaseCatchingUp,
-		shard.PhaseVerified, shard.PhaseReading, "fenced", "slot-made", "flipped"}
+		"index", shard.PhaseVerified, shard.PhaseReading, "fenced", "slot-made", "flipped"}
 	start := time.Now()
 	for _, step := range steps {
 		t.Run(step, func(t *testing.T) { killMoveAt(t, bin, step) })
@@ -117,6 +117,7 @@ func killMoveAt(t *testing.T, bin, step string) {
 	r.checkOwners("shard2")
 	r.checkAcked(acked, "shard2")
 	r.checkReplication(id, true)
+	r.checkIndexes()
 	// The back stream carries what shard2 took to shard1 (a rollback
 	// would lose nothing).
 	r.awaitAcked(acked, "shard1")
@@ -604,6 +605,18 @@ func (r *faultRig) checkReplication(id int64, cutOver bool) {
 		if len(markers) > 0 {
 			t.Errorf("move %d (%s): marker rows left on %s: %v", id, mv.Phase, s.name, markers)
 		}
+	}
+}
+
+// checkIndexes requires shard2 to have the same indexes on the moved
+// tables as shard1 (those the move left out of its copy built again).
+func (r *faultRig) checkIndexes() {
+	t := r.t
+	t.Helper()
+	q := `SELECT pg_get_indexdef(indexrelid) FROM pg_index
+		WHERE indrelid IN (to_regclass('users'), to_regclass('user_actions')) AND indisvalid ORDER BY 1`
+	if a, b := ids(t, r.a, q), ids(t, r.b, q); !slices.Equal(a, b) {
+		t.Errorf("indexes of the moved tables: shard1 %v, shard2 %v", a, b)
 	}
 }
 

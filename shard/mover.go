@@ -23,12 +23,15 @@ import (
 //
 //	planned          the move is recorded; nothing else has changed
 //	prepared         pre-flight passed; the schema exists on the target
+//	                 (on a fresh one, without its secondary indexes:
+//	                 see DeferredIndex)
 //	copying          the forward stream exists (a publication on the
 //	                 source filtered on the moving virtual shards, a
 //	                 subscription on the target): PostgreSQL copies the
 //	                 rows, then streams the changes
-//	catching-up      the guide's "dual write" phase: the copy is done and
-//	                 the target applies the source's changes as they come
+//	catching-up      the guide's "dual write" phase: the copy is done, the
+//	                 indexes left out of it are built, and the target
+//	                 applies the source's changes as they come
 //	verified         every moving table compared clean (Verify)
 //	reading          the guide's read migration: a growing share of the
 //	                 moving virtual shards' reads go to the target
@@ -253,8 +256,10 @@ func loadMove(ctx context.Context, db *sql.DB, id int64) (*Move, error) {
 // MoveConfig tunes RunMove. The zero value means the defaults.
 type MoveConfig struct {
 	// Prepare creates the moving tables on the target (with their
-	// indexes); nil means they must exist already. It must be idempotent:
-	// a resumed move runs it again.
+	// indexes: on a fresh target the mover takes the secondary ones out
+	// for the copy and builds them after it, see DeferredIndex); nil
+	// means they must exist already. It must be idempotent: a resumed
+	// move runs it again.
 	Prepare func(ctx context.Context, target *sql.DB) error
 	// Check, if set, runs before anything changes (the pre-flight) and
 	// returns every problem at once; a non-nil error stops the move in

@@ -1,0 +1,195 @@
+package monitor_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/monitor"
+	"github.com/strata-dev/strata/storefront"
+)
+
+// served is one configuration of strata serve, wired as cmd/strata/serve.go
+// wires it, with its registry and the collectors registered on it.
+type served struct {
+	name       string
+	reg        *prometheus.Registry
+	collectors []prometheus.Collector
+}
+
+// serve builds the service strata serve runs for url and cfg (with an L1
+// cache when cached), registering through a monitor.Recorder, and answers
+// one request on each of a few routes so that the HTTP series exist.
+func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool) served {
+	t.Helper()
+	ctx := context.Background()
+	reg := prometheus.NewPedanticRegistry()
+	rec := monitor.NewRecorder(reg)
+	// storefront.NewRegistry's collectors, registered here so that the
+	// recorder sees them.
+	rec.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registerer = rec
+	store, err := storefront.Open(ctx, url, cfg)
+	if err != nil {
+		t.Fatalf("%s: open: %v", name, err)
+	}
+	t.Cleanup(func() { store.Close() })
+	// serve.go's registerPoolStats: the primary's pool alone, none with
+	// replicas (the replica router registers every pool), the main
+	// database's labelled shard="main" when sharded.
+	stats := sqlstats.New(map[string]*sql.DB{"primary": store.DB()})
+	switch {
+	case store.Shards() != nil:
+		prometheus.WrapRegistererWith(prometheus.Labels{"shard": "main"}, rec).MustRegister(stats)
+	case len(cfg.Replicas) == 0:
+		rec.MustRegister(stats)
+	}
+	var svc storefront.Service = store
+	if cached {
+		c, err := storefront.NewCached(store, storefront.CacheConfig{Registerer: rec})
+		if err != nil {
+			t.Fatalf("%s: cache: %v", name, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		svc = c
+	}
+	srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: rec, Gatherer: reg}))
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/healthz", "/products/1", "/search?q=x", "/nowhere", "/metrics"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatalf("%s: GET %s: %v", name, path, err)
+		}
+		resp.Body.Close()
+	}
+	return served{name: name, reg: reg, collectors: rec.Collectors()}
+}
+
+// configurations returns every configuration of strata serve that
+// registers something the others do not: SQLite alone, SQLite with the
+// cache, PostgreSQL with streaming replicas, and PostgreSQL sharded. The
+// last two need scripts/dev's servers (skipped without them, failing
+// when CI is set).
+func configurations(t *testing.T) []served {
+	t.Helper()
+	primary := testdb.Postgres(t)
+	return []served{
+		serve(t, "sqlite", testdb.SQLite(t), storefront.Config{}, false),
+		serve(t, "sqlite+cache", testdb.SQLite(t), storefront.Config{}, true),
+		serve(t, "replicas", primary, storefront.Config{Replicas: testdb.PostgresReplicas(t, primary)}, false),
+		serve(t, "sharded", testdb.PostgresDatabase(t), storefront.Config{Shards: testdb.ShardDatabases(t)}, true),
+	}
+}
+
+// TestRegisteredMetricsCatalogued requires the catalogue to hold exactly
+// what strata serve registers in any configuration, with the same labels,
+// help and types, and proves on the same collectors that the check fails
+// when a metric is added without an entry, or an entry loses its metric.
+func TestRegisteredMetricsCatalogued(t *testing.T) {
+	configs := configurations(t)
+	var all []prometheus.Collector
+	for _, c := range configs {
+		all = append(all, c.collectors...)
+	}
+	if err := monitor.CheckCollectors(all...); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("types", func(t *testing.T) {
+		for _, c := range configs {
+			mfs, err := c.reg.Gather() // pedantic: help and labels consistent too
+			if err != nil {
+				t.Fatalf("%s: gather: %v", c.name, err)
+			}
+			for _, mf := range mfs {
+				m, ok := monitor.Lookup(mf.GetName())
+				if !ok {
+					t.Errorf("%s: %s gathered, not catalogued", c.name, mf.GetName())
+					continue
+				}
+				if want := dtoType(m.Type); mf.GetType() != want {
+					t.Errorf("%s: %s is a %s, the catalogue says %s", c.name, mf.GetName(), mf.GetType(), m.Type)
+				}
+			}
+		}
+	})
+
+	t.Run("unlisted", func(t *testing.T) {
+		extra := prometheus.NewCounter(prometheus.CounterOpts{Name: "strata_test_unlisted_total", Help: "A metric no one catalogued."})
+		scratch := monitor.NewRecorder(nil)
+		scratch.MustRegister(extra)
+		err := monitor.CheckCollectors(append(slices.Clone(all), scratch.Collectors()...)...)
+		var ce *monitor.CheckError
+		if !errors.As(err, &ce) || !slices.Equal(ce.Unlisted, []string{"strata_test_unlisted_total"}) ||
+			len(ce.Unregistered)+len(ce.Mismatched)+len(ce.Duplicated) > 0 {
+			t.Fatalf("CheckCollectors with an uncatalogued metric = %v, want it named alone", err)
+		}
+		if !strings.Contains(err.Error(), "strata_test_unlisted_total") {
+			t.Fatalf("the error %q does not name the metric", err)
+		}
+	})
+
+	t.Run("unregistered", func(t *testing.T) {
+		cat := append(monitor.Catalogue(), monitor.Metric{
+			Name: "strata_test_gone_total", Type: monitor.Counter, Help: "A metric the code no longer registers.",
+			Subsystem: monitor.SubsystemHTTP, Source: monitor.SourceStrata,
+		})
+		err := monitor.Check(cat, all...)
+		var ce *monitor.CheckError
+		if !errors.As(err, &ce) || !slices.Equal(ce.Unregistered, []string{"strata_test_gone_total"}) ||
+			len(ce.Unlisted)+len(ce.Mismatched)+len(ce.Duplicated) > 0 {
+			t.Fatalf("Check with an entry nothing registers = %v, want it named alone", err)
+		}
+	})
+}
+
+// TestRegisteredEmbeddedCatalogued runs without servers: what strata serve
+// registers on SQLite, with and without the cache, is catalogued with the
+// same labels and help; only the replica and shard routers' metrics may be
+// missing, as they need PostgreSQL.
+func TestRegisteredEmbeddedCatalogued(t *testing.T) {
+	var all []prometheus.Collector
+	for _, c := range []served{
+		serve(t, "sqlite", testdb.SQLite(t), storefront.Config{}, false),
+		serve(t, "sqlite+cache", testdb.SQLite(t), storefront.Config{}, true),
+	} {
+		all = append(all, c.collectors...)
+	}
+	err := monitor.CheckCollectors(all...)
+	var ce *monitor.CheckError
+	if err == nil || !errors.As(err, &ce) {
+		t.Fatalf("CheckCollectors = %v, want the routers' metrics reported unregistered", err)
+	}
+	if len(ce.Unlisted)+len(ce.Mismatched)+len(ce.Duplicated) > 0 {
+		t.Fatal(err)
+	}
+	for _, name := range ce.Unregistered {
+		if m, _ := monitor.Lookup(name); m.Subsystem != monitor.SubsystemReplica && m.Subsystem != monitor.SubsystemShard {
+			t.Errorf("%s is catalogued but not registered on SQLite", name)
+		}
+	}
+}
+
+// dtoType is the exposition type of a catalogue type.
+func dtoType(t monitor.Type) dto.MetricType {
+	switch t {
+	case monitor.Counter:
+		return dto.MetricType_COUNTER
+	case monitor.Histogram:
+		return dto.MetricType_HISTOGRAM
+	case monitor.Summary:
+		return dto.MetricType_SUMMARY
+	}
+	return dto.MetricType_GAUGE
+}

@@ -501,18 +501,22 @@ func Follow(ctx context.Context, db *sql.DB, url string, cfg FollowConfig) (*Fol
 		f.listen = lc
 	}
 	f.host, _ = os.Hostname() // "" if unknown
-	m, err := Load(ctx, db)
+	// Registered before the map is read, as having applied no epoch: a
+	// cutover that fences after this waits for the instance (it reads the
+	// fence or a later map), and one that fenced before it is in the map
+	// read below. Registered after, an instance could read the map before
+	// a fence, escape a cutover's wait, and write to the old owner after
+	// the flip.
+	if _, err := db.ExecContext(ctx, sqlRegister, cfg.ID, f.host, 0); err != nil {
+		return nil, fmt.Errorf("shard: follow: register instance %s: %w", cfg.ID, err)
+	}
+	m, err := f.start(ctx)
 	if err != nil {
+		f.deregister()
 		return nil, err
 	}
-	if cfg.OnChange != nil {
-		if err := cfg.OnChange(ctx, m); err != nil {
-			return nil, fmt.Errorf("shard: follow: apply epoch %d: %w", m.Epoch, err)
-		}
-	}
-	f.cur.Store(m)
-	f.applied.Add(1)
-	if _, err := db.ExecContext(ctx, sqlRegister, cfg.ID, f.host, m.Epoch); err != nil {
+	if _, err := db.ExecContext(ctx, sqlHeartbeat, cfg.ID, f.host, m.Epoch); err != nil {
+		f.deregister()
 		return nil, fmt.Errorf("shard: follow: register instance %s: %w", cfg.ID, err)
 	}
 	f.heartbeats.Add(1)
@@ -522,6 +526,30 @@ func Follow(ctx context.Context, db *sql.DB, url string, cfg FollowConfig) (*Fol
 	}
 	f.wg.Go(f.run)
 	return f, nil
+}
+
+// start reads the map and applies it (OnChange).
+func (f *Follower) start(ctx context.Context) (*Map, error) {
+	m, err := Load(ctx, f.db)
+	if err != nil {
+		return nil, err
+	}
+	if f.cfg.OnChange != nil {
+		if err := f.cfg.OnChange(ctx, m); err != nil {
+			return nil, fmt.Errorf("shard: follow: apply epoch %d: %w", m.Epoch, err)
+		}
+	}
+	f.cur.Store(m)
+	f.applied.Add(1)
+	return m, nil
+}
+
+// deregister removes the instance's row (best effort: a row left ages
+// out by its heartbeat).
+func (f *Follower) deregister() {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	_, _ = f.db.ExecContext(ctx, sqlDeregister, f.cfg.ID)
 }
 
 // listenAppName is the application_name of a follower's LISTEN connection,

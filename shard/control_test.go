@@ -710,3 +710,50 @@ func TestLoadOrPublishOnce(t *testing.T) {
 		t.Fatalf("bad map: err = %v, want ErrBadMap", err)
 	}
 }
+
+// TestFollowRegistersFirst: a starting instance is in the instances table,
+// as having applied no epoch, before it reads the map (so a cutover that
+// fences meanwhile waits for it), shows the epoch it applied once Follow
+// returns, and leaves the table when its first map fails to apply.
+func TestFollowRegistersFirst(t *testing.T) {
+	db, url := controlDB(t)
+	if _, err := Publish(t.Context(), db, twoShardMap(t, false)); err != nil {
+		t.Fatal(err)
+	}
+	applied := func(id string) (epoch int64, ok bool) {
+		ins, err := Instances(t.Context(), db, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range ins {
+			if in.ID == id {
+				return in.AppliedEpoch, true
+			}
+		}
+		return 0, false
+	}
+	var during int64 = -1
+	f := follow(t, db, url, FollowConfig{ID: "starting", OnChange: func(ctx context.Context, m *Map) error {
+		if during < 0 {
+			e, ok := applied("starting")
+			if !ok {
+				t.Error("the instance is not registered while it applies its first map")
+			}
+			during = e
+		}
+		return nil
+	}})
+	if during != 0 {
+		t.Errorf("applied epoch while the first map applies: %d, want 0", during)
+	}
+	if e, ok := applied(f.ID()); !ok || e != 1 {
+		t.Errorf("after Follow: registered %v, applied epoch %d; want epoch 1", ok, e)
+	}
+	refused := errors.New("refused")
+	if _, err := Follow(t.Context(), db, url, FollowConfig{ID: "failing", OnChange: func(context.Context, *Map) error { return refused }}); !errors.Is(err, refused) {
+		t.Fatalf("Follow with a failing OnChange: %v, want %v", err, refused)
+	}
+	if _, ok := applied("failing"); ok {
+		t.Error("an instance whose first map failed to apply is still registered")
+	}
+}

@@ -291,88 +291,107 @@ func (d desc) labels() []string {
 // where the strings are Go-quoted, a constrained variable label is
 // written c(name), and unit is absent before client_golang 1.21.
 func parseDesc(s string) (desc, error) {
-	p := s
+	r := &descReader{p: s}
 	fail := func(what string) (desc, error) {
-		return desc{}, fmt.Errorf("monitor: cannot read the metric description %q: %s at offset %d", s, what, len(s)-len(p))
-	}
-	lit := func(l string) bool {
-		rest, ok := strings.CutPrefix(p, l)
-		if ok {
-			p = rest
-		}
-		return ok
-	}
-	quoted := func() (string, bool) {
-		q, err := strconv.QuotedPrefix(p)
-		if err != nil {
-			return "", false
-		}
-		v, err := strconv.Unquote(q)
-		p = p[len(q):]
-		return v, err == nil
-	}
-	name := func() (string, bool) {
-		i := 0
-		for i < len(p) && (p[i] == '_' || 'a' <= p[i] && p[i] <= 'z' || 'A' <= p[i] && p[i] <= 'Z' || i > 0 && '0' <= p[i] && p[i] <= '9') {
-			i++
-		}
-		n := p[:i]
-		p = p[i:]
-		return n, i > 0
+		return desc{}, fmt.Errorf("monitor: cannot read the metric description %q: %s at offset %d", s, what, len(s)-len(r.p))
 	}
 	var d desc
 	var ok bool
-	if !lit(`Desc{fqName: `) {
+	if !r.lit(`Desc{fqName: `) {
 		return fail(`no "Desc{fqName: "`)
 	}
-	if d.name, ok = quoted(); !ok {
+	if d.name, ok = r.quoted(); !ok {
 		return fail("a bad fqName string")
 	}
-	if !lit(`, help: `) {
+	if !r.lit(`, help: `) {
 		return fail(`no ", help: "`)
 	}
-	if d.help, ok = quoted(); !ok {
+	if d.help, ok = r.quoted(); !ok {
 		return fail("a bad help string")
 	}
-	if lit(`, unit: `) {
-		if _, ok = quoted(); !ok {
+	if r.lit(`, unit: `) {
+		if _, ok = r.quoted(); !ok {
 			return fail("a bad unit string")
 		}
 	}
-	if !lit(`, constLabels: {`) {
+	if !r.lit(`, constLabels: {`) {
 		return fail(`no ", constLabels: {"`)
 	}
 	d.constLabels = map[string]string{}
-	for first := true; !lit("}"); first = false {
-		if !first && !lit(",") {
-			return fail(`no "," or "}" after a constant label`)
+	if !r.list(func() bool {
+		n, ok := r.name()
+		if !ok || !r.lit("=") {
+			return false
 		}
-		n, ok := name()
-		if !ok || !lit("=") {
-			return fail("a bad constant label name")
-		}
-		if d.constLabels[n], ok = quoted(); !ok {
-			return fail("a bad constant label value")
-		}
+		d.constLabels[n], ok = r.quoted()
+		return ok
+	}) {
+		return fail("a bad constant label")
 	}
-	if !lit(`, variableLabels: {`) {
+	if !r.lit(`, variableLabels: {`) {
 		return fail(`no ", variableLabels: {"`)
 	}
-	for first := true; !lit("}"); first = false {
-		if !first && !lit(",") {
-			return fail(`no "," or "}" after a variable label`)
-		}
-		constrained := lit("c(")
-		n, ok := name()
-		if !ok || constrained && !lit(")") {
-			return fail("a bad variable label name")
-		}
+	if !r.list(func() bool {
+		constrained := r.lit("c(")
+		n, ok := r.name()
 		d.variableLabels = append(d.variableLabels, n)
+		return ok && (!constrained || r.lit(")"))
+	}) {
+		return fail("a bad variable label")
 	}
-	if p != "}" {
+	if r.p != "}" {
 		return fail(`no closing "}"`)
 	}
 	return d, nil
+}
+
+// descReader holds what parseDesc has still to read.
+type descReader struct{ p string }
+
+// lit consumes l if the rest starts with it.
+func (r *descReader) lit(l string) bool {
+	rest, ok := strings.CutPrefix(r.p, l)
+	if ok {
+		r.p = rest
+	}
+	return ok
+}
+
+// quoted consumes a Go-quoted string and returns its value.
+func (r *descReader) quoted() (string, bool) {
+	q, err := strconv.QuotedPrefix(r.p)
+	if err != nil {
+		return "", false
+	}
+	r.p = r.p[len(q):]
+	v, err := strconv.Unquote(q)
+	return v, err == nil
+}
+
+// name consumes a label name of the classic form, [a-zA-Z_][a-zA-Z0-9_]*.
+func (r *descReader) name() (string, bool) {
+	i := 0
+	for i < len(r.p) {
+		c := r.p[i]
+		if c != '_' && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (i == 0 || c < '0' || c > '9') {
+			break
+		}
+		i++
+	}
+	n := r.p[:i]
+	r.p = r.p[i:]
+	return n, i > 0
+}
+
+// list consumes items separated by "," up to and including the closing
+// "}" (the opening one already read).
+func (r *descReader) list(item func() bool) bool {
+	for first := true; !r.lit("}"); first = false {
+		if !first && !r.lit(",") || !item() {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckError is the error of [Check] and [CheckCollectors]: every

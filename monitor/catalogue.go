@@ -243,23 +243,28 @@ func Catalogue() []Metric {
 // Lookup returns the catalogue's entry for the metric name. A histogram's
 // or summary's series names (_bucket, _sum, _count) find its entry too.
 func Lookup(name string) (Metric, bool) {
-	cat := Catalogue()
-	find := func(n string) (Metric, bool) {
-		i, ok := slices.BinarySearchFunc(cat, n, func(m Metric, n string) int { return strings.Compare(m.Name, n) })
-		if !ok {
-			return Metric{}, false
-		}
-		return cat[i], true
+	return newIndex().find(name)
+}
+
+// index is the catalogue by name.
+type index map[string]Metric
+
+func newIndex() index {
+	ix := index{}
+	for _, m := range Catalogue() {
+		ix[m.Name] = m
 	}
-	if m, ok := find(name); ok {
+	return ix
+}
+
+// find is [Lookup] in ix.
+func (ix index) find(name string) (Metric, bool) {
+	if m, ok := ix[name]; ok {
 		return m, true
 	}
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		base, cut := strings.CutSuffix(name, suffix)
-		if !cut {
-			continue
-		}
-		if m, ok := find(base); ok && (m.Type == Histogram || m.Type == Summary) && (suffix != "_bucket" || m.Type == Histogram) {
+		if m, ok := ix[base]; cut && ok && (m.Type == Histogram || m.Type == Summary && suffix != "_bucket") {
 			return m, true
 		}
 	}

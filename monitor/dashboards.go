@@ -234,9 +234,9 @@ func databasePanels() []Panel {
 		{Title: "Node network traffic", Unit: "Bps", Targets: []Target{
 			{Expr: "sum by (instance, device) (rate(node_network_receive_bytes_total[" + RateInterval + "]))", Legend: "in {{instance}} {{device}}"},
 			{Expr: "sum by (instance, device) (rate(node_network_transmit_bytes_total[" + RateInterval + "]))", Legend: "out {{instance}} {{device}}"}}},
-		{Title: "Node network utilisation (devices reporting a speed)", Unit: "percentunit", Targets: []Target{{
-			Expr:   "max by (instance, device) (rate(node_network_receive_bytes_total[" + RateInterval + "]) or rate(node_network_transmit_bytes_total[" + RateInterval + "])) / on (instance, device) (max by (instance, device) (node_network_speed_bytes) > 0)",
-			Legend: "{{instance}} {{device}}", Rare: true}}},
+		{Title: "Node network utilisation (devices reporting a speed)", Unit: "percentunit", Targets: []Target{
+			{Expr: "rate(node_network_receive_bytes_total[" + RateInterval + "]) / on (instance, job, device) (node_network_speed_bytes > 0)", Legend: "in {{instance}} {{device}}", Rare: true},
+			{Expr: "rate(node_network_transmit_bytes_total[" + RateInterval + "]) / on (instance, job, device) (node_network_speed_bytes > 0)", Legend: "out {{instance}} {{device}}", Rare: true}}},
 	}
 }
 

@@ -78,6 +78,16 @@ type Config struct {
 	// each run; the shard map stays from one run to the next, unless the
 	// shards differ from those it names: then it is published anew.
 	Shards []string
+	// Prometheus, when set, is the base URL of a Prometheus server
+	// (scripts/dev's, STRATA_PROMETHEUS_URL): the demo says where it is,
+	// or that it does not answer.
+	Prometheus string
+	// PrometheusTargets, when set with a Prometheus that answers, is a
+	// file in Prometheus's file_sd format that the demo keeps naming the
+	// stage it measures (host:port, with the label stage), so that
+	// Prometheus scrapes each stage while it runs; removed at the end.
+	// scripts/dev's Prometheus reads $STRATA_DEV_DIR/prometheus/targets/*.yml.
+	PrometheusTargets string
 
 	// schema replaces strata_demo, so that tests on a shared server keep
 	// to a schema of their own; dbName replaces strata_demo in the
@@ -248,12 +258,15 @@ type journey struct {
 	out  io.Writer
 	book *logBook
 	log  *slog.Logger // the services' logger, into book
+	prom promWatch    // the Prometheus watching the stages, if any
 }
 
 func (j *journey) run(ctx context.Context) (Result, error) {
 	cfg := j.cfg
 	fmt.Fprintf(j.out, "Strata demo: the storefront at each stage of the scale journey\n")
 	fmt.Fprintf(j.out, "%s run: %s\n\n", cfg.Mode, j.describe())
+	j.announcePrometheus(ctx)
+	defer j.unwatch()
 
 	dir := cfg.Dir
 	if dir == "" {

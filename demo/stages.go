@@ -230,6 +230,7 @@ func (j *journey) stage(ctx context.Context, st stage, index int) (StageResult, 
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- storefront.Serve(sctx, srv, ln) }()
+	j.watchStage(st.short, ln.Addr().String())
 	fmt.Fprintf(j.out, "%s, on %s: ", st.name, base)
 	j.log.Debug("demo: serving", "stage", st.short, "addr", base)
 	if st.redis != nil {

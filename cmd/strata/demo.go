@@ -15,7 +15,7 @@ import (
 
 func newDemo(g *globals) *cobra.Command {
 	var cfg demo.Config
-	var keep, redisURL, pgURL, html string
+	var keep, redisURL, pgURL, html, promURL, promTargets string
 	var replicas, shards []string
 	var full, smoke bool
 	cmd := &cobra.Command{
@@ -46,6 +46,13 @@ standard run takes about a minute for all six stages; --full runs the
 guide's four phases at every stage (baseline, stress with recovery, a 10×
 spike, endurance; about 80 s a stage); --smoke only checks, in a few
 seconds a stage, that every stage and endpoint works.
+
+When --prometheus or STRATA_PROMETHEUS_URL (set by eval "$(scripts/dev up)")
+names a Prometheus server, the demo says where it is; with
+--prometheus-targets naming a file_sd file that Prometheus reads (with
+scripts/dev's: "$STRATA_DEV_DIR/prometheus/targets/demo.yml"), it lists
+there the stage being measured, so that Prometheus scrapes every stage
+while it runs (label stage), and removes the file at the end.
 
 The services' log lines (--log-level) are printed after the tables. Exits
 non-zero if any request failed at the fixed rate; the verdicts are
@@ -93,6 +100,10 @@ reported, not an exit code.`,
 				return usageError{fmt.Errorf("--shard needs --postgres, the server of the main database")}
 			}
 			cfg.Postgres, cfg.Replicas, cfg.Shards = pgURL, replicas, shards
+			if promURL == "" {
+				promURL = os.Getenv("STRATA_PROMETHEUS_URL")
+			}
+			cfg.Prometheus, cfg.PrometheusTargets = promURL, promTargets
 			start := time.Now()
 			res, err := demo.Run(cmd.Context(), cfg)
 			if errors.Is(err, demo.ErrBadConfig) {
@@ -129,6 +140,8 @@ reported, not an exit code.`,
 	f.StringArrayVar(&replicas, "replica", nil, "a streaming replica of --postgres, repeatable (default $STRATA_PG_REPLICA_URLS, comma-separated; none: that stage is skipped)")
 	f.StringArrayVar(&shards, "shard", nil, "an independent PostgreSQL primary for the sharded stage, repeatable, at least two (default $STRATA_PG_SHARD_URLS, comma-separated; none: that stage is skipped); the demo uses its database strata_demo_shard<N>")
 	f.StringVar(&html, "html", "strata-demo-report.html", "write the load tests' report here (\"\" for none)")
+	f.StringVar(&promURL, "prometheus", "", "a Prometheus server to point at, http://HOST:PORT (default $STRATA_PROMETHEUS_URL; none: not mentioned)")
+	f.StringVar(&promTargets, "prometheus-targets", "", "a file_sd target file --prometheus reads, which the demo keeps naming the stage it measures, so that Prometheus scrapes each stage")
 	f.StringVar(&keep, "dir", "", "folder for the demo database, kept afterwards (default: a temporary folder, removed)")
 	return cmd
 }

@@ -101,7 +101,7 @@ database, drives real traffic at it and prints what it measured.`,
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServe(g), newSeed(g), newDemo(g), newLoadtest(g), newAdvise(g), newShard(g), newVersion(g))
+	root.AddCommand(newServe(g), newSeed(g), newDemo(g), newLoadtest(g), newAdvise(g), newShard(g), newAlerts(g), newVersion(g))
 	for _, c := range root.Commands() {
 		if c.Args == nil {
 			c.Args = noArgs

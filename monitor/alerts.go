@@ -103,12 +103,11 @@ type display struct {
 	factor   float64 // value × factor is in unit
 }
 
-var (
-	asPercent  = display{"humanizePercentage", "", "%", 100}
-	asDuration = display{"humanizeDuration", "", "ms", 1000}
-	asCount    = display{"humanize", "", "", 1}
-	asRate     = display{"humanize", " requests/s", "req/s", 1}
-)
+// The displays of the generated alerts' values.
+func asPercent() display  { return display{"humanizePercentage", "", "%", 100} }
+func asDuration() display { return display{"humanizeDuration", "", "ms", 1000} }
+func asCount() display    { return display{"humanize", "", "", 1} }
+func asRate() display     { return display{"humanize", " requests/s", "req/s", 1} }
 
 // family is one alert of the guide's tables: a warning and a critical
 // rule on one value (or one rule, for the traffic alerts), how its value
@@ -116,6 +115,7 @@ var (
 type family struct {
 	name    string        // alertname
 	group   string        // rule group
+	needs   string        // "" (always), an exporter or needReplicas: see generator.wants
 	records []Rule        // recording rules its value needs (shared ones repeat)
 	value   string        // PromQL of the value, usually a recorded series
 	guard   string        // PromQL appended with "and", or ""
@@ -136,10 +136,10 @@ type family struct {
 }
 
 // guideFamilies returns the alerts of the guide's two tables, with the
-// rate windows and periods divided by scale; expectedRPS 0 leaves out
-// the traffic alerts.
+// rate windows and periods divided by the scale (a window no shorter than
+// four scrapes); expectedRPS 0 leaves out the traffic alerts.
 func guideFamilies(p periods, expectedRPS float64) []family {
-	w := p.d(RateWindow)
+	w := p.w(RateWindow)
 	wn := promDuration(w)
 	rec := func(name, expr string) Rule { return Rule{Record: name, Expr: expr} }
 
@@ -182,56 +182,56 @@ func guideFamilies(p periods, expectedRPS float64) []family {
 	}
 
 	fs := []family{{
-		name: "NodeCPUHigh", group: "strata-node", records: []Rule{cpu}, value: cpu.Record,
-		levels: two(CPUWarning, CPUCritical), period: InfraPeriod, window: RateWindow, show: asPercent,
+		name: "NodeCPUHigh", needs: ExporterNode, group: "strata-node", records: []Rule{cpu}, value: cpu.Record,
+		levels: two(CPUWarning, CPUCritical), period: InfraPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"instance", "job"}, guide: "cpu_utilization 70 / 85 %, 5 min",
 		summary: "CPU busy", what: "CPU use of {{ $labels.instance }}",
 		metrics: []string{"node_cpu_seconds_total"}, synth: synthCPU, normal: 0.1, book: bookCPU(),
 	}, {
-		name: "NodeMemoryHigh", group: "strata-node", records: []Rule{mem}, value: mem.Record,
-		levels: two(MemoryWarning, MemoryCritical), period: InfraPeriod, show: asPercent,
+		name: "NodeMemoryHigh", needs: ExporterNode, group: "strata-node", records: []Rule{mem}, value: mem.Record,
+		levels: two(MemoryWarning, MemoryCritical), period: InfraPeriod, show: asPercent(),
 		labels: []string{"instance", "job"}, guide: "memory_utilization 75 / 90 %, 5 min",
 		summary: "memory nearly used up", what: "Memory use of {{ $labels.instance }}",
 		metrics: []string{"node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes"}, synth: synthMemory, normal: 0.3, book: bookMemory(),
 	}, {
-		name: "NodeDiskIOHigh", group: "strata-node", records: []Rule{disk}, value: disk.Record,
-		levels: two(DiskIOWarning, DiskIOCritical), period: InfraPeriod, window: RateWindow, show: asPercent,
+		name: "NodeDiskIOHigh", needs: ExporterNode, group: "strata-node", records: []Rule{disk}, value: disk.Record,
+		levels: two(DiskIOWarning, DiskIOCritical), period: InfraPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"device", "instance", "job"}, guide: "disk_io_utilization 80 / 95 %, 5 min",
 		summary: "disk busy", what: "I/O busy time of {{ $labels.device }} on {{ $labels.instance }}",
 		metrics: []string{"node_disk_io_time_seconds_total"}, synth: synthDisk, normal: 0.1, book: bookDisk(),
 	}, {
-		name: "NodeNetworkReceiveHigh", group: "strata-node", records: []Rule{netRx}, value: netRx.Record,
-		levels: two(NetworkWarning, NetworkCritical), period: NetworkPeriod, window: RateWindow, show: asPercent,
+		name: "NodeNetworkReceiveHigh", needs: ExporterNode, group: "strata-node", records: []Rule{netRx}, value: netRx.Record,
+		levels: two(NetworkWarning, NetworkCritical), period: NetworkPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"device", "instance", "job"}, guide: "network_throughput 80 / 95 % of capacity, 1 min",
 		summary: "network receive near capacity", what: "Receive throughput of {{ $labels.device }} on {{ $labels.instance }}",
 		metrics: []string{"node_network_receive_bytes_total", "node_network_speed_bytes"}, synth: synthNet("receive"), normal: 0.1, book: bookNetwork(),
 	}, {
-		name: "NodeNetworkTransmitHigh", group: "strata-node", records: []Rule{netTx}, value: netTx.Record,
-		levels: two(NetworkWarning, NetworkCritical), period: NetworkPeriod, window: RateWindow, show: asPercent,
+		name: "NodeNetworkTransmitHigh", needs: ExporterNode, group: "strata-node", records: []Rule{netTx}, value: netTx.Record,
+		levels: two(NetworkWarning, NetworkCritical), period: NetworkPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"device", "instance", "job"}, guide: "network_throughput 80 / 95 % of capacity, 1 min",
 		summary: "network transmit near capacity", what: "Transmit throughput of {{ $labels.device }} on {{ $labels.instance }}",
 		metrics: []string{"node_network_transmit_bytes_total", "node_network_speed_bytes"}, synth: synthNet("transmit"), normal: 0.1, book: bookNetwork(),
 	}, {
-		name: "PostgresConnectionsHigh", group: "strata-postgres", records: []Rule{pgConns}, value: pgConns.Record,
-		levels: two(ConnWarning, ConnCritical), period: NetworkPeriod, show: asCount,
+		name: "PostgresConnectionsHigh", needs: ExporterPostgres, group: "strata-postgres", records: []Rule{pgConns}, value: pgConns.Record,
+		levels: two(ConnWarning, ConnCritical), period: NetworkPeriod, show: asCount(),
 		labels: []string{"instance", "job", "server"}, guide: "connection_count 1,000 / 1,500, 1 min",
 		summary: "many PostgreSQL connections", what: "Connections to PostgreSQL {{ $labels.server }}",
 		metrics: []string{"pg_stat_activity_count"}, synth: synthPGConns, normal: 40, book: bookPGConns(),
 	}, {
-		name: "PostgresConnectionsNearLimit", group: "strata-postgres", records: []Rule{pgConns, pgUtil}, value: pgUtil.Record,
-		levels: two(PoolWarning, PoolCritical), period: NetworkPeriod, show: asPercent,
+		name: "PostgresConnectionsNearLimit", needs: ExporterPostgres, group: "strata-postgres", records: []Rule{pgConns, pgUtil}, value: pgUtil.Record,
+		levels: two(PoolWarning, PoolCritical), period: NetworkPeriod, show: asPercent(),
 		labels: []string{"instance", "job", "server"}, guide: "connection_pool_utilization 75 / 90 %, 1 min, applied to the server's max_connections",
 		summary: "PostgreSQL near max_connections", what: "Connections to PostgreSQL {{ $labels.server }}, of max_connections,",
 		metrics: []string{"pg_stat_activity_count", "pg_settings_max_connections"}, synth: synthPGUtil, normal: 0.2, book: bookPGConns(),
 	}, {
 		name: "StrataDBPoolUtilisationHigh", group: "strata-db", records: []Rule{pool}, value: pool.Record,
-		levels: two(PoolWarning, PoolCritical), period: NetworkPeriod, show: asPercent,
+		levels: two(PoolWarning, PoolCritical), period: NetworkPeriod, show: asPercent(),
 		labels: []string{"instance", "job", "pool"}, guide: "connection_pool_utilization 75 / 90 %, 1 min",
 		summary: "database pool nearly exhausted", what: "Connections in use in pool {{ $labels.pool }} of {{ $labels.instance }}",
 		metrics: []string{"strata_db_in_use_connections", "strata_db_max_open_connections"}, synth: synthPool, normal: 0.2, book: bookPool(),
 	}, {
-		name: "StrataDBQueryP95High", group: "strata-db", records: []Rule{query}, value: query.Record,
-		levels: two(QueryP95Warning, QueryP95Critical), period: InfraPeriod, window: RateWindow, show: asDuration,
+		name: "StrataDBQueryP95High", needs: needReplicas, group: "strata-db", records: []Rule{query}, value: query.Record,
+		levels: two(QueryP95Warning, QueryP95Critical), period: InfraPeriod, window: RateWindow, show: asDuration(),
 		labels: []string{"job", "pool"}, guide: "query_execution_time p95 100 / 500 ms, 5 min",
 		summary: "slow database queries", what: "p95 query time on pool {{ $labels.pool }}",
 		metrics: []string{"strata_replica_query_duration_seconds_bucket"}, synth: synthQuery, normal: 0.002, book: bookQuery(),
@@ -244,7 +244,7 @@ func guideFamilies(p periods, expectedRPS float64) []family {
 		r := lat(l.q)
 		fs = append(fs, family{
 			name: "StrataHTTPLatencyP" + l.q + "High", group: "strata-http", records: []Rule{reqs, r}, value: r.Record, guard: guard,
-			levels: two(l.w, l.c), period: LatencyPeriod, window: RateWindow, show: asDuration,
+			levels: two(l.w, l.c), period: LatencyPeriod, window: RateWindow, show: asDuration(),
 			labels: []string{"job"}, guide: fmt.Sprintf("api_latency_p%s %s / %s ms, 1 min", l.q, ms(l.w), ms(l.c)),
 			summary: "p" + l.q + " latency high", what: "p" + l.q + " latency of {{ $labels.job }}",
 			metrics: []string{"strata_http_request_duration_seconds_bucket", "strata_http_requests_total"}, synth: synthLatency(l.q), normal: 0.0004, book: l.book,
@@ -252,19 +252,19 @@ func guideFamilies(p periods, expectedRPS float64) []family {
 	}
 	fs = append(fs, family{
 		name: "StrataHTTPSuccessRateLow", group: "strata-http", records: []Rule{reqs, success}, value: success.Record, guard: guard,
-		below: true, ratioOf: true, levels: two(SuccessWarning, SuccessCritical), period: TrafficPeriod, window: RateWindow, show: asPercent,
+		below: true, ratioOf: true, levels: two(SuccessWarning, SuccessCritical), period: TrafficPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"job"}, guide: "successful_requests_percentage 99.5 / 99.0 %, 5 min",
 		summary: "too few requests succeed", what: "Requests of {{ $labels.job }} answered without a server error (not 5xx)",
 		metrics: []string{"strata_http_requests_total"}, synth: synthCodes("500", true), normal: 1, book: bookSuccess(),
 	}, family{
 		name: "StrataHTTPErrorRateHigh", group: "strata-http", records: []Rule{reqs, errs}, value: errs.Record, guard: guard,
-		levels: two(ErrorsWarning, ErrorsCritical), period: TrafficPeriod, window: RateWindow, show: asPercent,
+		levels: two(ErrorsWarning, ErrorsCritical), period: TrafficPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"job"}, guide: "error_rate_percentage 0.5 / 1.0 %, 5 min",
 		summary: "server errors", what: "Server errors (5xx but 503 and 504) of {{ $labels.job }}",
 		metrics: []string{"strata_http_requests_total"}, synth: synthCodes("500", false), normal: 0, book: bookErrors(),
 	}, family{
 		name: "StrataHTTPTimeoutRateHigh", group: "strata-http", records: []Rule{reqs, timeouts}, value: timeouts.Record, guard: guard,
-		levels: two(TimeoutsWarning, TimeoutsCritical), period: TrafficPeriod, window: RateWindow, show: asPercent,
+		levels: two(TimeoutsWarning, TimeoutsCritical), period: TrafficPeriod, window: RateWindow, show: asPercent(),
 		labels: []string{"job"}, guide: "timeout_rate_percentage 0.1 / 0.5 %, 5 min",
 		summary: "requests out of time", what: "Requests of {{ $labels.job }} answered 503 or 504 (time budget or capacity ran out)",
 		metrics: []string{"strata_http_requests_total"}, synth: synthCodes("503", false), normal: 0, book: bookTimeouts(),
@@ -272,13 +272,13 @@ func guideFamilies(p periods, expectedRPS float64) []family {
 	if expectedRPS > 0 {
 		fs = append(fs, family{
 			name: "StrataHTTPTrafficLow", group: "strata-http", records: []Rule{reqs}, value: reqs.Record,
-			below: true, levels: []level{{SeverityWarning, TrafficLowFactor * expectedRPS}}, period: TrafficPeriod, window: RateWindow, show: asRate,
+			below: true, levels: []level{{SeverityWarning, TrafficLowFactor * expectedRPS}}, period: TrafficPeriod, window: RateWindow, show: asRate(),
 			labels: []string{"job"}, guide: "requests_per_second below expected × 0.5, 5 min",
 			summary: "traffic far below expected", what: "Request rate of {{ $labels.job }}",
 			metrics: []string{"strata_http_requests_total"}, synth: synthRate, normal: expectedRPS, book: bookTrafficLow(),
 		}, family{
 			name: "StrataHTTPTrafficHigh", group: "strata-http", records: []Rule{reqs}, value: reqs.Record,
-			levels: []level{{SeverityWarning, TrafficHighFactor * expectedRPS}}, period: TrafficPeriod, window: RateWindow, show: asRate,
+			levels: []level{{SeverityWarning, TrafficHighFactor * expectedRPS}}, period: TrafficPeriod, window: RateWindow, show: asRate(),
 			labels: []string{"job"}, guide: "requests_per_second above expected × 2, 5 min",
 			summary: "traffic far above expected", what: "Request rate of {{ $labels.job }}",
 			metrics: []string{"strata_http_requests_total"}, synth: synthRate, normal: expectedRPS, book: bookTrafficHigh(),

@@ -74,6 +74,12 @@ type Metric struct {
 	OptionalLabels []string
 	Subsystem      string // http, db, cache, replica, shard, runtime, node or postgres
 	Source         Source // who exports it
+	// Everywhere says that every configuration of strata serve registers
+	// it (SQLite or PostgreSQL, with or without replicas, shards or the
+	// cache; a test checks each): only such a metric may have an alert on
+	// its absence by default, which would otherwise fire for ever where
+	// the metric is not registered.
+	Everywhere bool
 }
 
 // Catalogue returns every metric Strata exports and every exporter metric
@@ -234,6 +240,12 @@ func Catalogue() []Metric {
 	for i := range ms {
 		if ms[i].Subsystem == SubsystemDB || ms[i].Subsystem == SubsystemReplica {
 			ms[i].OptionalLabels = []string{"shard"}
+		}
+		// The HTTP handler's and the database pools' metrics: strata
+		// serve registers its primary's pool, or the replica router every
+		// pool, or the shard router each shard's.
+		if ms[i].Source == SourceStrata && (ms[i].Subsystem == SubsystemHTTP || ms[i].Subsystem == SubsystemDB) {
+			ms[i].Everywhere = true
 		}
 	}
 	slices.SortFunc(ms, func(a, b Metric) int { return strings.Compare(a.Name, b.Name) })

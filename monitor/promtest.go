@@ -19,7 +19,20 @@ type testFile struct {
 type testGroup struct {
 	Interval    string        `yaml:"interval"`
 	InputSeries []inputSeries `yaml:"input_series"`
-	AlertTests  []alertTest   `yaml:"alert_rule_test"`
+	AlertTests  []alertTest   `yaml:"alert_rule_test,omitempty"`
+	PromQLTests []promQLTest  `yaml:"promql_expr_test,omitempty"`
+}
+
+// promQLTest is a query and the samples it must return (none: empty).
+type promQLTest struct {
+	Expr       string      `yaml:"expr"`
+	EvalTime   string      `yaml:"eval_time"`
+	ExpSamples []expSample `yaml:"exp_samples"`
+}
+
+type expSample struct {
+	Labels string  `yaml:"labels"` // {a="b"}, {} for an aggregate
+	Value  float64 `yaml:"value"`
 }
 
 type inputSeries struct {
@@ -77,7 +90,8 @@ type phase struct {
 func values(counter bool, step time.Duration, phases []phase) string {
 	var parts []string
 	cur := 0.0
-	for i, ph := range phases {
+	first := true
+	for _, ph := range phases {
 		if ph.steps <= 0 {
 			continue
 		}
@@ -87,9 +101,10 @@ func values(counter bool, step time.Duration, phases []phase) string {
 		}
 		inc := ph.value * step.Seconds()
 		start := cur
-		if i > 0 {
+		if !first {
 			start = cur + inc
 		}
+		first = false
 		parts = append(parts, fmt.Sprintf("%s+%sx%d", fmtFloat(start), fmtFloat(inc), ph.steps-1))
 		cur = start + inc*float64(ph.steps-1)
 	}
@@ -181,11 +196,17 @@ func withJob(ss []series, job string) []series {
 
 // familyTests returns the test of a guide alert, one case per job: per
 // severity, a breach just past its threshold that fires at its
-// severities after for: and not before (job <base>-<severity>); and a
-// value just short of the first threshold that never fires (job
-// <base>-under).
+// severities after for: and not before (job <base>-<severity>); a value
+// just short of the first threshold that never fires (job <base>-under);
+// and, for an alert with a minimum-traffic guard, a value past the
+// critical threshold at half the guard's traffic that never fires (job
+// <base>-quiet).
 func (g *generator) familyTests(f family) []testGroup {
-	tm := schedule(g.p.d(f.window), g.p.d(f.period), g.ivals[f.group])
+	var window time.Duration
+	if f.window > 0 {
+		window = g.p.w(f.window)
+	}
+	tm := schedule(window, g.p.d(f.period), g.testInterval())
 	forText := promDuration(g.p.d(f.period))
 	base := f.synth(f.normal)[0].labels["job"]
 	tg := testGroup{Interval: promDuration(tm.step)}
@@ -207,6 +228,14 @@ func (g *generator) familyTests(f family) []testGroup {
 	_, short := f.breach(f.levels[0].threshold)
 	for _, s := range withJob(f.synth(short), base+"-under") {
 		tg.InputSeries = append(tg.InputSeries, inputSeries{s.String(), values(s.counter, tm.step, []phase{{s.value, tm.total}})})
+	}
+	if f.guard != "" {
+		// quiet: past the critical threshold from the start, at half the
+		// guard's request rate: it never fires.
+		past, _ := f.breach(f.levels[len(f.levels)-1].threshold)
+		for _, s := range withRate(withJob(f.synth(past), base+"-quiet"), MinAlertRPS/2.0) {
+			tg.InputSeries = append(tg.InputSeries, inputSeries{s.String(), values(s.counter, tm.step, []phase{{s.value, tm.total}})})
+		}
 	}
 	tg.AlertTests = []alertTest{
 		{EvalTime: promDuration(tm.start), Alertname: f.name},                 // the normal values do not fire
@@ -235,31 +264,37 @@ func (g *generator) expect(f family, lv level, v float64, forText, job string) e
 	}}
 }
 
-// absentTests returns the test of the absent alerts: every metric's
-// series stops at once; each alert does not fire before its for: and
-// fires after it.
+// absentTests returns the test of the absent alerts: the metrics' series
+// stop one after the other, a gap apart longer than the margin of the
+// checks, so each alert is checked at times when only its own metric
+// decides: it does not fire while its metric has been absent for less
+// than for: (though the metrics stopped before it have been absent
+// longer), and it fires after (though those stopped after it have not
+// been absent that long).
 func (g *generator) absentTests() []testGroup {
 	period := g.p.d(AbsentPeriod)
 	step := (period / 10).Truncate(time.Millisecond)
+	margin := step + 3*g.testInterval()
+	gap := (margin + 2*step).Truncate(step)
 	n := 12
-	stop := time.Duration(n) * step
 	forText := promDuration(period)
-	fire := stop + period + step + 3*g.interval
 	tg := testGroup{Interval: promDuration(step)}
-	for _, metric := range g.order {
+	for i, metric := range g.order {
 		labels := map[string]string{"job": testJob}
 		if strings.HasSuffix(metric, "_bucket") {
 			labels["le"] = "+Inf"
 		}
 		s := series{name: metric, labels: labels}
-		tg.InputSeries = append(tg.InputSeries, inputSeries{s.String(), fmt.Sprintf("1x%d stale", n-1)})
+		k := n + i*int(gap/step) // samples before it stops
+		tg.InputSeries = append(tg.InputSeries, inputSeries{s.String(), fmt.Sprintf("1x%d stale", k-1)})
 	}
-	for _, metric := range g.order {
+	for i, metric := range g.order {
 		name := absentName(metric)
+		stop := time.Duration(n)*step + time.Duration(i)*gap
 		tg.AlertTests = append(tg.AlertTests,
-			alertTest{EvalTime: promDuration(stop - step), Alertname: name},                // present, it does not fire
-			alertTest{EvalTime: promDuration(stop + period - g.interval), Alertname: name}, // absent for less than for:, it does not fire
-			alertTest{EvalTime: promDuration(fire), Alertname: name, ExpAlerts: []expAlert{{ // absent for longer, it fires
+			alertTest{EvalTime: promDuration(stop - step), Alertname: name},                      // present, it does not fire
+			alertTest{EvalTime: promDuration(stop + period - g.testInterval()), Alertname: name}, // absent for less than for:, it does not fire
+			alertTest{EvalTime: promDuration(stop + period + margin), Alertname: name, ExpAlerts: []expAlert{{ // absent for longer, it fires
 				Labels: map[string]string{"severity": SeverityWarning},
 				Annotations: map[string]string{
 					"summary":     name + ": no " + metric + " series",

@@ -76,19 +76,111 @@ func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool) s
 	return served{name: name, reg: reg, collectors: rec.Collectors()}
 }
 
-// configurations returns every configuration of strata serve that
-// registers something the others do not: SQLite alone, SQLite with the
-// cache, PostgreSQL with streaming replicas, and PostgreSQL sharded. The
-// last two need scripts/dev's servers (skipped without them, failing
-// when CI is set).
-func configurations(t *testing.T) []served {
+// embedded returns the configurations of strata serve that need no
+// server: SQLite alone and SQLite with the cache.
+func embedded(t *testing.T) []served {
 	t.Helper()
-	primary := testdb.Postgres(t)
 	return []served{
 		serve(t, "sqlite", testdb.SQLite(t), storefront.Config{}, false),
 		serve(t, "sqlite+cache", testdb.SQLite(t), storefront.Config{}, true),
+	}
+}
+
+// routed returns the configurations of strata serve with the replica
+// router: PostgreSQL with streaming replicas, and PostgreSQL sharded.
+// They need scripts/dev's servers (skipped without them, failing when CI
+// is set).
+func routed(t *testing.T) []served {
+	t.Helper()
+	primary := testdb.Postgres(t)
+	return []served{
 		serve(t, "replicas", primary, storefront.Config{Replicas: testdb.PostgresReplicas(t, primary)}, false),
 		serve(t, "sharded", testdb.PostgresDatabase(t), storefront.Config{Shards: testdb.ShardDatabases(t)}, true),
+	}
+}
+
+// configurations returns every configuration of strata serve that
+// registers something the others do not: embedded's, then routed's.
+func configurations(t *testing.T) []served {
+	t.Helper()
+	return append(embedded(t), routed(t)...)
+}
+
+// unregistered returns the catalogued metrics of Strata that c's
+// collectors do not register, among those keep says.
+func unregistered(t *testing.T, c served, keep func(monitor.Metric) bool) []string {
+	t.Helper()
+	var cat []monitor.Metric
+	for _, m := range monitor.Catalogue() {
+		if m.Source == monitor.SourceStrata && keep(m) {
+			cat = append(cat, m)
+		}
+	}
+	var ce *monitor.CheckError
+	if err := monitor.Check(cat, c.collectors...); err != nil && !errors.As(err, &ce) {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	if ce == nil {
+		return nil
+	}
+	return ce.Unregistered
+}
+
+// absentMetrics returns the metrics of the absent alerts of cfg.
+func absentMetrics(t *testing.T, cfg monitor.Config) []string {
+	t.Helper()
+	out, err := monitor.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []string
+	for _, g := range out.Groups {
+		for _, r := range g.Rules {
+			if m, ok := strings.CutPrefix(r.Expr, "absent("); ok && r.Alert != "" {
+				ms = append(ms, strings.TrimSuffix(m, ")"))
+			}
+		}
+	}
+	return ms
+}
+
+// TestAbsentAlertsRegistered: every metric marked Everywhere is registered
+// by every configuration of strata serve, SQLite first (they need no
+// server); the default rules have absent alerts only on those (and on
+// the exporters' metrics, which Config.Exporters switches); with
+// Config.Replicas, the replica router's configurations register every
+// metric of the absent alerts too.
+func TestAbsentAlertsRegistered(t *testing.T) {
+	everywhere := func(m monitor.Metric) bool { return m.Everywhere }
+	for _, m := range absentMetrics(t, monitor.Config{}) {
+		if c, _ := monitor.Lookup(m); c.Source == monitor.SourceStrata && !c.Everywhere {
+			t.Errorf("the default rules have an absent alert on %s, which not every configuration registers", m)
+		}
+	}
+	if ms := absentMetrics(t, monitor.Config{Exporters: []string{}}); slices.ContainsFunc(ms, func(m string) bool {
+		c, _ := monitor.Lookup(m)
+		return c.Source != monitor.SourceStrata
+	}) {
+		t.Errorf("Exporters [] has absent alerts on exporter metrics: %v", ms)
+	}
+	check := func(cs []served) {
+		for _, c := range cs {
+			if missing := unregistered(t, c, everywhere); len(missing) > 0 {
+				t.Errorf("%s does not register %v, marked Everywhere", c.name, missing)
+			}
+		}
+	}
+	check(embedded(t))
+	cs := routed(t)
+	check(cs)
+	replicaAbsent := absentMetrics(t, monitor.Config{Replicas: true})
+	for _, c := range cs {
+		missing := unregistered(t, c, func(m monitor.Metric) bool {
+			return slices.ContainsFunc(replicaAbsent, func(n string) bool { l, _ := monitor.Lookup(n); return l.Name == m.Name })
+		})
+		if len(missing) > 0 {
+			t.Errorf("%s does not register %v, which Config.Replicas has absent alerts on", c.name, missing)
+		}
 	}
 }
 
@@ -160,10 +252,7 @@ func TestRegisteredMetricsCatalogued(t *testing.T) {
 // missing, as they need PostgreSQL.
 func TestRegisteredEmbeddedCatalogued(t *testing.T) {
 	var all []prometheus.Collector
-	for _, c := range []served{
-		serve(t, "sqlite", testdb.SQLite(t), storefront.Config{}, false),
-		serve(t, "sqlite+cache", testdb.SQLite(t), storefront.Config{}, true),
-	} {
+	for _, c := range embedded(t) {
 		all = append(all, c.collectors...)
 	}
 	err := monitor.CheckCollectors(all...)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
@@ -17,9 +18,29 @@ import (
 // periods into one second, about as fast as Prometheus evaluates rules.
 const MaxScale = 60
 
+// The exporters whose infrastructure alerts [Config.Exporters] names.
+const (
+	// ExporterNode is prometheus-node-exporter: the CPU, memory, disk I/O
+	// and network alerts.
+	ExporterNode = "node"
+	// ExporterPostgres is prometheus-postgres-exporter: the PostgreSQL
+	// connection alerts.
+	ExporterPostgres = "postgres"
+)
+
+// DefaultExporters returns the exporters of a zero [Config]: both, as
+// scripts/dev runs them.
+func DefaultExporters() []string { return []string{ExporterNode, ExporterPostgres} }
+
+// DefaultScrapeInterval is the scrape interval [Config.ScrapeInterval] 0
+// stands for, before Scale divides it: [RateWindow] holds four scrapes
+// of it.
+const DefaultScrapeInterval = 15 * time.Second
+
 // Config says what [Generate] generates. Its zero value gives the guide's
-// alerts at the guide's periods, the default SLOs and relative runbook
-// links, without the traffic alerts.
+// alerts at the guide's periods (the infrastructure ones on both
+// exporters, without the replica router's), the default SLOs and
+// relative runbook links, without the traffic alerts.
 type Config struct {
 	// ExpectedRPS is the request rate, in requests per second, the service
 	// expects. 0 leaves out the guide's traffic alerts (below 0.5 × or
@@ -28,26 +49,52 @@ type Config struct {
 	// SLOs are the service level objectives of the burn-rate alerts. nil
 	// means [DefaultSLOs]; an empty, non-nil slice means none.
 	SLOs []SLO
+	// Exporters are the exporters Prometheus scrapes beside strata serve:
+	// [ExporterNode], [ExporterPostgres]. Their infrastructure alerts, and
+	// the alerts on their metrics being absent, are generated for these
+	// only. nil means [DefaultExporters] (both); an empty, non-nil slice
+	// means none.
+	Exporters []string
+	// Replicas says that strata serve reads through the replica router
+	// (it runs with --replica or --shard), which registers
+	// strata_replica_query_duration_seconds: it adds the guide's query
+	// time alert (StrataDBQueryP95High) and the alert on that metric being
+	// absent. Without the router (SQLite, one PostgreSQL) the metric does
+	// not exist, and an absent alert on it would fire for ever.
+	Replicas bool
 	// RunbookURL is the prefix of every alert's runbook_url annotation,
 	// which ends "<alert>.md"; "" gives the relative "runbooks/<alert>.md"
-	// of the files [Output.Write] writes.
+	// of the files [Output.Write] writes. An http or https URL, or a path,
+	// without spaces or control characters.
 	RunbookURL string
-	// Scale divides every period: for:, rate windows, burn-rate windows
-	// and evaluation intervals. 0 or 1 keeps the guide's; an end-to-end
+	// Scale divides every period: for:, keep_firing_for:, rate windows,
+	// burn-rate windows and evaluation intervals, and the SLO guard's
+	// count of failed requests. 0 or 1 keeps the guide's; an end-to-end
 	// test uses 30, so that a one-minute period becomes two seconds. At
-	// most MaxScale.
+	// most MaxScale. Rate windows do not shrink below four
+	// ScrapeIntervals.
 	Scale float64
+	// ScrapeInterval is the scrape interval of the Prometheus that loads
+	// the rules: every rate window is at least four of it, so that it
+	// holds samples however far Scale divides it. 0 means
+	// [DefaultScrapeInterval] divided by Scale (which never lengthens a
+	// window); set it when Prometheus scrapes slower than that.
+	ScrapeInterval time.Duration
 }
 
 // Rule is one Prometheus recording or alerting rule, in the rule file
 // format (rulefmt): Record or Alert is set, not both.
 type Rule struct {
-	Record      string            `yaml:"record,omitempty"`      // name of the recorded series
-	Alert       string            `yaml:"alert,omitempty"`       // alert name
-	Expr        string            `yaml:"expr"`                  // PromQL
-	For         string            `yaml:"for,omitempty"`         // how long Expr must hold before the alert fires
-	Labels      map[string]string `yaml:"labels,omitempty"`      // severity, for alerts
-	Annotations map[string]string `yaml:"annotations,omitempty"` // summary, description, runbook_url
+	Record string `yaml:"record,omitempty"` // name of the recorded series
+	Alert  string `yaml:"alert,omitempty"`  // alert name
+	Expr   string `yaml:"expr"`             // PromQL
+	For    string `yaml:"for,omitempty"`    // how long Expr must hold before the alert fires
+	// KeepFiringFor keeps an alert firing this long after Expr stops
+	// holding (Prometheus 2.42 and later), so that a value hovering at
+	// the threshold does not resolve and fire again.
+	KeepFiringFor string            `yaml:"keep_firing_for,omitempty"`
+	Labels        map[string]string `yaml:"labels,omitempty"`      // severity, for alerts
+	Annotations   map[string]string `yaml:"annotations,omitempty"` // summary, description, runbook_url
 }
 
 // RuleGroup is one group of a rule file: its rules run in order, every
@@ -77,7 +124,10 @@ type Output struct {
 }
 
 // periods divides the guide's durations by the scale.
-type periods struct{ scale float64 }
+type periods struct {
+	scale     float64
+	minWindow time.Duration // the shortest rate window: four scrapes
+}
 
 // d returns d divided by the scale, rounded to the millisecond
 // Prometheus keeps.
@@ -88,6 +138,10 @@ func (p periods) d(d time.Duration) time.Duration {
 	s := time.Duration(math.Round(float64(d)/p.scale/float64(time.Millisecond))) * time.Millisecond
 	return max(s, time.Millisecond)
 }
+
+// w returns the rate window d divided by the scale, but at least four
+// scrapes long.
+func (p periods) w(d time.Duration) time.Duration { return max(p.d(d), p.minWindow) }
 
 // promDuration formats d as Prometheus writes durations (1m, 2s500ms).
 func promDuration(d time.Duration) string { return model.Duration(d).String() }
@@ -103,39 +157,86 @@ func Generate(cfg Config) (*Output, error) {
 	if cfg.SLOs == nil {
 		cfg.SLOs = DefaultSLOs()
 	}
-	p := periods{cfg.Scale}
+	if cfg.Exporters == nil {
+		cfg.Exporters = DefaultExporters()
+	}
+	if cfg.ScrapeInterval == 0 {
+		cfg.ScrapeInterval = periods{scale: cfg.Scale}.d(DefaultScrapeInterval)
+	}
+	p := periods{scale: cfg.Scale, minWindow: 4 * cfg.ScrapeInterval}
 	g := &generator{cfg: cfg, p: p, interval: p.d(ruleInterval)}
-	fams := guideFamilies(p, cfg.ExpectedRPS)
-	for _, f := range fams {
-		g.addFamily(f)
+	for _, f := range guideFamilies(p, cfg.ExpectedRPS) {
+		if g.wants(f.needs) {
+			g.addFamily(f)
+		}
 	}
 	for _, s := range cfg.SLOs {
 		g.addSLO(s)
 	}
 	g.addAbsent()
 	out := &Output{Groups: g.groups, Dashboards: Dashboards(), Config: cfg, docs: g.docs}
-	out.tests = testFile{RuleFiles: []string{"rules.yml"}, EvaluationInterval: promDuration(g.interval), Tests: g.tests}
+	out.tests = testFile{RuleFiles: []string{"rules.yml"}, EvaluationInterval: promDuration(g.testInterval()), Tests: g.tests}
 	for _, b := range g.books {
-		out.Runbooks = append(out.Runbooks, Runbook{Alert: b.alert, Markdown: b.markdown(cfg, b.alert)})
+		out.Runbooks = append(out.Runbooks, Runbook{Alert: b.alert, Markdown: b.markdown(b.alert, g.p)})
 	}
 	slices.SortFunc(out.Runbooks, func(a, b Runbook) int { return strings.Compare(a.Alert, b.Alert) })
 	return out, nil
 }
 
+// needReplicas is what a family of the replica router's metrics needs
+// (family.needs): [Config.Replicas].
+const needReplicas = "replicas"
+
+// wants reports whether the configuration generates what needs: "" is
+// always, an exporter when [Config.Exporters] names it, needReplicas with
+// [Config.Replicas].
+func (g *generator) wants(needs string) bool {
+	switch needs {
+	case "":
+		return true
+	case needReplicas:
+		return g.cfg.Replicas
+	}
+	return slices.Contains(g.cfg.Exporters, needs)
+}
+
+// ConfigError is a [Config] field [Generate] refuses: the caller (strata
+// alerts) names its own flag for Field.
+type ConfigError struct {
+	Field  string // the Config field: ExpectedRPS, Scale, RunbookURL, …
+	Value  string // the value, quoted and cut short if long
+	Reason string // what is wrong and what would do
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("monitor: %s %s: %s", e.Field, e.Value, e.Reason)
+}
+
 // check refuses a configuration that cannot make rules, naming the field.
 func (cfg Config) check() error {
+	bad := func(field string, v any, reason string) error {
+		val := fmt.Sprint(v)
+		if s, ok := v.(string); ok {
+			val = clip(s)
+		}
+		return &ConfigError{Field: field, Value: val, Reason: reason}
+	}
 	switch {
 	case math.IsNaN(cfg.ExpectedRPS) || math.IsInf(cfg.ExpectedRPS, 0) || cfg.ExpectedRPS < 0:
-		return fmt.Errorf("monitor: ExpectedRPS %v: want 0 (no traffic alerts) or a positive number of requests per second", cfg.ExpectedRPS)
+		return bad("ExpectedRPS", cfg.ExpectedRPS, "want 0 (no traffic alerts) or a positive number of requests per second")
 	case math.IsNaN(cfg.Scale) || cfg.Scale != 0 && (cfg.Scale < 1 || cfg.Scale > MaxScale):
-		return fmt.Errorf("monitor: Scale %v: want 0 or 1 (the guide's periods) up to %d", cfg.Scale, MaxScale)
+		return bad("Scale", cfg.Scale, fmt.Sprintf("want 0 or 1 (the guide's periods) up to %d", MaxScale))
+	case cfg.ScrapeInterval < 0 || cfg.ScrapeInterval > 0 && cfg.ScrapeInterval < time.Millisecond:
+		return bad("ScrapeInterval", cfg.ScrapeInterval, "want 0 (15s divided by Scale) or at least 1ms")
+	case cfg.ScrapeInterval > RateWindow:
+		return bad("ScrapeInterval", cfg.ScrapeInterval, fmt.Sprintf("want at most %s: the guide's one-minute windows would hold no two scrapes", RateWindow))
 	}
-	if cfg.RunbookURL != "" {
-		if strings.ContainsFunc(cfg.RunbookURL, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			return fmt.Errorf("monitor: RunbookURL %s: has spaces or control characters", clip(cfg.RunbookURL))
-		}
-		if _, err := url.Parse(cfg.RunbookURL); err != nil {
-			return fmt.Errorf("monitor: RunbookURL %s: not a URL", clip(cfg.RunbookURL))
+	if err := checkRunbookURL(cfg.RunbookURL); err != "" {
+		return bad("RunbookURL", cfg.RunbookURL, err)
+	}
+	for _, e := range cfg.Exporters {
+		if e != ExporterNode && e != ExporterPostgres {
+			return bad("Exporters", e, fmt.Sprintf("unknown exporter; want %s or %s", ExporterNode, ExporterPostgres))
 		}
 	}
 	seen := map[string]bool{}
@@ -151,40 +252,51 @@ func (cfg Config) check() error {
 	return nil
 }
 
-// clip quotes a user's value for a message, cut short if long.
+// checkRunbookURL says what is wrong with a runbook URL prefix, or "":
+// it must be an http or https URL, or a path, without spaces or control
+// characters (which would break the annotation's link).
+func checkRunbookURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "has spaces or control characters"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https" {
+		return "want an http or https URL, or a path"
+	}
+	return ""
+}
+
+// clip quotes a user's value for a message, cut short if long. (strata
+// alerts has its own quote, with the same rule; the command package cannot
+// share an unexported helper, and one line of it is not worth a package.)
 func clip(s string) string {
 	const max = 40
 	if len(s) <= max {
 		return strconv.Quote(s)
 	}
 	cut := max
-	for cut > 0 && s[cut]&0xc0 == 0x80 {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // Alerts returns the name of every alert, sorted, each once.
-func (o *Output) Alerts() []string {
-	var names []string
-	for _, g := range o.Groups {
-		for _, r := range g.Rules {
-			if r.Alert != "" {
-				names = append(names, r.Alert)
-			}
-		}
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
+func (o *Output) Alerts() []string { return o.names(func(r Rule) string { return r.Alert }) }
 
 // Records returns the name of every recording rule, sorted, each once.
-func (o *Output) Records() []string {
+func (o *Output) Records() []string { return o.names(func(r Rule) string { return r.Record }) }
+
+// names returns name(r) of every rule with one, sorted, each once.
+func (o *Output) names(name func(Rule) string) []string {
 	var names []string
 	for _, g := range o.Groups {
 		for _, r := range g.Rules {
-			if r.Record != "" {
-				names = append(names, r.Record)
+			if n := name(r); n != "" {
+				names = append(names, n)
 			}
 		}
 	}
@@ -225,15 +337,21 @@ type generator struct {
 	tests    []testGroup
 	books    []namedBook
 	docs     []docRow
-	ivals    map[string]time.Duration // group -> its interval
-	reads    map[string][]string      // metric -> alerts reading it
-	order    []string                 // metrics in first-read order
+	reads    map[string][]string // metric -> alerts reading it
+	order    []string            // metrics in first-read order
+	needs    map[string]string   // metric -> what its alerts need (family.needs)
 }
 
 type namedBook struct {
 	alert string
 	runbook
 }
+
+// testInterval is the evaluation interval of the generated promtool
+// tests, which promtool applies to every group: the SLO groups' (twice
+// the others'). An alert's for: is tested all the same, and the tests of
+// the day-long burn-rate windows take half the evaluations.
+func (g *generator) testInterval() time.Duration { return 2 * g.interval }
 
 // group returns the named group, added (with interval) if new.
 func (g *generator) group(name string, interval time.Duration) *RuleGroup {
@@ -242,10 +360,6 @@ func (g *generator) group(name string, interval time.Duration) *RuleGroup {
 			return &g.groups[i]
 		}
 	}
-	if g.ivals == nil {
-		g.ivals = map[string]time.Duration{}
-	}
-	g.ivals[name] = interval
 	g.groups = append(g.groups, RuleGroup{Name: name, Interval: promDuration(interval)})
 	return &g.groups[len(g.groups)-1]
 }
@@ -338,8 +452,14 @@ func (g *generator) addFamily(f family) {
 		})
 	}
 	g.read(f.name, f.metrics...)
+	for _, m := range f.metrics {
+		if g.needs == nil {
+			g.needs = map[string]string{}
+		}
+		g.needs[m] = f.needs
+	}
 	g.books = append(g.books, namedBook{f.name, f.book})
-	row := docRow{alert: f.name, period: f.period, guide: f.guide, expr: f.value + " " + f.op() + " …"}
+	row := docRow{alert: f.name, period: f.period, guide: f.guide, expr: f.value + " " + f.op() + " …", needs: f.needs}
 	for _, lv := range f.levels {
 		row.thresholds = append(row.thresholds, lv.severity+" "+f.show.format(lv.threshold))
 	}
@@ -366,7 +486,7 @@ func (g *generator) addAbsent() {
 			},
 		})
 		g.books = append(g.books, namedBook{name, bookAbsent(m, g.reads[m])})
-		g.docs = append(g.docs, docRow{alert: name, period: AbsentPeriod, thresholds: []string{"warning: no series"},
+		g.docs = append(g.docs, docRow{alert: name, period: AbsentPeriod, thresholds: []string{"warning: no series"}, needs: g.needs[m],
 			guide: "Strata's: every metric an alert reads", expr: "absent(" + m + ")"})
 	}
 }

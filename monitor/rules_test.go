@@ -1,6 +1,8 @@
 package monitor_test
 
 import (
+	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -9,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
@@ -53,10 +56,10 @@ func TestGeneratedRulesPromtool(t *testing.T) {
 		name string
 		cfg  monitor.Config
 	}{
-		// the guide's periods, every alert including the traffic ones
-		{"scale 1", monitor.Config{ExpectedRPS: 100}},
+		// the guide's periods, every alert including the traffic and replica ones
+		{"scale 1", monitor.Config{ExpectedRPS: 100, Replicas: true}},
 		// an end-to-end test's periods: one minute becomes two seconds
-		{"scale 30", monitor.Config{ExpectedRPS: 40, Scale: 30, RunbookURL: "https://runbooks.example/strata"}},
+		{"scale 30", mutated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -71,6 +74,104 @@ func TestGeneratedRulesPromtool(t *testing.T) {
 			}
 			runPromtool(t, "check", "rules", filepath.Join(dir, "rules.yml"))
 			runPromtool(t, "test", "rules", filepath.Join(dir, "rules_test.yml"))
+		})
+	}
+}
+
+// mutated is the configuration TestGeneratedTestsCatchMutations breaks
+// (TestGeneratedRulesPromtool shows its tests pass unbroken).
+var mutated = monitor.Config{ExpectedRPS: 40, Scale: 30, Replicas: true, RunbookURL: "https://runbooks.example/strata"}
+
+// TestGeneratedTestsCatchMutations: the generated tests fail when the
+// rules lose what they test. Each mutation is applied to rules.yml, and
+// each test group that must catch it is run alone and must fail:
+// removing the minimum-traffic guards (of the guide's alerts and of the
+// burn-rate alerts), reading the page alert's short window in place of
+// its long one, or its long one in place of its short one, and pointing
+// an absent alert at another metric.
+func TestGeneratedTestsCatchMutations(t *testing.T) {
+	t.Parallel()
+	promtool(t)
+	out, err := monitor.Generate(mutated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := out.RulesYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := out.TestsYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := yaml.Unmarshal(tests, &file); err != nil {
+		t.Fatal(err)
+	}
+	// group returns the one test group whose YAML has every part.
+	group := func(parts ...string) any {
+		t.Helper()
+		var found []any
+		for _, g := range file["tests"].([]any) {
+			b, _ := yaml.Marshal(g)
+			if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(string(b), p) }) {
+				found = append(found, g)
+			}
+		}
+		if len(found) != 1 {
+			t.Fatalf("%d test groups have %q", len(found), parts)
+		}
+		return found[0]
+	}
+	for _, tc := range []struct {
+		name     string
+		mutate   func(string) string
+		catchers [][]string // the test groups that must fail, by what their YAML holds
+	}{
+		// every guard removed: the quiet jobs fire
+		{"no guards", func(r string) string {
+			r = regexp.MustCompile(` and on \(job\) job:strata_http_requests:rate\S+ >= 1`).ReplaceAllString(r, "")
+			return regexp.MustCompile(`\s+and on \(job\) slo:sli_error:increase\S+ >= \S+`).ReplaceAllString(r, "")
+		}, [][]string{{"alertname: StrataHTTPErrorRateHigh", "-quiet"}, {"alertname: StrataHTTPLatencyP99High", "-quiet"},
+			{"alertname: StrataSLOAvailabilityErrorBudgetBurn", "strata-quiet", "long_window: 2m"}}},
+		// the page alert reads its short window twice: the blip fires
+		{"long window is the short one", func(r string) string {
+			return strings.ReplaceAll(r, "\n          slo:sli_error:ratio_rate2m{slo=\"availability\"} > 14.4", "\n          slo:sli_error:ratio_rate10s{slo=\"availability\"} > 14.4")
+		}, [][]string{{"strata-blip", "StrataSLOAvailabilityErrorBudgetBurn", `long_window="2m"`}}},
+		// the page alert reads its long window twice: the stopped burn never resolves
+		{"short window is the long one", func(r string) string {
+			return strings.ReplaceAll(r, `and on (job) slo:sli_error:ratio_rate10s{slo="availability"} > 14.4`, `and on (job) slo:sli_error:ratio_rate2m{slo="availability"} > 14.4`)
+		}, [][]string{{"strata-stopped", "StrataSLOAvailabilityErrorBudgetBurn", `long_window="2m"`}}},
+		// an absent alert on another metric fires at another time
+		{"absent on another metric", func(r string) string {
+			return strings.Replace(r, "expr: absent(strata_http_requests_total)", "expr: absent(strata_db_in_use_connections)", 1)
+		}, [][]string{{"alertname: StrataHttpRequestsTotalAbsent"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.mutate(string(rules))
+			if m == string(rules) {
+				t.Fatal("the mutation changed nothing")
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(m), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for i, parts := range tc.catchers {
+				one := maps.Clone(file)
+				one["tests"] = []any{group(parts...)}
+				b, err := yaml.Marshal(one)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := filepath.Join(dir, fmt.Sprintf("test%d.yml", i))
+				if err := os.WriteFile(name, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				got, err := exec.Command(promtool(t), "test", "rules", name).CombinedOutput()
+				if err == nil || !strings.Contains(string(got), "FAILED") {
+					t.Errorf("the test group with %q passes the mutated rules: %v\n%.2000s", parts, err, got)
+				}
+			}
 		})
 	}
 }
@@ -91,7 +192,7 @@ type testFile struct {
 // case where it fires at each severity it has and a case where it must
 // not fire.
 func TestEveryAlertTested(t *testing.T) {
-	out, err := monitor.Generate(monitor.Config{ExpectedRPS: 100})
+	out, err := monitor.Generate(monitor.Config{ExpectedRPS: 100, Replicas: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +254,7 @@ var metricName = regexp.MustCompile(`\b(strata|node|pg)_[a-zA-Z0-9_]+`)
 // here, not in production); every label a selector matches is one the
 // metric has.
 func TestRulesReadCatalogue(t *testing.T) {
-	out, err := monitor.Generate(monitor.Config{ExpectedRPS: 100})
+	out, err := monitor.Generate(monitor.Config{ExpectedRPS: 100, Replicas: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +294,7 @@ func TestRulesReadCatalogue(t *testing.T) {
 // description that shows its value, and a runbook_url with a runbook;
 // each guide alert has a warning and a critical rule.
 func TestAlertRules(t *testing.T) {
-	out, err := monitor.Generate(monitor.Config{ExpectedRPS: 100})
+	out, err := monitor.Generate(monitor.Config{ExpectedRPS: 100, Replicas: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,10 +415,27 @@ func TestConfig(t *testing.T) {
 			t.Errorf("ExpectedRPS 0 generated %s", a)
 		}
 	}
-	for _, a := range []string{"StrataSLOAvailabilityErrorBudgetBurn", "StrataSLOLatencyErrorBudgetBurn", "StrataSLOLatencyTrafficTooLow"} {
+	for _, a := range []string{"StrataSLOAvailabilityErrorBudgetBurn", "StrataSLOLatencyErrorBudgetBurn", "NodeCPUHigh", "PostgresConnectionsHigh"} {
 		if !slices.Contains(alerts, a) {
-			t.Errorf("the default SLOs lack %s", a)
+			t.Errorf("the zero Config lacks %s", a)
 		}
+	}
+	for _, a := range []string{"StrataDBQueryP95High", "StrataReplicaQueryDurationSecondsBucketAbsent"} {
+		if slices.Contains(alerts, a) {
+			t.Errorf("the zero Config (no replica router) generated %s", a)
+		}
+	}
+	bare, err := monitor.Generate(monitor.Config{Exporters: []string{}, Replicas: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range bare.Alerts() {
+		if strings.HasPrefix(a, "Node") || strings.HasPrefix(a, "Postgres") || strings.HasPrefix(a, "Pg") {
+			t.Errorf("Exporters [] generated %s", a)
+		}
+	}
+	if !slices.Contains(bare.Alerts(), "StrataDBQueryP95High") || !slices.Contains(bare.Alerts(), "StrataReplicaQueryDurationSecondsBucketAbsent") {
+		t.Errorf("Replicas did not add the query time alert and its absent alert: %v", bare.Alerts())
 	}
 	none, err := monitor.Generate(monitor.Config{SLOs: []monitor.SLO{}, RunbookURL: "https://wiki.example/run/"})
 	if err != nil {
@@ -347,6 +465,12 @@ func TestConfig(t *testing.T) {
 		{"scale too large", monitor.Config{Scale: 1000}, "Scale 1000"},
 		// a URL with spaces breaks the annotation
 		{"runbook url", monitor.Config{RunbookURL: "http://x/a b"}, "RunbookURL"},
+		// a runbook of another scheme would not open
+		{"runbook scheme", monitor.Config{RunbookURL: "ftp://x/runbooks"}, "want an http or https URL"},
+		// an exporter Strata has no alerts for
+		{"unknown exporter", monitor.Config{Exporters: []string{"mysql"}}, `Exporters "mysql": unknown exporter`},
+		// scraping slower than the guide's one-minute windows
+		{"slow scrapes", monitor.Config{ScrapeInterval: 2 * time.Minute}, "ScrapeInterval 2m0s"},
 		// an SLO of 100 % has no budget
 		{"slo 100", monitor.Config{SLOs: []monitor.SLO{{Name: "availability", Objective: 100}}}, "objective 100"},
 		// the same SLO twice
@@ -433,6 +557,51 @@ func TestDocs(t *testing.T) {
 	for _, a := range out.Alerts() {
 		if !strings.Contains(string(want), "`"+a+"`") {
 			t.Errorf("the docs lack %s", a)
+		}
+	}
+}
+
+// TestRunbookQueries: every query of every runbook, at the guide's
+// periods and scaled, parses as PromQL, reads catalogued metrics (or the
+// rules' own series, or Prometheus's up and scrape_samples_scraped),
+// and names no job: Prometheus configurations name the storefront's job
+// as they like (scripts/dev: "storefront").
+func TestRunbookQueries(t *testing.T) {
+	block := regexp.MustCompile("(?s)```promql\n\\s*(.*?)\n\\s*```")
+	for _, cfg := range []monitor.Config{{ExpectedRPS: 100, Replicas: true}, {ExpectedRPS: 100, Replicas: true, Scale: 30}} {
+		out, err := monitor.Generate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		records := out.Records()
+		for _, b := range out.Runbooks {
+			qs := block.FindAllStringSubmatch(b.Markdown, -1)
+			if len(qs) != 3 {
+				t.Errorf("%s: %d queries, want 3", b.Alert, len(qs))
+			}
+			for _, q := range qs {
+				expr, err := parser.ParseExpr(q[1])
+				if err != nil {
+					t.Errorf("%s (scale %v): %v\n%s", b.Alert, cfg.Scale, err, q[1])
+					continue
+				}
+				if strings.Contains(q[1], "job=") {
+					t.Errorf("%s: the query names a job: %s", b.Alert, q[1])
+				}
+				parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+					vs, ok := n.(*parser.VectorSelector)
+					if !ok || vs.Name == "" || vs.Name == "up" || vs.Name == "scrape_samples_scraped" || slices.Contains(records, vs.Name) {
+						return nil
+					}
+					if _, ok := monitor.Lookup(vs.Name); !ok {
+						t.Errorf("%s reads %s, which the catalogue lacks", b.Alert, vs.Name)
+					}
+					return nil
+				})
+			}
+			if cfg.Scale == 30 && strings.Contains(b.Markdown, "[5m]") {
+				t.Errorf("%s at scale 30 still reads five-minute windows", b.Alert)
+			}
 		}
 	}
 }

@@ -28,9 +28,11 @@ const (
 )
 
 // SLOMinBadRequests is the minimum-traffic guard of the burn-rate alerts:
-// a burn-rate alert fires only when its long window holds enough requests
-// that at least this many failed ones make its burn rate, so one or two
-// failed requests of a quiet service never page.
+// a burn-rate alert fires only when its long window holds at least this
+// many failed requests (divided by [Config.Scale]), so one or two failed
+// requests of a quiet service never page, while a quiet service that
+// fails every request still alerts after five of them, however few
+// requests it gets.
 const SLOMinBadRequests = 5
 
 // maxSLOSpec bounds the text ParseSLOs reads.
@@ -205,10 +207,10 @@ func burnWindows() []burnWindow {
 	}
 }
 
-// guardRequests is the fewest requests the long window of w must hold.
-func (s SLO) guardRequests(w burnWindow) float64 {
-	return math.Ceil(round12(SLOMinBadRequests / (w.burn * s.budget())))
-}
+// guard is the fewest failed requests the long window of a burn-rate
+// alert must hold: SLOMinBadRequests, divided by the scale like the
+// windows, so that it stands for the same rate of failures.
+func (g *generator) guard() float64 { return round12(SLOMinBadRequests / g.p.scale) }
 
 // title is the SLO's part of alert names: Availability, Latency.
 func (s SLO) title() string { return strings.ToUpper(s.Name[:1]) + s.Name[1:] }
@@ -232,42 +234,50 @@ func (s SLO) bad() string {
 // burnName is the alert name of s's burn-rate alerts.
 func (s SLO) burnName() string { return "StrataSLO" + s.title() + "ErrorBudgetBurn" }
 
-// addSLO adds an SLO's recording rules, burn-rate alerts, its traffic
-// guard alert, their tests, runbooks and docs.
+// sel is the selector of the SLOs' requests: every route but the probes.
+func sloSelector() string { return fmt.Sprintf(`route!~%q`, probeRoutes) }
+
+// badExpr is the PromQL of s's failed requests over window wn, per job.
+func (s SLO) badExpr(wn string) string {
+	sel := sloSelector()
+	if s.Name == SLOLatency {
+		b := `strata_http_request_duration_seconds_bucket{` + sel
+		return fmt.Sprintf(`sum by (job) (increase(%s,le="+Inf"}[%s])) - sum by (job) (increase(%s,le="%s"}[%s]))`, b, wn, b, fmtFloat(s.Threshold.Seconds()), wn)
+	}
+	return fmt.Sprintf(`sum by (job) (increase(strata_http_requests_total{%s,code=~"5.."}[%s]))`, sel, wn)
+}
+
+// ratioExpr is the PromQL of s's share of failed requests over window wn,
+// per job.
+func (s SLO) ratioExpr(wn string) string {
+	sel := sloSelector()
+	if s.Name == SLOLatency {
+		b := `strata_http_request_duration_seconds_bucket{` + sel
+		return fmt.Sprintf(`1 - sum by (job) (rate(%s,le="%s"}[%s])) / sum by (job) (rate(%s,le="+Inf"}[%s]))`, b, fmtFloat(s.Threshold.Seconds()), wn, b, wn)
+	}
+	return fmt.Sprintf(`sum by (job) (rate(strata_http_requests_total{%s,code=~"5.."}[%s])) / sum by (job) (rate(strata_http_requests_total{%s}[%s]))`, sel, wn, sel, wn)
+}
+
+// addSLO adds an SLO's recording rules, burn-rate alerts, their tests,
+// runbook and docs.
 func (g *generator) addSLO(s SLO) {
-	sel := fmt.Sprintf(`route!~%q`, probeRoutes)
 	ws := burnWindows()
-	traffic := g.group("strata-slo-traffic", 2*g.interval)
 	rg := g.group("strata-slo-"+s.Name, 2*g.interval)
 	var windows []time.Duration
 	for _, w := range ws {
-		windows = append(windows, w.long, w.short)
-		traffic.add(Rule{Record: "job:strata_http_requests:increase" + promDuration(g.p.d(w.long)),
-			Expr: fmt.Sprintf(`sum by (job) (increase(strata_http_requests_total{%s}[%s]))`, sel, promDuration(g.p.d(w.long)))})
+		windows = append(windows, g.p.w(w.long), g.p.w(w.short))
 	}
 	slices.Sort(windows)
 	for _, w := range slices.Compact(windows) {
-		wn := promDuration(g.p.d(w))
-		expr := fmt.Sprintf(`sum by (job) (rate(strata_http_requests_total{%s,code=~"5.."}[%s])) / sum by (job) (rate(strata_http_requests_total{%s}[%s]))`, sel, wn, sel, wn)
-		if s.Name == SLOLatency {
-			b := `strata_http_request_duration_seconds_bucket{` + sel
-			expr = fmt.Sprintf(`1 - sum by (job) (rate(%s,le="%s"}[%s])) / sum by (job) (rate(%s,le="+Inf"}[%s]))`, b, fmtFloat(s.Threshold.Seconds()), wn, b, wn)
-		}
-		rg.add(Rule{Record: "slo:sli_error:ratio_rate" + wn, Expr: expr, Labels: map[string]string{"slo": s.Name}})
+		rg.add(Rule{Record: "slo:sli_error:ratio_rate" + promDuration(w), Expr: s.ratioExpr(promDuration(w)), Labels: map[string]string{"slo": s.Name}})
+	}
+	for _, w := range ws {
+		long := promDuration(g.p.w(w.long))
+		rg.add(Rule{Record: "slo:sli_error:increase" + long, Expr: s.badExpr(long), Labels: map[string]string{"slo": s.Name}})
 	}
 	name := s.burnName()
-	budget := fmtFloat(s.budget())
 	for _, w := range ws {
-		long, short := promDuration(g.p.d(w.long)), promDuration(g.p.d(w.short))
-		thr := fmt.Sprintf("%s * %s", fmtFloat(w.burn), budget)
-		rg.add(Rule{
-			Alert: name,
-			Expr: fmt.Sprintf("slo:sli_error:ratio_rate%s{slo=%q} > %s\nand on (job) slo:sli_error:ratio_rate%s{slo=%q} > %s\nand on (job) job:strata_http_requests:increase%s >= %s",
-				long, s.Name, thr, short, s.Name, thr, long, fmtFloat(s.guardRequests(w))),
-			For:         promDuration(g.p.d(w.period)),
-			Labels:      map[string]string{"severity": w.severity, "long_window": long, "short_window": short},
-			Annotations: g.burnAnnotations(s, w),
-		})
+		rg.add(g.burnRule(s, w))
 	}
 	g.read(name, "strata_http_requests_total")
 	if s.Name == SLOLatency {
@@ -277,29 +287,34 @@ func (g *generator) addSLO(s SLO) {
 	row := docRow{alert: name, period: 0, expr: "slo:sli_error:ratio_rate… > burn × budget",
 		guide: fmt.Sprintf("SLO %s: %s %% of requests %s (Google SRE workbook windows)", s, fmtFloat(s.Objective), s.good())}
 	for _, w := range ws {
-		row.thresholds = append(row.thresholds, fmt.Sprintf("%s: %v× over %s and %s (for %s, ≥ %s requests)",
-			w.severity, w.burn, promDuration(w.long), promDuration(w.short), promDuration(w.period), fmtFloat(s.guardRequests(w))))
+		row.thresholds = append(row.thresholds, fmt.Sprintf("%s: %v× over %s and %s (for %s, keep firing %s, ≥ %d failed)",
+			w.severity, w.burn, promDuration(w.long), promDuration(w.short), promDuration(w.period), promDuration(w.period), SLOMinBadRequests))
 	}
 	g.docs = append(g.docs, row)
 	g.tests = append(g.tests, g.burnTests(s)...)
+}
 
-	// The guard's own alert: traffic too low for the page alert to judge.
-	page := ws[0]
-	inc := "job:strata_http_requests:increase" + promDuration(g.p.d(page.long))
-	guard := s.guardRequests(page)
-	g.addFamily(family{
-		name: "StrataSLO" + s.title() + "TrafficTooLow", group: "strata-slo-traffic", value: inc,
-		below: true, levels: []level{{SeverityWarning, guard}}, period: page.long, window: page.long, show: asCount,
-		labels: []string{"job"}, guide: fmt.Sprintf("Strata's: the %s requests an hour the SLO %s page alert needs (%d failed at %v× burn)", fmtFloat(guard), s.Name, SLOMinBadRequests, page.burn),
-		summary: "too little traffic for the SLO alerts", what: fmt.Sprintf("Requests of {{ $labels.job }} in %s", promDuration(g.p.d(page.long))),
-		metrics: []string{"strata_http_requests_total"}, synth: synthIncrease(g.p.d(page.long)), normal: testRPS * g.p.d(page.long).Seconds(),
-		book: bookTrafficTooLow(s, guard),
-	})
+// burnRule is s's alert on window pair w: both windows burn the budget
+// at w.burn × or faster, and the long one holds at least guard failed
+// requests. It keeps firing for its for: after the short window clears,
+// so a burn hovering at the threshold does not resolve and fire again.
+func (g *generator) burnRule(s SLO, w burnWindow) Rule {
+	long, short := promDuration(g.p.w(w.long)), promDuration(g.p.w(w.short))
+	thr := fmt.Sprintf("%s * %s", fmtFloat(w.burn), fmtFloat(s.budget()))
+	return Rule{
+		Alert: s.burnName(),
+		Expr: fmt.Sprintf("slo:sli_error:ratio_rate%s{slo=%q} > %s\nand on (job) slo:sli_error:ratio_rate%s{slo=%q} > %s\nand on (job) slo:sli_error:increase%s{slo=%q} >= %s",
+			long, s.Name, thr, short, s.Name, thr, long, s.Name, fmtFloat(g.guard())),
+		For:           promDuration(g.p.d(w.period)),
+		KeepFiringFor: promDuration(g.p.d(w.period)),
+		Labels:        map[string]string{"severity": w.severity, "long_window": long, "short_window": short},
+		Annotations:   g.burnAnnotations(s, w),
+	}
 }
 
 // burnAnnotations are the annotations of s's alert on window pair w.
 func (g *generator) burnAnnotations(s SLO, w burnWindow) map[string]string {
-	long, short := promDuration(g.p.d(w.long)), promDuration(g.p.d(w.short))
+	long, short := promDuration(g.p.w(w.long)), promDuration(g.p.w(w.short))
 	return map[string]string{
 		"summary": fmt.Sprintf("%s: SLO %s burning its error budget %v× too fast", s.burnName(), s.Name, w.burn),
 		"description": fmt.Sprintf("{{ $value | humanizePercentage }} of the requests of {{ $labels.job }} over %s were %s, and more than %v × %s %% over %s too: at this rate the SLO of %s %% spends its 30-day error budget %v× too fast.",
@@ -308,32 +323,35 @@ func (g *generator) burnAnnotations(s SLO, w burnWindow) map[string]string {
 	}
 }
 
-// burnTests returns, per window pair, a test of two jobs: in one the
+// burnTests returns, per window pair, a test of three jobs: in one the
 // budget burns just faster than the pair's rate (the alert fires after
-// its for:, not before, with every pair that rate passes), in the other
-// just slower (the pair does not fire).
+// its for:, not before, with every pair that rate passes), in another
+// just slower (the pair does not fire), and in the third every request
+// fails but too few of them reach the guard (nothing fires). The page
+// pairs get the tests of the window pair too (windowTests).
 func (g *generator) burnTests(s SLO) []testGroup {
 	ws := burnWindows()
 	name := s.burnName()
 	var out []testGroup
 	for _, w := range ws {
-		short := g.p.d(w.short)
-		step := (short / 5).Truncate(time.Millisecond)
-		gi := 2 * g.interval
+		short := g.p.w(w.short)
+		step := (short / 10).Truncate(time.Millisecond)
+		gi := g.testInterval()
 		period := g.p.d(w.period)
 		fire := period + 2*step + 3*gi
 		n := int(fire/step) + 3
 		// want: the pairs whose burn rate r passes, whose short window
-		// holds two samples and whose for: has run by fire.
+		// holds two samples, whose for: has run by fire and whose guard
+		// the failed requests by then pass.
 		want := func(r float64, job string) []expAlert {
 			var exp []expAlert
 			for _, o := range ws {
-				if r > o.burn*s.budget() && 2*step <= g.p.d(o.short) && g.p.d(o.period)+2*step+3*gi <= fire {
+				if r > o.burn*s.budget() && 2*step <= g.p.w(o.short) && g.p.d(o.period)+2*step+3*gi <= fire && testRPS*r*fire.Seconds() >= 2*g.guard() {
 					a := g.burnAnnotations(s, o)
 					a["description"] = strings.ReplaceAll(a["description"], "{{ $value | humanizePercentage }}", humanize("humanizePercentage", r))
 					a["description"] = strings.ReplaceAll(a["description"], "{{ $labels.job }}", job)
 					exp = append(exp, expAlert{Labels: map[string]string{"severity": o.severity, "slo": s.Name, "job": job,
-						"long_window": promDuration(g.p.d(o.long)), "short_window": promDuration(g.p.d(o.short))}, Annotations: a})
+						"long_window": promDuration(g.p.w(o.long)), "short_window": promDuration(g.p.w(o.short))}, Annotations: a})
 				}
 			}
 			return exp
@@ -350,11 +368,105 @@ func (g *generator) burnTests(s SLO) []testGroup {
 			}
 			exp = append(exp, want(r, c.job)...)
 		}
+		// quiet: every request fails, but by fire only half the guard's
+		// failed requests have come.
+		quiet := g.guard() / 2 / fire.Seconds()
+		for _, sr := range withRate(withJob(synthSLO(s, 1), testJob+"-quiet"), quiet) {
+			tg.InputSeries = append(tg.InputSeries, inputSeries{sr.String(), values(true, step, []phase{{sr.value, n}})})
+		}
 		tg.AlertTests = []alertTest{
 			{EvalTime: promDuration(period - gi/2), Alertname: name},        // burning for less than for:, nothing fires
-			{EvalTime: promDuration(fire), Alertname: name, ExpAlerts: exp}, // the fast burn fires (with every pair it passes), the slow one not this pair
+			{EvalTime: promDuration(fire), Alertname: name, ExpAlerts: exp}, // the fast burn fires (with every pair it passes), the slow one not this pair, the quiet one never
 		}
 		out = append(out, tg)
+		if w.severity == SeverityCritical {
+			out = append(out, g.windowTests(s, w))
+		}
+	}
+	return out
+}
+
+// windowTests tests that both windows of pair w count, on two jobs
+// burning at a rate only this pair's alert is asked about:
+//
+//   - blip: after clean traffic, a burst long enough for the short window
+//     to pass the threshold for longer than for:, too short for the long
+//     window: the alert does not fire (it would on the short window alone);
+//   - stopped: a burn that fires the alert, then stops: once the short
+//     window holds no failures and keep_firing_for has run, the alert
+//     resolves while the long window is still past the threshold (it would
+//     not on the long window alone).
+//
+// The ticket pairs are left out: their windows (a day, three) would take
+// promtool hours of evaluations, and the same code makes their rules.
+func (g *generator) windowTests(s SLO, w burnWindow) testGroup {
+	long, short, period := g.p.w(w.long), g.p.w(w.short), g.p.d(w.period)
+	ln, sn := promDuration(long), promDuration(short)
+	step := (short / 10).Truncate(time.Millisecond)
+	ev := g.testInterval()
+	thr := w.burn * s.budget()
+	count := func(job string) string {
+		return fmt.Sprintf(`count(ALERTS{alertname=%q,alertstate="firing",job=%q,long_window=%q})`, s.burnName(), job, ln)
+	}
+	above := func(window, job string) string {
+		return fmt.Sprintf(`count(slo:sli_error:ratio_rate%s{job=%q,slo=%q} > %s)`, window, job, s.Name, fmtFloat(thr))
+	}
+	one := []expSample{{Labels: "{}", Value: 1}}
+	tg := testGroup{Interval: promDuration(step)}
+	add := func(job string, r float64, phases ...time.Duration) { // clean, failing at r, clean…
+		clean, bad := withJob(synthSLO(s, 0), job), withJob(synthSLO(s, r), job)
+		for i := range clean {
+			var ps []phase
+			for k, d := range phases {
+				v := clean[i].value
+				if k%2 == 1 {
+					v = bad[i].value
+				}
+				ps = append(ps, phase{v, int(d / step)})
+			}
+			tg.InputSeries = append(tg.InputSeries, inputSeries{clean[i].String(), values(true, step, ps)})
+		}
+	}
+
+	// blip: 1.5 × the threshold for long enough that the short window
+	// alone would fire, after as much clean traffic, so the long window
+	// holds at most 0.75 × the threshold.
+	rb := min(1.5*thr, (1+thr)/2)
+	d := (short + period + 3*ev + 2*step).Truncate(step)
+	add(testJob+"-blip", rb, d, d, 2*step)
+	tg.PromQLTests = append(tg.PromQLTests,
+		promQLTest{Expr: above(sn, testJob+"-blip"), EvalTime: promDuration(2 * d), ExpSamples: one}, // the short window burns
+		promQLTest{Expr: count(testJob + "-blip"), EvalTime: promDuration(2 * d)})                    // the long one does not: no alert
+
+	// stopped: 10 × the threshold (at most all requests) until it fires,
+	// then none; by then the long window holds over 1.2 × the threshold.
+	rs := min(10*thr, 1)
+	if rs <= 1.3*thr { // an objective near 93 %: no rate burns the long window far enough past it
+		return tg
+	}
+	after := (short + period + 2*ev + 3*step).Truncate(step)                            // the short window clears, keep_firing_for runs out
+	stop := max(period+2*step+6*ev, time.Duration(1.3*thr*float64(after)/(rs-1.3*thr))) // it has fired, and enough failed
+	stop = (stop + step - 1).Truncate(step)
+	add(testJob+"-stopped", rs, 0, stop, after+step)
+	tg.PromQLTests = append(tg.PromQLTests,
+		promQLTest{Expr: count(testJob + "-stopped"), EvalTime: promDuration(stop), ExpSamples: one},           // it fires
+		promQLTest{Expr: above(ln, testJob+"-stopped"), EvalTime: promDuration(stop + after), ExpSamples: one}, // the long window still burns
+		promQLTest{Expr: count(testJob + "-stopped"), EvalTime: promDuration(stop + after)})                    // but the alert resolved
+	return tg
+}
+
+// withRate returns the counters ss at rate per second in all, each in
+// the same share as before: the same ratios at another traffic.
+func withRate(ss []series, rate float64) []series {
+	var total float64
+	for _, s := range ss {
+		if s.name == "strata_http_requests_total" || strings.HasSuffix(s.name, "_bucket") && s.labels["le"] == "+Inf" {
+			total = max(total, s.value)
+		}
+	}
+	out := slices.Clone(ss)
+	for i := range out {
+		out[i].value = round12(out[i].value * rate / total)
 	}
 	return out
 }
@@ -375,12 +487,5 @@ func synthSLO(s SLO, r float64) []series {
 	return []series{
 		{"strata_http_requests_total", l("code", "200"), true, testRPS * (1 - r)},
 		{"strata_http_requests_total", l("code", "500"), true, testRPS * r},
-	}
-}
-
-// synthIncrease: requests such that window holds v of them.
-func synthIncrease(window time.Duration) synth {
-	return func(v float64) []series {
-		return []series{{"strata_http_requests_total", strataLabels("route", testRoute, "method", "GET", "code", "200"), true, v / window.Seconds()}}
 	}
 }

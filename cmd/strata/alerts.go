@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"io/fs"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/strata-dev/strata/monitor"
 )
@@ -18,10 +21,21 @@ type alertsFlags struct {
 	out         string
 	expectedRPS float64
 	slo         string
+	exporters   string
+	replicas    bool
 	runbookURL  string
 	scale       float64
+	scrape      time.Duration
 	docs        bool
 	flagSet     func(name string) bool
+}
+
+// alertsField returns the flag of a monitor.Config field, or "".
+func alertsField(field string) string {
+	return map[string]string{
+		"ExpectedRPS": "--expected-rps", "Scale": "--scale", "ScrapeInterval": "--scrape-interval",
+		"RunbookURL": "--runbook-url", "Exporters": "--exporters",
+	}[field]
 }
 
 func newAlerts(g *globals) *cobra.Command {
@@ -43,7 +57,10 @@ generated from the metrics Strata registers:
 
 --expected-rps adds the guide's traffic alerts (below 0.5 × or above 2 × the
 rate for 5 minutes). --slo sets the SLOs of the burn-rate alerts (default
-availability=99.9,latency=p99<100ms; none: no burn-rate alerts). --scale
+availability=99.9,latency=p99<100ms; none: no burn-rate alerts).
+--exporters names the exporters Prometheus scrapes (default node,postgres, as
+scripts/dev runs them; none: no infrastructure alerts). --replicas adds the
+query time alert, for strata serve with --replica or --shard. --scale
 divides every period, for tests. --docs prints docs/monitoring.md instead.`,
 		Example: `  strata alerts --out /etc/prometheus/strata --expected-rps 200
   promtool test rules /etc/prometheus/strata/rules_test.yml
@@ -66,24 +83,28 @@ divides every period, for tests. --docs prints docs/monitoring.md instead.`,
 			return f.write(cfg, g.stdout)
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{flagError(err)} })
 	fl := cmd.Flags()
 	fl.StringVar(&f.out, "out", "", "directory to write rules.yml, rules_test.yml, dashboards/ and runbooks/ into (created if missing; required)")
 	fl.Float64Var(&f.expectedRPS, "expected-rps", 0, "requests per second the service expects; adds the alerts for traffic below 0.5 × or above 2 × it (0: none)")
 	fl.StringVar(&f.slo, "slo", "", `SLOs of the burn-rate alerts, e.g. availability=99.9,latency=p99<100ms (the default), or none`)
 	fl.StringVar(&f.runbookURL, "runbook-url", "", `prefix of each alert's runbook_url, which ends <alert>.md (default: the relative runbooks/<alert>.md)`)
+	fl.StringVar(&f.exporters, "exporters", strings.Join(monitor.DefaultExporters(), ","), "exporters Prometheus scrapes, whose infrastructure alerts to write: node, postgres, both, or none")
+	fl.BoolVar(&f.replicas, "replicas", false, "strata serve reads through the replica router (--replica or --shard): add the query time alert and its absent alert")
 	fl.Float64Var(&f.scale, "scale", 1, fmt.Sprintf("divide every period (for:, windows, intervals) by this, 1 to %d: a test uses 30, so that 1m becomes 2s", monitor.MaxScale))
+	fl.DurationVar(&f.scrape, "scrape-interval", 0, "scrape interval of the Prometheus that loads the rules; every rate window holds four of it (default 15s divided by --scale)")
 	fl.BoolVar(&f.docs, "docs", false, "print docs/monitoring.md (every alert, its thresholds, the guide's numbers) to standard output and write nothing")
 	return cmd
 }
 
 // config checks the flags, naming the bad one, and returns the
-// generator's configuration.
+// generator's configuration; monitor.Generate checks the values.
 func (f *alertsFlags) config() (monitor.Config, error) {
 	switch {
 	case f.docs && f.flagSet("out"):
 		return monitor.Config{}, errors.New("--docs and --out: choose one (--docs prints the document and writes nothing)")
 	case f.docs:
-		for _, name := range []string{"expected-rps", "slo", "runbook-url", "scale"} {
+		for _, name := range []string{"expected-rps", "slo", "exporters", "replicas", "runbook-url", "scale", "scrape-interval"} {
 			if f.flagSet(name) {
 				return monitor.Config{}, fmt.Errorf("--%s has no effect with --docs (the document shows the defaults)", name)
 			}
@@ -91,12 +112,16 @@ func (f *alertsFlags) config() (monitor.Config, error) {
 		return monitor.Config{}, nil
 	case f.out == "":
 		return monitor.Config{}, errors.New("--out is required: the directory to write the rules, tests, dashboards and runbooks into")
-	case !(f.expectedRPS >= 0) || math.IsInf(f.expectedRPS, 0):
-		return monitor.Config{}, fmt.Errorf("--expected-rps %v: want 0 (no traffic alerts) or a positive number of requests per second", f.expectedRPS)
-	case !(f.scale >= 1 && f.scale <= monitor.MaxScale):
-		return monitor.Config{}, fmt.Errorf("--scale %v: want 1 (the guide's periods) to %d", f.scale, monitor.MaxScale)
+	case f.scale == 0:
+		return monitor.Config{}, fmt.Errorf("--scale 0: want 1 (the guide's periods) to %d", monitor.MaxScale)
 	}
-	cfg := monitor.Config{ExpectedRPS: f.expectedRPS, Scale: f.scale, RunbookURL: f.runbookURL}
+	cfg := monitor.Config{ExpectedRPS: f.expectedRPS, Scale: f.scale, RunbookURL: f.runbookURL, Replicas: f.replicas,
+		ScrapeInterval: f.scrape, Exporters: []string{}}
+	if f.exporters != "none" {
+		for e := range strings.SplitSeq(f.exporters, ",") {
+			cfg.Exporters = append(cfg.Exporters, strings.TrimSpace(e))
+		}
+	}
 	if f.flagSet("slo") {
 		slos, err := monitor.ParseSLOs(f.slo)
 		if err != nil {
@@ -104,33 +129,45 @@ func (f *alertsFlags) config() (monitor.Config, error) {
 		}
 		cfg.SLOs = slos
 	}
-	if f.runbookURL != "" {
-		if err := checkRunbookURL(f.runbookURL); err != nil {
-			return monitor.Config{}, err
-		}
-	}
 	return cfg, nil
 }
 
-// checkRunbookURL accepts an http(s) URL or a path, without spaces.
-func checkRunbookURL(raw string) error {
-	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return fmt.Errorf("--runbook-url %s: has spaces or control characters", quote(raw))
+// flagError rewords a flag parse error so that it quotes the value once,
+// cut short: pflag's repeats it whole, twice.
+func flagError(err error) error {
+	var ve *pflag.InvalidValueError
+	if !errors.As(err, &ve) {
+		return errors.New(bounded(err.Error()))
 	}
-	if i := strings.Index(raw, "://"); i >= 0 && raw[:i] != "http" && raw[:i] != "https" {
-		return fmt.Errorf("--runbook-url %s: want an http or https URL, or a path", quote(raw))
+	why := "not valid"
+	switch {
+	case ve.GetFlag().Value.Type() == "duration":
+		why = "not a duration such as 15s"
+	case errors.Is(err, strconv.ErrRange):
+		why = "out of range"
+	case errors.Is(err, strconv.ErrSyntax):
+		why = "not a number"
 	}
-	return nil
+	return fmt.Errorf("--%s %s: %s", ve.GetFlag().Name, quote(ve.GetValue()), why)
 }
 
 // write generates and writes the files, and says what it wrote.
 func (f *alertsFlags) write(cfg monitor.Config, stdout io.Writer) error {
 	out, err := monitor.Generate(cfg)
-	if err != nil {
-		return usageError{fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "monitor: "))}
+	var ce *monitor.ConfigError
+	switch {
+	case errors.As(err, &ce) && alertsField(ce.Field) != "":
+		return usageError{fmt.Errorf("%s %s: %s", alertsField(ce.Field), ce.Value, ce.Reason)}
+	case err != nil:
+		return usageError{errors.New(bounded(strings.TrimPrefix(err.Error(), "monitor: ")))}
 	}
 	if err := out.Write(f.out); err != nil {
-		return fmt.Errorf("cannot write the rules into %s: %s", quote(f.out), strings.TrimPrefix(err.Error(), "monitor: "))
+		// The path is quoted once, cut short: the OS error would repeat it.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%s: %w", pe.Op, pe.Err)
+		}
+		return fmt.Errorf("cannot write the rules into %s: %s", quote(f.out), bounded(strings.TrimPrefix(err.Error(), "monitor: ")))
 	}
 	var records, alerts int
 	for _, g := range out.Groups {

@@ -34,8 +34,20 @@ func TestAlertsBadInput(t *testing.T) {
 		{"inf rps", []string{"alerts", "--out", out, "--expected-rps", "+Inf"}, 2, []string{"--expected-rps +Inf"}},
 		// not a number: cobra's parse error is a usage error too
 		{"rps not a number", []string{"alerts", "--out", out, "--expected-rps", "lots"}, 2, []string{"--expected-rps", "lots"}},
+		// a huge rate is quoted once, cut short (pflag's message repeats it whole, twice)
+		{"huge rps", []string{"alerts", "--out", out, "--expected-rps", strings.Repeat("9", 5000)}, 2, []string{"--expected-rps \"999", "(5000 bytes): out of range"}},
+		// a huge scale likewise
+		{"huge scale", []string{"alerts", "--out", out, "--scale", strings.Repeat("x", 5000)}, 2, []string{"--scale \"xxx", "(5000 bytes): not a number"}},
+		// a scrape interval that is not a duration
+		{"scrape not a duration", []string{"alerts", "--out", out, "--scrape-interval", strings.Repeat("y", 5000)}, 2, []string{"--scrape-interval \"yyy", "not a duration"}},
+		// scrapes too slow for the guide's one-minute windows
+		{"scrape too slow", []string{"alerts", "--out", out, "--scrape-interval", "2m"}, 2, []string{"--scrape-interval 2m0s: want at most 1m0s"}},
+		// an exporter Strata has no alerts for
+		{"unknown exporter", []string{"alerts", "--out", out, "--exporters", "node,mysql"}, 2, []string{`--exporters "mysql": unknown exporter`}},
 		// a scale under 1
-		{"scale 0.5", []string{"alerts", "--out", out, "--scale", "0.5"}, 2, []string{"--scale 0.5: want 1"}},
+		{"scale 0.5", []string{"alerts", "--out", out, "--scale", "0.5"}, 2, []string{"--scale 0.5: want 0 or 1"}},
+		// a scale of 0 on the command line is a mistake, not the default
+		{"scale 0", []string{"alerts", "--out", out, "--scale", "0"}, 2, []string{"--scale 0: want 1"}},
 		// a scale past what Prometheus can evaluate
 		{"scale 1000", []string{"alerts", "--out", out, "--scale", "1000"}, 2, []string{"--scale 1000", "to 60"}},
 		// an unknown SLO is named
@@ -57,7 +69,9 @@ func TestAlertsBadInput(t *testing.T) {
 		// positional arguments are refused
 		{"argument", []string{"alerts", "--out", out, "extra"}, 2, []string{"takes no arguments"}},
 		// --out under a file cannot be created: a runtime error (exit 1)
-		{"out under a file", []string{"alerts", "--out", filepath.Join(file, "rules")}, 1, []string{"cannot write the rules into"}},
+		{"out under a file", []string{"alerts", "--out", filepath.Join(file, "rules")}, 1, []string{"cannot write the rules into", "mkdir: not a directory"}},
+		// a long --out is quoted once, cut short: the OS error's path is dropped
+		{"long out under a file", []string{"alerts", "--out", filepath.Join(file, strings.Repeat("d", 3000))}, 1, []string{"cannot write the rules into", "bytes): mkdir: not a directory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runBadInput(t, tc.args, tc.code, tc.want)
@@ -73,7 +87,7 @@ func TestAlertsBadInput(t *testing.T) {
 // configuration (scale 30, no SLOs; monitor's own tests run the rest).
 func TestAlertsWrites(t *testing.T) {
 	dir := t.TempDir()
-	code, out, errOut := runCLI(t, "alerts", "--out", dir, "--expected-rps", "40", "--runbook-url", "https://wiki.example/runbooks")
+	code, out, errOut := runCLI(t, "alerts", "--out", dir, "--expected-rps", "40", "--replicas", "--runbook-url", "https://wiki.example/runbooks")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -82,7 +96,7 @@ func TestAlertsWrites(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, f := range []string{"rules.yml", "rules_test.yml", "runbooks/StrataHTTPSuccessRateLow.md", "runbooks/StrataHTTPTrafficHigh.md"} {
+	for _, f := range []string{"rules.yml", "rules_test.yml", "runbooks/StrataHTTPSuccessRateLow.md", "runbooks/StrataHTTPTrafficHigh.md", "runbooks/StrataDBQueryP95High.md"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
@@ -92,10 +106,13 @@ func TestAlertsWrites(t *testing.T) {
 		t.Errorf("rules.yml lacks the runbook URL")
 	}
 	fast := t.TempDir()
-	if code, out, errOut := runCLI(t, "alerts", "--out", fast, "--scale", "30", "--slo", "none"); code != 0 || !strings.Contains(out, "no traffic alerts") {
+	if code, out, errOut := runCLI(t, "alerts", "--out", fast, "--scale", "30", "--slo", "none", "--exporters", "none"); code != 0 || !strings.Contains(out, "no traffic alerts") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	promtool := alertsPromtool(t)
+	if b, _ := os.ReadFile(filepath.Join(fast, "rules.yml")); strings.Contains(string(b), "node_") || strings.Contains(string(b), "strata_replica_") {
+		t.Errorf("--exporters none and no --replicas still read exporter or replica metrics")
+	}
+	promtool := lookPromtool(t)
 	for _, args := range [][]string{
 		{"check", "rules", filepath.Join(dir, "rules.yml")},
 		{"check", "rules", filepath.Join(fast, "rules.yml")},
@@ -119,9 +136,11 @@ func TestAlertsDocs(t *testing.T) {
 	}
 }
 
-// alertsPromtool returns promtool's path; without it the test is
-// skipped, or fails when CI is set.
-func alertsPromtool(t *testing.T) string {
+// lookPromtool returns promtool's path; without it the test is skipped,
+// or fails when CI is set. (monitor's tests have the same lookup, and run
+// promtool on everything monitor generates; this one runs it on what the
+// command writes.)
+func lookPromtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {

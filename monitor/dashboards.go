@@ -33,11 +33,14 @@ type Panel struct {
 type Target struct {
 	Expr   string
 	Legend string // Grafana legend format, e.g. {{route}}
-	// Rare marks a query of events a healthy service may never have had
-	// (errors, fallbacks, ejections, fenced writes, a network device's
-	// speed where it reports none): it may return no series, which is no
-	// fault, whereas every other query returns data once the service has
-	// served traffic in the configuration its dashboard shows.
+	// Rare marks a query that may return no series on a healthy system,
+	// which is no fault: network utilisation where no device reports a
+	// link speed (containers, most VMs), or the counter of a metric no
+	// hand-made panel reads, whose label sets may appear only on first
+	// use. Every other query returns data once the service has served
+	// traffic in the configuration its dashboard shows: Strata's counters
+	// of rare events (errors, fallbacks, ejections, unmatched requests)
+	// export their label sets at 0 from registration.
 	Rare bool
 }
 
@@ -128,7 +131,7 @@ func overviewPanels() []Panel {
 		{Title: "Requests in flight", Unit: "short", Targets: []Target{{Expr: "sum(strata_http_requests_in_flight)", Legend: "in flight"}}},
 		{Title: "Responses by status code", Unit: "reqps", Targets: []Target{
 			{Expr: rate("strata_http_requests_total", "code"), Legend: "{{code}}"},
-			{Expr: rate("strata_http_unmatched_requests_total", "code"), Legend: "unmatched {{code}}", Rare: true}}},
+			{Expr: rate("strata_http_unmatched_requests_total", "code"), Legend: "unmatched {{code}}"}}},
 		{Title: "Pool utilisation", Unit: "percentunit", Targets: []Target{{
 			Expr: "sum by (shard, pool) (strata_db_in_use_connections) / sum by (shard, pool) (strata_db_max_open_connections)", Legend: "{{shard}} {{pool}}"}}},
 		{Title: "Process CPU", Unit: "percentunit", Targets: []Target{{Expr: strataProcess("rate(process_cpu_seconds_total[" + RateInterval + "])"), Legend: "{{instance}}"}}},
@@ -136,7 +139,7 @@ func overviewPanels() []Panel {
 			{Expr: strataProcess("process_resident_memory_bytes"), Legend: "resident {{instance}}"},
 			{Expr: strataProcess("go_memstats_heap_inuse_bytes"), Legend: "heap in use {{instance}}"}}},
 		{Title: "Goroutines", Unit: "short", Targets: []Target{{Expr: strataProcess("go_goroutines"), Legend: "{{instance}}"}}},
-		{Title: "/metrics handler errors", Unit: "ops", Targets: []Target{{Expr: rate("promhttp_metric_handler_errors_total", "cause"), Legend: "{{cause}}", Rare: true}}},
+		{Title: "/metrics handler errors", Unit: "ops", Targets: []Target{{Expr: rate("promhttp_metric_handler_errors_total", "cause"), Legend: "{{cause}}"}}},
 	}
 }
 
@@ -179,15 +182,15 @@ func replicaPanels() []Panel {
 		{Title: "Calls by pool", Unit: "ops", Targets: []Target{{Expr: rate(m+"_count", "shard, pool"), Legend: "{{shard}} {{pool}}"}}},
 		{Title: "Query time p95 by pool", Unit: "s", Targets: []Target{{Expr: quantile("0.95", m, "shard, pool"), Legend: "{{shard}} {{pool}}"}}},
 		{Title: "Query time p99 by pool", Unit: "s", Targets: []Target{{Expr: quantile("0.99", m, "shard, pool"), Legend: "{{shard}} {{pool}}"}}},
-		{Title: "Errors by pool and kind", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_errors_total", "shard, pool, kind"), Legend: "{{shard}} {{pool}} {{kind}}", Rare: true}}},
-		{Title: "Acquire timeouts by pool", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_acquire_timeouts_total", "shard, pool"), Legend: "{{shard}} {{pool}}", Rare: true}}},
-		{Title: "Fallbacks to the primary by reason", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_fallbacks_total", "shard, reason"), Legend: "{{shard}} {{reason}}", Rare: true}}},
+		{Title: "Errors by pool and kind", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_errors_total", "shard, pool, kind"), Legend: "{{shard}} {{pool}} {{kind}}"}}},
+		{Title: "Acquire timeouts by pool", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_acquire_timeouts_total", "shard, pool"), Legend: "{{shard}} {{pool}}"}}},
+		{Title: "Fallbacks to the primary by reason", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_fallbacks_total", "shard, reason"), Legend: "{{shard}} {{reason}}"}}},
 		{Title: "Ejections and readmissions", Unit: "short", Targets: []Target{
-			{Expr: "sum by (shard, replica) (increase(strata_replica_ejections_total[" + RateInterval + "]))", Legend: "ejected {{shard}} {{replica}}", Rare: true},
-			{Expr: "sum by (shard, replica) (increase(strata_replica_readmissions_total[" + RateInterval + "]))", Legend: "readmitted {{shard}} {{replica}}", Rare: true}}},
+			{Expr: "sum by (shard, replica) (increase(strata_replica_ejections_total[" + RateInterval + "]))", Legend: "ejected {{shard}} {{replica}}"},
+			{Expr: "sum by (shard, replica) (increase(strata_replica_readmissions_total[" + RateInterval + "]))", Legend: "readmitted {{shard}} {{replica}}"}}},
 		{Title: "Replication lag", Unit: "s", Targets: []Target{{Expr: "max by (shard, replica) (strata_replica_lag_seconds)", Legend: "{{shard}} {{replica}}"}}},
 		{Title: "Replication lag (WAL bytes)", Unit: "bytes", Targets: []Target{{Expr: "max by (shard, replica) (strata_replica_lag_bytes)", Legend: "{{shard}} {{replica}}"}}},
-		{Title: "Read-your-writes key mark errors", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_key_mark_errors_total", "shard, op"), Legend: "{{shard}} {{op}}", Rare: true}}},
+		{Title: "Read-your-writes key mark errors", Unit: "ops", Targets: []Target{{Expr: rate("strata_replica_key_mark_errors_total", "shard, op"), Legend: "{{shard}} {{op}}"}}},
 	}
 }
 
@@ -231,12 +234,16 @@ func databasePanels() []Panel {
 		{Title: "Node CPU busy", Unit: "percentunit", Targets: []Target{{Expr: `1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[` + RateInterval + `]))`, Legend: "{{instance}}"}}},
 		{Title: "Node memory used", Unit: "percentunit", Targets: []Target{{Expr: "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes", Legend: "{{instance}}"}}},
 		{Title: "Node disk busy", Unit: "percentunit", Targets: []Target{{Expr: "max by (instance, device) (rate(node_disk_io_time_seconds_total[" + RateInterval + "]))", Legend: "{{instance}} {{device}}"}}},
-		{Title: "Node network traffic", Unit: "Bps", Targets: []Target{
+		{Title: "Node network traffic", Unit: "Bps", Description: "Bytes per second each network device received (in) and sent (out).", Targets: []Target{
 			{Expr: "sum by (instance, device) (rate(node_network_receive_bytes_total[" + RateInterval + "]))", Legend: "in {{instance}} {{device}}"},
 			{Expr: "sum by (instance, device) (rate(node_network_transmit_bytes_total[" + RateInterval + "]))", Legend: "out {{instance}} {{device}}"}}},
-		{Title: "Node network utilisation (devices reporting a speed)", Unit: "percentunit", Targets: []Target{
-			{Expr: "rate(node_network_receive_bytes_total[" + RateInterval + "]) / on (instance, job, device) (node_network_speed_bytes > 0)", Legend: "in {{instance}} {{device}}", Rare: true},
-			{Expr: "rate(node_network_transmit_bytes_total[" + RateInterval + "]) / on (instance, job, device) (node_network_speed_bytes > 0)", Legend: "out {{instance}} {{device}}", Rare: true}}},
+		{Title: "Node network utilisation (devices reporting a speed)", Unit: "percentunit",
+			Description: "Throughput over link speed, for the devices that report a speed (node_network_speed_bytes > 0). " +
+				"Virtual devices (containers, most VMs) report none, and then this panel is empty: " +
+				"Node network traffic shows the throughput wherever node_exporter runs.",
+			Targets: []Target{
+				{Expr: "rate(node_network_receive_bytes_total[" + RateInterval + "]) / on (instance, job, device) (node_network_speed_bytes > 0)", Legend: "in {{instance}} {{device}}", Rare: true},
+				{Expr: "rate(node_network_transmit_bytes_total[" + RateInterval + "]) / on (instance, job, device) (node_network_speed_bytes > 0)", Legend: "out {{instance}} {{device}}", Rare: true}}},
 	}
 }
 

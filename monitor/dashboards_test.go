@@ -279,3 +279,32 @@ func TestDashboardJSONRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestRareQueries: a query may be marked Rare (no series on a healthy
+// system) only where no series is honest: network utilisation, which
+// needs a device that reports a link speed, and the counter panel of a
+// metric no hand-made panel reads. Strata's counters of rare events
+// export their label sets at 0, so their queries are not Rare.
+func TestRareQueries(t *testing.T) {
+	var rare int
+	for _, d := range Dashboards() {
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				speed := slices.Contains(selected(parse(t, tg.Expr)), "node_network_speed_bytes")
+				_, auto := Lookup(p.Title) // metricPanel titles a panel with its metric
+				switch {
+				case speed && !tg.Rare:
+					t.Errorf("%s / %s: divides by the link speed, which virtual devices lack, but is not Rare: %s", d.UID, p.Title, tg.Expr)
+				case tg.Rare && !speed && !auto:
+					t.Errorf("%s / %s: Rare, but reads metrics exported from the start: %s", d.UID, p.Title, tg.Expr)
+				}
+				if tg.Rare {
+					rare++
+				}
+			}
+		}
+	}
+	if rare == 0 {
+		t.Error("no query is Rare; network utilisation should be")
+	}
+}

@@ -68,6 +68,7 @@ func (m *metrics) register(r *Router) error {
 	for _, n := range r.replicas {
 		pools[n.name] = n.db
 	}
+	m.zero(r)
 	for _, c := range []prometheus.Collector{m.queries, m.errors, m.acquireTimeouts, m.fallbacks, m.ejections,
 		m.readmissions, m.lagSeconds, m.lagBytes, m.markErrors, sqlstats.New(pools)} {
 		if err := m.registerer.Register(c); err != nil {
@@ -77,6 +78,40 @@ func (m *metrics) register(r *Router) error {
 		m.registered = append(m.registered, c)
 	}
 	return nil
+}
+
+// zero creates, at 0, every series of r's counters that r can count, so
+// that a healthy router exports "none yet" rather than no series: a
+// dashboard shows 0, not "No data", and rate and increase see the first
+// event. These are zero series, not the dead label values STYLE.md warns
+// of: each label value below is one the router increments (router.go,
+// health.go), on the pools that can have it.
+func (m *metrics) zero(r *Router) {
+	for _, n := range append([]*node{r.primary}, r.replicas...) {
+		m.acquireTimeouts.WithLabelValues(n.name)
+		for _, kind := range []string{kindConnection, kindAcquireTimeout, kindRetryable, kindQuery} {
+			m.errors.WithLabelValues(n.name, kind)
+		}
+	}
+	m.errors.WithLabelValues(r.primary.name, kindDown) // refused while the primary is known to be down
+	if len(r.replicas) == 0 {
+		return // every read goes to the primary: no fallback, ejection or key mark
+	}
+	for _, n := range r.replicas {
+		m.ejections.WithLabelValues(n.name)
+		m.readmissions.WithLabelValues(n.name)
+	}
+	// A fallback's reason is no_replica, the kind of the last replica's
+	// failure (reasonOf a serverError), or capped where a cap is set.
+	for _, reason := range []string{reasonNoReplica, kindConnection, kindAcquireTimeout, kindRetryable, kindStale} {
+		m.fallbacks.WithLabelValues(reason)
+	}
+	if r.cfg.FallbackShare < 1 {
+		m.fallbacks.WithLabelValues(reasonCapped)
+	}
+	for _, op := range []string{"mark", "get"} { // Mark, readToken
+		m.markErrors.WithLabelValues(op)
+	}
 }
 
 // unregister removes what register added, so that another router may

@@ -680,6 +680,12 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 			Help: "Requests that matched no route (404) or no method of a route (405), by status code.",
 		}, []string{"code"}),
 	}
+	// Both codes exported at 0 from the start (a zero series, not a dead
+	// label value: the handler counts each), so a service that has seen
+	// no stray request shows 0 rather than no data.
+	for _, code := range []int{http.StatusNotFound, http.StatusMethodNotAllowed} {
+		m.unmatched.WithLabelValues(strconv.Itoa(code))
+	}
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.unmatched)
 	return m
 }

@@ -441,3 +441,50 @@ func TestMetricsLint(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmatchedStartAtZero: the unmatched requests' series, 404 and 405,
+// are exported at 0 before any stray request (a dashboard shows 0, not
+// no data), and count the requests that match no route or method.
+func TestUnmatchedStartAtZero(t *testing.T) {
+	reg := storefront.NewRegistry()
+	srv := httptest.NewServer(storefront.NewHandler(panicService{}, storefront.HandlerConfig{Registerer: reg, Gatherer: reg}))
+	defer srv.Close()
+	unmatched := func(code string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "strata_http_unmatched_requests_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if l := m.GetLabel(); len(l) == 1 && l[0].GetValue() == code {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no strata_http_unmatched_requests_total{code=%q}", code)
+		return 0
+	}
+	if n := testutil.CollectAndCount(reg, "strata_http_unmatched_requests_total"); n != 2 {
+		t.Errorf("unmatched requests: %d series before any request, want 2 (404, 405)", n)
+	}
+	r := call(t, "GET", srv.URL+"/metrics", "")
+	for _, want := range []string{`strata_http_unmatched_requests_total{code="404"} 0`, `strata_http_unmatched_requests_total{code="405"} 0`} {
+		if !strings.Contains(r.raw, want) {
+			t.Errorf("GET /metrics lacks %q", want)
+		}
+	}
+	if r := call(t, "GET", srv.URL+"/nowhere", ""); r.status != 404 {
+		t.Fatalf("GET /nowhere = %d %s", r.status, r.raw)
+	}
+	if r := call(t, "DELETE", srv.URL+"/products/1", ""); r.status != 405 {
+		t.Fatalf("DELETE /products/1 = %d %s", r.status, r.raw)
+	}
+	call(t, "GET", srv.URL+"/nowhere", "")
+	if n404, n405 := unmatched("404"), unmatched("405"); n404 != 2 || n405 != 1 {
+		t.Errorf("unmatched requests: 404 %v, 405 %v; want 2 and 1", n404, n405)
+	}
+}

@@ -165,7 +165,7 @@ func Catalogue() []Metric {
 
 	// replica/metrics.go
 	strata(SubsystemReplica, Histogram, "strata_replica_query_duration_seconds", "seconds", "Time of one read or write call on a pool, by pool.", "pool")
-	strata(SubsystemReplica, Counter, "strata_replica_errors_total", "", "Failed calls by pool and kind (connection, acquire_timeout, retryable, stale, query).", "pool", "kind")
+	strata(SubsystemReplica, Counter, "strata_replica_errors_total", "", "Failed calls by pool and kind (connection, acquire_timeout, retryable, query; down: refused while the primary is known to be down).", "pool", "kind")
 	strata(SubsystemReplica, Counter, "strata_replica_acquire_timeouts_total", "", "Calls that got no connection within the pool's acquire timeout.", "pool")
 	strata(SubsystemReplica, Counter, "strata_replica_fallbacks_total", "", "Reads sent to the primary because no replica served them, by reason; reason=capped counts reads refused at the cap.", "reason")
 	strata(SubsystemReplica, Counter, "strata_replica_ejections_total", "", "Times a replica was taken out of the read rotation.", "replica")

@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"pool"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "strata_replica_errors_total", Help: "Failed calls by pool and kind (connection, acquire_timeout, retryable, stale, query).",
+			Name: "strata_replica_errors_total", Help: "Failed calls by pool and kind (connection, acquire_timeout, retryable, query; down: refused while the primary is known to be down).",
 		}, []string{"pool", "kind"}),
 		acquireTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_replica_acquire_timeouts_total", Help: "Calls that got no connection within the pool's acquire timeout.",

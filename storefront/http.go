@@ -66,6 +66,11 @@ type HandlerConfig struct {
 	Gatherer   prometheus.Gatherer
 	// Logger receives server-side errors; nil means slog.Default().
 	Logger *slog.Logger
+	// CriticalBudget and NonCriticalBudget bound the parts of the
+	// composite page GET /users/{id}/home (the user; the
+	// recommendations); zero means DefaultCriticalBudget and
+	// DefaultNonCriticalBudget, the guide's 100 and 500 ms.
+	CriticalBudget, NonCriticalBudget time.Duration
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -82,6 +87,7 @@ type api struct {
 	// unavailable logs "cannot serve now" conditions, which last and would
 	// otherwise log a line per request.
 	unavailable throttle
+	budgets     budgets // of the composite page
 }
 
 // NewHandler returns the storefront's HTTP JSON API over svc:
@@ -91,6 +97,7 @@ type api struct {
 //	PATCH /users/{id}                  change any of email, name, region; bumps version
 //	POST  /users/{id}/actions          record {product_id, kind: view|cart|purchase}
 //	GET   /users/{id}/recommendations  ?limit=1..100 (default 10)
+//	GET   /users/{id}/home             the user and their recommendations, within budgets (see [Home])
 //	GET   /products/{id}               a product
 //	GET   /search                      ?q=words&limit=1..100 (default 10)
 //	GET   /healthz, /readyz, /metrics  liveness, database readiness, Prometheus
@@ -109,7 +116,7 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &api{svc: svc, log: cfg.Logger}
+	a := &api{svc: svc, log: cfg.Logger, budgets: resolveBudgets(cfg)}
 	m := newHTTPMetrics(cfg.Registerer)
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
@@ -120,6 +127,7 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	route("PATCH /users/{id}", a.updateUser)
 	route("POST /users/{id}/actions", a.recordAction)
 	route("GET /users/{id}/recommendations", a.recommend)
+	route("GET /users/{id}/home", a.home)
 	route("GET /products/{id}", getByID(a, publicCache, svc.GetProduct))
 	route("GET /search", a.search)
 	route("GET /healthz", a.healthz)

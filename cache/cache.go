@@ -585,12 +585,33 @@ type flights[V any] struct {
 	m  map[string]*flight[V]
 }
 
-// finish removes f, the flight of key, and wakes its waiters.
+// finish removes f, the flight of key (unless its last waiter left and
+// another flight took its place), and wakes its waiters.
 func (fs *flights[V]) finish(key string, f *flight[V]) {
 	fs.mu.Lock()
-	delete(fs.m, key)
+	if fs.m[key] == f {
+		delete(fs.m, key)
+	}
 	fs.mu.Unlock()
 	close(f.done)
+}
+
+// leave records that a waiter of f gave up. When the last one leaves a
+// flight callers started, its fetch is canceled (its query and its wait
+// for another instance's lease stop) and taken out of the map, so the
+// next caller starts afresh instead of joining a canceled fetch. A
+// background refresh (no cancel) has no waiters of its own and runs on.
+func (fs *flights[V]) leave(key string, f *flight[V]) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f.waiters--
+	if f.waiters > 0 || f.cancel == nil {
+		return
+	}
+	if fs.m[key] == f {
+		delete(fs.m, key)
+	}
+	f.cancel()
 }
 
 type flight[V any] struct {
@@ -598,11 +619,18 @@ type flight[V any] struct {
 	e    *envelope[V]
 	info Info
 	err  error
+	// cancel stops the fetch of a flight callers started; nil for a
+	// background refresh. waiters counts the callers still waiting.
+	// Both under flights.mu.
+	cancel  context.CancelFunc
+	waiters int
 }
 
 // loadShared makes concurrent callers for one key share one fetch. The
 // fetch runs detached from any one caller's context, bounded by
-// LoadTimeout, so a caller that gives up does not fail the others.
+// LoadTimeout, so a caller that gives up does not fail the others; once
+// every caller has given up, it is canceled (a caller's budget reaches
+// the loader's query through the last one to leave).
 //
 // A caller that missed L1 just before a flight for its key finished finds
 // no flight, but the value is in L1 by then (a flight fills L1 before it
@@ -616,12 +644,13 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 			c.flights.mu.Unlock()
 			return c.result(e, Info{Source: SourceL1})
 		}
-		f = &flight[V]{done: make(chan struct{})}
+		fctx, cancel := context.WithCancel(c.ctx)
+		f = &flight[V]{done: make(chan struct{}), cancel: cancel, waiters: 1}
 		c.flights.m[key] = f
 		c.flights.mu.Unlock()
-		finish := func() { c.flights.finish(key, f) }
+		finish := func() { cancel(); c.flights.finish(key, f) }
 		started := c.spawn(func() {
-			f.e, f.info, f.err = c.fetch(key, load, ro, false)
+			f.e, f.info, f.err = c.fetch(fctx, key, load, ro, false)
 			finish()
 		}, func(p any) {
 			f.e, f.err = nil, fmt.Errorf("cache: loader for %q panicked: %v", key, p)
@@ -632,12 +661,14 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 			finish()
 		}
 	} else {
+		f.waiters++
 		c.flights.mu.Unlock()
 		c.ctr.deduped.Add(1)
 	}
 	select {
 	case <-f.done:
 	case <-ctx.Done():
+		c.flights.leave(key, f)
 		var zero V
 		return zero, Info{}, ctx.Err()
 	}
@@ -679,7 +710,7 @@ func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOp
 	c.ctr.refreshes.Add(1)
 	finish := func() { c.flights.finish(key, f) }
 	started := c.spawn(func() {
-		f.e, f.info, f.err = c.fetch(key, load, ro, true)
+		f.e, f.info, f.err = c.fetch(c.ctx, key, load, ro, true)
 		if f.err != nil && !errors.Is(f.err, ErrNotFound) {
 			if ok, held := c.refreshLog.allow(c.ts.Now()); ok {
 				c.cfg.Logger.Warn("cache: background refresh failed; the stale value stays until it expires",
@@ -702,8 +733,8 @@ func (c *Cache[V]) refreshInBackground(key string, load LoaderFunc[V], ro readOp
 
 // fetch reads L2 and, on a miss, loads under a lease. skipStaleL2 makes a
 // refresh ignore an L2 value that is itself past its TTL.
-func (c *Cache[V]) fetch(key string, load LoaderFunc[V], ro readOpts, skipStaleL2 bool) (*envelope[V], Info, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.LoadTimeout)
+func (c *Cache[V]) fetch(parent context.Context, key string, load LoaderFunc[V], ro readOpts, skipStaleL2 bool) (*envelope[V], Info, error) {
+	ctx, cancel := context.WithTimeout(parent, c.cfg.LoadTimeout)
 	defer cancel()
 	var info Info
 	gen := c.stripes.gen(key) // before any read: a later invalidation voids our fill
@@ -813,7 +844,10 @@ func (c *Cache[V]) decodeValidInto(data []byte, epochs []uint64, tags []string, 
 func (c *Cache[V]) loadAndFill(ctx context.Context, key string, load LoaderFunc[V], ro readOpts, gen uint64, token string, info Info) (*envelope[V], Info, error) {
 	release := func() {
 		if token != "" {
-			_ = c.l2.release(ctx, key, token)
+			// Also after a cancel (every caller gone): released now, the
+			// lease does not keep other instances waiting for its TTL
+			// (the call is bounded by L2Timeout).
+			_ = c.l2.release(context.WithoutCancel(ctx), key, token)
 		}
 	}
 	epochs, err := c.currentEpochs(ctx, ro.tags)

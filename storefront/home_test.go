@@ -116,7 +116,10 @@ func waitWaiters(t *testing.T, db *sql.DB, table string, within time.Duration, o
 			return time.Since(t0)
 		}
 		if time.Since(t0) > within {
-			t.Fatalf("%s: still %d backends waiting on a lock in a query on %s after %v", what, n, table, within)
+			var q string
+			_ = db.QueryRowContext(context.Background(), `SELECT COALESCE(string_agg(left(query, 200), ' | '), '') FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query ILIKE '%' || $1 || '%'`, table).Scan(&q)
+			t.Fatalf("%s: still %d backends waiting on a lock in a query on %s after %v: %s", what, n, table, within, q)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -233,6 +236,39 @@ func TestHomeBudgets(t *testing.T) {
 		}
 		gone := waitWaiters(t, admin, "users", cancelBound, func(n int) bool { return n == 0 }, "the canceled query")
 		t.Logf("answered 503 in %v; no query on users waiting %v after the answer", a.elapsed, gone)
+	})
+
+	// user_actions locked, through the cache: the recommendations of a
+	// limit nothing cached yet wait on the lock, the page answers with the
+	// fallback as without the cache, and the cache's load, which only
+	// this request waited for, is canceled with it, its query too. The
+	// user is cached first (and the recommendations the guide's
+	// personalisation warming computes for a new session, of the default
+	// limit, are in before the lock), so no warming joins the load.
+	t.Run("user_actions locked, through the cache", func(t *testing.T) {
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			r := <-getHome(t, viaCache.URL+"/users/4/home")
+			if r.status != 200 {
+				t.Fatalf("priming: %d %s", r.status, r.raw)
+			}
+			if info := r.header.Get(storefront.CacheHeader); strings.Contains(info, "user: l1") && strings.Contains(info, "recommendations: l1") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("user 4's page not from the cache after 30 s: %s", r.header.Get(storefront.CacheHeader))
+			}
+		}
+		release := lockTable(t, admin, "user_actions")
+		defer release()
+		answer := getHome(t, viaCache.URL+"/users/4/home?limit=5")
+		waitWaiters(t, admin, "user_actions", nonCriticalBound, func(n int) bool { return n > 0 }, "the recommendations never reached the lock")
+		a := <-answer
+		page := decodeHome(t, a.status, a.raw)
+		if a.status != 200 || page.User.ID != 4 || len(page.Fallbacks) != 1 || page.Fallbacks[0] != "recommendations" {
+			t.Fatalf("%d %s", a.status, a.raw)
+		}
+		gone := waitWaiters(t, admin, "user_actions", cancelBound, func(n int) bool { return n == 0 }, "the cache's canceled load")
+		t.Logf("answered 200 with fallback in %v; the cache's locked query left pg_stat_activity %v after the answer", a.elapsed, gone)
 	})
 
 	// users locked, through the cache: a user the cache holds is served

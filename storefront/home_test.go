@@ -245,31 +245,7 @@ func TestHomeBudgets(t *testing.T) {
 	// user is cached first (and the recommendations the guide's
 	// personalisation warming computes for a new session, of the default
 	// limit, are in before the lock), so no warming joins the load.
-	t.Run("user_actions locked, through the cache", func(t *testing.T) {
-		for deadline := time.Now().Add(30 * time.Second); ; {
-			r := <-getHome(t, viaCache.URL+"/users/4/home")
-			if r.status != 200 {
-				t.Fatalf("priming: %d %s", r.status, r.raw)
-			}
-			if info := r.header.Get(storefront.CacheHeader); strings.Contains(info, "user: l1") && strings.Contains(info, "recommendations: l1") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("user 4's page not from the cache after 30 s: %s", r.header.Get(storefront.CacheHeader))
-			}
-		}
-		release := lockTable(t, admin, "user_actions")
-		defer release()
-		answer := getHome(t, viaCache.URL+"/users/4/home?limit=5")
-		waitWaiters(t, admin, "user_actions", nonCriticalBound, func(n int) bool { return n > 0 }, "the recommendations never reached the lock")
-		a := <-answer
-		page := decodeHome(t, a.status, a.raw)
-		if a.status != 200 || page.User.ID != 4 || len(page.Fallbacks) != 1 || page.Fallbacks[0] != "recommendations" {
-			t.Fatalf("%d %s", a.status, a.raw)
-		}
-		gone := waitWaiters(t, admin, "user_actions", cancelBound, func(n int) bool { return n == 0 }, "the cache's canceled load")
-		t.Logf("answered 200 with fallback in %v; the cache's locked query left pg_stat_activity %v after the answer", a.elapsed, gone)
-	})
+	t.Run("user_actions locked, through the cache", func(t *testing.T) { homeLockedThroughCache(t, viaCache.URL, admin) })
 
 	// users locked, through the cache: a user the cache holds is served
 	// from it, and the page is whole.
@@ -289,4 +265,32 @@ func TestHomeBudgets(t *testing.T) {
 		}
 		t.Logf("answered 200 from the cache in %v", a.elapsed)
 	})
+}
+
+// homeLockedThroughCache is TestHomeBudgets's case of user_actions
+// locked with the page served through the cache at viaCache.
+func homeLockedThroughCache(t *testing.T, viaCache string, admin *sql.DB) {
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r := <-getHome(t, viaCache+"/users/4/home")
+		if r.status != 200 {
+			t.Fatalf("priming: %d %s", r.status, r.raw)
+		}
+		if info := r.header.Get(storefront.CacheHeader); strings.Contains(info, "user: l1") && strings.Contains(info, "recommendations: l1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("user 4's page not from the cache after 30 s: %s", r.header.Get(storefront.CacheHeader))
+		}
+	}
+	release := lockTable(t, admin, "user_actions")
+	defer release()
+	answer := getHome(t, viaCache+"/users/4/home?limit=5")
+	waitWaiters(t, admin, "user_actions", nonCriticalBound, func(n int) bool { return n > 0 }, "the recommendations never reached the lock")
+	a := <-answer
+	page := decodeHome(t, a.status, a.raw)
+	if a.status != 200 || page.User.ID != 4 || len(page.Fallbacks) != 1 || page.Fallbacks[0] != "recommendations" {
+		t.Fatalf("%d %s", a.status, a.raw)
+	}
+	gone := waitWaiters(t, admin, "user_actions", cancelBound, func(n int) bool { return n == 0 }, "the cache's canceled load")
+	t.Logf("answered 200 with fallback in %v; the cache's locked query left pg_stat_activity %v after the answer", a.elapsed, gone)
 }

@@ -125,6 +125,16 @@ type Config[V any] struct {
 	// WarmRise is the rise over the baseline read rate that triggers
 	// AutoWarm (default 0.5, i.e. 50 %).
 	WarmRise float64
+	// Peaks are known traffic peaks (see [ParsePeak]): with TrackHot and
+	// AutoWarm, the cache warms its hottest WarmTopN keys with AutoWarm
+	// PeakLead before each occurrence of each, once per occurrence, beside
+	// the surge trigger (the guide's Prime Video case: prepare ahead of a
+	// known peak rather than react to it). Counted in
+	// [Stats.ScheduledWarmups].
+	Peaks []Peak
+	// PeakLead is how long before a peak the scheduled warm-up runs
+	// (default DefaultPeakLead, 30 minutes).
+	PeakLead time.Duration
 
 	// Recorder receives latencies; nil means none. Counters are always kept
 	// and read with [Cache.Stats].
@@ -139,8 +149,9 @@ type Config[V any] struct {
 	// errors of Delete, InvalidateTags, Wrote and Set themselves.
 	Logger *slog.Logger
 
-	clock       timeSource    // tests (export_test.go); nil means real time
-	beatTimeout time.Duration // tests: bound on one heartbeat's publish; 0 means StalenessBound/4
+	clock       timeSource                     // tests (export_test.go); nil means real time
+	beatTimeout time.Duration                  // tests: bound on one heartbeat's publish; 0 means StalenessBound/4
+	onPeakWarm  func(peak time.Time, keys int) // tests: called after each scheduled warm-up
 }
 
 func (c *Config[V]) resolve() error {
@@ -164,7 +175,7 @@ func (c *Config[V]) resolveDurations() error {
 		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout}, {"LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL},
 		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait}, {"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
 		{"StalenessBound", &c.StalenessBound, DefaultStalenessBound},
-		{"HotWindow", &c.HotWindow, DefaultHotWindow},
+		{"HotWindow", &c.HotWindow, DefaultHotWindow}, {"PeakLead", &c.PeakLead, DefaultPeakLead},
 	}
 	for _, d := range dur {
 		if *d.v < 0 {
@@ -222,6 +233,14 @@ func (c *Config[V]) resolveWarming() error {
 	}
 	if !c.TrackHot && (c.AdmitAfter > 0 || c.AutoWarm != nil) {
 		return errors.New("cache: AdmitAfter and AutoWarm need TrackHot")
+	}
+	if len(c.Peaks) > 0 && c.AutoWarm == nil {
+		return errors.New("cache: Peaks need AutoWarm (the loader warming uses) and TrackHot")
+	}
+	for i, p := range c.Peaks {
+		if p.IsZero() {
+			return fmt.Errorf("cache: Peaks[%d] is the zero Peak; make peaks with ParsePeak", i)
+		}
 	}
 	return nil
 }
@@ -348,6 +367,10 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 		c.hot = newHotness()
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.hotLoop(ctx) }()
+		if len(cfg.Peaks) > 0 {
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.peakLoop(ctx) }()
+		}
 	}
 	c.clock.start(ctx, &c.wg)
 	return c, nil

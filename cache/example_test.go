@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/strata-dev/strata/cache"
 )
@@ -43,4 +44,33 @@ func Example() {
 	// invalidated [l1]
 	// loading user:42
 	// loader
+}
+
+// ExampleParsePeaks schedules warm-ups ahead of known peaks: every evening
+// at 19:00 London time and once on Christmas Eve. With Peaks set, the
+// cache warms its hottest keys with AutoWarm PeakLead (30 minutes by
+// default) before each.
+func ExampleParsePeaks() {
+	peaks, err := cache.ParsePeaks("19:00 Europe/London, 2026-12-24T18:00:00Z")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	load := func(ctx context.Context, key string) (string, error) { return "value of " + key, nil }
+	c, err := cache.New(cache.Config[string]{TrackHot: true, AutoWarm: load, Peaks: peaks})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	after := time.Date(2026, 12, 24, 12, 0, 0, 0, time.UTC)
+	for _, p := range peaks {
+		fmt.Println(p, "next:", p.Next(after).UTC().Format(time.RFC3339))
+	}
+	_, err = cache.ParsePeaks("19:00, 7pm")
+	fmt.Println(err)
+	// Output:
+	// 19:00 Europe/London next: 2026-12-24T19:00:00Z
+	// 2026-12-24T18:00:00Z next: 2026-12-24T18:00:00Z
+	// cache: peak 2 "7pm": want "HH:MM", "HH:MM ZONE" (daily; UTC without a zone) or an RFC 3339 time such as "2026-12-24T19:00:00Z" (once)
 }

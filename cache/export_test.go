@@ -22,6 +22,10 @@ func UseClock[V any](cfg *Config[V], clk *FakeClock) {
 	cfg.beatTimeout = 30 * time.Second
 }
 
+// OnPeakWarm makes a cache made from cfg call fn after each scheduled
+// warm-up (Config.Peaks), with the peak it warmed for and the keys read.
+func OnPeakWarm[V any](cfg *Config[V], fn func(peak time.Time, keys int)) { cfg.onPeakWarm = fn }
+
 // DialRedisAt is DialRedis on clk.
 func DialRedisAt(opt rueidis.ClientOption, cfg RedisConnConfig, clk *FakeClock) (*RedisConn, error) {
 	cfg.clock = clk

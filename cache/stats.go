@@ -30,7 +30,7 @@ type counters struct {
 	voidedSets, voidedFills, stale      atomic.Uint64
 	refreshes, flushes, invSent         atomic.Uint64
 	invReceived, warmed, coldSkipped    atomic.Uint64
-	replays                             atomic.Uint64
+	replays, scheduledWarmups           atomic.Uint64
 }
 
 // Stats is a snapshot of a cache's counters, in the spirit of sql.DBStats.
@@ -69,6 +69,7 @@ type Stats struct {
 	Replays              uint64 // replays of failed invalidations that reached Redis (each its DELs and bumps, or a flush of the namespace)
 	Warmed               uint64 // keys loaded by warming
 	ColdSkipped          uint64 // fills kept out of L1 because the key was cold (tiering)
+	ScheduledWarmups     uint64 // warm-ups of the hot set run ahead of a known peak (one per occurrence; Config.Peaks)
 
 	L2Breaker BreakerState // state of the L2 circuit breaker
 	BusUp     bool         // the invalidation bus delivers (always false without Redis)
@@ -85,6 +86,7 @@ func (c *Cache[V]) Stats() Stats {
 		Flushes: c.ctr.flushes.Load(), InvalidationsSent: c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(), Warmed: c.ctr.warmed.Load(),
 		ColdSkipped: c.ctr.coldSkipped.Load(), PendingInvalidations: c.pend.size(), Replays: c.ctr.replays.Load(),
+		ScheduledWarmups: c.ctr.scheduledWarmups.Load(),
 	}
 	if c.l1 != nil {
 		st := c.l1Stats.Snapshot()

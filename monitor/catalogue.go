@@ -148,6 +148,7 @@ func Catalogue() []Metric {
 		{Gauge, "pending_invalidations", "", "Keys and tags whose invalidation did not reach Redis yet (replayed when it answers).", false},
 		{Counter, "invalidation_replays_total", "", "Replays of failed invalidations that reached Redis.", false},
 		{Counter, "warmed_keys_total", "", "Keys loaded by warming.", false},
+		{Counter, "scheduled_warmups_total", "", "Warm-ups of the hot set run ahead of a known peak (one per peak occurrence).", false},
 		{Counter, "cold_skipped_total", "", "Fills kept out of L1 because the key was cold (hot/cold tiering).", false},
 		{Gauge, "breaker_state", "", "State of the L2 circuit breaker: 0 closed, 1 open, 2 half-open.", false},
 		{Gauge, "bus_up", "", "1 while the invalidation bus delivers.", false},

@@ -172,7 +172,7 @@ func cachePanels() []Panel {
 		{Title: "Evictions and voided sets by level", Unit: "ops", Targets: []Target{
 			{Expr: rate("strata_cache_evictions_total", "cache, level"), Legend: "evicted {{cache}} {{level}}"},
 			{Expr: rate("strata_cache_voided_sets_total", "cache, level"), Legend: "voided {{cache}} {{level}}"}}},
-		events("Stale reads, refreshes and tiering", "stale_served_total", "refreshes_total", "warmed_keys_total", "cold_skipped_total"),
+		events("Stale reads, refreshes and tiering", "stale_served_total", "refreshes_total", "warmed_keys_total", "scheduled_warmups_total", "cold_skipped_total"),
 	}
 }
 

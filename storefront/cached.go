@@ -41,6 +41,13 @@ type CacheConfig struct {
 	Namespace string
 	// StalenessBound: see the cache package; 0 means its default (1 s).
 	StalenessBound time.Duration
+	// WarmPeaks are known traffic peaks (cache.ParsePeak): the users and
+	// products caches warm their hot sets WarmLead before each, beside
+	// the warm-up they run when traffic surges. None by default.
+	WarmPeaks []cache.Peak
+	// WarmLead is how long before a peak the warm-up runs; 0 means
+	// cache.DefaultPeakLead (30 minutes, the guide's Prime Video case).
+	WarmLead time.Duration
 	// Registerer receives the cache metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Logger receives background errors; nil means slog.Default().
@@ -128,13 +135,17 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 }
 
 // newLevel makes one of the stage's caches. Caches keyed by id track
-// hotness and warm their hot set when traffic surges (autoWarm); query
-// results are not warmed, since their keys carry arguments.
+// hotness and warm their hot set when traffic surges (autoWarm) and ahead
+// of the known peaks; query results are not warmed, since their keys
+// carry arguments.
 func newLevel[V any](cfg CacheConfig, m *cachemetrics.Metrics, name string, ttl time.Duration, autoWarm cache.LoaderFunc[V]) (*cache.Cache[V], error) {
 	cc := cache.Config[V]{
 		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis, RedisConn: cfg.RedisConn,
 		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger,
 		TrackHot: autoWarm != nil, AutoWarm: autoWarm,
+	}
+	if autoWarm != nil {
+		cc.Peaks, cc.PeakLead = cfg.WarmPeaks, cfg.WarmLead
 	}
 	if m != nil {
 		cc.Recorder = m.Recorder(name)

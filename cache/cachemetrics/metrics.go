@@ -87,6 +87,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		{"pending_invalidations", "Keys and tags whose invalidation did not reach Redis yet (replayed when it answers)."},
 		{"invalidation_replays_total", "Replays of failed invalidations that reached Redis."},
 		{"warmed_keys_total", "Keys loaded by warming."},
+		{"scheduled_warmups_total", "Warm-ups of the hot set run ahead of a known peak (one per peak occurrence)."},
 		{"cold_skipped_total", "Fills kept out of L1 because the key was cold (hot/cold tiering)."},
 		{"breaker_state", "State of the L2 circuit breaker: 0 closed, 1 open, 2 half-open."},
 		{"bus_up", "1 while the invalidation bus delivers."},
@@ -224,6 +225,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge("pending_invalidations", float64(s.PendingInvalidations))
 		counter("invalidation_replays_total", s.Replays)
 		counter("warmed_keys_total", s.Warmed)
+		counter("scheduled_warmups_total", s.ScheduledWarmups)
 		counter("cold_skipped_total", s.ColdSkipped)
 		gauge("breaker_state", float64(s.L2Breaker))
 		up := 0.0

@@ -30,8 +30,10 @@ type serveConfig struct {
 	Shards   configValue[[]string]
 	Addr     configValue[string]
 	Cache    struct {
-		Enabled configValue[bool]
-		Redis   configValue[string]
+		Enabled   configValue[bool]
+		Redis     configValue[string]
+		WarmPeaks configValue[[]string] // known peaks to warm the cache ahead of (cache.ParsePeak)
+		WarmLead  configValue[string]   // how long ahead (a Go duration)
 	}
 }
 
@@ -75,8 +77,10 @@ func loadServeConfig(path string) (serveConfig, error) {
 		"shards":   func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
 		"cache": func(n *yaml.Node, key string) error {
 			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
-				"enabled": func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Cache.Enabled) },
-				"redis":   func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.Redis) },
+				"enabled":    func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Cache.Enabled) },
+				"redis":      func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.Redis) },
+				"warm_peaks": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Cache.WarmPeaks) },
+				"warm_lead":  func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.WarmLead) },
 			})
 		},
 	})

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/cache"
 )
 
 // TestServeConfigErrors: a bad config file is refused with exit 2 and a
@@ -38,6 +41,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"shards not a list", "shards: postgres://a@h/x\n", []string{"cfg.yaml:1: shards: want a list of strings, got the string"}, nil},
 		// a key given twice
 		{"duplicate key", "db: a\ndb: b\n", []string{"db"}, nil},
+		// a bad peak in the file is blamed on the file, with its position in the list
+		{"bad warm peak in file", "cache:\n  enabled: true\n  warm_peaks: ['19:00', '19:00 Mars/Olympus']\n", []string{"cfg.yaml:3 (key cache.warm_peaks) (peak 2)", `unknown time zone "Mars/Olympus"`}, []string{"--warm-peak"}},
+		// a bad lead in the file is blamed on the file
+		{"bad warm lead in file", "cache:\n  warm_lead: soon\n", []string{"cfg.yaml:2 (key cache.warm_lead)", `"soon": not a duration`}, []string{"--warm-lead"}},
 		// not YAML at all
 		{"not yaml", "db: [\n", []string{"not valid YAML"}, nil},
 	} {
@@ -95,5 +102,49 @@ func TestServeURLErrors(t *testing.T) {
 				t.Fatalf("exit %d, want 2 with %q and no password:\n%s", code, c.want, out.String())
 			}
 		})
+	}
+}
+
+// TestServeWarmPeakErrors: a bad --warm-peak or --warm-lead is a usage
+// error (exit 2) that names the flag and the bad entry.
+func TestServeWarmPeakErrors(t *testing.T) {
+	lite := "sqlite://" + filepath.Join(t.TempDir(), "x.db")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// an hour out of range, in the second of two peaks
+		{"bad hour", []string{"--cache", "--warm-peak", "19:00", "--warm-peak", "25:00"}, `--warm-peak (peak 2): cache: peak "25:00": hour 25 is past 23`},
+		// not a peak at all
+		{"not a peak", []string{"--cache", "--warm-peak", "tonight"}, `--warm-peak (peak 1): cache: peak "tonight": want "HH:MM"`},
+		// an unknown zone
+		{"bad zone", []string{"--cache", "--warm-peak", "19:00 Europe/Atlantis"}, `unknown time zone "Europe/Atlantis"`},
+		// peaks with the cache off: nothing to warm
+		{"no cache", []string{"--warm-peak", "19:00"}, "--warm-peak: the peaks warm the cache, which is off"},
+		// a lead that is not a duration
+		{"bad lead", []string{"--cache", "--warm-lead", "half an hour"}, `--warm-lead "half an hour": not a duration`},
+		// a lead that is not ahead
+		{"negative lead", []string{"--cache", "--warm-lead", "-5m"}, `--warm-lead "-5m": must be positive`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(context.Background(), append([]string{"serve", "--addr", "127.0.0.1:0", "--db", lite}, c.args...), &out, &out)
+			if code != 2 || !strings.Contains(out.String(), c.want) {
+				t.Fatalf("exit %d, want 2 with %q:\n%s", code, c.want, out.String())
+			}
+		})
+	}
+}
+
+// TestWarmSchedule: good peaks and lead reach the cache config, in order.
+func TestWarmSchedule(t *testing.T) {
+	where := map[string]string{"warm-peak": "--warm-peak", "warm-lead": "--warm-lead"}
+	peaks, lead, err := warmSchedule([]string{"19:00 Europe/London", "2026-12-24T18:00:00Z"}, "45m", true, where)
+	if err != nil || lead != 45*time.Minute || len(peaks) != 2 || peaks[0].String() != "19:00 Europe/London" || peaks[1].String() != "2026-12-24T18:00:00Z" {
+		t.Fatalf("warmSchedule = %v, %v, %v", peaks, lead, err)
+	}
+	if peaks, lead, err := warmSchedule(nil, cache.DefaultPeakLead.String(), false, where); err != nil || peaks != nil || lead != cache.DefaultPeakLead {
+		t.Fatalf("no peaks, cache off: %v, %v, %v", peaks, lead, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // the time zones of --warm-peak, on machines without a zone database
 
 	"github.com/spf13/cobra"
 )

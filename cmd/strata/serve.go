@@ -31,7 +31,8 @@ func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
 		useCache, sampleQueries           bool
-		replicas, shards                  []string
+		replicas, shards, warmPeaks       []string
+		warmLead                          string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -47,11 +48,18 @@ given PostgreSQL databases by user id; --db is then the main database,
 which keeps the shard map, the products and the id allocators. The first
 start publishes a map over the shards as given (named shard1, shard2, ...);
 later starts follow the stored map, which must name every --shard, and
-apply a newly published map without a restart.`,
+apply a newly published map without a restart.
+
+With --warm-peak (and the cache), the hottest users and products are
+loaded into the cache --warm-lead (default 30 minutes) before each known
+peak, beside the warm-up the cache runs by itself when traffic surges. A
+peak is "HH:MM" (daily, UTC), "HH:MM ZONE" (daily in an IANA time zone)
+or an RFC 3339 time (once).`,
 		Example: `  strata serve
   strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
   strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
   strata serve --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata
+  strata serve --cache --warm-peak '19:00 Europe/London' --warm-peak 2026-12-24T18:00:00Z --warm-lead 45m
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -60,7 +68,7 @@ apply a newly published map without a restart.`,
 			}
 			// where names the source of each value in error messages: the
 			// flag, or the config file's line.
-			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard"}
+			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -74,6 +82,10 @@ apply a newly published map without a restart.`,
 				fromFile("db", c.DB, &dbURL)
 				fromFile("addr", c.Addr, &addr)
 				fromFile("redis", c.Cache.Redis, &redisURL)
+				fromFile("warm-lead", c.Cache.WarmLead, &warmLead)
+				if !cmd.Flags().Changed("warm-peak") && c.Cache.WarmPeaks.Set {
+					warmPeaks, where["warm-peak"] = c.Cache.WarmPeaks.V, "config "+c.Cache.WarmPeaks.At
+				}
 				if !cmd.Flags().Changed("replica") && c.Replicas.Set {
 					replicas, where["replica"] = c.Replicas.V, "config "+c.Replicas.At
 				}
@@ -88,6 +100,10 @@ apply a newly published map without a restart.`,
 				useCache = true // Redis is only used as a cache level
 			}
 			if err := checkServeInputs(addr, dbURL, redisURL, replicas, shards, where); err != nil {
+				return err
+			}
+			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
+			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -112,7 +128,7 @@ apply a newly published map without a restart.`,
 			var svc storefront.Service = store
 			level := "no cache"
 			if useCache {
-				cfg := storefront.CacheConfig{Registerer: reg, Logger: log}
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead}
 				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)
@@ -153,8 +169,37 @@ apply a newly published map without a restart.`,
 	f.StringArrayVar(&replicas, "replica", nil, "a PostgreSQL streaming replica of --db, postgres://...; repeat for more (reads go to replicas, writes to --db)")
 	f.StringArrayVar(&shards, "shard", nil, "a PostgreSQL database to shard users over (stage 5), postgres://...; repeat for each shard (--db is then the main database, holding the shard map)")
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis); flags win over it")
+	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
+	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead); flags win over it")
 	return cmd
+}
+
+// warmSchedule parses the known peaks and the lead of the scheduled cache
+// warm-up; an error names the flag or config line of the bad value.
+func warmSchedule(raw []string, rawLead string, useCache bool, where map[string]string) ([]cache.Peak, time.Duration, error) {
+	lead, err := time.ParseDuration(rawLead)
+	switch {
+	case err != nil:
+		return nil, 0, usageError{fmt.Errorf("%s %s: not a duration (want for example 30m or 1h30m)", where["warm-lead"], quote(rawLead))}
+	case lead <= 0:
+		return nil, 0, usageError{fmt.Errorf("%s %s: must be positive (the warm-up runs that long before each peak)", where["warm-lead"], quote(rawLead))}
+	}
+	if len(raw) == 0 {
+		return nil, lead, nil
+	}
+	if !useCache {
+		return nil, 0, usageError{fmt.Errorf("%s: the peaks warm the cache, which is off; add --cache (or --redis)", where["warm-peak"])}
+	}
+	peaks := make([]cache.Peak, 0, len(raw))
+	for i, s := range raw {
+		p, err := cache.ParsePeak(s)
+		if err != nil {
+			return nil, 0, usageError{fmt.Errorf("%s (peak %d): %w", where["warm-peak"], i+1, err)}
+		}
+		peaks = append(peaks, p)
+	}
+	return peaks, lead, nil
 }
 
 // openError is the error of serve's storefront.Open, blamed on the flag

@@ -94,7 +94,9 @@
 // candidates yields the hot set: [Cache.Hot], [Cache.WarmHot] (the guide's
 // "pre-warm the top 1,000"). With AutoWarm the cache warms its hot set by
 // itself when the read rate rises more than 50 % above its baseline (the
-// guide's peak-traffic preparation). With Redis, every instance publishes
+// guide's peak-traffic preparation), and, given known Peaks (see
+// [ParsePeak]), PeakLead (30 minutes) before each of them (the guide's
+// Prime Video case). With Redis, every instance publishes
 // its hot set; [Cache.WarmFromPublished] lets a fresh instance load it, and
 // [CopyKeys] copies hot entries to another Redis (the guide's new-region
 // warming). AdmitAfter is hot/cold tiering: only keys read at least that

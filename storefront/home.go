@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/shard"
 )
 
@@ -140,9 +141,7 @@ func (a *api) home(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel() // stops a call still running: its queries are canceled on the database
 	userc := start(ctx, a.budgets.critical, func(ctx context.Context) (User, error) { return a.svc.GetUser(ctx, id) })
-	recc := start(ctx, a.budgets.nonCritical, func(ctx context.Context) ([]Recommendation, error) {
-		return a.svc.Recommend(ctx, id, limit)
-	})
+	recc := a.startRecommendations(ctx, id, limit) // sheddable under overload control
 
 	u := <-userc // start's deadline bounds the wait
 	merge(ctx, u)
@@ -184,7 +183,10 @@ func (a *api) home(w http.ResponseWriter, r *http.Request) {
 // the list is empty.
 func (a *api) fallbackRecommendations(ctx context.Context, limit int, failed part[[]Recommendation]) []Recommendation {
 	why := "no answer within " + a.budgets.nonCritical.String()
-	if !failed.timedOut {
+	switch {
+	case errors.Is(failed.err, overload.ErrOverloaded):
+		why = "not tried: the service is overloaded and sheds non-critical work"
+	case !failed.timedOut:
 		why = clipReport(failed.err.Error())
 		a.unavailable.warn(a.log, "recommendations failed; serving popular products instead", "err", failed.err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/replica"
 )
 
@@ -71,6 +72,15 @@ type HandlerConfig struct {
 	// recommendations); zero means DefaultCriticalBudget and
 	// DefaultNonCriticalBudget, the guide's 100 and 500 ms.
 	CriticalBudget, NonCriticalBudget time.Duration
+	// Overload is the adaptive concurrency limiter in front of the
+	// routes (see [overload.Limiter]); nil, the zero value, means none.
+	// With it, reads of a user or a product and the composite page are
+	// critical work, the composite page's recommendations sheddable (they
+	// fall back to popular products without being tried), every other
+	// route normal; a refused request is answered 503 with Retry-After
+	// and {"error": "...", "cause": "overload"}. /healthz, /readyz and
+	// /metrics are never limited.
+	Overload *overload.Limiter
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -87,7 +97,8 @@ type api struct {
 	// unavailable logs "cannot serve now" conditions, which last and would
 	// otherwise log a line per request.
 	unavailable throttle
-	budgets     budgets // of the composite page
+	budgets     budgets           // of the composite page
+	limiter     *overload.Limiter // nil: no overload control
 }
 
 // NewHandler returns the storefront's HTTP JSON API over svc:
@@ -116,11 +127,11 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &api{svc: svc, log: cfg.Logger, budgets: resolveBudgets(cfg)}
+	a := &api{svc: svc, log: cfg.Logger, budgets: resolveBudgets(cfg), limiter: cfg.Overload}
 	m := newHTTPMetrics(cfg.Registerer)
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, m.instrument(pattern, a.recover(h)))
+		mux.Handle(pattern, m.instrument(pattern, a.recover(a.admit(pattern, h))))
 	}
 	route("GET /users/{id}", getByID(a, privateCache, svc.GetUser))
 	route("POST /users", a.createUser)
@@ -345,6 +356,9 @@ func (r *statusRecorder) WriteHeader(status int)      { r.status = status }
 type errorBody struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
+	// Cause names a refusal's cause where a client may act on it:
+	// "overload" when the request was shed.
+	Cause string `json:"cause,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

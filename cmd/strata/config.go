@@ -35,6 +35,11 @@ type serveConfig struct {
 		WarmPeaks configValue[[]string] // known peaks to warm the cache ahead of (cache.ParsePeak)
 		WarmLead  configValue[string]   // how long ahead (a Go duration)
 	}
+	Overload struct {
+		Enabled     configValue[bool]
+		SLA         configValue[string]  // a Go duration
+		CapacityRPS configValue[float64] // requests per second
+	}
 }
 
 // configValue is one value of the config file and where it was written.
@@ -81,6 +86,13 @@ func loadServeConfig(path string) (serveConfig, error) {
 				"redis":      func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.Redis) },
 				"warm_peaks": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Cache.WarmPeaks) },
 				"warm_lead":  func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.WarmLead) },
+			})
+		},
+		"overload": func(n *yaml.Node, key string) error {
+			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
+				"enabled":      func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Overload.Enabled) },
+				"sla":          func(n *yaml.Node, key string) error { return d.str(n, key, &c.Overload.SLA) },
+				"capacity_rps": func(n *yaml.Node, key string) error { return d.number(n, key, &c.Overload.CapacityRPS) },
 			})
 		},
 	})
@@ -182,6 +194,22 @@ func (d configDecoder) boolean(n *yaml.Node, key string, dst *configValue[bool])
 		return d.errorf(n, key, "want true or false, got %s", quote(n.Value))
 	}
 	*dst = configValue[bool]{V: v, Set: true, At: d.at(n, key)}
+	return nil
+}
+
+func (d configDecoder) number(n *yaml.Node, key string, dst *configValue[float64]) error {
+	n = deref(n)
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+		return d.errorf(n, key, "want a number, got %s", describe(n))
+	}
+	v, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+	if err != nil { // YAML spellings such as .inf or 0x10 that Go does not read
+		return d.errorf(n, key, "want a number, got %s", quote(n.Value))
+	}
+	*dst = configValue[float64]{V: v, Set: true, At: d.at(n, key)}
 	return nil
 }
 

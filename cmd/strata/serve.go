@@ -20,6 +20,7 @@ import (
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
 )
@@ -33,6 +34,7 @@ func newServe(g *globals) *cobra.Command {
 		useCache, sampleQueries           bool
 		replicas, shards, warmPeaks       []string
 		warmLead                          string
+		ov                                overloadFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -54,12 +56,22 @@ With --warm-peak (and the cache), the hottest users and products are
 loaded into the cache --warm-lead (default 30 minutes) before each known
 peak, beside the warm-up the cache runs by itself when traffic surges. A
 peak is "HH:MM" (daily, UTC), "HH:MM ZONE" (daily in an IANA time zone)
-or an RFC 3339 time (once).`,
+or an RFC 3339 time (once).
+
+With --overload, an adaptive concurrency limiter stands in front of the
+routes and holds the admitted requests' p99 within --sla (default 100ms):
+under overload the composite page's recommendations fall back first,
+then writes, searches and recommendations get 503 with Retry-After, and
+reads of a user or a product are refused last of all. With
+--capacity-rps, the rate a load test found this instance breaks at,
+strata_overload_utilisation_ratio (offered rate / capacity) is exported
+for an autoscaler (docs/autoscaling.md).`,
 		Example: `  strata serve
   strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
   strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
   strata serve --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata
   strata serve --cache --warm-peak '19:00 Europe/London' --warm-peak 2026-12-24T18:00:00Z --warm-lead 45m
+  strata serve --overload --capacity-rps 900
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -68,7 +80,8 @@ or an RFC 3339 time (once).`,
 			}
 			// where names the source of each value in error messages: the
 			// flag, or the config file's line.
-			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead"}
+			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead",
+				"overload": "--overload", "sla": "--sla", "capacity-rps": "--capacity-rps"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -95,6 +108,7 @@ or an RFC 3339 time (once).`,
 				if !cmd.Flags().Changed("cache") && c.Cache.Enabled.Set {
 					useCache = c.Cache.Enabled.V
 				}
+				ov.fromFile(cmd, c, where)
 			}
 			if redisURL != "" {
 				useCache = true // Redis is only used as a cache level
@@ -103,6 +117,10 @@ or an RFC 3339 time (once).`,
 				return err
 			}
 			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
+			if err != nil {
+				return err
+			}
+			ovCfg, err := ov.config(cmd, where)
 			if err != nil {
 				return err
 			}
@@ -146,12 +164,21 @@ or an RFC 3339 time (once).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log})
+			hcfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log}
+			control := "off"
+			if ovCfg != nil {
+				ovCfg.Registerer = reg
+				if hcfg.Overload, err = overload.New(*ovCfg); err != nil {
+					return err
+				}
+				control = fmt.Sprintf("on (SLA p99 < %v, capacity %s)", ovCfg.Target, capacityText(ovCfg.CapacityRPS))
+			}
+			h := storefront.NewHandler(svc, hcfg)
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
-			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level))
+			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level), "overload_control", control)
 			srv := storefront.NewServer(addr, h)
 			srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 			err = storefront.Serve(ctx, srv, ln)
@@ -171,7 +198,8 @@ or an RFC 3339 time (once).`,
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead); flags win over it")
+	ov.flags(f)
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
 	return cmd
 }
 

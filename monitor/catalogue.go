@@ -46,6 +46,7 @@ const (
 	SubsystemCache    = "cache"
 	SubsystemReplica  = "replica"
 	SubsystemShard    = "shard"
+	SubsystemOverload = "overload"
 	SubsystemRuntime  = "runtime"
 	SubsystemNode     = "node"
 	SubsystemPostgres = "postgres"
@@ -72,7 +73,7 @@ type Metric struct {
 	// has them and an unsharded one does not. Queries must not depend on
 	// them unless they aggregate them away.
 	OptionalLabels []string
-	Subsystem      string // http, db, cache, replica, shard, runtime, node or postgres
+	Subsystem      string // http, db, cache, replica, shard, overload, runtime, node or postgres
 	Source         Source // who exports it
 	// Everywhere says that every configuration of strata serve registers
 	// it (SQLite or PostgreSQL, with or without replicas, shards or the
@@ -184,6 +185,17 @@ func Catalogue() []Metric {
 	strata(SubsystemShard, Counter, "strata_shard_map_reloads_total", "", "Reads of the shard map after start (polls, notifications, reconnects).")
 	strata(SubsystemShard, Counter, "strata_shard_map_reload_errors_total", "", "Shard map reloads that failed or found a map that does not decode, validate or move forward.")
 	strata(SubsystemShard, Counter, "strata_shard_map_apply_errors_total", "", "Newer shard maps the instance loaded but could not apply (its OnChange failed): it still routes by an older one.")
+
+	// overload/metrics.go: strata serve --overload (utilisation only with
+	// --capacity-rps).
+	strata(SubsystemOverload, Gauge, "strata_overload_limit", "", "Concurrency limit of the adaptive limiter: admitted work in flight it allows now.")
+	strata(SubsystemOverload, Gauge, "strata_overload_inflight", "", "Admitted work in flight, by priority class (critical, normal, sheddable).", "class")
+	strata(SubsystemOverload, Gauge, "strata_overload_queued", "", "Critical and normal work waiting in the bounded queue for room under the limit.")
+	strata(SubsystemOverload, Gauge, "strata_overload_latency_seconds", "seconds", "Latency quantile (p99) of the admitted work in the limiter's last closed window, which the limit follows.")
+	strata(SubsystemOverload, Gauge, "strata_overload_target_seconds", "seconds", "The latency target (SLA) the limiter holds that quantile to.")
+	strata(SubsystemOverload, Counter, "strata_overload_admitted_total", "", "Work the limiter admitted, by priority class.", "class")
+	strata(SubsystemOverload, Counter, "strata_overload_rejected_total", "", "Work the limiter refused (shed), by priority class: a 503, or a part served by its fallback.", "class")
+	strata(SubsystemOverload, Gauge, "strata_overload_utilisation_ratio", "", "Work offered per second over the last 10 s, admitted or not, divided by the capacity the load test measured (--capacity-rps): the autoscaling signal.")
 
 	// client_golang's collectors.NewGoCollector and NewProcessCollector,
 	// which storefront.NewRegistry registers.

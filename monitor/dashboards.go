@@ -50,7 +50,8 @@ const RateInterval = "$__rate_interval"
 
 // Dashboards returns Strata's dashboards: the overview (the golden signals
 // per route, pool saturation and the process) and one per subsystem:
-// cache, replicas, shards and database (pools, PostgreSQL and the node).
+// cache, replicas, shards, database (pools, PostgreSQL and the node) and
+// overload control.
 // Every Strata metric of a subsystem that no hand-made panel reads gets a
 // panel of its own, built from its catalogue entry, so a new metric shows
 // up without anyone drawing it. Each call builds them afresh.
@@ -63,11 +64,12 @@ func Dashboards() []Dashboard {
 		{UID: "strata-replicas", Title: "Strata / Replicas", Panels: replicaPanels()},
 		{UID: "strata-shards", Title: "Strata / Shards", Panels: shardPanels()},
 		{UID: "strata-database", Title: "Strata / Database", Panels: databasePanels()},
+		{UID: "strata-overload", Title: "Strata / Overload control", Panels: overloadPanels()},
 	}
 	// The subsystem each dashboard completes with panels of its own.
 	complete := map[string]string{
 		"strata-overview": SubsystemHTTP, "strata-cache": SubsystemCache, "strata-replicas": SubsystemReplica,
-		"strata-shards": SubsystemShard, "strata-database": SubsystemDB,
+		"strata-shards": SubsystemShard, "strata-database": SubsystemDB, "strata-overload": SubsystemOverload,
 	}
 	for i := range ds {
 		d := &ds[i]
@@ -206,6 +208,27 @@ func shardPanels() []Panel {
 			{Expr: "sum by (instance) (rate(strata_shard_map_reloads_total[" + RateInterval + "]))", Legend: "reloads {{instance}}"},
 			{Expr: "sum by (instance) (rate(strata_shard_map_reload_errors_total[" + RateInterval + "]))", Legend: "reload errors {{instance}}"},
 			{Expr: "sum by (instance) (rate(strata_shard_map_apply_errors_total[" + RateInterval + "]))", Legend: "apply errors {{instance}}"}}},
+	}
+}
+
+func overloadPanels() []Panel {
+	return []Panel{
+		{Title: "Utilisation of the measured capacity (the autoscaling signal)", Unit: "percentunit",
+			Description: "Offered rate over the capacity a load test measured: what the HorizontalPodAutoscaler of docs/autoscaling.md scales on.",
+			Targets:     []Target{{Expr: "max by (instance) (strata_overload_utilisation_ratio)", Legend: "{{instance}}"}}},
+		{Title: "Concurrency limit and work in flight", Unit: "short", Targets: []Target{
+			{Expr: "sum by (instance) (strata_overload_limit)", Legend: "limit {{instance}}"},
+			{Expr: "sum by (instance, class) (strata_overload_inflight)", Legend: "in flight {{instance}} {{class}}"},
+			{Expr: "sum by (instance) (strata_overload_queued)", Legend: "queued {{instance}}"}}},
+		{Title: "Window p99 against the SLA", Unit: "s", Targets: []Target{
+			{Expr: "max by (instance) (strata_overload_latency_seconds)", Legend: "p99 {{instance}}"},
+			{Expr: "max by (instance) (strata_overload_target_seconds)", Legend: "SLA {{instance}}"}}},
+		{Title: "Admitted and shed by class", Unit: "ops", Targets: []Target{
+			{Expr: rate("strata_overload_admitted_total", "class"), Legend: "admitted {{class}}"},
+			{Expr: rate("strata_overload_rejected_total", "class"), Legend: "shed {{class}}"}}},
+		{Title: "Share shed by class", Unit: "percentunit", Targets: []Target{{
+			Expr:   ratio(rate("strata_overload_rejected_total", "class"), "("+rate("strata_overload_admitted_total", "class")+" + "+rate("strata_overload_rejected_total", "class")+")"),
+			Legend: "{{class}}"}}},
 	}
 }
 

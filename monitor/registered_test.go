@@ -17,6 +17,7 @@ import (
 	"github.com/strata-dev/strata/internal/sqlstats"
 	"github.com/strata-dev/strata/internal/testdb"
 	"github.com/strata-dev/strata/monitor"
+	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/storefront"
 )
 
@@ -64,7 +65,15 @@ func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool) s
 		t.Cleanup(func() { c.Close() })
 		svc = c
 	}
-	srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: rec, Gatherer: reg}))
+	hcfg := storefront.HandlerConfig{Registerer: rec, Gatherer: reg}
+	if cached { // strata serve --overload --capacity-rps, here with the cache
+		lim, err := overload.New(overload.Config{Registerer: rec, CapacityRPS: 1000})
+		if err != nil {
+			t.Fatalf("%s: overload: %v", name, err)
+		}
+		hcfg.Overload = lim
+	}
+	srv := httptest.NewServer(storefront.NewHandler(svc, hcfg))
 	t.Cleanup(srv.Close)
 	for _, path := range []string{"/healthz", "/products/1", "/search?q=x", "/nowhere", "/metrics"} {
 		resp, err := http.Get(srv.URL + path)

@@ -72,7 +72,7 @@ const e2eSpeedPanel = "strata-database / Node network utilisation (devices repor
 // this process under a steady load from the load tester: one on a
 // PostgreSQL database of its own, reading on the two streaming replicas;
 // one reading through the cache (Redis as L2) and the replicas; one
-// sharded over two primaries with the L1 cache. A private Prometheus
+// sharded over two primaries with the L1 cache and overload control. A private Prometheus
 // scrapes them and the shared node and PostgreSQL exporters, and loads
 // the rules monitor.Generate writes with every period divided by 20. The
 // first storefront's database then stops accepting connections, its open
@@ -203,9 +203,10 @@ func newE2ERig(t *testing.T) *e2eRig {
 	}
 	r.serve("replicas + Redis", schema, args)
 
-	// [2]: sharded over the two shard primaries, with the L1 cache.
+	// [2]: sharded over the two shard primaries, with the L1 cache and
+	// overload control (its limit far above this load: nothing is shed).
 	mainDB, shards := testdb.PostgresDatabase(t), testdb.ShardDatabases(t)
-	args = []string{"--db", mainDB, "--cache"}
+	args = []string{"--db", mainDB, "--cache", "--overload", "--capacity-rps", fmt.Sprint(10 * e2eRate)}
 	for _, s := range shards {
 		args = append(args, "--shard", s)
 	}
@@ -240,8 +241,8 @@ func newE2ERig(t *testing.T) *e2eRig {
 // serves a storefront on it.
 func (r *e2eRig) serve(name, db string, args []string) {
 	r.t.Helper()
-	seed := append([]string{"seed"}, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--cache" })...)
-	seed = withoutFlag(withoutFlag(seed, "--redis"), "--replica")
+	seed := append([]string{"seed"}, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--cache" || a == "--overload" })...)
+	seed = withoutFlag(withoutFlag(withoutFlag(seed, "--redis"), "--replica"), "--capacity-rps")
 	seed = append(seed, "--users", fmt.Sprint(e2eUsers), "--products", fmt.Sprint(e2eProducts), "--actions", fmt.Sprint(e2eActions))
 	mustRun(r.t, nil, seed...)
 	s := startServe(r.t, args...)

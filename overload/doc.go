@@ -13,11 +13,13 @@
 // p99 L is compared with the target T (the guide's p99 < 100 ms):
 //
 //	L > T          limit × max(0.5, T / L)   the gradient: cut in proportion, at most by half
-//	L < 0.8 × T    limit + √limit            Gradient2's queue allowance, only while the
-//	                                         window filled at least half the limit (not app-limited)
+//	L < 0.8 × T    limit + √limit            Gradient2's queue allowance
 //	otherwise      unchanged                 the headroom between 80 % and 100 % of the SLA
 //
-// within [MinLimit, MaxLimit]. Gradient2 compares a short-term with a
+// within [MinLimit, MaxLimit]. As in Gradient2, a window in which less
+// than half the limit was ever in flight leaves the limit alone: the
+// service is app-limited, its latency is not the limit's doing (a slow
+// disk, a noisy neighbour), and shedding would make nothing faster. Gradient2 compares a short-term with a
 // long-term average latency, which finds where queueing starts but knows
 // no SLA; here the SLA is the reference, so the limit settles where the
 // admitted requests' p99 is just under it, whatever the no-load latency.

@@ -411,11 +411,17 @@ func (l *Limiter) adjust() {
 	i := int(math.Ceil(l.cfg.Quantile*float64(len(l.samples)))) - 1
 	lat := l.samples[min(max(i, 0), len(l.samples)-1)]
 	l.latency = lat
+	if float64(l.peak) < l.limit/2 {
+		// App-limited (Gradient2's rule): less than half the limit was in
+		// use, so the latency is not the limit's doing, and a lower limit
+		// would shed work without making anything faster.
+		return
+	}
 	target := float64(l.cfg.Target)
 	switch {
 	case float64(lat) > target:
 		l.limit *= max(minGradient, target/float64(lat))
-	case float64(lat) < growBelow*target && float64(l.peak) >= l.limit/2:
+	case float64(lat) < growBelow*target:
 		l.limit += math.Sqrt(l.limit)
 	}
 	l.limit = min(max(l.limit, float64(l.cfg.MinLimit)), float64(l.cfg.MaxLimit))

@@ -90,6 +90,9 @@ func TestLimitFollowsLatency(t *testing.T) {
 		{"far over halves at most", 20, 20, time.Second, 10},
 		// Fast, but only 20 of 100 in flight: app-limited, held.
 		{"app-limited holds", 100, 20, 10 * time.Millisecond, 100},
+		// Slow, but only 20 of 100 in flight: the latency is not the
+		// limit's doing, held too.
+		{"app-limited slow holds", 100, 20, time.Second, 100},
 		// Halving 20 would go under MinLimit 15.
 		{"min limit", 20, 20, time.Second, 15},
 		// Growing 30 by √30 would pass MaxLimit 32.

@@ -33,8 +33,9 @@
 // refused first (its caller falls back without trying), then normal
 // requests (503 with Retry-After), and critical reads last of all.
 // Nothing queues without bound: Critical and Normal work that finds no
-// room may wait in a small queue (32 by default, critical first) for at
-// most 10 ms; Sheddable work never waits. A refusal is a
+// room may wait in a small queue (32 by default, critical first; when it
+// is full, critical work takes the place of the newest normal work) for
+// at most 10 ms; Sheddable work never waits. A refusal is a
 // [*RejectedError], which wraps [ErrOverloaded].
 //
 // Background work asks the same limiter and stops when refused:

@@ -158,10 +158,11 @@ type Limiter struct {
 }
 
 // waiter is work queued for room. admitted is set, under the limiter's
-// lock, by the release that handed it a slot; ready then receives.
+// lock, by the release that handed it a slot, evicted by critical work
+// that took its place in a full queue; ready then receives.
 type waiter struct {
-	ready    chan struct{}
-	admitted bool
+	ready             chan struct{}
+	admitted, evicted bool
 }
 
 // New returns a Limiter for cfg, registering its metrics on
@@ -279,6 +280,9 @@ func (l *Limiter) Acquire(ctx context.Context, c Class) (*Token, error) {
 		l.mu.Unlock()
 		return &Token{l: l, class: c, start: now}, nil
 	}
+	if c == Critical && l.queued >= l.cfg.QueueSize && len(l.queue[Normal]) > 0 {
+		l.evictNormal() // critical work waits before normal work does
+	}
 	if c == Sheddable || l.cfg.QueueSize == unlimitedQueue || l.queued >= l.cfg.QueueSize || ctx.Err() != nil {
 		reason := "over the limit"
 		if c != Sheddable && l.cfg.QueueSize != unlimitedQueue && ctx.Err() == nil {
@@ -295,6 +299,17 @@ func (l *Limiter) Acquire(ctx context.Context, c Class) (*Token, error) {
 	return l.wait(ctx, c, w)
 }
 
+// evictNormal refuses the newest normal waiter, to make room in a full
+// queue for critical work. Call with l.mu held.
+func (l *Limiter) evictNormal() {
+	q := l.queue[Normal]
+	w := q[len(q)-1]
+	l.queue[Normal] = q[:len(q)-1]
+	l.queued--
+	w.evicted = true
+	w.ready <- struct{}{}
+}
+
 // wait waits for a queued waiter's slot.
 func (l *Limiter) wait(ctx context.Context, c Class, w *waiter) (*Token, error) {
 	timer := time.NewTimer(l.cfg.QueueTimeout)
@@ -302,15 +317,17 @@ func (l *Limiter) wait(ctx context.Context, c Class, w *waiter) (*Token, error) 
 	var gaveUp error
 	select {
 	case <-w.ready:
-		return &Token{l: l, class: c, start: l.now()}, nil
 	case <-timer.C:
 	case <-ctx.Done():
 		gaveUp = fmt.Errorf("overload: waiting for room: %w", ctx.Err())
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if w.admitted { // a release handed it a slot as it gave up: take it
+	switch {
+	case w.admitted: // handed a slot, perhaps just as it gave up: take it
 		return &Token{l: l, class: c, start: l.now()}, nil
+	case w.evicted: // out of the queue already
+		return nil, l.refuse(c, "queue full (its place given to critical work)")
 	}
 	l.queue[c] = slices.DeleteFunc(l.queue[c], func(q *waiter) bool { return q == w })
 	l.queued--

@@ -257,10 +257,10 @@ func acquireAsync(l *overload.Limiter, ctx context.Context, c overload.Class) <-
 	return ch
 }
 
-// TestQueue: the queue is bounded (work past it is refused at once),
-// hands freed room to critical work before normal work queued earlier,
-// never holds sheddable work, and gives up after QueueTimeout or when the
-// caller's context ends.
+// TestQueue: the queue is bounded (work past it is refused at once, but
+// critical work takes the place of the newest normal work), hands freed
+// room to critical work before normal work queued earlier, and never
+// holds sheddable work.
 func TestQueue(t *testing.T) {
 	ctx := context.Background()
 	l := newLimiter(t, overload.Config{InitialLimit: 4, MinLimit: 4, MaxLimit: 4, QueueSize: 2, QueueTimeout: time.Minute})
@@ -271,13 +271,14 @@ func TestQueue(t *testing.T) {
 	critical := acquireAsync(l, ctx, overload.Critical)
 	waitFor(t, "the critical work to queue", func() bool { return l.Stats().Queued == 2 })
 
-	// The queue is full: refused at once, whatever the class.
-	for _, c := range []overload.Class{overload.Critical, overload.Normal, overload.Sheddable} {
+	// The queue is full: normal and sheddable work is refused at once
+	// (critical work would take the normal work's place: below).
+	for _, c := range []overload.Class{overload.Normal, overload.Sheddable} {
 		if _, err := l.Acquire(ctx, c); !errors.Is(err, overload.ErrOverloaded) {
 			t.Fatalf("%s with the queue full: %v, want a refusal", c, err)
 		}
 	}
-	if _, err := l.Acquire(ctx, overload.Critical); err == nil || !strings.Contains(err.Error(), "queue full") {
+	if _, err := l.Acquire(ctx, overload.Normal); err == nil || !strings.Contains(err.Error(), "queue full") {
 		t.Errorf("refusal %v does not say the queue is full", err)
 	}
 
@@ -297,6 +298,28 @@ func TestQueue(t *testing.T) {
 	held[2].Done()
 	if r := <-normal; r.err != nil {
 		t.Fatalf("queued normal work: %v", r.err)
+	}
+
+	// A full queue of normal work: critical work takes the newest one's
+	// place, which is refused.
+	l3 := newLimiter(t, overload.Config{InitialLimit: 4, MinLimit: 4, MaxLimit: 4, QueueSize: 2, QueueTimeout: time.Minute})
+	held3 := acquireN(t, l3, overload.Critical, 4)
+	first := acquireAsync(l3, ctx, overload.Normal)
+	waitFor(t, "the first normal work to queue", func() bool { return l3.Stats().Queued == 1 })
+	second := acquireAsync(l3, ctx, overload.Normal)
+	waitFor(t, "the second normal work to queue", func() bool { return l3.Stats().Queued == 2 })
+	crit := acquireAsync(l3, ctx, overload.Critical)
+	if r := <-second; !errors.Is(r.err, overload.ErrOverloaded) || !strings.Contains(r.err.Error(), "critical") {
+		t.Fatalf("the newest normal work in a full queue, when critical work came: %v, want it refused", r.err)
+	}
+	waitFor(t, "the critical work to queue", func() bool { return l3.Stats().Queued == 2 })
+	held3[0].Done()
+	if r := <-crit; r.err != nil {
+		t.Fatalf("critical work that took a queued place: %v", r.err)
+	}
+	doneAll(held3[1:])
+	if r := <-first; r.err != nil {
+		t.Fatalf("the older normal work: %v", r.err)
 	}
 
 	// Sheddable work never waits, even with room in the queue.

@@ -29,7 +29,9 @@
 // Work is [Critical], [Normal] or [Sheddable]. Each class may fill a share
 // of the limit: Sheddable work (a part of a page that has a fallback,
 // background prefetching) until half of it is in flight, Normal work
-// until 80 %, Critical work all of it. As load grows, sheddable work is
+// until 80 %, Critical work all of it, and the last 20 % is reserved for
+// it even when a cut of the limit leaves older work over the new limit.
+// As load grows, sheddable work is
 // refused first (its caller falls back without trying), then normal
 // requests (503 with Retry-After), and critical reads last of all.
 // Nothing queues without bound: Critical and Normal work that finds no

@@ -360,8 +360,18 @@ func (l *Limiter) room(c Class) int {
 	return max(1, int(l.limit*share))
 }
 
-// fits says whether work of class c may start now. Call with l.mu held.
-func (l *Limiter) fits(c Class) bool { return l.total < l.room(c) }
+// fits says whether work of class c may start now: under its share of
+// the limit, or, for critical work, within the share reserved for it
+// (the limit less NormalShare), however much other work is in flight:
+// after the limit is cut, normal work admitted under the old limit may
+// fill the new one for a while, and critical reads must not wait for it
+// to drain. Call with l.mu held.
+func (l *Limiter) fits(c Class) bool {
+	if l.total < l.room(c) {
+		return true
+	}
+	return c == Critical && l.inFlight[Critical] < max(1, int(l.limit)-l.room(Normal))
+}
 
 // admit counts work of class c in. Call with l.mu held.
 func (l *Limiter) admit(c Class) {

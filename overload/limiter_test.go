@@ -232,6 +232,32 @@ func TestPriorities(t *testing.T) {
 	}
 }
 
+// TestCriticalReserve: after the limit is cut below the normal work
+// already in flight, critical work still gets the fifth of the new limit
+// reserved for it, and normal work waits for the rest to drain.
+func TestCriticalReserve(t *testing.T) {
+	clock := newFakeClock()
+	l := newLimiter(t, overload.Config{InitialLimit: 20, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
+	normal := acquireN(t, l, overload.Normal, 16) // 80 % of 20
+	for range 20 { // a slow window: the limit halves
+		tok := acquireN(t, l, overload.Critical, 1)
+		clock.Advance(time.Second)
+		doneAll(tok)
+	}
+	if st := l.Stats(); st.Limit != 10 || st.InFlight != [3]int{0, 16, 0} {
+		t.Fatalf("after the slow window: %+v, want limit 10 with 16 normal in flight", st)
+	}
+	crit := acquireN(t, l, overload.Critical, 2) // a fifth of 10
+	if _, err := l.Acquire(context.Background(), overload.Critical); !errors.Is(err, overload.ErrOverloaded) {
+		t.Errorf("a third critical past its reserve with 18 of 10 in flight: %v, want a refusal", err)
+	}
+	if _, err := l.Acquire(context.Background(), overload.Normal); !errors.Is(err, overload.ErrOverloaded) {
+		t.Errorf("normal work with 18 of 10 in flight: %v, want a refusal", err)
+	}
+	doneAll(crit)
+	doneAll(normal)
+}
+
 // waitFor polls cond (the queue's state, which no channel announces)
 // until it holds, failing after a generous bound.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -239,7 +239,7 @@ func TestCriticalReserve(t *testing.T) {
 	clock := newFakeClock()
 	l := newLimiter(t, overload.Config{InitialLimit: 20, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
 	normal := acquireN(t, l, overload.Normal, 16) // 80 % of 20
-	for range 20 { // a slow window: the limit halves
+	for range 20 {                                // a slow window: the limit halves
 		tok := acquireN(t, l, overload.Critical, 1)
 		clock.Advance(time.Second)
 		doneAll(tok)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -63,6 +64,22 @@ func (o *overloadFlags) config(cmd *cobra.Command, where map[string]string) (*ov
 		return nil, nil
 	}
 	return &overload.Config{Target: sla, CapacityRPS: o.capacity}, nil
+}
+
+// limiter checks the flags and returns serve's limiter, registered on
+// reg, and how serve's log line describes it; no limiter when overload
+// control is off.
+func (o *overloadFlags) limiter(cmd *cobra.Command, where map[string]string, reg prometheus.Registerer) (*overload.Limiter, string, error) {
+	cfg, err := o.config(cmd, where)
+	if err != nil || cfg == nil {
+		return nil, "off", err
+	}
+	cfg.Registerer = reg
+	lim, err := overload.New(*cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	return lim, fmt.Sprintf("on (SLA p99 < %v, capacity %s)", cfg.Target, capacityText(cfg.CapacityRPS)), nil
 }
 
 // capacityText describes the capacity for serve's log line.

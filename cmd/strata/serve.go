@@ -20,7 +20,6 @@ import (
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/sqlstats"
-	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
 )
@@ -120,12 +119,12 @@ for an autoscaler (docs/autoscaling.md).`,
 			if err != nil {
 				return err
 			}
-			ovCfg, err := ov.config(cmd, where)
+			ctx := cmd.Context()
+			reg := storefront.NewRegistry()
+			limiter, control, err := ov.limiter(cmd, where, reg) // before anything opens: a usage error leaves nothing behind
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			reg := storefront.NewRegistry()
 			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg}
 			if sampleQueries {
 				sampler, err := openSampler(ctx, dbURL, log)
@@ -164,16 +163,7 @@ for an autoscaler (docs/autoscaling.md).`,
 				defer cached.Close()
 				svc = cached
 			}
-			hcfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log}
-			control := "off"
-			if ovCfg != nil {
-				ovCfg.Registerer = reg
-				if hcfg.Overload, err = overload.New(*ovCfg); err != nil {
-					return err
-				}
-				control = fmt.Sprintf("on (SLA p99 < %v, capacity %s)", ovCfg.Target, capacityText(ovCfg.CapacityRPS))
-			}
-			h := storefront.NewHandler(svc, hcfg)
+			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, Overload: limiter})
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)

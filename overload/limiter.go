@@ -53,7 +53,7 @@ const (
 	DefaultTarget         = monitor.DefaultLatencyThreshold                // guide, Load Testing: p99 < 100 ms, the SLA
 	DefaultQuantile       = float64(monitor.DefaultLatencyObjective) / 100 // guide, Load Testing: the p99 of that SLA
 	DefaultInitialLimit   = 20                                             // Netflix concurrency-limits: Gradient2's initial limit
-	DefaultMinLimit       = 4                                              // Strata: room for a critical read while the rest is shed
+	DefaultMinLimit       = 20                                             // Netflix concurrency-limits: Gradient2's minimum; a latency the limit cannot cure (a starved CPU) must not cut throughput to nothing
 	DefaultMaxLimit       = 1000                                           // Strata: far above what a 2-core instance serves at once
 	DefaultNormalShare    = 0.8                                            // Strata: critical work keeps a fifth of the limit to itself
 	DefaultSheddableShare = 0.5                                            // Strata: work with a fallback stops at half the limit, Gradient2's app-limited mark
@@ -79,7 +79,7 @@ type Config struct {
 	Target   time.Duration
 	Quantile float64
 	// InitialLimit is the limit at start; MinLimit and MaxLimit bound it.
-	// Zero means DefaultInitialLimit (20), DefaultMinLimit (4) and
+	// Zero means DefaultInitialLimit (20), DefaultMinLimit (20) and
 	// DefaultMaxLimit (1,000).
 	InitialLimit, MinLimit, MaxLimit int
 	// NormalShare and SheddableShare are the shares of the limit that

@@ -100,7 +100,7 @@ func TestLimitFollowsLatency(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
-			minLimit := 0
+			minLimit := 4
 			if tc.name == "min limit" {
 				minLimit = 15
 			}
@@ -151,7 +151,7 @@ func TestWindowQuantile(t *testing.T) {
 // the limit in use) bring it back up. A window closes at 20 samples here.
 func TestLimitRecovers(t *testing.T) {
 	clock := newFakeClock()
-	l := newLimiter(t, overload.Config{InitialLimit: 200, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
+	l := newLimiter(t, overload.Config{InitialLimit: 200, MinLimit: 4, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
 	window := func(lat time.Duration) int {
 		n := max(l.Stats().Limit, 20) // fill the limit: not app-limited
 		var toks []*overload.Token
@@ -168,10 +168,10 @@ func TestLimitRecovers(t *testing.T) {
 	}
 	// 200 slow samples are ten windows of 20: each halves the limit, down
 	// to MinLimit.
-	if got := window(300 * time.Millisecond); got != overload.DefaultMinLimit {
-		t.Fatalf("after 200 samples at 300 ms: limit %d, want %d", got, overload.DefaultMinLimit)
+	if got := window(300 * time.Millisecond); got != 4 {
+		t.Fatalf("after 200 samples at 300 ms: limit %d, want MinLimit 4", got)
 	}
-	prev := overload.DefaultMinLimit
+	prev := 4
 	for range 30 {
 		got := window(20 * time.Millisecond)
 		if got < prev {
@@ -180,7 +180,7 @@ func TestLimitRecovers(t *testing.T) {
 		prev = got
 	}
 	if prev < 100 {
-		t.Errorf("30 rounds of fast windows took the limit from %d to %d only", overload.DefaultMinLimit, prev)
+		t.Errorf("30 rounds of fast windows took the limit from 4 to %d only", prev)
 	}
 }
 
@@ -237,7 +237,7 @@ func TestPriorities(t *testing.T) {
 // reserved for it, and normal work waits for the rest to drain.
 func TestCriticalReserve(t *testing.T) {
 	clock := newFakeClock()
-	l := newLimiter(t, overload.Config{InitialLimit: 20, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
+	l := newLimiter(t, overload.Config{InitialLimit: 20, MinLimit: 4, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
 	normal := acquireN(t, l, overload.Normal, 16) // 80 % of 20
 	for range 20 {                                // a slow window: the limit halves
 		tok := acquireN(t, l, overload.Critical, 1)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/cache/cachemetrics"
+	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/replica"
 )
 
@@ -54,6 +55,10 @@ type CacheConfig struct {
 	// (the guide's stage-5 predictive prefetch: the user's likely next
 	// reads), bounded by maxPrefetch at once.
 	NoPrefetch bool
+	// Overload, when set, is the service's overload limiter: each
+	// prefetch asks it for room as sheddable work and is skipped when
+	// refused, so prefetch stops first when the service is overloaded.
+	Overload *overload.Limiter
 	// Registerer receives the cache metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Logger receives background errors; nil means slog.Default().
@@ -81,7 +86,8 @@ type Cached struct {
 	warmSkipped atomic.Int64  // warmings skipped because every slot was busy
 
 	prefetching     chan struct{}                         // a slot per prefetch running; nil: prefetch off
-	prefetchSkipped atomic.Int64                          // prefetches skipped because every slot was busy
+	prefetchSkipped atomic.Int64                          // prefetches skipped because every slot was busy or the limiter refused them
+	limiter         *overload.Limiter                     // nil: prefetch asks no limiter
 	onPrefetch      func(keys []string, n int, err error) // tests: after each prefetch
 
 	// mu orders background's wg.Add before Close's wg.Wait: once closed
@@ -99,7 +105,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "storefront"
 	}
-	c := &Cached{store: s, warming: make(chan struct{}, maxWarming)}
+	c := &Cached{store: s, warming: make(chan struct{}, maxWarming), limiter: cfg.Overload}
 	if !cfg.NoPrefetch {
 		c.prefetching = make(chan struct{}, maxPrefetch)
 	}
@@ -235,9 +241,9 @@ const maxPrefetch = 2
 
 // prefetch loads the first PrefetchTop products of recs into the products
 // cache in the background (keys L1 already holds fresh are skipped), one
-// at a time, unless maxPrefetch prefetches already run or ctx is itself
-// background work. Errors are left to the product's own read: a prefetch
-// is a guess.
+// at a time, unless maxPrefetch prefetches already run, the overload
+// limiter refuses it sheddable room, or ctx is itself background work.
+// Errors are left to the product's own read: a prefetch is a guess.
 func (c *Cached) prefetch(ctx context.Context, recs []Recommendation) {
 	if c.prefetching == nil || len(recs) == 0 || Background(ctx) {
 		return
@@ -248,12 +254,22 @@ func (c *Cached) prefetch(ctx context.Context, recs []Recommendation) {
 		c.prefetchSkipped.Add(1)
 		return
 	}
+	var tok *overload.Token // nil without a limiter: its methods do nothing
+	if c.limiter != nil {
+		var err error
+		if tok, err = c.limiter.Acquire(ctx, overload.Sheddable); err != nil {
+			<-c.prefetching
+			c.prefetchSkipped.Add(1)
+			return
+		}
+	}
 	keys := make([]string, 0, min(len(recs), PrefetchTop))
 	for _, r := range first(recs, PrefetchTop) {
 		keys = append(keys, productKey(r.Product.ID))
 	}
-	c.background(func(ctx context.Context) {
+	started := c.background(func(ctx context.Context) {
 		defer func() { <-c.prefetching }()
+		defer tok.Ignore() // background work: its time is not the live traffic's latency
 		var n int
 		var firstErr error
 		for _, k := range keys {
@@ -270,21 +286,26 @@ func (c *Cached) prefetch(ctx context.Context, recs []Recommendation) {
 			c.onPrefetch(keys, n, firstErr)
 		}
 	})
+	if !started { // closed: give back what the prefetch took
+		tok.Ignore()
+		<-c.prefetching
+	}
 }
 
-// background runs fn on a goroutine that Close waits for; after Close it
-// does nothing.
-func (c *Cached) background(fn func(ctx context.Context)) {
+// background runs fn on a goroutine that Close waits for, and says
+// whether it did: after Close it does nothing.
+func (c *Cached) background(fn func(ctx context.Context)) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return
+		return false
 	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		fn(c.ctx)
 	}()
+	return true
 }
 
 // keyID parses the id at the end of a key such as "user:42".

@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/overload"
 )
 
 // prefetched opens a seeded SQLite store read through a Cached whose
@@ -128,5 +129,41 @@ func TestPrefetchBounded(t *testing.T) {
 	off.wg.Wait()
 	if got := off.products.Stats().Warmed; got != 0 {
 		t.Errorf("NoPrefetch: %d products loaded in the background", got)
+	}
+}
+
+// TestPrefetchShed: with an overload limiter, a prefetch asks it for
+// sheddable room and is skipped (counted, its slot given back) when
+// refused; once the load is gone, it runs, and leaves nothing in flight.
+func TestPrefetchShed(t *testing.T) {
+	lim, err := overload.New(overload.Config{InitialLimit: 10, MinLimit: 10, MaxLimit: 10, QueueSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, done := prefetched(t, CacheConfig{Overload: lim})
+	recs := []Recommendation{{Product: Product{ID: 1}}}
+	var held []*overload.Token
+	for range 5 { // half the limit in flight: no room for sheddable work
+		tok, err := lim.Acquire(context.Background(), overload.Critical)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tok)
+	}
+	c.prefetch(context.Background(), recs)
+	if c.prefetchSkipped.Load() != 1 || len(c.prefetching) != 0 || lim.Stats().Rejected[overload.Sheddable] != 1 {
+		t.Fatalf("prefetch under overload: %d skipped, %d slots taken, limiter %+v; want skipped, its slot free, refused by the limiter",
+			c.prefetchSkipped.Load(), len(c.prefetching), lim.Stats())
+	}
+	for _, tok := range held {
+		tok.Done()
+	}
+	c.prefetch(context.Background(), recs)
+	if keys := next(t, done); !slices.Equal(keys, []string{productKey(1)}) {
+		t.Fatalf("prefetched %v", keys)
+	}
+	c.wg.Wait()
+	if st := lim.Stats(); st.InFlight != [3]int{} || st.Admitted[overload.Sheddable] != 1 {
+		t.Errorf("after the prefetch: %+v, want it admitted once and nothing in flight", st)
 	}
 }

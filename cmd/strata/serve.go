@@ -59,8 +59,8 @@ or an RFC 3339 time (once).
 
 With --overload, an adaptive concurrency limiter stands in front of the
 routes and holds the admitted requests' p99 within --sla (default 100ms):
-under overload the composite page's recommendations fall back first,
-then writes, searches and recommendations get 503 with Retry-After, and
+under overload the composite page's recommendations fall back and
+prefetching stops first, then writes, searches and recommendations get 503 with Retry-After, and
 reads of a user or a product are refused last of all. With
 --capacity-rps, the rate a load test found this instance breaks at,
 strata_overload_utilisation_ratio (offered rate / capacity) is exported
@@ -145,7 +145,7 @@ for an autoscaler (docs/autoscaling.md).`,
 			var svc storefront.Service = store
 			level := "no cache"
 			if useCache {
-				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch}
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch, Overload: limiter}
 				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)

@@ -442,14 +442,14 @@ func (c *Client) ended(ctx context.Context, attempts int, last error) (*http.Res
 	if last != nil {
 		what += fmt.Sprintf(" (an earlier one: %v)", last)
 	}
-	return nil, outcomeBudget, fmt.Errorf("upstream %s: %w: no answer within the caller's deadline, %s: %w", c.name, ErrBudgetExhausted, what, cerr)
+	return nil, outcomeBudget, fmt.Errorf("%s: %w: no answer within the caller's deadline, %s: %w", c.name, ErrBudgetExhausted, what, cerr)
 }
 
 // attempt sends req once, through the breaker.
 func (c *Client) attempt(ctx context.Context, req *http.Request) (*http.Response, error) {
 	done, err := c.breaker.Allow()
 	if err != nil { // open, or half-open with its probe out
-		return nil, fmt.Errorf("upstream %s: %w", c.name, ErrBreakerOpen)
+		return nil, fmt.Errorf("%s: %w", c.name, ErrBreakerOpen)
 	}
 	start := time.Now()
 	resp, err := c.http.Do(req)

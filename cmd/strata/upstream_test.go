@@ -171,12 +171,7 @@ func newRemoteRig(t *testing.T) *remoteRig {
 	}
 	r.db = "sqlite://" + filepath.Join(t.TempDir(), "strata.db")
 	mustRun(t, nil, "seed", "--db", r.db, "--users", "50", "--products", "30", "--actions", "600")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = ln.Addr().String()
-	ln.Close()
+	r.addr = freeLoopbackAddr(t)
 	r.recs = r.startRecs()
 	r.store = startServeProcess(t, r.bin, "serve", "--db", r.db, "--addr", "127.0.0.1:0", "--recommendations-url", "http://"+r.addr)
 	return r
@@ -288,4 +283,16 @@ func (r *remoteRig) metrics() map[string]float64 {
 		r.t.Fatalf("the storefront's /metrics lacks upstream series: %v", out)
 	}
 	return out
+}
+
+// freeLoopbackAddr returns a loopback address no one listens on now, for
+// a server that must keep its address across restarts.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -108,7 +108,7 @@ func newClient(t *testing.T, base string, cfg upstream.Config) *upstream.Client 
 
 // call sends method path (with body) through c within budget and returns
 // the status (0 on an error), the error and the time it took.
-func call(t *testing.T, c *upstream.Client, budget time.Duration, method, body string, header ...string) (int, error, time.Duration) {
+func call(t *testing.T, c *upstream.Client, budget time.Duration, method, body string, header ...string) (int, time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
@@ -127,11 +127,11 @@ func call(t *testing.T, c *upstream.Client, budget time.Duration, method, body s
 	resp, err := c.Do(req)
 	took := time.Since(start)
 	if err != nil {
-		return 0, err, took
+		return 0, took, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil, took
+	return resp.StatusCode, took, nil
 }
 
 // TestRetriesOnlyIdempotent: a failed attempt is retried only when the
@@ -165,7 +165,7 @@ func TestRetriesOnlyIdempotent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, firstThen(tc.first))
 			c := newClient(t, s.URL, upstream.Config{BaseBackoff: time.Millisecond})
-			got, err, _ := call(t, c, 10*time.Second, tc.method, tc.body, tc.header...)
+			got, _, err := call(t, c, 10*time.Second, tc.method, tc.body, tc.header...)
 			if got != tc.status || (tc.status == 0) != (err != nil) || int(s.hits.Load()) != tc.hits {
 				t.Fatalf("status %d, err %v, %d attempts; want status %d and %d attempts", got, err, s.hits.Load(), tc.status, tc.hits)
 			}
@@ -196,7 +196,7 @@ func TestRetriesStayWithinBudget(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		})
 		c := newClient(t, s.URL, upstream.Config{Retries: 10, BaseBackoff: time.Millisecond})
-		_, err, took := call(t, c, time.Second, http.MethodGet, "")
+		_, took, err := call(t, c, time.Second, http.MethodGet, "")
 		var se *upstream.StatusError
 		if !errors.As(err, &se) || se.Code != 503 {
 			t.Fatalf("error %v, want the 503 (a retry that cannot finish must not start)", err)
@@ -211,7 +211,7 @@ func TestRetriesStayWithinBudget(t *testing.T) {
 		s := newServer(t, status(http.StatusServiceUnavailable))
 		c := newClient(t, s.URL, upstream.Config{Retries: 1000, BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 			FailureThreshold: 10000})
-		_, err, took := call(t, c, 300*time.Millisecond, http.MethodGet, "")
+		_, took, err := call(t, c, 300*time.Millisecond, http.MethodGet, "")
 		var se *upstream.StatusError
 		if !errors.As(err, &se) {
 			t.Fatalf("error %v, want the 503: the last backoff must not run into the deadline", err)
@@ -223,7 +223,7 @@ func TestRetriesStayWithinBudget(t *testing.T) {
 	t.Run("no answer", func(t *testing.T) {
 		s := newServer(t, hang)
 		c := newClient(t, s.URL, upstream.Config{})
-		_, err, took := call(t, c, 200*time.Millisecond, http.MethodGet, "")
+		_, took, err := call(t, c, 200*time.Millisecond, http.MethodGet, "")
 		if !errors.Is(err, upstream.ErrBudgetExhausted) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("error %v, want ErrBudgetExhausted matching context.DeadlineExceeded", err)
 		}
@@ -253,7 +253,7 @@ func TestRetryAfter(t *testing.T) {
 	t.Run("too long for the budget", func(t *testing.T) {
 		s := newServer(t, func(_ int, w http.ResponseWriter, r *http.Request) { busy(w, r) })
 		c := newClient(t, s.URL, upstream.Config{})
-		_, err, took := call(t, c, 500*time.Millisecond, http.MethodGet, "")
+		_, took, err := call(t, c, 500*time.Millisecond, http.MethodGet, "")
 		var se *upstream.StatusError
 		if !errors.As(err, &se) || se.RetryAfter != time.Second || s.hits.Load() != 1 || took > 400*time.Millisecond {
 			t.Fatalf("error %v after %d attempts in %v; want the 503 with Retry-After 1s at once", err, s.hits.Load(), took)
@@ -262,7 +262,7 @@ func TestRetryAfter(t *testing.T) {
 	t.Run("fits the budget", func(t *testing.T) {
 		s := newServer(t, firstThen(busy))
 		c := newClient(t, s.URL, upstream.Config{})
-		got, err, took := call(t, c, 5*time.Second, http.MethodGet, "")
+		got, took, err := call(t, c, 5*time.Second, http.MethodGet, "")
 		if got != 200 || s.hits.Load() != 2 || took < time.Second {
 			t.Fatalf("status %d, err %v, %d attempts in %v; want 200 on the second, after the 1 s Retry-After", got, err, s.hits.Load(), took)
 		}
@@ -330,7 +330,7 @@ func TestBreakerFailsFast(t *testing.T) {
 	}
 	defer c.Close()
 	// One call: its first attempt and two retries are the 3 failures.
-	if _, err, _ := call(t, c, 5*time.Second, http.MethodGet, ""); err == nil {
+	if _, _, err := call(t, c, 5*time.Second, http.MethodGet, ""); err == nil {
 		t.Fatal("a call to an upstream answering 503 succeeded")
 	}
 	if got := <-changes; got != [2]upstream.State{upstream.StateClosed, upstream.StateOpen} {
@@ -341,7 +341,7 @@ func TestBreakerFailsFast(t *testing.T) {
 		t.Fatalf("%d attempts before the breaker opened, want 3 (the third failure opened it; the last retry failed fast)", hits)
 	}
 	for range 5 {
-		_, err, took := call(t, c, 5*time.Second, http.MethodGet, "")
+		_, took, err := call(t, c, 5*time.Second, http.MethodGet, "")
 		if !errors.Is(err, upstream.ErrBreakerOpen) || took > 100*time.Millisecond {
 			t.Fatalf("with the breaker open: error %v in %v, want ErrBreakerOpen at once", err, took)
 		}
@@ -385,7 +385,7 @@ func TestBreakerRecovers(t *testing.T) {
 	poll := func(n int32) error {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			_, err, _ := call(t, c, time.Second, http.MethodGet, "")
+			_, _, err := call(t, c, time.Second, http.MethodGet, "")
 			if s.hits.Load() >= n {
 				return err
 			}
@@ -412,7 +412,7 @@ func TestBreakerRecovers(t *testing.T) {
 	}
 	expect(upstream.StateOpen, upstream.StateHalfOpen)
 	expect(upstream.StateHalfOpen, upstream.StateClosed)
-	if got, err, _ := call(t, c, time.Second, http.MethodGet, ""); got != 200 || c.State() != upstream.StateClosed || s.hits.Load() != 5 {
+	if got, _, err := call(t, c, time.Second, http.MethodGet, ""); got != 200 || c.State() != upstream.StateClosed || s.hits.Load() != 5 {
 		t.Fatalf("after recovery: %d %v, breaker %v, %d attempts", got, err, c.State(), s.hits.Load())
 	}
 }
@@ -426,7 +426,7 @@ func TestTLSVerification(t *testing.T) {
 	s.StartTLS()
 	defer s.Close()
 	c := newClient(t, s.URL, upstream.Config{BaseBackoff: time.Millisecond})
-	_, err, _ := call(t, c, 5*time.Second, http.MethodGet, "")
+	_, _, err := call(t, c, 5*time.Second, http.MethodGet, "")
 	var te *upstream.TransportError
 	var ve *tls.CertificateVerificationError
 	if !errors.As(err, &te) || !errors.As(err, &ve) || hits.Load() != 0 {
@@ -435,7 +435,7 @@ func TestTLSVerification(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(s.Certificate())
 	trusted := newClient(t, s.URL, upstream.Config{RootCAs: pool})
-	if got, err, _ := call(t, trusted, 5*time.Second, http.MethodGet, ""); got != 200 || hits.Load() != 1 {
+	if got, _, err := call(t, trusted, 5*time.Second, http.MethodGet, ""); got != 200 || hits.Load() != 1 {
 		t.Fatalf("with the CA trusted: %d %v", got, err)
 	}
 }
@@ -455,7 +455,7 @@ func TestPooledKeepAlive(t *testing.T) {
 	defer s.Close()
 	c := newClient(t, s.URL, upstream.Config{})
 	for range 20 {
-		if got, err, _ := call(t, c, 5*time.Second, http.MethodGet, "", "User-Agent", "internal-batch/1.2 (host db-7)"); got != 200 {
+		if got, _, err := call(t, c, 5*time.Second, http.MethodGet, "", "User-Agent", "internal-batch/1.2 (host db-7)"); got != 200 {
 			t.Fatalf("%d %v", got, err)
 		}
 	}

@@ -50,7 +50,7 @@ strata_upstream_retries_total{upstream="recs"} 0
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %v", err, problems)
 	}
-	if got, err, _ := call(t, c, 5*time.Second, http.MethodGet, ""); got != 200 {
+	if got, _, err := call(t, c, 5*time.Second, http.MethodGet, ""); got != 200 {
 		t.Fatalf("%d %v", got, err)
 	}
 	after := strings.NewReplacer(

@@ -32,7 +32,7 @@ const defaultAddr = "127.0.0.1:8080"
 func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
-		useCache, sampleQueries           bool
+		useCache, sampleQueries, prefetch bool
 		replicas, shards, warmPeaks       []string
 		warmLead                          string
 		only, recsURL                     string
@@ -147,7 +147,7 @@ fails.`,
 			var svc storefront.Service = store
 			level := "no cache"
 			if useCache {
-				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead}
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch}
 				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)
@@ -193,6 +193,7 @@ fails.`,
 	f.StringArrayVar(&shards, "shard", nil, "a PostgreSQL database to shard users over (stage 5), postgres://...; repeat for each shard (--db is then the main database, holding the shard map)")
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
+	f.BoolVar(&prefetch, "prefetch", true, "with --cache, load the top recommended products of each recommendations read into the cache in the background (predictive prefetch); --prefetch=false turns it off")
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
 	f.StringVar(&only, "only", "", "run one service alone: recommendations (GET /users/{id}/recommendations, /healthz, /readyz, /metrics)")
 	f.StringVar(&recsURL, "recommendations-url", "", "ask the recommendation service at this URL (http:// or https://, as run by --only recommendations) for recommendations, instead of computing them in process")

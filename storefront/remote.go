@@ -74,7 +74,9 @@ func (e *RemoteError) Unwrap() error { return e.Err }
 // Recommend asks the recommendation service for up to limit
 // recommendations for the user, within ctx's deadline, passing on the
 // incoming request's W3C traceparent. An unknown user is ErrNotFound, as
-// in process; any other failure is a *RemoteError.
+// in process; any other failure is a *RemoteError. When the wrapped
+// Service is a [Cached], the top recommended products are prefetched into
+// its products cache, as after a read in process.
 func (r *RemoteRecommender) Recommend(ctx context.Context, userID int64, limit int) ([]Recommendation, error) {
 	if err := checkID("id", userID); err != nil {
 		return nil, err
@@ -99,8 +101,19 @@ func (r *RemoteRecommender) Recommend(ctx context.Context, userID int64, limit i
 	if err != nil {
 		return nil, err
 	}
+	if p, ok := r.Service.(prefetcher); ok {
+		p.prefetch(ctx, recs) // the likely next reads, as after a read in process
+	}
 	return recs, nil
 }
+
+// prefetcher is implemented by a Service that loads the products of a
+// user's recommendations ahead of their reads (*Cached).
+type prefetcher interface {
+	prefetch(ctx context.Context, recs []Recommendation)
+}
+
+var _ prefetcher = (*Cached)(nil)
 
 // decodeRecommendations reads the recommendation service's answer for
 // userID: 200 with the list, or 404 for an unknown user.

@@ -1,11 +1,16 @@
 package storefront
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/upstream"
 )
 
 func TestValidTraceparent(t *testing.T) {
@@ -74,4 +79,29 @@ func FuzzDecodeRecommendations(f *testing.F) {
 			t.Fatalf("the error is %d bytes long", len(err.Error()))
 		}
 	})
+}
+
+// TestRemotePrefetch: recommendations read from the remote service
+// prefetch their top products into the storefront's cache, as a read in
+// process does.
+func TestRemotePrefetch(t *testing.T) {
+	c, done := prefetched(t, CacheConfig{})
+	recs := httptest.NewServer(NewRecommendationHandler(c.store, HandlerConfig{}))
+	t.Cleanup(recs.Close)
+	client, err := upstream.New("recommendations", recs.URL, upstream.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	got, err := NewRemoteRecommender(c, client).Recommend(context.Background(), 3, DefaultLimit)
+	if err != nil || len(got) < PrefetchTop {
+		t.Fatalf("Recommend: %d recommendations, %v", len(got), err)
+	}
+	var want []string
+	for _, r := range got[:PrefetchTop] {
+		want = append(want, productKey(r.Product.ID))
+	}
+	if keys := next(t, done); !slices.Equal(keys, want) {
+		t.Fatalf("prefetched %v, want the top %d of the remote list %v", keys, PrefetchTop, want)
+	}
 }

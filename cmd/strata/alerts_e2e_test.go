@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
@@ -399,7 +400,11 @@ func (r *e2eRig) setConnections(allow bool) {
 		db := openPG(r.t, rep)
 		for {
 			var allowed bool
-			if err := db.QueryRowContext(ctx, "SELECT datallowconn FROM pg_database WHERE datname = $1", name).Scan(&allowed); err != nil {
+			err := db.QueryRowContext(ctx, "SELECT datallowconn FROM pg_database WHERE datname = $1", name).Scan(&allowed)
+			switch {
+			case errors.Is(err, sql.ErrNoRows): // the database itself not replayed yet, on a loaded machine
+				allowed = true
+			case err != nil:
 				r.t.Fatalf("read datallowconn on a replica: %v", err)
 			}
 			if !allowed {

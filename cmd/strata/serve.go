@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"strings"
 	"time"
@@ -20,8 +21,10 @@ import (
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/sqlstats"
+	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
+	"github.com/strata-dev/strata/upstream"
 )
 
 // defaultAddr is where serve listens unless told otherwise: loopback only.
@@ -34,6 +37,7 @@ func newServe(g *globals) *cobra.Command {
 		replicas, shards, warmPeaks       []string
 		warmLead                          string
 		ov                                overloadFlags
+		only, recsURL                     string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -57,11 +61,20 @@ peak, beside the warm-up the cache runs by itself when traffic surges. A
 peak is "HH:MM" (daily, UTC), "HH:MM ZONE" (daily in an IANA time zone)
 or an RFC 3339 time (once).
 
+With --only recommendations, serve runs the recommendation service alone
+(GET /users/{id}/recommendations, /healthz, /readyz, /metrics): the
+guide's stage-3 RecommendationService. With --recommendations-url, the
+storefront asks such a service for its recommendations over HTTP, with
+pooled keep-alive connections, retries within the request's budget and a
+circuit breaker; the home page falls back to popular products while it
+fails.
+
 With --overload, an adaptive concurrency limiter stands in front of the
 routes and holds the admitted requests' p99 within --sla (default 100ms):
 under overload the composite page's recommendations fall back and
-prefetching stops first, then writes, searches and recommendations get 503 with Retry-After, and
-reads of a user or a product are refused last of all. With
+prefetching stops first, then writes, searches and recommendations get
+503 with Retry-After, and reads of a user or a product are refused last
+of all. With
 --capacity-rps, the rate a load test found this instance breaks at,
 strata_overload_utilisation_ratio (offered rate / capacity) is exported
 for an autoscaler (docs/autoscaling.md).`,
@@ -71,6 +84,8 @@ for an autoscaler (docs/autoscaling.md).`,
   strata serve --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata
   strata serve --cache --warm-peak '19:00 Europe/London' --warm-peak 2026-12-24T18:00:00Z --warm-lead 45m
   strata serve --overload --capacity-rps 900
+  strata serve --only recommendations --addr 127.0.0.1:8081
+  strata serve --recommendations-url http://127.0.0.1:8081
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -80,7 +95,8 @@ for an autoscaler (docs/autoscaling.md).`,
 			// where names the source of each value in error messages: the
 			// flag, or the config file's line.
 			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead",
-				"overload": "--overload", "sla": "--sla", "capacity-rps": "--capacity-rps"}
+				"overload": "--overload", "sla": "--sla", "capacity-rps": "--capacity-rps",
+				"only": "--only", "recommendations-url": "--recommendations-url"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -95,6 +111,8 @@ for an autoscaler (docs/autoscaling.md).`,
 				fromFile("addr", c.Addr, &addr)
 				fromFile("redis", c.Cache.Redis, &redisURL)
 				fromFile("warm-lead", c.Cache.WarmLead, &warmLead)
+				fromFile("only", c.Only, &only)
+				fromFile("recommendations-url", c.RecommendationsURL, &recsURL)
 				if !cmd.Flags().Changed("warm-peak") && c.Cache.WarmPeaks.Set {
 					warmPeaks, where["warm-peak"] = c.Cache.WarmPeaks.V, "config "+c.Cache.WarmPeaks.At
 				}
@@ -113,6 +131,9 @@ for an autoscaler (docs/autoscaling.md).`,
 				useCache = true // Redis is only used as a cache level
 			}
 			if err := checkServeInputs(addr, dbURL, redisURL, replicas, shards, where); err != nil {
+				return err
+			}
+			if err := checkServices(only, recsURL, where); err != nil {
 				return err
 			}
 			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
@@ -163,12 +184,16 @@ for an autoscaler (docs/autoscaling.md).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, Overload: limiter})
+			h, recs, err := serviceHandler(svc, only, recsURL, reg, log, limiter)
+			if err != nil {
+				return err
+			}
+			defer recs.close()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
-			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level), "overload_control", control)
+			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level), "recommendations", recs.what, "overload_control", control)
 			srv := storefront.NewServer(addr, h)
 			srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 			err = storefront.Serve(ctx, srv, ln)
@@ -189,8 +214,10 @@ for an autoscaler (docs/autoscaling.md).`,
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
 	f.BoolVar(&prefetch, "prefetch", true, "with --cache, load the top recommended products of each recommendations read into the cache in the background (predictive prefetch); --prefetch=false turns it off")
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
+	f.StringVar(&only, "only", "", "run one service alone: recommendations (GET /users/{id}/recommendations, /healthz, /readyz, /metrics)")
+	f.StringVar(&recsURL, "recommendations-url", "", "ask the recommendation service at this URL (http:// or https://, as run by --only recommendations) for recommendations, instead of computing them in process")
 	ov.flags(f)
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
 	return cmd
 }
 
@@ -449,4 +476,62 @@ func dialRedis(url, where string, log *slog.Logger) (*cache.RedisConn, error) {
 		return nil, err
 	}
 	return cache.DialRedis(opt, cache.RedisConnConfig{Logger: log})
+}
+
+// serviceRecommendations is the one service --only runs alone.
+const serviceRecommendations = "recommendations"
+
+// recommendationsUpstream names the recommendation service in the
+// upstream client's metrics (upstream="recommendations") and logs.
+const recommendationsUpstream = "recommendations"
+
+// checkServices checks --only and --recommendations-url before anything
+// opens; an error names the flag (or config line).
+func checkServices(only, recsURL string, where map[string]string) error {
+	if only != "" && only != serviceRecommendations {
+		return usageError{fmt.Errorf("%s %s: not a service serve runs alone; want %s", where["only"], quote(only), serviceRecommendations)}
+	}
+	if recsURL == "" {
+		return nil
+	}
+	if only != "" {
+		return usageError{fmt.Errorf("%s and %s: choose one; the recommendation service computes the recommendations itself", where["only"], where["recommendations-url"])}
+	}
+	if _, err := upstream.ParseURL(recsURL); err != nil {
+		why := strings.TrimPrefix(err.Error(), upstream.ErrBadConfig.Error()+": URL: ")
+		return usageError{fmt.Errorf("%s %s: %s", where["recommendations-url"], quote(hidePasswords(recsURL)), why)}
+	}
+	return nil
+}
+
+// recommendations is where serve's recommendations come from, for the
+// log, and what closes its client.
+type recommendations struct {
+	what   string // "in process", the service's URL, or "served alone"
+	client *upstream.Client
+}
+
+func (r recommendations) close() {
+	if r.client != nil {
+		r.client.Close()
+	}
+}
+
+// serviceHandler returns the HTTP API serve runs over svc: the
+// storefront, with its recommendations from the service at recsURL if
+// one is given, or with only "recommendations" the recommendation
+// service alone; limiter, when set, stands in front of its routes.
+func serviceHandler(svc storefront.Service, only, recsURL string, reg *prometheus.Registry, log *slog.Logger, limiter *overload.Limiter) (http.Handler, recommendations, error) {
+	cfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, Overload: limiter}
+	switch {
+	case only == serviceRecommendations:
+		return storefront.NewRecommendationHandler(svc, cfg), recommendations{what: "served alone (--only recommendations)"}, nil
+	case recsURL != "":
+		client, err := upstream.New(recommendationsUpstream, recsURL, upstream.Config{Registerer: reg, Logger: log})
+		if err != nil {
+			return nil, recommendations{}, err
+		}
+		return storefront.NewHandler(storefront.NewRemoteRecommender(svc, client), cfg), recommendations{what: client.URL(), client: client}, nil
+	}
+	return storefront.NewHandler(svc, cfg), recommendations{what: "in process"}, nil
 }

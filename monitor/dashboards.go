@@ -50,7 +50,8 @@ const RateInterval = "$__rate_interval"
 
 // Dashboards returns Strata's dashboards: the overview (the golden signals
 // per route, pool saturation and the process) and one per subsystem:
-// cache, replicas, shards and database (pools, PostgreSQL and the node).
+// cache, replicas, shards, database (pools, PostgreSQL and the node) and
+// search (its tiers).
 // Every Strata metric of a subsystem that no hand-made panel reads gets a
 // panel of its own, built from its catalogue entry, so a new metric shows
 // up without anyone drawing it. Each call builds them afresh.
@@ -63,11 +64,12 @@ func Dashboards() []Dashboard {
 		{UID: "strata-replicas", Title: "Strata / Replicas", Panels: replicaPanels()},
 		{UID: "strata-shards", Title: "Strata / Shards", Panels: shardPanels()},
 		{UID: "strata-database", Title: "Strata / Database", Panels: databasePanels()},
+		{UID: "strata-search", Title: "Strata / Search", Panels: searchPanels()},
 	}
 	// The subsystem each dashboard completes with panels of its own.
 	complete := map[string]string{
 		"strata-overview": SubsystemHTTP, "strata-cache": SubsystemCache, "strata-replicas": SubsystemReplica,
-		"strata-shards": SubsystemShard, "strata-database": SubsystemDB,
+		"strata-shards": SubsystemShard, "strata-database": SubsystemDB, "strata-search": SubsystemSearch,
 	}
 	for i := range ds {
 		d := &ds[i]
@@ -206,6 +208,25 @@ func shardPanels() []Panel {
 			{Expr: "sum by (instance) (rate(strata_shard_map_reloads_total[" + RateInterval + "]))", Legend: "reloads {{instance}}"},
 			{Expr: "sum by (instance) (rate(strata_shard_map_reload_errors_total[" + RateInterval + "]))", Legend: "reload errors {{instance}}"},
 			{Expr: "sum by (instance) (rate(strata_shard_map_apply_errors_total[" + RateInterval + "]))", Legend: "apply errors {{instance}}"}}},
+	}
+}
+
+// searchPanels show the search tiers (product search, autocomplete,
+// faceted search) side by side: a burst in one shows as its refusals, not
+// as the others' latency.
+func searchPanels() []Panel {
+	const m = "strata_search_request_duration_seconds"
+	inFlight, limit := "sum by (tier) (strata_search_requests_in_flight)", "sum by (tier) (strata_search_max_in_flight)"
+	return []Panel{
+		{Title: "Requests admitted by tier", Unit: "reqps", Targets: []Target{{Expr: rate(m+"_count", "tier"), Legend: "{{tier}}"}}},
+		quantilePanel("Latency by tier", m, "tier", "{{tier}}"),
+		{Title: "Refused (tier full) and over budget, by tier", Unit: "ops", Targets: []Target{
+			{Expr: rate("strata_search_rejected_total", "tier"), Legend: "refused {{tier}}"},
+			{Expr: rate("strata_search_timeouts_total", "tier"), Legend: "over budget {{tier}}"}}},
+		{Title: "Tier utilisation (in flight over the limit)", Unit: "percentunit", Targets: []Target{{Expr: inFlight + " / " + limit, Legend: "{{tier}}"}}},
+		{Title: "In flight and limit by tier", Unit: "short", Targets: []Target{
+			{Expr: inFlight, Legend: "in flight {{tier}}"},
+			{Expr: limit, Legend: "limit {{tier}}"}}},
 	}
 }
 

@@ -51,5 +51,6 @@ func ExampleDashboards() {
 	// strata-replicas true true
 	// strata-shards true true
 	// strata-database true true
+	// strata-search true true
 	// sum by (route) (rate(strata_http_requests_total[$__rate_interval]))
 }

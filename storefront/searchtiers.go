@@ -1,0 +1,350 @@
+package storefront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+)
+
+// The search tiers of the guide's search case study ("separate clusters
+// for product search, autocomplete, and faceted search"): each request
+// class has resources of its own, a concurrency limit and a budget here
+// (and a cache with its own TTL, see [CacheConfig]), so that a burst of
+// one cannot starve the others.
+const (
+	TierSearch       = "search"       // GET /search: product search
+	TierAutocomplete = "autocomplete" // GET /search/suggest
+	TierFacets       = "facets"       // GET /search?facets=category: the results and their facet counts
+)
+
+// The tiers' default budgets. A budget is a context deadline that reaches
+// the cache's lease wait and the SQL query, which the database cancels
+// when it runs out; the request is then answered 503 with Retry-After.
+const (
+	// DefaultSearchBudget: the results are the critical data of a search
+	// page, and 100 ms is the case study's p99 target (from 150 ms): an
+	// answer later than that has missed it, and its slot and connection
+	// are worth more to the next request.
+	DefaultSearchBudget = DefaultCriticalBudget // guide, Stage 3: critical data within 100 ms; search case study: p99 under 100 ms
+	// DefaultAutocompleteBudget is half the search target (Strata's
+	// choice): suggestions are asked for on every keystroke and one that
+	// arrives after the next keystroke is thrown away; a fast typist
+	// types one every 100 to 150 ms, and the network needs its share.
+	DefaultAutocompleteBudget = DefaultSearchBudget / 2
+	// DefaultFacetsBudget is twice the search's (Strata's choice): a
+	// faceted search runs the search and counts every match, not one
+	// page of them.
+	DefaultFacetsBudget = 2 * DefaultSearchBudget
+)
+
+// The tiers' default concurrency limits (Strata's choices). Each admitted
+// request holds at most one database connection (a faceted search two,
+// its search and its counts in parallel), so the three together hold at
+// most 16 + 8 + 2×4 = 32: under a replica pool's 30 + 10 and the
+// primary's 50 + 20 (the guide's pool sizes), leaving room for the rest
+// of the API however hard search is pressed. Autocomplete's requests are
+// the shortest (one index range scan), so 8 of them serve the most
+// requests a second; faceted search's the longest.
+const (
+	DefaultSearchMaxInFlight       = 16
+	DefaultAutocompleteMaxInFlight = 8
+	DefaultFacetsMaxInFlight       = 4
+)
+
+// TierConfig is the resources of one search tier; a zero field means the
+// tier's default.
+type TierConfig struct {
+	// MaxInFlight bounds the tier's requests being answered at once. A
+	// request past it is refused at once with 503, Retry-After and a JSON
+	// error naming the tier: nothing queues.
+	MaxInFlight int
+	// Budget bounds one request of the tier, its queries included; past
+	// it the request is answered 503 with Retry-After, naming the tier.
+	Budget time.Duration
+}
+
+// SearchTiers configures the search tiers: product search (defaults
+// DefaultSearchMaxInFlight and DefaultSearchBudget), autocomplete
+// (DefaultAutocompleteMaxInFlight, DefaultAutocompleteBudget) and faceted
+// search (DefaultFacetsMaxInFlight, DefaultFacetsBudget).
+type SearchTiers struct {
+	Search, Autocomplete, Facets TierConfig
+}
+
+// tier is one search tier's admission and budget. slots is a semaphore
+// with no queue: acquire never waits, so a full tier costs a refused
+// request nothing but the refusal.
+type tier struct {
+	name   string
+	slots  chan struct{}
+	budget time.Duration
+
+	inFlight           prometheus.Gauge
+	rejected, timeouts prometheus.Counter
+	duration           prometheus.Observer
+}
+
+// tiers are the handler's three search tiers.
+type tiers struct {
+	search, autocomplete, facets *tier
+}
+
+// newTiers resolves cfg's defaults and registers the tiers' metrics. A
+// negative limit or budget is a programming error at registration time.
+func newTiers(cfg SearchTiers, reg prometheus.Registerer) tiers {
+	m := newTierMetrics(reg)
+	mk := func(name string, c TierConfig, maxInFlight int, budget time.Duration) *tier {
+		if c.MaxInFlight < 0 || c.Budget < 0 {
+			panic(fmt.Sprintf("storefront: negative MaxInFlight (%d) or Budget (%v) of the %s tier in HandlerConfig.SearchTiers", c.MaxInFlight, c.Budget, name))
+		}
+		if c.MaxInFlight == 0 {
+			c.MaxInFlight = maxInFlight
+		}
+		if c.Budget == 0 {
+			c.Budget = budget
+		}
+		m.limit.WithLabelValues(name).Set(float64(c.MaxInFlight))
+		return &tier{
+			name: name, slots: make(chan struct{}, c.MaxInFlight), budget: c.Budget,
+			inFlight: m.inFlight.WithLabelValues(name), rejected: m.rejected.WithLabelValues(name),
+			timeouts: m.timeouts.WithLabelValues(name), duration: m.duration.WithLabelValues(name),
+		}
+	}
+	return tiers{
+		search:       mk(TierSearch, cfg.Search, DefaultSearchMaxInFlight, DefaultSearchBudget),
+		autocomplete: mk(TierAutocomplete, cfg.Autocomplete, DefaultAutocompleteMaxInFlight, DefaultAutocompleteBudget),
+		facets:       mk(TierFacets, cfg.Facets, DefaultFacetsMaxInFlight, DefaultFacetsBudget),
+	}
+}
+
+// tierMetrics are the search tiers' metrics, labelled by tier.
+type tierMetrics struct {
+	inFlight, limit    *prometheus.GaugeVec
+	rejected, timeouts *prometheus.CounterVec
+	duration           *prometheus.HistogramVec
+}
+
+func newTierMetrics(reg prometheus.Registerer) tierMetrics {
+	m := tierMetrics{
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strata_search_requests_in_flight",
+			Help: "Search requests being answered now, by tier (search, autocomplete, facets).",
+		}, []string{"tier"}),
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strata_search_max_in_flight",
+			Help: "The most requests a search tier answers at once; past it a request is refused with 503.",
+		}, []string{"tier"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_search_rejected_total",
+			Help: "Search requests refused with 503 because their tier was full.",
+		}, []string{"tier"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_search_timeouts_total",
+			Help: "Search requests that ran out of their tier's budget (answered 503).",
+		}, []string{"tier"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "strata_search_request_duration_seconds",
+			Help:    "Time a search tier spent on a request it admitted, by tier.",
+			Buckets: latencyBuckets(),
+		}, []string{"tier"}),
+	}
+	// Every tier's series exist from the start, at 0, so a dashboard
+	// shows 0 rather than no data before the first refusal.
+	for _, name := range []string{TierSearch, TierAutocomplete, TierFacets} {
+		m.inFlight.WithLabelValues(name)
+		m.rejected.WithLabelValues(name)
+		m.timeouts.WithLabelValues(name)
+		m.duration.WithLabelValues(name)
+	}
+	reg.MustRegister(m.inFlight, m.limit, m.rejected, m.timeouts, m.duration)
+	return m
+}
+
+// tierErrorBody is the body of a search tier's 503: errorBody's shape,
+// with the tier that could not answer.
+type tierErrorBody struct {
+	Error string `json:"error"`
+	Tier  string `json:"tier"`
+}
+
+// inTier runs fn as a request of tier t: at once 503 when the tier is
+// full, else under the tier's budget. It answers fn's error itself (past
+// the budget, 503 naming the tier) and reports whether fn succeeded, in
+// which case the caller writes the answer.
+func (a *api) inTier(w http.ResponseWriter, r *http.Request, t *tier, fn func(ctx context.Context) error) bool {
+	select {
+	case t.slots <- struct{}{}:
+	default:
+		t.rejected.Inc()
+		a.unavailable.warn(a.log, "search tier full; requests refused", "tier", t.name, "max_in_flight", cap(t.slots))
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		writeJSON(w, http.StatusServiceUnavailable, tierErrorBody{
+			Error: fmt.Sprintf("the %s tier is full (%d requests in flight); retry in a moment", t.name, cap(t.slots)),
+			Tier:  t.name,
+		})
+		return false
+	}
+	t.inFlight.Inc()
+	defer func() {
+		t.inFlight.Dec()
+		<-t.slots
+	}()
+	ctx, cancel := context.WithTimeout(r.Context(), t.budget)
+	defer cancel()
+	t0 := time.Now()
+	err := fn(ctx)
+	t.duration.Observe(time.Since(t0).Seconds())
+	if err == nil {
+		return true
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+		t.timeouts.Inc()
+		a.unavailable.warn(a.log, "search tier budget exceeded", "tier", t.name, "budget", t.budget, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		writeJSON(w, http.StatusServiceUnavailable, tierErrorBody{
+			Error: fmt.Sprintf("the %s tier could not answer within its %v budget; retry in a moment", t.name, t.budget),
+			Tier:  t.name,
+		})
+		return false
+	}
+	a.fail(w, r, err)
+	return false
+}
+
+// search serves GET /search: product search, or with facets=category
+// faceted search, the results and their counts by category, each in its
+// tier. Input is checked before either tier is asked, so bad input is a
+// 400 however busy the tiers are.
+func (a *api) search(w http.ResponseWriter, r *http.Request) {
+	q, aerr := query(r, "q", "limit", "facets")
+	var text string
+	var limit int
+	var faceted bool
+	if aerr == nil {
+		var ok bool
+		text, ok, aerr = param(q, "q")
+		if aerr == nil && !ok {
+			aerr = badRequest("q", "is required")
+		}
+	}
+	if aerr == nil {
+		limit, aerr = limitParam(q)
+	}
+	if aerr == nil {
+		faceted, aerr = facetsParam(q)
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	if _, err := SearchTerms(text); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var products []Product
+	if !faceted {
+		if a.inTier(w, r, a.tiers.search, func(ctx context.Context) (err error) {
+			products, err = a.svc.Search(ctx, text, limit)
+			return err
+		}) {
+			writeCacheable(w, r, publicCache, map[string]any{"query": text, "results": products})
+		}
+		return
+	}
+	var facets Facets
+	if a.inTier(w, r, a.tiers.facets, func(ctx context.Context) error {
+		return parallel(ctx,
+			func(ctx context.Context) (err error) { products, err = a.svc.Search(ctx, text, limit); return err },
+			func(ctx context.Context) (err error) { facets, err = a.svc.Facets(ctx, text); return err })
+	}) {
+		writeCacheable(w, r, publicCache, map[string]any{"query": text, "results": products, "facets": facets})
+	}
+}
+
+// facetsParam reads facets=: absent means none, "category" the counts by
+// category (the one facet there is).
+func facetsParam(v url.Values) (bool, *apiError) {
+	s, ok, aerr := param(v, "facets")
+	if aerr != nil || !ok {
+		return false, aerr
+	}
+	if s != FacetCategory {
+		return false, badRequest("facets", "must be %q (the one facet counted), got %s", FacetCategory, quoteValue(s))
+	}
+	return true, nil
+}
+
+// parallel runs fns at once under ctx and returns the first error; the
+// first to fail cancels the others, and all have returned when it does.
+// Each records how the caches served it into a holder of its own, copied
+// into the request's once all are done (the request's holder is not safe
+// for concurrent use).
+func parallel(ctx context.Context, fns ...func(ctx context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	served := make([][]string, len(fns))
+	for i, fn := range fns {
+		g.Go(func() error { return fn(withCacheInfo(gctx, &served[i])) })
+	}
+	err := g.Wait()
+	if h, ok := ctx.Value(infoKey{}).(*[]string); ok {
+		for _, s := range served {
+			*h = append(*h, s...)
+		}
+	}
+	return err
+}
+
+// suggest serves GET /search/suggest?prefix=…&limit=…: autocomplete, in
+// its tier, with an edge cache as short as its cache TTL.
+func (a *api) suggest(w http.ResponseWriter, r *http.Request) {
+	q, aerr := query(r, "prefix", "limit")
+	var prefix string
+	var limit int
+	if aerr == nil {
+		var ok bool
+		prefix, ok, aerr = param(q, "prefix")
+		if aerr == nil && !ok {
+			aerr = badRequest("prefix", "is required")
+		}
+	}
+	if aerr == nil {
+		limit, aerr = boundedLimitParam(q, DefaultSuggestLimit, MaxSuggestLimit)
+	}
+	if aerr != nil {
+		writeAPIError(w, aerr)
+		return
+	}
+	if _, err := SuggestPrefix(prefix); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var out []Suggestion
+	if a.inTier(w, r, a.tiers.autocomplete, func(ctx context.Context) (err error) {
+		out, err = a.svc.Suggest(ctx, prefix, limit)
+		return err
+	}) {
+		policy := "public, max-age=" + strconv.Itoa(int(SuggestTTL/time.Second))
+		writeCacheable(w, r, policy, map[string]any{"prefix": prefix, "suggestions": out})
+	}
+}
+
+// boundedLimitParam reads limit=: absent means def, otherwise an integer
+// in 1..most.
+func boundedLimitParam(v url.Values, def, most int) (int, *apiError) {
+	s, ok, aerr := param(v, "limit")
+	if aerr != nil || !ok {
+		return def, aerr
+	}
+	n, ok := canonicalPositive(s)
+	if !ok || n > int64(most) {
+		return 0, badRequest("limit", "must be an integer between 1 and %d, got %s", most, quoteValue(s))
+	}
+	return int(n), nil
+}

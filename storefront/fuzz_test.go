@@ -46,6 +46,55 @@ func FuzzSearch(f *testing.F) {
 	})
 }
 
+// FuzzSuggest: whatever the prefix, Suggest either answers with at most
+// the limit of products whose title starts with the prefix, ASCII case
+// ignored (SQLite's lower() folds ASCII only, as SuggestPrefix does), or
+// rejects the prefix with a FieldError on prefix: never another error,
+// whatever bytes reach the range query.
+func FuzzSuggest(f *testing.F) {
+	for _, s := range []string{
+		"a", "Acme", "acme c", "ACME COMPACT", "  acme", "acme ", "%", "_", "a%b", "'; DROP TABLE products; --",
+		`\x`, "é", "É", "\U0010FFFF", "\x00", "\xff", "a\u202e", strings.Repeat("x", 101), "\u00a0", "",
+	} {
+		f.Add(s)
+	}
+	s, err := storefront.Open(context.Background(), testdb.SQLite(f), storefront.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := storefront.Seed(context.Background(), s, storefront.SeedConfig{Users: 1, Products: 200, RandSeed: 1}); err != nil {
+		f.Fatal(err)
+	}
+	fold := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if 'A' <= r && r <= 'Z' {
+				return r + 'a' - 'A'
+			}
+			return r
+		}, s)
+	}
+	f.Fuzz(func(t *testing.T, prefix string) {
+		res, err := s.Suggest(context.Background(), prefix, 5)
+		if err != nil {
+			var fe *storefront.FieldError
+			if !errors.As(err, &fe) || fe.Field != "prefix" {
+				t.Fatalf("Suggest(%q): %v", prefix, err)
+			}
+			return
+		}
+		p, perr := storefront.SuggestPrefix(prefix)
+		if perr != nil || len(res) > 5 {
+			t.Fatalf("Suggest(%q) = %d results, SuggestPrefix: %v", prefix, len(res), perr)
+		}
+		for _, r := range res {
+			if !strings.HasPrefix(fold(r.Title), p) {
+				t.Fatalf("Suggest(%q) suggested %q", prefix, r.Title)
+			}
+		}
+	})
+}
+
 // FuzzCreateUser: whatever the body of POST /users, the answer is 201 with
 // a user whose fields are valid, visible text, or a bounded JSON error
 // naming a field; never a 5xx.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/strata-dev/strata/internal/testdb"
@@ -91,6 +92,37 @@ func FuzzSuggest(f *testing.F) {
 			if !strings.HasPrefix(fold(r.Title), p) {
 				t.Fatalf("Suggest(%q) suggested %q", prefix, r.Title)
 			}
+		}
+	})
+}
+
+// FuzzParseSearchTiers: whatever the spec, ParseSearchTiers either sets
+// the one tier it names within the bounds, or refuses it with an
+// ErrBadSearchTier of bounded length.
+func FuzzParseSearchTiers(f *testing.F) {
+	for _, s := range []string{"search=16", "autocomplete=8/50ms", "facets=4/200ms", "search=0", "x=1", "search=1/1h", "=", "search=1/", "search==1", "facets=1/1e3ms"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		got, err := storefront.ParseSearchTiers(spec)
+		if err != nil {
+			if !errors.Is(err, storefront.ErrBadSearchTier) || len(err.Error()) > maxErrorResponse {
+				t.Fatalf("ParseSearchTiers(%q): %v", spec, err)
+			}
+			return
+		}
+		set := 0
+		for _, c := range []storefront.TierConfig{got.Search, got.Autocomplete, got.Facets} {
+			if c == (storefront.TierConfig{}) {
+				continue
+			}
+			set++
+			if c.MaxInFlight < 1 || c.MaxInFlight > storefront.MaxTierInFlight || c.Budget != 0 && (c.Budget < time.Millisecond || c.Budget > 10*time.Second) {
+				t.Fatalf("ParseSearchTiers(%q) = %+v", spec, got)
+			}
+		}
+		if set != 1 {
+			t.Fatalf("ParseSearchTiers(%q) set %d tiers", spec, set)
 		}
 	})
 }

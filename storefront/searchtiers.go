@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +77,70 @@ type TierConfig struct {
 // search (DefaultFacetsMaxInFlight, DefaultFacetsBudget).
 type SearchTiers struct {
 	Search, Autocomplete, Facets TierConfig
+}
+
+// ErrBadSearchTier is returned (wrapped) by [ParseSearchTiers].
+var ErrBadSearchTier = errors.New("storefront: bad search tier")
+
+// Bounds of the settings [ParseSearchTiers] accepts: MaxTierInFlight is
+// far more than any pool has connections (Strata's choice); a budget past
+// the bound of a whole request (10 s) would never be reached, one under
+// a millisecond never met.
+const (
+	MaxTierInFlight = 10_000
+	minTierBudget   = time.Millisecond
+	maxTierBudget   = requestTimeout
+)
+
+// ParseSearchTiers reads the tiers' resources as flags give them, one
+// spec each: "NAME=MAX_IN_FLIGHT" or "NAME=MAX_IN_FLIGHT/BUDGET", for
+// example "autocomplete=8/50ms", where NAME is search, autocomplete or
+// facets, MAX_IN_FLIGHT is 1 to MaxTierInFlight and BUDGET a Go duration
+// from 1ms to 10s. A tier no spec names keeps its defaults; a tier named
+// twice is an error. An error wraps ErrBadSearchTier and names the spec,
+// by position, and what is wrong with it.
+func ParseSearchTiers(specs ...string) (SearchTiers, error) {
+	var out SearchTiers
+	named := map[string]bool{}
+	for i, spec := range specs {
+		fail := func(format string, args ...any) (SearchTiers, error) {
+			return SearchTiers{}, fmt.Errorf("%w %d, %s: %s", ErrBadSearchTier, i+1, quoteValue(spec), fmt.Sprintf(format, args...))
+		}
+		name, value, ok := strings.Cut(spec, "=")
+		if !ok {
+			return fail(`want NAME=MAX_IN_FLIGHT[/BUDGET], for example "autocomplete=8/50ms"`)
+		}
+		var c *TierConfig
+		switch name {
+		case TierSearch:
+			c = &out.Search
+		case TierAutocomplete:
+			c = &out.Autocomplete
+		case TierFacets:
+			c = &out.Facets
+		default:
+			return fail("unknown tier %s (want %s, %s or %s)", quoteValue(name), TierSearch, TierAutocomplete, TierFacets)
+		}
+		if named[name] {
+			return fail("the %s tier is set twice", name)
+		}
+		named[name] = true
+		limit, budget, hasBudget := strings.Cut(value, "/")
+		n, ok := canonicalPositive(limit)
+		if !ok || n > MaxTierInFlight {
+			return fail("the most requests in flight must be an integer between 1 and %d, got %s", MaxTierInFlight, quoteValue(limit))
+		}
+		c.MaxInFlight = int(n)
+		if !hasBudget {
+			continue
+		}
+		d, err := time.ParseDuration(budget)
+		if err != nil || d < minTierBudget || d > maxTierBudget {
+			return fail("the budget must be a duration between %v and %v, such as 50ms, got %s", minTierBudget, maxTierBudget, quoteValue(budget))
+		}
+		c.Budget = d
+	}
+	return out, nil
 }
 
 // tier is one search tier's admission and budget. slots is a semaphore

@@ -5,6 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"slices"
@@ -632,5 +634,57 @@ func TestSearchTierCacheTTLs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseSearchTiers: the --search-tier form, good and bad.
+func TestParseSearchTiers(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		specs []string
+		want  storefront.SearchTiers
+		err   string // in the error; "" for none
+	}{
+		// None: every tier's defaults (the zero value).
+		{nil, storefront.SearchTiers{}, ""},
+		// A limit alone keeps the default budget.
+		{[]string{"search=32"}, storefront.SearchTiers{Search: storefront.TierConfig{MaxInFlight: 32}}, ""},
+		// A limit and a budget; each tier its own.
+		{[]string{"autocomplete=4/30ms", "facets=2/1s"}, storefront.SearchTiers{
+			Autocomplete: storefront.TierConfig{MaxInFlight: 4, Budget: 30 * ms}, Facets: storefront.TierConfig{MaxInFlight: 2, Budget: time.Second}}, ""},
+		// The bounds themselves.
+		{[]string{"search=10000/10s", "facets=1/1ms"}, storefront.SearchTiers{
+			Search: storefront.TierConfig{MaxInFlight: 10000, Budget: 10 * time.Second}, Facets: storefront.TierConfig{MaxInFlight: 1, Budget: ms}}, ""},
+		// No '='.
+		{[]string{"search"}, storefront.SearchTiers{}, `tier 1, "search": want NAME=MAX_IN_FLIGHT[/BUDGET]`},
+		// A tier that does not exist, in second place.
+		{[]string{"search=1", "checkout=1"}, storefront.SearchTiers{}, `tier 2, "checkout=1": unknown tier "checkout" (want search, autocomplete or facets)`},
+		// Names are exact.
+		{[]string{"Search=1"}, storefront.SearchTiers{}, `unknown tier "Search"`},
+		// A tier set twice.
+		{[]string{"facets=1", "facets=2"}, storefront.SearchTiers{}, "the facets tier is set twice"},
+		// Limits out of range or not canonical.
+		{[]string{"search=0"}, storefront.SearchTiers{}, `between 1 and 10000, got "0"`},
+		{[]string{"search=10001"}, storefront.SearchTiers{}, `got "10001"`},
+		{[]string{"search=-1"}, storefront.SearchTiers{}, `got "-1"`},
+		{[]string{"search=08"}, storefront.SearchTiers{}, `got "08"`},
+		{[]string{"search=/50ms"}, storefront.SearchTiers{}, `got ""`},
+		// Budgets out of range or not durations.
+		{[]string{"search=1/"}, storefront.SearchTiers{}, `the budget must be a duration between 1ms and 10s, such as 50ms, got ""`},
+		{[]string{"search=1/50"}, storefront.SearchTiers{}, `got "50"`},
+		{[]string{"search=1/11s"}, storefront.SearchTiers{}, `got "11s"`},
+		{[]string{"search=1/999us"}, storefront.SearchTiers{}, `got "999us"`},
+		{[]string{"search=1/-5ms"}, storefront.SearchTiers{}, `got "-5ms"`},
+		{[]string{"search=1/50ms/2"}, storefront.SearchTiers{}, `got "50ms/2"`},
+		// A huge spec is quoted in part.
+		{[]string{"search=" + strings.Repeat("9", 100_000)}, storefront.SearchTiers{}, "(100007 bytes)"},
+	} {
+		got, err := storefront.ParseSearchTiers(tc.specs...)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseSearchTiers(%q) = %+v, %v, want %+v", tc.specs, got, err, tc.want)
+		case tc.err != "" && (err == nil || !errors.Is(err, storefront.ErrBadSearchTier) || !strings.Contains(err.Error(), tc.err) || len(err.Error()) > maxErrorResponse):
+			t.Errorf("ParseSearchTiers(%.80q) = %v, want an ErrBadSearchTier saying %q", tc.specs, clip(fmt.Sprint(err)), tc.err)
+		}
 	}
 }

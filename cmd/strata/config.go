@@ -35,6 +35,7 @@ type serveConfig struct {
 		WarmPeaks configValue[[]string] // known peaks to warm the cache ahead of (cache.ParsePeak)
 		WarmLead  configValue[string]   // how long ahead (a Go duration)
 	}
+	SearchTiers configValue[[]string] // the search tiers' resources (storefront.ParseSearchTiers)
 }
 
 // configValue is one value of the config file and where it was written.
@@ -71,10 +72,11 @@ func loadServeConfig(path string) (serveConfig, error) {
 	d := configDecoder{path: path}
 	root := doc.Content[0]
 	err = d.mapping(root, "", map[string]func(*yaml.Node, string) error{
-		"db":       func(n *yaml.Node, key string) error { return d.str(n, key, &c.DB) },
-		"addr":     func(n *yaml.Node, key string) error { return d.str(n, key, &c.Addr) },
-		"replicas": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Replicas) },
-		"shards":   func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
+		"db":           func(n *yaml.Node, key string) error { return d.str(n, key, &c.DB) },
+		"addr":         func(n *yaml.Node, key string) error { return d.str(n, key, &c.Addr) },
+		"replicas":     func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Replicas) },
+		"shards":       func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
+		"search_tiers": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.SearchTiers) },
 		"cache": func(n *yaml.Node, key string) error {
 			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
 				"enabled":    func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Cache.Enabled) },

@@ -32,6 +32,7 @@ func newServe(g *globals) *cobra.Command {
 		dbURL, addr, configPath, redisURL string
 		useCache, sampleQueries           bool
 		replicas, shards, warmPeaks       []string
+		searchTiers                       []string
 		warmLead                          string
 	)
 	cmd := &cobra.Command{
@@ -54,12 +55,19 @@ With --warm-peak (and the cache), the hottest users and products are
 loaded into the cache --warm-lead (default 30 minutes) before each known
 peak, beside the warm-up the cache runs by itself when traffic surges. A
 peak is "HH:MM" (daily, UTC), "HH:MM ZONE" (daily in an IANA time zone)
-or an RFC 3339 time (once).`,
+or an RFC 3339 time (once).
+
+Product search, autocomplete (/search/suggest) and faceted search
+(/search?facets=category) are tiers with resources of their own: each
+answers at most so many requests at once (past it, 503 at once) within
+its budget (past it, 503). --search-tier NAME=MAX_IN_FLIGHT[/BUDGET]
+changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 		Example: `  strata serve
   strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
   strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
   strata serve --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata
   strata serve --cache --warm-peak '19:00 Europe/London' --warm-peak 2026-12-24T18:00:00Z --warm-lead 45m
+  strata serve --search-tier autocomplete=4/30ms --search-tier search=32
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -68,7 +76,7 @@ or an RFC 3339 time (once).`,
 			}
 			// where names the source of each value in error messages: the
 			// flag, or the config file's line.
-			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead"}
+			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead", "search-tier": "--search-tier"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -85,6 +93,9 @@ or an RFC 3339 time (once).`,
 				fromFile("warm-lead", c.Cache.WarmLead, &warmLead)
 				if !cmd.Flags().Changed("warm-peak") && c.Cache.WarmPeaks.Set {
 					warmPeaks, where["warm-peak"] = c.Cache.WarmPeaks.V, "config "+c.Cache.WarmPeaks.At
+				}
+				if !cmd.Flags().Changed("search-tier") && c.SearchTiers.Set {
+					searchTiers, where["search-tier"] = c.SearchTiers.V, "config "+c.SearchTiers.At
 				}
 				if !cmd.Flags().Changed("replica") && c.Replicas.Set {
 					replicas, where["replica"] = c.Replicas.V, "config "+c.Replicas.At
@@ -105,6 +116,10 @@ or an RFC 3339 time (once).`,
 			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
 			if err != nil {
 				return err
+			}
+			tiers, err := storefront.ParseSearchTiers(searchTiers...)
+			if err != nil {
+				return usageError{fmt.Errorf("%s: %w", where["search-tier"], err)}
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
@@ -146,7 +161,7 @@ or an RFC 3339 time (once).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log})
+			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, SearchTiers: tiers})
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
@@ -171,8 +186,18 @@ or an RFC 3339 time (once).`,
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead); flags win over it")
+	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, search_tiers); flags win over it")
 	return cmd
+}
+
+// defaultSearchTiers says the search tiers' defaults as --search-tier
+// would set them.
+func defaultSearchTiers() string {
+	return fmt.Sprintf("%s=%d/%v, %s=%d/%v, %s=%d/%v",
+		storefront.TierSearch, storefront.DefaultSearchMaxInFlight, storefront.DefaultSearchBudget,
+		storefront.TierAutocomplete, storefront.DefaultAutocompleteMaxInFlight, storefront.DefaultAutocompleteBudget,
+		storefront.TierFacets, storefront.DefaultFacetsMaxInFlight, storefront.DefaultFacetsBudget)
 }
 
 // warmSchedule parses the known peaks and the lead of the scheduled cache

@@ -109,7 +109,7 @@ func Catalogue() []Metric {
 	strata(SubsystemSearch, Gauge, "strata_search_max_in_flight", "", "The most requests a search tier answers at once; past it a request is refused with 503.", "tier")
 	strata(SubsystemSearch, Counter, "strata_search_rejected_total", "", "Search requests refused with 503 because their tier was full.", "tier")
 	strata(SubsystemSearch, Counter, "strata_search_timeouts_total", "", "Search requests that ran out of their tier's budget (answered 503).", "tier")
-	strata(SubsystemSearch, Histogram, "strata_search_request_duration_seconds", "seconds", "Time a search tier spent on a request it admitted, by tier.", "tier")
+	strata(SubsystemSearch, Histogram, "strata_search_request_duration_seconds", "seconds", "Time a search tier took to answer a request it admitted (at most about its budget), by tier.", "tier")
 
 	// internal/sqlstats, registered by strata serve and by the replica router.
 	for _, d := range []struct {

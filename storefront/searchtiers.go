@@ -25,9 +25,11 @@ const (
 	TierFacets       = "facets"       // GET /search?facets=category: the results and their facet counts
 )
 
-// The tiers' default budgets. A budget is a context deadline that reaches
-// the cache's lease wait and the SQL query, which the database cancels
-// when it runs out; the request is then answered 503 with Retry-After.
+// The tiers' default budgets. A request not answered within its tier's
+// budget is answered 503 with Retry-After, naming the tier, at the
+// budget; its work, whose context deadline reaches the cache's lease wait
+// and the SQL query, is canceled on the database tierDrain later if it
+// has not ended by then.
 const (
 	// DefaultSearchBudget: the results are the critical data of a search
 	// page, and 100 ms is the case study's p99 target (from 150 ms): an
@@ -66,8 +68,9 @@ type TierConfig struct {
 	// request past it is refused at once with 503, Retry-After and a JSON
 	// error naming the tier: nothing queues.
 	MaxInFlight int
-	// Budget bounds one request of the tier, its queries included; past
-	// it the request is answered 503 with Retry-After, naming the tier.
+	// Budget bounds the answer to one request of the tier; past it the
+	// request is answered 503 with Retry-After, naming the tier, and its
+	// queries are canceled half a second later if still running.
 	Budget time.Duration
 }
 
@@ -216,7 +219,7 @@ func newTierMetrics(reg prometheus.Registerer) tierMetrics {
 		}, []string{"tier"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "strata_search_request_duration_seconds",
-			Help:    "Time a search tier spent on a request it admitted, by tier.",
+			Help:    "Time a search tier took to answer a request it admitted (at most about its budget), by tier.",
 			Buckets: latencyBuckets(),
 		}, []string{"tier"}),
 	}
@@ -239,10 +242,33 @@ type tierErrorBody struct {
 	Tier  string `json:"tier"`
 }
 
+// tierDrain is how long a tier's work may run on once its budget has
+// been answered (Strata's choice). The answer leaves at the budget; the
+// work keeps its slot and runs until it ends or this much later, when its
+// context cancels the query. Canceling a query at the budget itself costs
+// its connection (pgx closes a connection whose query is canceled), and
+// a pool that must open connections within a 50 ms budget on a busy
+// machine fails to, over and over: the benchmark (docs/benchmarks.md)
+// saw sixteen times as many database sessions opened, and every tier's
+// errors rise, before the drain was added. Half a second lets a
+// connection open and a query slowed by a busy machine finish; a query
+// stuck on a lock is still canceled, and its slot is held meanwhile, so a
+// stuck tier refuses new work rather than piling it up.
+const tierDrain = 500 * time.Millisecond
+
+// tierResult is what a tier's work returned, or the panic it raised.
+type tierResult struct {
+	err      error
+	panicked any
+}
+
 // inTier runs fn as a request of tier t: at once 503 when the tier is
-// full, else under the tier's budget. It answers fn's error itself (past
-// the budget, 503 naming the tier) and reports whether fn succeeded, in
-// which case the caller writes the answer.
+// full, else answered within the tier's budget. fn runs on a goroutine of
+// its own, under the request's values, with a deadline of the budget plus
+// tierDrain, and holds the tier's slot until it returns: past the budget
+// the request is answered 503 naming the tier while fn drains. inTier
+// answers fn's error itself and reports whether fn succeeded in time, in
+// which case the caller writes the answer from what fn stored.
 func (a *api) inTier(w http.ResponseWriter, r *http.Request, t *tier, fn func(ctx context.Context) error) bool {
 	select {
 	case t.slots <- struct{}{}:
@@ -257,30 +283,59 @@ func (a *api) inTier(w http.ResponseWriter, r *http.Request, t *tier, fn func(ct
 		return false
 	}
 	t.inFlight.Inc()
-	defer func() {
-		t.inFlight.Dec()
-		<-t.slots
-	}()
-	ctx, cancel := context.WithTimeout(r.Context(), t.budget)
-	defer cancel()
+	// The work records how the caches served it into a holder of its own,
+	// copied into the request's only if it answers in time: once the
+	// request is answered, the work must not write into what the answer
+	// was built from.
+	var served []string
+	ctx, cancel := context.WithTimeout(withCacheInfo(context.WithoutCancel(r.Context()), &served), t.budget+tierDrain)
+	done := make(chan tierResult, 1)
 	t0 := time.Now()
-	err := fn(ctx)
-	t.duration.Observe(time.Since(t0).Seconds())
-	if err == nil {
+	go func() {
+		defer func() {
+			cancel()
+			t.inFlight.Dec()
+			<-t.slots
+		}()
+		defer func() {
+			if v := recover(); v != nil {
+				done <- tierResult{panicked: v}
+			}
+		}()
+		done <- tierResult{err: fn(ctx)}
+	}()
+	budget := time.NewTimer(t.budget)
+	defer budget.Stop()
+	select {
+	case res := <-done:
+		t.duration.Observe(time.Since(t0).Seconds())
+		if res.panicked != nil {
+			panic(res.panicked) // to the handler's recover, as if fn had run here
+		}
+		if h, ok := r.Context().Value(infoKey{}).(*[]string); ok {
+			*h = append(*h, served...)
+		}
+		if res.err != nil {
+			a.fail(w, r, res.err)
+			return false
+		}
 		return true
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+	case <-budget.C:
+		t.duration.Observe(time.Since(t0).Seconds())
 		t.timeouts.Inc()
-		a.unavailable.warn(a.log, "search tier budget exceeded", "tier", t.name, "budget", t.budget, "path", r.URL.Path, "err", err)
+		a.unavailable.warn(a.log, "search tier budget exceeded", "tier", t.name, "budget", t.budget, "path", r.URL.Path)
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeJSON(w, http.StatusServiceUnavailable, tierErrorBody{
 			Error: fmt.Sprintf("the %s tier could not answer within its %v budget; retry in a moment", t.name, t.budget),
 			Tier:  t.name,
 		})
 		return false
+	case <-r.Context().Done():
+		// The client is gone, or the request's own bound ran out: stop the work.
+		cancel()
+		a.fail(w, r, r.Context().Err())
+		return false
 	}
-	a.fail(w, r, err)
-	return false
 }
 
 // search serves GET /search: product search, or with facets=category

@@ -70,7 +70,10 @@ func TestTierDrain(t *testing.T) {
 	if left := <-entered; left < budget+tierDrain-time.Second || left > budget+tierDrain {
 		t.Errorf("the work's deadline was %v away, want about the budget plus tierDrain, %v", left, budget+tierDrain)
 	}
-	g.fn = func(context.Context) error { t.Error("a second request ran while the first one's work held the slot"); return nil }
+	g.fn = func(context.Context) error {
+		t.Error("a second request ran while the first one's work held the slot")
+		return nil
+	}
 	if w := g.serve(context.Background()); w.Code != 503 || !strings.Contains(w.Body.String(), "tier is full") {
 		t.Fatalf("while the first request's work drains: %d %s, want the tier full", w.Code, w.Body)
 	}

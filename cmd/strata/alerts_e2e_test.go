@@ -291,9 +291,10 @@ func withoutFlag(args []string, flag string) []string {
 }
 
 // e2eTargets is the request mix each storefront gets, sent in turn: the
-// whole API, reads mostly, a write in ten.
+// whole API (the three search tiers too), reads mostly, a write in ten.
 func e2eTargets(base string) []loadtest.Target {
 	words := []string{"wireless", "coffee", "tent", "novel", "kettle", "lamp"}
+	prefixes := []string{"a", "acme", "glo", "init", "stark+p", "w"}
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 	var ts []loadtest.Target
 	for i := range 60 {
@@ -319,6 +320,10 @@ func e2eTargets(base string) []loadtest.Target {
 		case 3:
 			ts = append(ts, loadtest.Target{Method: http.MethodPost, URL: fmt.Sprintf("%s/users/%d/actions", base, user), Header: jsonHeader,
 				Body: fmt.Appendf(nil, `{"product_id": %d, "kind": "cart"}`, product)})
+		case 5:
+			// The other search tiers: autocomplete and faceted search.
+			ts = append(ts, loadtest.Target{URL: fmt.Sprintf("%s/search/suggest?prefix=%s", base, prefixes[i%len(prefixes)])},
+				loadtest.Target{URL: fmt.Sprintf("%s/search?limit=10&facets=category&q=%s", base, words[i%len(words)])})
 		}
 	}
 	return ts

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/strata-dev/strata/advisor"
 	"github.com/strata-dev/strata/cache"
@@ -94,9 +95,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 				if !cmd.Flags().Changed("warm-peak") && c.Cache.WarmPeaks.Set {
 					warmPeaks, where["warm-peak"] = c.Cache.WarmPeaks.V, "config "+c.Cache.WarmPeaks.At
 				}
-				if !cmd.Flags().Changed("search-tier") && c.SearchTiers.Set {
-					searchTiers, where["search-tier"] = c.SearchTiers.V, "config "+c.SearchTiers.At
-				}
+				fromFileList(cmd.Flags(), "search-tier", c.SearchTiers, &searchTiers, where)
 				if !cmd.Flags().Changed("replica") && c.Replicas.Set {
 					replicas, where["replica"] = c.Replicas.V, "config "+c.Replicas.At
 				}
@@ -117,9 +116,9 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			if err != nil {
 				return err
 			}
-			tiers, err := storefront.ParseSearchTiers(searchTiers...)
+			tiers, err := parseSearchTiers(searchTiers, where)
 			if err != nil {
-				return usageError{fmt.Errorf("%s: %w", where["search-tier"], err)}
+				return err
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
@@ -189,6 +188,24 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
 	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, search_tiers); flags win over it")
 	return cmd
+}
+
+// fromFileList sets *dst to the config file's list v, and where[flag] to
+// its line, unless the flag was given (the flags' list wins whole).
+func fromFileList(flags *pflag.FlagSet, flag string, v configValue[[]string], dst *[]string, where map[string]string) {
+	if !flags.Changed(flag) && v.Set {
+		*dst, where[flag] = v.V, "config "+v.At
+	}
+}
+
+// parseSearchTiers reads the --search-tier values; an error is a usage
+// error naming the flag or config line.
+func parseSearchTiers(raw []string, where map[string]string) (storefront.SearchTiers, error) {
+	tiers, err := storefront.ParseSearchTiers(raw...)
+	if err != nil {
+		return tiers, usageError{fmt.Errorf("%s: %w", where["search-tier"], err)}
+	}
+	return tiers, nil
 }
 
 // defaultSearchTiers says the search tiers' defaults as --search-tier

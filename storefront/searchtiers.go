@@ -271,6 +271,16 @@ type tierResult struct {
 	panicked any
 }
 
+// runTierWork calls fn, turning a panic into a tierResult.
+func runTierWork(ctx context.Context, fn func(ctx context.Context) error) (res tierResult) {
+	defer func() {
+		if v := recover(); v != nil {
+			res = tierResult{panicked: v}
+		}
+	}()
+	return tierResult{err: fn(ctx)}
+}
+
 // inTier runs fn as a request of tier t: at once 503 when the tier is
 // full, else answered within the tier's budget. fn runs on a goroutine of
 // its own, under the request's values, with a deadline of the budget plus
@@ -301,17 +311,13 @@ func (a *api) inTier(w http.ResponseWriter, r *http.Request, t *tier, fn func(ct
 	done := make(chan tierResult, 1)
 	t0 := time.Now()
 	go func() {
-		defer func() {
-			cancel()
-			t.inFlight.Dec()
-			<-t.slots
-		}()
-		defer func() {
-			if v := recover(); v != nil {
-				done <- tierResult{panicked: v}
-			}
-		}()
-		done <- tierResult{err: fn(ctx)}
+		res := runTierWork(ctx, fn)
+		// The slot is free before the result is handed over: a request
+		// answered in time leaves its tier as it found it.
+		cancel()
+		t.inFlight.Dec()
+		<-t.slots
+		done <- res
 	}()
 	budget := time.NewTimer(t.budget)
 	defer budget.Stop()

@@ -492,8 +492,8 @@ func TestAutocompleteBurstIsolated(t *testing.T) {
 
 // TestSearchTierBudgets: on PostgreSQL with the products table locked by
 // another transaction, each tier answers 503 naming itself once its own
-// default budget is spent (autocomplete's 50 ms, search's 500 ms, faceted
-// search's 1 s), not when the lock goes; the queries it gave up on are
+// default budget is spent (autocomplete's 50 ms, search's 1 s, faceted
+// search's 2 s), not when the lock goes; the queries it gave up on are
 // canceled on the database (tierDrain later); and through the cache the
 // same.
 func TestSearchTierBudgets(t *testing.T) {

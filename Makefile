@@ -53,3 +53,7 @@ fuzz:
 	@for t in FuzzDecodeMap FuzzVirtualShard FuzzParseVRange; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./shard/ || exit 1; done
 	@go test -run '^$$' -fuzz '^FuzzKind$$' -fuzztime 30s ./internal/sqltext/
+	@for t in FuzzParseURL FuzzParseRetryAfter; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./upstream/ || exit 1; done
+	@for t in FuzzTraceparent FuzzDecodeRecommendations; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./storefront/ || exit 1; done

@@ -46,6 +46,7 @@ const (
 	SubsystemCache    = "cache"
 	SubsystemReplica  = "replica"
 	SubsystemShard    = "shard"
+	SubsystemUpstream = "upstream"
 	SubsystemSearch   = "search"
 	SubsystemRuntime  = "runtime"
 	SubsystemNode     = "node"
@@ -73,7 +74,7 @@ type Metric struct {
 	// has them and an unsharded one does not. Queries must not depend on
 	// them unless they aggregate them away.
 	OptionalLabels []string
-	Subsystem      string // http, db, cache, replica, shard, search, runtime, node or postgres
+	Subsystem      string // http, db, cache, replica, shard, upstream, search, runtime, node or postgres
 	Source         Source // who exports it
 	// Everywhere says that every configuration of strata serve registers
 	// it (SQLite or PostgreSQL, with or without replicas, shards or the
@@ -193,6 +194,14 @@ func Catalogue() []Metric {
 	strata(SubsystemShard, Counter, "strata_shard_map_reloads_total", "", "Reads of the shard map after start (polls, notifications, reconnects).")
 	strata(SubsystemShard, Counter, "strata_shard_map_reload_errors_total", "", "Shard map reloads that failed or found a map that does not decode, validate or move forward.")
 	strata(SubsystemShard, Counter, "strata_shard_map_apply_errors_total", "", "Newer shard maps the instance loaded but could not apply (its OnChange failed): it still routes by an older one.")
+
+	// upstream/metrics.go, registered by strata serve --recommendations-url
+	// (labelled upstream="recommendations").
+	strata(SubsystemUpstream, Counter, "strata_upstream_calls_total", "", "Calls to an upstream service, by outcome (ok: an answer below 500; error: 5xx or no answer, after retries; breaker_open; budget_exhausted; canceled).", "upstream", "outcome")
+	strata(SubsystemUpstream, Counter, "strata_upstream_errors_total", "", "Failed attempts of calls to an upstream service, by kind (transport: no answer; status: a 5xx answer; timeout: no answer within the budget).", "upstream", "kind")
+	strata(SubsystemUpstream, Counter, "strata_upstream_retries_total", "", "Retries of calls to an upstream service (attempts after the first).", "upstream")
+	strata(SubsystemUpstream, Gauge, "strata_upstream_breaker_state", "", "State of an upstream's circuit breaker: 0 closed, 1 open, 2 half-open.", "upstream")
+	strata(SubsystemUpstream, Histogram, "strata_upstream_call_duration_seconds", "seconds", "Time of one call to an upstream service, retries and backoff included.", "upstream")
 
 	// client_golang's collectors.NewGoCollector and NewProcessCollector,
 	// which storefront.NewRegistry registers.

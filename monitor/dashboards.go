@@ -49,9 +49,9 @@ type Target struct {
 const RateInterval = "$__rate_interval"
 
 // Dashboards returns Strata's dashboards: the overview (the golden signals
-// per route, pool saturation and the process) and one per subsystem:
-// cache, replicas, shards, database (pools, PostgreSQL and the node) and
-// search (its tiers).
+// per route, pool saturation, the process and the upstream services it
+// calls) and one per subsystem: cache, replicas, shards, database (pools,
+// PostgreSQL and the node) and search (its tiers).
 // Every Strata metric of a subsystem that no hand-made panel reads gets a
 // panel of its own, built from its catalogue entry, so a new metric shows
 // up without anyone drawing it. Each call builds them afresh.
@@ -142,6 +142,13 @@ func overviewPanels() []Panel {
 			{Expr: strataProcess("go_memstats_heap_inuse_bytes"), Legend: "heap in use {{instance}}"}}},
 		{Title: "Goroutines", Unit: "short", Targets: []Target{{Expr: strataProcess("go_goroutines"), Legend: "{{instance}}"}}},
 		{Title: "/metrics handler errors", Unit: "ops", Targets: []Target{{Expr: rate("promhttp_metric_handler_errors_total", "cause"), Legend: "{{cause}}"}}},
+		// The services this one calls (strata serve --recommendations-url).
+		{Title: "Upstream calls by outcome", Unit: "ops", Targets: []Target{{Expr: rate("strata_upstream_calls_total", "upstream, outcome"), Legend: "{{upstream}} {{outcome}}"}}},
+		quantilePanel("Upstream call latency (retries included)", "strata_upstream_call_duration_seconds", "upstream", "{{upstream}}"),
+		{Title: "Upstream failed attempts and retries", Unit: "ops", Targets: []Target{
+			{Expr: rate("strata_upstream_errors_total", "upstream, kind"), Legend: "{{upstream}} {{kind}}"},
+			{Expr: rate("strata_upstream_retries_total", "upstream"), Legend: "{{upstream}} retries"}}},
+		{Title: "Upstream circuit breakers (0 closed, 1 open, 2 half-open)", Unit: "short", Targets: []Target{{Expr: "max by (upstream) (strata_upstream_breaker_state)", Legend: "{{upstream}}"}}},
 	}
 }
 

@@ -25,7 +25,8 @@
 // # Dashboards
 //
 // [Dashboards] are Grafana dashboards built from the catalogue: an overview
-// with the golden signals per route, and one each for the cache, the
+// with the golden signals per route (and of the upstream services the
+// storefront calls), and one each for the cache, the
 // replicas, the shards and the database. They are plain typed structs
 // marshalled to Grafana's JSON model: the handful of fields they need do
 // not justify grafana-foundation-sdk, which is pre-1.0 and follows

@@ -18,6 +18,7 @@ import (
 	"github.com/strata-dev/strata/internal/testdb"
 	"github.com/strata-dev/strata/monitor"
 	"github.com/strata-dev/strata/storefront"
+	"github.com/strata-dev/strata/upstream"
 )
 
 // served is one configuration of strata serve, wired as cmd/strata/serve.go
@@ -29,9 +30,10 @@ type served struct {
 }
 
 // serve builds the service strata serve runs for url and cfg (with an L1
-// cache when cached), registering through a monitor.Recorder, and answers
-// one request on each of a few routes so that the HTTP series exist.
-func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool) served {
+// cache when cached, then wrapped by each of wrap), registering through a
+// monitor.Recorder, and answers one request on each of a few routes so
+// that the HTTP series exist.
+func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool, wrap ...func(*testing.T, prometheus.Registerer, storefront.Service) storefront.Service) served {
 	t.Helper()
 	ctx := context.Background()
 	reg := prometheus.NewPedanticRegistry()
@@ -64,6 +66,9 @@ func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool) s
 		t.Cleanup(func() { c.Close() })
 		svc = c
 	}
+	for _, w := range wrap {
+		svc = w(t, rec, svc)
+	}
 	srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: rec, Gatherer: reg}))
 	t.Cleanup(srv.Close)
 	for _, path := range []string{"/healthz", "/products/1", "/search?q=x", "/nowhere", "/metrics"} {
@@ -77,13 +82,30 @@ func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool) s
 }
 
 // embedded returns the configurations of strata serve that need no
-// server: SQLite alone and SQLite with the cache.
+// server: SQLite alone, SQLite with the cache, and SQLite with its
+// recommendations from a recommendation service (--recommendations-url).
 func embedded(t *testing.T) []served {
 	t.Helper()
 	return []served{
 		serve(t, "sqlite", testdb.SQLite(t), storefront.Config{}, false),
 		serve(t, "sqlite+cache", testdb.SQLite(t), storefront.Config{}, true),
+		serve(t, "sqlite+remote recommendations", testdb.SQLite(t), storefront.Config{}, false, remoteRecommendations),
 	}
+}
+
+// remoteRecommendations wires svc as strata serve --recommendations-url
+// does, to a recommendation service (strata serve --only recommendations)
+// over the same store, whose own metrics are not this configuration's.
+func remoteRecommendations(t *testing.T, reg prometheus.Registerer, svc storefront.Service) storefront.Service {
+	t.Helper()
+	recs := httptest.NewServer(storefront.NewRecommendationHandler(svc, storefront.HandlerConfig{Registerer: prometheus.NewRegistry()}))
+	t.Cleanup(recs.Close)
+	c, err := upstream.New("recommendations", recs.URL, upstream.Config{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return storefront.NewRemoteRecommender(svc, c)
 }
 
 // routed returns the configurations of strata serve with the replica

@@ -61,6 +61,12 @@ type CacheConfig struct {
 	// SearchTTL, SuggestTTL and FacetsTTL. A write to the catalogue
 	// makes all three stale at once, whatever their TTL.
 	SearchCacheTTL, SuggestCacheTTL, FacetsCacheTTL time.Duration
+	// NoPrefetch turns off predictive prefetch: by default, after a
+	// user's recommendations are read, the first PrefetchTop recommended
+	// products are loaded into the products cache in the background
+	// (the guide's stage-5 predictive prefetch: the user's likely next
+	// reads), bounded by maxPrefetch at once.
+	NoPrefetch bool
 	// Registerer receives the cache metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Logger receives background errors; nil means slog.Default().
@@ -91,6 +97,10 @@ type Cached struct {
 	warming     chan struct{} // a slot per personalisation warming running
 	warmSkipped atomic.Int64  // warmings skipped because every slot was busy
 
+	prefetching     chan struct{}                         // a slot per prefetch running; nil: prefetch off
+	prefetchSkipped atomic.Int64                          // prefetches skipped because every slot was busy
+	onPrefetch      func(keys []string, n int, err error) // tests: after each prefetch
+
 	// mu orders background's wg.Add before Close's wg.Wait: once closed
 	// is set under mu, no new background work starts, so Wait cannot race
 	// an Add (which the sync package forbids).
@@ -119,6 +129,9 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 		}
 	}
 	c := &Cached{store: s, warming: make(chan struct{}, maxWarming)}
+	if !cfg.NoPrefetch {
+		c.prefetching = make(chan struct{}, maxPrefetch)
+	}
 	if cfg.Registerer != nil {
 		m, err := cachemetrics.New(cfg.Registerer)
 		if err != nil {
@@ -248,6 +261,57 @@ func (c *Cached) warm(fn func(ctx context.Context)) {
 	c.background(func(ctx context.Context) {
 		defer func() { <-c.warming }()
 		fn(ctx)
+	})
+}
+
+// PrefetchTop is how many of a user's recommended products predictive
+// prefetch loads: the top of the list, which a page shows first and a user
+// opens most (Strata's choice; the guide names the idea, not a number).
+const PrefetchTop = 5
+
+// maxPrefetch bounds the prefetches running at once (Strata's choice).
+// Each reads its products one at a time, so prefetch holds at most
+// maxPrefetch database connections of the primary pool's 50, and one that
+// finds every slot busy is skipped, not queued: under load, prefetch gives
+// way to live traffic rather than adding to it.
+const maxPrefetch = 2
+
+// prefetch loads the first PrefetchTop products of recs into the products
+// cache in the background (keys L1 already holds fresh are skipped), one
+// at a time, unless maxPrefetch prefetches already run or ctx is itself
+// background work. Errors are left to the product's own read: a prefetch
+// is a guess.
+func (c *Cached) prefetch(ctx context.Context, recs []Recommendation) {
+	if c.prefetching == nil || len(recs) == 0 || Background(ctx) {
+		return
+	}
+	select {
+	case c.prefetching <- struct{}{}:
+	default:
+		c.prefetchSkipped.Add(1)
+		return
+	}
+	keys := make([]string, 0, min(len(recs), PrefetchTop))
+	for _, r := range first(recs, PrefetchTop) {
+		keys = append(keys, productKey(r.Product.ID))
+	}
+	c.background(func(ctx context.Context) {
+		defer func() { <-c.prefetching }()
+		var n int
+		var firstErr error
+		for _, k := range keys {
+			got, err := c.products.Warm(ctx, []string{k}, c.loadProduct)
+			n += got
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		if c.onPrefetch != nil {
+			c.onPrefetch(keys, n, firstErr)
+		}
 	})
 }
 
@@ -575,6 +639,9 @@ func (c *Cached) Recommend(ctx context.Context, userID int64, limit int) ([]Reco
 	}
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, &NotFoundError{Kind: "user", ID: userID}
+	}
+	if err == nil {
+		c.prefetch(ctx, recs)
 	}
 	return recs, err
 }

@@ -294,3 +294,42 @@ func homeLockedThroughCache(t *testing.T, viaCache string, admin *sql.DB) {
 	gone := waitWaiters(t, admin, "user_actions", cancelBound, func(n int) bool { return n == 0 }, "the cache's canceled load")
 	t.Logf("answered 200 with fallback in %v; the cache's locked query left pg_stat_activity %v after the answer", a.elapsed, gone)
 }
+
+// TestHomeColdRanking: with no popularity ranking computed yet and
+// user_actions locked, the page answers with the fallback noted (and no
+// recommendations: the popular products need the ranking too), and the
+// ranking's computation, which only the page's calls waited for, is
+// canceled with them rather than waiting on the lock in the background;
+// once the lock is gone, the next page computes it afresh and is whole.
+func TestHomeColdRanking(t *testing.T) {
+	url := testdb.Postgres(t)
+	s := open(t, url)
+	seed(t, s, 20, 30, 300)
+	srv := httptest.NewServer(storefront.NewHandler(s, storefront.HandlerConfig{}))
+	t.Cleanup(srv.Close)
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+
+	release := lockTable(t, admin, "user_actions")
+	answer := getHome(t, srv.URL+"/users/1/home")
+	waitWaiters(t, admin, "user_actions", nonCriticalBound, func(n int) bool { return n > 0 }, "the recommendations never reached the lock")
+	a := <-answer
+	page := decodeHome(t, a.status, a.raw)
+	if a.status != 200 || page.User.ID != 1 || len(page.Fallbacks) != 1 || page.Fallbacks[0] != "recommendations" {
+		t.Fatalf("%d %s", a.status, a.raw)
+	}
+	if fb := a.header.Get(storefront.FallbackHeader); !strings.Contains(fb, "popular products failed too") {
+		t.Errorf("%s: %q", storefront.FallbackHeader, fb)
+	}
+	gone := waitWaiters(t, admin, "user_actions", cancelBound, func(n int) bool { return n == 0 }, "the ranking's canceled computation")
+	t.Logf("answered 200 with fallback in %v; no query on user_actions waiting %v after the answer", a.elapsed, gone)
+	release()
+
+	a = <-getHome(t, srv.URL+"/users/1/home")
+	if page := decodeHome(t, a.status, a.raw); a.status != 200 || len(page.Recommendations) == 0 || len(page.Fallbacks) != 0 {
+		t.Fatalf("unlocked: %d %s", a.status, a.raw)
+	}
+}

@@ -118,6 +118,25 @@ type api struct {
 // is full or out of its budget answers 503 with Retry-After and
 // {"error": "...", "tier": "..."}, and the other tiers answer on.
 func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
+	return newHandler(svc, cfg, false)
+}
+
+// NewRecommendationHandler returns the recommendation service alone, the
+// guide's stage-3 RecommendationService (strata serve --only
+// recommendations), for storefronts that call it over HTTP
+// ([RemoteRecommender]):
+//
+//	GET   /users/{id}/recommendations  ?limit=1..100 (default 10)
+//	GET   /healthz, /readyz, /metrics  liveness, database readiness, Prometheus
+//
+// It answers them, and errors, exactly as [NewHandler] does.
+func NewRecommendationHandler(svc Service, cfg HandlerConfig) http.Handler {
+	return newHandler(svc, cfg, true)
+}
+
+// newHandler is NewHandler, or with recommendationsOnly
+// NewRecommendationHandler.
+func newHandler(svc Service, cfg HandlerConfig, recommendationsOnly bool) http.Handler {
 	if cfg.Registerer == nil {
 		reg := NewRegistry()
 		cfg.Registerer, cfg.Gatherer = reg, reg
@@ -134,17 +153,19 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	route := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, m.instrument(pattern, a.recover(h)))
 	}
-	route("GET /users/{id}", getByID(a, privateCache, svc.GetUser))
-	route("POST /users", a.createUser)
-	route("PATCH /users/{id}", a.updateUser)
-	route("POST /users/{id}/actions", a.recordAction)
 	route("GET /users/{id}/recommendations", a.recommend)
-	route("GET /users/{id}/home", a.home)
-	route("GET /products/{id}", getByID(a, publicCache, svc.GetProduct))
-	route("GET /search", a.search)
-	route("GET /search/suggest", a.suggest)
 	route("GET /healthz", a.healthz)
 	route("GET /readyz", a.readyz)
+	if !recommendationsOnly {
+		route("GET /users/{id}", getByID(a, privateCache, svc.GetUser))
+		route("POST /users", a.createUser)
+		route("PATCH /users/{id}", a.updateUser)
+		route("POST /users/{id}/actions", a.recordAction)
+		route("GET /users/{id}/home", a.home)
+		route("GET /products/{id}", getByID(a, publicCache, svc.GetProduct))
+		route("GET /search", a.search)
+		route("GET /search/suggest", a.suggest)
+	}
 	mux.Handle("GET /metrics", m.instrument("GET /metrics",
 		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{Registry: cfg.Registerer, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)})))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -154,6 +175,7 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 		var wrote replica.Token // the newest write's read-your-writes token
 		fb := new(fallbacks)    // parts of the answer that are fallbacks
 		ctx = withFallbacks(withTokenSink(withCacheInfo(ctx, &served), &wrote), fb)
+		ctx = withTraceparent(ctx, r) // passed on to the services this one calls
 		w = &infoWriter{ResponseWriter: w, served: &served, token: &wrote, fallbacks: fb}
 		tok, field, err := requestToken(r)
 		if err != nil {
@@ -449,6 +471,9 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		writeJSON(w, http.StatusNotFound, errorBody{Error: msg, Field: "id"})
 	default:
+		if a.failRemote(w, r, err) {
+			return
+		}
 		if cause, ok := unavailable(err); ok {
 			a.unavailable.warn(a.log, cause, "method", r.Method, "path", r.URL.Path, "err", err)
 			w.Header().Set("Retry-After", retryAfterSeconds)

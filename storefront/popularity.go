@@ -49,7 +49,9 @@ type popularSnapshot struct {
 // popularity keeps a popularity ranking that is recomputed in the
 // background once it is older than ttl. Readers never wait for a refresh,
 // except when there is no ranking yet (start-up, after invalidate); then
-// concurrent readers share one computation.
+// concurrent readers share one computation, which is canceled (its queries
+// with it) when every reader waiting for it has given up, as a cache load
+// is: a budget that ran out leaves no query behind.
 type popularity struct {
 	s   *Store
 	ttl time.Duration
@@ -60,9 +62,12 @@ type popularity struct {
 
 	mu       sync.Mutex // guards the fields below
 	snap     *popularSnapshot
-	gen      uint64        // bumped by invalidate; a computation from an older gen is discarded
-	inflight chan struct{} // closed when the running computation ends; nil if none
-	err      error         // the last computation's error, read by its waiters
+	gen      uint64             // bumped by invalidate; a computation from an older gen is discarded
+	inflight chan struct{}      // closed when the running computation ends; nil if none
+	stop     context.CancelFunc // cancels the running computation
+	waiters  int                // readers waiting for the running computation
+	cold     bool               // the running computation was started by a waiting reader
+	err      error              // the last computation's error, read by its waiters
 	closed   bool
 }
 
@@ -81,10 +86,7 @@ func (p *popularity) get(ctx context.Context) (*popularSnapshot, error) {
 			ttl = min(ttl, partialPopularityTTL)
 		}
 		if p.s.now().Sub(snap.at) > ttl && p.inflight == nil && !p.closed {
-			p.start()
-			gen := p.gen
-			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.run(gen, popularityTimeout) }()
+			p.start(false, popularityTimeout)
 		}
 		p.mu.Unlock()
 		return snap, nil
@@ -106,15 +108,14 @@ func (p *popularity) refreshNow(ctx context.Context) (*popularSnapshot, error) {
 		}
 		done := p.inflight
 		if done == nil {
-			done = p.start()
-			gen := p.gen
-			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.run(gen, popularityColdBudget) }()
+			done = p.start(true, popularityColdBudget)
 		}
+		p.waiters++
 		p.mu.Unlock()
 		select {
 		case <-done:
 		case <-ctx.Done():
+			p.leave(done)
 			return nil, ctx.Err()
 		}
 		p.mu.Lock()
@@ -123,6 +124,9 @@ func (p *popularity) refreshNow(ctx context.Context) (*popularSnapshot, error) {
 		if snap != nil {
 			return snap, nil
 		}
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			continue // joined as its last waiters left: start afresh
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -130,16 +134,34 @@ func (p *popularity) refreshNow(ctx context.Context) (*popularSnapshot, error) {
 	return nil, errors.New("storefront: popularity ranking kept being invalidated while computing")
 }
 
-// start marks a computation as running; p.mu is held.
-func (p *popularity) start() chan struct{} {
-	p.inflight = make(chan struct{})
+// start starts a computation in the background, cold if readers wait for
+// it, and returns the channel closed when it ends; p.mu is held.
+func (p *popularity) start(cold bool, shardBudget time.Duration) chan struct{} {
+	ctx, cancel := context.WithTimeout(p.ctx, popularityTimeout)
+	p.inflight, p.stop, p.waiters, p.cold = make(chan struct{}), cancel, 0, cold
+	gen := p.gen
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); defer cancel(); p.run(ctx, gen, shardBudget) }()
 	return p.inflight
 }
 
+// leave records that a reader gave up waiting for the computation that
+// closes done; the last reader to leave a cold computation cancels it. A
+// background refresh runs on: nobody waits for it.
+func (p *popularity) leave(done chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight != done { // it has ended
+		return
+	}
+	p.waiters--
+	if p.waiters == 0 && p.cold {
+		p.stop()
+	}
+}
+
 // run computes a ranking and publishes it unless invalidate ran meanwhile.
-func (p *popularity) run(gen uint64, shardBudget time.Duration) {
-	ctx, cancel := context.WithTimeout(p.ctx, popularityTimeout)
-	defer cancel()
+func (p *popularity) run(ctx context.Context, gen uint64, shardBudget time.Duration) {
 	snap, err := p.s.computePopularity(ctx, shardBudget)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -151,7 +173,7 @@ func (p *popularity) run(gen uint64, shardBudget time.Duration) {
 	}
 	p.err = err
 	close(p.inflight)
-	p.inflight = nil
+	p.inflight, p.stop = nil, nil
 }
 
 // invalidate drops the ranking, so the next reader recomputes it (after a

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
@@ -203,13 +204,18 @@ func newE2ERig(t *testing.T) *e2eRig {
 	}
 	r.serve("replicas + Redis", schema, args)
 
-	// [2]: sharded over the two shard primaries, with the L1 cache.
+	// [2]: sharded over the two shard primaries, with the L1 cache, its
+	// recommendations asked of a recommendation service on the same
+	// databases (strata serve --only recommendations), for the upstream
+	// panels.
 	mainDB, shards := testdb.PostgresDatabase(t), testdb.ShardDatabases(t)
-	args = []string{"--db", mainDB, "--cache"}
+	recs := freeLoopbackAddr(t)
+	args = []string{"--db", mainDB, "--cache", "--recommendations-url", "http://" + recs}
 	for _, s := range shards {
 		args = append(args, "--shard", s)
 	}
 	r.serve("sharded", mainDB, args)
+	startServe(t, append([]string{"--addr", recs, "--only", "recommendations"}, withoutFlag(args, "--recommendations-url")...)...)
 
 	out, err := monitor.Generate(monitor.Config{ExpectedRPS: float64(len(r.stores) * e2eRate), Scale: e2eScale})
 	if err != nil {
@@ -241,7 +247,7 @@ func newE2ERig(t *testing.T) *e2eRig {
 func (r *e2eRig) serve(name, db string, args []string) {
 	r.t.Helper()
 	seed := append([]string{"seed"}, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--cache" })...)
-	seed = withoutFlag(withoutFlag(seed, "--redis"), "--replica")
+	seed = withoutFlag(withoutFlag(withoutFlag(seed, "--redis"), "--replica"), "--recommendations-url")
 	seed = append(seed, "--users", fmt.Sprint(e2eUsers), "--products", fmt.Sprint(e2eProducts), "--actions", fmt.Sprint(e2eActions))
 	mustRun(r.t, nil, seed...)
 	// Search budgets a loaded machine cannot overrun: the test is about
@@ -403,7 +409,11 @@ func (r *e2eRig) setConnections(allow bool) {
 		db := openPG(r.t, rep)
 		for {
 			var allowed bool
-			if err := db.QueryRowContext(ctx, "SELECT datallowconn FROM pg_database WHERE datname = $1", name).Scan(&allowed); err != nil {
+			err := db.QueryRowContext(ctx, "SELECT datallowconn FROM pg_database WHERE datname = $1", name).Scan(&allowed)
+			switch {
+			case errors.Is(err, sql.ErrNoRows): // the database itself not replayed yet, on a loaded machine
+				allowed = true
+			case err != nil:
 				r.t.Fatalf("read datallowconn on a replica: %v", err)
 			}
 			if !allowed {

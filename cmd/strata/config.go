@@ -29,7 +29,11 @@ type serveConfig struct {
 	Replicas configValue[[]string]
 	Shards   configValue[[]string]
 	Addr     configValue[string]
-	Cache    struct {
+	// Only runs one service alone ("recommendations"); RecommendationsURL
+	// is the recommendation service the storefront calls instead.
+	Only               configValue[string]
+	RecommendationsURL configValue[string]
+	Cache              struct {
 		Enabled   configValue[bool]
 		Redis     configValue[string]
 		WarmPeaks configValue[[]string] // known peaks to warm the cache ahead of (cache.ParsePeak)
@@ -72,10 +76,14 @@ func loadServeConfig(path string) (serveConfig, error) {
 	d := configDecoder{path: path}
 	root := doc.Content[0]
 	err = d.mapping(root, "", map[string]func(*yaml.Node, string) error{
-		"db":           func(n *yaml.Node, key string) error { return d.str(n, key, &c.DB) },
-		"addr":         func(n *yaml.Node, key string) error { return d.str(n, key, &c.Addr) },
-		"replicas":     func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Replicas) },
-		"shards":       func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
+		"db":       func(n *yaml.Node, key string) error { return d.str(n, key, &c.DB) },
+		"addr":     func(n *yaml.Node, key string) error { return d.str(n, key, &c.Addr) },
+		"replicas": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Replicas) },
+		"shards":   func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
+		"only":     func(n *yaml.Node, key string) error { return d.str(n, key, &c.Only) },
+		"recommendations_url": func(n *yaml.Node, key string) error {
+			return d.str(n, key, &c.RecommendationsURL)
+		},
 		"search_tiers": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.SearchTiers) },
 		"cache": func(n *yaml.Node, key string) error {
 			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{

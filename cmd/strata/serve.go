@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	neturl "net/url"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/strata-dev/strata/internal/sqlstats"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/storefront"
+	"github.com/strata-dev/strata/upstream"
 )
 
 // defaultAddr is where serve listens unless told otherwise: loopback only.
@@ -31,10 +33,11 @@ const defaultAddr = "127.0.0.1:8080"
 func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
-		useCache, sampleQueries           bool
+		useCache, sampleQueries, prefetch bool
 		replicas, shards, warmPeaks       []string
 		searchTiers                       []string
 		warmLead                          string
+		only, recsURL                     string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -58,6 +61,14 @@ peak, beside the warm-up the cache runs by itself when traffic surges. A
 peak is "HH:MM" (daily, UTC), "HH:MM ZONE" (daily in an IANA time zone)
 or an RFC 3339 time (once).
 
+With --only recommendations, serve runs the recommendation service alone
+(GET /users/{id}/recommendations, /healthz, /readyz, /metrics): the
+guide's stage-3 RecommendationService. With --recommendations-url, the
+storefront asks such a service for its recommendations over HTTP, with
+pooled keep-alive connections, retries within the request's budget and a
+circuit breaker; the home page falls back to popular products while it
+fails.
+
 Product search, autocomplete (/search/suggest) and faceted search
 (/search?facets=category) are tiers with resources of their own: each
 answers at most so many requests at once (past it, 503 at once) within
@@ -68,6 +79,8 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
   strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
   strata serve --db postgres://strata@127.0.0.1:55432/strata --shard postgres://strata@127.0.0.1:55435/strata --shard postgres://strata@127.0.0.1:55436/strata
   strata serve --cache --warm-peak '19:00 Europe/London' --warm-peak 2026-12-24T18:00:00Z --warm-lead 45m
+  strata serve --only recommendations --addr 127.0.0.1:8081
+  strata serve --recommendations-url http://127.0.0.1:8081
   strata serve --search-tier autocomplete=4/30ms --search-tier search=32
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,7 +90,8 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			}
 			// where names the source of each value in error messages: the
 			// flag, or the config file's line.
-			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead", "search-tier": "--search-tier"}
+			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead",
+				"only": "--only", "recommendations-url": "--recommendations-url", "search-tier": "--search-tier"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -92,6 +106,8 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 				fromFile("addr", c.Addr, &addr)
 				fromFile("redis", c.Cache.Redis, &redisURL)
 				fromFile("warm-lead", c.Cache.WarmLead, &warmLead)
+				fromFile("only", c.Only, &only)
+				fromFile("recommendations-url", c.RecommendationsURL, &recsURL)
 				if !cmd.Flags().Changed("warm-peak") && c.Cache.WarmPeaks.Set {
 					warmPeaks, where["warm-peak"] = c.Cache.WarmPeaks.V, "config "+c.Cache.WarmPeaks.At
 				}
@@ -110,6 +126,9 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 				useCache = true // Redis is only used as a cache level
 			}
 			if err := checkServeInputs(addr, dbURL, redisURL, replicas, shards, where); err != nil {
+				return err
+			}
+			if err := checkServices(only, recsURL, where); err != nil {
 				return err
 			}
 			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
@@ -142,7 +161,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			var svc storefront.Service = store
 			level := "no cache"
 			if useCache {
-				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead}
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch}
 				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)
@@ -160,12 +179,16 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, SearchTiers: tiers})
+			h, recs, err := serviceHandler(svc, only, recsURL, tiers, reg, log)
+			if err != nil {
+				return err
+			}
+			defer recs.close()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
-			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level))
+			log.Info("serving", "addr", "http://"+ln.Addr().String(), "db", store.Kind(), "schema", storefront.SchemaVersion(), "stage", stageName(store, len(replicas), level), "recommendations", recs.what)
 			srv := storefront.NewServer(addr, h)
 			srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 			err = storefront.Serve(ctx, srv, ln)
@@ -184,9 +207,12 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 	f.StringArrayVar(&shards, "shard", nil, "a PostgreSQL database to shard users over (stage 5), postgres://...; repeat for each shard (--db is then the main database, holding the shard map)")
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
+	f.BoolVar(&prefetch, "prefetch", true, "with --cache, load the top recommended products of each recommendations read into the cache in the background (predictive prefetch); --prefetch=false turns it off")
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
+	f.StringVar(&only, "only", "", "run one service alone: recommendations (GET /users/{id}/recommendations, /healthz, /readyz, /metrics)")
+	f.StringVar(&recsURL, "recommendations-url", "", "ask the recommendation service at this URL (http:// or https://, as run by --only recommendations) for recommendations, instead of computing them in process")
 	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, search_tiers); flags win over it")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead); flags win over it")
 	return cmd
 }
 
@@ -472,4 +498,62 @@ func dialRedis(url, where string, log *slog.Logger) (*cache.RedisConn, error) {
 		return nil, err
 	}
 	return cache.DialRedis(opt, cache.RedisConnConfig{Logger: log})
+}
+
+// serviceRecommendations is the one service --only runs alone.
+const serviceRecommendations = "recommendations"
+
+// recommendationsUpstream names the recommendation service in the
+// upstream client's metrics (upstream="recommendations") and logs.
+const recommendationsUpstream = "recommendations"
+
+// checkServices checks --only and --recommendations-url before anything
+// opens; an error names the flag (or config line).
+func checkServices(only, recsURL string, where map[string]string) error {
+	if only != "" && only != serviceRecommendations {
+		return usageError{fmt.Errorf("%s %s: not a service serve runs alone; want %s", where["only"], quote(only), serviceRecommendations)}
+	}
+	if recsURL == "" {
+		return nil
+	}
+	if only != "" {
+		return usageError{fmt.Errorf("%s and %s: choose one; the recommendation service computes the recommendations itself", where["only"], where["recommendations-url"])}
+	}
+	if _, err := upstream.ParseURL(recsURL); err != nil {
+		why := strings.TrimPrefix(err.Error(), upstream.ErrBadConfig.Error()+": URL: ")
+		return usageError{fmt.Errorf("%s %s: %s", where["recommendations-url"], quote(hidePasswords(recsURL)), why)}
+	}
+	return nil
+}
+
+// recommendations is where serve's recommendations come from, for the
+// log, and what closes its client.
+type recommendations struct {
+	what   string // "in process", the service's URL, or "served alone"
+	client *upstream.Client
+}
+
+func (r recommendations) close() {
+	if r.client != nil {
+		r.client.Close()
+	}
+}
+
+// serviceHandler returns the HTTP API serve runs over svc: the
+// storefront, with its recommendations from the service at recsURL if
+// one is given, or with only "recommendations" the recommendation
+// service alone.
+func serviceHandler(svc storefront.Service, only, recsURL string, tiers storefront.SearchTiers, reg *prometheus.Registry, log *slog.Logger) (http.Handler, recommendations, error) {
+	cfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, SearchTiers: tiers}
+	switch {
+	case only == serviceRecommendations:
+		return storefront.NewRecommendationHandler(svc, cfg), recommendations{what: "served alone (--only recommendations)"}, nil
+	case recsURL != "":
+		client, err := upstream.New(recommendationsUpstream, recsURL, upstream.Config{Registerer: reg, Logger: log})
+		if err != nil {
+			return nil, recommendations{}, err
+		}
+		return storefront.NewHandler(storefront.NewRemoteRecommender(svc, client), cfg), recommendations{what: client.URL(), client: client}, nil
+	}
+	return storefront.NewHandler(svc, cfg), recommendations{what: "in process"}, nil
 }

@@ -40,7 +40,7 @@ bench:
 
 # fuzz: a short run of every fuzz target.
 fuzz:
-	@for t in FuzzDecodeObject FuzzParseID FuzzSearch FuzzQuoteValue FuzzCreateUser; do \
+	@for t in FuzzDecodeObject FuzzParseID FuzzSearch FuzzSuggest FuzzParseSearchTiers FuzzQuoteValue FuzzCreateUser; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./storefront/ || exit 1; done
 	@go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./internal/database/
 	@for t in FuzzDecodeEnvelope FuzzDecodeBusMsg FuzzNormalizeSQL; do \

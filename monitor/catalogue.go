@@ -48,6 +48,7 @@ const (
 	SubsystemShard    = "shard"
 	SubsystemOverload = "overload"
 	SubsystemUpstream = "upstream"
+	SubsystemSearch   = "search"
 	SubsystemRuntime  = "runtime"
 	SubsystemNode     = "node"
 	SubsystemPostgres = "postgres"
@@ -74,7 +75,7 @@ type Metric struct {
 	// has them and an unsharded one does not. Queries must not depend on
 	// them unless they aggregate them away.
 	OptionalLabels []string
-	Subsystem      string // http, db, cache, replica, shard, upstream, overload, runtime, node or postgres
+	Subsystem      string // http, db, cache, replica, shard, upstream, overload, search, runtime, node or postgres
 	Source         Source // who exports it
 	// Everywhere says that every configuration of strata serve registers
 	// it (SQLite or PostgreSQL, with or without replicas, shards or the
@@ -103,6 +104,14 @@ func Catalogue() []Metric {
 	strata(SubsystemHTTP, Gauge, "strata_http_requests_in_flight", "", "HTTP requests being answered now.")
 	strata(SubsystemHTTP, Counter, "strata_http_unmatched_requests_total", "", "Requests that matched no route (404) or no method of a route (405), by status code.", "code")
 	add(SubsystemHTTP, SourceClient, Counter, "promhttp_metric_handler_errors_total", "", "Errors of the /metrics handler, by cause (gathering, encoding).", "cause")
+
+	// storefront/searchtiers.go: the search tiers, registered with the
+	// HTTP handler.
+	strata(SubsystemSearch, Gauge, "strata_search_requests_in_flight", "", "Search requests being answered now, by tier (search, autocomplete, facets).", "tier")
+	strata(SubsystemSearch, Gauge, "strata_search_max_in_flight", "", "The most requests a search tier answers at once; past it a request is refused with 503.", "tier")
+	strata(SubsystemSearch, Counter, "strata_search_rejected_total", "", "Search requests refused with 503 because their tier was full.", "tier")
+	strata(SubsystemSearch, Counter, "strata_search_timeouts_total", "", "Search requests that ran out of their tier's budget (answered 503).", "tier")
+	strata(SubsystemSearch, Histogram, "strata_search_request_duration_seconds", "seconds", "Time a search tier took to answer a request it admitted (at most about its budget), by tier.", "tier")
 
 	// internal/sqlstats, registered by strata serve and by the replica router.
 	for _, d := range []struct {
@@ -263,10 +272,10 @@ func Catalogue() []Metric {
 		if ms[i].Subsystem == SubsystemDB || ms[i].Subsystem == SubsystemReplica {
 			ms[i].OptionalLabels = []string{"shard"}
 		}
-		// The HTTP handler's and the database pools' metrics: strata
-		// serve registers its primary's pool, or the replica router every
-		// pool, or the shard router each shard's.
-		if ms[i].Source == SourceStrata && (ms[i].Subsystem == SubsystemHTTP || ms[i].Subsystem == SubsystemDB) {
+		// The HTTP handler's (its search tiers' too) and the database
+		// pools' metrics: strata serve registers its primary's pool, or
+		// the replica router every pool, or the shard router each shard's.
+		if ms[i].Source == SourceStrata && (ms[i].Subsystem == SubsystemHTTP || ms[i].Subsystem == SubsystemSearch || ms[i].Subsystem == SubsystemDB) {
 			ms[i].Everywhere = true
 		}
 	}

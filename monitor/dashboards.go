@@ -51,7 +51,7 @@ const RateInterval = "$__rate_interval"
 // Dashboards returns Strata's dashboards: the overview (the golden signals
 // per route, pool saturation, the process and the upstream services it
 // calls) and one per subsystem: cache, replicas, shards, database (pools,
-// PostgreSQL and the node) and overload control.
+// PostgreSQL and the node), overload control and search (its tiers).
 // Every Strata metric of a subsystem that no hand-made panel reads gets a
 // panel of its own, built from its catalogue entry, so a new metric shows
 // up without anyone drawing it. Each call builds them afresh.
@@ -65,11 +65,13 @@ func Dashboards() []Dashboard {
 		{UID: "strata-shards", Title: "Strata / Shards", Panels: shardPanels()},
 		{UID: "strata-database", Title: "Strata / Database", Panels: databasePanels()},
 		{UID: "strata-overload", Title: "Strata / Overload control", Panels: overloadPanels()},
+		{UID: "strata-search", Title: "Strata / Search", Panels: searchPanels()},
 	}
 	// The subsystem each dashboard completes with panels of its own.
 	complete := map[string]string{
 		"strata-overview": SubsystemHTTP, "strata-cache": SubsystemCache, "strata-replicas": SubsystemReplica,
 		"strata-shards": SubsystemShard, "strata-database": SubsystemDB, "strata-overload": SubsystemOverload,
+		"strata-search": SubsystemSearch,
 	}
 	for i := range ds {
 		d := &ds[i]
@@ -218,6 +220,8 @@ func shardPanels() []Panel {
 	}
 }
 
+// overloadPanels show the adaptive concurrency limiter: the autoscaling
+// signal, the limit against the work in flight, and what it shed by class.
 func overloadPanels() []Panel {
 	return []Panel{
 		{Title: "Utilisation of the measured capacity (the autoscaling signal)", Unit: "percentunit",
@@ -236,6 +240,25 @@ func overloadPanels() []Panel {
 		{Title: "Share shed by class", Unit: "percentunit", Targets: []Target{{
 			Expr:   ratio(rate("strata_overload_rejected_total", "class"), "("+rate("strata_overload_admitted_total", "class")+" + "+rate("strata_overload_rejected_total", "class")+")"),
 			Legend: "{{class}}"}}},
+	}
+}
+
+// searchPanels show the search tiers (product search, autocomplete,
+// faceted search) side by side: a burst in one shows as its refusals, not
+// as the others' latency.
+func searchPanels() []Panel {
+	const m = "strata_search_request_duration_seconds"
+	inFlight, limit := "sum by (tier) (strata_search_requests_in_flight)", "sum by (tier) (strata_search_max_in_flight)"
+	return []Panel{
+		{Title: "Requests admitted by tier", Unit: "reqps", Targets: []Target{{Expr: rate(m+"_count", "tier"), Legend: "{{tier}}"}}},
+		quantilePanel("Latency by tier", m, "tier", "{{tier}}"),
+		{Title: "Refused (tier full) and over budget, by tier", Unit: "ops", Targets: []Target{
+			{Expr: rate("strata_search_rejected_total", "tier"), Legend: "refused {{tier}}"},
+			{Expr: rate("strata_search_timeouts_total", "tier"), Legend: "over budget {{tier}}"}}},
+		{Title: "Tier utilisation (in flight over the limit)", Unit: "percentunit", Targets: []Target{{Expr: inFlight + " / " + limit, Legend: "{{tier}}"}}},
+		{Title: "In flight and limit by tier", Unit: "short", Targets: []Target{
+			{Expr: inFlight, Legend: "in flight {{tier}}"},
+			{Expr: limit, Legend: "limit {{tier}}"}}},
 	}
 }
 

@@ -160,7 +160,7 @@ func TestDashboardsShowEveryMetric(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"strata-overview", "strata-cache", "strata-replicas", "strata-shards", "strata-database", "strata-overload"}; !slices.Equal(uids, want) {
+	if want := []string{"strata-overview", "strata-cache", "strata-replicas", "strata-shards", "strata-database", "strata-overload", "strata-search"}; !slices.Equal(uids, want) {
 		t.Errorf("dashboards %v, want %v", uids, want)
 	}
 	for _, m := range Catalogue() {

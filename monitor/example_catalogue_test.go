@@ -52,5 +52,6 @@ func ExampleDashboards() {
 	// strata-shards true true
 	// strata-database true true
 	// strata-overload true true
+	// strata-search true true
 	// sum by (route) (rate(strata_http_requests_total[$__rate_interval]))
 }

@@ -28,7 +28,7 @@ func badInputHandler(t *testing.T) http.Handler {
 	if _, err := s.UpdateUser(context.Background(), 1, storefront.UserPatch{Email: ptr("taken@example.com")}); err != nil {
 		t.Fatal(err)
 	}
-	return storefront.NewHandler(s, storefront.HandlerConfig{})
+	return storefront.NewHandler(s, storefront.HandlerConfig{SearchTiers: relaxedTiers()})
 }
 
 type sent struct {

@@ -35,6 +35,8 @@ func BenchmarkReadHandlers(b *testing.B) {
 			{"product", "/products/%d"},
 			{"recommendations", "/users/%d/recommendations?limit=10"},
 			{"search", "/search?q=wireless+headphones&limit=10"},
+			{"suggest", "/search/suggest?prefix=acme+c"},
+			{"facets", "/search?q=wireless+headphones&limit=10&facets=category"},
 		} {
 			b.Run(backend.Name+"/"+ep.name, func(b *testing.B) {
 				b.ReportAllocs()

@@ -26,6 +26,13 @@ const (
 	QueryTTL  = 60 * time.Second  // guide, Stage 4: query cache 60 s (recommendations are a query result)
 	SearchTTL = 15 * time.Minute  // guide, search case study: popular query results cached 15 minutes
 	EdgeTTL   = 600 * time.Second // guide, Stage 4: edge (CDN) cache 600 s, for catalogue data only
+	// SuggestTTL is the autocomplete tier's: the guide's query cache, 60
+	// s. Its keys are every prefix typed, so entries live briefly and
+	// the cache holds the prefixes being typed now.
+	SuggestTTL = QueryTTL // guide, Stage 4: query cache 60 s
+	// FacetsTTL is the faceted search tier's: facet counts are results
+	// of the same popular queries as the search results.
+	FacetsTTL = SearchTTL // guide, search case study: popular query results cached 15 minutes
 )
 
 // CacheConfig configures the stage-2 storefront.
@@ -49,6 +56,12 @@ type CacheConfig struct {
 	// WarmLead is how long before a peak the warm-up runs; 0 means
 	// cache.DefaultPeakLead (30 minutes, the guide's Prime Video case).
 	WarmLead time.Duration
+	// SearchCacheTTL, SuggestCacheTTL and FacetsCacheTTL are the cache
+	// lifetimes of the three search tiers' answers (product search,
+	// autocomplete, facet counts), each in a cache of its own; 0 means
+	// SearchTTL, SuggestTTL and FacetsTTL. A write to the catalogue
+	// makes all three stale at once, whatever their TTL.
+	SearchCacheTTL, SuggestCacheTTL, FacetsCacheTTL time.Duration
 	// NoPrefetch turns off predictive prefetch: by default, after a
 	// user's recommendations are read, the first PrefetchTop recommended
 	// products are loaded into the products cache in the background
@@ -67,8 +80,10 @@ type CacheConfig struct {
 
 // Cached is the storefront at stage 2 of the guide: the [Store] read
 // through a multi-level cache. Users and products are cached by key;
-// recommendations and search results are query results, tagged by what
-// they read, so that a write invalidates exactly them. Every write goes to
+// recommendations and the answers of the three search tiers (results,
+// suggestions, facet counts, each tier in a cache of its own with its own
+// TTL) are query results, tagged by what they read, so that a write
+// invalidates exactly them. Every write goes to
 // the store first and then invalidates what it changed, here and, through
 // the bus, in every other instance.
 type Cached struct {
@@ -77,6 +92,8 @@ type Cached struct {
 	products *cache.Cache[Product]
 	recs     *cache.Cache[[]Recommendation]
 	search   *cache.Cache[[]Product]
+	suggest  *cache.Cache[[]Suggestion]
+	facets   *cache.Cache[Facets]
 
 	ctx     context.Context // canceled by Close: stops background warming
 	cancel  context.CancelFunc
@@ -105,6 +122,18 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "storefront"
 	}
+	for _, ttl := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"SearchCacheTTL", &cfg.SearchCacheTTL, SearchTTL}, {"SuggestCacheTTL", &cfg.SuggestCacheTTL, SuggestTTL}, {"FacetsCacheTTL", &cfg.FacetsCacheTTL, FacetsTTL}} {
+		if *ttl.v < 0 {
+			return nil, fmt.Errorf("storefront: CacheConfig.%s is negative (%v)", ttl.name, *ttl.v)
+		}
+		if *ttl.v == 0 {
+			*ttl.v = ttl.def
+		}
+	}
 	c := &Cached{store: s, warming: make(chan struct{}, maxWarming), limiter: cfg.Overload}
 	if !cfg.NoPrefetch {
 		c.prefetching = make(chan struct{}, maxPrefetch)
@@ -131,7 +160,15 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 		c.Close()
 		return nil, err
 	}
-	if c.search, err = newLevel[[]Product](cfg, m, "search", SearchTTL, nil); err != nil {
+	if c.search, err = newLevel[[]Product](cfg, m, "search", cfg.SearchCacheTTL, nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.suggest, err = newLevel[[]Suggestion](cfg, m, "suggest", cfg.SuggestCacheTTL, nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.facets, err = newLevel[Facets](cfg, m, "facets", cfg.FacetsCacheTTL, nil); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -197,6 +234,12 @@ func (c *Cached) Close() error {
 	}
 	if c.search != nil {
 		c.search.Close()
+	}
+	if c.suggest != nil {
+		c.suggest.Close()
+	}
+	if c.facets != nil {
+		c.facets.Close()
 	}
 	if c.metrics != nil {
 		// The registry may serve a new Cached next (a restart of the
@@ -537,26 +580,55 @@ func (c *Cached) Search(ctx context.Context, q string, limit int) ([]Product, er
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	return throughQuery(ctx, c, c.search, "search", c.store.d.searchSQL, []any{c.store.d.searchArg(terms), limit},
+		func(ctx context.Context) ([]Product, error) { return c.store.Search(ctx, q, limit) })
+}
+
+// Suggest reads an autocomplete answer through the autocomplete tier's
+// query-result level, keyed by the prefix as [SuggestPrefix] folds it.
+func (c *Cached) Suggest(ctx context.Context, prefix string, limit int) ([]Suggestion, error) {
+	p, err := SuggestPrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSuggestLimit(limit); err != nil {
+		return nil, err
+	}
+	return throughQuery(ctx, c, c.suggest, "suggest", c.store.d.suggestSQL, []any{p, limit},
+		func(ctx context.Context) ([]Suggestion, error) { return c.store.Suggest(ctx, p, limit) })
+}
+
+// Facets reads a query's facet counts through the faceted search tier's
+// query-result level.
+func (c *Cached) Facets(ctx context.Context, q string) (Facets, error) {
+	terms, err := SearchTerms(q)
+	if err != nil {
+		return nil, err
+	}
+	return throughQuery(ctx, c, c.facets, "facets", c.store.d.facetSQL, []any{c.store.d.searchArg(terms), MaxFacetValues},
+		func(ctx context.Context) (Facets, error) { return c.store.Facets(ctx, q) })
+}
+
+// throughQuery reads a catalogue query's result through level, a
+// query-result level: keyed by the SQL the store runs (sql) and its
+// arguments, stale after any write to the catalogue. load is the store's
+// read. what names the read in CacheHeader.
+func throughQuery[V any](ctx context.Context, c *Cached, level *cache.Cache[V], what, sql string, args []any, load func(ctx context.Context) (V, error)) (V, error) {
 	if c.bypass(ctx, 0) {
-		return c.store.Search(ctx, q, limit)
+		return load(ctx)
 	}
-	// The query-result level: keyed by the SQL the store runs and its
-	// arguments, stale after any write to the catalogue.
-	query := cache.Query{
-		SQL:    c.store.d.searchSQL,
-		Args:   []any{c.store.d.searchArg(terms), limit},
-		Tables: []string{"products"},
-	}
-	res, info, err := c.search.Query(ctx, query, func(ctx context.Context) ([]Product, error) {
+	query := cache.Query{SQL: sql, Args: args, Tables: []string{"products"}}
+	res, info, err := level.Query(ctx, query, func(ctx context.Context) (V, error) {
 		ctx, err := c.fresh(ctx, 0)
 		if err != nil {
-			return nil, err
+			var zero V
+			return zero, err
 		}
-		return c.store.Search(ctx, q, limit)
+		return load(ctx)
 	})
-	note(ctx, "search", info)
+	note(ctx, what, info)
 	if errors.Is(err, errFillUnsafe) {
-		return c.store.Search(ctx, q, limit)
+		return load(ctx)
 	}
 	return res, err
 }

@@ -32,6 +32,14 @@ type dialect struct {
 	// at most $2 rows; searchArg turns the query's words into $1.
 	searchSQL string
 	searchArg func(terms []string) string
+	// suggestSQL selects suggestionColumns of the products whose
+	// lower-cased title starts with lower($1), in title order, at most $2
+	// rows: a range scan of the products_title_prefix index, compared byte
+	// by byte. U+10FFFF, a noncharacter, closes the range.
+	suggestSQL string
+	// facetSQL counts the products matching $1 (as searchArg makes it) by
+	// category, most first, at most $2 categories.
+	facetSQL string
 	// lockMigrations serialises schema migrations between processes inside tx.
 	lockMigrations func(ctx context.Context, tx *sql.Tx) error
 }
@@ -61,6 +69,14 @@ func sqliteDialect() dialect {
 		WHERE products_fts MATCH $1
 		ORDER BY bm25(products_fts, 10.0, 1.0), p.id LIMIT $2`,
 		searchArg: fts5Query,
+		suggestSQL: `SELECT ` + suggestionColumns + `
+		FROM products
+		WHERE lower(title) >= lower($1) AND lower(title) < (lower($1) || char(1114111))
+		ORDER BY lower(title), id LIMIT $2`,
+		facetSQL: `SELECT p.category, COUNT(*)
+		FROM products_fts f JOIN products p ON p.id = f.rowid
+		WHERE products_fts MATCH $1
+		GROUP BY p.category ORDER BY COUNT(*) DESC, p.category LIMIT $2`,
 		// _txlock=immediate (see internal/database) already makes every
 		// transaction take SQLite's single write lock up front.
 		lockMigrations: func(context.Context, *sql.Tx) error { return nil },
@@ -86,6 +102,15 @@ func postgresDialect() dialect {
 		// plainto_tsquery parses its input as plain words joined by AND: no
 		// operators, so the user's words stay data.
 		searchArg: func(terms []string) string { return strings.Join(terms, " ") },
+		suggestSQL: `SELECT ` + suggestionColumns + `
+		FROM products
+		WHERE (lower(title) COLLATE "C") >= lower($1::text)
+		AND (lower(title) COLLATE "C") < (lower($1::text) || chr(1114111))
+		ORDER BY (lower(title) COLLATE "C"), id LIMIT $2`,
+		facetSQL: `SELECT category, count(*)
+		FROM products, plainto_tsquery('english', $1) q
+		WHERE search @@ q
+		GROUP BY category ORDER BY count(*) DESC, category LIMIT $2`,
 		lockMigrations: func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7428117)`)
 			return err

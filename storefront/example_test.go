@@ -72,3 +72,16 @@ func ExampleSearchTerms() {
 	fmt.Println(terms)
 	// Output: [wireless headphones or title cheap]
 }
+
+// ExampleSuggestPrefix shows what autocomplete looks up: the prefix as
+// typed, leading spaces dropped and ASCII letters lower-cased, the
+// trailing space kept.
+func ExampleSuggestPrefix() {
+	p, _ := storefront.SuggestPrefix("  Acme C")
+	fmt.Printf("%q\n", p)
+	_, err := storefront.SuggestPrefix("   ")
+	fmt.Println(err)
+	// Output:
+	// "acme c"
+	// prefix is blank; give the start of a product title
+}

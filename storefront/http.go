@@ -52,6 +52,8 @@ type Service interface {
 	RecordAction(ctx context.Context, userID, productID int64, kind ActionKind) (Action, error)
 	GetProduct(ctx context.Context, id int64) (Product, error)
 	Search(ctx context.Context, q string, limit int) ([]Product, error)
+	Suggest(ctx context.Context, prefix string, limit int) ([]Suggestion, error)
+	Facets(ctx context.Context, q string) (Facets, error)
 	Recommend(ctx context.Context, userID int64, limit int) ([]Recommendation, error)
 	Ping(ctx context.Context) error
 }
@@ -81,6 +83,10 @@ type HandlerConfig struct {
 	// and {"error": "...", "cause": "overload"}. /healthz, /readyz and
 	// /metrics are never limited.
 	Overload *overload.Limiter
+	// SearchTiers are the resources of the search tiers (product search,
+	// autocomplete, faceted search): each one's concurrency limit and
+	// budget; the zero value means the defaults (see [SearchTiers]).
+	SearchTiers SearchTiers
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -99,6 +105,7 @@ type api struct {
 	unavailable throttle
 	budgets     budgets           // of the composite page
 	limiter     *overload.Limiter // nil: no overload control
+	tiers       tiers             // of search
 }
 
 // NewHandler returns the storefront's HTTP JSON API over svc:
@@ -110,12 +117,17 @@ type api struct {
 //	GET   /users/{id}/recommendations  ?limit=1..100 (default 10)
 //	GET   /users/{id}/home             the user and their recommendations, within budgets (see [Home])
 //	GET   /products/{id}               a product
-//	GET   /search                      ?q=words&limit=1..100 (default 10)
+//	GET   /search                      ?q=words&limit=1..100 (default 10)[&facets=category]
+//	GET   /search/suggest              ?prefix=start of a title&limit=1..20 (default 8)
 //	GET   /healthz, /readyz, /metrics  liveness, database readiness, Prometheus
 //
 // Every error is JSON, {"error": "...", "field": "..."}, with a 4xx status
 // for bad input; a panic in a handler becomes a 500, never a dropped
-// connection.
+// connection. Product search, autocomplete and faceted search (/search
+// with facets=category) are the search tiers, each with a concurrency
+// limit and a budget of its own (HandlerConfig.SearchTiers): a tier that
+// is full or out of its budget answers 503 with Retry-After and
+// {"error": "...", "tier": "..."}, and the other tiers answer on.
 func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	return newHandler(svc, cfg, false)
 }
@@ -146,7 +158,7 @@ func newHandler(svc Service, cfg HandlerConfig, recommendationsOnly bool) http.H
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &api{svc: svc, log: cfg.Logger, budgets: resolveBudgets(cfg), limiter: cfg.Overload}
+	a := &api{svc: svc, log: cfg.Logger, budgets: resolveBudgets(cfg), limiter: cfg.Overload, tiers: newTiers(cfg.SearchTiers, cfg.Registerer)}
 	m := newHTTPMetrics(cfg.Registerer)
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
@@ -163,6 +175,7 @@ func newHandler(svc Service, cfg HandlerConfig, recommendationsOnly bool) http.H
 		route("GET /users/{id}/home", a.home)
 		route("GET /products/{id}", getByID(a, publicCache, svc.GetProduct))
 		route("GET /search", a.search)
+		route("GET /search/suggest", a.suggest)
 	}
 	mux.Handle("GET /metrics", m.instrument("GET /metrics",
 		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{Registry: cfg.Registerer, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError)})))
@@ -632,32 +645,6 @@ func (a *api) recommend(w http.ResponseWriter, r *http.Request) {
 	writeCacheable(w, r, privateCache, map[string]any{"user_id": id, "recommendations": recs})
 }
 
-func (a *api) search(w http.ResponseWriter, r *http.Request) {
-	q, aerr := query(r, "q", "limit")
-	var text string
-	var limit int
-	if aerr == nil {
-		var ok bool
-		text, ok, aerr = param(q, "q")
-		if aerr == nil && !ok {
-			aerr = badRequest("q", "is required")
-		}
-	}
-	if aerr == nil {
-		limit, aerr = limitParam(q)
-	}
-	if aerr != nil {
-		writeAPIError(w, aerr)
-		return
-	}
-	products, err := a.svc.Search(r.Context(), text, limit)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeCacheable(w, r, publicCache, map[string]any{"query": text, "results": products})
-}
-
 func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -716,7 +703,7 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "strata_http_request_duration_seconds",
 			Help:    "Time to answer an HTTP request, by route pattern and method.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: latencyBuckets(),
 		}, []string{"route", "method"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strata_http_requests_in_flight",
@@ -735,6 +722,13 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.unmatched)
 	return m
+}
+
+// latencyBuckets are the buckets of the API's latency histograms, in
+// seconds: half a millisecond to ten seconds, dense around the guide's
+// 100 ms targets.
+func latencyBuckets() []float64 {
+	return []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 }
 
 func (m *httpMetrics) instrument(pattern string, h http.Handler) http.Handler {

@@ -37,9 +37,17 @@ func apiServerOn(t *testing.T, s *storefront.Store, stage string) (string, *stor
 	if stage == "2" {
 		svc = cached(t, s, testdb.Redis(t))
 	}
-	srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{}))
+	srv := httptest.NewServer(storefront.NewHandler(svc, storefront.HandlerConfig{SearchTiers: relaxedTiers()}))
 	t.Cleanup(srv.Close)
 	return srv.URL, s
+}
+
+// relaxedTiers are search tiers whose budgets a loaded CI machine, under
+// the race detector, cannot overrun, for the tests that are not about
+// budgets (TestSearchTierBudgets tests the defaults).
+func relaxedTiers() storefront.SearchTiers {
+	relaxed := storefront.TierConfig{Budget: 5 * time.Second}
+	return storefront.SearchTiers{Search: relaxed, Autocomplete: relaxed, Facets: relaxed}
 }
 
 // cached wraps s in the stage-2 cache over rc, in a namespace of its own.

@@ -22,7 +22,8 @@ type migration struct {
 
 // migrations is the schema history. The indexes are exactly those the
 // store's queries need: a user's recent actions (recommendations), a
-// product's recent actions (co-purchases) and full-text search. The
+// product's recent actions (co-purchases), full-text search and title
+// prefixes (autocomplete). The
 // query-advisor work plants missing indexes on purpose elsewhere.
 var migrations = []migration{
 	{
@@ -103,6 +104,21 @@ CREATE TABLE user_actions (
 );
 CREATE INDEX user_actions_user_recent ON user_actions (user_id, created_at DESC);
 CREATE INDEX user_actions_product_kind_recent ON user_actions (product_id, kind, created_at DESC);
+`,
+	},
+	{
+		version: 2,
+		name:    "products title prefix index (autocomplete)",
+		// The autocomplete tier reads a range of lower-cased titles in
+		// index order. Compared byte by byte (SQLite's BINARY collation,
+		// PostgreSQL's "C"), a prefix's matches are one contiguous range
+		// whatever the database's locale, and the id makes the order, and
+		// so the LIMIT, total.
+		sqlite: `
+CREATE INDEX products_title_prefix ON products (lower(title), id);
+`,
+		postgres: `
+CREATE INDEX products_title_prefix ON products ((lower(title) COLLATE "C"), id);
 `,
 	},
 }

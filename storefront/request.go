@@ -350,13 +350,5 @@ func param(v url.Values, name string) (string, bool, *apiError) {
 // limitParam reads limit=: absent means DefaultLimit, otherwise an integer
 // in 1..MaxLimit.
 func limitParam(v url.Values) (int, *apiError) {
-	s, ok, aerr := param(v, "limit")
-	if aerr != nil || !ok {
-		return DefaultLimit, aerr
-	}
-	n, ok := canonicalPositive(s)
-	if !ok || n > MaxLimit {
-		return 0, badRequest("limit", "must be an integer between 1 and %d, got %s", MaxLimit, quoteValue(s))
-	}
-	return int(n), nil
+	return boundedLimitParam(v, DefaultLimit, MaxLimit)
 }

@@ -251,6 +251,10 @@ func (r *e2eRig) serve(name, db string, args []string) {
 	seed = withoutFlag(withoutFlag(withoutFlag(withoutFlag(seed, "--redis"), "--replica"), "--recommendations-url"), "--capacity-rps")
 	seed = append(seed, "--users", fmt.Sprint(e2eUsers), "--products", fmt.Sprint(e2eProducts), "--actions", fmt.Sprint(e2eActions))
 	mustRun(r.t, nil, seed...)
+	// Search budgets a loaded machine cannot overrun: the test is about
+	// a database outage, and a search refused for a slow moment would
+	// count against the success rate it watches.
+	args = append(args, "--search-tier", "search=16/5s", "--search-tier", "autocomplete=8/5s", "--search-tier", "facets=4/5s")
 	s := startServe(r.t, args...)
 	r.stores = append(r.stores, e2eStore{name: name, base: s.base, db: db})
 }
@@ -298,9 +302,10 @@ func withoutFlag(args []string, flag string) []string {
 }
 
 // e2eTargets is the request mix each storefront gets, sent in turn: the
-// whole API, reads mostly, a write in ten.
+// whole API (the three search tiers too), reads mostly, a write in ten.
 func e2eTargets(base string) []loadtest.Target {
 	words := []string{"wireless", "coffee", "tent", "novel", "kettle", "lamp"}
+	prefixes := []string{"a", "acme", "glo", "init", "stark+p", "w"}
 	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 	var ts []loadtest.Target
 	for i := range 60 {
@@ -326,6 +331,10 @@ func e2eTargets(base string) []loadtest.Target {
 		case 3:
 			ts = append(ts, loadtest.Target{Method: http.MethodPost, URL: fmt.Sprintf("%s/users/%d/actions", base, user), Header: jsonHeader,
 				Body: fmt.Appendf(nil, `{"product_id": %d, "kind": "cart"}`, product)})
+		case 5:
+			// The other search tiers: autocomplete and faceted search.
+			ts = append(ts, loadtest.Target{URL: fmt.Sprintf("%s/search/suggest?prefix=%s", base, prefixes[i%len(prefixes)])},
+				loadtest.Target{URL: fmt.Sprintf("%s/search?limit=10&facets=category&q=%s", base, words[i%len(words)])})
 		}
 	}
 	return ts

@@ -44,6 +44,7 @@ type serveConfig struct {
 		SLA         configValue[string]  // a Go duration
 		CapacityRPS configValue[float64] // requests per second
 	}
+	SearchTiers configValue[[]string] // the search tiers' resources (storefront.ParseSearchTiers)
 }
 
 // configValue is one value of the config file and where it was written.
@@ -88,6 +89,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 		"recommendations_url": func(n *yaml.Node, key string) error {
 			return d.str(n, key, &c.RecommendationsURL)
 		},
+		"search_tiers": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.SearchTiers) },
 		"cache": func(n *yaml.Node, key string) error {
 			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
 				"enabled":    func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Cache.Enabled) },

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +47,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad warm peak in file", "cache:\n  enabled: true\n  warm_peaks: ['19:00', '19:00 Mars/Olympus']\n", []string{"cfg.yaml:3 (key cache.warm_peaks) (peak 2)", `unknown time zone "Mars/Olympus"`}, []string{"--warm-peak"}},
 		// a bad lead in the file is blamed on the file
 		{"bad warm lead in file", "cache:\n  warm_lead: soon\n", []string{"cfg.yaml:2 (key cache.warm_lead)", `"soon": not a duration`}, []string{"--warm-lead"}},
+		// a bad search tier in the file is blamed on the file, with its position in the list
+		{"bad search tier in file", "search_tiers: ['search=8', 'autocomplete=0']\n", []string{"cfg.yaml:1 (key search_tiers): storefront: bad search tier 2", `got "0"`}, []string{"--search-tier"}},
+		// search tiers written as one string rather than a list
+		{"search tiers not a list", "search_tiers: search=8\n", []string{"cfg.yaml:1: search_tiers: want a list of strings"}, nil},
 		// not YAML at all
 		{"not yaml", "db: [\n", []string{"not valid YAML"}, nil},
 	} {
@@ -132,6 +138,74 @@ func TestServeWarmPeakErrors(t *testing.T) {
 			code := run(context.Background(), append([]string{"serve", "--addr", "127.0.0.1:0", "--db", lite}, c.args...), &out, &out)
 			if code != 2 || !strings.Contains(out.String(), c.want) {
 				t.Fatalf("exit %d, want 2 with %q:\n%s", code, c.want, out.String())
+			}
+		})
+	}
+}
+
+// TestServeSearchTierErrors: a bad --search-tier is a usage error (exit
+// 2) that names the flag, the spec and what is wrong with it.
+func TestServeSearchTierErrors(t *testing.T) {
+	lite := "sqlite://" + filepath.Join(t.TempDir(), "x.db")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		// a tier that does not exist, second of two
+		{"unknown tier", []string{"--search-tier", "search=8", "--search-tier", "checkout=2"}, `--search-tier: storefront: bad search tier 2, "checkout=2": unknown tier "checkout"`},
+		// no limit
+		{"no limit", []string{"--search-tier", "autocomplete"}, `want NAME=MAX_IN_FLIGHT[/BUDGET]`},
+		// a limit of none
+		{"zero limit", []string{"--search-tier", "facets=0"}, `between 1 and 10000, got "0"`},
+		// a budget past a request's own bound
+		{"long budget", []string{"--search-tier", "search=8/1m"}, `the budget must be a duration between 1ms and 10s, such as 50ms, got "1m"`},
+		// a tier set twice
+		{"twice", []string{"--search-tier", "search=8", "--search-tier", "search=9"}, "the search tier is set twice"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(context.Background(), append([]string{"serve", "--addr", "127.0.0.1:0", "--db", lite}, c.args...), &out, &out)
+			if code != 2 || !strings.Contains(out.String(), c.want) {
+				t.Fatalf("exit %d, want 2 with %q:\n%s", code, c.want, out.String())
+			}
+		})
+	}
+}
+
+// TestServeSearchTiers: --search-tier reaches the handler's tiers, and
+// the config file's search_tiers too, the flags' list replacing the
+// file's whole: strata_search_max_in_flight says each tier's limit.
+func TestServeSearchTiers(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cfg.yaml")
+	if err := os.WriteFile(cfg, []byte("search_tiers: ['facets=3', 'search=40/300ms']\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want map[string]string // tier: its limit
+	}{
+		// the flag: autocomplete changed, the others at their defaults
+		{"flag", []string{"--search-tier", "autocomplete=3/20ms"}, map[string]string{"search": "16", "autocomplete": "3", "facets": "4"}},
+		// the file
+		{"file", []string{"--config", cfg}, map[string]string{"search": "40", "autocomplete": "8", "facets": "3"}},
+		// the flag wins over the whole list of the file
+		{"flag over file", []string{"--config", cfg, "--search-tier", "autocomplete=2"}, map[string]string{"search": "16", "autocomplete": "2", "facets": "4"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startServe(t, append([]string{"--db", "sqlite://" + filepath.Join(t.TempDir(), "x.db")}, c.args...)...)
+			resp, err := http.Get(s.base + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			for tier, limit := range c.want {
+				if line := `strata_search_max_in_flight{tier="` + tier + `"} ` + limit; !strings.Contains(string(raw), line+"\n") {
+					t.Errorf("/metrics lacks %q", line)
+				}
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/strata-dev/strata/advisor"
 	"github.com/strata-dev/strata/cache"
@@ -35,6 +36,7 @@ func newServe(g *globals) *cobra.Command {
 		dbURL, addr, configPath, redisURL string
 		useCache, sampleQueries, prefetch bool
 		replicas, shards, warmPeaks       []string
+		searchTiers                       []string
 		warmLead                          string
 		ov                                overloadFlags
 		only, recsURL                     string
@@ -77,7 +79,13 @@ prefetching stops first, then writes, searches and recommendations get
 of all. With
 --capacity-rps, the rate a load test found this instance breaks at,
 strata_overload_utilisation_ratio (offered rate / capacity) is exported
-for an autoscaler (docs/autoscaling.md).`,
+for an autoscaler (docs/autoscaling.md).
+
+Product search, autocomplete (/search/suggest) and faceted search
+(/search?facets=category) are tiers with resources of their own: each
+answers at most so many requests at once (past it, 503 at once) within
+its budget (past it, 503). --search-tier NAME=MAX_IN_FLIGHT[/BUDGET]
+changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 		Example: `  strata serve
   strata serve --db 'postgres://strata@127.0.0.1:55432/strata?sslmode=disable' --addr 127.0.0.1:9090
   strata serve --db postgres://strata@127.0.0.1:55432/strata --replica postgres://strata@127.0.0.1:55433/strata --replica postgres://strata@127.0.0.1:55434/strata
@@ -86,6 +94,7 @@ for an autoscaler (docs/autoscaling.md).`,
   strata serve --overload --capacity-rps 900
   strata serve --only recommendations --addr 127.0.0.1:8081
   strata serve --recommendations-url http://127.0.0.1:8081
+  strata serve --search-tier autocomplete=4/30ms --search-tier search=32
   strata serve --config strata.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -96,7 +105,7 @@ for an autoscaler (docs/autoscaling.md).`,
 			// flag, or the config file's line.
 			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead",
 				"overload": "--overload", "sla": "--sla", "capacity-rps": "--capacity-rps",
-				"only": "--only", "recommendations-url": "--recommendations-url"}
+				"only": "--only", "recommendations-url": "--recommendations-url", "search-tier": "--search-tier"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -113,15 +122,10 @@ for an autoscaler (docs/autoscaling.md).`,
 				fromFile("warm-lead", c.Cache.WarmLead, &warmLead)
 				fromFile("only", c.Only, &only)
 				fromFile("recommendations-url", c.RecommendationsURL, &recsURL)
-				if !cmd.Flags().Changed("warm-peak") && c.Cache.WarmPeaks.Set {
-					warmPeaks, where["warm-peak"] = c.Cache.WarmPeaks.V, "config "+c.Cache.WarmPeaks.At
-				}
-				if !cmd.Flags().Changed("replica") && c.Replicas.Set {
-					replicas, where["replica"] = c.Replicas.V, "config "+c.Replicas.At
-				}
-				if !cmd.Flags().Changed("shard") && c.Shards.Set {
-					shards, where["shard"] = c.Shards.V, "config "+c.Shards.At
-				}
+				fromFileList(cmd.Flags(), "warm-peak", c.Cache.WarmPeaks, &warmPeaks, where)
+				fromFileList(cmd.Flags(), "search-tier", c.SearchTiers, &searchTiers, where)
+				fromFileList(cmd.Flags(), "replica", c.Replicas, &replicas, where)
+				fromFileList(cmd.Flags(), "shard", c.Shards, &shards, where)
 				if !cmd.Flags().Changed("cache") && c.Cache.Enabled.Set {
 					useCache = c.Cache.Enabled.V
 				}
@@ -137,6 +141,10 @@ for an autoscaler (docs/autoscaling.md).`,
 				return err
 			}
 			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
+			if err != nil {
+				return err
+			}
+			tiers, err := parseSearchTiers(searchTiers, where)
 			if err != nil {
 				return err
 			}
@@ -184,7 +192,7 @@ for an autoscaler (docs/autoscaling.md).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h, recs, err := serviceHandler(svc, only, recsURL, reg, log, limiter)
+			h, recs, err := serviceHandler(svc, only, recsURL, tiers, reg, log, limiter)
 			if err != nil {
 				return err
 			}
@@ -217,8 +225,36 @@ for an autoscaler (docs/autoscaling.md).`,
 	f.StringVar(&only, "only", "", "run one service alone: recommendations (GET /users/{id}/recommendations, /healthz, /readyz, /metrics)")
 	f.StringVar(&recsURL, "recommendations-url", "", "ask the recommendation service at this URL (http:// or https://, as run by --only recommendations) for recommendations, instead of computing them in process")
 	ov.flags(f)
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
+	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
 	return cmd
+}
+
+// fromFileList sets *dst to the config file's list v, and where[flag] to
+// its line, unless the flag was given (the flags' list wins whole).
+func fromFileList(flags *pflag.FlagSet, flag string, v configValue[[]string], dst *[]string, where map[string]string) {
+	if !flags.Changed(flag) && v.Set {
+		*dst, where[flag] = v.V, "config "+v.At
+	}
+}
+
+// parseSearchTiers reads the --search-tier values; an error is a usage
+// error naming the flag or config line.
+func parseSearchTiers(raw []string, where map[string]string) (storefront.SearchTiers, error) {
+	tiers, err := storefront.ParseSearchTiers(raw...)
+	if err != nil {
+		return tiers, usageError{fmt.Errorf("%s: %w", where["search-tier"], err)}
+	}
+	return tiers, nil
+}
+
+// defaultSearchTiers says the search tiers' defaults as --search-tier
+// would set them.
+func defaultSearchTiers() string {
+	return fmt.Sprintf("%s=%d/%v, %s=%d/%v, %s=%d/%v",
+		storefront.TierSearch, storefront.DefaultSearchMaxInFlight, storefront.DefaultSearchBudget,
+		storefront.TierAutocomplete, storefront.DefaultAutocompleteMaxInFlight, storefront.DefaultAutocompleteBudget,
+		storefront.TierFacets, storefront.DefaultFacetsMaxInFlight, storefront.DefaultFacetsBudget)
 }
 
 // warmSchedule parses the known peaks and the lead of the scheduled cache
@@ -520,9 +556,10 @@ func (r recommendations) close() {
 // serviceHandler returns the HTTP API serve runs over svc: the
 // storefront, with its recommendations from the service at recsURL if
 // one is given, or with only "recommendations" the recommendation
-// service alone; limiter, when set, stands in front of its routes.
-func serviceHandler(svc storefront.Service, only, recsURL string, reg *prometheus.Registry, log *slog.Logger, limiter *overload.Limiter) (http.Handler, recommendations, error) {
-	cfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, Overload: limiter}
+// service alone; tiers are the search tiers' resources, and limiter, when
+// set, stands in front of its routes.
+func serviceHandler(svc storefront.Service, only, recsURL string, tiers storefront.SearchTiers, reg *prometheus.Registry, log *slog.Logger, limiter *overload.Limiter) (http.Handler, recommendations, error) {
+	cfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, SearchTiers: tiers, Overload: limiter}
 	switch {
 	case only == serviceRecommendations:
 		return storefront.NewRecommendationHandler(svc, cfg), recommendations{what: "served alone (--only recommendations)"}, nil

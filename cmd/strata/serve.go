@@ -30,7 +30,7 @@ const defaultAddr = "127.0.0.1:8080"
 func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
-		useCache, sampleQueries           bool
+		useCache, sampleQueries, hedge    bool
 		replicas, shards, warmPeaks       []string
 		warmLead                          string
 	)
@@ -106,9 +106,12 @@ or an RFC 3339 time (once).`,
 			if err != nil {
 				return err
 			}
+			if err := checkHedge(hedge, replicas, shards, where); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
-			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg}
+			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg, Hedge: replica.Hedge{Enabled: hedge}}
 			if sampleQueries {
 				sampler, err := openSampler(ctx, dbURL, log)
 				if err != nil {
@@ -171,6 +174,7 @@ or an RFC 3339 time (once).`,
 	f.BoolVar(&sampleQueries, "sample-queries", false, "record a sample of each query with its arguments in the database (table "+advisor.SamplesTable+"), so strata advise binds real values (PostgreSQL only)")
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
+	f.BoolVar(&hedge, "hedge", false, "hedged reads: a read with no answer after its replica's recent p95 is sent to another replica too, at most 5% more reads (needs two replicas, --replica or a shard's)")
 	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead); flags win over it")
 	return cmd
 }
@@ -200,6 +204,19 @@ func warmSchedule(raw []string, rawLead string, useCache bool, where map[string]
 		peaks = append(peaks, p)
 	}
 	return peaks, lead, nil
+}
+
+// checkHedge refuses --hedge where no read could be hedged: a hedge goes
+// to a second replica, never to the primary. With shards the shard map
+// names the replicas; a shard with fewer than two is not hedged.
+func checkHedge(hedge bool, replicas, shards []string, where map[string]string) error {
+	switch {
+	case !hedge || len(shards) > 0 || len(replicas) >= 2:
+		return nil
+	case len(replicas) == 1:
+		return usageError{fmt.Errorf("--hedge: hedged reads need two replicas or more (a hedge goes to another replica, never the primary); %s gives one", where["replica"])}
+	}
+	return usageError{errors.New("--hedge: hedged reads need replicas; give two or more with --replica (or shards with replicas)")}
 }
 
 // openError is the error of serve's storefront.Open, blamed on the flag

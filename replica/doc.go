@@ -139,10 +139,67 @@
 // KeyMarks shared by every instance (on Redis, say) gives read-your-writes
 // per entity across instances.
 //
+// # Hedged reads
+//
+// Off by default; Config.Hedge turns them on (strata serve --hedge). A
+// statement of a Read that has no answer (its first row, or its whole
+// answer when it has none) after its replica's recent p95 is sent to
+// another replica too; the first answer that succeeds is the read's, and
+// the other attempt's context is canceled, which cancels its query on
+// the server. A first attempt that lost returns to the read at once (pgx
+// sets a deadline on its socket, sends a cancel request and drops the
+// connection); a hedge that lost runs on a goroutine of its own, so its
+// server gets a cancel request and up to a second to abort the query,
+// and its connection is kept: hedges lose far more often than they win,
+// and each drop would cost the replica a new backend. The read function
+// does not change: it runs once, on its own goroutine, and each of its
+// QueryContext and QueryRowContext calls gets exactly one answer, as a
+// *sql.Rows or *sql.Row, from the attempt that won; the loser's rows,
+// read or not, are closed and never reach it. The first attempt runs on
+// the read's goroutine, and a timer sends the hedge, so a statement
+// answered in time pays a timer, a cancelable context and the copy of
+// its first row (docs/benchmarks.md). A hedge that wins becomes the
+// read's connection for its next statements; the first attempt's
+// connection is released, and a hedge that lost releases its own when
+// its canceled query returns.
+//
+// What is never hedged: writes; ReadTx (a transaction's statements share
+// one snapshot on one server); a statement after ExecContext in the same
+// read (it may have set session state, SET or a temporary table); a read
+// that fell back to the primary. A hedge goes to another replica, never
+// to the primary, which carries the writes and the reads no replica can
+// serve: hedging needs two replicas or more, and with fewer none is sent.
+// It goes where a read would (the caller's region first, then by load and
+// latency), to a replica the read has not tried, and, for a read carrying
+// a token, only to one known to have replayed it (a hedge does not wait
+// for replay). An answer that fails on its server (a connection error, a
+// recovery conflict) does not end the statement while the other attempt
+// may still succeed; the query's own errors do.
+//
+// The delay is per replica: the p95 of its last 128 times to first
+// answer younger than 10 s (none with fewer than 20 of them, and then no
+// hedge), at least Hedge.MinDelay (2 ms). A canceled first attempt counts
+// with the time it had taken, a lower bound of its own. A bounded window,
+// not a quantile sketch: it is exact at this size, a sample costs a short
+// lock, and it forgets by age without the rotating windows and merges a
+// t-digest or an HdrHistogram would need.
+//
+// The extra load is bounded by Hedge.Budget (5 % of reads): a token
+// bucket that reads fill, not time. Each hedged-mode Read adds Budget of
+// a token, each hedge takes one, and the bucket starts empty and holds at
+// most 10, so hedges never exceed Budget times the reads, and a quiet
+// spell saves up at most 10. About 5 % of statements pass their replica's
+// p95 by definition, as many as the default budget pays for, so a
+// statement the budget refuses asks again after twice its last wait for
+// as long as it runs: the stalled ones, which hedging is for, get the
+// tokens that come in meanwhile.
+//
 // # Metrics
 //
 // strata_replica_* (query time, errors by kind, acquire timeouts,
 // fallbacks by reason, ejections, re-admissions, lag in seconds and bytes,
-// key mark errors) and, per pool, strata_db_* (connections open, in use
-// and idle; acquire waits and wait time). Close unregisters them.
+// key mark errors, hedges by outcome) and, per pool, strata_db_*
+// (connections open, in use and idle; acquire waits and wait time).
+// Close unregisters them (after waiting for hedges that lost to release
+// their connections).
 package replica

@@ -173,7 +173,7 @@ type hedgeSession struct {
 	tried *uint64 // the read's tried replicas; hedges add theirs
 	mu    sync.Mutex
 	cur   *attempt    // the server and connection the read runs on
-	open  []*sql.Rows // live rows handed to the function, closed when it returns
+	open  []*sql.Rows // live rows and replays handed to the function, closed when it returns
 	// done cancels the winners' contexts once the function has returned:
 	// their rows stream under them until then.
 	done []context.CancelFunc
@@ -207,6 +207,7 @@ func (s *hedgeSession) QueryContext(ctx context.Context, query string, args ...a
 	if err != nil { // not expected: the replay pool does no I/O
 		return nil, err
 	}
+	s.open = append(s.open, rows) // closed with the function's return, if it leaves them open
 	return rows, nil
 }
 
@@ -328,7 +329,7 @@ func (s *hedgeSession) fire(ctx context.Context, rc *race, query string, args []
 		return
 	}
 	*s.tried |= 1 << n.idx
-	hctx, cancel := context.WithCancel(ctx)
+	hctx, cancel := context.WithCancel(keepingConn(ctx)) // a lost hedge's connection is kept (cancel.go)
 	h := &attempt{n: n, cancel: cancel, done: make(chan struct{})}
 	rc.h = h
 	r.hedge.cleanup.Add(1)

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -352,16 +351,6 @@ func BenchmarkHedgedReadPG(b *testing.B) {
 			b.StopTimer()
 			counts := hedgeCounts(b, reg)
 			b.ReportMetric((counts["won"]+counts["lost"]+counts["failed"])/float64(b.N+200), "hedges/read")
-			mfs, _ := reg.Gather()
-			for _, mf := range mfs {
-				if strings.HasPrefix(mf.GetName(), "strata_replica_") && mf.GetType().String() == "COUNTER" {
-					for _, m := range mf.GetMetric() {
-						if m.GetCounter().GetValue() > 0 {
-							b.Logf("%s %v %v", mf.GetName(), m.GetLabel(), m.GetCounter().GetValue())
-						}
-					}
-				}
-			}
 		})
 	}
 }

@@ -87,7 +87,7 @@ func ExampleHedge() {
 			{URL: "postgres://strata@127.0.0.1:55433/strata?sslmode=disable"},
 			{URL: "postgres://strata@127.0.0.1:55434/strata?sslmode=disable"},
 		},
-		Hedge: replica.Hedge{Enabled: true}, // Budget 5 %, MinDelay 2 ms by default
+		Hedge: replica.Hedge{Enabled: true}, // Budget 5 %, MinDelay 10 ms by default
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -12,14 +12,17 @@ import (
 // Hedged read defaults. The guide has no hedging; issue 16 asks for it,
 // after "The Tail at Scale" (Dean and Barroso, 2013).
 const (
-	DefaultHedgeBudget   = 0.05                 // issue 16: hedges add at most 5 % more reads
-	DefaultHedgeMinDelay = 2 * time.Millisecond // Strata: a statement answered this fast is not worth a second replica's work
-	hedgeQuantile        = 0.95                 // issue 16: a statement slower than its replica's recent p95 is hedged
-	hedgeWindow          = 128                  // Strata: samples of time to first answer kept per replica
-	hedgeWindowAge       = 10 * time.Second     // Strata: samples older than this are not recent
-	hedgeMinSamples      = 20                   // Strata: with fewer recent samples a replica has no p95, and nothing on it is hedged
-	hedgeRecompute       = 16                   // Strata: the p95 is recomputed every this many samples (and at each health check)
-	hedgeBurst           = 10                   // Strata: hedges the budget saves up at most, for a burst after a quiet spell
+	DefaultHedgeBudget   = 0.05                  // issue 16: hedges add at most 5 % more reads
+	DefaultHedgeMinDelay = 10 * time.Millisecond // Strata: a tenth of the guide's query-time p95 warning (Monitoring, 100 ms); hedging a faster statement costs a second query, and when the first attempt loses, a cancel request, for little gain
+	hedgeQuantile        = 0.95                  // issue 16: a statement slower than its replica's recent p95 is hedged
+	hedgeWindow          = 128                   // Strata: samples of time to first answer kept per replica
+	hedgeWindowAge       = 10 * time.Second      // Strata: samples older than this are not recent
+	hedgeMinSamples      = 20                    // Strata: with fewer recent samples a replica has no p95, and nothing on it is hedged
+	hedgeRecompute       = 16                    // Strata: the p95 is recomputed every this many samples (and at each health check)
+	hedgeBurst           = 10                    // Strata: hedges the budget saves up at most, for a burst after a quiet spell
+	hedgeLoserGrace      = time.Second           // Strata: a hedge that lost may run this long before it is canceled (a healthy replica answers well within it)
+	hedgeBeatenAfter     = 4                     // Strata: a first attempt the hedge beat is canceled this many of its replica's delays after it started
+	hedgeAbortWait       = 2                     // Strata: and the read waits this many delays more for its server to abort it
 )
 
 // Hedge outcomes (the "outcome" label of strata_replica_hedges_total).
@@ -41,7 +44,7 @@ type Hedge struct {
 	// Default DefaultHedgeBudget (5 %).
 	Budget float64
 	// MinDelay is the least time a statement runs before it is hedged,
-	// however low its replica's p95. Default DefaultHedgeMinDelay (2 ms).
+	// however low its replica's p95. Default DefaultHedgeMinDelay (10 ms).
 	MinDelay time.Duration
 }
 
@@ -67,7 +70,7 @@ type hedging struct {
 	cfg     Hedge
 	budget  *hedgeBudget
 	replay  *sql.DB        // replays winners' answers as *sql.Rows (replay.go)
-	cleanup sync.WaitGroup // abandoned attempts not yet released; Close waits for them
+	cleanup sync.WaitGroup // hedges running, and beaten first attempts' connections held back; Close waits for them
 	// event, when set (tests), is told of each hedge sent ("sent") and
 	// each outcome counted.
 	event func(string)
@@ -124,8 +127,10 @@ type attempt struct {
 	n      *node
 	conn   *sql.Conn          // a hedge's is set by its goroutine before done closes
 	cancel context.CancelFunc // a hedge's context's
-	ans    *answer            // a hedge's, set before done closes
-	done   chan struct{}      // a hedge's: closed once it has answered and settled
+	// mark says how its query ends when its context does (cancel.go).
+	mark attemptMark
+	ans  *answer       // a hedge's, set before done closes
+	done chan struct{} // a hedge's: closed once it has answered and settled
 }
 
 // Who answered a hedged statement first (race.winner).
@@ -137,14 +142,17 @@ const (
 
 // race is one hedged statement: the first attempt, running on the read's
 // goroutine, and the hedge a timer may send. The first success claims
-// the statement (winner); the other attempt is canceled and settles
-// itself: a hedge that lost closes its rows and releases its connection
-// on its own goroutine, and a first attempt that lost is closed and
-// released by the read. A first attempt's error claims it too, unless it
-// is its server's failure (a connection error, a recovery conflict) while
-// a hedge may yet answer.
+// the statement (winner); the other attempt gets a grace to end by itself
+// before it is canceled, and settles: a hedge that lost closes its rows
+// and releases its connection on its own goroutine, and a first attempt
+// that lost is closed and released by the read. A first attempt's error
+// claims it too, unless it is its server's failure (a connection error, a
+// recovery conflict) while a hedge may yet answer.
 type race struct {
 	winner      atomic.Int32
+	first       *node              // the first attempt's replica
+	start       time.Time          // when the first attempt started
+	mark        attemptMark        // how the first attempt ends when canceled (cancel.go)
 	cancelFirst context.CancelFunc // cancels the first attempt
 	mu          sync.Mutex
 	closed      bool          // the first attempt has answered: no hedge is sent
@@ -177,6 +185,10 @@ type hedgeSession struct {
 	// done cancels the winners' contexts once the function has returned:
 	// their rows stream under them until then.
 	done []context.CancelFunc
+	// Room for a read's first statements, so that open and done do not
+	// allocate for them.
+	openRoom [2]*sql.Rows
+	doneRoom [2]context.CancelFunc
 	// pinned: an Exec ran; the rest runs on cur unhedged.
 	pinned bool
 }
@@ -226,13 +238,15 @@ func (s *hedgeSession) QueryRowContext(ctx context.Context, query string, args .
 
 // query runs one statement, hedged, and returns the answer the function
 // gets; an answer with live rows is tracked in s.open. The first attempt
-// runs on this goroutine: a timer sends the hedge, and a hedge that wins
-// cancels the first attempt, which pgx ends at once (it sets a deadline
-// on the socket), whatever its server does. Under s.mu.
+// runs on this goroutine, so that a statement answered in time costs no
+// hand-off between goroutines: a timer sends the hedge, and a hedge that
+// wins cancels the first attempt if it has not answered within its grace
+// (see beaten). Under s.mu.
 func (s *hedgeSession) query(ctx context.Context, query string, args []any) *answer {
 	a := s.cur
-	actx, cancel := context.WithCancel(ctx)
-	rc := &race{cancelFirst: cancel}
+	rc := &race{first: a.n, start: time.Now()}
+	actx, cancel := context.WithCancel(context.WithValue(ctx, markKey{}, &rc.mark))
+	rc.cancelFirst = cancel
 	var timer *time.Timer
 	if d := s.r.hedgeDelay(a.n); d > 0 {
 		rc.wait = d
@@ -257,7 +271,7 @@ func (s *hedgeSession) query(ctx context.Context, query string, args []any) *ans
 	// caller): the hedge may yet answer.
 	waiting := ans.err != nil && actx.Err() == nil && classify(ans.err) != ""
 	if !waiting && rc.winner.CompareAndSwap(noWinner, firstWins) {
-		h.cancel() // it settles itself, counted lost
+		s.lose(h) // it settles itself, counted lost
 		return s.keep(ans, cancel)
 	}
 	if waiting {
@@ -280,9 +294,26 @@ func (s *hedgeSession) query(ctx context.Context, query string, args []any) *ans
 		_ = ans.rows.Close()
 	}
 	cancel()
-	s.r.release(a.n, a.conn)
+	s.releaseFirst(rc, a)
 	s.cur = h
 	return s.keep(h.ans, h.cancel)
+}
+
+// releaseFirst releases the connection of a first attempt the hedge beat:
+// at once, or, if a cancel request may have been sent for it (beaten),
+// hedgeCancelSettle later, so that a request that lands late cannot
+// cancel the connection's next query.
+func (s *hedgeSession) releaseFirst(rc *race, a *attempt) {
+	if rc.mark.mode.Load() != endBeaten {
+		s.r.release(a.n, a.conn)
+		return
+	}
+	h := s.r.hedge
+	h.cleanup.Add(1)
+	time.AfterFunc(hedgeCancelSettle, func() {
+		defer h.cleanup.Done()
+		s.r.release(a.n, a.conn)
+	})
 }
 
 // keep tracks the answer the function gets: its live rows, closed when
@@ -329,8 +360,9 @@ func (s *hedgeSession) fire(ctx context.Context, rc *race, query string, args []
 		return
 	}
 	*s.tried |= 1 << n.idx
-	hctx, cancel := context.WithCancel(keepingConn(ctx)) // a lost hedge's connection is kept (cancel.go)
-	h := &attempt{n: n, cancel: cancel, done: make(chan struct{})}
+	h := &attempt{n: n, done: make(chan struct{})}
+	hctx, cancel := context.WithCancel(context.WithValue(ctx, markKey{}, &h.mark))
+	h.cancel = cancel
 	rc.h = h
 	r.hedge.cleanup.Add(1)
 	go s.runHedge(ctx, hctx, rc, h, query, args)
@@ -354,9 +386,14 @@ func (s *hedgeSession) runHedge(ctx, hctx context.Context, rc *race, h *attempt,
 	if ans.err == nil && rc.winner.CompareAndSwap(noWinner, hedgeWins) {
 		r.sampleHedge(h.n, ans.took)
 		r.hedge.outcome(r, hedgeWon)
-		rc.cancelFirst() // the read's goroutine returns from the first attempt at once
-		close(h.done)    // the read takes the answer, the connection and h.cancel
+		close(h.done) // the read takes the answer, the connection and h.cancel
+		time.AfterFunc(time.Until(rc.start.Add(hedgeBeatenAfter*s.grace(rc.first))), func() { s.beaten(rc) })
 		return
+	}
+	// Its rows are closed before its context is canceled: a query whose
+	// context ends while its rows are open is canceled on the server.
+	if ans.rows != nil {
+		_ = ans.rows.Close()
 	}
 	h.cancel()
 	switch {
@@ -366,13 +403,51 @@ func (s *hedgeSession) runHedge(ctx, hctx context.Context, rc *race, h *attempt,
 		s.judge(h.n, ans)
 		r.hedge.outcome(r, hedgeFailed)
 	}
-	if ans.rows != nil {
-		_ = ans.rows.Close()
-	}
 	if h.conn != nil {
 		r.release(h.n, h.conn)
 	}
 	close(h.done)
+}
+
+// An attempt that lost is not canceled outright: one that ends by itself
+// costs PostgreSQL far less than a canceled one. A cancel request is a
+// new connection (a process forked on the server, and pgx then holds the
+// canceled connection for 100 ms), and a connection pgx cannot wait for
+// is dropped and later opened again (another fork). Most attempts that
+// lose were merely slow, not stalled (with replicas alike about half the
+// hedges win, and most of the others lose by a little): canceling them
+// at once cost more than the hedges themselves (docs/benchmarks.md).
+//
+// lose gives up a hedge that the first attempt beat: it is marked lost
+// and its context canceled, which pgx answers by letting its query run
+// for hedgeLoserGrace more, canceling it on the server past that, and
+// keeping the connection (cancel.go). Its goroutine then closes its rows
+// and releases its connection; no read waits for it.
+func (s *hedgeSession) lose(h *attempt) {
+	h.mark.mode.Store(endLost)
+	h.cancel()
+}
+
+// grace is the unit of a beaten first attempt's time on n: n's delay, at
+// least Hedge.MinDelay. The first attempt runs on the read's goroutine,
+// so the read waits for it even when the hedge has answered: until
+// hedgeBeatenAfter delays after it started, by when a statement merely
+// slow has ended by itself, then hedgeAbortWait more for its server to
+// abort it on a cancel request. A stalled first attempt so costs the read
+// at most 6 delays (60 ms at the default floor), and a cancel request
+// (a process forked on the server) is spent only on one that needs it.
+func (s *hedgeSession) grace(n *node) time.Duration {
+	return max(s.r.hedgeDelay(n), s.r.hedge.cfg.MinDelay)
+}
+
+// beaten cancels a first attempt the hedge beat, once its time is over
+// (a no-op if it has answered): a cancel request, which keeps the
+// connection, and pgx drops the connection if the server has not aborted
+// the query hedgeAbortWait delays later (a stopped server, a cut link).
+func (s *hedgeSession) beaten(rc *race) {
+	rc.mark.abort.Store(int64(hedgeAbortWait * s.grace(rc.first)))
+	rc.mark.mode.Store(endBeaten)
+	rc.cancelFirst()
 }
 
 // target picks the hedge's replica as a read picks its own: in the
@@ -432,6 +507,7 @@ func (r *Router) runHedged(ctx context.Context, n *node, tok Token, tried *uint6
 		return ctx.Err() == nil, err
 	}
 	s := &hedgeSession{r: r, tok: tok, tried: tried, cur: &attempt{n: n, conn: conn}}
+	s.open, s.done = s.openRoom[:0], s.doneRoom[:0]
 	defer s.finish()
 	if tok != 0 && Token(n.replay.Load()) < tok {
 		if err := r.waitReplay(ctx, n, conn, tok); err != nil {

@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -199,15 +200,17 @@ func TestHedgingLowersP99(t *testing.T) {
 }
 
 // testHedgeCancels: the losing attempt's query is canceled on its
-// server, long before its 30 s sleep would end, whichever attempt lost.
-// A first attempt that lost (replica1 stalled) returned at once to the
-// read, its connection dropped: its backend leaves replica1's
-// pg_stat_activity. A hedge that lost (replica1 answering after 300 ms,
-// replica2 stalled) was canceled by a cancel request that keeps its
-// connection: its backend stays, idle, with the query aborted, past the
-// time after which the router would have dropped it. Then no connection
-// is held. The router's budget is every read (the 5 % one is
-// TestHedgingLowersP99's), so that each read surely gets its hedge.
+// server, long before its 30 s sleep would end, whichever attempt lost,
+// and then no connection is held. A first attempt that lost (replica1
+// stalled) is canceled by a cancel request a few delays after it began,
+// the read waiting for it; its connection is kept if the server aborts it
+// in time, dropped if not (on a loaded machine, either). A hedge that
+// lost (replica1 answering after 300 ms, replica2 stalled) is canceled by
+// a cancel request a second later, which no read waits for, and its
+// connection is kept: its backend stays, idle, with the query aborted,
+// past the time after which the router would have dropped it. The
+// router's budget is every read (the 5 % one is TestHedgingLowersP99's),
+// so that each read surely gets its hedge.
 func testHedgeCancels(t *testing.T, s *slowReplica) {
 	r := s.router(t, replica.Hedge{Enabled: true, Budget: 1}, nil)
 	s.run(t, r, 50, 1, 0, 0) // replica1's p95
@@ -215,11 +218,11 @@ func testHedgeCancels(t *testing.T, s *slowReplica) {
 	for _, c := range []struct {
 		name, tag string
 		near, far time.Duration
-		server    int    // replica index where the loser ran
-		want      string // the loser's backend, as in pg_stat_activity.state: "" gone
+		server    int      // replica index where the loser ran
+		want      []string // the loser's backend, as in pg_stat_activity.state: "" gone
 	}{
-		{"first attempt lost", "first-lost", long, 0, 0, ""},
-		{"hedge lost", "hedge-lost", 300 * time.Millisecond, long, 1, "idle"},
+		{"first attempt lost", "first-lost", long, 0, 0, []string{"idle", ""}},
+		{"hedge lost", "hedge-lost", 300 * time.Millisecond, long, 1, []string{"idle"}},
 	} {
 		t0 := time.Now()
 		if err := s.read(context.Background(), r, c.tag, c.near, c.far); err != nil {
@@ -241,12 +244,16 @@ func testHedgeCancels(t *testing.T, s *slowReplica) {
 			}
 			return s
 		}
-		waitFor(t, 10*time.Second, c.name+": the losing query canceled, its backend "+strconv.Quote(c.want), func() bool { return state() == c.want })
-		t.Logf("%s: answered in %v; the losing query's backend %q %v after the read began", c.name, answered, c.want, time.Since(t0))
-		if c.want != "" {
+		var got string
+		waitFor(t, 10*time.Second, fmt.Sprintf("%s: the losing query canceled, its backend %q", c.name, c.want), func() bool {
+			got = state()
+			return slices.Contains(c.want, got)
+		})
+		t.Logf("%s: answered in %v; the losing query's backend %q %v after the read began", c.name, answered, got, time.Since(t0))
+		if len(c.want) == 1 && got != "" {
 			time.Sleep(2 * replica.HedgeCancelWait) // a bound on a non-event: the connection is not dropped
-			if got := state(); got != c.want {
-				t.Errorf("%s: the losing query's backend is %q %v later, want %q still", c.name, got, 2*replica.HedgeCancelWait, c.want)
+			if again := state(); again != got {
+				t.Errorf("%s: the losing query's backend is %q %v later, want %q still", c.name, again, 2*replica.HedgeCancelWait, got)
 			}
 		}
 		db.Close()
@@ -310,7 +317,7 @@ func BenchmarkHedgedReadPG(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		hedge replica.Hedge
-	}{{"off", replica.Hedge{}}, {"on", replica.Hedge{Enabled: true}}} {
+	}{{"off", replica.Hedge{}}, {"on", replica.Hedge{Enabled: true}}, {"on-nohedge", replica.Hedge{Enabled: true, Budget: 1e-9}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			reg := prometheus.NewRegistry()
 			cfg := replica.Config{Primary: primary, LagBound: time.Hour, Hedge: bc.hedge, Registerer: reg}
@@ -351,6 +358,7 @@ func BenchmarkHedgedReadPG(b *testing.B) {
 			b.StopTimer()
 			counts := hedgeCounts(b, reg)
 			b.ReportMetric((counts["won"]+counts["lost"]+counts["failed"])/float64(b.N+200), "hedges/read")
+			b.ReportMetric(counts["won"]/float64(b.N+200), "won/read")
 		})
 	}
 }

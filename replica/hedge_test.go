@@ -172,6 +172,10 @@ type fakeServer struct {
 	gate   chan struct{} // nil: answer at once
 	deaf   bool          // answer only when gate closes, even after the query's context ended
 	err    error         // answer this error (after the gate)
+	// grace: a query whose context ends after its attempt lost still
+	// waits this long for the gate, as pgx lets a lost attempt's query run
+	// on (cancel.go); 0: canceled at once.
+	grace time.Duration
 
 	started     chan struct{} // closed when the first query arrives
 	startedOnce sync.Once
@@ -219,8 +223,10 @@ func (c *fakeConn) QueryContext(ctx context.Context, _ string, _ []driver.NamedV
 			select {
 			case <-s.gate:
 			case <-ctx.Done():
-				s.canceled.Add(1)
-				return nil, ctx.Err()
+				if !s.graceful(ctx) {
+					s.canceled.Add(1)
+					return nil, ctx.Err()
+				}
 			}
 		}
 	}
@@ -228,6 +234,20 @@ func (c *fakeConn) QueryContext(ctx context.Context, _ string, _ []driver.NamedV
 		return nil, s.err
 	}
 	return &fakeRows{s: s}, nil
+}
+
+// graceful waits out a lost attempt's grace for the gate; false if it
+// did not open (the query is canceled).
+func (s *fakeServer) graceful(ctx context.Context) bool {
+	if m, ok := ctx.Value(markKey{}).(*attemptMark); !ok || m.mode.Load() != endLost || s.grace == 0 {
+		return false
+	}
+	select {
+	case <-s.gate:
+		return true
+	case <-time.After(s.grace):
+		return false
+	}
 }
 
 type fakeTx struct{}
@@ -373,6 +393,7 @@ func TestHedgedRead(t *testing.T) {
 			on:    map[string]func(*caseState){hedgeWon: openGate(slowOf)},
 			want:  "fast", counts: map[string]int{hedgeWon: 1},
 			after: func(t *testing.T, r *Router, slow, _ *fakeServer) {
+				r.hedge.cleanup.Wait()
 				if slow.rowsClosed.Load() != 1 {
 					t.Errorf("the late answer's rows: %d closed, want 1", slow.rowsClosed.Load())
 				}
@@ -395,6 +416,37 @@ func TestHedgedRead(t *testing.T) {
 				r.hedge.cleanup.Wait()
 				if fast.rowsClosed.Load() != 1 {
 					t.Errorf("the late hedge's rows: %d closed, want 1", fast.rowsClosed.Load())
+				}
+			}},
+		// A hedge beaten by the first attempt is left to finish (within
+		// its grace, pgx's part), not canceled at once: a query that ends
+		// by itself costs the server less than a cancel.
+		{name: "a lost hedge finishes by itself", hedge: on, delay: time.Millisecond,
+			setup: func(slow, fast *fakeServer) {
+				slow.gate, fast.gate, fast.grace = make(chan struct{}), make(chan struct{}), time.Minute
+			},
+			on: map[string]func(*caseState){"sent": func(c *caseState) {
+				<-c.fast.started
+				close(c.slow.gate)
+			}},
+			want: "slow", counts: map[string]int{hedgeLost: 1},
+			after: func(t *testing.T, r *Router, _, fast *fakeServer) {
+				close(fast.gate) // it answers, after the read
+				r.hedge.cleanup.Wait()
+				if fast.canceled.Load() != 0 || fast.rowsClosed.Load() != 1 {
+					t.Errorf("the lost hedge: %d canceled, %d rows closed; want it left to answer (0, 1)", fast.canceled.Load(), fast.rowsClosed.Load())
+				}
+			}},
+		// A first attempt beaten by the hedge has its grace (its replica's
+		// delay, here 200 ms) to answer before it is canceled, the read
+		// waiting for it meanwhile; answering within it, it keeps its
+		// connection, and the read gets the hedge's answer, the first one.
+		{name: "a beaten first attempt has its grace", hedge: on, delay: 200 * time.Millisecond, setup: hangs,
+			on:   map[string]func(*caseState){hedgeWon: openGate(slowOf)},
+			want: "fast", counts: map[string]int{hedgeWon: 1},
+			after: func(t *testing.T, r *Router, slow, _ *fakeServer) {
+				if slow.canceled.Load() != 0 || slow.rowsClosed.Load() != 1 {
+					t.Errorf("the beaten first attempt: %d canceled, %d rows closed; want it left to answer (0, 1)", slow.canceled.Load(), slow.rowsClosed.Load())
 				}
 			}},
 		// Answered within the p95: no hedge.

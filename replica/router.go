@@ -167,11 +167,14 @@ func (r *Router) newNode(life context.Context, idx int, name, region, raw, field
 // result.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
+		if r.hedge != nil {
+			// Hedges that lost finish or are canceled within their grace
+			// and release their connections; before the router's life
+			// ends, so that none fails on it.
+			r.hedge.cleanup.Wait()
+		}
 		r.cancel()
 		r.wg.Wait()
-		if r.hedge != nil {
-			r.hedge.cleanup.Wait() // abandoned attempts release their connections
-		}
 		r.m.unregister()
 		r.closeErr = r.closePools()
 	})

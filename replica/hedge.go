@@ -27,8 +27,8 @@ const (
 
 // Hedge outcomes (the "outcome" label of strata_replica_hedges_total).
 const (
-	hedgeWon       = "won"                // the hedge answered first; the first attempt was canceled
-	hedgeLost      = "lost"               // the first attempt answered first (or the caller gave up); the hedge was canceled
+	hedgeWon       = "won"                // the hedge answered first; the first attempt ends by itself or is canceled
+	hedgeLost      = "lost"               // the first attempt answered first (or the caller gave up); the hedge ends by itself or is canceled
 	hedgeFailed    = "failed"             // the hedge got no connection or failed; the first attempt's answer was used
 	hedgeNoBudget  = "skipped_budget"     // a statement passed its replica's p95, but the budget had no hedge left (it asks again later)
 	hedgeNoReplica = "skipped_no_replica" // a statement passed its replica's p95, but no other replica could take a hedge

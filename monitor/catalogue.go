@@ -185,6 +185,7 @@ func Catalogue() []Metric {
 	strata(SubsystemReplica, Gauge, "strata_replica_lag_seconds", "seconds", "How far the replica's replay is behind the primary, in time, at the last check.", "replica")
 	strata(SubsystemReplica, Gauge, "strata_replica_lag_bytes", "bytes", "How far the replica's replay is behind the primary's WAL position, in bytes, at the last check.", "replica")
 	strata(SubsystemReplica, Counter, "strata_replica_key_mark_errors_total", "", "Key marks (WithKeys) that could not be recorded (op=mark) or read (op=get).", "op")
+	strata(SubsystemReplica, Counter, "strata_replica_hedges_total", "", "Hedged reads (Config.Hedge) by outcome: won (the hedge answered first), lost (the first attempt did), failed (the hedge got no connection or failed), skipped_budget and skipped_no_replica (a statement passed its replica's p95, but the budget was spent or no other replica could take it).", "outcome")
 
 	// shard/metrics.go
 	strata(SubsystemShard, Counter, "strata_shard_calls_total", "", "Calls routed to each shard (reads, writes, transactions and fan-out legs).", "shard")

@@ -121,6 +121,10 @@ type Config struct {
 	// sum when it is longer.
 	MarkTTL time.Duration
 
+	// Hedge turns on hedged reads and tunes them; the zero value leaves
+	// them off. See the package doc.
+	Hedge Hedge
+
 	// Registerer receives the router's metrics; nil means none. Close
 	// unregisters them.
 	Registerer prometheus.Registerer
@@ -151,6 +155,9 @@ func (c *Config) resolve() error {
 		return fmt.Errorf("%w: FallbackShare: %v is more than 1", ErrBadConfig, c.FallbackShare)
 	}
 	if err := c.resolveReplicas(); err != nil {
+		return err
+	}
+	if err := c.Hedge.resolve(); err != nil {
 		return err
 	}
 	if c.Logger == nil {

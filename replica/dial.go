@@ -37,4 +37,5 @@ func tuneConnConfig(pc *pgx.ConnConfig) {
 		Control:         setUserTimeout,
 	}
 	pc.DialFunc = d.DialContext
+	pc.BuildContextWatcherHandler = newCancelHandler // pgx's default but for lost hedges (cancel.go)
 }

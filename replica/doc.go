@@ -139,10 +139,76 @@
 // KeyMarks shared by every instance (on Redis, say) gives read-your-writes
 // per entity across instances.
 //
+// # Hedged reads
+//
+// Off by default; Config.Hedge turns them on (strata serve --hedge). A
+// statement of a Read that has no answer (its first row, or its whole
+// answer when it has none) after its replica's recent p95 is sent to
+// another replica too, and the first answer that succeeds is the read's.
+// The read function does not change: it runs once, on its own goroutine,
+// and each of its QueryContext and QueryRowContext calls gets exactly one
+// answer, as a *sql.Rows or *sql.Row, from the attempt that won (the
+// winner's first row, copied, then the rest as the server sends it); the
+// other attempt's rows, read or not, are closed and never reach it. A
+// hedge that wins becomes the read's connection for its next statements.
+//
+// The first attempt runs on the read's goroutine, so a statement answered
+// in time pays only a timer, a cancelable context and the copy of its
+// first row (docs/benchmarks.md); the hedge runs on a goroutine of its
+// own. The attempt that lost is canceled on its server, but not at once:
+// a cancel request is a new connection (PostgreSQL forks a process for
+// it) and a connection pgx gives up on is dropped and opened again later,
+// while most attempts that lose were merely slow and end by themselves in
+// a few milliseconds. A hedge that lost, which no read waits for, runs on
+// for up to a second, then gets a cancel request and keeps its
+// connection. A first attempt the hedge beat is waited for by the read
+// until four of its replica's delays after it began, then gets a cancel
+// request, and pgx drops its connection only if the server has not
+// aborted it two delays later (a stopped server, a cut link): a stalled
+// replica costs a hedged read at most six delays, 60 ms at the default
+// floor, where an unhedged one waits for as long as the stall lasts.
+//
+// What is never hedged: writes; ReadTx (a transaction's statements share
+// one snapshot on one server); a statement after ExecContext in the same
+// read (it may have set session state, SET or a temporary table); a read
+// that fell back to the primary. A hedge goes to another replica, never
+// to the primary, which carries the writes and the reads no replica can
+// serve: hedging needs two replicas or more, and with fewer none is sent.
+// It goes where a read would (the caller's region first, then by load and
+// latency), to a replica the read has not tried, and, for a read carrying
+// a token, only to one known to have replayed it (a hedge does not wait
+// for replay). An answer that fails on its server (a connection error, a
+// recovery conflict) does not end the statement while the other attempt
+// may still succeed; the query's own errors do.
+//
+// The delay is per replica: the p95 of its last 128 times to first
+// answer younger than 10 s (none with fewer than 20 of them, and then no
+// hedge), at least Hedge.MinDelay (10 ms, a tenth of the guide's query
+// time warning: hedging a faster statement buys little for a second
+// query). A first attempt that lost counts with the time it had taken, a
+// lower bound of its own. A bounded window, not a quantile sketch: it is
+// exact at this size, a sample costs a short lock, and it forgets by age
+// without the rotating windows and merges a t-digest or an HdrHistogram
+// would need.
+//
+// The extra load is bounded by Hedge.Budget (5 % of reads): a token
+// bucket that reads fill, not time. Each hedged-mode Read adds Budget of
+// a token, each hedge takes one, and the bucket starts empty and holds at
+// most 10, so hedges never exceed Budget times the reads, and a quiet
+// spell saves up at most 10. About 5 % of statements pass their replica's
+// p95 by definition, as many as the default budget pays for, so a
+// statement the budget refuses asks again after twice its last wait for
+// as long as it runs: the stalled ones, which hedging is for, get the
+// tokens that come in meanwhile. Hedging helps when one replica is slow
+// for a while; when every server is saturated it adds work where there is
+// no spare capacity (docs/benchmarks.md measures both).
+//
 // # Metrics
 //
 // strata_replica_* (query time, errors by kind, acquire timeouts,
 // fallbacks by reason, ejections, re-admissions, lag in seconds and bytes,
-// key mark errors) and, per pool, strata_db_* (connections open, in use
-// and idle; acquire waits and wait time). Close unregisters them.
+// key mark errors, hedges by outcome) and, per pool, strata_db_*
+// (connections open, in use and idle; acquire waits and wait time).
+// Close unregisters them (after waiting for hedges that lost to release
+// their connections).
 package replica

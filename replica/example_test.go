@@ -74,3 +74,31 @@ func ExampleWithKeys() {
 	}
 	fmt.Println(name)
 }
+
+// ExampleHedge turns on hedged reads: a statement still unanswered after
+// its replica's recent p95 is sent to the other replica too, at most 5 %
+// more reads, and the read gets the first answer. The read function is
+// the same as without hedging. (Compiled, not run.)
+func ExampleHedge() {
+	ctx := context.Background()
+	r, err := replica.Open(ctx, replica.Config{
+		Primary: "postgres://strata@127.0.0.1:55432/strata?sslmode=disable",
+		Replicas: []replica.Replica{
+			{URL: "postgres://strata@127.0.0.1:55433/strata?sslmode=disable"},
+			{URL: "postgres://strata@127.0.0.1:55434/strata?sslmode=disable"},
+		},
+		Hedge: replica.Hedge{Enabled: true}, // Budget 5 %, MinDelay 10 ms by default
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	var name string
+	if err := r.Read(ctx, func(ctx context.Context, q replica.Querier) error {
+		return q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = $1", 42).Scan(&name)
+	}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(name)
+}

@@ -63,3 +63,7 @@ func (r *Router) Latency(name string) time.Duration {
 	}
 	return -1
 }
+
+// HedgeCancelWait is how long a lost hedge's server has to abort its
+// query before the router drops the connection.
+const HedgeCancelWait = hedgeCancelWait

@@ -32,7 +32,7 @@ func private(t *testing.T, cfg replica.Config) (*testdb.PGCluster, *replica.Rout
 }
 
 // waitServing waits until both replicas have replayed tok and serve reads.
-func waitServing(t *testing.T, c *testdb.PGCluster, r *replica.Router, tok replica.Token) {
+func waitServing(t testing.TB, c *testdb.PGCluster, r *replica.Router, tok replica.Token) {
 	t.Helper()
 	for _, u := range c.ReplicaURLs() {
 		waitReplayed(t, u, tok)
@@ -58,7 +58,7 @@ const testInterval, testBound = 2 * time.Second, 4 * time.Second
 
 // waitReplayed waits, at most 20 s, until the server at url has replayed
 // tok: replication on a real server, which the test cannot step.
-func waitReplayed(t *testing.T, url string, tok replica.Token) {
+func waitReplayed(t testing.TB, url string, tok replica.Token) {
 	t.Helper()
 	db, err := sql.Open("pgx", url)
 	if err != nil {
@@ -111,7 +111,7 @@ func status(r *replica.Router, name string) replica.Status {
 
 // waitFor polls cond until it holds, at most within (generous: it waits
 // for real servers and the router's own health loop).
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -141,6 +141,11 @@ func (r *Router) check(ctx context.Context, budget time.Duration) {
 		r.setPrimaryDown(fmt.Errorf("no answer to the health check within %v, twice in a row (%v)", budget, perr))
 	}
 
+	if r.hedge != nil { // samples age out even on a replica that gets no reads
+		for _, n := range r.replicas {
+			n.est.recompute(now)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if perr == nil {

@@ -20,6 +20,7 @@ type metrics struct {
 	ejections, readmissions *prometheus.CounterVec
 	lagSeconds, lagBytes    *prometheus.GaugeVec
 	markErrors              *prometheus.CounterVec
+	hedges                  *prometheus.CounterVec
 	registerer              prometheus.Registerer
 	registered              []prometheus.Collector // what register added, for unregister
 }
@@ -55,6 +56,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		markErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_replica_key_mark_errors_total", Help: "Key marks (WithKeys) that could not be recorded (op=mark) or read (op=get).",
 		}, []string{"op"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_replica_hedges_total", Help: "Hedged reads (Config.Hedge) by outcome: won (the hedge answered first), lost (the first attempt did), failed (the hedge got no connection or failed), skipped_budget and skipped_no_replica (a statement passed its replica's p95, but the budget was spent or no other replica could take it).",
+		}, []string{"outcome"}),
 	}
 }
 
@@ -70,7 +74,7 @@ func (m *metrics) register(r *Router) error {
 	}
 	m.zero(r)
 	for _, c := range []prometheus.Collector{m.queries, m.errors, m.acquireTimeouts, m.fallbacks, m.ejections,
-		m.readmissions, m.lagSeconds, m.lagBytes, m.markErrors, sqlstats.New(pools)} {
+		m.readmissions, m.lagSeconds, m.lagBytes, m.markErrors, m.hedges, sqlstats.New(pools)} {
 		if err := m.registerer.Register(c); err != nil {
 			m.unregister()
 			return fmt.Errorf("replica: metrics: %w", err)
@@ -111,6 +115,11 @@ func (m *metrics) zero(r *Router) {
 	}
 	for _, op := range []string{"mark", "get"} { // Mark, readToken
 		m.markErrors.WithLabelValues(op)
+	}
+	if r.hedge != nil { // hedging on (two replicas or more): every outcome of hedge.go
+		for _, o := range []string{hedgeWon, hedgeLost, hedgeFailed, hedgeNoBudget, hedgeNoReplica} {
+			m.hedges.WithLabelValues(o)
+		}
 	}
 }
 

@@ -31,26 +31,33 @@ func TestMetricsStartAtZero(t *testing.T) {
 		name     string
 		replicas []string
 		share    float64
+		hedge    bool           // hedging on
 		want     map[string]int // series per metric
 	}{
 		// Two replicas and the default cap: every pool's errors (four
 		// kinds, and down on the primary) and acquire timeouts, each
 		// replica's ejections and readmissions, six fallback reasons, both
-		// key mark operations.
-		{"replicas", []string{"replica1", "replica2"}, DefaultFallbackShare, map[string]int{
+		// key mark operations; no hedge outcome, hedging being off.
+		{"replicas", []string{"replica1", "replica2"}, DefaultFallbackShare, false, map[string]int{
 			"strata_replica_errors_total": 3*4 + 1, "strata_replica_acquire_timeouts_total": 3,
 			"strata_replica_ejections_total": 2, "strata_replica_readmissions_total": 2,
 			"strata_replica_fallbacks_total": 6, "strata_replica_key_mark_errors_total": 2,
+			"strata_replica_hedges_total": 0,
+		}},
+		// Hedging on: its five outcomes too.
+		{"hedging", []string{"replica1", "replica2"}, DefaultFallbackShare, true, map[string]int{
+			"strata_replica_errors_total": 3*4 + 1, "strata_replica_fallbacks_total": 6,
+			"strata_replica_hedges_total": 5,
 		}},
 		// No cap (FallbackShare 1): no read is ever refused as capped.
-		{"no cap", []string{"replica1"}, 1, map[string]int{
+		{"no cap", []string{"replica1"}, 1, false, map[string]int{
 			"strata_replica_errors_total": 2*4 + 1, "strata_replica_acquire_timeouts_total": 2,
 			"strata_replica_ejections_total": 1, "strata_replica_readmissions_total": 1,
 			"strata_replica_fallbacks_total": 5, "strata_replica_key_mark_errors_total": 2,
 		}},
 		// No replica: every read goes to the primary, so there is no
 		// fallback, ejection or key mark to count.
-		{"primary alone", nil, DefaultFallbackShare, map[string]int{
+		{"primary alone", nil, DefaultFallbackShare, false, map[string]int{
 			"strata_replica_errors_total": 4 + 1, "strata_replica_acquire_timeouts_total": 1,
 			"strata_replica_ejections_total": 0, "strata_replica_readmissions_total": 0,
 			"strata_replica_fallbacks_total": 0, "strata_replica_key_mark_errors_total": 0,
@@ -61,6 +68,9 @@ func TestMetricsStartAtZero(t *testing.T) {
 			r := &Router{cfg: Config{FallbackShare: tc.share}, primary: &node{idx: -1, name: "primary", db: unopenedPool(t)}}
 			for i, name := range tc.replicas {
 				r.replicas = append(r.replicas, &node{idx: i, name: name, db: unopenedPool(t)})
+			}
+			if tc.hedge {
+				r.hedge = &hedging{}
 			}
 			m := newMetrics(reg)
 			if err := m.register(r); err != nil {

@@ -115,7 +115,7 @@ func shared(t *testing.T, cfg replica.Config) *replica.Router {
 	return open(t, cfg)
 }
 
-func open(t *testing.T, cfg replica.Config) *replica.Router {
+func open(t testing.TB, cfg replica.Config) *replica.Router {
 	t.Helper()
 	r, err := replica.Open(context.Background(), cfg)
 	if err != nil {
@@ -133,7 +133,7 @@ func port(ctx context.Context, q replica.Querier) (int, error) {
 }
 
 // setup creates a table with one row and returns the write's token.
-func setup(t *testing.T, r *replica.Router) replica.Token {
+func setup(t testing.TB, r *replica.Router) replica.Token {
 	t.Helper()
 	tok, err := r.Write(context.Background(), func(ctx context.Context, q replica.Querier) error {
 		_, err := q.ExecContext(ctx, "CREATE TABLE kv (k int PRIMARY KEY, v int NOT NULL); INSERT INTO kv VALUES (1, 0)")

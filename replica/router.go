@@ -39,6 +39,7 @@ type Router struct {
 	m         *metrics
 	down      atomic.Pointer[primaryDown] // set while the primary is known to be unreachable
 	lastWrite atomic.Uint64               // the newest token this router handed out or marked
+	hedge     *hedging                    // nil: reads are not hedged (Config.Hedge)
 
 	mu   sync.Mutex // health state of the nodes; view rebuilds; hist
 	hist lagHistory
@@ -62,10 +63,11 @@ type node struct {
 	slots    *deadline.Slots     // shared acquire deadlines
 	observer prometheus.Observer // its query-time histogram
 
-	inUse   atomic.Int64  // calls holding or waiting for one of its connections
-	latency atomic.Uint64 // moving average of call time, float64 ns bits
-	calls   atomic.Uint64 // calls observed, for the health check's starvation rule
-	replay  atomic.Uint64 // last replay position seen (replicas)
+	inUse   atomic.Int64   // calls holding or waiting for one of its connections
+	latency atomic.Uint64  // moving average of call time, float64 ns bits
+	calls   atomic.Uint64  // calls observed, for the health check's starvation rule
+	replay  atomic.Uint64  // last replay position seen (replicas)
+	est     *delayEstimate // recent p95 of time to first answer (replicas, with hedging)
 
 	// Health, under Router.mu.
 	callsSeen    uint64 // calls at the last health check
@@ -121,6 +123,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	if err := r.verify(ctx); err != nil {
 		return fail(err)
 	}
+	r.startHedging()
 	if err := r.m.register(r); err != nil {
 		return fail(err)
 	}
@@ -164,6 +167,12 @@ func (r *Router) newNode(life context.Context, idx int, name, region, raw, field
 // result.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
+		if r.hedge != nil {
+			// Hedges that lost finish or are canceled within their grace
+			// and release their connections; before the router's life
+			// ends, so that none fails on it.
+			r.hedge.cleanup.Wait()
+		}
 		r.cancel()
 		r.wg.Wait()
 		r.m.unregister()
@@ -178,6 +187,9 @@ func (r *Router) closePools() error {
 		if n != nil {
 			errs = append(errs, n.db.Close(), n.checkDB.Close())
 		}
+	}
+	if r.hedge != nil {
+		errs = append(errs, r.hedge.replay.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -196,12 +208,25 @@ func (r *Router) Primary() *sql.DB { return r.primary.db }
 // A read refused by the primary fallback's cap fails with
 // ErrFallbackCapped, one the primary cannot serve with
 // ErrPrimaryUnavailable; both mean "try again shortly" (503).
+//
+// With Config.Hedge on, a statement of fn that is slow on its replica
+// may be sent to another one too (see the package doc); fn still runs
+// once, sees one answer per statement, and q is then not a *sql.Conn.
 func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querier) error) error {
+	return r.read(ctx, fn, r.hedge != nil)
+}
+
+// read is Read; hedged says whether fn's statements on replicas are
+// hedged.
+func (r *Router) read(ctx context.Context, fn func(ctx context.Context, q Querier) error, hedged bool) error {
 	if len(r.replicas) == 0 {
 		_, err := r.run(ctx, r.primary, 0, fn)
 		return err
 	}
 	r.fb.read()
+	if hedged {
+		r.hedge.budget.deposit()
+	}
 	tok := r.readToken(ctx)
 	v := r.view.Load()
 	var tried uint64
@@ -220,7 +245,13 @@ candidates:
 				break
 			}
 			tried |= 1 << n.idx
-			retry, err := r.run(ctx, n, tok, fn)
+			var retry bool
+			var err error
+			if hedged {
+				retry, err = r.runHedged(ctx, n, tok, &tried, fn)
+			} else {
+				retry, err = r.run(ctx, n, tok, fn)
+			}
 			if err == nil || !retry {
 				return err
 			}
@@ -290,10 +321,12 @@ func (r *Router) Mark(ctx context.Context, tok Token, keys ...string) error {
 
 // ReadTx runs fn in a read-only, repeatable-read transaction on a replica
 // (or the primary), chosen as Read chooses; fn may run more than once.
+// A transaction's statements are never hedged: they share one snapshot
+// on one server.
 func (r *Router) ReadTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	return r.Read(ctx, func(ctx context.Context, q Querier) error {
+	return r.read(ctx, func(ctx context.Context, q Querier) error {
 		return inTx(ctx, q.(*sql.Conn), &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}, fn)
-	})
+	}, false)
 }
 
 // Write runs fn on a primary connection and returns the WAL position
@@ -520,18 +553,29 @@ func storeMax(a *atomic.Uint64, v uint64) {
 	}
 }
 
-// observe records one call's time in n's moving average and histogram.
+// observe records one call's time in n's moving average and histogram,
+// and its failure, if any, in n's errors.
 func (r *Router) observe(n *node, t0 time.Time, err error) {
+	r.observeTime(n, t0)
+	if err != nil {
+		r.countError(n, err)
+	}
+}
+
+// countError counts a failed call on n by kind.
+func (r *Router) countError(n *node, err error) {
+	if k := classify(err); k != "" {
+		r.m.errors.WithLabelValues(n.name, k).Inc()
+	} else {
+		r.m.errors.WithLabelValues(n.name, kindQuery).Inc()
+	}
+}
+
+// observeTime records one call's time in n's moving average and histogram.
+func (r *Router) observeTime(n *node, t0 time.Time) {
 	d := time.Since(t0)
 	n.observer.Observe(d.Seconds())
 	n.calls.Add(1)
-	if err != nil {
-		if k := classify(err); k != "" {
-			r.m.errors.WithLabelValues(n.name, k).Inc()
-		} else {
-			r.m.errors.WithLabelValues(n.name, kindQuery).Inc()
-		}
-	}
 	for {
 		old := n.latency.Load()
 		avg := math.Float64frombits(old)

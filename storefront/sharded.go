@@ -166,7 +166,7 @@ func (s *Store) startSharding(ctx context.Context, url string, specs []shard.Sha
 				ErrBadShards, display(sp.URL), m.Epoch, mapShards(m))
 		}
 	}
-	rcfg := shard.Config{Registerer: cfg.Registerer, Logger: s.log}
+	rcfg := shard.Config{Registerer: cfg.Registerer, Logger: s.log, Replica: replica.Config{Hedge: cfg.Hedge}}
 	follow, err := shard.Follow(ctx, s.db, url, shard.FollowConfig{
 		Logger: s.log,
 		OnChange: func(ctx context.Context, m *shard.Map) error {

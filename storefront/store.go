@@ -46,6 +46,10 @@ type Config struct {
 	// ShardName(i)); later ones follow the stored map, which must name
 	// every URL given here.
 	Shards []string
+	// Hedge turns on hedged reads in the replica routers (those of
+	// Replicas, and of each shard's replicas); the zero value leaves them
+	// off. See package replica.
+	Hedge replica.Hedge
 	// Recorder, if set, receives every query the store runs with its
 	// arguments, so the query advisor can bind a normalised statement's
 	// parameters to real values (advisor.Sampler is one; it keeps a sample
@@ -601,7 +605,7 @@ func withTokenSink(ctx context.Context, sink *replica.Token) context.Context {
 // openReplicated opens a replica router over the primary at url and
 // cfg.Replicas, and a Store over it.
 func openReplicated(ctx context.Context, url string, cfg Config) (*Store, error) {
-	rcfg := replica.Config{Primary: url, Registerer: cfg.Registerer, Logger: cfg.Logger}
+	rcfg := replica.Config{Primary: url, Registerer: cfg.Registerer, Logger: cfg.Logger, Hedge: cfg.Hedge}
 	for _, u := range cfg.Replicas {
 		rcfg.Replicas = append(rcfg.Replicas, replica.Replica{URL: u})
 	}

@@ -72,7 +72,7 @@ const e2eSpeedPanel = "strata-database / Node network utilisation (devices repor
 // TestAlertsE2E is issue 15's end-to-end test. Three storefronts run in
 // this process under a steady load from the load tester: one on a
 // PostgreSQL database of its own, reading on the two streaming replicas;
-// one reading through the cache (Redis as L2) and the replicas; one
+// one reading through the cache (Redis as L2) and the replicas, hedged; one
 // sharded over two primaries with the L1 cache and overload control. A private Prometheus
 // scrapes them and the shared node and PostgreSQL exporters, and loads
 // the rules monitor.Generate writes with every period divided by 20. The
@@ -196,9 +196,10 @@ func newE2ERig(t *testing.T) *e2eRig {
 	r.serve("PostgreSQL + replicas", own, args)
 
 	// [1]: the cache with Redis as L2 (a Redis of the test's own: the
-	// shared one's keys belong to other tests), reads on two replicas.
+	// shared one's keys belong to other tests), reads on two replicas,
+	// hedged (so that the hedges panel has its series).
 	schema := testdb.Postgres(t)
-	args = []string{"--db", schema, "--redis", testdb.StartRedis(t).URL()}
+	args = []string{"--db", schema, "--redis", testdb.StartRedis(t).URL(), "--hedge"}
 	for _, rep := range testdb.PostgresReplicas(t, schema) {
 		args = append(args, "--replica", rep)
 	}
@@ -247,7 +248,7 @@ func newE2ERig(t *testing.T) *e2eRig {
 // serves a storefront on it.
 func (r *e2eRig) serve(name, db string, args []string) {
 	r.t.Helper()
-	seed := append([]string{"seed"}, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--cache" || a == "--overload" })...)
+	seed := append([]string{"seed"}, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--cache" || a == "--overload" || a == "--hedge" })...)
 	seed = withoutFlag(withoutFlag(withoutFlag(withoutFlag(seed, "--redis"), "--replica"), "--recommendations-url"), "--capacity-rps")
 	seed = append(seed, "--users", fmt.Sprint(e2eUsers), "--products", fmt.Sprint(e2eProducts), "--actions", fmt.Sprint(e2eActions))
 	mustRun(r.t, nil, seed...)

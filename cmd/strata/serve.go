@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -35,6 +36,7 @@ func newServe(g *globals) *cobra.Command {
 	var (
 		dbURL, addr, configPath, redisURL string
 		useCache, sampleQueries, prefetch bool
+		hedge                             bool
 		replicas, shards, warmPeaks       []string
 		searchTiers                       []string
 		warmLead                          string
@@ -137,11 +139,11 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			if err := checkServeInputs(addr, dbURL, redisURL, replicas, shards, where); err != nil {
 				return err
 			}
-			if err := checkServices(only, recsURL, where); err != nil {
-				return err
-			}
 			peaks, lead, err := warmSchedule(warmPeaks, warmLead, useCache, where)
 			if err != nil {
+				return err
+			}
+			if err := cmp.Or(checkServices(only, recsURL, where), checkHedge(hedge, replicas, shards, where)); err != nil {
 				return err
 			}
 			tiers, err := parseSearchTiers(searchTiers, where)
@@ -154,7 +156,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			if err != nil {
 				return err
 			}
-			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg}
+			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg, Hedge: replica.Hedge{Enabled: hedge}}
 			if sampleQueries {
 				sampler, err := openSampler(ctx, dbURL, log)
 				if err != nil {
@@ -226,6 +228,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 	f.StringVar(&recsURL, "recommendations-url", "", "ask the recommendation service at this URL (http:// or https://, as run by --only recommendations) for recommendations, instead of computing them in process")
 	ov.flags(f)
 	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
+	f.BoolVar(&hedge, "hedge", false, "hedged reads: a read with no answer after its replica's recent p95 is sent to another replica too, at most 5% more reads (needs two replicas, --replica or a shard's)")
 	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
 	return cmd
 }
@@ -282,6 +285,19 @@ func warmSchedule(raw []string, rawLead string, useCache bool, where map[string]
 		peaks = append(peaks, p)
 	}
 	return peaks, lead, nil
+}
+
+// checkHedge refuses --hedge where no read could be hedged: a hedge goes
+// to a second replica, never to the primary. With shards the shard map
+// names the replicas; a shard with fewer than two is not hedged.
+func checkHedge(hedge bool, replicas, shards []string, where map[string]string) error {
+	switch {
+	case !hedge || len(shards) > 0 || len(replicas) >= 2:
+		return nil
+	case len(replicas) == 1:
+		return usageError{fmt.Errorf("--hedge: hedged reads need two replicas or more (a hedge goes to another replica, never the primary); %s gives one", where["replica"])}
+	}
+	return usageError{errors.New("--hedge: hedged reads need replicas; give two or more with --replica (or shards with replicas)")}
 }
 
 // openError is the error of serve's storefront.Open, blamed on the flag

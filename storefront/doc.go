@@ -12,6 +12,15 @@
 // At stage 2, [NewCached] puts the multi-level cache in front of the store,
 // and Config.Replicas routes reads to PostgreSQL streaming replicas.
 //
+// Search is the guide's search case study: three tiers, product search,
+// autocomplete ([Store.Suggest], a range scan of a title prefix index) and
+// faceted search ([Store.Facets]), each with a concurrency limit, a budget
+// ([SearchTiers]) and, through the cache, a query-result cache and TTL of
+// its own, so that a burst in one tier is refused there and the others
+// answer on. A faceted search runs its search and its counts in parallel
+// through golang.org/x/sync/errgroup, the Go team's group with a shared
+// cancellation, rather than a WaitGroup and a hand-made cancel.
+//
 // At stage 5, Config.Shards shards users and their actions by user id over
 // independent PostgreSQL primaries (package shard routes each user to the
 // primary that owns the user's virtual shard), while the main database

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/replica"
 )
@@ -71,6 +72,10 @@ type HandlerConfig struct {
 	// recommendations); zero means DefaultCriticalBudget and
 	// DefaultNonCriticalBudget, the guide's 100 and 500 ms.
 	CriticalBudget, NonCriticalBudget time.Duration
+	// TracerProvider, when set, makes a server span of each request to a
+	// route (see trace.go), the parent of the spans the service makes
+	// under it; nil means off.
+	TracerProvider trace.TracerProvider
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -120,7 +125,7 @@ func NewHandler(svc Service, cfg HandlerConfig) http.Handler {
 	m := newHTTPMetrics(cfg.Registerer)
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, m.instrument(pattern, a.recover(h)))
+		mux.Handle(pattern, traceRoute(cfg.TracerProvider, pattern, m.instrument(pattern, a.recover(h))))
 	}
 	route("GET /users/{id}", getByID(a, privateCache, svc.GetUser))
 	route("POST /users", a.createUser)

@@ -139,7 +139,7 @@ func (c *Config) resolve() error {
 
 // ParseEndpoint checks an OTLP/HTTP endpoint (Config.Endpoint) and returns
 // the URL spans are sent to: the endpoint plus OTLPTracesPath. The error
-// says what is wrong without repeating a password.
+// says what is wrong without repeating the endpoint.
 func ParseEndpoint(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -147,15 +147,15 @@ func ParseEndpoint(raw string) (string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the whole URL again otherwise
 		}
-		return "", fmt.Errorf("%w: Endpoint: not a URL: %v", ErrBadConfig, err)
+		return "", fmt.Errorf("not a URL: %v", err)
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("%w: Endpoint: scheme %q: want http:// or https://HOST:PORT", ErrBadConfig, u.Scheme)
+		return "", fmt.Errorf("scheme %q: want http:// or https://HOST:PORT", u.Scheme)
 	case u.Host == "":
-		return "", fmt.Errorf("%w: Endpoint: no host: want http:// or https://HOST:PORT", ErrBadConfig)
+		return "", errors.New("no host: want http:// or https://HOST:PORT")
 	case u.RawQuery != "" || u.Fragment != "":
-		return "", fmt.Errorf("%w: Endpoint: a query or fragment is not part of an OTLP endpoint", ErrBadConfig)
+		return "", errors.New("a query or fragment is not part of an OTLP endpoint")
 	}
 	u.Path = path.Join("/", u.Path, OTLPTracesPath)
 	u.RawPath = ""
@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.Endpoint != "" {
 		target, err := ParseEndpoint(cfg.Endpoint)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: Endpoint: %w", ErrBadConfig, err)
 		}
 		if exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(target)); err != nil {
 			return nil, fmt.Errorf("tracing: OTLP exporter: %w", err)

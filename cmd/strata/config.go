@@ -35,6 +35,11 @@ type serveConfig struct {
 		WarmPeaks configValue[[]string] // known peaks to warm the cache ahead of (cache.ParsePeak)
 		WarmLead  configValue[string]   // how long ahead (a Go duration)
 	}
+	Tracing struct {
+		OTLPEndpoint configValue[string] // --otlp-endpoint
+		Sample       configValue[string] // --trace-sample, a number kept as text
+		Slow         configValue[string] // --trace-slow (a Go duration)
+	}
 }
 
 // configValue is one value of the config file and where it was written.
@@ -81,6 +86,13 @@ func loadServeConfig(path string) (serveConfig, error) {
 				"redis":      func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.Redis) },
 				"warm_peaks": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Cache.WarmPeaks) },
 				"warm_lead":  func(n *yaml.Node, key string) error { return d.str(n, key, &c.Cache.WarmLead) },
+			})
+		},
+		"tracing": func(n *yaml.Node, key string) error {
+			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
+				"otlp_endpoint": func(n *yaml.Node, key string) error { return d.str(n, key, &c.Tracing.OTLPEndpoint) },
+				"sample":        func(n *yaml.Node, key string) error { return d.number(n, key, &c.Tracing.Sample) },
+				"slow":          func(n *yaml.Node, key string) error { return d.str(n, key, &c.Tracing.Slow) },
 			})
 		},
 	})

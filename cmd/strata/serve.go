@@ -33,6 +33,7 @@ func newServe(g *globals) *cobra.Command {
 		useCache, sampleQueries, prefetch bool
 		replicas, shards, warmPeaks       []string
 		warmLead                          string
+		traces                            traceFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -95,6 +96,7 @@ or an RFC 3339 time (once).`,
 				if !cmd.Flags().Changed("cache") && c.Cache.Enabled.Set {
 					useCache = c.Cache.Enabled.V
 				}
+				traces.fromFile(cmd, c, where)
 			}
 			if redisURL != "" {
 				useCache = true // Redis is only used as a cache level
@@ -108,7 +110,12 @@ or an RFC 3339 time (once).`,
 			}
 			ctx := cmd.Context()
 			reg := storefront.NewRegistry()
-			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg}
+			tp, err := traces.open(ctx, cmd, reg, log, where)
+			if err != nil {
+				return err
+			}
+			defer shutdownTracing(tp, log) // after the server has drained (defers run last first)
+			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg, TracerProvider: tp.TracerProvider()}
 			if sampleQueries {
 				sampler, err := openSampler(ctx, dbURL, log)
 				if err != nil {
@@ -128,7 +135,7 @@ or an RFC 3339 time (once).`,
 			var svc storefront.Service = store
 			level := "no cache"
 			if useCache {
-				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch}
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch, TracerProvider: tp.TracerProvider()}
 				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)
@@ -146,7 +153,7 @@ or an RFC 3339 time (once).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log})
+			h := storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, TracerProvider: tp.TracerProvider()})
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", addr, err)
@@ -172,7 +179,8 @@ or an RFC 3339 time (once).`,
 	f.StringArrayVar(&warmPeaks, "warm-peak", nil, `a known traffic peak to warm the cache ahead of: "HH:MM" (daily, UTC), "HH:MM ZONE" (daily, IANA zone) or an RFC 3339 time (once); repeat for more (needs --cache)`)
 	f.BoolVar(&prefetch, "prefetch", true, "with --cache, load the top recommended products of each recommendations read into the cache in the background (predictive prefetch); --prefetch=false turns it off")
 	f.StringVar(&warmLead, "warm-lead", cache.DefaultPeakLead.String(), "how long before each --warm-peak the cache is warmed")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead); flags win over it")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, tracing.otlp_endpoint, tracing.sample, tracing.slow); flags win over it")
+	traces.add(f)
 	return cmd
 }
 

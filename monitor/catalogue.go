@@ -46,6 +46,7 @@ const (
 	SubsystemCache    = "cache"
 	SubsystemReplica  = "replica"
 	SubsystemShard    = "shard"
+	SubsystemTracing  = "tracing"
 	SubsystemRuntime  = "runtime"
 	SubsystemNode     = "node"
 	SubsystemPostgres = "postgres"
@@ -72,7 +73,7 @@ type Metric struct {
 	// has them and an unsharded one does not. Queries must not depend on
 	// them unless they aggregate them away.
 	OptionalLabels []string
-	Subsystem      string // http, db, cache, replica, shard, runtime, node or postgres
+	Subsystem      string // http, db, cache, replica, shard, tracing, runtime, node or postgres
 	Source         Source // who exports it
 	// Everywhere says that every configuration of strata serve registers
 	// it (SQLite or PostgreSQL, with or without replicas, shards or the
@@ -184,6 +185,12 @@ func Catalogue() []Metric {
 	strata(SubsystemShard, Counter, "strata_shard_map_reloads_total", "", "Reads of the shard map after start (polls, notifications, reconnects).")
 	strata(SubsystemShard, Counter, "strata_shard_map_reload_errors_total", "", "Shard map reloads that failed or found a map that does not decode, validate or move forward.")
 	strata(SubsystemShard, Counter, "strata_shard_map_apply_errors_total", "", "Newer shard maps the instance loaded but could not apply (its OnChange failed): it still routes by an older one.")
+
+	// tracing/metrics.go, registered by strata serve in every
+	// configuration (at 0 while tracing is off).
+	strata(SubsystemTracing, Counter, "strata_tracing_traces_total", "", "Traces whose local root ended, by what tail keep did: sampled, slow and error were exported, dropped was not.", "outcome")
+	strata(SubsystemTracing, Counter, "strata_tracing_spans_dropped_total", "", "Spans dropped before export, by reason: trace_full, buffer_full, expired (root never ended), export_failed.", "reason")
+	strata(SubsystemTracing, Gauge, "strata_tracing_buffered_spans", "", "Spans held for tail keep, waiting for their trace's root to end.")
 
 	// client_golang's collectors.NewGoCollector and NewProcessCollector,
 	// which storefront.NewRegistry registers.

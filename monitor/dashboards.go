@@ -140,6 +140,10 @@ func overviewPanels() []Panel {
 			{Expr: strataProcess("go_memstats_heap_inuse_bytes"), Legend: "heap in use {{instance}}"}}},
 		{Title: "Goroutines", Unit: "short", Targets: []Target{{Expr: strataProcess("go_goroutines"), Legend: "{{instance}}"}}},
 		{Title: "/metrics handler errors", Unit: "ops", Targets: []Target{{Expr: rate("promhttp_metric_handler_errors_total", "cause"), Legend: "{{cause}}"}}},
+		{Title: "Traces exported and dropped (tail keep)", Unit: "ops", Targets: []Target{
+			{Expr: rate("strata_tracing_traces_total", "outcome"), Legend: "traces {{outcome}}"},
+			{Expr: rate("strata_tracing_spans_dropped_total", "reason"), Legend: "spans dropped {{reason}}"}}},
+		{Title: "Spans held for tail keep", Unit: "short", Targets: []Target{{Expr: "sum by (instance) (strata_tracing_buffered_spans)", Legend: "{{instance}}"}}},
 	}
 }
 

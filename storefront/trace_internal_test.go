@@ -60,6 +60,7 @@ func serveTraced(t *testing.T, url string, cfg Config) traced {
 	if _, err := Seed(ctx, s, SeedConfig{Users: 20, Products: 30, Actions: 300, RandSeed: 7}); err != nil {
 		t.Fatal(err)
 	}
+	waitReplicas(t, s)
 	ns := testdb.Namespace(t)
 	c, err := NewCached(s, CacheConfig{Redis: testdb.Redis(t), Namespace: ns, TracerProvider: tp, NoPrefetch: true})
 	if err != nil {
@@ -70,6 +71,35 @@ func serveTraced(t *testing.T, url string, cfg Config) traced {
 	srv := httptest.NewServer(NewHandler(c, HandlerConfig{TracerProvider: tp, CriticalBudget: 5 * time.Second, NonCriticalBudget: 5 * time.Second}))
 	t.Cleanup(srv.Close)
 	return traced{url: srv.URL, log: log, ns: ns, store: s}
+}
+
+// waitReplicas waits until the store's replicas serve and have replayed
+// the seed (a replica a loaded machine left behind would not have the
+// test's tables yet).
+func waitReplicas(t *testing.T, s *Store) {
+	t.Helper()
+	r := s.Router()
+	if r == nil {
+		return
+	}
+	pos, err := r.Position(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ready := 0
+		for _, st := range r.Status() {
+			if st.Serving && st.Replayed >= pos {
+				ready++
+			}
+		}
+		if ready == len(r.Status()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas not serving the seed within 30 s: %+v", r.Status())
+		}
+	}
 }
 
 // get sends GET path (with headers, name then value) and returns the
@@ -173,7 +203,7 @@ func (st spanTree) String() string {
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, a := range s.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""

@@ -140,19 +140,19 @@ func checkSQLSpans(t *testing.T, got []sdktrace.ReadOnlySpan, root trace.SpanID,
 		attrs := map[attribute.Key]attribute.Value{}
 		for _, a := range s.Attributes() {
 			attrs[a.Key] = a.Value
-			if strings.Contains(a.Value.Emit(), secret) {
-				t.Errorf("%s: attribute %s shows the argument: %s", s.Name(), a.Key, a.Value.Emit())
+			if strings.Contains(a.Value.String(), secret) {
+				t.Errorf("%s: attribute %s shows the argument: %s", s.Name(), a.Key, a.Value.String())
 			}
 		}
 		switch {
 		case s.Name() != w.name || s.Parent().SpanID() != root || s.SpanKind() != trace.SpanKindClient:
 			t.Errorf("span %d: %s (kind %v) under %s, want %s under the request", i, s.Name(), s.SpanKind(), s.Parent().SpanID(), w.name)
 		case attrs["db.system.name"].AsString() != "postgresql" || attrs["db.query.text"].AsString() != w.text:
-			t.Errorf("%s: db.system.name %q, db.query.text %q; want postgresql, %q", s.Name(), attrs["db.system.name"].Emit(), attrs["db.query.text"].Emit(), w.text)
+			t.Errorf("%s: db.system.name %q, db.query.text %q; want postgresql, %q", s.Name(), attrs["db.system.name"].String(), attrs["db.query.text"].String(), w.text)
 		case w.failed && (s.Status().Description != "SQLSTATE 22P02" || strings.Contains(fmt.Sprint(s.Events()), secret)):
 			t.Errorf("%s: status %+v, events %v; want SQLSTATE 22P02 and no value", s.Name(), s.Status(), s.Events())
 		case !w.failed && attrs[w.count.Key] != w.count.Value:
-			t.Errorf("%s: %s = %s, want %s", s.Name(), w.count.Key, attrs[w.count.Key].Emit(), w.count.Value.Emit())
+			t.Errorf("%s: %s = %s, want %s", s.Name(), w.count.Key, attrs[w.count.Key].String(), w.count.Value.String())
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/testdb"
+	"github.com/strata-dev/strata/shard"
 )
 
 // spanLog records every span, and hands each local root to roots when it
@@ -303,6 +304,11 @@ func TestTraceRecommendations(t *testing.T) {
 				checkSQL(t, tree, tree.path(t, load, p...))
 			}
 			checkChoices(t, tree, c.name)
+			if r := tr.store.Shards(); r != nil { // the shard the router chose, as the span says
+				m := r.Map()
+				wantAttrs(t, tree.path(t, load, "shard.Read"), "strata.shard.key", fmt.Sprint(user),
+					"strata.shard.name", r.For(user).Name, "strata.shard.virtual_shard", fmt.Sprint(shard.VirtualShard(user, len(m.Owners))))
+			}
 		})
 	}
 }

@@ -69,7 +69,7 @@ func (r *Router) traceCall(ctx context.Context, name string, st *state, key int6
 // then served.
 func (r *Router) traceRetry(ctx context.Context, err error) {
 	if r.tr.On() {
-		trace.SpanFromContext(ctx).AddEvent(eventRetry, trace.WithAttributes(attrRetryErr.String(err.Error())))
+		trace.SpanFromContext(ctx).AddEvent(eventRetry, trace.WithAttributes(attrRetryErr.String(spans.Describe(err))))
 	}
 }
 

@@ -87,10 +87,18 @@ func End(span trace.Span, err error) {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {
 			span.SetAttributes(attribute.String("error.type", pe.Code))
-			span.SetStatus(codes.Error, "SQLSTATE "+pe.Code)
-		} else {
-			span.SetStatus(codes.Error, sqltext.Clip(strings.ToValidUTF8(err.Error(), "?"), maxErrorText))
 		}
+		span.SetStatus(codes.Error, Describe(err))
 	}
 	span.End()
+}
+
+// Describe is what a span may say of err: "SQLSTATE code" for a database
+// error (see End), else its text, cut to a bound.
+func Describe(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return "SQLSTATE " + pe.Code
+	}
+	return sqltext.Clip(strings.ToValidUTF8(err.Error(), "?"), maxErrorText)
 }

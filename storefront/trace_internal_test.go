@@ -295,10 +295,18 @@ func TestTraceRecommendations(t *testing.T) {
 			wantAttrs(t, get, "strata.cache.level", "loader", "strata.cache.shared", "false", "strata.cache.stale", "false",
 				"strata.cache.namespace", tr.ns+":recommendations")
 			wait := tree.path(t, get, "cache.lease_wait")
-			wantAttrs(t, wait, "strata.cache.lease.outcome", "timeout")
+			// The holder never delivers: the wait ends at LeaseWait, or
+			// sooner if a poll of Redis fails on a loaded machine; the
+			// reader then loads by itself.
 			load := tree.path(t, get, "cache.load")
-			if !wait.EndTime().After(wait.StartTime().Add(cache.DefaultLeaseWait/2)) || load.StartTime().Before(wait.EndTime()) {
-				t.Errorf("the lease wait (%v to %v) did not last, or the load started during it (%v)", wait.StartTime(), wait.EndTime(), load.StartTime())
+			switch outcome := attr(wait, "strata.cache.lease.outcome"); {
+			case outcome != "timeout" && outcome != "l2_error":
+				t.Errorf("cache.lease_wait: outcome %q, want timeout (or l2_error)", outcome)
+			case outcome == "timeout" && !wait.EndTime().After(wait.StartTime().Add(cache.DefaultLeaseWait/2)):
+				t.Errorf("the lease wait timed out after %v, before LeaseWait", wait.EndTime().Sub(wait.StartTime()))
+			}
+			if load.StartTime().Before(wait.EndTime()) {
+				t.Errorf("the load started (%v) during the lease wait (%v to %v)", load.StartTime(), wait.StartTime(), wait.EndTime())
 			}
 			for _, p := range c.paths {
 				checkSQL(t, tree, tree.path(t, load, p...))

@@ -530,14 +530,15 @@ func Tags(tags ...string) Option { return func(o *readOpts) { o.tags = append(o.
 // once, however many callers (and, with Redis, instances) ask at once.
 // Loader errors are returned and never cached.
 func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts ...Option) (V, Info, error) {
-	if c.tr.On() {
-		return c.getTraced(ctx, spanGet, key, load, opts)
-	}
-	return c.get(ctx, key, load, opts)
+	return c.get(ctx, key, load, opts, c.tr.On()) // one call: Get inlines into its caller
 }
 
-// get is Get without its span.
-func (c *Cache[V]) get(ctx context.Context, key string, load LoaderFunc[V], opts []Option) (V, Info, error) {
+// get is Get. Traced, it runs itself again, untraced, under a span
+// (getTraced).
+func (c *Cache[V]) get(ctx context.Context, key string, load LoaderFunc[V], opts []Option, traced bool) (V, Info, error) {
+	if traced {
+		return c.getTraced(ctx, spanGet, key, load, opts)
+	}
 	// The L1 hit path: no allocation, no clock call, one atomic load.
 	if c.l1 != nil {
 		if e, ok := c.l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {

@@ -287,6 +287,7 @@ type Cache[V any] struct {
 	ts    timeSource // the breaker, the bus, the tickers, the health log
 
 	l1      *otter.Cache[string, *envelope[V]] // nil when disabled
+	hitL1   *otter.Cache[string, *envelope[V]] // what Get reads first: l1, or nil while tracing (see get)
 	l1Stats *otterstats.Counter
 	busDown atomic.Bool  // while set, L1 keeps entries at most StalenessBound/2
 	tr      spans.Tracer // off unless Config.TracerProvider
@@ -362,6 +363,9 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 			cancel()
 			return nil, err
 		}
+	}
+	if !c.tr.On() {
+		c.hitL1 = c.l1
 	}
 	c.stripes.seed = maphash.MakeSeed()
 	c.tags = newTagEpochs()
@@ -530,18 +534,18 @@ func Tags(tags ...string) Option { return func(o *readOpts) { o.tags = append(o.
 // once, however many callers (and, with Redis, instances) ask at once.
 // Loader errors are returned and never cached.
 func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts ...Option) (V, Info, error) {
-	return c.get(ctx, key, load, opts, c.tr.On()) // one call: Get inlines into its caller
+	return c.get(ctx, key, load, opts, c.hitL1, false) // one call: Get inlines into its caller
 }
 
-// get is Get. Traced, it runs itself again, untraced, under a span
-// (getTraced).
-func (c *Cache[V]) get(ctx context.Context, key string, load LoaderFunc[V], opts []Option, traced bool) (V, Info, error) {
-	if traced {
-		return c.getTraced(ctx, spanGet, key, load, opts)
-	}
+// get is Get, reading l1 first: Get's hitL1, which is nil while tracing is
+// on, so that a traced read starts its span (getTraced) before it reads
+// again, inSpan, from c.l1. Tracing off, the L1 hit path is what it was
+// before tracing: the same nil check of the L1 (made on the argument), no
+// check of the tracer; that comes only on a miss.
+func (c *Cache[V]) get(ctx context.Context, key string, load LoaderFunc[V], opts []Option, l1 *otter.Cache[string, *envelope[V]], inSpan bool) (V, Info, error) {
 	// The L1 hit path: no allocation, no clock call, one atomic load.
-	if c.l1 != nil {
-		if e, ok := c.l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
+	if l1 != nil {
+		if e, ok := l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
 			if c.hot != nil && mrand.Uint32()%hotSample == 0 {
 				c.hot.add(key, hotSample)
 			}
@@ -551,6 +555,9 @@ func (c *Cache[V]) get(ctx context.Context, key string, load LoaderFunc[V], opts
 				return c.l1Stale(e, now, key, load, opts)
 			}
 		}
+	}
+	if !inSpan && c.tr.On() {
+		return c.getTraced(ctx, spanGet, key, load, opts)
 	}
 	return c.miss(ctx, key, load, opts)
 }

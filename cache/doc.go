@@ -141,7 +141,8 @@
 // loader's own spans (the database's) hang. A load that callers share
 // runs under the span of the one that started it. Background work
 // (refreshes, warming) makes no spans. Nil, tracing is off and the L1 hit
-// path is what it was: one nil check more (docs/benchmarks.md).
+// path is what it was before tracing: whether tracing is on is asked only
+// after an L1 miss (docs/benchmarks.md, "Tracing off").
 //
 // # Choices, measured
 //

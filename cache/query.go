@@ -161,7 +161,7 @@ func (c *Cache[V]) Query(ctx context.Context, q Query, load func(context.Context
 	if c.tr.On() {
 		return c.getTraced(ctx, spanQuery, key, loader, []Option{Tags(tags...)})
 	}
-	return c.get(ctx, key, loader, []Option{Tags(tags...)}, false)
+	return c.get(ctx, key, loader, []Option{Tags(tags...)}, c.l1, true)
 }
 
 // Wrote invalidates every cached query result that read what a committed

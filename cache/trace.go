@@ -54,7 +54,7 @@ func (c *Cache[V]) getTraced(ctx context.Context, name, key string, load LoaderF
 		shown = shown[:maxKeyAttr]
 	}
 	ctx, span := c.tr.Start(ctx, name, attrNamespace.String(c.cfg.Namespace), attrKey.String(shown))
-	v, info, err := c.get(ctx, key, load, opts, false)
+	v, info, err := c.get(ctx, key, load, opts, c.l1, true)
 	level := info.Source.String()
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		level = SourceNone.String()

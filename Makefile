@@ -52,7 +52,8 @@ fuzz:
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./advisor/ || exit 1; done
 	@for t in FuzzDecodeMap FuzzVirtualShard FuzzParseVRange; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./shard/ || exit 1; done
-	@go test -run '^$$' -fuzz '^FuzzKind$$' -fuzztime 30s ./internal/sqltext/
+	@for t in FuzzKind FuzzNormalize; do \
+	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./internal/sqltext/ || exit 1; done
 	@for t in FuzzParseURL FuzzParseRetryAfter; do \
 	  go test -run '^$$' -fuzz "^$$t$$" -fuzztime 30s ./upstream/ || exit 1; done
 	@for t in FuzzTraceparent FuzzDecodeRecommendations; do \

@@ -12,6 +12,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	otterstats "github.com/maypok86/otter/v2/stats"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/internal/testdb"
@@ -85,6 +86,39 @@ func BenchmarkL1Hit(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkL1HitTraced is BenchmarkL1Hit's strata case with tracing on:
+// each Get under a request's span records a span of its own (the SDK's
+// cost, with no exporter behind it). Tracing off, Get is BenchmarkL1Hit's
+// strata case, which docs/benchmarks.md compares with the code before
+// tracing.
+func BenchmarkL1HitTraced(b *testing.B) {
+	names := benchNames()
+	load := func(_ context.Context, key string) (int, error) { return len(key), nil }
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	c, err := cache.New(cache.Config[int]{TracerProvider: tp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for _, k := range names {
+		c.Get(context.Background(), k, load)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx, request := tp.Tracer("bench").Start(context.Background(), "request") // one request per goroutine
+		defer request.End()
+		i := 0
+		for pb.Next() {
+			if _, info, _ := c.Get(ctx, names[i%benchKeys], load); info.Source != cache.SourceL1 {
+				b.Fatal("not an L1 hit")
+			}
+			i++
+		}
+	})
 }
 
 // BenchmarkL2Hit compares an L2 hit through the chain (L1 off: every read

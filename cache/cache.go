@@ -18,8 +18,10 @@ import (
 	"github.com/maypok86/otter/v2"
 	otterstats "github.com/maypok86/otter/v2/stats"
 	"github.com/redis/rueidis"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/internal/deadline"
+	"github.com/strata-dev/strata/internal/spans"
 )
 
 // Defaults, from the guide's caching sections where it gives a number.
@@ -148,6 +150,11 @@ type Config[V any] struct {
 	// when it is back); nil means slog.Default(). Callers need not log the
 	// errors of Delete, InvalidateTags, Wrote and Set themselves.
 	Logger *slog.Logger
+	// TracerProvider, when set, makes spans of reads under a caller's
+	// span (see trace.go): cache.Get and cache.Query with the level that
+	// answered, cache.lease_wait, cache.load. Nil means off, at no cost on
+	// the L1 hit path.
+	TracerProvider trace.TracerProvider
 
 	clock       timeSource                     // tests (export_test.go); nil means real time
 	beatTimeout time.Duration                  // tests: bound on one heartbeat's publish; 0 means StalenessBound/4
@@ -280,8 +287,10 @@ type Cache[V any] struct {
 	ts    timeSource // the breaker, the bus, the tickers, the health log
 
 	l1      *otter.Cache[string, *envelope[V]] // nil when disabled
+	hitL1   *otter.Cache[string, *envelope[V]] // what Get reads first: l1, or nil while tracing (see get)
 	l1Stats *otterstats.Counter
-	busDown atomic.Bool // while set, L1 keeps entries at most StalenessBound/2
+	busDown atomic.Bool  // while set, L1 keeps entries at most StalenessBound/2
+	tr      spans.Tracer // off unless Config.TracerProvider
 
 	l2     *redisLevel // nil without Redis
 	bus    *bus        // nil without Redis
@@ -342,7 +351,7 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel, ts: cfg.clock}
+	c := &Cache[V]{cfg: cfg, ctx: ctx, cancel: cancel, ts: cfg.clock, tr: spans.New(cfg.TracerProvider, tracerScope)}
 	c.flights.m = map[string]*flight[V]{}
 	var fake timeSource
 	if _, real := cfg.clock.(realTime); !real {
@@ -354,6 +363,9 @@ func New[V any](cfg Config[V]) (*Cache[V], error) {
 			cancel()
 			return nil, err
 		}
+	}
+	if !c.tr.On() {
+		c.hitL1 = c.l1
 	}
 	c.stripes.seed = maphash.MakeSeed()
 	c.tags = newTagEpochs()
@@ -522,9 +534,18 @@ func Tags(tags ...string) Option { return func(o *readOpts) { o.tags = append(o.
 // once, however many callers (and, with Redis, instances) ask at once.
 // Loader errors are returned and never cached.
 func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts ...Option) (V, Info, error) {
+	return c.get(ctx, key, load, opts, c.hitL1, false) // one call: Get inlines into its caller
+}
+
+// get is Get, reading l1 first: Get's hitL1, which is nil while tracing is
+// on, so that a traced read starts its span (getTraced) before it reads
+// again, inSpan, from c.l1. Tracing off, the L1 hit path is what it was
+// before tracing: the same nil check of the L1 (made on the argument), no
+// check of the tracer; that comes only on a miss.
+func (c *Cache[V]) get(ctx context.Context, key string, load LoaderFunc[V], opts []Option, l1 *otter.Cache[string, *envelope[V]], inSpan bool) (V, Info, error) {
 	// The L1 hit path: no allocation, no clock call, one atomic load.
-	if c.l1 != nil {
-		if e, ok := c.l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
+	if l1 != nil {
+		if e, ok := l1.GetIfPresent(key); ok && (len(e.tags) == 0 || c.tags.valid(e.tags)) {
 			if c.hot != nil && mrand.Uint32()%hotSample == 0 {
 				c.hot.add(key, hotSample)
 			}
@@ -534,6 +555,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load LoaderFunc[V], opts
 				return c.l1Stale(e, now, key, load, opts)
 			}
 		}
+	}
+	if !inSpan && c.tr.On() {
+		return c.getTraced(ctx, spanGet, key, load, opts)
 	}
 	return c.miss(ctx, key, load, opts)
 }
@@ -668,6 +692,7 @@ func (c *Cache[V]) loadShared(ctx context.Context, key string, load LoaderFunc[V
 			return c.result(e, Info{Source: SourceL1})
 		}
 		fctx, cancel := context.WithCancel(c.ctx)
+		fctx = c.tr.Carry(fctx, ctx) // traced, the fetch's spans are the first caller's span's children
 		f = &flight[V]{done: make(chan struct{}), cancel: cancel, waiters: 1}
 		c.flights.m[key] = f
 		c.flights.mu.Unlock()
@@ -804,33 +829,52 @@ func (c *Cache[V]) fetch(parent context.Context, key string, load LoaderFunc[V],
 	default: // another instance holds the lease: wait for its value
 		c.ctr.l2Misses.Add(1)
 		c.ctr.leaseWaits.Add(1)
-		wait0 := time.Now()
-		deadline := wait0.Add(c.cfg.LeaseWait)
-		for time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return nil, info, ctx.Err()
-			case <-time.After(leasePoll):
-			}
-			data, found, err := c.l2.get(ctx, key)
-			if err != nil {
-				break
-			}
-			if e := c.decodeValid(data, epochs, ro.tags); found && e != nil {
-				info.LeaseWait = time.Since(wait0)
-				c.cfg.Recorder.ObserveLeaseWait(info.LeaseWait)
-				c.fillL1(key, e, gen)
-				info.Source, info.Shared = SourceL2, true
-				return e, info, nil
-			}
+		if e, err := c.waitLease(ctx, key, epochs, ro, gen, &info); e != nil || err != nil {
+			return e, info, err
 		}
-		info.LeaseWait = time.Since(wait0)
-		c.cfg.Recorder.ObserveLeaseWait(info.LeaseWait)
 		c.ctr.leaseTimeouts.Add(1)
 		// Serve what L1 still holds, even past its hard expiry? No: past
 		// hard nothing is served. Load ourselves, without writing L2.
 		return c.loadAndFill(ctx, key, load, ro, gen, "", info)
 	}
+}
+
+// waitLease waits up to LeaseWait for the value of the instance that
+// holds key's lease, polling L2; it returns nil, nil when the wait ends
+// without it (the holder is slow or gone, or L2 failed).
+func (c *Cache[V]) waitLease(ctx context.Context, key string, epochs []uint64, ro readOpts, gen uint64, info *Info) (e *envelope[V], err error) {
+	outcome := leaseTimedOut
+	if c.tr.On() {
+		var span trace.Span
+		ctx, span = c.tr.Start(ctx, spanLeaseWait, attrNamespace.String(c.cfg.Namespace))
+		defer func() { endLeaseWait(span, outcome, info.LeaseWait, err) }()
+	}
+	wait0 := time.Now()
+	deadline := wait0.Add(c.cfg.LeaseWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			outcome = leaseCanceled
+			return nil, ctx.Err()
+		case <-time.After(leasePoll):
+		}
+		data, found, err := c.l2.get(ctx, key)
+		if err != nil {
+			outcome = leaseL2Failed
+			break
+		}
+		if e := c.decodeValid(data, epochs, ro.tags); found && e != nil {
+			info.LeaseWait = time.Since(wait0)
+			c.cfg.Recorder.ObserveLeaseWait(info.LeaseWait)
+			c.fillL1(key, e, gen)
+			info.Source, info.Shared = SourceL2, true
+			outcome = leaseFilled
+			return e, nil
+		}
+	}
+	info.LeaseWait = time.Since(wait0)
+	c.cfg.Recorder.ObserveLeaseWait(info.LeaseWait)
+	return nil, nil
 }
 
 // decodeValid decodes an L2 entry and checks its expiry and tag epochs.
@@ -918,7 +962,7 @@ func (c *Cache[V]) loadUncached(ctx context.Context, key string, load LoaderFunc
 // returned as they are.
 func (c *Cache[V]) callLoader(ctx context.Context, key string, load LoaderFunc[V], info Info, tags []string, epochs []uint64) (*envelope[V], Info, error) {
 	t0 := time.Now()
-	v, err := load(ctx, key)
+	v, err := c.callTraced(ctx, key, load)
 	info.Load, info.Source = time.Since(t0), SourceLoader
 	c.cfg.Recorder.ObserveLoad(info.Load)
 	c.ctr.loads.Add(1)

@@ -130,6 +130,20 @@
 // clock, which the package's tests replace with one they move by hand; only
 // the deadlines of network calls and loads run on real time.
 //
+// # Tracing
+//
+// With Config.TracerProvider, a read under a caller's span (a request's)
+// is a span of its own, cache.Get or cache.Query, saying which level
+// answered (strata.cache.level: l1, l2, loader) and whether the value was
+// shared or stale; the wait for another instance's lease is a
+// cache.lease_wait span (its outcome: filled, timeout, canceled, l2_error;
+// and how long), and the loader call a cache.load span, under which the
+// loader's own spans (the database's) hang. A load that callers share
+// runs under the span of the one that started it. Background work
+// (refreshes, warming) makes no spans. Nil, tracing is off and the L1 hit
+// path is what it was before tracing: whether tracing is on is asked only
+// after an L1 miss (docs/benchmarks.md, "Tracing off").
+//
 // # Choices, measured
 //
 // L1 is otter v2: in one sitting on this project's machine, a parallel hit

@@ -157,7 +157,11 @@ func (c *Cache[V]) Query(ctx context.Context, q Query, load func(context.Context
 	if err != nil {
 		return zero, Info{}, err
 	}
-	return c.Get(ctx, key, func(ctx context.Context, _ string) (V, error) { return load(ctx) }, Tags(tags...))
+	loader := func(ctx context.Context, _ string) (V, error) { return load(ctx) }
+	if c.tr.On() {
+		return c.getTraced(ctx, spanQuery, key, loader, []Option{Tags(tags...)})
+	}
+	return c.get(ctx, key, loader, []Option{Tags(tags...)}, c.l1, true)
 }
 
 // Wrote invalidates every cached query result that read what a committed

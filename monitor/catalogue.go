@@ -49,6 +49,7 @@ const (
 	SubsystemOverload = "overload"
 	SubsystemUpstream = "upstream"
 	SubsystemSearch   = "search"
+	SubsystemTracing  = "tracing"
 	SubsystemRuntime  = "runtime"
 	SubsystemNode     = "node"
 	SubsystemPostgres = "postgres"
@@ -75,7 +76,7 @@ type Metric struct {
 	// has them and an unsharded one does not. Queries must not depend on
 	// them unless they aggregate them away.
 	OptionalLabels []string
-	Subsystem      string // http, db, cache, replica, shard, upstream, overload, search, runtime, node or postgres
+	Subsystem      string // http, db, cache, replica, shard, upstream, overload, search, tracing, runtime, node or postgres
 	Source         Source // who exports it
 	// Everywhere says that every configuration of strata serve registers
 	// it (SQLite or PostgreSQL, with or without replicas, shards or the
@@ -215,6 +216,11 @@ func Catalogue() []Metric {
 	strata(SubsystemOverload, Counter, "strata_overload_admitted_total", "", "Work the limiter admitted, by priority class.", "class")
 	strata(SubsystemOverload, Counter, "strata_overload_rejected_total", "", "Work the limiter refused (shed), by priority class: a 503, or a part served by its fallback.", "class")
 	strata(SubsystemOverload, Gauge, "strata_overload_utilisation_ratio", "", "Work offered per second over the last 10 s, admitted or not, divided by the capacity the load test measured (--capacity-rps): the autoscaling signal.")
+	// tracing/metrics.go, registered by strata serve in every
+	// configuration (at 0 while tracing is off).
+	strata(SubsystemTracing, Counter, "strata_tracing_traces_total", "", "Traces whose local root ended, by what tail keep did: sampled, slow and error were exported, dropped was not.", "outcome")
+	strata(SubsystemTracing, Counter, "strata_tracing_spans_dropped_total", "", "Spans dropped before export, by reason: trace_full, buffer_full, expired (root never ended), export_failed.", "reason")
+	strata(SubsystemTracing, Gauge, "strata_tracing_buffered_spans", "", "Spans held for tail keep, waiting for their trace's root to end.")
 
 	// client_golang's collectors.NewGoCollector and NewProcessCollector,
 	// which storefront.NewRegistry registers.

@@ -234,7 +234,7 @@ func TestRecorder(t *testing.T) {
 
 func TestCatalogue(t *testing.T) {
 	cat := Catalogue()
-	subsystems := []string{SubsystemHTTP, SubsystemDB, SubsystemCache, SubsystemReplica, SubsystemShard, SubsystemUpstream, SubsystemOverload, SubsystemSearch, SubsystemRuntime, SubsystemNode, SubsystemPostgres}
+	subsystems := []string{SubsystemHTTP, SubsystemDB, SubsystemCache, SubsystemReplica, SubsystemShard, SubsystemUpstream, SubsystemOverload, SubsystemSearch, SubsystemTracing, SubsystemRuntime, SubsystemNode, SubsystemPostgres}
 	if !slices.IsSortedFunc(cat, func(a, b Metric) int { return strings.Compare(a.Name, b.Name) }) {
 		t.Error("the catalogue is not sorted by name")
 	}

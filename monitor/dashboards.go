@@ -151,6 +151,10 @@ func overviewPanels() []Panel {
 			{Expr: rate("strata_upstream_errors_total", "upstream, kind"), Legend: "{{upstream}} {{kind}}"},
 			{Expr: rate("strata_upstream_retries_total", "upstream"), Legend: "{{upstream}} retries"}}},
 		{Title: "Upstream circuit breakers (0 closed, 1 open, 2 half-open)", Unit: "short", Targets: []Target{{Expr: "max by (upstream) (strata_upstream_breaker_state)", Legend: "{{upstream}}"}}},
+		{Title: "Traces exported and dropped (tail keep)", Unit: "ops", Targets: []Target{
+			{Expr: rate("strata_tracing_traces_total", "outcome"), Legend: "traces {{outcome}}"},
+			{Expr: rate("strata_tracing_spans_dropped_total", "reason"), Legend: "spans dropped {{reason}}"}}},
+		{Title: "Spans held for tail keep", Unit: "short", Targets: []Target{{Expr: "sum by (instance) (strata_tracing_buffered_spans)", Legend: "{{instance}}"}}},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/strata-dev/strata/monitor"
 	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/storefront"
+	"github.com/strata-dev/strata/tracing"
 	"github.com/strata-dev/strata/upstream"
 )
 
@@ -42,6 +43,12 @@ func serve(t *testing.T, name, url string, cfg storefront.Config, cached bool, w
 	// storefront.NewRegistry's collectors, registered here so that the
 	// recorder sees them.
 	rec.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// serve.go's tracing metrics, registered whether tracing is on or off.
+	off, err := tracing.New(ctx, tracing.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.MustRegister(off.Collector())
 	cfg.Registerer = rec
 	store, err := storefront.Open(ctx, url, cfg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/internal/database"
 )
@@ -131,6 +132,11 @@ type Config struct {
 	// Logger receives ejections, re-admissions and, at Open, replicas that
 	// do not answer; nil means slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, makes spans under a caller's span (see
+	// trace.go): replica.Read with the pool chosen and why it fell back,
+	// replica.token_wait, replica.Write, replica.Position, and one span
+	// per SQL statement. Nil means off.
+	TracerProvider trace.TracerProvider
 
 	clock clock // nil: the wall clock; tests set a fake one
 }

@@ -202,6 +202,19 @@
 // tokens that come in meanwhile. Hedging helps when one replica is slow
 // for a while; when every server is saturated it adds work where there is
 // no spare capacity (docs/benchmarks.md measures both).
+// # Tracing
+//
+// With Config.TracerProvider, a Read under a caller's span is a
+// replica.Read span with the pool that served it (strata.replica.pool,
+// strata.replica.role), the replicas it skipped and why (events), the
+// reason it fell back to the primary (strata.replica.fallback_reason) and
+// the read-your-writes token it carried, and the wait for a replica to
+// replay that token is a replica.token_wait span (replayed or timeout);
+// Write, WriteTx and Position are spans too. Each statement a pool runs is
+// an SQL span from pgx's query tracer: db.system.name, the statement
+// normalised with its constants replaced (db.query.text), never its
+// arguments, the rows returned or changed. The health check's statements
+// make none.
 //
 // # Metrics
 //

@@ -14,9 +14,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/internal/database"
 	"github.com/strata-dev/strata/internal/deadline"
+	"github.com/strata-dev/strata/internal/spans"
 )
 
 // Querier is what a read or write function runs its SQL on: a connection
@@ -40,6 +42,7 @@ type Router struct {
 	down      atomic.Pointer[primaryDown] // set while the primary is known to be unreachable
 	lastWrite atomic.Uint64               // the newest token this router handed out or marked
 	hedge     *hedging                    // nil: reads are not hedged (Config.Hedge)
+	tr        spans.Tracer                // off unless Config.TracerProvider
 
 	mu   sync.Mutex // health state of the nodes; view rebuilds; hist
 	hist lagHistory
@@ -100,7 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		return nil, err
 	}
 	life, cancel := context.WithCancel(context.Background())
-	r := &Router{cfg: cfg, clk: cfg.clock, m: newMetrics(cfg.Registerer), cancel: cancel}
+	r := &Router{cfg: cfg, clk: cfg.clock, m: newMetrics(cfg.Registerer), cancel: cancel, tr: spans.New(cfg.TracerProvider, tracerScope)}
 	r.fb.start = r.clk.Now()
 	fail := func(err error) (*Router, error) {
 		cancel()
@@ -149,7 +152,9 @@ func (r *Router) newNode(life context.Context, idx int, name, region, raw, field
 		return nil, fmt.Errorf("%w: %s: %s: %v", ErrBadConfig, field, t.Display, err)
 	}
 	tuneConnConfig(pc)
-	db := stdlib.OpenDB(*pc)
+	traced := *pc // the pool's statements make spans; the health check's do not
+	traced.Tracer = spans.SQL(r.cfg.TracerProvider)
+	db := stdlib.OpenDB(traced)
 	db.SetMaxOpenConns(p.Size + p.Overflow)
 	db.SetMaxIdleConns(p.Size)
 	db.SetConnMaxLifetime(p.Recycle)
@@ -212,7 +217,12 @@ func (r *Router) Primary() *sql.DB { return r.primary.db }
 // With Config.Hedge on, a statement of fn that is slow on its replica
 // may be sent to another one too (see the package doc); fn still runs
 // once, sees one answer per statement, and q is then not a *sql.Conn.
-func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querier) error) error {
+func (r *Router) Read(ctx context.Context, fn func(ctx context.Context, q Querier) error) (err error) {
+	if r.tr.On() {
+		var span trace.Span
+		ctx, span = r.tr.Start(ctx, spanRead)
+		defer func() { spans.End(span, err) }()
+	}
 	return r.read(ctx, fn, r.hedge != nil)
 }
 
@@ -228,6 +238,7 @@ func (r *Router) read(ctx context.Context, fn func(ctx context.Context, q Querie
 		r.hedge.budget.deposit()
 	}
 	tok := r.readToken(ctx)
+	r.traceToken(ctx, tok)
 	v := r.view.Load()
 	var tried uint64
 	var lastErr error
@@ -256,6 +267,7 @@ candidates:
 				return err
 			}
 			lastErr, reason = err, reasonOf(err)
+			r.traceSkipped(ctx, n, reason)
 			if reason == kindStale {
 				break candidates // one FreshWait per read, then the primary
 			}
@@ -268,6 +280,7 @@ candidates:
 	// counted against the cap: the primary is the only correct answer.
 	if tok == 0 {
 		if err := r.admitFallback(r.clk.Now()); err != nil {
+			r.traceFallback(ctx, reasonCapped)
 			r.m.fallbacks.WithLabelValues(reasonCapped).Inc()
 			if lastErr == nil {
 				return err
@@ -275,6 +288,7 @@ candidates:
 			return fmt.Errorf("%w (last replica error: %w)", err, lastErr)
 		}
 	}
+	r.traceFallback(ctx, reason)
 	r.m.fallbacks.WithLabelValues(reason).Inc()
 	_, err := r.run(ctx, r.primary, 0, fn)
 	return err
@@ -350,7 +364,12 @@ func (r *Router) WriteTx(ctx context.Context, fn func(ctx context.Context, tx *s
 	return r.write(ctx, func(ctx context.Context, c *sql.Conn) error { return inTx(ctx, c, nil, fn) })
 }
 
-func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error) (Token, error) {
+func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.Conn) error) (tok Token, err error) {
+	if r.tr.On() {
+		var span trace.Span
+		ctx, span = r.tr.Start(ctx, spanWrite, attrPool.String(r.primary.name))
+		defer func() { endWrite(span, tok, err) }()
+	}
 	n := r.primary
 	conn, err := r.acquire(ctx, n)
 	if err != nil {
@@ -376,7 +395,7 @@ func (r *Router) write(ctx context.Context, fn func(ctx context.Context, c *sql.
 		// needed, and none is read (a round trip saved on every write).
 		return 0, nil
 	}
-	tok, err := insertPosition(ctx, conn)
+	tok, err = insertPosition(ctx, conn)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
@@ -399,13 +418,18 @@ func insertPosition(ctx context.Context, q Querier) (Token, error) {
 // called. It costs one small query on the primary, within the primary's
 // acquire timeout; with the primary down it fails with
 // ErrPrimaryUnavailable, as Write does.
-func (r *Router) Position(ctx context.Context) (Token, error) {
+func (r *Router) Position(ctx context.Context) (tok Token, err error) {
+	if r.tr.On() {
+		var span trace.Span
+		ctx, span = r.tr.Start(ctx, spanPosition, attrPool.String(r.primary.name))
+		defer func() { endWrite(span, tok, err) }()
+	}
 	conn, err := r.acquire(ctx, r.primary)
 	if err != nil {
 		return 0, err
 	}
 	defer r.release(r.primary, conn)
-	tok, err := insertPosition(ctx, conn)
+	tok, err = insertPosition(ctx, conn)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, err
@@ -489,8 +513,9 @@ func (r *Router) run(ctx context.Context, n *node, tok Token, fn func(ctx contex
 		return n != r.primary && ctx.Err() == nil, err
 	}
 	defer r.release(n, conn)
+	r.traceChoice(ctx, n)
 	if tok != 0 && Token(n.replay.Load()) < tok {
-		if err := r.waitReplay(ctx, n, conn, tok); err != nil {
+		if err := r.tokenWait(ctx, n, conn, tok); err != nil {
 			return ctx.Err() == nil, err
 		}
 	}

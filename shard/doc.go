@@ -10,4 +10,9 @@
 // Verify, the read migration and the fenced cutover, each phase recorded
 // so that any crash resumes; Cleanup and Rollback end it. See mover.go
 // for the phases and stream.go for the replication they drive.
+//
+// With Config.TracerProvider, Read, Write, Tx and Each under a caller's
+// span are spans that say which shard a key went to, its virtual shard
+// and the map's epoch (see trace.go); the shards' replica routers trace
+// below them.
 package shard

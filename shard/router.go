@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/strata-dev/strata/internal/spans"
 	"github.com/strata-dev/strata/replica"
 )
 
@@ -81,6 +83,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives map changes; nil means slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, makes spans under a caller's span (see
+	// trace.go), and is each shard's Replica.TracerProvider unless that
+	// is set. Nil means off.
+	TracerProvider trace.TracerProvider
 }
 
 // Target is one shard as a key's owner: its name and the replica.Router
@@ -158,6 +164,7 @@ type Router struct {
 	metrics  *metrics
 	closed   bool
 	isClosed atomic.Bool // closed, for the calls' fast check
+	tr       spans.Tracer
 }
 
 // New opens a replica.Router for each shard of m and returns a Router
@@ -185,7 +192,10 @@ func New(ctx context.Context, m *Map, cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{cfg: cfg, open: map[string]*Target{}, retiring: map[*Target]*time.Timer{}, metrics: met}
+	if cfg.Replica.TracerProvider == nil {
+		cfg.Replica.TracerProvider = cfg.TracerProvider
+	}
+	r := &Router{cfg: cfg, open: map[string]*Target{}, retiring: map[*Target]*time.Timer{}, metrics: met, tr: spans.New(cfg.TracerProvider, tracerScope)}
 	if err := r.apply(ctx, m); err != nil {
 		r.Close()
 		return nil, err
@@ -385,14 +395,17 @@ func (r *Router) Read(ctx context.Context, key int64, fn func(ctx context.Contex
 	}
 	st := r.cur.Load()
 	t := st.reader(key)
+	ctx, end := r.traceCall(ctx, spanRead, st, key, t)
 	t.calls.Inc()
 	err := t.wrap(t.DB.Read(ctx, fn))
 	if owner := st.targets[st.m.Owner(key)]; err != nil && t != owner && ctx.Err() == nil {
 		// A move's target failed the read (it may be down, or lag behind
 		// a write the caller made): the owner has the rows and answers.
+		r.traceRetry(ctx, err)
 		owner.calls.Inc()
-		return owner.wrap(owner.DB.Read(ctx, fn))
+		err = owner.wrap(owner.DB.Read(ctx, fn))
 	}
+	end(err)
 	return err
 }
 
@@ -411,8 +424,10 @@ func (r *Router) Write(ctx context.Context, key int64, fn func(ctx context.Conte
 	}
 	defer st.writes.Add(-1)
 	t := st.targets[st.m.Owner(key)]
+	ctx, end := r.traceCall(ctx, spanWrite, st, key, t)
 	t.calls.Inc()
 	tok, err := t.DB.Write(ctx, fn)
+	end(err)
 	return tok, t.wrap(err)
 }
 
@@ -438,8 +453,10 @@ func (r *Router) Tx(ctx context.Context, keys []int64, fn func(ctx context.Conte
 		}
 	}
 	t := st.targets[owner]
+	ctx, end := r.traceCall(ctx, spanTx, st, keys[0], t)
 	t.calls.Inc()
 	tok, err := t.DB.WriteTx(ctx, fn)
+	end(err)
 	return tok, t.wrap(err)
 }
 
@@ -541,6 +558,18 @@ func (r *Router) Each(ctx context.Context, fn func(ctx context.Context, t *Targe
 // Config.EachTimeout: for background work (an aggregate over every shard)
 // that may take longer than a request's budget. A timeout <= 0 is an error.
 func (r *Router) EachWithin(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, t *Target) error) (Result, error) {
+	if !r.tr.On() {
+		return r.eachWithin(ctx, timeout, fn)
+	}
+	st := r.cur.Load()
+	ctx, span := r.startEach(ctx, st.m.Epoch, len(st.targets))
+	res, err := r.eachWithin(ctx, timeout, fn)
+	endEach(span, res, err)
+	return res, err
+}
+
+// eachWithin is EachWithin without its span.
+func (r *Router) eachWithin(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, t *Target) error) (Result, error) {
 	if timeout <= 0 {
 		return Result{}, fmt.Errorf("shard: EachWithin needs a positive timeout, got %v", timeout)
 	}
@@ -564,7 +593,7 @@ func (r *Router) EachWithin(ctx context.Context, timeout time.Duration, fn func(
 			}
 			defer func() { <-sem }()
 			t.calls.Inc()
-			err := fn(ctx, t)
+			err := r.call(ctx, t, fn)
 			if err != nil && ctx.Err() != nil && parent.Err() == nil {
 				// fn gave up because the deadline passed: say so.
 				err = fmt.Errorf("no answer within %v: %w", timeout, err)

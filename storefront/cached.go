@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/cache"
 	"github.com/strata-dev/strata/cache/cachemetrics"
@@ -76,6 +77,9 @@ type CacheConfig struct {
 	Registerer prometheus.Registerer
 	// Logger receives background errors; nil means slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, makes spans of the caches' reads under a
+	// request's span (package cache); nil means off.
+	TracerProvider trace.TracerProvider
 }
 
 // Cached is the storefront at stage 2 of the guide: the [Store] read
@@ -197,7 +201,7 @@ func NewCached(s *Store, cfg CacheConfig) (*Cached, error) {
 func newLevel[V any](cfg CacheConfig, m *cachemetrics.Metrics, name string, ttl time.Duration, autoWarm cache.LoaderFunc[V]) (*cache.Cache[V], error) {
 	cc := cache.Config[V]{
 		Namespace: cfg.Namespace + ":" + name, TTL: ttl, Redis: cfg.Redis, RedisConn: cfg.RedisConn,
-		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger,
+		StalenessBound: cfg.StalenessBound, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider,
 		TrackHot: autoWarm != nil, AutoWarm: autoWarm,
 	}
 	if autoWarm != nil {

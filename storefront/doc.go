@@ -35,6 +35,10 @@
 // and released after it, and a claim left by a write that died between the
 // two goes stale and is reused.
 //
+// With a TracerProvider in HandlerConfig, CacheConfig and Config (strata
+// serve --otlp-endpoint), every request to a route is traced through the
+// cache, the shard and replica routers and the SQL (see trace.go).
+//
 // Numbers taken from the guide say so where they are defined; the rest are
 // this package's own choices, bounded so that one request cannot do
 // unbounded work.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/overload"
 	"github.com/strata-dev/strata/replica"
@@ -87,6 +88,10 @@ type HandlerConfig struct {
 	// autocomplete, faceted search): each one's concurrency limit and
 	// budget; the zero value means the defaults (see [SearchTiers]).
 	SearchTiers SearchTiers
+	// TracerProvider, when set, makes a server span of each request to a
+	// route (see trace.go), the parent of the spans the service makes
+	// under it; nil means off.
+	TracerProvider trace.TracerProvider
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -162,7 +167,7 @@ func newHandler(svc Service, cfg HandlerConfig, recommendationsOnly bool) http.H
 	m := newHTTPMetrics(cfg.Registerer)
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, m.instrument(pattern, a.recover(a.admit(pattern, h))))
+		mux.Handle(pattern, traceRoute(cfg.TracerProvider, pattern, m.instrument(pattern, a.recover(a.admit(pattern, h)))))
 	}
 	route("GET /users/{id}/recommendations", a.recommend)
 	route("GET /healthz", a.healthz)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/strata-dev/strata/internal/database"
+	"github.com/strata-dev/strata/internal/spans"
 	"github.com/strata-dev/strata/replica"
 	"github.com/strata-dev/strata/shard"
 )
@@ -111,7 +112,7 @@ func openSharded(ctx context.Context, url string, cfg Config) (*Store, error) {
 		}
 		specs = append(specs, shard.Shard{Name: ShardName(i), URL: u})
 	}
-	db, _, err := database.Open(ctx, url)
+	db, _, err := database.OpenWith(ctx, url, database.Options{Tracer: spans.SQL(cfg.TracerProvider)})
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +167,7 @@ func (s *Store) startSharding(ctx context.Context, url string, specs []shard.Sha
 				ErrBadShards, display(sp.URL), m.Epoch, mapShards(m))
 		}
 	}
-	rcfg := shard.Config{Registerer: cfg.Registerer, Logger: s.log, Replica: replica.Config{Hedge: cfg.Hedge}}
+	rcfg := shard.Config{Registerer: cfg.Registerer, Logger: s.log, Replica: replica.Config{Hedge: cfg.Hedge}, TracerProvider: cfg.TracerProvider}
 	follow, err := shard.Follow(ctx, s.db, url, shard.FollowConfig{
 		Logger: s.log,
 		OnChange: func(ctx context.Context, m *shard.Map) error {

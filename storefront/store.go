@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/internal/database"
+	"github.com/strata-dev/strata/internal/spans"
 	"github.com/strata-dev/strata/replica"
 )
 
@@ -55,6 +57,10 @@ type Config struct {
 	// parameters to real values (advisor.Sampler is one; it keeps a sample
 	// per query text now and then, without blocking).
 	Recorder QueryRecorder
+	// TracerProvider, when set, makes spans of the store's database calls
+	// under a request's span: the replica and shard routers' choices and
+	// every statement on PostgreSQL (see trace.go). Nil means off.
+	TracerProvider trace.TracerProvider
 }
 
 // QueryRecorder receives the queries a Store runs, with their arguments.
@@ -90,7 +96,7 @@ func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
 	if len(cfg.Replicas) > 0 {
 		return openReplicated(ctx, url, cfg)
 	}
-	db, target, err := database.Open(ctx, url)
+	db, target, err := database.OpenWith(ctx, url, database.Options{Tracer: spans.SQL(cfg.TracerProvider)})
 	if err != nil {
 		return nil, err
 	}
@@ -605,7 +611,7 @@ func withTokenSink(ctx context.Context, sink *replica.Token) context.Context {
 // openReplicated opens a replica router over the primary at url and
 // cfg.Replicas, and a Store over it.
 func openReplicated(ctx context.Context, url string, cfg Config) (*Store, error) {
-	rcfg := replica.Config{Primary: url, Registerer: cfg.Registerer, Logger: cfg.Logger, Hedge: cfg.Hedge}
+	rcfg := replica.Config{Primary: url, Registerer: cfg.Registerer, Logger: cfg.Logger, Hedge: cfg.Hedge, TracerProvider: cfg.TracerProvider}
 	for _, u := range cfg.Replicas {
 		rcfg.Replicas = append(rcfg.Replicas, replica.Replica{URL: u})
 	}

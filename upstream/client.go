@@ -19,6 +19,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/strata-dev/strata/tracing"
 )
 
 // Defaults of [Config]. The guide's HighPerformanceConnectionManager
@@ -101,6 +104,10 @@ type Config struct {
 	// certificate must chain to; nil means the system's. Verification is
 	// never skipped.
 	RootCAs *x509.CertPool
+	// TracerProvider, when set, makes a client span of each attempt (a
+	// retry is a span of its own) and passes on its W3C traceparent; nil
+	// means off.
+	TracerProvider trace.TracerProvider
 }
 
 // State is the state of a client's circuit breaker; its value is what
@@ -184,7 +191,7 @@ func newClient(name, baseURL string, cfg Config, changed func(from, to State)) (
 		TLSClientConfig:        &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 	}
 	c.http = &http.Client{
-		Transport: c.transport,
+		Transport: tracing.Transport(cfg.TracerProvider, c.transport),
 		// A redirect is answered to the caller: following it could leave
 		// the upstream this pool and breaker are for.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

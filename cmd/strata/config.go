@@ -45,6 +45,11 @@ type serveConfig struct {
 		CapacityRPS configValue[float64] // requests per second
 	}
 	SearchTiers configValue[[]string] // the search tiers' resources (storefront.ParseSearchTiers)
+	Tracing     struct {
+		OTLPEndpoint configValue[string]  // --otlp-endpoint
+		Sample       configValue[float64] // --trace-sample
+		Slow         configValue[string]  // --trace-slow (a Go duration)
+	}
 }
 
 // configValue is one value of the config file and where it was written.
@@ -103,6 +108,13 @@ func loadServeConfig(path string) (serveConfig, error) {
 				"enabled":      func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Overload.Enabled) },
 				"sla":          func(n *yaml.Node, key string) error { return d.str(n, key, &c.Overload.SLA) },
 				"capacity_rps": func(n *yaml.Node, key string) error { return d.number(n, key, &c.Overload.CapacityRPS) },
+			})
+		},
+		"tracing": func(n *yaml.Node, key string) error {
+			return d.mapping(n, key, map[string]func(*yaml.Node, string) error{
+				"otlp_endpoint": func(n *yaml.Node, key string) error { return d.str(n, key, &c.Tracing.OTLPEndpoint) },
+				"sample":        func(n *yaml.Node, key string) error { return d.number(n, key, &c.Tracing.Sample) },
+				"slow":          func(n *yaml.Node, key string) error { return d.str(n, key, &c.Tracing.Slow) },
 			})
 		},
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-dev/strata/advisor"
 	"github.com/strata-dev/strata/cache"
@@ -42,6 +43,7 @@ func newServe(g *globals) *cobra.Command {
 		warmLead                          string
 		ov                                overloadFlags
 		only, recsURL                     string
+		traces                            traceFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -132,6 +134,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 					useCache = c.Cache.Enabled.V
 				}
 				ov.fromFile(cmd, c, where)
+				traces.fromFile(cmd, c, where)
 			}
 			if redisURL != "" {
 				useCache = true // Redis is only used as a cache level
@@ -156,7 +159,12 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			if err != nil {
 				return err
 			}
-			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg, Hedge: replica.Hedge{Enabled: hedge}}
+			tp, err := traces.open(ctx, cmd, reg, log, where)
+			if err != nil {
+				return err
+			}
+			defer shutdownTracing(tp, log) // after the server has drained (defers run last first)
+			scfg := storefront.Config{Logger: log, Replicas: replicas, Shards: shards, Registerer: reg, Hedge: replica.Hedge{Enabled: hedge}, TracerProvider: tp.TracerProvider()}
 			if sampleQueries {
 				sampler, err := openSampler(ctx, dbURL, log)
 				if err != nil {
@@ -176,7 +184,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			var svc storefront.Service = store
 			level := "no cache"
 			if useCache {
-				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch, Overload: limiter}
+				cfg := storefront.CacheConfig{Registerer: reg, Logger: log, WarmPeaks: peaks, WarmLead: lead, NoPrefetch: !prefetch, Overload: limiter, TracerProvider: tp.TracerProvider()}
 				level = "L1 cache"
 				if redisURL != "" {
 					conn, err := dialRedis(redisURL, where["redis"], log)
@@ -194,7 +202,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 				defer cached.Close()
 				svc = cached
 			}
-			h, recs, err := serviceHandler(svc, only, recsURL, tiers, reg, log, limiter)
+			h, recs, err := serviceHandler(svc, serviceOptions{only: only, recsURL: recsURL, tiers: tiers, reg: reg, log: log, limiter: limiter, tp: tp.TracerProvider()})
 			if err != nil {
 				return err
 			}
@@ -229,7 +237,8 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 	ov.flags(f)
 	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
 	f.BoolVar(&hedge, "hedge", false, "hedged reads: a read with no answer after its replica's recent p95 is sent to another replica too, at most 5% more reads (needs two replicas, --replica or a shard's)")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps); flags win over it")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps, tracing.otlp_endpoint, tracing.sample, tracing.slow); flags win over it")
+	traces.add(f)
 	return cmd
 }
 
@@ -574,13 +583,23 @@ func (r recommendations) close() {
 // one is given, or with only "recommendations" the recommendation
 // service alone; tiers are the search tiers' resources, and limiter, when
 // set, stands in front of its routes.
-func serviceHandler(svc storefront.Service, only, recsURL string, tiers storefront.SearchTiers, reg *prometheus.Registry, log *slog.Logger, limiter *overload.Limiter) (http.Handler, recommendations, error) {
-	cfg := storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: log, SearchTiers: tiers, Overload: limiter}
+// serviceOptions are what serviceHandler needs besides the service.
+type serviceOptions struct {
+	only, recsURL string // --only, --recommendations-url
+	tiers         storefront.SearchTiers
+	reg           *prometheus.Registry
+	log           *slog.Logger
+	limiter       *overload.Limiter    // nil: no overload control
+	tp            trace.TracerProvider // nil: tracing off
+}
+
+func serviceHandler(svc storefront.Service, o serviceOptions) (http.Handler, recommendations, error) {
+	cfg := storefront.HandlerConfig{Registerer: o.reg, Gatherer: o.reg, Logger: o.log, SearchTiers: o.tiers, Overload: o.limiter, TracerProvider: o.tp}
 	switch {
-	case only == serviceRecommendations:
+	case o.only == serviceRecommendations:
 		return storefront.NewRecommendationHandler(svc, cfg), recommendations{what: "served alone (--only recommendations)"}, nil
-	case recsURL != "":
-		client, err := upstream.New(recommendationsUpstream, recsURL, upstream.Config{Registerer: reg, Logger: log})
+	case o.recsURL != "":
+		client, err := upstream.New(recommendationsUpstream, o.recsURL, upstream.Config{Registerer: o.reg, Logger: o.log, TracerProvider: o.tp})
 		if err != nil {
 			return nil, recommendations{}, err
 		}

@@ -146,6 +146,18 @@ func sqliteDSN(path string) string {
 // checks that the server answers within DefaultConnectTimeout (or ctx's
 // deadline, whichever is sooner).
 func Open(ctx context.Context, raw string) (*sql.DB, Target, error) {
+	return OpenWith(ctx, raw, Options{})
+}
+
+// Options are Open's optional settings.
+type Options struct {
+	// Tracer, on PostgreSQL, is the pool's pgx query tracer (spans of its
+	// statements); nil means none. SQLite's driver has no such hook.
+	Tracer pgx.QueryTracer
+}
+
+// OpenWith is Open with opts.
+func OpenWith(ctx context.Context, raw string, opts Options) (*sql.DB, Target, error) {
 	t, err := Parse(raw)
 	if err != nil {
 		return nil, Target{}, err
@@ -170,6 +182,7 @@ func Open(ctx context.Context, raw string) (*sql.DB, Target, error) {
 		if cfg.ConnectTimeout == 0 {
 			cfg.ConnectTimeout = DefaultConnectTimeout
 		}
+		cfg.Tracer = opts.Tracer
 		db = stdlib.OpenDB(*cfg)
 		db.SetMaxOpenConns(PrimaryPoolSize + PrimaryMaxOverflow)
 		db.SetMaxIdleConns(PrimaryPoolSize)

@@ -1,6 +1,7 @@
 // Package sqltext reads SQL statement text as pg_stat_statements stores
 // it: a statement's kind after its comments, catalogue statements, table
-// aliases; and formats values for reports.
+// aliases, a short form with its constants replaced (Normalize, for
+// traces); and formats values for reports.
 package sqltext
 
 import (

@@ -198,8 +198,10 @@ func warmed(t *testing.T, reg *prometheus.Registry) float64 {
 	return cacheCounter(t, reg, "strata_cache_warmed_keys_total", "recommendations")
 }
 
-// cacheCounter reads one counter of one cache from reg.
-func cacheCounter(t *testing.T, reg *prometheus.Registry, name, cacheName string) float64 {
+// gathered returns the value of the counter or gauge name{label="value"}
+// on reg, and whether it has that series.
+func gathered(t *testing.T, reg *prometheus.Registry, name, label, value string) (float64, bool) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -210,13 +212,24 @@ func cacheCounter(t *testing.T, reg *prometheus.Registry, name, cacheName string
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "cache" && l.GetValue() == cacheName {
-					return m.GetCounter().GetValue()
+				if l.GetName() == label && l.GetValue() == value {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue(), true
+					}
+					return m.GetGauge().GetValue(), true
 				}
 			}
 		}
 	}
-	return 0
+	return 0, false
+}
+
+// cacheCounter returns the counter name{cache="cacheName"} on reg, 0
+// before its first count.
+func cacheCounter(t *testing.T, reg *prometheus.Registry, name, cacheName string) float64 {
+	t.Helper()
+	v, _ := gathered(t, reg, name, "cache", cacheName)
+	return v
 }
 
 // TestSearchQueryCache: search results come from the query-result level,

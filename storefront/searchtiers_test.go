@@ -390,27 +390,11 @@ func (h *heldSuggest) Suggest(ctx context.Context, prefix string, limit int) ([]
 // or a gauge) for tier.
 func tierMetric(t *testing.T, reg *prometheus.Registry, name, tier string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := gathered(t, reg, name, "tier", tier)
+	if !ok {
+		t.Fatalf("no %s{tier=%q}", name, tier)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "tier" && l.GetValue() == tier {
-					if m.GetCounter() != nil {
-						return m.GetCounter().GetValue()
-					}
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{tier=%q}", name, tier)
-	return 0
+	return v
 }
 
 // TestAutocompleteBurstIsolated: with every slot of the autocomplete tier

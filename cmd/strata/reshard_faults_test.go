@@ -235,7 +235,7 @@ func TestShardCutoverStoppedInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startFaultServe(t, bin, "serve", "--db", r.mainURL, "--shard", r.aURL, "--addr", "127.0.0.1:0")
+	srv := startServeProcess(t, bin, "serve", "--db", r.mainURL, "--shard", r.aURL, "--addr", "127.0.0.1:0")
 	inst := r.awaitInstance(before)
 	t.Logf("serve at %s is instance %s", srv.base, inst.ID)
 
@@ -355,7 +355,7 @@ func (run *faultRun) killed() bool {
 
 // String is the run: its command, how it ended, its output.
 func (run *faultRun) String() string {
-	end := faultExitText(run.err)
+	end := exitText(run.err)
 	if run.timedOut {
 		end = fmt.Sprintf("no end within %v (%s)", faultCmdBound, end)
 	}
@@ -364,18 +364,6 @@ func (run *faultRun) String() string {
 
 // faultFirst is up to n of xs.
 func faultFirst[T any](xs []T, n int) []T { return xs[:min(n, len(xs))] }
-
-// faultExitText words a process's end.
-func faultExitText(err error) string {
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return "exit 0"
-	case errors.As(err, &ee):
-		return ee.String()
-	}
-	return err.Error()
-}
 
 // retryable reports whether a failed run changed nothing and may simply
 // be run again: its pre-flight found only the shard servers' shared
@@ -943,7 +931,7 @@ func (r *faultRig) heartbeatAge(id string) time.Duration {
 // stops srv (SIGSTOP) at once: it stays live for three heartbeat periods
 // from then. It returns how long after the heartbeat it was stopped, by
 // the database's clock.
-func (r *faultRig) freezeAfterHeartbeat(srv *faultServe, id string) time.Duration {
+func (r *faultRig) freezeAfterHeartbeat(srv *serveProcess, id string) time.Duration {
 	t := r.t
 	t.Helper()
 	last := r.heartbeatAt(id)
@@ -1020,53 +1008,6 @@ func (r *faultRig) checkStillOld(id int64) {
 	}
 }
 
-// faultServe is a strata serve running as a process of its own, which
-// the test may stop (SIGSTOP) and continue.
-type faultServe struct {
-	cmd    *exec.Cmd
-	logs   *lockedBuffer
-	base   string
-	client *http.Client
-	exited chan struct{} // closed once it has exited; err is set then
-	err    error
-
-	mu       sync.Mutex
-	frozen   bool
-	stopOnce sync.Once
-	stopErr  error
-}
-
-// startFaultServe starts bin with args (serve ... --addr 127.0.0.1:0)
-// and waits, up to faultWait, until it logs the address it serves on.
-// Its cleanup stops it.
-func startFaultServe(t *testing.T, bin string, args ...string) *faultServe {
-	t.Helper()
-	s := &faultServe{logs: &lockedBuffer{}, client: &http.Client{Timeout: 5 * time.Second}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, faultEnv+"=") })
-	s.cmd.Stderr = s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.err = s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() { _ = s.stop() }) // before the databases are dropped
-	addrRE := regexp.MustCompile(`addr=http://(127\.0\.0\.1:\d+)`)
-	for deadline := time.Now().Add(faultWait); ; time.Sleep(20 * time.Millisecond) {
-		if m := addrRE.FindStringSubmatch(s.logs.String()); m != nil {
-			s.base = "http://" + m[1]
-			return s
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("serve exited (%s) before serving:\n%s", faultExitText(s.err), s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not log its address within %v:\n%s", faultWait, s.logs.String())
-		}
-	}
-}
-
 // faultProcState is the state letter of /proc/PID/stat (R, S, T, ...), or
 // 0 when it cannot be read.
 func faultProcState(pid int) byte {
@@ -1081,63 +1022,10 @@ func faultProcState(pid int) byte {
 	return b[i+2]
 }
 
-// freeze stops the process (SIGSTOP) and waits until it is stopped.
-func (s *faultServe) freeze(t *testing.T) {
-	t.Helper()
-	s.mu.Lock()
-	s.frozen = true
-	s.mu.Unlock()
-	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(faultWait); faultProcState(s.cmd.Process.Pid) != 'T'; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("serve (pid %d) is not stopped %v after SIGSTOP", s.cmd.Process.Pid, faultWait)
-		}
-	}
-}
-
-// thaw continues the process (SIGCONT).
-func (s *faultServe) thaw(t *testing.T) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	s.frozen = false
-}
-
-// stop continues the process if it is stopped, interrupts it, kills it
-// if it has not exited 30 s later, and returns nil if it exited 0 on the
-// interrupt. Only the first call stops it.
-func (s *faultServe) stop() error {
-	s.stopOnce.Do(func() {
-		s.mu.Lock()
-		if s.frozen {
-			_ = s.cmd.Process.Signal(syscall.SIGCONT)
-			s.frozen = false
-		}
-		s.mu.Unlock()
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.exited:
-			if s.err != nil {
-				s.stopErr = fmt.Errorf("exited on an interrupt with %s:\n%s", faultExitText(s.err), s.logs.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-			s.stopErr = errors.New("did not exit within 30 s of an interrupt: killed")
-		}
-	})
-	return s.stopErr
-}
-
 // serveMoving requires the instance to serve user (GET /users/{id}) and
 // to record an action of theirs (POST /users/{id}/actions), and returns
 // the action's id.
-func (s *faultServe) serveMoving(t *testing.T, user, product int64) int64 {
+func (s *serveProcess) serveMoving(t *testing.T, user, product int64) int64 {
 	t.Helper()
 	if code, got := getUser(t, s.client, s.base, user); code != 200 || got != user {
 		t.Fatalf("GET /users/%d through the continued instance: %d, user %d\n%s", user, code, got, s.logs.String())

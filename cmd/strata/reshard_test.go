@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,7 +254,7 @@ func (r *reshardRun) move() moveJSON {
 		id := resumeIDRE.FindStringSubmatch(errOut)
 		if id == nil || !onlyShortOfShared(errOut) || time.Since(r.moveStart) > reshardWait {
 			t.Logf("timeline (move started %s):\n%s", r.at(r.moveStart), r.tl.String())
-			t.Fatalf("the move did not exit 0: %v", reshardExit(err))
+			t.Fatalf("the move did not exit 0: %v", exitText(err))
 		}
 		args = append([]string{"shard", "resume", "--db", r.mainURL, "--id", id[1]}, runFlags...)
 		time.Sleep(250 * time.Millisecond) // the pre-flight is the check; this is its poll interval
@@ -309,7 +310,7 @@ func (r *reshardRun) runMove(args []string) (stdout, stderr string, err error) {
 	go func() { done <- cmd.Wait() }()
 	err = r.tl.follow(r.ctx, r.mainDB, done) // returns once the command has exited
 	t.Logf("strata %s: %s after %v\nstdout:\n%s\nstderr:\n%s", clipArgs(args),
-		reshardExit(err), time.Since(start).Round(time.Millisecond), out.String(), errOut.String())
+		exitText(err), time.Since(start).Round(time.Millisecond), out.String(), errOut.String())
 	return out.String(), errOut.String(), err
 }
 
@@ -513,13 +514,13 @@ func runStrataBin(ctx context.Context, t *testing.T, bin string, args ...string)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("strata %s: %v\n%s%s", clipArgs(args), reshardExit(err), out.String(), errOut.String())
+		t.Fatalf("strata %s: %v\n%s%s", clipArgs(args), exitText(err), out.String(), errOut.String())
 	}
 	return out.String()
 }
 
-// reshardExit words a process's end.
-func reshardExit(err error) string {
+// exitText words a process's end.
+func exitText(err error) string {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -544,15 +545,20 @@ func reshardWaitFor(t *testing.T, what string, cond func() bool, state func() st
 	}
 }
 
-// serveProcess is a `strata serve` running as a process of its own.
+// serveProcess is a `strata serve` running as a process of its own,
+// which a test may stop (SIGSTOP) and continue.
 type serveProcess struct {
 	base   string
 	logs   *lockedBuffer
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when it has exited; err is set then
 	err    error
-	once   sync.Once
 	client *http.Client
+
+	mu       sync.Mutex
+	frozen   bool
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // startServeProcess starts bin with args (serve ... --addr 127.0.0.1:0)
@@ -561,6 +567,7 @@ func startServeProcess(t *testing.T, bin string, args ...string) *serveProcess {
 	t.Helper()
 	p := &serveProcess{logs: &lockedBuffer{}, exited: make(chan struct{}), client: &http.Client{Timeout: 5 * time.Second}}
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, faultEnv+"=") })
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -575,7 +582,7 @@ func startServeProcess(t *testing.T, bin string, args ...string) *serveProcess {
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("serve exited (%v) before serving:\n%s", reshardExit(p.err), p.logs.String())
+			t.Fatalf("serve exited (%v) before serving:\n%s", exitText(p.err), p.logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -584,24 +591,57 @@ func startServeProcess(t *testing.T, bin string, args ...string) *serveProcess {
 	}
 }
 
-// stop interrupts the process, kills it if it has not exited 30 s later,
-// and returns nil if it exited 0 on the interrupt.
+// stop continues the process if it is stopped, interrupts it, kills it
+// if it has not exited 30 s later, and returns nil if it exited 0 on the
+// interrupt. Only the first call stops it.
 func (p *serveProcess) stop() error {
-	var err error
-	p.once.Do(func() {
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		if p.frozen {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			p.frozen = false
+		}
+		p.mu.Unlock()
 		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.exited:
 			if p.err != nil {
-				err = fmt.Errorf("exited on an interrupt with %s:\n%s", reshardExit(p.err), p.logs.String())
+				p.stopErr = fmt.Errorf("exited on an interrupt with %s:\n%s", exitText(p.err), p.logs.String())
 			}
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.exited
-			err = errors.New("did not exit within 30 s of an interrupt: killed")
+			p.stopErr = errors.New("did not exit within 30 s of an interrupt: killed")
 		}
 	})
-	return err
+	return p.stopErr
+}
+
+// freeze stops the process (SIGSTOP) and waits until it is stopped.
+func (p *serveProcess) freeze(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	p.frozen = true
+	p.mu.Unlock()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(faultWait); faultProcState(p.cmd.Process.Pid) != 'T'; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve (pid %d) is not stopped %v after SIGSTOP", p.cmd.Process.Pid, faultWait)
+		}
+	}
+}
+
+// thaw continues the process (SIGCONT).
+func (p *serveProcess) thaw(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	p.frozen = false
 }
 
 // epoch returns the map epoch the process routes by (its

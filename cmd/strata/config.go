@@ -33,6 +33,7 @@ type serveConfig struct {
 	// is the recommendation service the storefront calls instead.
 	Only               configValue[string]
 	RecommendationsURL configValue[string]
+	Hedge              configValue[bool] // --hedge
 	Cache              struct {
 		Enabled   configValue[bool]
 		Redis     configValue[string]
@@ -91,6 +92,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 		"replicas": func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Replicas) },
 		"shards":   func(n *yaml.Node, key string) error { return d.strs(n, key, &c.Shards) },
 		"only":     func(n *yaml.Node, key string) error { return d.str(n, key, &c.Only) },
+		"hedge":    func(n *yaml.Node, key string) error { return d.boolean(n, key, &c.Hedge) },
 		"recommendations_url": func(n *yaml.Node, key string) error {
 			return d.str(n, key, &c.RecommendationsURL)
 		},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,13 @@ import (
 // the flag, before anything connects.
 func TestServeHedgeErrors(t *testing.T) {
 	lite := "sqlite://" + filepath.Join(t.TempDir(), "x.db")
+	cfg := func(body string) string { // a file cfg.yaml of its own
+		path := filepath.Join(t.TempDir(), "cfg.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
 	for _, c := range []struct {
 		name string
 		args []string
@@ -27,6 +35,14 @@ func TestServeHedgeErrors(t *testing.T) {
 		// one replica: nowhere to send a hedge
 		{"one replica", []string{"--db", "postgres://a@127.0.0.1:1/x", "--replica", "postgres://a@127.0.0.1:1/y", "--hedge"},
 			"--hedge: hedged reads need two replicas or more (a hedge goes to another replica, never the primary); --replica gives one"},
+		// the same from the config file: the error names its line
+		{"one replica in the file", []string{"--config", cfg("db: postgres://a@127.0.0.1:1/x\nreplicas: [postgres://a@127.0.0.1:1/y]\nhedge: true\n")},
+			"cfg.yaml:3 (key hedge): hedged reads need two replicas or more (a hedge goes to another replica, never the primary); config "},
+		// hedge not a boolean
+		{"hedge not a boolean", []string{"--config", cfg("hedge: often\n")}, `cfg.yaml:1: hedge: want true or false, got the string "often"`},
+		// the flag wins over the file
+		// (the next check's error, not the hedge's)
+		{"flag off over the file", []string{"--db", lite, "--hedge=false", "--config", cfg("hedge: true\n"), "--search-tier", "bogus"}, "--search-tier: "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer

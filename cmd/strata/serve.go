@@ -109,7 +109,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 			// flag, or the config file's line.
 			where := map[string]string{"db": "--db", "addr": "--addr", "redis": "--redis", "replica": "--replica", "shard": "--shard", "warm-peak": "--warm-peak", "warm-lead": "--warm-lead",
 				"overload": "--overload", "sla": "--sla", "capacity-rps": "--capacity-rps",
-				"only": "--only", "recommendations-url": "--recommendations-url", "search-tier": "--search-tier"}
+				"only": "--only", "recommendations-url": "--recommendations-url", "search-tier": "--search-tier", "hedge": "--hedge"}
 			if configPath != "" {
 				c, err := loadServeConfig(configPath)
 				if err != nil {
@@ -132,6 +132,9 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 				fromFileList(cmd.Flags(), "shard", c.Shards, &shards, where)
 				if !cmd.Flags().Changed("cache") && c.Cache.Enabled.Set {
 					useCache = c.Cache.Enabled.V
+				}
+				if !cmd.Flags().Changed("hedge") && c.Hedge.Set {
+					hedge, where["hedge"] = c.Hedge.V, "config "+c.Hedge.At
 				}
 				ov.fromFile(cmd, c, where)
 				traces.fromFile(cmd, c, where)
@@ -237,7 +240,7 @@ changes a tier's (defaults: ` + defaultSearchTiers() + `).`,
 	ov.flags(f)
 	f.StringArrayVar(&searchTiers, "search-tier", nil, "a search tier's resources, NAME=MAX_IN_FLIGHT[/BUDGET] (NAME search, autocomplete or facets), e.g. autocomplete=8/50ms; repeat for each tier to change")
 	f.BoolVar(&hedge, "hedge", false, "hedged reads: a read with no answer after its replica's recent p95 is sent to another replica too, at most 5% more reads (needs two replicas, --replica or a shard's)")
-	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps, tracing.otlp_endpoint, tracing.sample, tracing.slow); flags win over it")
+	f.StringVar(&configPath, "config", "", "YAML config file (keys: db, replicas, shards, addr, only, recommendations_url, hedge, search_tiers, cache.enabled, cache.redis, cache.warm_peaks, cache.warm_lead, overload.enabled, overload.sla, overload.capacity_rps, tracing.otlp_endpoint, tracing.sample, tracing.slow); flags win over it")
 	traces.add(f)
 	return cmd
 }
@@ -304,9 +307,9 @@ func checkHedge(hedge bool, replicas, shards []string, where map[string]string) 
 	case !hedge || len(shards) > 0 || len(replicas) >= 2:
 		return nil
 	case len(replicas) == 1:
-		return usageError{fmt.Errorf("--hedge: hedged reads need two replicas or more (a hedge goes to another replica, never the primary); %s gives one", where["replica"])}
+		return usageError{fmt.Errorf("%s: hedged reads need two replicas or more (a hedge goes to another replica, never the primary); %s gives one", where["hedge"], where["replica"])}
 	}
-	return usageError{errors.New("--hedge: hedged reads need replicas; give two or more with --replica (or shards with replicas)")}
+	return usageError{fmt.Errorf("%s: hedged reads need replicas; give two or more with --replica (or shards with replicas)", where["hedge"])}
 }
 
 // openError is the error of serve's storefront.Open, blamed on the flag

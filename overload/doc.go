@@ -16,14 +16,16 @@
 //	L < 0.8 × T    limit + √limit            Gradient2's queue allowance
 //	otherwise      unchanged                 the headroom between 80 % and 100 % of the SLA
 //
-// within [MinLimit, MaxLimit] (by default 20, Gradient2's minimum, and
-// 1,000). As in Gradient2, a window in which less than half the limit was
-// ever in flight leaves the limit alone: the service is app-limited, its
-// latency is not the limit's doing (a slow disk, a noisy neighbour), and
-// shedding would make nothing faster. The floor serves the same end
-// under load: where no limit brings the p99 under the SLA (a starved
-// machine), the limiter keeps serving at its minimum rather than shed
-// nearly everything. Gradient2 compares a short-term with a long-term
+// within [MinLimit, MaxLimit] (by default 4 and 1,000). As in Gradient2,
+// a window in which less than half the limit was ever in flight leaves
+// the limit alone: the service is app-limited, its latency is not the
+// limit's doing (a slow disk, a noisy neighbour), and shedding would make
+// nothing faster. Where no limit brings the p99 under the SLA (a machine
+// starved by other work), the limit falls to its minimum, and normal work
+// with it, but critical work keeps a floor of its own (CriticalFloor, 20,
+// Gradient2's minimum limit): it is admitted while fewer than 20 are in
+// flight, whatever the limit, so the service sheds what can wait and
+// keeps serving its critical reads. Gradient2 compares a short-term with a long-term
 // average latency, which finds where queueing starts but knows no SLA;
 // here the SLA is the reference, so the limit settles where the admitted
 // requests' p99 is just under it, whatever the no-load latency.
@@ -33,8 +35,8 @@
 // Work is [Critical], [Normal] or [Sheddable]. Each class may fill a share
 // of the limit: Sheddable work (a part of a page that has a fallback,
 // background prefetching) until half of it is in flight, Normal work
-// until 80 %, Critical work all of it; the last fifth stays reserved for
-// critical work even when a cut of the limit leaves older work over the
+// until 80 %, Critical work all of it (and at least CriticalFloor); the
+// rest stays reserved for critical work even when a cut of the limit leaves older work over the
 // new limit. As load grows, sheddable work is refused first (its caller
 // falls back without trying), then normal requests (503 with
 // Retry-After), and critical reads last of all. Nothing queues without

@@ -53,7 +53,8 @@ const (
 	DefaultTarget         = monitor.DefaultLatencyThreshold                // guide, Load Testing: p99 < 100 ms, the SLA
 	DefaultQuantile       = float64(monitor.DefaultLatencyObjective) / 100 // guide, Load Testing: the p99 of that SLA
 	DefaultInitialLimit   = 20                                             // Netflix concurrency-limits: Gradient2's initial limit
-	DefaultMinLimit       = 20                                             // Netflix concurrency-limits: Gradient2's minimum; a latency the limit cannot cure (a starved CPU) must not cut throughput to nothing
+	DefaultMinLimit       = 4                                              // Strata: normal work keeps three in flight under any latency, sheddable two
+	DefaultCriticalFloor  = 20                                             // Netflix concurrency-limits: Gradient2's minimum, kept for critical work: a latency the limit cannot cure (a starved CPU) must not shed critical reads
 	DefaultMaxLimit       = 1000                                           // Strata: far above what a 2-core instance serves at once
 	DefaultNormalShare    = 0.8                                            // Strata: critical work keeps a fifth of the limit to itself
 	DefaultSheddableShare = 0.5                                            // Strata: work with a fallback stops at half the limit, Gradient2's app-limited mark
@@ -79,9 +80,16 @@ type Config struct {
 	Target   time.Duration
 	Quantile float64
 	// InitialLimit is the limit at start; MinLimit and MaxLimit bound it.
-	// Zero means DefaultInitialLimit (20), DefaultMinLimit (20) and
+	// Zero means DefaultInitialLimit (20), DefaultMinLimit (4) and
 	// DefaultMaxLimit (1,000).
 	InitialLimit, MinLimit, MaxLimit int
+	// CriticalFloor is the concurrency critical work may always reach:
+	// it is admitted while fewer than the larger of the limit and
+	// CriticalFloor are in flight, so that a limit cut by a latency it
+	// cannot cure (a CPU starved by other work) sheds normal work, not
+	// critical reads. Zero means DefaultCriticalFloor (20), at most
+	// MaxLimit.
+	CriticalFloor int
 	// NormalShare and SheddableShare are the shares of the limit that
 	// Normal and Sheddable work may fill (Critical work may fill all of
 	// it), 0 < SheddableShare ≤ NormalShare ≤ 1; zero means
@@ -192,8 +200,8 @@ func resolve(c Config) (Config, error) {
 		return c, bad("Target", c.Target, "want a positive latency (0: 100ms)")
 	case c.Quantile < 0 || c.Quantile >= 1 || math.IsNaN(c.Quantile):
 		return c, bad("Quantile", c.Quantile, "want a quantile in (0, 1), e.g. 0.99 (0: 0.99)")
-	case c.InitialLimit < 0 || c.MinLimit < 0 || c.MaxLimit < 0:
-		return c, bad("InitialLimit, MinLimit, MaxLimit", []int{c.InitialLimit, c.MinLimit, c.MaxLimit}, "want positive limits (0: the defaults)")
+	case c.InitialLimit < 0 || c.MinLimit < 0 || c.MaxLimit < 0 || c.CriticalFloor < 0:
+		return c, bad("InitialLimit, MinLimit, MaxLimit, CriticalFloor", []int{c.InitialLimit, c.MinLimit, c.MaxLimit, c.CriticalFloor}, "want positive limits (0: the defaults)")
 	case !(c.NormalShare >= 0 && c.NormalShare <= 1) || !(c.SheddableShare >= 0 && c.SheddableShare <= 1):
 		return c, bad("NormalShare, SheddableShare", []float64{c.NormalShare, c.SheddableShare}, "want shares of the limit in (0, 1] (0: 0.8 and 0.5)")
 	case c.QueueTimeout < 0 || c.Window < 0:
@@ -206,6 +214,7 @@ func resolve(c Config) (Config, error) {
 	c.MinLimit = orDefault(c.MinLimit, DefaultMinLimit)
 	c.MaxLimit = orDefault(c.MaxLimit, max(DefaultMaxLimit, c.MinLimit))
 	c.InitialLimit = orDefault(c.InitialLimit, min(max(DefaultInitialLimit, c.MinLimit), c.MaxLimit))
+	c.CriticalFloor = min(orDefault(c.CriticalFloor, DefaultCriticalFloor), c.MaxLimit)
 	c.NormalShare = orDefault(c.NormalShare, DefaultNormalShare)
 	c.SheddableShare = orDefault(c.SheddableShare, min(DefaultSheddableShare, c.NormalShare))
 	c.QueueSize = orDefault(c.QueueSize, DefaultQueueSize)
@@ -347,30 +356,30 @@ func (l *Limiter) queuedAhead(c Class) int {
 	return n
 }
 
-// room returns how much work of class c may be in flight: its share of
-// the limit, at least one. Call with l.mu held.
+// room returns how much work may be in flight for work of class c to
+// start: its share of the limit, at least one; for critical work the
+// whole limit, at least CriticalFloor. Call with l.mu held.
 func (l *Limiter) room(c Class) int {
-	share := 1.0
 	switch c {
 	case Normal:
-		share = l.cfg.NormalShare
+		return max(1, int(l.limit*l.cfg.NormalShare))
 	case Sheddable:
-		share = l.cfg.SheddableShare
+		return max(1, int(l.limit*l.cfg.SheddableShare))
 	}
-	return max(1, int(l.limit*share))
+	return max(1, int(l.limit), l.cfg.CriticalFloor)
 }
 
-// fits says whether work of class c may start now: under its share of
-// the limit, or, for critical work, within the share reserved for it
-// (the limit less NormalShare), however much other work is in flight:
-// after the limit is cut, normal work admitted under the old limit may
-// fill the new one for a while, and critical reads must not wait for it
-// to drain. Call with l.mu held.
+// fits says whether work of class c may start now: under its room, or,
+// for critical work, within the part of its room normal work may not
+// fill, however much other work is in flight: after the limit is cut,
+// normal work admitted under the old limit may fill the new one for a
+// while, and critical reads must not wait for it to drain. Call with
+// l.mu held.
 func (l *Limiter) fits(c Class) bool {
 	if l.total < l.room(c) {
 		return true
 	}
-	return c == Critical && l.inFlight[Critical] < max(1, int(l.limit)-l.room(Normal))
+	return c == Critical && l.inFlight[Critical] < max(1, l.room(Critical)-l.room(Normal))
 }
 
 // admit counts work of class c in. Call with l.mu held.

@@ -234,10 +234,11 @@ func TestPriorities(t *testing.T) {
 
 // TestCriticalReserve: after the limit is cut below the normal work
 // already in flight, critical work still gets the fifth of the new limit
-// reserved for it, and normal work waits for the rest to drain.
+// reserved for it, and normal work waits for the rest to drain. (The
+// critical floor is below the limit here: the limit governs.)
 func TestCriticalReserve(t *testing.T) {
 	clock := newFakeClock()
-	l := newLimiter(t, overload.Config{InitialLimit: 20, MinLimit: 4, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
+	l := newLimiter(t, overload.Config{InitialLimit: 20, MinLimit: 4, CriticalFloor: 4, Window: time.Nanosecond, QueueSize: -1, Now: clock.Now})
 	normal := acquireN(t, l, overload.Normal, 16) // 80 % of 20
 	for range 20 {                                // a slow window: the limit halves
 		tok := acquireN(t, l, overload.Critical, 1)
@@ -253,6 +254,32 @@ func TestCriticalReserve(t *testing.T) {
 	}
 	if _, err := l.Acquire(context.Background(), overload.Normal); !errors.Is(err, overload.ErrOverloaded) {
 		t.Errorf("normal work with 18 of 10 in flight: %v, want a refusal", err)
+	}
+	doneAll(crit)
+	doneAll(normal)
+}
+
+// TestCriticalFloor: a latency no limit cures cuts the limit to MinLimit,
+// which sheds normal work (three in flight at a limit of 4) while
+// critical work is still admitted up to CriticalFloor in flight.
+func TestCriticalFloor(t *testing.T) {
+	clock := newFakeClock()
+	l := newLimiter(t, overload.Config{Window: time.Nanosecond, QueueSize: -1, Now: clock.Now}) // the defaults: MinLimit 4, CriticalFloor 20
+	for range 200 {                                                                             // slow windows at the whole limit: it falls to its minimum
+		toks := acquireN(t, l, overload.Normal, max(1, l.Stats().Limit*8/10))
+		clock.Advance(time.Second)
+		doneAll(toks)
+	}
+	if st := l.Stats(); st.Limit != overload.DefaultMinLimit {
+		t.Fatalf("after slow windows: limit %d, want MinLimit %d", st.Limit, overload.DefaultMinLimit)
+	}
+	normal := acquireN(t, l, overload.Normal, 3) // 80 % of 4
+	if _, err := l.Acquire(context.Background(), overload.Normal); !errors.Is(err, overload.ErrOverloaded) {
+		t.Errorf("a fourth normal at a limit of 4: %v, want a refusal", err)
+	}
+	crit := acquireN(t, l, overload.Critical, overload.DefaultCriticalFloor-3)
+	if _, err := l.Acquire(context.Background(), overload.Critical); !errors.Is(err, overload.ErrOverloaded) {
+		t.Errorf("critical work past the floor of %d in flight: %v, want a refusal", overload.DefaultCriticalFloor, err)
 	}
 	doneAll(crit)
 	doneAll(normal)

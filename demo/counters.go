@@ -22,11 +22,16 @@ type reading struct {
 	cacheLoads float64            // loader calls, over every cache
 	// answers counts the service's answers by endpoint and status code.
 	answers map[string]map[string]float64
+	// upCalls, upErrors and upRetries are the upstream clients' calls by
+	// outcome, failed attempts by kind and retries, over every upstream.
+	upCalls, upErrors map[string]float64
+	upRetries         float64
 }
 
 // read takes a reading of reg and of the driver's count n (nil: none).
 func read(reg prometheus.Gatherer, n *atomic.Int64) (reading, error) {
-	r := reading{calls: map[string]float64{}, shardCalls: map[string]float64{}, answers: map[string]map[string]float64{}}
+	r := reading{calls: map[string]float64{}, shardCalls: map[string]float64{}, answers: map[string]map[string]float64{},
+		upCalls: map[string]float64{}, upErrors: map[string]float64{}}
 	if n != nil {
 		r.queries, r.counted = float64(n.Load()), true
 	}
@@ -52,6 +57,12 @@ func read(reg prometheus.Gatherer, n *atomic.Int64) (reading, error) {
 				}
 			case "strata_shard_calls_total":
 				r.shardCalls[l["shard"]] += m.GetCounter().GetValue()
+			case "strata_upstream_calls_total":
+				r.upCalls[l["outcome"]] += m.GetCounter().GetValue()
+			case "strata_upstream_errors_total":
+				r.upErrors[l["kind"]] += m.GetCounter().GetValue()
+			case "strata_upstream_retries_total":
+				r.upRetries += m.GetCounter().GetValue()
 			case "strata_http_requests_total":
 				ep := endpointName(l["method"], l["route"])
 				if r.answers[ep] == nil {
@@ -115,6 +126,9 @@ func (r reading) since(r0 reading, requests int64, res *StageResult) {
 			if d > 0 && code >= "400" {
 				e.Failed += d
 				codes = append(codes, fmt.Sprintf("%s ×%d", code, d))
+				if code == "503" || code == "504" {
+					e.Unavailable += d
+				}
 			}
 		}
 		e.Codes = strings.Join(codes, ", ")
@@ -122,4 +136,16 @@ func (r reading) since(r0 reading, requests int64, res *StageResult) {
 			res.Endpoints = append(res.Endpoints, e)
 		}
 	}
+}
+
+// upstreamSince is what the upstream clients counted between r0 and r.
+func (r reading) upstreamSince(r0 reading) Upstream {
+	u := Upstream{Calls: map[string]int64{}, Errors: map[string]int64{}, Retries: int64(r.upRetries - r0.upRetries)}
+	for k, v := range r.upCalls {
+		u.Calls[k] = int64(v - r0.upCalls[k])
+	}
+	for k, v := range r.upErrors {
+		u.Errors[k] = int64(v - r0.upErrors[k])
+	}
+	return u
 }

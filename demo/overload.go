@@ -36,6 +36,10 @@ const minOverloadShare = 0.5
 type Overload struct {
 	Stage    string  // the stage's Short
 	Capacity float64 // its breaking point, requests/s
+	// CapacityFrom says what Capacity is: "its breaking point", or "the
+	// fixed rate (no probe passed)" when every probe of the search
+	// failed but the stage passed at the fixed rate.
+	CapacityFrom string
 	Rate     float64 // OverloadFactor × Capacity, both generators together
 	// CriticalShare is the critical requests' share of the mix.
 	CriticalShare float64
@@ -69,18 +73,22 @@ func (r OverloadRun) Successes() float64 {
 // without the controller. It returns nil, and says why, when the stage
 // has no capacity to speak of.
 func (j *journey) overloadPhase(ctx context.Context, st stage, sr StageResult) (*Overload, error) {
-	ph := sr.phase(stressPhase)
-	capacity := 0.0
-	if ph != nil {
+	capacity, from := 0.0, "its breaking point"
+	if ph := sr.phase(stressPhase); ph != nil {
 		capacity = ph.Measures[loadtest.MeasureBreakingPoint]
 	}
+	if fixed := sr.phase(fixedPhase); !(capacity > 0) && fixed != nil && fixed.Status == loadtest.StatusPassed {
+		// Every probe failed (a starved machine), but the stage passed
+		// at the fixed rate: that much it serves.
+		capacity, from = j.cfg.Rate, "the fixed rate (no probe passed)"
+	}
 	if !(capacity > 0) {
-		fmt.Fprintf(j.out, "overload phase: %s has no breaking point to overload; left out\n", sr.Short)
+		fmt.Fprintf(j.out, "overload phase: %s has no capacity to overload (no probe passed, nor the fixed rate); left out\n", sr.Short)
 		return nil, nil
 	}
-	o := &Overload{Stage: sr.Short, Capacity: capacity, Rate: OverloadFactor * capacity, CriticalShare: share(critical(demoMix, true), demoMix)}
-	fmt.Fprintf(j.out, "overload phase: %s at %d × its breaking point (%.0f/s) for %v, with the overload controller, then without: ",
-		sr.Short, OverloadFactor, o.Rate, j.t.Overload)
+	o := &Overload{Stage: sr.Short, Capacity: capacity, CapacityFrom: from, Rate: OverloadFactor * capacity, CriticalShare: share(critical(demoMix, true), demoMix)}
+	fmt.Fprintf(j.out, "overload phase: %s at %d × %s (%.0f/s) for %v, with the overload controller, then without: ",
+		sr.Short, OverloadFactor, from, o.Rate, j.t.Overload)
 	start := time.Now()
 	var err error
 	if o.With, err = j.overloadRun(ctx, st, o, true); err != nil {

@@ -367,9 +367,9 @@ func printOverload(out io.Writer, r Result, t timing) {
 	if o == nil {
 		return
 	}
-	fmt.Fprintf(out, "\noverload: %s at %d × its breaking point of %.0f/s = %.0f/s for %v, the critical requests\n"+
+	fmt.Fprintf(out, "\noverload: %s at %d × %s, %.0f/s = %.0f/s for %v, the critical requests\n"+
 		"(%.0f%%: GET /users/{id}, /products/{id}, /users/{id}/home) and the rest from two generators at once\n\n",
-		o.Stage, OverloadFactor, o.Capacity, o.Rate, t.Overload, 100*o.CriticalShare)
+		o.Stage, OverloadFactor, o.CapacityFrom, o.Capacity, o.Rate, t.Overload, 100*o.CriticalShare)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\twith the overload controller\twithout\t\n")
 	for _, rw := range []struct {

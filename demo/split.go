@@ -144,13 +144,22 @@ func (j *journey) startSplit(ctx context.Context, store *storefront.Store, index
 type stallGate struct {
 	next http.Handler
 	held atomic.Pointer[chan struct{}] // nil while requests pass
+	// waiting and gaveUp, when set, are told when a request starts to
+	// wait at the gate and when one leaves it unserved: a test seam.
+	waiting, gaveUp func()
 }
 
 func (g *stallGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ch := g.held.Load(); ch != nil {
+		if g.waiting != nil {
+			g.waiting()
+		}
 		select {
 		case <-*ch:
 		case <-r.Context().Done():
+			if g.gaveUp != nil {
+				g.gaveUp()
+			}
 			return // the caller gave up; no one reads an answer
 		}
 	}

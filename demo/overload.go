@@ -40,7 +40,7 @@ type Overload struct {
 	// fixed rate (no probe passed)" when every probe of the search
 	// failed but the stage passed at the fixed rate.
 	CapacityFrom string
-	Rate     float64 // OverloadFactor × Capacity, both generators together
+	Rate         float64 // OverloadFactor × Capacity, both generators together
 	// CriticalShare is the critical requests' share of the mix.
 	CriticalShare float64
 	With, Without OverloadRun

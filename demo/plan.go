@@ -18,18 +18,23 @@ type Mode int
 const (
 	// Standard searches for each stage's breaking point with 1-second
 	// probes for at most 5 s, then measures it, warm, at the fixed rate
-	// for 3 s: about 10 s a stage, the whole journey (six stages) in
-	// about a minute.
+	// for 3 s: about 9 s a stage. Stage 3's budgets phase takes about
+	// 5 s more (2 s with the recommendation service stalled, 1 s back),
+	// the overload phase about 5 s (2 s with the controller, 2 s
+	// without): the whole journey (seven stages) in 65-80 s.
 	Standard Mode = iota
 	// Full runs the guide's four phases at every stage: a
 	// breaking-point search with 2-second probes and a timed recovery,
 	// the fixed rate for 10 s, a 10× spike to 30 % of the capacity found,
 	// with calm seconds before and after, and endurance at 80 % of that
-	// capacity. About 80 s a stage.
+	// capacity. About 80 s a stage; the budgets phase runs 10 s with
+	// the service stalled and 5 s back, the overload phase 10 s a run.
 	Full
-	// Smoke runs each stage for two or three seconds at low rates, to
-	// check that every stage and endpoint works (for tests and CI). Its
-	// criteria are loose: they fail only a stage that is broken.
+	// Smoke runs each stage for two or three seconds at low rates, and
+	// the budgets and overload phases for a second each, to check that
+	// every stage, endpoint and phase works (for tests and CI). Its
+	// criteria are loose: they fail only a stage that is broken, not one
+	// that a loaded machine slows or makes answer a few 503s.
 	Smoke
 )
 

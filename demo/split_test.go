@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -154,5 +155,52 @@ func TestSmokeCriteria(t *testing.T) {
 				t.Fatalf("%s, want %s: %v", a.Status, c.want, a.Findings)
 			}
 		})
+	}
+}
+
+// TestPlans: in every mode, the stage's plan, the budgets phase's and the
+// overload phase's two parse, with the requests, rates, timeouts and
+// connections each needs.
+func TestPlans(t *testing.T) {
+	cfg := Config{Rate: 250, Users: 10, Products: 10}
+	for _, mode := range []Mode{Standard, Full, Smoke} {
+		tm := timings[mode]
+		cases := []struct {
+			name        string
+			entries     []mixEntry
+			one         *constantPhase
+			phases      int // how many, or 0 for at least two
+			connections int
+			timeout     time.Duration
+		}{
+			// the stage's plan: the whole mix, the mode's phases
+			{"stage", demoMix, nil, 0, demoConnections, demoTimeout},
+			// the budgets phase: the page alone, with room for answers a budget long
+			{"budgets", homeOnly, &constantPhase{Name: "down", Rate: cfg.Rate, Duration: tm.BudgetDown, Criteria: tm.budgetCriteria, Connections: wideConnections},
+				1, wideConnections, demoTimeout},
+			// the overload phase's critical generator
+			{"overload", critical(demoMix, true), &constantPhase{Name: "overload", Rate: 3 * cfg.Rate, Duration: tm.Overload, Connections: wideConnections, Timeout: overloadTimeout},
+				1, wideConnections, overloadTimeout},
+		}
+		for _, c := range cases {
+			p, err := planOf(tm, c.name, "http://127.0.0.1:1", 1, cfg, c.entries, c.one)
+			if err != nil {
+				t.Fatalf("%s %s: %v", mode, c.name, err)
+			}
+			if c.phases == 0 && len(p.Phases) < 2 || c.phases > 0 && len(p.Phases) != c.phases {
+				t.Errorf("%s %s: %d phases", mode, c.name, len(p.Phases))
+			}
+			if p.Connections != c.connections || p.Timeout != c.timeout {
+				t.Errorf("%s %s: %d connections, timeout %v; want %d, %v", mode, c.name, p.Connections, p.Timeout, c.connections, c.timeout)
+			}
+			if c.one != nil && (p.Phases[0].Rate != c.one.Rate || p.Phases[0].Duration != c.one.Duration || p.Phases[0].Duration <= 0) {
+				t.Errorf("%s %s: phase %+v", mode, c.name, p.Phases[0])
+			}
+		}
+	}
+	// The critical requests are the routes the storefront's overload
+	// control counts critical: 60 % of the mix.
+	if s := share(critical(demoMix, true), demoMix); s != 0.6 {
+		t.Errorf("critical share %v, want 0.6", s)
 	}
 }

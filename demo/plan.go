@@ -19,7 +19,7 @@ const (
 	// Standard searches for each stage's breaking point with 1-second
 	// probes for at most 5 s, then measures it, warm, at the fixed rate
 	// for 3 s: about 9 s a stage. Stage 3's budgets phase takes about
-	// 5 s more (2 s with the recommendation service stalled, 1 s back),
+	// 4 s more (1.5 s with the recommendation service stalled, 1 s back),
 	// the overload phase about 5 s (2 s with the controller, 2 s
 	// without): the whole journey (seven stages) in 65-80 s.
 	Standard Mode = iota
@@ -134,7 +134,7 @@ var timings = map[Mode]timing{
 		Cooldown: 500 * time.Millisecond, Fixed: 3 * time.Second,
 		Start: 4, Growth: 2, Precision: 0.25, Ceiling: 128, Step: time.Second, Search: 5 * time.Second,
 		fixedCriteria: guideFixed, probe: guideProbe, stressCriteria: standardStress,
-		BudgetDown: 2 * time.Second, BudgetBack: time.Second, budgetCriteria: budgetsHeld,
+		BudgetDown: 1500 * time.Millisecond, BudgetBack: time.Second, budgetCriteria: budgetsHeld,
 		Overload: 2 * time.Second,
 	},
 	Full: {

@@ -20,8 +20,9 @@ const (
 	// probes for at most 5 s, then measures it, warm, at the fixed rate
 	// for 3 s: about 9 s a stage. Stage 3's budgets phase takes about
 	// 4 s more (1.5 s with the recommendation service stalled, 1 s back),
-	// the overload phase about 5 s (2 s with the controller, 2 s
-	// without): the whole journey (seven stages) in 65-80 s.
+	// the overload phase about 7 s (2 s with the controller, 2 s
+	// without, and the drain of what waited): the whole journey (seven
+	// stages) in 70-80 s.
 	Standard Mode = iota
 	// Full runs the guide's four phases at every stage: a
 	// breaking-point search with 2-second probes and a timed recovery,

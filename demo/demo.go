@@ -236,6 +236,10 @@ type StageResult struct {
 	// Endpoints are the answers the service counted at the fixed rate,
 	// one per endpoint, from its own strata_http_requests_total.
 	Endpoints []Endpoint
+	// Page is the composite page's latency at the fixed rate, in the
+	// service (from its request duration histogram, so within a bucket's
+	// precision, and without the network and the load generator).
+	Page Latency
 	// Budgets is stage 3's budgets phase, the composite page while its
 	// recommendation service stalls and after; nil at the other stages.
 	Budgets *Budgets
@@ -254,6 +258,13 @@ func (s StageResult) phase(name string) *loadtest.PhaseReport {
 		}
 	}
 	return nil
+}
+
+// Latency is an endpoint's latency quantiles, in seconds, over Count
+// answers; NaN without answers.
+type Latency struct {
+	Count    int64
+	P50, P99 float64
 }
 
 // Shard is one shard of the sharded stage.

@@ -103,6 +103,10 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: %s: %v", st.Short, st.Report.Assessment.Status, st.Report.Assessment.Findings)
 		}
 		checkEndpoints(t, st)
+		// the composite page's latency, in the service, at every stage
+		if st.Page.Count == 0 || !(st.Page.P99 >= st.Page.P50) {
+			t.Errorf("%s: composite page latency %+v", st.Short, st.Page)
+		}
 		if (st.Budgets != nil) != (st.Short == "stage 3 (split, L1)") {
 			t.Errorf("%s: budgets phase %v", st.Short, st.Budgets)
 		}
@@ -133,7 +137,7 @@ func TestRun(t *testing.T) {
 	checkBudgets(t, res.Stages[3].Budgets, text)
 	checkOverload(t, res.Overload, text)
 	for _, want := range []string{"the journey side by side", "DB queries per request", "cache hit ratio", "breaking point", "verdict",
-		"calls per request, by shard", "users per shard", "shard1 ", "its budgets", "recommendations down", "breaker at the end",
+		"calls per request, by shard", "users per shard", "shard1 ", "composite page p50 / p99", "its budgets", "recommendations down", "breaker at the end",
 		"overload: stage 1 (no cache) at 3 ×", "with the overload controller"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)

@@ -68,6 +68,8 @@ func printComparison(out io.Writer, r Result, cfg Config, t timing) {
 	}
 	fmt.Fprintln(tw)
 	tw.Flush()
+	fmt.Fprintf(out, "\ncomposite page: GET /users/{id}/home (the user within 100 ms, the recommendations within 500 ms\n"+
+		"or the popular products), in the service, from its request duration histogram (≈: within a bucket)\n")
 	if slices.ContainsFunc(r.Stages, func(st StageResult) bool { return len(st.Shards) > 0 }) {
 		fmt.Fprintf(out, "\nsharded: calls are the shard router's at the fixed rate (reads, writes and fan-out legs to each\n"+
 			"shard's primary), over the requests; users are counted on each shard after the stage. The main\n"+
@@ -94,6 +96,12 @@ func sections(cfg Config, t timing) []section {
 			{"p50 / p99", phaseCell(fixedPhase, func(ph *loadtest.PhaseReport) string {
 				return fmt.Sprintf("%s / %s", ms(ph.Summary.LatencyMS.P50), ms(ph.Summary.LatencyMS.P99))
 			})},
+			{"composite page p50 / p99", func(st StageResult) string {
+				if st.Page.Count == 0 || math.IsNaN(st.Page.P50) {
+					return "-"
+				}
+				return fmt.Sprintf("≈ %s / %s", ms(1000*st.Page.P50), ms(1000*st.Page.P99))
+			}},
 			{"failed requests", phaseCell(fixedPhase, func(ph *loadtest.PhaseReport) string {
 				return fmt.Sprintf("%d of %d", ph.Summary.Errors, ph.Summary.Requests)
 			})},

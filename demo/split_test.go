@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -202,5 +203,34 @@ func TestPlans(t *testing.T) {
 	// control counts critical: 60 % of the mix.
 	if s := share(critical(demoMix, true), demoMix); s != 0.6 {
 		t.Errorf("critical share %v, want 0.6", s)
+	}
+}
+
+// TestPageLatency: quantiles interpolated within the buckets of the
+// histogram's growth between two readings.
+func TestPageLatency(t *testing.T) {
+	inf := math.Inf(1)
+	cases := []struct {
+		name     string
+		h0, h    map[float64]float64
+		p50, p99 float64 // NaN: no answers
+	}{
+		// 100 answers, all in (1 ms, 2.5 ms]: p50 halfway, p99 near the top
+		{"one bucket", map[float64]float64{}, map[float64]float64{0.001: 0, 0.0025: 100, inf: 100}, 0.00175, 0.002485},
+		// only the growth since the first reading counts
+		{"since", map[float64]float64{0.001: 50, 0.0025: 50, inf: 50}, map[float64]float64{0.001: 50, 0.0025: 150, inf: 150}, 0.00175, 0.002485},
+		// past the last finite bucket: its bound, as histogram_quantile
+		{"past the buckets", map[float64]float64{}, map[float64]float64{0.001: 0, 10: 0, inf: 10}, 10, 10},
+		// no answers
+		{"none", map[float64]float64{inf: 5}, map[float64]float64{inf: 5}, math.NaN(), math.NaN()},
+	}
+	for _, c := range cases {
+		l := pageLatency(c.h, c.h0)
+		near := func(got, want float64) bool {
+			return math.IsNaN(want) && math.IsNaN(got) || math.Abs(got-want) < 1e-9
+		}
+		if !near(l.P50, c.p50) || !near(l.P99, c.p99) {
+			t.Errorf("%s: p50 %v, p99 %v; want %v, %v", c.name, l.P50, l.P99, c.p50, c.p99)
+		}
 	}
 }

@@ -20,9 +20,9 @@ const (
 	// probes for at most 5 s, then measures it, warm, at the fixed rate
 	// for 3 s: about 9 s a stage. Stage 3's budgets phase takes about
 	// 4 s more (1.5 s with the recommendation service stalled, 1 s back),
-	// the overload phase about 7 s (2 s with the controller, 2 s
+	// the overload phase about 6 s (1.5 s with the controller, 1.5 s
 	// without, and the drain of what waited): the whole journey (seven
-	// stages) in 70-80 s.
+	// stages) in about 75 s on an idle 2-core machine.
 	Standard Mode = iota
 	// Full runs the guide's four phases at every stage: a
 	// breaking-point search with 2-second probes and a timed recovery,
@@ -136,7 +136,7 @@ var timings = map[Mode]timing{
 		Start: 4, Growth: 2, Precision: 0.25, Ceiling: 128, Step: time.Second, Search: 5 * time.Second,
 		fixedCriteria: guideFixed, probe: guideProbe, stressCriteria: standardStress,
 		BudgetDown: 1500 * time.Millisecond, BudgetBack: time.Second, budgetCriteria: budgetsHeld,
-		Overload: 2 * time.Second,
+		Overload: 1500 * time.Millisecond,
 	},
 	Full: {
 		Cooldown: 2 * time.Second, Fixed: 10 * time.Second,

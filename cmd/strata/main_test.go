@@ -192,7 +192,7 @@ func TestCLIDemo(t *testing.T) {
 	}
 	for _, want := range []string{"smoke run", "stage 1: monolith", "stage 2: read-through cache", "the journey side by side",
 		"p50 / p99", "DB queries per request", "cache hit ratio", "breaking point", "verdict", "PASSED",
-		"every endpoint", "stage 3: service split", "its budgets", "recommendations back",
+		"verdicts, on loadtest's criteria", "stage 3: service split", "its budgets", "recommendations back",
 		"overload: stage 1 (no cache) at 3 ×", "with the overload controller",
 		"the load-test report, with charts: " + html, "demo finished"} {
 		if !strings.Contains(out, want) {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -147,6 +148,9 @@ type Result struct {
 	// Report holds every stage's phases, named "stage: phase", for
 	// loadtest's JSON, JUnit and HTML writers.
 	Report *loadtest.Report
+	// Overload is the overload phase, run against stage 1 (no cache) on
+	// SQLite; nil when it did not run.
+	Overload *Overload
 	// Logs are the first of the services' log lines, and More counts the
 	// rest.
 	Logs []string
@@ -161,6 +165,43 @@ func (r Result) Failed() int64 {
 	for _, s := range r.Stages {
 		if ph := s.phase(fixedPhase); ph != nil {
 			n += ph.Summary.Errors
+		}
+	}
+	return n
+}
+
+// Bugs counts the answers of the whole run that no load explains: any
+// failed status but 503 and 504 (overload, a budget run out, a part
+// down), at every stage's fixed rate (as the service counted them) and
+// in the budgets and overload phases (as the load tester did). On a
+// starved machine a 503 is load; a 500, or a 4xx to the demo's own
+// well-formed requests, is a bug whatever the load.
+func (r Result) Bugs() int64 {
+	var n int64
+	for _, s := range r.Stages {
+		for _, e := range s.Endpoints {
+			n += e.Failed - e.Unavailable
+		}
+		if b := s.Budgets; b != nil {
+			n += bugs(b.Down.Report.Summary) + bugs(b.Back.Report.Summary)
+		}
+	}
+	if o := r.Overload; o != nil {
+		for _, ph := range []loadtest.PhaseReport{o.With.Critical, o.With.Rest, o.Without.Critical, o.Without.Rest} {
+			n += bugs(ph.Summary)
+		}
+	}
+	return n
+}
+
+// bugs counts a summary's error answers with a status other than 503
+// and 504 (loadtest's kinds "status NNN"; timeouts and refused
+// connections are not answers).
+func bugs(s loadtest.Summary) int64 {
+	var n int64
+	for kind, c := range s.ErrorsByKind {
+		if code, ok := strings.CutPrefix(kind, "status "); ok && code != "503" && code != "504" {
+			n += c
 		}
 	}
 	return n
@@ -195,6 +236,13 @@ type StageResult struct {
 	// Endpoints are the answers the service counted at the fixed rate,
 	// one per endpoint, from its own strata_http_requests_total.
 	Endpoints []Endpoint
+	// Page is the composite page's latency at the fixed rate, in the
+	// service (from its request duration histogram, so within a bucket's
+	// precision, and without the network and the load generator).
+	Page Latency
+	// Budgets is stage 3's budgets phase, the composite page while its
+	// recommendation service stalls and after; nil at the other stages.
+	Budgets *Budgets
 	// Elapsed is the stage's wall time, serving and measuring.
 	Elapsed time.Duration
 }
@@ -210,6 +258,13 @@ func (s StageResult) phase(name string) *loadtest.PhaseReport {
 		}
 	}
 	return nil
+}
+
+// Latency is an endpoint's latency quantiles, in seconds, over Count
+// answers; NaN without answers.
+type Latency struct {
+	Count    int64
+	P50, P99 float64
 }
 
 // Shard is one shard of the sharded stage.
@@ -232,6 +287,10 @@ type Endpoint struct {
 	// e.g. "409 ×3".
 	Failed int64
 	Codes  string
+	// Unavailable counts the failed answers that were 503 or 504: the
+	// service overloaded, a budget run out, a part down. They are load
+	// (on a starved machine too), where any other failure is a bug.
+	Unavailable int64
 }
 
 // Run seeds the storefront, serves it at every stage the configuration
@@ -315,7 +374,17 @@ func (j *journey) run(ctx context.Context) (Result, error) {
 		}
 		res.Stages = append(res.Stages, sr)
 	}
-	res.Report = journeyReport(res.Stages)
+	// The overload phase drives stage 1 (no cache) on SQLite, which every
+	// run has: without a cache every request reaches the database, so
+	// three times its capacity is a real overload of the service, not of
+	// a cache, and its capacity is among the lowest, so the phase costs
+	// the fewest requests.
+	ov, err := j.overloadPhase(ctx, stages[0], res.Stages[0])
+	if err != nil {
+		return res, err
+	}
+	res.Overload = ov
+	res.Report = journeyReport(res)
 	printComparison(j.out, res, cfg, j.t)
 	if cfg.Redis == nil || cfg.Postgres == "" || len(cfg.Replicas) == 0 || len(cfg.Shards) == 0 {
 		fmt.Fprintf(j.out, "\nThe Redis level of stage 2, the read replicas and the sharded stage need servers:\n"+

@@ -84,33 +84,31 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}
 	text := out.String()
-	wantStages := []string{"stage 1 (no cache)", "stage 2 (L1)", "stage 2 (L1 + Redis)", "PG primary", "PG + 2 replicas", "stage 5 (2 shards)"}
+	wantStages := []string{"stage 1 (no cache)", "stage 2 (L1)", "stage 2 (L1 + Redis)", "stage 3 (split, L1)", "PG primary", "PG + 2 replicas", "stage 5 (2 shards)"}
 	if len(res.Stages) != len(wantStages) {
 		t.Fatalf("%d stages, want %v:\n%s", len(res.Stages), wantStages, text)
 	}
-	if n := res.Failed(); n != 0 {
-		t.Errorf("%d requests failed at the fixed rate:\n%s", n, text)
+	// On a loaded machine a budget may run out (a 503); a 500, or a 4xx
+	// to the demo's own requests, is a bug at any load.
+	if n := res.Bugs(); n != 0 {
+		t.Errorf("%d answers were errors other than 503 and 504:\n%s", n, text)
 	}
 	for i, st := range res.Stages {
 		if st.Short != wantStages[i] {
 			t.Errorf("stage %d is %q, want %q", i, st.Short, wantStages[i])
 		}
+		// The smoke criteria (p99 < 4 s, errors < 10 %) fail a stage
+		// that errs or stalls, not a slow one.
 		if st.Report.Assessment.Status != loadtest.StatusPassed {
 			t.Errorf("%s: %s: %v", st.Short, st.Report.Assessment.Status, st.Report.Assessment.Findings)
 		}
-		seen := map[string]bool{}
-		for _, e := range st.Endpoints {
-			seen[e.Name] = true
-			if e.Failed > 0 {
-				t.Errorf("%s: %s answered %s", st.Short, e.Name, e.Codes)
-			}
+		checkEndpoints(t, st)
+		// the composite page's latency, in the service, at every stage
+		if st.Page.Count == 0 || !(st.Page.P99 >= st.Page.P50) {
+			t.Errorf("%s: composite page latency %+v", st.Short, st.Page)
 		}
-		// The mix's main reads (15-30 % each of 100 requests: each is
-		// drawn with near certainty; the rarer endpoints may not be).
-		for _, ep := range []string{"GET /users/{id}", "GET /products/{id}", "GET /users/{id}/recommendations", "GET /search"} {
-			if !seen[ep] {
-				t.Errorf("%s: no answers counted for %s (counted: %v)", st.Short, ep, st.Endpoints)
-			}
+		if (st.Budgets != nil) != (st.Short == "stage 3 (split, L1)") {
+			t.Errorf("%s: budgets phase %v", st.Short, st.Budgets)
 		}
 		sharded := st.Short == "stage 5 (2 shards)"
 		if sharded != math.IsNaN(st.Queries) || !sharded && !(st.Queries > 0) {
@@ -119,7 +117,7 @@ func TestRun(t *testing.T) {
 		if sharded != (st.Shards != nil) {
 			t.Errorf("%s: shards %v", st.Short, st.Shards)
 		}
-		cached := strings.HasPrefix(st.Short, "stage 2 (L1")
+		cached := strings.HasPrefix(st.Short, "stage 2 (L1") || strings.HasPrefix(st.Short, "stage 3")
 		if cached != !math.IsNaN(st.HitRatio) || cached && !(st.HitRatio > 0 && st.HitRatio <= 1) {
 			t.Errorf("%s: hit ratio %v", st.Short, st.HitRatio)
 		}
@@ -132,12 +130,15 @@ func TestRun(t *testing.T) {
 	if h := res.Stages[1].HitRatio; !(h >= 0.3) {
 		t.Errorf("stage 2 (L1) answered %.0f%% of reads from the cache, want at least 30%%:\n%s", 100*h, text)
 	}
-	if r := res.Stages[4].OnReplicas; !(r > 0.5) {
+	if r := res.Stages[5].OnReplicas; !(r > 0.5) {
 		t.Errorf("with replicas, %.0f%% of database calls went to them", 100*r)
 	}
-	checkPlacement(t, cfg, res.Stages[5])
+	checkPlacement(t, cfg, res.Stages[6])
+	checkBudgets(t, res.Stages[3].Budgets, text)
+	checkOverload(t, res.Overload, text)
 	for _, want := range []string{"the journey side by side", "DB queries per request", "cache hit ratio", "breaking point", "verdict",
-		"calls per request, by shard", "users per shard", "shard1 "} {
+		"calls per request, by shard", "users per shard", "shard1 ", "composite page p50 / p99", "its budgets", "recommendations down", "breaker at the end",
+		"overload: stage 1 (no cache) at 3 ×", "with the overload controller"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)
 		}
@@ -154,6 +155,82 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Dir, "storefront.db")); err != nil {
 		t.Errorf("the kept folder has no database: %v", err)
+	}
+}
+
+// checkEndpoints: every endpoint of the stage answered, none with a bug,
+// and at most a few with 503 or 504 (a budget run out on a loaded
+// machine); an endpoint that fails half of ten or more requests is
+// broken (the rare ones, /readyz with a few, may answer 503 "not ready"
+// once on a starved machine).
+func checkEndpoints(t *testing.T, st StageResult) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, e := range st.Endpoints {
+		seen[e.Name] = true
+		if e.Failed > e.Unavailable || e.Requests >= 10 && 2*e.Unavailable >= e.Requests {
+			t.Errorf("%s: %s answered %s of %d", st.Short, e.Name, e.Codes, e.Requests)
+		}
+	}
+	// The mix's main reads (10-25 % each of 100 requests: each is drawn
+	// with near certainty; the rarer endpoints may not be).
+	for _, ep := range []string{"GET /users/{id}", "GET /products/{id}", "GET /users/{id}/recommendations", "GET /users/{id}/home", "GET /search"} {
+		if !seen[ep] {
+			t.Errorf("%s: no answers counted for %s (counted: %v)", st.Short, ep, st.Endpoints)
+		}
+	}
+}
+
+// checkBudgets: while the recommendation service stalled, the page kept
+// answering and (nearly) every answer fell back, the client saw its
+// calls fail on the budget or the open breaker; once it was back the
+// breaker closed and a page had its recommendations again (within
+// recoveryBound: the breaker probes after 1 s). These hold at any load:
+// a stalled service cannot answer within the budget.
+func checkBudgets(t *testing.T, b *Budgets, text string) {
+	t.Helper()
+	if b == nil {
+		t.Fatalf("stage 3 has no budgets phase:\n%s", text)
+	}
+	d := b.Down
+	if d.Pages == 0 || !(d.FallbackShare() > fallbackShareDown) {
+		t.Errorf("service down: %d of %d pages fell back, want more than half:\n%s", d.Fallbacks, d.Pages, text)
+	}
+	if 2*d.Report.Summary.Errors >= d.Report.Summary.Requests {
+		t.Errorf("service down: %d of %d pages failed: the page must answer without its non-critical part", d.Report.Summary.Errors, d.Report.Summary.Requests)
+	}
+	if d.Upstream.Calls["budget_exhausted"]+d.Upstream.Calls["breaker_open"] == 0 || d.Upstream.Calls["ok"] != 0 {
+		t.Errorf("service down: upstream calls %v, want them failed on the budget or the breaker", d.Upstream.Calls)
+	}
+	if !b.Recovered {
+		t.Errorf("the breaker did not close within %v of the service coming back (%s at the end of the phase)", recoveryBound, b.Back.Breaker)
+	}
+	if b.Back.Pages == 0 || b.Back.Upstream.Calls["ok"] == 0 {
+		t.Errorf("service back: %d pages, upstream calls %v", b.Back.Pages, b.Back.Upstream.Calls)
+	}
+}
+
+// checkOverload: both runs of the overload phase ran against stage 1,
+// the critical requests and the rest sent at once, the limiter in the
+// first only. Their figures are timing and are not judged here.
+func checkOverload(t *testing.T, o *Overload, text string) {
+	t.Helper()
+	if o == nil {
+		t.Fatalf("no overload phase:\n%s", text)
+	}
+	if o.Stage != "stage 1 (no cache)" || !(o.Capacity > 0) || o.Rate != OverloadFactor*o.Capacity {
+		t.Errorf("overload phase of %q at %v/s, capacity %v", o.Stage, o.Rate, o.Capacity)
+	}
+	for name, run := range map[string]OverloadRun{"with": o.With, "without": o.Without} {
+		if run.Critical.Summary.Requests == 0 || run.Rest.Summary.Requests == 0 {
+			t.Errorf("overload %s the controller: %d critical requests, %d others", name, run.Critical.Summary.Requests, run.Rest.Summary.Requests)
+		}
+		if run.Successes() == 0 {
+			t.Errorf("overload %s the controller: no request succeeded", name)
+		}
+	}
+	if o.With.Limiter.Limit == 0 || o.Without.Limiter.Limit != 0 {
+		t.Errorf("limiter with %+v, without %+v: want it in the first run only", o.With.Limiter, o.Without.Limiter)
 	}
 }
 

@@ -18,18 +18,24 @@ type Mode int
 const (
 	// Standard searches for each stage's breaking point with 1-second
 	// probes for at most 5 s, then measures it, warm, at the fixed rate
-	// for 3 s: about 10 s a stage, the whole journey (six stages) in
-	// about a minute.
+	// for 3 s: about 9 s a stage. Stage 3's budgets phase takes about
+	// 4 s more (1.5 s with the recommendation service stalled, 1 s back),
+	// the overload phase about 6 s (1.5 s with the controller, 1.5 s
+	// without, and the drain of what waited): the whole journey (seven
+	// stages) in about 75 s on an idle 2-core machine.
 	Standard Mode = iota
 	// Full runs the guide's four phases at every stage: a
 	// breaking-point search with 2-second probes and a timed recovery,
 	// the fixed rate for 10 s, a 10× spike to 30 % of the capacity found,
 	// with calm seconds before and after, and endurance at 80 % of that
-	// capacity. About 80 s a stage.
+	// capacity. About 80 s a stage; the budgets phase runs 10 s with
+	// the service stalled and 5 s back, the overload phase 10 s a run.
 	Full
-	// Smoke runs each stage for two or three seconds at low rates, to
-	// check that every stage and endpoint works (for tests and CI). Its
-	// criteria are loose: they fail only a stage that is broken.
+	// Smoke runs each stage for two or three seconds at low rates, and
+	// the budgets and overload phases for a second each, to check that
+	// every stage, endpoint and phase works (for tests and CI). Its
+	// criteria are loose: they fail only a stage that is broken, not one
+	// that a loaded machine slows or makes answer a few 503s.
 	Smoke
 )
 
@@ -65,10 +71,28 @@ type timing struct {
 	// Endurance, when set, is a sustained phase at the guide's fraction
 	// of the capacity found.
 	Endurance time.Duration
+	// BudgetDown and BudgetBack are stage 3's budgets phase: the
+	// composite page alone at the fixed rate while the recommendation
+	// service stalls, then again once it is back and its breaker closed.
+	BudgetDown, BudgetBack time.Duration
+	// Overload is each run of the overload phase, with the controller and
+	// without, at OverloadFactor × the capacity found.
+	Overload time.Duration
 	// Criteria, as loadtest thresholds; [[.Rate]], [[.Rate99]] and
-	// [[.Rate150]] are the fixed rate, 99 % and 150 % of it.
-	fixedCriteria, probe, stressCriteria, spikeCriteria, enduranceCriteria []string
+	// [[.Rate150]] are the fixed rate, 99 % and 150 % of it. The budgets
+	// phase's hold the page to its budget.
+	fixedCriteria, probe, stressCriteria, spikeCriteria, enduranceCriteria, budgetCriteria []string
 }
+
+// OverloadFactor is how far past the capacity found the overload phase
+// drives its stage: issue 16's "three times the measured capacity".
+const OverloadFactor = 3
+
+// pageBound is the longest the composite page may take by construction:
+// the recommendations' budget (the guide's 500 ms) and then the
+// fallback's (100 ms); the budgets phase judges its p99 against this plus
+// a margin for a shared machine.
+const pageBound = "1s" // 500 ms + 100 ms, and 400 ms of slack
 
 // The names of the plan's phases, which are the guide's kinds of phase.
 const (
@@ -100,12 +124,19 @@ var (
 	fullStress = []string{"breaking_point>=[[.Rate150]]", "overload_goodput>=50%", "recovery<10s"}
 )
 
+// budgetsHeld: the composite page within its bound (pageBound) at p99,
+// and errors < 1 %, the guide's spike criterion: the page answers
+// through a failure of its non-critical part.
+var budgetsHeld = []string{"p(99)<" + pageBound, "rate<1%"}
+
 // timings are the modes' timings.
 var timings = map[Mode]timing{
 	Standard: {
 		Cooldown: 500 * time.Millisecond, Fixed: 3 * time.Second,
 		Start: 4, Growth: 2, Precision: 0.25, Ceiling: 128, Step: time.Second, Search: 5 * time.Second,
 		fixedCriteria: guideFixed, probe: guideProbe, stressCriteria: standardStress,
+		BudgetDown: 1500 * time.Millisecond, BudgetBack: time.Second, budgetCriteria: budgetsHeld,
+		Overload: 1500 * time.Millisecond,
 	},
 	Full: {
 		Cooldown: 2 * time.Second, Fixed: 10 * time.Second,
@@ -128,16 +159,121 @@ var timings = map[Mode]timing{
 		// a warming cache by a few per cent. Latency and CPU growth, which
 		// 20 s on a shared machine cannot judge, are reported.
 		enduranceCriteria: []string{"rate<1%", "memory_growth<25%"},
+		BudgetDown:        10 * time.Second, BudgetBack: 5 * time.Second, budgetCriteria: budgetsHeld,
+		Overload: 10 * time.Second,
 	},
 	Smoke: {
 		Cooldown: 0, Fixed: time.Second,
 		Start: 1, Growth: 2, Precision: 0.25, Ceiling: 2, Step: time.Second, Search: 2 * time.Second,
-		// Loose enough for a loaded CI machine under the race detector:
-		// these fail a stage that errs or stalls, not one that is slow.
-		fixedCriteria:  []string{"p(99)<2s", "rate<0.1%"},
-		probe:          []string{"p(99)<2s", "rate<1%"},
-		stressCriteria: []string{"breaking_point>=[[.Rate]]"},
+		// Loose enough for a loaded CI machine (load average 10-16) under
+		// the race detector: these fail a stage that errs or stalls (the
+		// plan's timeout is 5 s), not one that is slow or answers a few
+		// 503s when a budget runs out. The breaking point is shown, not
+		// judged: a probe on a starved machine fails at any rate.
+		fixedCriteria:  []string{"p(99)<4s", "rate<10%"},
+		probe:          []string{"p(99)<4s", "rate<10%"},
+		stressCriteria: nil,
+		BudgetDown:     time.Second, BudgetBack: time.Second,
+		// The page's user has 100 ms: under the race detector on a
+		// starved machine a fifth of pages may miss it (503).
+		budgetCriteria: []string{"p(99)<4s", "rate<50%"},
+		Overload:       time.Second,
 	},
+}
+
+// mixEntry is one request of the demo's mix: its weight, whether the
+// storefront's overload control counts it critical (storefront's
+// routeClass: reads of a user or a product, and the composite page), and
+// its YAML in the plan, weight left out; [[.Stage]] is the stage's number.
+type mixEntry struct {
+	weight   int
+	critical bool
+	yaml     string
+}
+
+// demoMix is the storefront's whole API in a mix of 92 % reads and 8 %
+// writes, skewed as real traffic is (a few users and products draw most
+// reads, Zipf s = 1.1). The composite page is in it at every stage, so
+// that its latency compares across them.
+var demoMix = []mixEntry{
+	{25, true, `name: user, path: "/users/{{user}}"`},
+	{25, true, `name: product, path: "/products/{{product}}"`},
+	{10, true, `name: home, path: "/users/{{user}}/home"`},
+	{10, false, `name: recommendations, path: "/users/{{user}}/recommendations?limit=10"`},
+	{15, false, `name: search, path: "/search?limit=10&q={{words}}"`},
+	{5, false, `name: action, method: POST, path: "/users/{{user}}/actions", headers: {Content-Type: application/json}, body: '{"product_id": {{product}}, "kind": "{{kind}}"}'`},
+	{1, false, `name: new user, method: POST, path: /users, headers: {Content-Type: application/json}, body: '{"email": "demo.[[.Stage]].{{seq}}@example.com", "name": "Demo User {{seq}}", "region": "eu-west"}'`},
+	{2, false, `name: rename, method: PATCH, path: "/users/{{user}}", headers: {Content-Type: application/json}, body: '{"name": "Renamed {{seq}}"}'`},
+	{3, false, `name: healthz, path: /healthz`},
+	{3, false, `name: readyz, path: /readyz`},
+	{1, false, `name: metrics, path: /metrics`},
+}
+
+// homeOnly is the composite page alone, the budgets phase's request.
+var homeOnly = []mixEntry{{1, true, `name: home, path: "/users/{{user}}/home"`}}
+
+// requestsYAML writes entries as the plan's requests list.
+func requestsYAML(entries []mixEntry) string {
+	var b strings.Builder
+	for _, e := range entries {
+		fmt.Fprintf(&b, "  - {weight: %d, %s}\n", e.weight, e.yaml)
+	}
+	return b.String()
+}
+
+// critical returns the entries of the mix that are (or are not) critical.
+func critical(entries []mixEntry, want bool) []mixEntry {
+	var out []mixEntry
+	for _, e := range entries {
+		if e.critical == want {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// share is the weight of part over that of whole.
+func share(part, whole []mixEntry) float64 {
+	w := func(es []mixEntry) (n int) {
+		for _, e := range es {
+			n += e.weight
+		}
+		return n
+	}
+	return float64(w(part)) / float64(w(whole))
+}
+
+// demoConnections bounds the requests in flight of a stage's plan. The
+// budgets and overload phases' generators get wideConnections each, as
+// scripts/bench/overload's do: there answers take hundreds of
+// milliseconds (a budget) or pile up (three times a capacity), and a
+// request that waited for a connection would measure the generator.
+//
+// demoTimeout bounds one request of the demo's plans: an answer later
+// than this is a timeout. The overload phase's is overloadTimeout: a
+// request left waiting that long has lost its visitor, and the phase
+// ends that long after its last send at most.
+const (
+	demoTimeout     = 5 * time.Second
+	overloadTimeout = 2 * time.Second
+	demoConnections = 64
+	wideConnections = 1000
+)
+
+// constantPhase is a plan's one phase at a constant rate, for the budgets
+// and overload phases.
+type constantPhase struct {
+	Name     string
+	Rate     float64
+	Duration time.Duration
+	// Criteria are its thresholds ([[.Rate]] and the like filled in),
+	// and YAML the list as the template writes it.
+	Criteria []string
+	YAML     string
+	// Connections bounds the requests in flight; 0 means
+	// demoConnections. Timeout bounds one request; 0 means demoTimeout.
+	Connections int
+	Timeout     time.Duration
 }
 
 // planArgs fill the demo's plan template.
@@ -145,7 +281,13 @@ type planArgs struct {
 	Name, Target    string
 	Metrics         string // the target's /metrics, scraped each second
 	Users, Products int
-	Stage           int // in new users' emails, unique across the stages of a run
+	Stage           int    // in new users' emails, unique across the plans of a run
+	Requests        string // the requests list, YAML
+	Connections     int
+	Timeout         time.Duration
+	// Constant, when set, is the plan's one phase in place of the
+	// stage's (the search, the fixed rate, and Full's others).
+	Constant *constantPhase
 	// Rate is the fixed rate; Rate99 and Rate150 are 99 % and 150 % of it,
 	// for criteria. Start, To and SpikeRate are the timing's multiples of it.
 	Rate, Rate99, Rate150 float64
@@ -157,17 +299,42 @@ type planArgs struct {
 	EnduranceCriteria     string
 }
 
-// plan returns the stage's plan: the storefront's whole API in a mix of
-// 92 % reads and 8 % writes, skewed as real traffic is (a few users and
-// products draw most reads, Zipf s = 1.1), and the mode's phases.
+// plan returns the stage's plan: the demo's mix (demoMix) and the mode's
+// phases.
 func plan(t timing, name, target string, stage int, cfg Config) (*loadtest.Plan, error) {
+	return planOf(t, name, target, stage, cfg, demoMix, nil)
+}
+
+// planOf returns a plan of entries against target: the mode's phases, or
+// with one the constant phase alone (its criteria as a list, which
+// planOf writes as YAML).
+func planOf(t timing, name, target string, stage int, cfg Config, entries []mixEntry, one *constantPhase) (*loadtest.Plan, error) {
 	a := planArgs{
 		Name: name, Target: target, Users: cfg.Users, Products: cfg.Products, Stage: stage,
 		Rate: cfg.Rate, Rate99: 0.99 * cfg.Rate, Rate150: loadtest.StressBreakingFactor * cfg.Rate,
 		T: t, Start: t.Start * cfg.Rate, To: t.Ceiling * cfg.Rate, SpikeRate: t.SpikeRate * cfg.Rate,
-		Metrics: strings.TrimSuffix(target, "/") + "/metrics",
+		Metrics: strings.TrimSuffix(target, "/") + "/metrics", Connections: demoConnections, Constant: one,
+	}
+	a.Timeout = demoTimeout
+	if one != nil && one.Connections > 0 {
+		a.Connections = one.Connections
+	}
+	if one != nil && one.Timeout > 0 {
+		a.Timeout = one.Timeout
 	}
 	var err error
+	var reqs strings.Builder
+	if err := template.Must(template.New("").Delims("[[", "]]").Parse(requestsYAML(entries))).Execute(&reqs, a); err != nil {
+		return nil, fmt.Errorf("demo: plan: %w", err)
+	}
+	a.Requests = reqs.String()
+	if one != nil {
+		c := *one
+		if c.YAML, err = criteria(c.Criteria, a); err != nil {
+			return nil, err
+		}
+		a.Constant = &c
+	}
 	for _, c := range []struct {
 		dst  *string
 		list []string
@@ -217,8 +384,8 @@ func criteria(list []string, a planArgs) (string, error) {
 var planTemplate = template.Must(template.New("plan").Delims("[[", "]]").Parse(`name: "[[.Name]]"
 target: [[.Target]]
 metrics: [[.Metrics]]
-connections: 64
-timeout: 5s
+connections: [[.Connections]]
+timeout: [[.Timeout]]
 cooldown: [[.T.Cooldown]]
 current_rps: [[.Rate]]
 peak_rps: [[.Rate]]
@@ -229,32 +396,14 @@ variables:
   words: {choice: [wireless, coffee, tent, novel, puzzle, kettle, sneaker, guitar, lamp, premium headphones, organic tea, board game]}
   seq: {sequence: {start: 1}}
 requests:
-  - {name: user, weight: 30, path: "/users/{{user}}"}
-  - {name: product, weight: 25, path: "/products/{{product}}"}
-  - {name: recommendations, weight: 15, path: "/users/{{user}}/recommendations?limit=10"}
-  - {name: search, weight: 15, path: "/search?limit=10&q={{words}}"}
-  - name: action
-    weight: 5
-    method: POST
-    path: "/users/{{user}}/actions"
-    headers: {Content-Type: application/json}
-    body: '{"product_id": {{product}}, "kind": "{{kind}}"}'
-  - name: new user
-    weight: 1
-    method: POST
-    path: /users
-    headers: {Content-Type: application/json}
-    body: '{"email": "demo.[[.Stage]].{{seq}}@example.com", "name": "Demo User {{seq}}", "region": "eu-west"}'
-  - name: rename
-    weight: 2
-    method: PATCH
-    path: "/users/{{user}}"
-    headers: {Content-Type: application/json}
-    body: '{"name": "Renamed {{seq}}"}'
-  - {name: healthz, weight: 3, path: /healthz}
-  - {name: readyz, weight: 3, path: /readyz}
-  - {name: metrics, weight: 1, path: /metrics}
-phases:
+[[.Requests]]phases:
+[[- if .Constant]]
+  - name: "[[.Constant.Name]]"
+    pattern: constant
+    rate: [[.Constant.Rate]]
+    duration: [[.Constant.Duration]]
+    criteria: [[.Constant.YAML]]
+[[- else]]
   - name: stress
     pattern: breaking
     rate: [[.Start]]
@@ -285,5 +434,6 @@ phases:
     capacity: stress
     duration: [[.T.Endurance]]
     criteria: [[.EnduranceCriteria]]
+[[- end]]
 [[- end]]
 `))

@@ -3,13 +3,21 @@ package demo
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/strata-dev/strata/loadtest"
+	"github.com/strata-dev/strata/overload"
+	"github.com/strata-dev/strata/storefront"
 )
+
+// storefrontNonCritical is the composite page's budget for its
+// recommendations, which the demo's storefronts keep at the default.
+const storefrontNonCritical = storefront.DefaultNonCriticalBudget
 
 // row is one line of the side-by-side table: a label and how to read its
 // cell from a stage.
@@ -60,6 +68,8 @@ func printComparison(out io.Writer, r Result, cfg Config, t timing) {
 	}
 	fmt.Fprintln(tw)
 	tw.Flush()
+	fmt.Fprintf(out, "\ncomposite page: GET /users/{id}/home (the user within 100 ms, the recommendations within 500 ms\n"+
+		"or the popular products), in the service, from its request duration histogram (≈: within a bucket)\n")
 	if slices.ContainsFunc(r.Stages, func(st StageResult) bool { return len(st.Shards) > 0 }) {
 		fmt.Fprintf(out, "\nsharded: calls are the shard router's at the fixed rate (reads, writes and fan-out legs to each\n"+
 			"shard's primary), over the requests; users are counted on each shard after the stage. The main\n"+
@@ -68,6 +78,8 @@ func printComparison(out io.Writer, r Result, cfg Config, t timing) {
 	}
 	printCriteria(out, r.Stages[0].Report, t)
 	printFailures(out, r)
+	printBudgets(out, r, cfg, t)
+	printOverload(out, r, t)
 	fmt.Fprintf(out, "\n(the load generator and the service share this process and its cores: the figures compare the\n"+
 		"stages with each other; for a service's own capacity, run `strata loadtest run` from a second machine)\n")
 }
@@ -84,6 +96,12 @@ func sections(cfg Config, t timing) []section {
 			{"p50 / p99", phaseCell(fixedPhase, func(ph *loadtest.PhaseReport) string {
 				return fmt.Sprintf("%s / %s", ms(ph.Summary.LatencyMS.P50), ms(ph.Summary.LatencyMS.P99))
 			})},
+			{"composite page p50 / p99", func(st StageResult) string {
+				if st.Page.Count == 0 || math.IsNaN(st.Page.P50) {
+					return "-"
+				}
+				return fmt.Sprintf("≈ %s / %s", ms(1000*st.Page.P50), ms(1000*st.Page.P99))
+			}},
 			{"failed requests", phaseCell(fixedPhase, func(ph *loadtest.PhaseReport) string {
 				return fmt.Sprintf("%d of %d", ph.Summary.Errors, ph.Summary.Requests)
 			})},
@@ -244,20 +262,36 @@ func printFailures(out io.Writer, r Result) {
 }
 
 // journeyReport joins the stages' load tests into one report whose phases
-// are named "stage: phase".
-func journeyReport(stages []StageResult) *loadtest.Report {
+// are named "stage: phase", with stage 3's budgets phase after its
+// stage's, and the overload phase last.
+func journeyReport(r Result) *loadtest.Report {
 	rep := &loadtest.Report{Plan: "the scale journey", Slices: 1}
-	for _, st := range stages {
+	add := func(prefix string, ph loadtest.PhaseReport) {
+		ph.Name = prefix + ph.Name
+		rep.Phases = append(rep.Phases, ph)
+		if end := ph.Started.Add(time.Duration(ph.ElapsedSeconds * float64(time.Second))); end.After(rep.Finished) {
+			rep.Finished = end
+		}
+	}
+	for _, st := range r.Stages {
 		if st.Report == nil {
 			continue
 		}
 		if rep.Target == "" {
 			rep.Target, rep.Started = "the storefront, one stage after another", st.Report.Started
 		}
-		rep.Finished = st.Report.Finished
 		for _, ph := range st.Report.Phases {
-			ph.Name = st.Short + ": " + ph.Name
-			rep.Phases = append(rep.Phases, ph)
+			add(st.Short+": ", ph)
+		}
+		rep.Finished = st.Report.Finished
+		if b := st.Budgets; b != nil {
+			add(st.Short+": ", b.Down.Report)
+			add(st.Short+": ", b.Back.Report)
+		}
+	}
+	if o := r.Overload; o != nil {
+		for _, ph := range []loadtest.PhaseReport{o.With.Critical, o.With.Rest, o.Without.Critical, o.Without.Rest} {
+			add(o.Stage+": ", ph)
 		}
 	}
 	rep.Reassess()
@@ -284,3 +318,154 @@ func (i *indent) Write(p []byte) (int, error) {
 }
 
 func ms(v float64) string { return fmt.Sprintf("%.2fms", v) }
+
+// printBudgets prints stage 3's budgets phase: the composite page while
+// the recommendation service stalled, and once it was back.
+func printBudgets(out io.Writer, r Result, cfg Config, t timing) {
+	for _, st := range r.Stages {
+		b := st.Budgets
+		if b == nil {
+			continue
+		}
+		fmt.Fprintf(out, "\n%s, its budgets: GET /users/{id}/home alone at %g/s, the recommendation service stalled\n"+
+			"past the page's %v budget for them (it answers nothing) for %v, then back for %v\n\n",
+			st.Short, cfg.Rate, storefrontNonCritical, t.BudgetDown, t.BudgetBack)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "\trecommendations down\trecommendations back\t\n")
+		phases := []PagePhase{b.Down, b.Back}
+		for _, rw := range []struct {
+			label string
+			cell  func(PagePhase) string
+		}{
+			{"page p50 / p99", func(p PagePhase) string {
+				return fmt.Sprintf("%s / %s", ms(p.Report.Summary.LatencyMS.P50), ms(p.Report.Summary.LatencyMS.P99))
+			}},
+			{"failed pages", func(p PagePhase) string {
+				return fmt.Sprintf("%d of %d%s", p.Report.Summary.Errors, p.Report.Summary.Requests, kinds(p.Report.Summary.ErrorsByKind))
+			}},
+			{"with fallback recommendations", func(p PagePhase) string {
+				return fmt.Sprintf("%s (%d of %d)", percent(p.FallbackShare()), p.Fallbacks, p.Pages)
+			}},
+			{"upstream calls", func(p PagePhase) string { return counts(p.Upstream.Calls) }},
+			{"failed attempts, retries", func(p PagePhase) string {
+				return fmt.Sprintf("%s; %d retries", counts(p.Upstream.Errors), p.Upstream.Retries)
+			}},
+			{"breaker at the end", func(p PagePhase) string { return p.Breaker }},
+			{"verdict", func(p PagePhase) string { return string(p.Report.Status) }},
+		} {
+			fmt.Fprintf(tw, "  %s\t", rw.label)
+			for _, p := range phases {
+				fmt.Fprintf(tw, "%s\t", rw.cell(p))
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+		if b.Recovered {
+			fmt.Fprintf(out, "the breaker closed and a page had its recommendations again %.1f s after the service came back\n", b.Recovery.Seconds())
+		} else {
+			fmt.Fprintf(out, "the breaker had not closed, or no page had its recommendations, %.0f s after the service came back\n", b.Recovery.Seconds())
+		}
+		printVerdicts(out, b.Down.Report, b.Back.Report)
+	}
+}
+
+// printOverload prints the overload phase: the two runs side by side.
+func printOverload(out io.Writer, r Result, t timing) {
+	o := r.Overload
+	if o == nil {
+		return
+	}
+	fmt.Fprintf(out, "\noverload: %s at %d × %s, %.0f/s = %.0f/s for %v, the critical requests\n"+
+		"(%.0f%%: GET /users/{id}, /products/{id}, /users/{id}/home) and the rest from two generators at once\n\n",
+		o.Stage, OverloadFactor, o.CapacityFrom, o.Capacity, o.Rate, t.Overload, 100*o.CriticalShare)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\twith the overload controller\twithout\t\n")
+	for _, rw := range []struct {
+		label string
+		cell  func(OverloadRun) string
+	}{
+		{"successes/s, of capacity", func(run OverloadRun) string {
+			return fmt.Sprintf("%.0f/s, %.0f%%", run.Successes(), 100*run.Successes()/o.Capacity)
+		}},
+		{"critical p50 / p99", func(run OverloadRun) string {
+			return fmt.Sprintf("%s / %s", ms(run.Critical.Summary.LatencyMS.P50), ms(run.Critical.Summary.LatencyMS.P99))
+		}},
+		{"critical errors", func(run OverloadRun) string { return failures(run.Critical.Summary) }},
+		{"the rest's errors", func(run OverloadRun) string { return failures(run.Rest.Summary) }},
+		{"limiter at the end", func(run OverloadRun) string {
+			s := run.Limiter
+			if s.Limit == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("limit %d; shed: %d critical, %d normal, %d sheddable", s.Limit,
+				s.Rejected[overload.Critical], s.Rejected[overload.Normal], s.Rejected[overload.Sheddable])
+		}},
+	} {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t\n", rw.label, rw.cell(o.With), rw.cell(o.Without))
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "latency from each request's scheduled send (the generators share the service's cores)\n")
+	printVerdicts(out, o.With.Critical)
+	if w := o.Without.Critical.Summary.LatencyMS.P99; !(w > clearOverload*msOf(overload.DefaultTarget)) {
+		fmt.Fprintf(out, "  the critical p99s are shown, not judged: without the controller it was %s, not %d× past the %v SLA,\n"+
+			"  so there was no clear overload to compare with\n", ms(w), clearOverload, overload.DefaultTarget)
+	}
+}
+
+// printVerdicts lists the phases' verdicts, one line a phase.
+func printVerdicts(out io.Writer, phases ...loadtest.PhaseReport) {
+	for _, ph := range phases {
+		var vs []string
+		for _, v := range ph.Verdicts {
+			s := fmt.Sprintf("%s %s", v.Criterion, v.Status)
+			if v.Detail != "" {
+				s += " (" + v.Detail + ")"
+			}
+			vs = append(vs, s)
+		}
+		fmt.Fprintf(out, "  %s: %s: %s\n", ph.Name, ph.Status, strings.Join(vs, ", "))
+	}
+}
+
+// failures is "n of m" with the kinds of error, and the requests not sent.
+func failures(s loadtest.Summary) string {
+	f := fmt.Sprintf("%d of %d%s", s.Errors, s.Requests, kinds(s.ErrorsByKind))
+	if s.Skipped > 0 {
+		f += fmt.Sprintf(", %d not sent", s.Skipped)
+	}
+	return f
+}
+
+// kinds is " (kind ×n, …)", or "" for none.
+func kinds(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// counts is "key n, …" over the non-zero counts, or "none".
+func counts(m map[string]int64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// percent is a share as a percentage, "-" for NaN.
+func percent(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*v)
+}

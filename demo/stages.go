@@ -46,6 +46,11 @@ type stage struct {
 	reg    *prometheus.Registry
 	cached bool           // read through the stage-2 cache
 	redis  rueidis.Client // with Redis as L2
+	// split: the recommendation service on a listener of its own (stage
+	// 3), called over HTTP; its cache's counters are read from recReg
+	// beside the storefront's.
+	split  bool
+	recReg prometheus.Gatherer
 }
 
 // sqliteStages seeds a fresh SQLite database and returns the stages that
@@ -72,6 +77,10 @@ func (j *journey) sqliteStages(ctx context.Context, url string) ([]stage, func()
 		stages = append(stages, stage{name: "stage 2: read-through cache, L1 + Redis L2", short: "stage 2 (L1 + Redis)",
 			store: store, queries: n, cached: true, redis: j.cfg.Redis})
 	}
+	// Stage 3 builds on stage 2 in process (L1 on SQLite), which every
+	// run has: its figures compare with stage 2 (L1)'s.
+	stages = append(stages, stage{name: "stage 3: service split, recommendations over HTTP; L1 on SQLite", short: "stage 3 (split, L1)",
+		store: store, queries: n, cached: true, split: true})
 	return stages, closeStore, nil
 }
 
@@ -220,7 +229,18 @@ func (j *journey) stage(ctx context.Context, st stage, index int) (StageResult, 
 		defer c.Close()
 		svc = c
 	}
-	srv := storefront.NewServer("127.0.0.1:0", storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: j.log}))
+	var sp *split
+	if st.split {
+		var err error
+		if sp, err = j.startSplit(ctx, st.store, index, reg); err != nil {
+			return res, err
+		}
+		defer sp.close()
+		svc = storefront.NewRemoteRecommender(svc, sp.client)
+		st.recReg = sp.reg
+	}
+	pages := &pageCounter{next: storefront.NewHandler(svc, storefront.HandlerConfig{Registerer: reg, Gatherer: reg, Logger: j.log})}
+	srv := storefront.NewServer("127.0.0.1:0", pages)
 	srv.ErrorLog = slog.NewLogLogger(j.log.Handler(), slog.LevelWarn)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -238,6 +258,9 @@ func (j *journey) stage(ctx context.Context, st stage, index int) (StageResult, 
 		waitCacheReady(ctx, base)
 	}
 	err = j.measure(ctx, st, index, base, reg, &res)
+	if err == nil && sp != nil {
+		res.Budgets, err = j.budgets(ctx, st, base, sp, pages, reg)
+	}
 	stop()
 	if serr := <-served; err == nil {
 		err = serr
@@ -281,7 +304,7 @@ func (j *journey) measure(ctx context.Context, st stage, index int, base string,
 		one.Phases = []loadtest.Phase{ph}
 		var before reading
 		if ph.Name == fixedPhase {
-			if before, err = read(reg, st.queries); err != nil {
+			if before, err = readStage(st, reg); err != nil {
 				return err
 			}
 		}
@@ -291,7 +314,7 @@ func (j *journey) measure(ctx context.Context, st stage, index int, base string,
 		}
 		pr := r.Phases[0]
 		if ph.Name == fixedPhase {
-			after, err := read(reg, st.queries)
+			after, err := readStage(st, reg)
 			if err != nil {
 				return err
 			}
@@ -310,6 +333,19 @@ func (j *journey) measure(ctx context.Context, st stage, index int, base string,
 	rep.Reassess()
 	res.Report = rep
 	return nil
+}
+
+// readStage reads the stage's counters: the storefront's in reg, and
+// with a split recommendation service its cache's too.
+func readStage(st stage, reg prometheus.Gatherer) (reading, error) {
+	r, err := read(reg, st.queries)
+	if err != nil || st.recReg == nil {
+		return r, err
+	}
+	rr, err := read(st.recReg, nil)
+	r.cacheReads += rr.cacheReads
+	r.cacheLoads += rr.cacheLoads
+	return r, err
 }
 
 // waitCacheReady waits (at most 2 s) until a read is answered by L1.

@@ -192,7 +192,9 @@ func TestCLIDemo(t *testing.T) {
 	}
 	for _, want := range []string{"smoke run", "stage 1: monolith", "stage 2: read-through cache", "the journey side by side",
 		"p50 / p99", "DB queries per request", "cache hit ratio", "breaking point", "verdict", "PASSED",
-		"every endpoint", "the load-test report, with charts: " + html, "demo finished"} {
+		"verdicts, on loadtest's criteria", "stage 3: service split", "its budgets", "recommendations back",
+		"overload: stage 1 (no cache) at 3 ×", "with the overload controller",
+		"the load-test report, with charts: " + html, "demo finished"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -201,7 +203,8 @@ func TestCLIDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"stage 1 (no cache): baseline", "stage 2 (L1): stress"} {
+	for _, want := range []string{"stage 1 (no cache): baseline", "stage 2 (L1): stress", "stage 3 (split, L1): baseline",
+		"stage 3 (split, L1): recommendations down", "stage 1 (no cache): overload, with the controller: critical"} {
 		if !bytes.Contains(data, []byte(want)) {
 			t.Errorf("the HTML report lacks %q", want)
 		}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/strata-dev/strata/internal/sqltext"
 )
 
 // DefaultQueryTTL is the TTL to give a cache used as the query-result level.
@@ -294,7 +296,7 @@ func (n *sqlNormalizer) stringLiteral(i int) (int, error) {
 // dollar copies the dollar-quoted string at sql[i], or emits a $ that
 // opens none (a parameter such as $1, or a lone $).
 func (n *sqlNormalizer) dollar(i int) (int, error) {
-	tag, ok := dollarTag(n.sql, i)
+	tag, ok := sqltext.DollarTag(n.sql, i)
 	if !ok {
 		n.emit("$")
 		return i + 1, nil
@@ -383,20 +385,4 @@ func blockCommentEnd(sql string, i int) (int, error) {
 		}
 	}
 	return 0, queryErr("unterminated block comment starting at byte %d", i)
-}
-
-// dollarTag returns the $tag$ opening a dollar-quoted string at sql[i].
-func dollarTag(sql string, i int) (string, bool) {
-	for j := i + 1; j < len(sql); j++ {
-		c := sql[j]
-		switch {
-		case c == '$':
-			return sql[i : j+1], true
-		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80:
-		case c >= '0' && c <= '9' && j > i+1:
-		default:
-			return "", false
-		}
-	}
-	return "", false
 }

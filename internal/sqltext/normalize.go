@@ -93,7 +93,7 @@ func (n *normalizer) token(i int) int {
 		n.emit(src[i:end])
 		return end
 	case c == '$' && !n.afterWord():
-		if tag, ok := dollarTag(src, i); ok {
+		if tag, ok := DollarTag(src, i); ok {
 			n.emit("?")
 			if end := strings.Index(src[i+len(tag):], tag); end >= 0 {
 				return i + 2*len(tag) + end
@@ -202,8 +202,9 @@ func numberEnd(src string, i int) int {
 	return j
 }
 
-// dollarTag returns the $tag$ that opens a dollar-quoted string at src[i].
-func dollarTag(src string, i int) (string, bool) {
+// DollarTag returns the $tag$ that opens a dollar-quoted string at
+// src[i], and whether one does.
+func DollarTag(src string, i int) (string, bool) {
 	for j := i + 1; j < len(src); j++ {
 		c := src[j]
 		switch {
